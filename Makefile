@@ -1,0 +1,48 @@
+# Every command a person runs. `make run` and `make test` need nothing but Python 3.11.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test test-pg lint format bench soak demo clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or: make PYTHON=python3)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+## Serve the API with its worker and scheduler on the embedded default (SQLite, in-process broker).
+run: $(STAMP)
+	$(BIN)/certs db upgrade
+	$(BIN)/certs run
+
+## The test suite on the embedded default (SQLite + in-process broker).
+test: $(STAMP)
+	$(BIN)/pytest -q -p no:cacheprovider -m "not slow"
+
+## The same suite on PostgreSQL (fresh database, non-owner app role) and Redis.
+test-pg: $(STAMP)
+	CERTS_TEST_BACKEND=postgres REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/0} \
+	  $(BIN)/pytest -q -p no:cacheprovider -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+## Benchmarks against DATABASE_URL (see docs/benchmarks.md).
+bench: $(STAMP)
+	$(BIN)/python -m bench all
+
+## Long reliability runs (soak, load, faults at full size).
+soak: $(STAMP)
+	CERTS_TEST_BACKEND=postgres REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/0} \
+	  $(BIN)/pytest -q -p no:cacheprovider -m slow
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache

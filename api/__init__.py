@@ -1,0 +1,122 @@
+"""The HTTP API: app factory, blueprints (one module per resource family in `api.resources`)."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import uuid
+from typing import Any
+
+import marshmallow as ma
+from flask import Flask, Response, g, request
+from flask_smorest import Api
+from flask_smorest import Blueprint as SmorestBlueprint
+
+from api.db import commit_request, init_request_sessions
+from api.errors import register_error_handlers
+from certifications.settings import Settings, load_settings
+from tenancy import context, db
+from tenancy.auth import init_auth
+
+API_PREFIX = "/api/v1"
+
+
+class ErrorSchema(ma.Schema):
+    """The one error shape (SPEC §7)."""
+
+    code = ma.fields.Raw(
+        metadata={
+            "description": "HTTP status, or a machine-readable reason such as `module_disabled`",
+            "oneOf": [{"type": "integer"}, {"type": "string"}],
+        }
+    )
+    status = ma.fields.String(metadata={"description": "HTTP reason phrase"})
+    message = ma.fields.String(metadata={"description": "What went wrong, as a sentence"})
+    errors = ma.fields.Dict(metadata={"description": "Field errors, by location and field"})
+    http_status = ma.fields.Integer(metadata={"description": "HTTP status when code is a reason"})
+
+
+class CertsApi(Api):
+    ERROR_SCHEMA = ErrorSchema
+
+
+class CertsFlask(Flask):
+    def dispatch_request(self) -> Any:  # type: ignore[override]
+        """Run the view, then commit: the one commit owner of a request.
+
+        A failing commit (e.g. a unique violation) becomes that request's error response, and
+        jobs written to the outbox are relayed only after the commit succeeded.
+        """
+        rv = super().dispatch_request()
+        commit_request()
+        return rv
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or load_settings()
+    app = CertsFlask(__name__)
+    app.config.update(
+        CERTS_SETTINGS=settings,
+        API_TITLE="Certifications API",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX=API_PREFIX,
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        API_SPEC_OPTIONS={
+            "info": {
+                "description": (
+                    "Multi-tenant certifications backend. Authenticate with a JWT bearer token "
+                    "carrying `sub`, `org` and `scopes`."
+                )
+            },
+        },
+        JSON_SORT_KEYS=False,
+        MAX_CONTENT_LENGTH=32 * 1024 * 1024,
+    )
+    db.configure(settings)
+    import workers.actors  # noqa: F401 - the broker and actors, so the relay can enqueue
+
+    init_auth(app, settings)
+    init_request_sessions(app)
+    api = CertsApi(app)
+    api.spec.components.security_scheme(
+        "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    )
+    _register_blueprints(api)
+    register_error_handlers(app)
+    _request_ids(app)
+    return app
+
+
+def _register_blueprints(api: Api) -> None:
+    import api.resources as resources
+
+    for mod in sorted(pkgutil.iter_modules(resources.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{resources.__name__}.{mod.name}")
+        blp = getattr(module, "blp", None)
+        if isinstance(blp, SmorestBlueprint):
+            api.register_blueprint(blp, url_prefix=API_PREFIX + (blp.url_prefix or ""))
+        elif blp is not None:  # plain Flask blueprints: probes and metrics, outside /api/v1
+            api._app.register_blueprint(blp)
+
+
+def _request_ids(app: Flask) -> None:
+    @app.before_request
+    def _start() -> None:
+        incoming = request.headers.get("X-Request-ID", "")
+        rid = incoming if 0 < len(incoming) <= 100 and incoming.isprintable() else None
+        g.request_id = rid or uuid.uuid4().hex
+        context.set_request_id(g.request_id)
+        context.set_current_org(None)
+
+    @app.after_request
+    def _stamp(resp: Response) -> Response:
+        resp.headers["X-Request-ID"] = g.get("request_id", "")
+        return resp
+
+    @app.teardown_request
+    def _reset(_exc: BaseException | None) -> None:
+        context.set_current_org(None)
+        context.set_request_id(None)

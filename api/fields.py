@@ -1,0 +1,89 @@
+"""Shared marshmallow fields: the one string type (refuses NUL), emails, UUID lists, money."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from marshmallow import ValidationError, fields, validate
+
+MAX_MONEY = Decimal("9999999999.99")  # fits Numeric(12, 2)
+_MONEY_RE = r"^\d{1,10}(\.\d{1,2})?$"
+
+
+class Text(fields.String):
+    """A string that refuses NUL bytes (PostgreSQL cannot store them) and trims nothing."""
+
+    default_error_messages = {"nul": "NUL bytes are not allowed."}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        result = super()._deserialize(value, attr, data, **kwargs)
+        if "\x00" in result:
+            raise self.make_error("nul")
+        return result
+
+
+def name_field(max_length: int = 200, **kwargs: Any) -> Text:
+    """A required-looking, non-blank name of bounded length."""
+    return Text(validate=[validate.Length(min=1, max=max_length), _not_blank], **kwargs)
+
+
+def _not_blank(value: str) -> None:
+    if not value.strip():
+        raise ValidationError("Must not be blank.")
+
+
+class Email(Text):
+    default_error_messages = {"invalid_email": "Not a valid email address."}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        from email_validator import EmailNotValidError, validate_email
+
+        result = super()._deserialize(value, attr, data, **kwargs)
+        if len(result) > 320:
+            raise self.make_error("invalid_email")
+        try:
+            return validate_email(result, check_deliverability=False).normalized
+        except EmailNotValidError as exc:
+            raise self.make_error("invalid_email") from exc
+
+
+class Money(fields.Field):
+    """Exact decimal money as a string with 2 places: "129.50" in and out, never a float."""
+
+    default_error_messages = {
+        "invalid": 'Must be a decimal string with at most 2 decimal places, e.g. "129.50".',
+        "range": f"Must be between 0 and {MAX_MONEY}.",
+    }
+
+    def __init__(self, **kwargs: Any) -> None:
+        metadata = {
+            "type": "string",
+            "format": "decimal",
+            "pattern": _MONEY_RE,
+            "example": "129.50",
+            **kwargs.pop("metadata", {}),
+        }
+        super().__init__(metadata=metadata, **kwargs)
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        if value is None:
+            return None
+        return f"{Decimal(value).quantize(Decimal('0.01'))}"
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Decimal:
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise self.make_error("invalid")
+        text = str(value).strip()
+        if not re.fullmatch(r"-?\d+(\.\d+)?", text):
+            raise self.make_error("invalid")
+        try:
+            amount = Decimal(text)
+        except InvalidOperation as exc:
+            raise self.make_error("invalid") from exc
+        if amount < 0 or amount > MAX_MONEY:
+            raise self.make_error("range")
+        if amount != amount.quantize(Decimal("0.01")):
+            raise self.make_error("invalid")
+        return amount.quantize(Decimal("0.01"))

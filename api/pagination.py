@@ -1,0 +1,104 @@
+"""Keyset (cursor) pagination, the one helper every list uses (SPEC §7)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from marshmallow import Schema, fields, validate
+from sqlalchemy import Select, tuple_
+from sqlalchemy.orm import Session
+
+from api.fields import Text
+from certifications.errors import Invalid
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+
+
+class PageArgs(Schema):
+    limit = fields.Integer(
+        load_default=DEFAULT_LIMIT,
+        validate=validate.Range(min=1, max=MAX_LIMIT),
+        metadata={"description": f"Page size, 1 to {MAX_LIMIT}."},
+    )
+    cursor = Text(
+        load_default=None,
+        validate=validate.Length(max=1000),
+        metadata={"description": "`next_cursor` of the previous page."},
+    )
+
+
+@dataclass
+class Page:
+    items: list[Any]
+    next_cursor: str | None
+
+
+def page_schema(item_schema: type[Schema], name: str | None = None) -> type[Schema]:
+    """`{"items": [...], "next_cursor": ...}` for an item schema (named for the OpenAPI doc)."""
+    name = name or item_schema.__name__.removesuffix("Schema") + "PageSchema"
+    return Schema.from_dict(
+        {
+            "items": fields.List(fields.Nested(item_schema), required=True),
+            "next_cursor": fields.String(allow_none=True, required=True),
+        },
+        name=name,
+    )
+
+
+def _encode(values: list[Any]) -> str:
+    raw = json.dumps([v.isoformat() if isinstance(v, date) else str(v) for v in values])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode(cursor: str, columns: list[Any]) -> list[Any]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        raw = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if not isinstance(raw, list) or len(raw) != len(columns):
+            raise ValueError("shape")
+        return [_parse(v, col) for v, col in zip(raw, columns, strict=True)]
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
+        raise Invalid({"cursor": ["Not a valid cursor."]}) from exc
+
+
+def _parse(value: Any, column: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError("cursor value")
+    kind = column.type.python_type
+    if kind is uuid.UUID:
+        return uuid.UUID(value)
+    if kind is datetime:
+        return datetime.fromisoformat(value)
+    if kind is date:
+        return date.fromisoformat(value)
+    if kind is int:
+        return int(value)
+    if kind is bool:
+        return value == "True"
+    return value
+
+
+def paginate(
+    session: Session, stmt: Select[Any], key_columns: list[Any], limit: int, cursor: str | None
+) -> Page:
+    """Rows of `stmt` ordered by `key_columns` (unique together, not null), after `cursor`.
+
+    `stmt` selects one ORM entity; the last key column should be the primary key.
+    """
+    if cursor:
+        values = _decode(cursor, key_columns)
+        stmt = stmt.where(tuple_(*key_columns) > tuple_(*values))
+    rows = session.scalars(stmt.order_by(*key_columns).limit(limit + 1)).all()
+    items = list(rows[:limit])
+    next_cursor = None
+    if len(rows) > limit:
+        last = items[-1]
+        next_cursor = _encode([getattr(last, col.key) for col in key_columns])
+    return Page(items=items, next_cursor=next_cursor)

@@ -1,0 +1,1 @@
+"""Blueprints: every module here exposing `blp` is registered by the app factory."""

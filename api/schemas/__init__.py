@@ -1,0 +1,1 @@
+"""Marshmallow schemas, one module per resource family. Unknown fields are refused (422)."""

@@ -1,0 +1,69 @@
+"""Organization schemas."""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from marshmallow import Schema, ValidationError, fields, validate
+
+from api.fields import Email, Text, name_field
+from tenancy.models import MODULES
+
+
+def _timezone(value: str) -> None:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValidationError("Not a known IANA time zone, e.g. Europe/Paris.") from exc
+
+
+def _https_or_http_url(value: str) -> None:
+    if not value.startswith(("https://", "http://")):
+        raise ValidationError("Must be an http(s) URL.")
+
+
+TIMEZONE = {
+    "validate": [validate.Length(max=64), _timezone],
+    "metadata": {"example": "Europe/Paris"},
+}
+
+
+class OrganizationSchema(Schema):
+    id = fields.UUID(dump_only=True)
+    name = fields.String(metadata={"example": "Acme Field Services"})
+    timezone = fields.String(metadata={"description": "IANA zone that defines 'today'"})
+    modules = fields.List(fields.String(), metadata={"example": ["hse"]})
+    admin_emails = fields.List(fields.String())
+    webhook_url = fields.String(allow_none=True)
+    webhook_secret_set = fields.Method("_secret_set", metadata={"type": "boolean"})
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+
+    def _secret_set(self, org: object) -> bool:
+        return bool(getattr(org, "webhook_secret", None))
+
+
+class OrganizationCreateSchema(Schema):
+    name = name_field(required=True)
+    timezone = Text(load_default="UTC", **TIMEZONE)
+    modules = fields.List(
+        Text(validate=validate.OneOf(MODULES)), load_default=list, validate=validate.Length(max=10)
+    )
+    admin_emails = fields.List(Email(), load_default=list, validate=validate.Length(max=50))
+
+
+class OrganizationPatchSchema(Schema):
+    name = name_field()
+    timezone = Text(**TIMEZONE)
+    admin_emails = fields.List(Email(), validate=validate.Length(max=50))
+    webhook_url = Text(allow_none=True, validate=[validate.Length(max=2000), _https_or_http_url])
+    webhook_secret = Text(
+        allow_none=True,
+        load_only=True,
+        validate=validate.Length(min=16, max=200),
+        metadata={"description": "Write-only HMAC key for webhook signatures; never returned."},
+    )
+
+
+class ModuleToggleSchema(Schema):
+    enabled = fields.Boolean(required=True)

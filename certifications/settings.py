@@ -1,0 +1,119 @@
+"""Configuration read from the environment (SPEC §8a), once, into an immutable object."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEV_JWT_SECRET = "dev-insecure-jwt-secret-change-me"  # noqa: S105 - the known-weak default
+DEFAULT_INSTANCE = Path(os.environ.get("CERTS_INSTANCE_DIR", Path.cwd() / "instance"))
+
+
+class ConfigError(RuntimeError):
+    """The environment asks for something unsafe or impossible."""
+
+
+def _bool(value: str | None, default: bool = False) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = "development"
+    database_url: str = ""
+    # Migrations run as the table owner; the app connects as a role the RLS policies bind.
+    migration_database_url: str = ""
+    db_app_role: str | None = None
+    redis_url: str | None = None
+    redis_namespace: str = "certs"
+    jwt_secret_key: str = DEV_JWT_SECRET
+    jwt_algorithm: str = "HS256"
+    jwt_public_key: str | None = None
+    jwt_private_key: str | None = None
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    mail_from: str = "certifications@localhost"
+    log_level: str = "INFO"
+    statement_timeout_ms: int = 30_000
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.database_url.startswith("postgresql")
+
+    @property
+    def embedded_broker(self) -> bool:
+        return not self.redis_url
+
+
+def _read_key(value: str | None) -> str | None:
+    """A PEM key given inline or as a path to a file."""
+    if not value:
+        return None
+    if value.lstrip().startswith("-----BEGIN"):
+        return value
+    return Path(value).read_text()
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ if environ is None else environ)
+    mode = env.get("CERTS_ENV", "development")
+    if mode not in {"development", "production", "test"}:
+        raise ConfigError(f"CERTS_ENV must be development, production or test, not {mode!r}")
+    default_db = f"sqlite:///{DEFAULT_INSTANCE / 'certs.db'}"
+    database_url = env.get("DATABASE_URL") or default_db
+    algorithm = env.get("JWT_ALGORITHM", "HS256")
+    if algorithm not in {"HS256", "RS256"}:
+        raise ConfigError(f"JWT_ALGORITHM must be HS256 or RS256, not {algorithm!r}")
+    secret = env.get("JWT_SECRET_KEY") or DEV_JWT_SECRET
+    settings = Settings(
+        env=mode,
+        database_url=database_url,
+        migration_database_url=env.get("MIGRATION_DATABASE_URL") or database_url,
+        db_app_role=env.get("DB_APP_ROLE") or None,
+        redis_url=env.get("REDIS_URL") or None,
+        redis_namespace=env.get("REDIS_NAMESPACE", "certs"),
+        jwt_secret_key=secret,
+        jwt_algorithm=algorithm,
+        jwt_public_key=_read_key(env.get("JWT_PUBLIC_KEY")),
+        jwt_private_key=_read_key(env.get("JWT_PRIVATE_KEY")),
+        smtp_host=env.get("SMTP_HOST") or None,
+        smtp_port=int(env.get("SMTP_PORT", "25")),
+        smtp_username=env.get("SMTP_USERNAME") or None,
+        smtp_password=env.get("SMTP_PASSWORD") or None,
+        smtp_starttls=_bool(env.get("SMTP_STARTTLS")),
+        mail_from=env.get("MAIL_FROM", "certifications@localhost"),
+        log_level=env.get("LOG_LEVEL", "INFO").upper(),
+        statement_timeout_ms=int(env.get("DB_STATEMENT_TIMEOUT_MS", "30000")),
+    )
+    _refuse_unsafe(settings)
+    return settings
+
+
+def _refuse_unsafe(s: Settings) -> None:
+    if s.jwt_algorithm == "RS256" and not s.jwt_public_key:
+        raise ConfigError("JWT_ALGORITHM=RS256 needs JWT_PUBLIC_KEY (PEM text or a file path)")
+    if s.env != "production":
+        return
+    if s.jwt_algorithm == "HS256" and (
+        s.jwt_secret_key == DEV_JWT_SECRET or len(s.jwt_secret_key) < 32
+    ):
+        raise ConfigError(
+            "CERTS_ENV=production refuses a missing, default or short JWT_SECRET_KEY "
+            "(use at least 32 random characters)"
+        )
+    if s.database_url.startswith("sqlite"):
+        raise ConfigError("CERTS_ENV=production needs DATABASE_URL pointing at PostgreSQL")
+    if not s.redis_url:
+        raise ConfigError("CERTS_ENV=production needs REDIS_URL")
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(32)

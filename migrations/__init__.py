@@ -1,0 +1,1 @@
+"""Alembic environment and versions; `certifications.migrate` runs them."""

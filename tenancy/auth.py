@@ -1,0 +1,211 @@
+"""JWT bearer auth and the one declarative permission check: `@requires(scope, module=...)`.
+
+Tokens carry `sub` (user id, a string), `org` (organization id) and `scopes` (list of strings).
+HS256 with a shared secret by default; RS256 with a public key for an external identity provider.
+Every failure is a 401/403 in the API's error shape, never flask-jwt-extended's `{"msg"}` or 422.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import wraps
+from typing import Any, TypeVar
+
+import jwt as pyjwt
+from flask import Flask
+from flask_jwt_extended import JWTManager, get_current_user, get_jwt, verify_jwt_in_request
+from flask_jwt_extended.exceptions import (
+    JWTExtendedException,
+    NoAuthorizationError,
+    UserClaimsVerificationError,
+    UserLookupError,
+)
+from jwt import ExpiredSignatureError
+from sqlalchemy import select
+
+from certifications.errors import Forbidden, Unauthorized
+from certifications.settings import Settings
+from tenancy import context, db
+from tenancy.models import Organization
+
+SCOPES = (
+    "certifications:read",
+    "certifications:create",
+    "certifications:update",
+    "certifications:delete",
+    "directory:read",
+    "directory:write",
+    "org:admin",
+    "platform:admin",
+)
+TENANT_SCOPES = tuple(s for s in SCOPES if s != "platform:admin")
+
+jwt_manager = JWTManager()
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class PlatformOperator:
+    """A token without an organization, allowed only `platform:admin` endpoints."""
+
+    sub: str
+
+
+def init_auth(app: Flask, settings: Settings) -> None:
+    app.config.update(
+        JWT_TOKEN_LOCATION=["headers"],
+        JWT_IDENTITY_CLAIM="sub",
+        JWT_ALGORITHM=settings.jwt_algorithm,
+        # Only the configured algorithm verifies: no "none", no HS256 signed with the public key.
+        JWT_DECODE_ALGORITHMS=[settings.jwt_algorithm],
+        JWT_SECRET_KEY=settings.jwt_secret_key,
+        JWT_PUBLIC_KEY=settings.jwt_public_key,
+        JWT_PRIVATE_KEY=settings.jwt_private_key,
+        JWT_ERROR_MESSAGE_KEY="message",
+        JWT_DECODE_LEEWAY=0,
+    )
+    jwt_manager.init_app(app)
+
+
+def _verify() -> None:
+    """Verify the bearer token; every way it can be wrong becomes one 401."""
+    try:
+        verify_jwt_in_request()
+    except ExpiredSignatureError as exc:
+        raise Unauthorized("Token has expired.") from exc
+    except UserLookupError as exc:
+        raise Unauthorized("Unknown organization.") from exc
+    except UserClaimsVerificationError as exc:
+        raise Unauthorized("Token claims are invalid.") from exc
+    except NoAuthorizationError as exc:
+        raise Unauthorized("Missing bearer token.") from exc
+    except (JWTExtendedException, pyjwt.PyJWTError, ValueError, KeyError) as exc:
+        raise Unauthorized("Invalid token.") from exc
+
+
+@jwt_manager.token_verification_loader
+def _claims_are_well_formed(_header: dict[str, Any], claims: dict[str, Any]) -> bool:
+    scopes = claims.get("scopes")
+    if not isinstance(claims.get("exp"), int | float):
+        return False  # a hosted API accepts no token that never expires
+    if not isinstance(claims.get("sub"), str) or not claims["sub"]:
+        return False
+    if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+        return False
+    org = claims.get("org")
+    if org is None:
+        return "platform:admin" in scopes
+    try:
+        uuid.UUID(str(org))
+    except ValueError:
+        return False
+    return isinstance(org, str)
+
+
+@jwt_manager.user_lookup_loader
+def _load_organization(_header: dict[str, Any], claims: dict[str, Any]) -> Any:
+    """The token's org becomes the tenant for the rest of the request."""
+    if claims.get("org") is None:
+        return PlatformOperator(sub=claims["sub"])
+    org_id = uuid.UUID(claims["org"])
+    context.set_current_org(org_id)
+    with db.new_session() as session:
+        org = session.scalar(select(Organization).where(Organization.id == org_id))
+        if org is not None:
+            session.expunge(org)
+    return org
+
+
+def current_organization() -> Organization:
+    org = get_current_user()
+    if not isinstance(org, Organization):
+        raise Forbidden("This endpoint needs a token for an organization.")
+    return org
+
+
+def current_subject() -> str:
+    return str(get_jwt()["sub"])
+
+
+def requires(
+    scope: str | tuple[str, ...] | None = None, *, module: str | None = None, tenant: bool = True
+) -> Any:
+    """Declare what an endpoint needs: a valid token, optionally a scope and an enabled module.
+
+    `scope` may be a tuple meaning any one of them. Missing scope → 403 naming it; module
+    off → 403 with code `module_disabled`. Also documents the bearer requirement and the
+    401/403 answers in the OpenAPI operation.
+    """
+    needed = [scope] if isinstance(scope, str) else list(scope or [])
+
+    def decorator(fn: F) -> F:
+        @wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            _verify()
+            principal = get_current_user()
+            scopes = get_jwt().get("scopes", [])
+            if tenant and not isinstance(principal, Organization):
+                raise Forbidden("This endpoint needs a token for an organization.")
+            if needed and not any(s in scopes for s in needed):
+                raise Forbidden(f"Missing scope {' or '.join(needed)}.", errors={"scope": needed})
+            if module and not principal.has_module(module):
+                raise Forbidden(
+                    f"The {module.upper()} module is not enabled for this organization.",
+                    code_name="module_disabled",
+                    errors={"module": [module]},
+                )
+            return fn(*args, **kwargs)
+
+        _document(wrapper, needed)
+        return wrapper  # type: ignore[return-value]
+
+    return decorator
+
+
+def _document(fn: Any, needed: list[str]) -> None:
+    from flask_smorest.utils import deepupdate
+
+    apidoc = fn.__dict__.setdefault("_apidoc", {})
+    names = " or ".join(f"`{s}`" for s in needed)
+    description = f"Requires scope {names}." if needed else "Requires a valid token."
+    doc = {
+        "security": [{"bearerAuth": []}],
+        "responses": {
+            "401": {"$ref": "#/components/responses/UNAUTHORIZED"},
+            "403": {"$ref": "#/components/responses/FORBIDDEN"},
+        },
+        "description": description,
+    }
+    apidoc["manual_doc"] = deepupdate(dict(apidoc.get("manual_doc", {})), doc)
+
+
+def issue_token(
+    settings: Settings,
+    *,
+    sub: str,
+    org_id: str | None,
+    scopes: list[str],
+    ttl: int = 3600,
+    now: datetime | None = None,
+) -> str:
+    """A signed access token (CLI, demo, tests); production IdPs issue their own."""
+    now = now or datetime.now(UTC)
+    claims: dict[str, Any] = {
+        "sub": sub,
+        "org": org_id,
+        "scopes": scopes,
+        "iat": now,
+        "nbf": now,
+        "exp": now + timedelta(seconds=ttl),
+        "jti": uuid.uuid4().hex,
+        "type": "access",
+        "fresh": False,
+    }
+    if settings.jwt_algorithm == "RS256":
+        if not settings.jwt_private_key:
+            raise RuntimeError("RS256 tokens are issued by your identity provider (no private key)")
+        return pyjwt.encode(claims, settings.jwt_private_key, algorithm="RS256")
+    return pyjwt.encode(claims, settings.jwt_secret_key, algorithm="HS256")

@@ -1,0 +1,46 @@
+"""Creating and changing organizations."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from certifications.errors import NotFound
+from tenancy.models import MODULES, Organization
+
+
+def create_organization(session: Session, **fields: Any) -> Organization:
+    org = Organization(
+        name=fields["name"],
+        timezone=fields.get("timezone") or "UTC",
+        modules=sorted(set(fields.get("modules") or [])),
+        admin_emails=list(fields.get("admin_emails") or []),
+    )
+    session.add(org)
+    session.flush()
+    return org
+
+
+def get_organization(session: Session, org_id: uuid.UUID) -> Organization:
+    org = session.scalar(select(Organization).where(Organization.id == org_id))
+    if org is None:
+        raise NotFound("organization", org_id)
+    return org
+
+
+def update_organization(session: Session, org: Organization, changes: dict[str, Any]) -> None:
+    for key, value in changes.items():
+        setattr(org, key, value)
+    session.flush()
+
+
+def set_module(session: Session, org: Organization, module: str, enabled: bool) -> None:
+    if module not in MODULES:
+        raise NotFound("module", module)
+    current = set(org.modules or [])
+    current = current | {module} if enabled else current - {module}
+    org.modules = sorted(current)
+    session.flush()

@@ -1,0 +1,237 @@
+"""Suite-wide fixtures: a fresh database per run, the app, a worker, factories.
+
+The environment is set here, before anything imports `workers.broker` (which reads it once).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from tests.support.backend import create_backend, drop_backend
+
+BACKEND = create_backend()
+atexit.register(drop_backend, BACKEND)
+os.environ.update(
+    CERTS_ENV="test",
+    DATABASE_URL=BACKEND.app_url,
+    MIGRATION_DATABASE_URL=BACKEND.owner_url,
+    JWT_SECRET_KEY="test-secret-" + "x" * 32,
+    REDIS_NAMESPACE=f"certs-test-{uuid.uuid4().hex[:8]}",
+)
+if BACKEND.app_role:
+    os.environ["DB_APP_ROLE"] = BACKEND.app_role
+if not BACKEND.is_postgres:
+    os.environ.pop("REDIS_URL", None)
+
+import dramatiq  # noqa: E402
+from sqlalchemy import select  # noqa: E402
+from sqlalchemy.orm import Session  # noqa: E402
+
+from certifications import migrate  # noqa: E402
+from certifications.settings import load_settings  # noqa: E402
+from tenancy import context, db  # noqa: E402
+from tenancy.auth import TENANT_SCOPES, issue_token  # noqa: E402
+from tenancy.models import Organization, OutboxMessage  # noqa: E402
+from tenancy.organizations import create_organization  # noqa: E402
+
+SETTINGS = load_settings()
+migrate.upgrade(SETTINGS)
+
+import tests.support.actors  # noqa: E402,F401 - test actors on the broker
+import workers.actors  # noqa: E402,F401
+from api import create_app  # noqa: E402
+from workers import outbox  # noqa: E402
+
+ALL_SCOPES = list(TENANT_SCOPES)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    skip_pg = pytest.mark.skip(reason="needs PostgreSQL (CERTS_TEST_BACKEND=postgres)")
+    skip_redis = pytest.mark.skip(reason="needs Redis (REDIS_URL) and a dramatiq worker process")
+    for item in items:
+        if "postgres" in item.keywords and not BACKEND.is_postgres:
+            item.add_marker(skip_pg)
+        if "redis" in item.keywords and not SETTINGS.redis_url:
+            item.add_marker(skip_redis)
+
+
+@pytest.fixture(scope="session")
+def settings():  # type: ignore[no-untyped-def]
+    return SETTINGS
+
+
+@pytest.fixture(scope="session")
+def backend():  # type: ignore[no-untyped-def]
+    return BACKEND
+
+
+@pytest.fixture(scope="session")
+def app():  # type: ignore[no-untyped-def]
+    return create_app(SETTINGS)
+
+
+@pytest.fixture(scope="session")
+def worker() -> Iterator[Any]:
+    """A real worker: a thread on the in-process broker, or a `dramatiq` process on Redis."""
+    if SETTINGS.redis_url:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "dramatiq",
+                "workers.actors",
+                "tests.support.actors",
+                "--processes",
+                "1",
+                "--threads",
+                "4",
+            ],
+            env=os.environ.copy(),
+        )
+        time.sleep(2.0)
+        assert proc.poll() is None, "dramatiq worker process died at start"
+        yield proc
+        proc.terminate()
+        proc.wait(timeout=30)
+    else:
+        w = dramatiq.Worker(dramatiq.get_broker(), worker_threads=2)
+        w.start()
+        yield w
+        w.stop()
+
+
+def drain(timeout: float = 60.0) -> None:
+    """Wait until every relayed outbox message has been processed (done or failed)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with context.platform(), db.new_session() as s:
+            pending = s.scalars(
+                select(OutboxMessage.id).where(OutboxMessage.status == "pending")
+            ).all()
+            in_flight = s.scalar(
+                select(OutboxMessage.id).where(OutboxMessage.status == "sent").limit(1)
+            )
+        if pending:
+            outbox.relay(pending)
+        if not pending and in_flight is None:
+            return
+        if time.monotonic() > deadline:
+            with context.platform(), db.new_session() as s:
+                stuck = s.execute(
+                    select(
+                        OutboxMessage.actor_name, OutboxMessage.status, OutboxMessage.payload
+                    ).where(OutboxMessage.status.in_(("pending", "sent")))
+                ).all()
+            raise TimeoutError(f"jobs still running: {stuck[:5]}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def jobs(worker):  # type: ignore[no-untyped-def]
+    """`jobs.drain()` waits for all queued work; requesting it starts the worker."""
+
+    class _Jobs:
+        drain = staticmethod(drain)
+
+    return _Jobs()
+
+
+@pytest.fixture
+def make_org() -> Callable[..., Organization]:
+    def _make(name: str | None = None, modules: tuple[str, ...] = ("hse",), **kw: Any):
+        with context.platform(), db.new_session() as s:
+            org = create_organization(
+                s, name=name or f"Org {uuid.uuid4().hex[:6]}", modules=list(modules), **kw
+            )
+            s.commit()
+            return org
+
+    return _make
+
+
+class ApiClient:
+    """A test client speaking for one organization, with paths relative to /api/v1."""
+
+    def __init__(self, app: Any, token: str | None) -> None:
+        self.client = app.test_client()
+        self.token = token
+
+    def _call(self, method: str, path: str, **kw: Any) -> Any:
+        headers = dict(kw.pop("headers", {}) or {})
+        if self.token and "Authorization" not in headers:
+            headers["Authorization"] = f"Bearer {self.token}"
+        url = path if path.startswith(("/healthz", "/readyz", "/metrics")) else "/api/v1" + path
+        return getattr(self.client, method)(url, headers=headers, **kw)
+
+    def get(self, path: str, **kw: Any) -> Any:
+        return self._call("get", path, **kw)
+
+    def post(self, path: str, **kw: Any) -> Any:
+        return self._call("post", path, **kw)
+
+    def put(self, path: str, **kw: Any) -> Any:
+        return self._call("put", path, **kw)
+
+    def patch(self, path: str, **kw: Any) -> Any:
+        return self._call("patch", path, **kw)
+
+    def delete(self, path: str, **kw: Any) -> Any:
+        return self._call("delete", path, **kw)
+
+
+@pytest.fixture
+def token_for() -> Callable[..., str]:
+    def _token(
+        org: Organization | None, scopes: list[str] | None = None, sub: str = "tester", **kw: Any
+    ) -> str:
+        return issue_token(
+            SETTINGS,
+            sub=sub,
+            org_id=str(org.id) if org else None,
+            scopes=ALL_SCOPES if scopes is None else scopes,
+            **kw,
+        )
+
+    return _token
+
+
+@pytest.fixture
+def api_for(app, token_for) -> Callable[..., ApiClient]:  # type: ignore[no-untyped-def]
+    """`api_for(org, scopes=[...])`: a client for that org (all tenant scopes by default)."""
+
+    def _client(org: Organization | None, scopes: list[str] | None = None, **kw: Any):
+        return ApiClient(app, token_for(org, scopes, **kw))
+
+    return _client
+
+
+@pytest.fixture
+def org(make_org) -> Organization:  # type: ignore[no-untyped-def]
+    return make_org()
+
+
+@pytest.fixture
+def api(api_for, org) -> ApiClient:  # type: ignore[no-untyped-def]
+    return api_for(org)
+
+
+@contextmanager
+def tenant_session(org_id: uuid.UUID) -> Iterator[Session]:
+    """A session as one organization (for arranging and inspecting data directly)."""
+    with context.tenant(org_id), db.new_session() as s:
+        yield s
+
+
+@pytest.fixture
+def as_tenant():  # type: ignore[no-untyped-def]
+    return tenant_session

@@ -1,0 +1,183 @@
+"""Every bad token is a JSON 401; a missing scope or module is a JSON 403 naming it."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import jwt as pyjwt
+import pytest
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from tenancy.auth import issue_token, requires
+
+
+def _b64(obj: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
+
+
+def _assert_401(resp) -> None:  # type: ignore[no-untyped-def]
+    assert resp.status_code == 401, resp.get_data(as_text=True)
+    body = resp.get_json()
+    assert body["code"] == 401
+    assert body["status"] == "Unauthorized"
+    assert body["message"]
+    assert "msg" not in body
+
+
+def test_missing_token_is_401(app):  # type: ignore[no-untyped-def]
+    _assert_401(app.test_client().get("/api/v1/org"))
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["Bearer", "Bearer not.a.jwt", "Basic abc", "Bearer a.b.c", "Token xyz"],
+)
+def test_malformed_headers_are_401(app, header):  # type: ignore[no-untyped-def]
+    _assert_401(app.test_client().get("/api/v1/org", headers={"Authorization": header}))
+
+
+def _claims(org_id: str, **over):  # type: ignore[no-untyped-def]
+    now = datetime.now(UTC)
+    claims = {
+        "sub": "u1",
+        "org": org_id,
+        "scopes": ["org:admin"],
+        "iat": now,
+        "nbf": now,
+        "exp": now + timedelta(hours=1),
+    }
+    claims.update(over)
+    return claims
+
+
+def _get(app, token):  # type: ignore[no-untyped-def]
+    return app.test_client().get("/api/v1/org", headers={"Authorization": f"Bearer {token}"})
+
+
+def test_valid_token_reads_its_org(app, org, settings):  # type: ignore[no-untyped-def]
+    token = issue_token(settings, sub="u1", org_id=str(org.id), scopes=[])
+    resp = _get(app, token)
+    assert resp.status_code == 200
+    assert resp.get_json()["id"] == str(org.id)
+
+
+def test_tampered_token_is_401(app, org, settings):  # type: ignore[no-untyped-def]
+    token = issue_token(settings, sub="u1", org_id=str(org.id), scopes=["org:admin"])
+    header, payload, sig = token.split(".")
+    forged = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    forged["scopes"] = ["platform:admin", "org:admin"]
+    _assert_401(_get(app, f"{header}.{_b64(forged)}.{sig}"))
+
+
+def test_wrong_secret_is_401(app, org):  # type: ignore[no-untyped-def]
+    token = pyjwt.encode(_claims(str(org.id)), "another-secret-" + "y" * 32, algorithm="HS256")
+    _assert_401(_get(app, token))
+
+
+def test_expired_token_is_401(app, org, settings):  # type: ignore[no-untyped-def]
+    past = datetime.now(UTC) - timedelta(hours=2)
+    token = issue_token(settings, sub="u1", org_id=str(org.id), scopes=[], ttl=60, now=past)
+    resp = _get(app, token)
+    _assert_401(resp)
+    assert "expired" in resp.get_json()["message"].lower()
+
+
+def test_not_yet_valid_token_is_401(app, org, settings):  # type: ignore[no-untyped-def]
+    future = datetime.now(UTC) + timedelta(hours=1)
+    token = issue_token(settings, sub="u1", org_id=str(org.id), scopes=[], now=future)
+    _assert_401(_get(app, token))
+
+
+def test_alg_none_is_401(app, org):  # type: ignore[no-untyped-def]
+    claims = _claims(str(org.id))
+    claims = {k: int(v.timestamp()) if isinstance(v, datetime) else v for k, v in claims.items()}
+    token = f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(claims)}."
+    _assert_401(_get(app, token))
+
+
+def test_unknown_org_is_401(app, settings):  # type: ignore[no-untyped-def]
+    token = issue_token(settings, sub="u1", org_id=str(uuid.uuid4()), scopes=["org:admin"])
+    resp = _get(app, token)
+    _assert_401(resp)
+    assert "organization" in resp.get_json()["message"].lower()
+
+
+@pytest.mark.parametrize(
+    "over",
+    [
+        {"sub": 42},
+        {"sub": ""},
+        {"org": "not-a-uuid"},
+        {"org": 12345},
+        {"scopes": "org:admin"},
+        {"scopes": [1, 2]},
+        {"org": None},  # only platform operators may omit the org
+    ],
+)
+def test_malformed_claims_are_401(app, org, settings, over):  # type: ignore[no-untyped-def]
+    token = pyjwt.encode(_claims(str(org.id), **over), settings.jwt_secret_key, algorithm="HS256")
+    _assert_401(_get(app, token))
+
+
+@pytest.mark.parametrize("missing", ["sub", "scopes", "exp", "org"])
+def test_missing_claims_are_401(app, org, settings, missing):  # type: ignore[no-untyped-def]
+    claims = _claims(str(org.id))
+    del claims[missing]
+    token = pyjwt.encode(claims, settings.jwt_secret_key, algorithm="HS256")
+    _assert_401(_get(app, token))
+
+
+def test_missing_scope_is_403_naming_it(api_for, org):  # type: ignore[no-untyped-def]
+    resp = api_for(org, scopes=["directory:read"]).patch("/org", json={"name": "X"})
+    assert resp.status_code == 403
+    body = resp.get_json()
+    assert body["code"] == 403
+    assert "org:admin" in body["message"]
+    assert body["errors"] == {"scope": ["org:admin"]}
+
+
+def test_platform_endpoint_refuses_tenant_admin(api_for, org):  # type: ignore[no-untyped-def]
+    resp = api_for(org).post("/organizations", json={"name": "Sneaky"})
+    assert resp.status_code == 403
+    assert "platform:admin" in resp.get_json()["message"]
+
+
+@pytest.fixture(scope="module")
+def module_app(settings):  # type: ignore[no-untyped-def]
+    """An app with one extra endpoint that needs the hse module, like certification routes."""
+    from api import create_app
+
+    app = create_app(settings)
+    blp = Blueprint("probe", __name__, url_prefix="/api/v1/probe")
+
+    @blp.route("")
+    class Probe(MethodView):
+        @requires("certifications:read", module="hse")
+        def get(self):  # type: ignore[no-untyped-def]
+            return {"ok": True}
+
+    app.extensions["flask-smorest"]["apis"][""]["ext_obj"].register_blueprint(blp)
+    return app
+
+
+def test_module_disabled_is_403(module_app, make_org, settings):  # type: ignore[no-untyped-def]
+    off = make_org(modules=())
+    token = issue_token(settings, sub="u", org_id=str(off.id), scopes=["certifications:read"])
+    resp = module_app.test_client().get(
+        "/api/v1/probe", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert resp.status_code == 403
+    body = resp.get_json()
+    assert body["code"] == "module_disabled"
+    assert body["http_status"] == 403
+
+    on = make_org(modules=("hse",))
+    token = issue_token(settings, sub="u", org_id=str(on.id), scopes=["certifications:read"])
+    resp = module_app.test_client().get(
+        "/api/v1/probe", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert resp.status_code == 200

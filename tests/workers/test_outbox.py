@@ -1,0 +1,111 @@
+"""The transactional outbox: jobs run only after commit, and survive a broker outage."""
+
+from __future__ import annotations
+
+import uuid
+
+import dramatiq
+import pytest
+from dramatiq.brokers.redis import RedisBroker
+from sqlalchemy import select
+
+from certifications.outbox import request_job
+from tenancy import context, db
+from tenancy.models import Job, OutboxMessage
+from workers import outbox
+
+
+def _ping(as_tenant, org, marker):  # type: ignore[no-untyped-def]
+    with as_tenant(org.id) as s:
+        job = request_job(s, "record_ping", job_kind="ping", marker=marker)
+        s.commit()
+    return job
+
+
+def _job(as_tenant, org, job_id):  # type: ignore[no-untyped-def]
+    with as_tenant(org.id) as s:
+        return s.get(Job, job_id)
+
+
+def test_committed_job_runs_as_its_org(org, as_tenant, jobs):  # type: ignore[no-untyped-def]
+    job = _ping(as_tenant, org, "hello")
+    jobs.drain()
+    done = _job(as_tenant, org, job.id)
+    assert done.state == "done"
+    assert done.result == {"marker": "hello", "org_id": str(org.id)}
+    with context.platform(), db.new_session() as s:
+        row = s.scalars(select(OutboxMessage).where(OutboxMessage.job_id == job.id)).one()
+    assert row.status == "done"
+    assert row.done_at is not None
+
+
+def test_rolled_back_job_never_runs(org, as_tenant, jobs):  # type: ignore[no-untyped-def]
+    with as_tenant(org.id) as s:
+        job = request_job(s, "record_ping", job_kind="ping", marker="ghost")
+        job_id = job.id
+        s.rollback()
+    jobs.drain()
+    assert _job(as_tenant, org, job_id) is None
+    with context.platform(), db.new_session() as s:
+        assert s.scalars(select(OutboxMessage).where(OutboxMessage.job_id == job_id)).all() == []
+
+
+def test_broker_down_at_commit_then_runs_after(org, as_tenant, jobs, monkeypatch):  # type: ignore[no-untyped-def]
+    """A real Redis client pointed at a port nobody listens on stands in for Redis being down."""
+    real = dramatiq.get_broker()
+    dead = RedisBroker(url="redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    dead.get_actor = real.get_actor  # type: ignore[method-assign]
+    dramatiq.set_broker(dead)
+    try:
+        job = _ping(as_tenant, org, "after outage")  # commit succeeds; relay fails quietly
+    finally:
+        dramatiq.set_broker(real)
+    with context.platform(), db.new_session() as s:
+        row = s.scalars(select(OutboxMessage).where(OutboxMessage.job_id == job.id)).one()
+    assert row.status == "pending"
+    assert "Connection" in (row.last_error or "")
+    assert _job(as_tenant, org, job.id).state == "queued"
+
+    # The broker is back: the sweep (run by the scheduler every few seconds) sends it.
+    sent = outbox.sweep(now=db.utcnow() + outbox.SWEEP_MIN_AGE)
+    assert sent >= 1
+    jobs.drain()
+    assert _job(as_tenant, org, job.id).state == "done"
+
+
+def test_sweep_skips_fresh_and_done_rows(org, as_tenant, jobs):  # type: ignore[no-untyped-def]
+    job = _ping(as_tenant, org, "once")
+    jobs.drain()
+    with context.platform(), db.new_session() as s:
+        before = s.scalars(select(OutboxMessage).where(OutboxMessage.job_id == job.id)).one()
+    outbox.sweep()
+    with context.platform(), db.new_session() as s:
+        after = s.scalars(select(OutboxMessage).where(OutboxMessage.job_id == job.id)).one()
+    assert after.status == before.status == "done"
+    assert after.attempts == before.attempts
+
+
+def test_outbox_row_needs_a_live_actor_name(org, as_tenant):  # type: ignore[no-untyped-def]
+    with as_tenant(org.id) as s:
+        request_job(s, "no_such_actor", marker="x")
+        s.commit()
+    with context.platform(), db.new_session() as s:
+        rows = s.scalars(
+            select(OutboxMessage).where(OutboxMessage.actor_name == "no_such_actor")
+        ).all()
+    assert rows
+    assert all(r.status == "pending" and "no_such_actor" in r.last_error for r in rows)
+    with context.platform(), db.new_session() as s:  # keep later drains from waiting on it
+        for r in s.scalars(select(OutboxMessage).where(OutboxMessage.id.in_([r.id for r in rows]))):
+            r.status = "failed"
+        s.commit()
+
+
+@pytest.mark.parametrize("bad", [None, str(uuid.uuid4())])
+def test_actor_cannot_see_other_org_job(org, make_org, as_tenant, jobs, bad):  # type: ignore[no-untyped-def]
+    """An actor runs as the message's org: a job id of another org is invisible to it."""
+    other = make_org()
+    job = _ping(as_tenant, other, "theirs")
+    jobs.drain()
+    assert _job(as_tenant, org, job.id) is None
+    assert _job(as_tenant, other, job.id).state == "done"

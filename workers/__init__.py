@@ -1,0 +1,1 @@
+"""What happens over time: the broker, Dramatiq actors, the outbox relay and the scheduler."""
