@@ -183,7 +183,7 @@ def tick(org_id: str | None) -> None:
     import workers.actors  # noqa: F401
     from workers.periodic import run_once
 
-    report = run_once()
+    report = run_once(org_id=uuid.UUID(org_id) if org_id else None)
     click.echo(json.dumps(report, default=str))
 
 

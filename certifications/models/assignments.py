@@ -11,7 +11,6 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Date,
-    DateTime,
     Index,
     Integer,
     String,
@@ -23,7 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from certifications.models.keys import tenant_fk
-from tenancy.db import Base, Timestamps, utcnow
+from tenancy.db import Base, Timestamps, UTCDateTime, utcnow
 from tenancy.models import TenantEntity
 
 STATUSES = ("valid", "upcoming", "missing", "expires_soon", "expired", "revoked")
@@ -70,12 +69,12 @@ class Assignment(TenantEntity, Timestamps, Base):
     effective_on: Mapped[date | None] = mapped_column(Date)
     expires_on: Mapped[date | None] = mapped_column(Date)
     notes: Mapped[str | None] = mapped_column(Text)
-    form_accepted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    form_accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     status: Mapped[str] = mapped_column(String(16), default="missing", server_default="missing")
     status_changed_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, server_default=func.now()
+        UTCDateTime, default=utcnow, server_default=func.now()
     )
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_reason: Mapped[str | None] = mapped_column(Text)
     revoked_by: Mapped[str | None] = mapped_column(String(200))
     created_by: Mapped[str | None] = mapped_column(String(200))
@@ -98,9 +97,9 @@ class AssignmentCycle(TenantEntity, Base):
     notes: Mapped[str | None] = mapped_column(Text)
     recorded_by: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, server_default=func.now()
+        UTCDateTime, default=utcnow, server_default=func.now()
     )
-    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class StatusEvent(TenantEntity, Base):
@@ -119,7 +118,7 @@ class StatusEvent(TenantEntity, Base):
     to_status: Mapped[str] = mapped_column(String(16))
     on_date: Mapped[date] = mapped_column(Date)
     created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, server_default=func.now()
+        UTCDateTime, default=utcnow, server_default=func.now()
     )
 
 
@@ -136,5 +135,5 @@ class FormSubmission(TenantEntity, Base):
     status: Mapped[str] = mapped_column(String(16), default="accepted")
     submitted_by: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, server_default=func.now()
+        UTCDateTime, default=utcnow, server_default=func.now()
     )

@@ -11,7 +11,6 @@ from sqlalchemy import (
     JSON,
     Boolean,
     CheckConstraint,
-    DateTime,
     Index,
     Integer,
     Numeric,
@@ -24,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from certifications.models.keys import tenant_fk
-from tenancy.db import Base, Timestamps
+from tenancy.db import Base, Timestamps, UTCDateTime
 from tenancy.models import TenantEntity, TenantScoped
 
 CERTIFICATION_TYPES = ("employee", "asset", "client", "location")
@@ -64,7 +63,7 @@ class Certification(TenantEntity, Timestamps, Base):
     form: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     notification_rules: Mapped[list[Any]] = mapped_column(JSON, default=list)
     task_rules: Mapped[list[Any]] = mapped_column(JSON, default=list)
-    archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class CertificationGroupMember(TenantScoped, Base):
