@@ -15,6 +15,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    false,
     func,
     text,
     true,
@@ -68,6 +69,9 @@ class Assignment(TenantEntity, Timestamps, Base):
     issued_on: Mapped[date | None] = mapped_column(Date)
     effective_on: Mapped[date | None] = mapped_column(Date)
     expires_on: Mapped[date | None] = mapped_column(Date)
+    # True when `expires_on` was given explicitly; false = computed from `validity`, so a change
+    # of the certification's validity recomputes it (certifications.recompute.refresh_expiries).
+    expires_explicit: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     notes: Mapped[str | None] = mapped_column(Text)
     form_accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     status: Mapped[str] = mapped_column(String(16), default="missing", server_default="missing")

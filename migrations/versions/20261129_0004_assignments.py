@@ -32,6 +32,7 @@ def upgrade() -> None:
         sa.Column("issued_on", sa.Date(), nullable=True),
         sa.Column("effective_on", sa.Date(), nullable=True),
         sa.Column("expires_on", sa.Date(), nullable=True),
+        sa.Column("expires_explicit", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.Column("notes", sa.Text(), nullable=True),
         sa.Column("form_accepted_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("status", sa.String(length=16), server_default="missing", nullable=False),
