@@ -6,6 +6,7 @@ from certifications.models.assignments import (
     FormSubmission,
     StatusEvent,
 )
+from certifications.models.automation import AuditEvent, Notification, Task
 from certifications.models.catalog import (
     Certification,
     CertificationClient,
@@ -20,6 +21,7 @@ __all__ = [
     "Assignment",
     "AssignmentCycle",
     "Asset",
+    "AuditEvent",
     "Certification",
     "CertificationClient",
     "CertificationGroup",
@@ -30,8 +32,10 @@ __all__ = [
     "FormSubmission",
     "Job",
     "Location",
+    "Notification",
     "Organization",
     "OutboxMessage",
     "Role",
     "StatusEvent",
+    "Task",
 ]
