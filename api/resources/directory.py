@@ -1,0 +1,117 @@
+"""Directory endpoints, one blueprint per kind (`roles.py`, `employees.py`, ...) built here.
+
+Every kind has the same routes: list (filters, cursor pagination by name), create, get, patch,
+soft delete, and `POST /{kind}/bulk` (JSON `{"items": [...]}` or a `text/csv` body).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import ValidationError
+from werkzeug.exceptions import UnsupportedMediaType
+
+from api.db import request_session
+from api.pagination import page_schema, paginate
+from api.schemas.directory import (
+    QUERY_SCHEMAS,
+    SCHEMAS,
+    BulkArgsSchema,
+    BulkJsonSchema,
+    BulkReportSchema,
+    DirectoryQuerySchema,
+    bulk_request_body,
+    load_rows,
+)
+from certifications import directory
+from certifications.directory import KINDS
+from certifications.directory_bulk import bulk_upsert, parse_csv
+from certifications.errors import Invalid
+from tenancy.auth import requires
+
+
+def directory_blueprint(plural: str) -> Blueprint:
+    kind = KINDS[plural]
+    schemas = SCHEMAS[plural]
+    blp = Blueprint(plural, __name__, url_prefix=f"/{plural}", description=f"Directory: {plural}")
+    key = [kind.model.name, kind.model.id]
+
+    @blp.route("")
+    class Collection(MethodView):
+        @requires("directory:read")
+        @blp.arguments(QUERY_SCHEMAS.get(plural, DirectoryQuerySchema), location="query")
+        @blp.response(200, page_schema(schemas["out"]))
+        @blp.doc(summary=f"List {plural}, by name; filter and page with the query")
+        def get(self, args: dict[str, Any]) -> Any:
+            limit, cursor = args.pop("limit"), args.pop("cursor")
+            stmt = directory.list_statement(kind, **args)
+            return paginate(request_session(), stmt, key, limit, cursor)
+
+        @requires("directory:write")
+        @blp.arguments(schemas["create"])
+        @blp.response(201, schemas["out"])
+        @blp.doc(summary=f"Create a {kind.name}")
+        def post(self, data: dict[str, Any]) -> Any:
+            return directory.create(request_session(), kind, data)
+
+    @blp.route("/<uuid:item_id>")
+    class Item(MethodView):
+        @requires("directory:read")
+        @blp.response(200, schemas["out"])
+        @blp.doc(summary=f"Get a {kind.name}")
+        def get(self, item_id: uuid.UUID) -> Any:
+            return directory.get(request_session(), kind, item_id)
+
+        @requires("directory:write")
+        @blp.arguments(schemas["patch"])
+        @blp.response(200, schemas["out"])
+        @blp.doc(summary=f"Change a {kind.name} (only the fields sent)")
+        def patch(self, changes: dict[str, Any], item_id: uuid.UUID) -> Any:
+            return directory.update(request_session(), kind, item_id, changes)
+
+        @requires("directory:write")
+        @blp.response(204)
+        @blp.doc(summary=f"Deactivate a {kind.name} (soft delete: history is kept)")
+        def delete(self, item_id: uuid.UUID) -> None:
+            directory.delete(request_session(), kind, item_id)
+
+    @blp.route("/bulk")
+    class Bulk(MethodView):
+        @requires("directory:write")
+        @blp.arguments(BulkArgsSchema, location="query")
+        @blp.response(200, BulkReportSchema)
+        @blp.doc(
+            summary=f"Create or update up to 10,000 {plural} by external_id (JSON or CSV)",
+            requestBody=bulk_request_body(plural),
+        )
+        def post(self, args: dict[str, Any]) -> Any:
+            items, lines = read_bulk_body(plural)
+            valid, errors = load_rows(plural, items)
+            session = request_session()
+            return bulk_upsert(session, kind, valid, errors, atomic=args["atomic"], lines=lines)
+
+    return blp
+
+
+def read_bulk_body(plural: str) -> tuple[list[Any], dict[int, int] | None]:
+    """The rows of a bulk request: JSON `{"items": [...]}`, or CSV rows with their line numbers."""
+    if request.mimetype == "text/csv":
+        try:
+            text = request.get_data().decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise Invalid({"csv": ["The body must be UTF-8 text."]}) from exc
+        row_fields = SCHEMAS[plural]["bulk"]().fields
+        nullable = [name for name, f in row_fields.items() if f.allow_none]
+        rows = parse_csv(text, row_fields, nullable)
+        return rows, {index: row.pop("_line") for index, row in enumerate(rows)}
+    if not request.is_json:
+        raise UnsupportedMediaType('Send application/json ({"items": [...]}) or text/csv.')
+    body = request.get_json(silent=True)
+    try:
+        return BulkJsonSchema().load(body if isinstance(body, dict) else {})["items"], None
+    except ValidationError as exc:
+        raise Invalid({"json": exc.messages}) from exc  # type: ignore[arg-type]

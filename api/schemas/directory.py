@@ -1,0 +1,187 @@
+"""Directory schemas: one output, create, patch and bulk-row schema per kind, plus list filters.
+
+Built from one table of field definitions so the five kinds cannot drift apart; each kind gets
+its own named classes (`EmployeeCreateSchema`, ...) for the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate
+
+from api.fields import Email, Text, name_field
+from api.pagination import PageArgs
+from certifications.directory import KINDS
+
+FieldFactory = Callable[..., fields.Field]
+
+
+def _external_id(**kw: Any) -> fields.Field:
+    return Text(
+        validate=validate.Length(min=1, max=200),
+        metadata={"description": "Your system's id for this row; the key of bulk upserts."},
+        **kw,
+    )
+
+
+def _text(max_length: int) -> FieldFactory:
+    return lambda **kw: Text(validate=validate.Length(max=max_length), **kw)
+
+
+# Optional, nullable fields per kind (name, external_id and active are common to all kinds).
+_EXTRA: dict[str, dict[str, FieldFactory]] = {
+    "roles": {},
+    "employees": {"email": Email, "role_id": fields.UUID},
+    "assets": {"serial_number": _text(200)},
+    "clients": {"contact_email": Email},
+    "locations": {"address": _text(1000), "client_id": fields.UUID},
+}
+
+
+def _writable(plural: str, mode: str) -> dict[str, fields.Field]:
+    """Fresh field objects for `mode`: create, patch or bulk (a row of a bulk upsert)."""
+    spec: dict[str, fields.Field] = {
+        "name": name_field(required=mode != "patch"),
+        "external_id": _external_id(required=mode == "bulk", allow_none=mode != "bulk"),
+        "active": fields.Boolean(),
+    }
+    for field, factory in _EXTRA[plural].items():
+        spec[field] = factory(allow_none=True)
+    return spec
+
+
+def _output(plural: str) -> dict[str, fields.Field]:
+    spec: dict[str, fields.Field] = {"id": fields.UUID()}
+    for name in ("name", "external_id", "active", *_EXTRA[plural]):
+        if name == "active":
+            spec[name] = fields.Boolean()
+        elif name.endswith("_id") and name != "external_id":
+            spec[name] = fields.UUID(allow_none=True)
+        else:
+            spec[name] = fields.String(allow_none=True)
+    spec |= {"created_at": fields.DateTime(), "updated_at": fields.DateTime()}
+    return spec
+
+
+def _build(plural: str, suffix: str, spec: dict[str, fields.Field]) -> type[Schema]:
+    title = KINDS[plural].name.capitalize()
+    return Schema.from_dict(spec, name=f"{title}{suffix}Schema")
+
+
+SCHEMAS: dict[str, dict[str, type[Schema]]] = {
+    plural: {
+        "out": _build(plural, "", _output(plural)),
+        "create": _build(plural, "Create", _writable(plural, "create")),
+        "patch": _build(plural, "Patch", _writable(plural, "patch")),
+        "bulk": _build(plural, "BulkRow", _writable(plural, "bulk")),
+    }
+    for plural in KINDS
+}
+
+
+class DirectoryQuerySchema(PageArgs):
+    active = fields.Boolean(metadata={"description": "Only active (true) or inactive (false)."})
+    q = Text(
+        validate=validate.Length(min=1, max=200),
+        metadata={"description": "Case-insensitive search in the name."},
+    )
+
+
+class EmployeeQuerySchema(DirectoryQuerySchema):
+    role_id = fields.UUID()
+
+
+class LocationQuerySchema(DirectoryQuerySchema):
+    client_id = fields.UUID()
+
+
+QUERY_SCHEMAS: dict[str, type[Schema]] = {
+    "employees": EmployeeQuerySchema,
+    "locations": LocationQuerySchema,
+}
+
+
+class BulkArgsSchema(Schema):
+    atomic = fields.Boolean(
+        load_default=False,
+        metadata={"description": "All or nothing: any invalid row answers 422, nothing written."},
+    )
+
+
+class BulkRowResultSchema(Schema):
+    index = fields.Integer(metadata={"description": "0-based position in `items` (or CSV rows)"})
+    line = fields.Integer(metadata={"description": "CSV line number (the header is line 1)"})
+    external_id = fields.String()
+    status = fields.String(metadata={"enum": ["created", "updated", "unchanged", "error"]})
+    id = fields.UUID()
+    errors = fields.Dict(metadata={"description": "Field errors of a refused row"})
+    message = fields.String()
+
+
+class BulkCountsSchema(Schema):
+    created = fields.Integer()
+    updated = fields.Integer()
+    unchanged = fields.Integer()
+    error = fields.Integer()
+
+
+class BulkReportSchema(Schema):
+    counts = fields.Nested(BulkCountsSchema)
+    job_id = fields.UUID(
+        allow_none=True, metadata={"description": "Role fan-out job started by employee changes"}
+    )
+    rows = fields.List(fields.Nested(BulkRowResultSchema))
+
+
+def bulk_request_body(plural: str) -> dict[str, Any]:
+    """The OpenAPI requestBody of `POST /{kind}/bulk`: JSON `{"items": [...]}` or a CSV file."""
+    row = f"#/components/schemas/{KINDS[plural].name.capitalize()}BulkRow"
+    columns = ", ".join(_writable(plural, "bulk"))
+    return {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["items"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "items": {"type": "array", "maxItems": 10_000, "items": {"$ref": row}}
+                    },
+                }
+            },
+            "text/csv": {
+                "schema": {"type": "string"},
+                "example": f"{columns}\n",
+            },
+        },
+    }
+
+
+def load_rows(
+    plural: str, items: list[Any]
+) -> tuple[list[tuple[int, dict[str, Any]]], dict[int, dict[str, list[str]]]]:
+    """Validate each row on its own: (index, data) for good rows, index → field errors."""
+    schema = SCHEMAS[plural]["bulk"]()
+    valid: list[tuple[int, dict[str, Any]]] = []
+    errors: dict[int, dict[str, list[str]]] = {}
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            errors[index] = {"_schema": ["Each item must be an object."]}
+            continue
+        if "_extra" in item:
+            errors[index] = {"_schema": ["The row has more cells than the header."]}
+            continue
+        try:
+            valid.append((index, schema.load({k: v for k, v in item.items() if k != "_line"})))
+        except ValidationError as exc:
+            errors[index] = exc.normalized_messages()  # type: ignore[assignment]
+    return valid, errors
+
+
+class BulkJsonSchema(Schema):
+    """The JSON envelope of a bulk request; rows are validated one by one afterwards."""
+
+    items = fields.List(fields.Raw(), required=True, validate=validate.Length(max=10_000))
