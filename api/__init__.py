@@ -87,6 +87,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     _register_blueprints(api)
     register_error_handlers(app)
     _request_ids(app)
+    from api.metrics import init_metrics  # here: the CLI must not import prometheus_client
+    from certifications.logging import ensure_logging
+
+    init_metrics(app)
+    ensure_logging(settings.log_level)
     return app
 
 

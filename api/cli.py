@@ -156,6 +156,9 @@ def worker(processes: int, threads: int) -> None:
     """Run the Dramatiq worker (production: REDIS_URL must be set)."""
     from dramatiq.cli import main as dramatiq_main
 
+    from workers.process import prepare_worker
+
+    extra = prepare_worker()  # JSON logs, metrics on WORKER_METRICS_PORT
     sys.argv = [
         "dramatiq",
         "workers.actors",
@@ -163,6 +166,7 @@ def worker(processes: int, threads: int) -> None:
         str(processes),
         "--threads",
         str(threads),
+        *extra,
     ]
     sys.exit(dramatiq_main())
 
@@ -170,6 +174,9 @@ def worker(processes: int, threads: int) -> None:
 @main.command("scheduler")
 def scheduler() -> None:
     """Run the periodic scheduler (one active instance)."""
+    from workers.process import prepare_scheduler
+
+    prepare_scheduler()  # JSON logs
     import workers.actors  # noqa: F401 - broker + actors, so the sweep can enqueue
     from workers.scheduler import build_scheduler
 

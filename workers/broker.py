@@ -14,6 +14,7 @@ from dramatiq.middleware import TimeLimit as _TimeLimit
 
 from certifications.settings import load_settings
 from tenancy import db
+from workers.metrics import WorkerMetrics
 from workers.middleware import TenantMiddleware
 
 # Lower than Dramatiq's defaults (20 retries, backoff up to days; 10 min): a job that keeps
@@ -32,6 +33,8 @@ def _middleware() -> list[dramatiq.Middleware]:
         ShutdownNotifications(),
         Callbacks(),
         Pipelines(),
+        # Before Retries: after-hooks run in reverse, so it sees whether Retries gave up.
+        WorkerMetrics(),
         Retries(max_retries=MAX_RETRIES, min_backoff=500, max_backoff=60_000),
         TenantMiddleware(),
     ]

@@ -1,0 +1,75 @@
+"""gunicorn settings for the API: `gunicorn -c gunicorn.conf.py wsgi:app`.
+
+Every value can be overridden from the environment (names below) or the command line.
+Prometheus multiprocess mode: each worker writes its metrics to PROMETHEUS_MULTIPROC_DIR, a
+scrape merges them, and `child_exit` retires a dead worker's live gauges.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+from pathlib import Path
+
+# The repo root, so `certifications.logging` imports when gunicorn runs from elsewhere.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from workers.process import prepare_multiprocess_dir  # noqa: E402
+
+# The directory must exist before the workers import prometheus_client (it picks its value
+# store at import); the master empties it so a restarted container starts from clean files.
+prepare_multiprocess_dir()
+
+from certifications.logging import gunicorn_logconfig  # noqa: E402
+
+
+def _int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def _cpu_count() -> int:
+    """CPUs this process may use (the cgroup/affinity view, not the host's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return multiprocessing.cpu_count()
+
+
+bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")  # noqa: S104 - inside a container
+# Sync workers: the API is database-bound and short; 2 × CPUs + 1 keeps the CPUs busy while
+# some workers wait on PostgreSQL. In Kubernetes set GUNICORN_WORKERS from the CPU limit.
+workers = _int("GUNICORN_WORKERS", 2 * _cpu_count() + 1)
+worker_class = "sync"
+threads = _int("GUNICORN_THREADS", 1)
+# A request longer than this is killed (the worker is restarted); PostgreSQL's statement
+# timeout (DB_STATEMENT_TIMEOUT_MS, 30 s) ends the query first.
+timeout = _int("GUNICORN_TIMEOUT", 60)
+graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)
+keepalive = _int("GUNICORN_KEEPALIVE", 5)
+# Recycle workers now and then so slow leaks never accumulate; jitter avoids all at once.
+max_requests = _int("GUNICORN_MAX_REQUESTS", 10_000)
+max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 1_000)
+# Heartbeat files in memory (tmpfs), not on the read-only root filesystem.
+_SHM = "/dev/shm"  # noqa: S108 - a tmpfs gunicorn only writes its heartbeat files to
+worker_tmp_dir = os.environ.get("GUNICORN_WORKER_TMP_DIR") or (
+    _SHM if os.path.isdir(_SHM) else None
+)
+# gunicorn 27 opens a control socket in $HOME by default: useless in a container, and $HOME
+# is read-only there (STACK-NOTES 2). Equivalent of --no-control-socket.
+control_socket_disable = True
+# Behind an ingress/load balancer: trust its X-Forwarded-* headers.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "*")
+
+# Logs: one JSON object per line (LOG_FORMAT=text for humans); access lines on stdout.
+accesslog = "-"
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+logconfig_dict = gunicorn_logconfig()
+
+
+def child_exit(server, worker) -> None:  # type: ignore[no-untyped-def]
+    """A worker died or was recycled: drop its live gauges from the merged metrics."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -1,0 +1,50 @@
+"""Process setup for `certs worker` and `certs scheduler`: JSON logs and the metrics endpoint.
+
+Kept apart from `workers.metrics` because the multiprocess directory must be in the environment
+before `prometheus_client` is first imported (it picks its value store at import time), and the
+dramatiq worker processes are forked from this one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+from certifications.logging import configure_logging
+
+log = logging.getLogger("certs.process")
+
+
+def prepare_multiprocess_dir() -> str:
+    """Use PROMETHEUS_MULTIPROC_DIR (or a fresh temporary one), emptied of a previous run's files.
+
+    Kubernetes keeps an emptyDir across container restarts: stale files of dead processes would
+    otherwise be merged into the new process's figures.
+    """
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="certs-prom-")
+    target = Path(path)
+    target.mkdir(parents=True, exist_ok=True)
+    for stale in target.glob("*.db"):
+        stale.unlink(missing_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(target)
+    return str(target)
+
+
+def prepare_worker() -> list[str]:
+    """JSON logs, the metrics directory and server; returns extra arguments for dramatiq."""
+    configure_logging()
+    prepare_multiprocess_dir()
+    port = int(os.environ.get("WORKER_METRICS_PORT", "9191"))
+    if port:
+        from workers.metrics import serve_metrics
+
+        serve_metrics(port)
+        log.info("worker metrics on :%d/metrics", port)
+    # Our handler, not dramatiq's basicConfig, formats the worker processes' records.
+    return ["--skip-logging"]
+
+
+def prepare_scheduler() -> None:
+    configure_logging()
