@@ -1,0 +1,330 @@
+"""Directory CRUD: roles, employees, assets, clients, locations (SPEC §4, §9)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import select
+
+from certifications.directory import KINDS
+from tenancy.models import OutboxMessage
+
+# A valid create body per kind, and a change a PATCH makes.
+BODIES = {
+    "roles": ({"name": "Welder", "external_id": "R-1"}, {"name": "Senior welder"}),
+    "employees": (
+        {"name": "Ann Smith", "email": "ann@example.com", "external_id": "E-1"},
+        {"email": "ann.smith@example.com"},
+    ),
+    "assets": ({"name": "Crane 7", "serial_number": "SN-7"}, {"serial_number": "SN-7b"}),
+    "clients": (
+        {"name": "Northwind", "contact_email": "ops@northwind.example"},
+        {"contact_email": "hse@northwind.example"},
+    ),
+    "locations": ({"name": "Pier 4", "address": "1 Harbour Rd"}, {"address": "2 Harbour Rd"}),
+}
+PLURALS = sorted(KINDS)
+
+
+def _create(client, plural, **extra):  # type: ignore[no-untyped-def]
+    body = dict(BODIES[plural][0])
+    body.pop("external_id", None)
+    body.update(extra)
+    resp = client.post(f"/{plural}", json=body)
+    assert resp.status_code == 201, resp.get_json()
+    return resp.get_json()
+
+
+def _fanouts(as_tenant, org):  # type: ignore[no-untyped-def]
+    with as_tenant(org.id) as s:
+        rows = s.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.org_id == org.id, OutboxMessage.actor_name == "fanout_employees")
+            .order_by(OutboxMessage.created_at)
+        ).all()
+        return [dict(r.payload) for r in rows]
+
+
+@pytest.mark.parametrize("plural", PLURALS)
+def test_crud_happy_path(api, plural):  # type: ignore[no-untyped-def]
+    body, change = BODIES[plural]
+    resp = api.post(f"/{plural}", json=body)
+    assert resp.status_code == 201, resp.get_json()
+    created = resp.get_json()
+    uuid.UUID(created["id"])
+    assert created["active"] is True
+    for key, value in body.items():
+        assert created[key] == value
+
+    got = api.get(f"/{plural}/{created['id']}")
+    assert got.status_code == 200
+    assert got.get_json() == created
+
+    resp = api.patch(f"/{plural}/{created['id']}", json=change)
+    assert resp.status_code == 200, resp.get_json()
+    for key, value in change.items():
+        assert resp.get_json()[key] == value
+    assert resp.get_json()["name"] == (change.get("name") or body["name"])
+
+    listed = api.get(f"/{plural}").get_json()
+    assert [i["id"] for i in listed["items"]] == [created["id"]]
+    assert listed["next_cursor"] is None
+
+    resp = api.delete(f"/{plural}/{created['id']}")
+    assert resp.status_code == 204
+    assert resp.get_data() == b""
+    after = api.get(f"/{plural}/{created['id']}").get_json()
+    assert after["active"] is False  # soft: the row and its history stay
+    assert api.delete(f"/{plural}/{created['id']}").status_code == 204  # idempotent
+    resp = api.patch(f"/{plural}/{created['id']}", json={"active": True})
+    assert resp.get_json()["active"] is True
+
+
+@pytest.mark.parametrize("plural", PLURALS)
+def test_list_filters_and_pagination(api, plural):  # type: ignore[no-untyped-def]
+    names = ["delta", "Alpha", "charlie", "bravo", "alpha 100%"]
+    ids = {n: _create(api, plural, name=n)["id"] for n in names}
+    api.delete(f"/{plural}/{ids['charlie']}")
+
+    def names_of(query: str) -> list[str]:
+        resp = api.get(f"/{plural}{query}")
+        assert resp.status_code == 200, resp.get_json()
+        return [i["name"] for i in resp.get_json()["items"]]
+
+    assert names_of("") == sorted(names)
+    assert names_of("?active=true") == ["Alpha", "alpha 100%", "bravo", "delta"]
+    assert names_of("?active=false") == ["charlie"]
+    assert names_of("?q=ALPHA") == ["Alpha", "alpha 100%"]
+    assert names_of("?q=%25") == ["alpha 100%"]  # a literal %, not a wildcard
+    assert names_of("?q=zulu") == []
+
+    seen: list[str] = []
+    cursor = None
+    while True:
+        query = "?limit=2" + (f"&cursor={cursor}" if cursor else "")
+        page = api.get(f"/{plural}{query}").get_json()
+        assert len(page["items"]) <= 2
+        seen += [i["name"] for i in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == sorted(names)
+
+
+def test_employee_role_filter_and_location_client_filter(api):  # type: ignore[no-untyped-def]
+    welder = _create(api, "roles", name="Welder")["id"]
+    rigger = _create(api, "roles", name="Rigger")["id"]
+    _create(api, "employees", name="Ann", role_id=welder)
+    _create(api, "employees", name="Bob", role_id=rigger)
+    _create(api, "employees", name="Cy")
+    items = api.get(f"/employees?role_id={welder}").get_json()["items"]
+    assert [i["name"] for i in items] == ["Ann"]
+    assert items[0]["role_id"] == welder
+
+    acme = _create(api, "clients", name="Acme")["id"]
+    _create(api, "locations", name="Pier", client_id=acme)
+    _create(api, "locations", name="Yard")
+    items = api.get(f"/locations?client_id={acme}").get_json()["items"]
+    assert [i["name"] for i in items] == ["Pier"]
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("?limit=0", "limit"),
+        ("?limit=501", "limit"),
+        ("?limit=99999999999999999999", "limit"),
+        ("?cursor=not-a-cursor", "cursor"),
+        ("?active=maybe", "active"),
+        ("?role_id=nope", "role_id"),
+        ("?q=" + "x" * 201, "q"),
+    ],
+)
+def test_list_query_validation(api, query, field):  # type: ignore[no-untyped-def]
+    resp = api.get(f"/employees{query}")
+    assert resp.status_code == 422, resp.get_json()
+    errors = resp.get_json()["errors"]
+    assert field in (errors.get("query") or errors)
+
+
+@pytest.mark.parametrize(
+    ("plural", "body", "fields"),
+    [
+        ("roles", {}, {"name"}),
+        ("roles", {"name": "   "}, {"name"}),
+        ("roles", {"name": "x" * 201}, {"name"}),
+        ("roles", {"name": "bad\x00name"}, {"name"}),
+        (
+            "roles",
+            {"name": "R", "id": str(uuid.uuid4()), "org_id": str(uuid.uuid4())},
+            {"id", "org_id"},
+        ),
+        ("roles", {"name": "R", "created_at": "2020-01-01T00:00:00Z"}, {"created_at"}),
+        ("employees", {"name": "A", "email": "not-an-email"}, {"email"}),
+        ("employees", {"name": "A", "role_id": "nope"}, {"role_id"}),
+        ("employees", {"name": "A", "active": "sometimes"}, {"active"}),
+        ("employees", {"name": "A", "external_id": ""}, {"external_id"}),
+        ("assets", {"name": "A", "serial_number": "s" * 201}, {"serial_number"}),
+        ("clients", {"name": "A", "contact_email": "x@"}, {"contact_email"}),
+        ("locations", {"name": "A", "address": "a" * 1001}, {"address"}),
+        ("locations", {"name": "A", "client_id": 12}, {"client_id"}),
+    ],
+)
+def test_create_validation(api, plural, body, fields):  # type: ignore[no-untyped-def]
+    resp = api.post(f"/{plural}", json=body)
+    assert resp.status_code == 422, resp.get_json()
+    assert set(resp.get_json()["errors"]["json"]) == fields
+    assert api.get(f"/{plural}").get_json()["items"] == []
+
+
+@pytest.mark.parametrize("plural", PLURALS)
+def test_patch_validation(api, plural):  # type: ignore[no-untyped-def]
+    item = _create(api, plural)
+    for body, field in [
+        ({"name": ""}, "name"),
+        ({"name": None}, "name"),
+        ({"id": str(uuid.uuid4())}, "id"),
+        ({"org_id": str(uuid.uuid4())}, "org_id"),
+        ({"active": None}, "active"),
+    ]:
+        resp = api.patch(f"/{plural}/{item['id']}", json=body)
+        assert resp.status_code == 422, (body, resp.get_json())
+        assert field in resp.get_json()["errors"]["json"]
+    assert api.get(f"/{plural}/{item['id']}").get_json() == item
+
+
+def test_references_must_be_this_orgs_active_rows(api_for, make_org, as_tenant):  # type: ignore[no-untyped-def]
+    mine, other = make_org(), make_org()
+    api, theirs = api_for(mine), api_for(other)
+    foreign_role = _create(theirs, "roles", name="Theirs")["id"]
+    foreign_client = _create(theirs, "clients", name="Theirs")["id"]
+    for plural, field, value in [
+        ("employees", "role_id", foreign_role),
+        ("employees", "role_id", str(uuid.uuid4())),
+        ("locations", "client_id", foreign_client),
+    ]:
+        resp = api.post(f"/{plural}", json={"name": "X", field: value})
+        assert resp.status_code == 422, resp.get_json()
+        assert field in resp.get_json()["errors"]
+    item = _create(api, "employees", name="Ann")
+    resp = api.patch(f"/employees/{item['id']}", json={"role_id": foreign_role})
+    assert resp.status_code == 422
+    assert api.get(f"/employees/{item['id']}").get_json()["role_id"] is None
+    assert api.get("/locations").get_json()["items"] == []
+
+    old_role = _create(api, "roles", name="Retired")["id"]
+    api.delete(f"/roles/{old_role}")
+    resp = api.post("/employees", json={"name": "Bob", "role_id": old_role})
+    assert resp.status_code == 422
+    assert "inactive" in resp.get_json()["errors"]["role_id"][0]
+
+
+def test_taken_external_id_and_role_name_are_409(api):  # type: ignore[no-untyped-def]
+    _create(api, "employees", name="Ann", external_id="E-1")
+    resp = api.post("/employees", json={"name": "Bob", "external_id": "E-1"})
+    assert resp.status_code == 409
+    assert "external_id" in resp.get_json()["errors"]
+    _create(api, "roles", name="Welder")
+    resp = api.post("/roles", json={"name": "Welder"})
+    assert resp.status_code == 409
+    assert "name" in resp.get_json()["errors"]
+    rigger = _create(api, "roles", name="Rigger")
+    resp = api.patch(f"/roles/{rigger['id']}", json={"name": "Welder"})
+    assert resp.status_code == 409
+    # renaming to its own name is not a clash
+    assert api.patch(f"/roles/{rigger['id']}", json={"name": "Rigger"}).status_code == 200
+
+
+def test_role_held_by_active_employees_cannot_be_deleted(api):  # type: ignore[no-untyped-def]
+    role = _create(api, "roles", name="Welder")["id"]
+    ann = _create(api, "employees", name="Ann", role_id=role)["id"]
+    _create(api, "employees", name="Bob", role_id=role)
+    resp = api.delete(f"/roles/{role}")
+    assert resp.status_code == 409
+    assert "2 active employees" in resp.get_json()["message"]
+    assert api.get(f"/roles/{role}").get_json()["active"] is True
+
+    api.delete(f"/employees/{ann}")
+    assert "1 active employee" in api.delete(f"/roles/{role}").get_json()["message"]
+    api.patch(f"/employees/{ann}", json={"active": True, "role_id": None})
+    bob = api.get(f"/employees?role_id={role}").get_json()["items"][0]["id"]
+    api.patch(f"/employees/{bob}", json={"active": False})
+    assert api.delete(f"/roles/{role}").status_code == 204
+    assert api.get(f"/roles/{role}").get_json()["active"] is False
+
+
+@pytest.mark.parametrize("plural", PLURALS)
+def test_scopes(api_for, org, plural):  # type: ignore[no-untyped-def]
+    writer = api_for(org, scopes=["directory:write", "directory:read"])
+    item = _create(writer, plural)
+    reader = api_for(org, scopes=["directory:read"])
+    assert reader.get(f"/{plural}").status_code == 200
+    assert reader.get(f"/{plural}/{item['id']}").status_code == 200
+    for method, path, kw in [
+        ("post", f"/{plural}", {"json": BODIES[plural][0]}),
+        ("patch", f"/{plural}/{item['id']}", {"json": {"name": "Changed"}}),
+        ("delete", f"/{plural}/{item['id']}", {}),
+        ("post", f"/{plural}/bulk", {"json": {"items": []}}),
+    ]:
+        resp = getattr(reader, method)(path, **kw)
+        assert resp.status_code == 403, (method, path)
+        assert "directory:write" in resp.get_json()["message"]
+    outsider = api_for(org, scopes=["certifications:read", "directory:write"])
+    for path in (f"/{plural}", f"/{plural}/{item['id']}"):
+        resp = outsider.get(path)
+        assert resp.status_code == 403
+        assert "directory:read" in resp.get_json()["message"]
+    assert writer.get(f"/{plural}/{item['id']}").get_json() == item
+
+
+@pytest.mark.parametrize("plural", PLURALS)
+def test_another_orgs_ids_are_404(api_for, make_org, plural):  # type: ignore[no-untyped-def]
+    mine, other = make_org(), make_org()
+    api, theirs = api_for(mine), api_for(other)
+    foreign = _create(theirs, plural)
+    path = f"/{plural}/{foreign['id']}"
+    missing = f"/{plural}/{uuid.uuid4()}"
+    for method, kw in [("get", {}), ("patch", {"json": {"name": "Hijacked"}}), ("delete", {})]:
+        resp = getattr(api, method)(path, **kw)
+        assert resp.status_code == 404, (method, resp.get_json())
+        absent = getattr(api, method)(missing, **kw)
+        assert absent.status_code == 404
+        assert resp.get_json()["message"].split()[0] == absent.get_json()["message"].split()[0]
+    assert theirs.get(path).get_json() == foreign  # unchanged, still active
+    assert api.get(f"/{plural}").get_json()["items"] == []
+
+
+def test_employee_changes_request_role_fanout(api, org, as_tenant):  # type: ignore[no-untyped-def]
+    welder = _create(api, "roles", name="Welder")["id"]
+    rigger = _create(api, "roles", name="Rigger")["id"]
+    no_role = _create(api, "employees", name="Cy")["id"]
+    assert _fanouts(as_tenant, org) == []  # no role: nothing to fan out
+
+    ann = _create(api, "employees", name="Ann", role_id=welder)["id"]
+    api.patch(f"/employees/{ann}", json={"name": "Ann B.", "email": "ann@example.com"})
+    api.patch(f"/employees/{ann}", json={"role_id": rigger})
+    api.patch(f"/employees/{ann}", json={"role_id": rigger})  # no change
+    api.delete(f"/employees/{ann}")
+    api.delete(f"/employees/{ann}")  # already inactive
+    api.patch(f"/employees/{ann}", json={"active": True})
+    api.patch(f"/employees/{no_role}", json={"role_id": welder})
+
+    payloads = _fanouts(as_tenant, org)
+    assert [p["employee_ids"] for p in payloads] == [[ann], [ann], [ann], [ann], [no_role]]
+    for p in payloads:
+        assert p["org_id"] == str(org.id)
+        uuid.UUID(p["job_id"])
+    # the job is pollable by directory clients
+    job = api.get(f"/jobs/{payloads[0]['job_id']}")
+    assert job.status_code == 200
+    assert job.get_json()["kind"] == "role_fanout"
+
+
+def test_failed_request_writes_no_fanout(api, org, as_tenant):  # type: ignore[no-untyped-def]
+    role = _create(api, "roles", name="Welder")["id"]
+    resp = api.post("/employees", json={"name": "Ann", "role_id": role, "external_id": "E"})
+    assert resp.status_code == 201
+    resp = api.post("/employees", json={"name": "Bob", "role_id": role, "external_id": "E"})
+    assert resp.status_code == 409
+    assert len(_fanouts(as_tenant, org)) == 1
