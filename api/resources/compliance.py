@@ -1,0 +1,41 @@
+"""Org-wide compliance: the summary by certification and group, and the renewal forecast."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from api.db import request_session
+from api.schemas.views import ComplianceSummarySchema, ForecastArgs, ForecastSchema
+from certifications.forecast import renewal_forecast
+from certifications.status import org_today
+from certifications.views import compliance_summary
+from tenancy.auth import current_organization, requires
+from tenancy.db import utcnow
+
+blp = Blueprint(
+    "compliance", __name__, url_prefix="/compliance", description="Compliance summary, forecast"
+)
+
+
+@blp.route("/summary")
+class ComplianceSummary(MethodView):
+    @requires("certifications:read", module="hse")
+    @blp.response(200, ComplianceSummarySchema)
+    def get(self) -> Any:
+        """Counts per status and the share of required assignments that are valid: per
+        certification, per group (with its subgroups) and org-wide."""
+        return compliance_summary(request_session())
+
+
+@blp.route("/forecast")
+class RenewalForecast(MethodView):
+    @requires("certifications:read", module="hse")
+    @blp.arguments(ForecastArgs, location="query")
+    @blp.response(200, ForecastSchema)
+    def get(self, args: dict[str, Any]) -> Any:
+        """Renewals falling due per calendar month from today, and their cost."""
+        today = org_today(current_organization().timezone, utcnow())
+        return renewal_forecast(request_session(), today, args["months"])

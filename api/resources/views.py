@@ -1,0 +1,141 @@
+"""The view switcher (SPEC §6): the group tree and subjects with their certifications, as pages
+of JSON or as one streamed CSV file."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Response, stream_with_context
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from api.db import request_session
+from api.pagination import paginate
+from api.schemas.views import (
+    ClientViewArgs,
+    EmployeeViewArgs,
+    GroupTreeSchema,
+    LocationViewArgs,
+    SubjectViewArgs,
+    SubjectViewPageSchema,
+)
+from certifications.views import (
+    CSV_COLUMNS,
+    ViewFilters,
+    attach_certifications,
+    csv_lines,
+    group_tree,
+    subject_query,
+)
+from tenancy import context, db
+from tenancy.auth import requires
+
+blp = Blueprint("views", __name__, url_prefix="/views", description="Compliance views")
+
+CSV_CHUNK = 1000  # subjects per keyset chunk of an export: memory stays flat whatever the size
+
+
+@blp.route("/groups")
+class GroupTreeView(MethodView):
+    @requires("certifications:read", module="hse")
+    @blp.response(200, GroupTreeSchema)
+    def get(self) -> Any:
+        """The group tree: each group with its certifications and a count per status."""
+        return group_tree(request_session())
+
+
+def _filters(args: dict[str, Any]) -> ViewFilters:
+    return ViewFilters(
+        status=tuple(args.get("status") or ()),
+        certification_id=args["certification_id"],
+        group_id=args["group_id"],
+        role_id=args.get("role_id"),
+        client_id=args.get("client_id"),
+        q=args["q"],
+        active=args["active"],
+    )
+
+
+def _page(kind: str, args: dict[str, Any]) -> Any:
+    f = _filters(args)
+    if args["format"] == "csv":
+        return _csv_response(kind, f)
+    session = request_session()
+    stmt, keys = subject_query(kind, f)
+    page = paginate(session, stmt, keys, args["limit"], args["cursor"])
+    rows = attach_certifications(session, kind, page.items, f)
+    return {"items": [r.to_dict() for r in rows], "next_cursor": page.next_cursor}
+
+
+def _csv_response(kind: str, f: ViewFilters) -> Response:
+    """Stream the whole filtered view; the request's session is gone by then, so the generator
+    opens its own, as the same tenant, and reads keyset chunks."""
+    org_id = context.require_org_id()
+
+    def generate() -> Iterator[str]:
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\r\n")
+        writer.writerow(CSV_COLUMNS)
+        with context.tenant(org_id), db.new_session() as session:
+            stmt, keys = subject_query(kind, f)
+            cursor = None
+            while True:
+                page = paginate(session, stmt, keys, CSV_CHUNK, cursor)
+                writer.writerows(
+                    csv_lines(kind, attach_certifications(session, kind, page.items, f), f)
+                )
+                session.expunge_all()
+                yield buf.getvalue()
+                buf.seek(0)
+                buf.truncate()
+                if page.next_cursor is None:
+                    return
+                cursor = page.next_cursor
+
+    stamp = datetime.now(UTC).strftime("%Y%m%d")
+    resp = Response(stream_with_context(generate()), mimetype="text/csv")
+    resp.headers["Content-Type"] = "text/csv; charset=utf-8"
+    resp.headers["Content-Disposition"] = f'attachment; filename="{kind}s-{stamp}.csv"'
+    return resp
+
+
+_CSV_DOC = {
+    "responses": {
+        "200": {
+            "content": {
+                "text/csv": {
+                    "schema": {"type": "string"},
+                    "example": ",".join(CSV_COLUMNS),
+                }
+            }
+        }
+    }
+}
+
+
+def _subject_view(path: str, kind: str, args_schema: type[SubjectViewArgs]) -> None:
+    class SubjectView(MethodView):
+        @requires("certifications:read", module="hse")
+        @blp.arguments(args_schema, location="query")
+        @blp.response(200, SubjectViewPageSchema)
+        @blp.doc(**_CSV_DOC)
+        def get(self, args: dict[str, Any]) -> Any:
+            return _page(kind, args)
+
+    SubjectView.get.__doc__ = (
+        f"The {path} view: each subject with its certifications and a count per status.\n\n"
+        "Keyset-paginated; `format=csv` streams the whole filtered view instead "
+        "(one line per subject per certification)."
+    )
+    SubjectView.__name__ = f"{kind.title()}View"
+    blp.route(f"/{path}", endpoint=path)(SubjectView)
+
+
+_subject_view("employees", "employee", EmployeeViewArgs)
+_subject_view("assets", "asset", SubjectViewArgs)
+_subject_view("clients", "client", ClientViewArgs)
+_subject_view("locations", "location", LocationViewArgs)

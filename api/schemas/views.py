@@ -1,0 +1,171 @@
+"""Schemas of the compliance views, the summary and the renewal forecast."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+from webargs.fields import DelimitedList
+
+from api.fields import Text
+from api.pagination import PageArgs, page_schema
+from certifications.status import STATUSES
+
+# --- query arguments ---------------------------------------------------------------------------
+
+
+class SubjectViewArgs(PageArgs):
+    status = DelimitedList(
+        fields.String(validate=validate.OneOf(STATUSES)),
+        validate=validate.Length(max=len(STATUSES)),
+        metadata={"description": "Comma-separated statuses, e.g. `expired,missing`."},
+    )
+    certification_id = fields.UUID(load_default=None)
+    group_id = fields.UUID(
+        load_default=None,
+        metadata={"description": "Certifications of this group and of all its subgroups."},
+    )
+    q = Text(
+        load_default=None,
+        validate=validate.Length(min=1, max=200),
+        metadata={"description": "Case-insensitive substring of the subject's name."},
+    )
+    active = fields.Boolean(load_default=None, metadata={"description": "Unset: all subjects."})
+    format = fields.String(
+        load_default="json",
+        validate=validate.OneOf(("json", "csv")),
+        metadata={"description": "`csv`: the whole filtered view as a streamed CSV file."},
+    )
+
+
+class EmployeeViewArgs(SubjectViewArgs):
+    role_id = fields.UUID(load_default=None)
+    client_id = fields.UUID(
+        load_default=None,
+        metadata={"description": "Only certifications that apply to this client."},
+    )
+
+
+class LocationViewArgs(SubjectViewArgs):
+    client_id = fields.UUID(
+        load_default=None, metadata={"description": "Only job locations of this client."}
+    )
+
+
+class ClientViewArgs(SubjectViewArgs):
+    client_id = fields.UUID(load_default=None, metadata={"description": "Only this client."})
+
+
+class ForecastArgs(Schema):
+    months = fields.Integer(
+        load_default=12,
+        validate=validate.Range(min=1, max=36),
+        metadata={"description": "Calendar months, the current one first (1 to 36)."},
+    )
+
+
+# --- responses ---------------------------------------------------------------------------------
+
+
+class StatusCountsSchema(Schema):
+    valid = fields.Integer()
+    upcoming = fields.Integer()
+    missing = fields.Integer()
+    expires_soon = fields.Integer()
+    expired = fields.Integer()
+    revoked = fields.Integer()
+
+
+class SubjectCertificationSchema(Schema):
+    certification_id = fields.UUID()
+    name = fields.String()
+    status = fields.String(metadata={"enum": list(STATUSES)})
+    required = fields.Boolean()
+    issued_on = fields.Date(allow_none=True)
+    effective_on = fields.Date(allow_none=True)
+    expires_on = fields.Date(allow_none=True)
+    assignment_id = fields.UUID()
+
+
+class SubjectViewSchema(Schema):
+    id = fields.UUID()
+    name = fields.String()
+    external_id = fields.String(allow_none=True)
+    active = fields.Boolean()
+    email = fields.String(allow_none=True, metadata={"description": "Employees only."})
+    role_id = fields.UUID(allow_none=True, metadata={"description": "Employees only."})
+    client_id = fields.UUID(allow_none=True, metadata={"description": "Job locations only."})
+    certifications = fields.List(fields.Nested(SubjectCertificationSchema))
+    summary = fields.Nested(
+        StatusCountsSchema,
+        metadata={"description": "Count per status over the subject's applicable certifications."},
+    )
+
+
+SubjectViewPageSchema = page_schema(SubjectViewSchema)
+
+
+class ComplianceFiguresSchema(Schema):
+    counts = fields.Nested(StatusCountsSchema)
+    required = fields.Integer(metadata={"description": "Required assignments"})
+    compliant = fields.Integer(
+        metadata={"description": "Required assignments that are valid or expire soon"}
+    )
+    compliance = fields.Float(
+        allow_none=True,
+        metadata={"description": "compliant / required, 0 to 1 (null without requirements)"},
+    )
+
+
+class CertificationComplianceSchema(ComplianceFiguresSchema):
+    certification_id = fields.UUID()
+    name = fields.String()
+    type = fields.String()
+
+
+class GroupNodeSchema(ComplianceFiguresSchema):
+    id = fields.UUID()
+    name = fields.String()
+    parent_id = fields.UUID(allow_none=True)
+    certifications = fields.List(fields.Nested(CertificationComplianceSchema))
+    subtree = fields.Nested(
+        ComplianceFiguresSchema, metadata={"description": "This group and its subgroups"}
+    )
+    children = fields.List(fields.Nested(lambda: GroupNodeSchema()))
+
+
+class GroupTreeSchema(Schema):
+    groups = fields.List(fields.Nested(GroupNodeSchema))
+    ungrouped = fields.List(fields.Nested(CertificationComplianceSchema))
+
+
+class GroupComplianceSchema(ComplianceFiguresSchema):
+    group_id = fields.UUID()
+    name = fields.String()
+    parent_id = fields.UUID(allow_none=True)
+
+
+class ComplianceSummarySchema(Schema):
+    totals = fields.Nested(ComplianceFiguresSchema)
+    certifications = fields.List(fields.Nested(CertificationComplianceSchema))
+    groups = fields.List(
+        fields.Nested(GroupComplianceSchema),
+        metadata={"description": "Each group with its subgroups (a certification counted once)"},
+    )
+
+
+class ForecastMonthSchema(Schema):
+    month = fields.String(metadata={"example": "2026-12"})
+    renewals = fields.Integer()
+    cost = fields.String(metadata={"format": "decimal", "example": "129.50"})
+
+
+class ForecastTotalSchema(Schema):
+    renewals = fields.Integer()
+    cost = fields.String(metadata={"format": "decimal", "example": "1290.00"})
+
+
+class ForecastSchema(Schema):
+    today = fields.Date(metadata={"description": "Today in the organization's time zone"})
+    from_ = fields.Date(data_key="from", attribute="from")
+    to = fields.Date()
+    months = fields.List(fields.Nested(ForecastMonthSchema))
+    total = fields.Nested(ForecastTotalSchema)
