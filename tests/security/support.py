@@ -100,7 +100,9 @@ def resolve(doc: dict[str, Any], schema: dict[str, Any] | None) -> dict[str, Any
         if "$ref" in schema:
             target: Any = doc
             for part in schema["$ref"].lstrip("#/").split("/"):
-                target = target[part]
+                target = target.get(part) if isinstance(target, dict) else None
+            if target is None:  # a dangling reference; test_fuzz flags the document
+                return {"x-unresolved": schema["$ref"]}
             return resolve(doc, target)
         return {k: resolve(doc, v) if isinstance(v, dict | list) else v for k, v in schema.items()}
     if isinstance(schema, list):
