@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench SCENARIO --size N` (see docs/benchmarks.md)."""
