@@ -11,7 +11,7 @@ from datetime import date, datetime
 from typing import Any
 
 from marshmallow import Schema, fields, validate
-from sqlalchemy import Select, tuple_
+from sqlalchemy import Select, literal, tuple_
 from sqlalchemy.orm import Session
 
 from api.fields import Text
@@ -72,6 +72,8 @@ def _parse(value: Any, column: Any) -> Any:
     if not isinstance(value, str):
         raise ValueError("cursor value")
     kind = column.type.python_type
+    if kind is object:  # a TypeDecorator (e.g. UTCDateTime): ask the type it decorates
+        kind = column.type.impl_instance.python_type
     if kind is uuid.UUID:
         return uuid.UUID(value)
     if kind is datetime:
@@ -94,7 +96,9 @@ def paginate(
     """
     if cursor:
         values = _decode(cursor, key_columns)
-        stmt = stmt.where(tuple_(*key_columns) > tuple_(*values))
+        # Bind with each column's own type (e.g. UTC timestamps stored as text on SQLite).
+        typed = [literal(v, col.type) for v, col in zip(values, key_columns, strict=True)]
+        stmt = stmt.where(tuple_(*key_columns) > tuple_(*typed))
     rows = session.scalars(stmt.order_by(*key_columns).limit(limit + 1)).all()
     items = list(rows[:limit])
     next_cursor = None

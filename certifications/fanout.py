@@ -1,0 +1,344 @@
+"""Role fan-out (SPEC §5): every active employee of a certification's roles holds it.
+
+Set-based: one `INSERT … SELECT … ON CONFLICT DO NOTHING` creates every missing role-sourced
+assignment of a change (a certification's roles, or a batch of employees), with
+`valid_when_added` applied in the same statement; one statement records their initial status
+events; removals are one DELETE (unrecorded) and one UPDATE (recorded: no longer required).
+
+Idempotent and safe to run twice at once: the conflict target is the live unique index
+`(org_id, certification_id, subject_id) WHERE revoked_at IS NULL`, so a concurrent run's rows
+are skipped, and the status events of a run are keyed to that run's own `created_at` stamp.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Date,
+    Integer,
+    String,
+    Uuid,
+    and_,
+    case,
+    delete,
+    exists,
+    func,
+    literal,
+    null,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from certifications import jobs
+from certifications import status as rules
+from certifications.models import Assignment, Certification, CertificationRole, Employee
+from certifications.models.assignments import StatusEvent
+from tenancy.db import UTCDateTime, new_uuid_sql, utcnow
+from tenancy.models import Organization
+
+A = Assignment.__table__
+E = Employee.__table__
+CR = CertificationRole.__table__
+C = Certification.__table__
+SE = StatusEvent.__table__
+
+# Bound parameters per statement stay far below PostgreSQL's 65,535 and SQLite's 32,766.
+EMPLOYEE_CHUNK = 5_000
+
+
+def initial_record(cert: Certification, today: date) -> tuple[date | None, date | None, str]:
+    """(issued_on, expires_on, status) of a new role assignment of `cert` created today."""
+    if not cert.valid_when_added:
+        return None, None, rules.MISSING
+    expires = rules.compute_expiry(today, cert.validity_months, cert.validity_days)
+    status = rules.compute_status(
+        revoked=False,
+        issued_on=today,
+        effective_on=today,
+        expires_on=expires,
+        forms_required=cert.forms_required,
+        form_accepted=False,
+        warning_days=cert.warning_days,
+        today=today,
+    )
+    return today, expires, status
+
+
+def fanout_certification(
+    session: Session, org_id: uuid.UUID, certification_id: uuid.UUID, *, today: date, now: datetime
+) -> dict[str, int]:
+    """Bring one certification's role assignments in line with its roles (after a catalog edit)."""
+    cert = session.get(Certification, certification_id)
+    live = [cert] if cert is not None and _fans_out(cert) else []
+    created = _insert_missing(session, org_id, live, today, now, employee_ids=None)
+    if cert is not None:
+        _record_initial_events(session, org_id, today, now, [A.c.certification_id == cert.id])
+    changes = _retire(session, org_id, now, [A.c.certification_id == certification_id])
+    return {"created": created, **changes}
+
+
+def fanout_employees(
+    session: Session,
+    org_id: uuid.UUID,
+    employee_ids: Sequence[uuid.UUID],
+    *,
+    today: date,
+    now: datetime,
+) -> dict[str, int]:
+    """Bring these employees' role assignments in line with their role and `active` flag."""
+    report = {"created": 0, "removed": 0, "not_required": 0, "required_again": 0}
+    for chunk in _chunks(sorted(set(employee_ids)), EMPLOYEE_CHUNK):
+        certs = _certifications_for(session, org_id, chunk)
+        report["created"] += _insert_missing(session, org_id, certs, today, now, employee_ids=chunk)
+        _record_initial_events(session, org_id, today, now, [A.c.subject_id.in_(chunk)])
+        for key, value in _retire(session, org_id, now, [A.c.subject_id.in_(chunk)]).items():
+            report[key] += value
+    return report
+
+
+def count_role_members(session: Session, org_id: uuid.UUID, certification_id: uuid.UUID) -> int:
+    """Active employees in the certification's roles (the size of a fan-out, for job progress)."""
+    stmt = (
+        select(func.count())
+        .select_from(E.join(CR, and_(CR.c.org_id == E.c.org_id, CR.c.role_id == E.c.role_id)))
+        .where(E.c.org_id == org_id, E.c.active, CR.c.certification_id == certification_id)
+    )
+    return int(session.execute(stmt).scalar_one())
+
+
+def _fans_out(cert: Certification) -> bool:
+    return cert.type == "employee" and cert.archived_at is None
+
+
+def _certifications_for(
+    session: Session, org_id: uuid.UUID, employee_ids: Sequence[uuid.UUID]
+) -> list[Certification]:
+    """The live employee certifications of the roles these employees hold (a few, not rows)."""
+    roles = select(E.c.role_id).where(E.c.org_id == org_id, E.c.id.in_(employee_ids))
+    stmt = (
+        select(Certification)
+        .join(
+            CertificationRole,
+            and_(
+                CertificationRole.org_id == Certification.org_id,
+                CertificationRole.certification_id == Certification.id,
+            ),
+        )
+        .where(CertificationRole.role_id.in_(roles))
+        .distinct()
+    )
+    return [c for c in session.scalars(stmt) if _fans_out(c)]
+
+
+def _insert_missing(
+    session: Session,
+    org_id: uuid.UUID,
+    certs: list[Certification],
+    today: date,
+    now: datetime,
+    *,
+    employee_ids: Sequence[uuid.UUID] | None,
+) -> int:
+    """The one INSERT … SELECT … ON CONFLICT DO NOTHING of a change; returns rows created."""
+    if not certs:
+        return 0
+    initial = {c.id: initial_record(c, today) for c in certs}
+    issued = _per_cert(initial, 0, Date())
+    expires = _per_cert(initial, 1, Date())
+    status = _per_cert(initial, 2, String())
+    stamp = literal(now, UTCDateTime())
+    dialect = session.get_bind().dialect.name
+    rows = (
+        select(
+            new_uuid_sql(dialect),
+            literal(org_id, Uuid()),
+            CR.c.certification_id,
+            literal("employee", String()),
+            E.c.id,
+            literal("role", String()),
+            literal(True, Boolean()),
+            literal(1, Integer()),
+            issued,
+            issued,
+            expires,
+            status,
+            stamp,
+            stamp,
+            stamp,
+        )
+        .select_from(E.join(CR, and_(CR.c.org_id == E.c.org_id, CR.c.role_id == E.c.role_id)))
+        .where(
+            E.c.org_id == org_id,
+            E.c.active,
+            CR.c.certification_id.in_(list(initial)),
+            # A revoked certificate stays the subject's record until someone assigns it anew.
+            ~exists().where(
+                A.c.org_id == org_id,
+                A.c.certification_id == CR.c.certification_id,
+                A.c.subject_id == E.c.id,
+                A.c.revoked_at.is_not(None),
+            ),
+        )
+    )
+    if employee_ids is not None:
+        rows = rows.where(E.c.id.in_(list(employee_ids)))
+    columns = [
+        "id",
+        "org_id",
+        "certification_id",
+        "subject_type",
+        "subject_id",
+        "source",
+        "required",
+        "cycle",
+        "issued_on",
+        "effective_on",
+        "expires_on",
+        "status",
+        "status_changed_at",
+        "created_at",
+        "updated_at",
+    ]
+    stmt = upsert_insert(dialect, A).from_select(columns, rows, include_defaults=False)
+    stmt = stmt.on_conflict_do_nothing(
+        index_elements=[A.c.org_id, A.c.certification_id, A.c.subject_id],
+        index_where=A.c.revoked_at.is_(None),
+    )
+    return max(session.execute(stmt).rowcount or 0, 0)
+
+
+def _record_initial_events(
+    session: Session,
+    org_id: uuid.UUID,
+    today: date,
+    now: datetime,
+    scope: list[ColumnElement[bool]],
+) -> int:
+    """One status event (none → initial status) per assignment this run created."""
+    dialect = session.get_bind().dialect.name
+    rows = select(
+        new_uuid_sql(dialect),
+        A.c.org_id,
+        A.c.id,
+        A.c.cycle,
+        null(),
+        A.c.status,
+        literal(today, Date()),
+        A.c.created_at,
+    ).where(
+        A.c.org_id == org_id,
+        A.c.source == "role",
+        A.c.created_at == literal(now, UTCDateTime()),
+        *scope,
+    )
+    cols = ["id", "org_id", "assignment_id", "cycle", "from_status", "to_status", "on_date"]
+    stmt = SE.insert().from_select([*cols, "created_at"], rows, include_defaults=False)
+    return max(session.execute(stmt).rowcount or 0, 0)
+
+
+def _retire(
+    session: Session, org_id: uuid.UUID, now: datetime, scope: list[ColumnElement[bool]]
+) -> dict[str, int]:
+    """Role assignments whose role no longer applies: unrecorded ones go, recorded ones stay
+    (history) but stop counting as required; ones whose role applies again count again."""
+    applies = exists().where(
+        E.c.org_id == A.c.org_id,
+        E.c.id == A.c.subject_id,
+        E.c.active,
+        CR.c.org_id == A.c.org_id,
+        CR.c.certification_id == A.c.certification_id,
+        CR.c.role_id == E.c.role_id,
+    )
+    role_live = [A.c.org_id == org_id, A.c.source == "role", A.c.revoked_at.is_(None), *scope]
+    removed = session.execute(delete(A).where(*role_live, A.c.issued_on.is_(None), ~applies))
+    unrequired = session.execute(
+        update(A)
+        .where(*role_live, A.c.issued_on.is_not(None), A.c.required, ~applies)
+        .values(required=False, updated_at=now)
+    )
+    required_again = session.execute(
+        update(A).where(*role_live, ~A.c.required, applies).values(required=True, updated_at=now)
+    )
+    return {
+        "removed": max(removed.rowcount or 0, 0),
+        "not_required": max(unrequired.rowcount or 0, 0),
+        "required_again": max(required_again.rowcount or 0, 0),
+    }
+
+
+def _per_cert(initial: dict[uuid.UUID, tuple[Any, ...]], index: int, type_: Any) -> Any:
+    """One value per certification, as a literal or a CASE on the certification id."""
+    values = {cid: v[index] for cid, v in initial.items()}
+    distinct = set(values.values())
+    if len(distinct) == 1:
+        (only,) = distinct
+        return literal(only, type_) if only is not None else null()
+    return case(
+        *[(CR.c.certification_id == cid, literal(v, type_)) for cid, v in values.items()],
+        else_=null(),
+    )
+
+
+def upsert_insert(dialect_name: str, table: Any) -> Any:
+    """The dialect's INSERT that supports ON CONFLICT (PostgreSQL and SQLite)."""
+    if dialect_name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def _chunks(items: list[uuid.UUID], size: int) -> Iterable[list[uuid.UUID]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def run_certification_fanout(
+    org_id: uuid.UUID,
+    certification_id: uuid.UUID,
+    job_id: uuid.UUID | str | None = None,
+    now: datetime | None = None,
+) -> dict[str, int]:
+    """The job behind `fanout_certification`: one transaction, progress on the Job."""
+    stamp = now or utcnow()
+
+    def work(session: Session) -> dict[str, int]:
+        today = org_today_for(session, org_id, stamp)
+        total = count_role_members(session, org_id, certification_id)
+        jobs.progress_job(session, job_id, 0, total=total)
+        report = fanout_certification(session, org_id, certification_id, today=today, now=stamp)
+        jobs.finish_job(session, job_id, done=total, result=report)
+        return report
+
+    return jobs.run_job(job_id, work)
+
+
+def run_employee_fanout(
+    org_id: uuid.UUID,
+    employee_ids: Sequence[uuid.UUID],
+    job_id: uuid.UUID | str | None = None,
+    now: datetime | None = None,
+) -> dict[str, int]:
+    """The job behind `fanout_employees`: one transaction, progress on the Job."""
+    stamp = now or utcnow()
+
+    def work(session: Session) -> dict[str, int]:
+        today = org_today_for(session, org_id, stamp)
+        jobs.progress_job(session, job_id, 0, total=len(employee_ids))
+        report = fanout_employees(session, org_id, employee_ids, today=today, now=stamp)
+        jobs.finish_job(session, job_id, done=len(employee_ids), result=report)
+        return report
+
+    return jobs.run_job(job_id, work)
+
+
+def org_today_for(session: Session, org_id: uuid.UUID, now: datetime) -> date:
+    """'Today' in the organization's time zone."""
+    org = session.get(Organization, org_id)
+    return rules.org_today(org.timezone if org else "UTC", now)

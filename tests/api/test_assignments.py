@@ -1,0 +1,429 @@
+"""Assignments over HTTP: create, get, list, patch, renew, revoke, forms, history."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from certifications.models import Assignment, StatusEvent
+from tests.support import assignment_data as data
+
+TODAY = date.today()  # the test orgs use UTC; close enough to the server's "today"
+
+
+def _iso(d: date) -> str:
+    return d.isoformat()
+
+
+@pytest.fixture
+def cert(org):  # type: ignore[no-untyped-def]
+    return data.certification(org.id, validity_months=12, warning_days=30)
+
+
+@pytest.fixture
+def emp(org):  # type: ignore[no-untyped-def]
+    return data.employee(org.id)
+
+
+def _create(api, cert, subject, **extra):  # type: ignore[no-untyped-def]
+    body = {
+        "certification_id": str(cert.id),
+        "subject_type": cert.type,
+        "subject_id": str(subject.id),
+        **extra,
+    }
+    return api.post("/assignments", json=body)
+
+
+def test_create_without_record_is_missing(api, cert, emp):  # type: ignore[no-untyped-def]
+    resp = _create(api, cert, emp)
+    assert resp.status_code == 201, resp.get_json()
+    body = resp.get_json()
+    assert body["status"] == "missing"
+    assert body["source"] == "manual"
+    assert body["issued_on"] is None
+    assert body["created_by"] == "tester"
+    assert api.get(f"/assignments/{body['id']}").get_json() == body
+
+
+def test_create_with_dates_computes_expiry_and_status(api, org, emp):  # type: ignore[no-untyped-def]
+    cert = data.certification(org.id, validity_months=1, warning_days=10)
+    issued = date(2024, 1, 31)
+    body = _create(api, cert, emp, issued_on=_iso(issued)).get_json()
+    assert body["effective_on"] == "2024-01-31"
+    assert body["expires_on"] == "2024-02-29"  # month-end clamp, leap year
+    assert body["status"] == "expired"
+
+
+@pytest.mark.parametrize(
+    ("offset_issued", "expires_in", "status"),
+    [
+        (-10, 100, "valid"),
+        (-10, 30, "expires_soon"),
+        (-10, 0, "expires_soon"),
+        (-400, -1, "expired"),
+        (5, 100, "upcoming"),
+    ],
+)
+def test_statuses_from_dates(api, cert, emp, offset_issued, expires_in, status):  # type: ignore[no-untyped-def]
+    issued = TODAY + timedelta(days=offset_issued)
+    expires = TODAY + timedelta(days=expires_in)
+    resp = _create(api, cert, emp, issued_on=_iso(issued), expires_on=_iso(max(expires, issued)))
+    assert resp.status_code == 201, resp.get_json()
+    assert resp.get_json()["status"] == status
+
+
+def test_valid_when_added_records_today(api, org, emp):  # type: ignore[no-untyped-def]
+    cert = data.certification(org.id, valid_when_added=True, validity_days=90)
+    body = _create(api, cert, emp).get_json()
+    assert body["issued_on"] == _iso(TODAY)
+    assert body["expires_on"] == _iso(TODAY + timedelta(days=90))
+    assert body["status"] == "valid"
+
+
+@pytest.mark.parametrize("kind", ["asset", "client", "location"])
+def test_other_subject_types(api, org, kind):  # type: ignore[no-untyped-def]
+    cert = data.certification(org.id, type=kind)
+    subject = data.subject(org.id, kind)
+    resp = _create(api, cert, subject)
+    assert resp.status_code == 201, resp.get_json()
+    assert resp.get_json()["subject_type"] == kind
+
+
+def test_subject_type_must_match_certification(api, org, cert):  # type: ignore[no-untyped-def]
+    asset = data.subject(org.id, "asset")
+    resp = api.post(
+        "/assignments",
+        json={
+            "certification_id": str(cert.id),
+            "subject_type": "asset",
+            "subject_id": str(asset.id),
+        },
+    )
+    assert resp.status_code == 422
+    assert "subject_type" in resp.get_json()["errors"]
+
+
+def test_unknown_or_foreign_subject_and_certification_are_422(api, make_org, cert):  # type: ignore[no-untyped-def]
+    other = make_org()
+    foreign_emp = data.employee(other.id)
+    foreign_cert = data.certification(other.id)
+    resp = _create(api, cert, foreign_emp)
+    assert resp.status_code == 422
+    assert "subject_id" in resp.get_json()["errors"]
+    resp = api.post(
+        "/assignments",
+        json={
+            "certification_id": str(foreign_cert.id),
+            "subject_type": "employee",
+            "subject_id": str(uuid.uuid4()),
+        },
+    )
+    assert resp.status_code == 422
+    assert "certification_id" in resp.get_json()["errors"]
+
+
+def test_archived_certification_refused(api, org, emp):  # type: ignore[no-untyped-def]
+    from tenancy.db import utcnow
+
+    cert = data.certification(org.id, archived_at=utcnow())
+    resp = _create(api, cert, emp)
+    assert resp.status_code == 422
+    assert "certification_id" in resp.get_json()["errors"]
+
+
+def test_validation_names_fields(api, cert, emp):  # type: ignore[no-untyped-def]
+    resp = api.post(
+        "/assignments",
+        json={
+            "certification_id": "nope",
+            "subject_type": "robot",
+            "subject_id": str(emp.id),
+            "issued_on": "2024-13-01",
+            "status": "valid",
+            "notes": "a\x00b",
+        },
+    )
+    assert resp.status_code == 422
+    errors = resp.get_json()["errors"]["json"]
+    assert set(errors) == {"certification_id", "subject_type", "issued_on", "status", "notes"}
+    resp = _create(api, cert, emp, issued_on="0001-01-01")
+    assert resp.status_code == 422
+    assert "issued_on" in resp.get_json()["errors"]["json"]
+
+
+def test_date_rules_are_422(api, cert, emp):  # type: ignore[no-untyped-def]
+    resp = _create(api, cert, emp, expires_on="2030-01-01")
+    assert resp.status_code == 422
+    assert "issued_on" in resp.get_json()["errors"]
+    resp = _create(api, cert, emp, issued_on="2030-01-01", expires_on="2029-01-01")
+    assert resp.status_code == 422
+    assert "expires_on" in resp.get_json()["errors"]
+
+
+def test_one_live_assignment_per_subject(api, cert, emp):  # type: ignore[no-untyped-def]
+    first = _create(api, cert, emp).get_json()
+    resp = _create(api, cert, emp)
+    assert resp.status_code == 409
+    assert resp.get_json()["errors"]["assignment_id"] == [first["id"]]
+    api.post(f"/assignments/{first['id']}/revoke", json={"reason": "replaced"})
+    assert _create(api, cert, emp).status_code == 201  # revoked ones do not hold the slot
+
+
+def test_scopes(api_for, org, cert, emp):  # type: ignore[no-untyped-def]
+    reader = api_for(org, scopes=["certifications:read"])
+    assert _create(reader, cert, emp).status_code == 403
+    created = _create(api_for(org, scopes=["certifications:create"]), cert, emp)
+    assert created.status_code == 201
+    aid = created.get_json()["id"]
+    assert reader.get(f"/assignments/{aid}").status_code == 200
+    assert reader.get("/assignments").status_code == 200
+    assert reader.get(f"/assignments/{aid}/history").status_code == 200
+    for path, body in [
+        (f"/assignments/{aid}/renew", {}),
+        (f"/assignments/{aid}/revoke", {"reason": "x"}),
+        (f"/assignments/{aid}/form-submissions", {"answers": {}}),
+    ]:
+        assert reader.post(path, json=body).status_code == 403, path
+    assert reader.patch(f"/assignments/{aid}", json={"notes": "x"}).status_code == 403
+    nobody = api_for(org, scopes=["directory:read"])
+    assert nobody.get("/assignments").status_code == 403
+
+
+def test_module_disabled(api_for, make_org):  # type: ignore[no-untyped-def]
+    org = make_org(modules=())
+    resp = api_for(org).get("/assignments")
+    assert resp.status_code == 403
+    assert resp.get_json()["code"] == "module_disabled"
+
+
+def test_list_filters_and_pagination(api, org, cert):  # type: ignore[no-untyped-def]
+    people = data.employees(org.id, 5)
+    other_cert = data.certification(org.id)
+    ids = []
+    for i, person in enumerate(people):
+        issued = {"issued_on": _iso(TODAY - timedelta(days=1))} if i % 2 else {}
+        ids.append(_create(api, cert, person, **issued).get_json()["id"])
+    _create(api, other_cert, people[0])
+    page = api.get(f"/assignments?certification_id={cert.id}&limit=2").get_json()
+    seen = [a["id"] for a in page["items"]]
+    while page["next_cursor"]:
+        page = api.get(
+            f"/assignments?certification_id={cert.id}&limit=2&cursor={page['next_cursor']}"
+        ).get_json()
+        seen += [a["id"] for a in page["items"]]
+    assert sorted(seen) == sorted(ids)
+    missing = api.get(f"/assignments?certification_id={cert.id}&status=missing").get_json()
+    assert len(missing["items"]) == 3
+    valid = api.get("/assignments?status=valid&source=manual&required=true").get_json()
+    assert len(valid["items"]) == 2
+    by_subject = api.get(f"/assignments?subject_type=employee&subject_id={people[0].id}")
+    assert len(by_subject.get_json()["items"]) == 2
+    assert api.get("/assignments?source=role").get_json()["items"] == []
+    bad = api.get("/assignments?status=great&limit=100000&subject_id=x")
+    assert bad.status_code == 422
+    assert set(bad.get_json()["errors"]["query"]) == {"status", "limit", "subject_id"}
+    assert api.get("/assignments?cursor=garbage").status_code == 422
+
+
+def test_patch_dates_and_notes(api, cert, emp):  # type: ignore[no-untyped-def]
+    aid = _create(api, cert, emp).get_json()["id"]
+    resp = api.patch(f"/assignments/{aid}", json={"issued_on": _iso(TODAY), "notes": "scan"})
+    assert resp.status_code == 200, resp.get_json()
+    body = resp.get_json()
+    assert body["status"] == "valid"
+    assert body["effective_on"] == _iso(TODAY)
+    assert body["notes"] == "scan"
+    assert body["expires_on"] is not None
+    resp = api.patch(f"/assignments/{aid}", json={"expires_on": _iso(TODAY + timedelta(days=3))})
+    assert resp.get_json()["status"] == "expires_soon"
+    resp = api.patch(f"/assignments/{aid}", json={"issued_on": None})
+    assert resp.get_json()["status"] == "missing"
+    assert resp.get_json()["expires_on"] is None
+    assert api.patch(f"/assignments/{aid}", json={}).status_code == 422
+    resp = api.patch(f"/assignments/{aid}", json={"subject_id": str(uuid.uuid4())})
+    assert resp.status_code == 422
+    assert "subject_id" in resp.get_json()["errors"]["json"]
+
+
+def test_every_status_change_writes_one_event(api, cert, emp, org, as_tenant):  # type: ignore[no-untyped-def]
+    aid = _create(api, cert, emp).get_json()["id"]
+    api.patch(f"/assignments/{aid}", json={"notes": "no status change"})
+    api.patch(f"/assignments/{aid}", json={"issued_on": _iso(TODAY)})
+    api.post(f"/assignments/{aid}/revoke", json={"reason": "fraud"})
+    with as_tenant(org.id) as s:
+        events = s.execute(
+            select(StatusEvent.from_status, StatusEvent.to_status)
+            .where(StatusEvent.assignment_id == uuid.UUID(aid))
+            .order_by(StatusEvent.created_at)
+        ).all()
+    assert [tuple(e) for e in events] == [
+        (None, "missing"),
+        ("missing", "valid"),
+        ("valid", "revoked"),
+    ]
+
+
+def test_renew_keeps_previous_cycle(api, cert, emp):  # type: ignore[no-untyped-def]
+    first = _create(api, cert, emp, issued_on="2020-01-15").get_json()
+    assert first["status"] == "expired"
+    resp = api.post(f"/assignments/{first['id']}/renew", json={"issued_on": _iso(TODAY)})
+    assert resp.status_code == 200, resp.get_json()
+    body = resp.get_json()
+    assert body["cycle"] == 2
+    assert body["status"] == "valid"
+    assert body["issued_on"] == _iso(TODAY)
+    history = api.get(f"/assignments/{first['id']}/history").get_json()
+    assert [(c["cycle"], c["current"]) for c in history["cycles"]] == [(1, False), (2, True)]
+    assert history["cycles"][0]["issued_on"] == "2020-01-15"
+    assert history["cycles"][0]["expires_on"] == "2021-01-15"
+    assert [e["to_status"] for e in history["status_events"]] == ["expired", "valid"]
+
+
+def test_renew_defaults_and_explicit_expiry(api, cert, emp):  # type: ignore[no-untyped-def]
+    aid = _create(api, cert, emp).get_json()["id"]
+    body = api.post(f"/assignments/{aid}/renew", json={}).get_json()
+    assert body["issued_on"] == _iso(TODAY)
+    future = TODAY + timedelta(days=7)
+    body = api.post(
+        f"/assignments/{aid}/renew",
+        json={"issued_on": _iso(future), "expires_on": _iso(future + timedelta(days=400))},
+    ).get_json()
+    assert body["status"] == "upcoming"
+    assert body["cycle"] == 3
+    resp = api.post(f"/assignments/{aid}/renew", json={"issued_on": "yesterday"})
+    assert resp.status_code == 422
+    assert "issued_on" in resp.get_json()["errors"]["json"]
+
+
+def test_revoke(api, cert, emp):  # type: ignore[no-untyped-def]
+    aid = _create(api, cert, emp, issued_on=_iso(TODAY)).get_json()["id"]
+    resp = api.post(f"/assignments/{aid}/revoke", json={})
+    assert resp.status_code == 422
+    assert "reason" in resp.get_json()["errors"]["json"]
+    assert api.post(f"/assignments/{aid}/revoke", json={"reason": "  "}).status_code == 422
+    resp = api.post(f"/assignments/{aid}/revoke", json={"reason": "Failed audit"})
+    assert resp.status_code == 200
+    body = resp.get_json()
+    assert body["status"] == "revoked"
+    assert body["revoked_by"] == "tester"
+    assert body["revoked_reason"] == "Failed audit"
+    assert body["revoked_at"]
+    assert api.post(f"/assignments/{aid}/revoke", json={"reason": "again"}).status_code == 409
+    assert api.post(f"/assignments/{aid}/renew", json={}).status_code == 409
+    assert api.patch(f"/assignments/{aid}", json={"issued_on": _iso(TODAY)}).status_code == 409
+
+
+FORM = {
+    "fields": [
+        {"name": "score", "label": "Score", "type": "number", "required": True},
+        {"name": "passed", "label": "Passed", "type": "boolean", "required": True},
+        {"name": "taken_on", "label": "Taken on", "type": "date", "required": False},
+        {"name": "level", "label": "Level", "type": "choice", "choices": ["basic", "advanced"]},
+        {"name": "comment", "label": "Comment", "type": "text"},
+    ]
+}
+
+
+def test_form_submission_records_certification(api, org, emp):  # type: ignore[no-untyped-def]
+    cert = data.certification(org.id, forms_required=True, form=FORM, validity_months=12)
+    created = _create(api, cert, emp, issued_on=_iso(TODAY)).get_json()
+    assert created["status"] == "missing"  # forms required, none accepted yet
+    resp = api.post(
+        f"/assignments/{created['id']}/form-submissions",
+        json={"answers": {"score": 92, "passed": True, "level": "basic", "taken_on": "2024-02-01"}},
+    )
+    assert resp.status_code == 201, resp.get_json()
+    assert resp.get_json()["status"] == "accepted"
+    body = api.get(f"/assignments/{created['id']}").get_json()
+    assert body["status"] == "valid"
+    assert body["form_accepted_at"]
+    history = api.get(f"/assignments/{created['id']}/history").get_json()
+    assert history["form_submissions"][0]["answers"]["score"] == 92
+
+
+def test_form_submission_without_record_issues_today(api, org, emp):  # type: ignore[no-untyped-def]
+    cert = data.certification(org.id, forms_required=True, form=FORM, validity_days=30)
+    aid = _create(api, cert, emp).get_json()["id"]
+    resp = api.post(
+        f"/assignments/{aid}/form-submissions", json={"answers": {"score": 1, "passed": False}}
+    )
+    assert resp.status_code == 201
+    body = api.get(f"/assignments/{aid}").get_json()
+    assert body["issued_on"] == _iso(TODAY)
+    assert body["status"] == "expires_soon"
+
+
+def test_form_answers_validated(api, org, emp):  # type: ignore[no-untyped-def]
+    cert = data.certification(org.id, forms_required=True, form=FORM)
+    aid = _create(api, cert, emp).get_json()["id"]
+    resp = api.post(
+        f"/assignments/{aid}/form-submissions",
+        json={
+            "answers": {
+                "score": "high",
+                "level": "expert",
+                "taken_on": "soon",
+                "comment": 5,
+                "extra": 1,
+            }
+        },
+    )
+    assert resp.status_code == 422
+    errors = resp.get_json()["errors"]["answers"]
+    assert set(errors) == {"score", "passed", "level", "taken_on", "comment", "extra"}
+    assert "score" in resp.get_json()["message"]
+    assert api.get(f"/assignments/{aid}").get_json()["status"] == "missing"
+    resp = api.post(f"/assignments/{aid}/form-submissions", json={"answers": []})
+    assert resp.status_code == 422
+    assert "answers" in resp.get_json()["errors"]["json"]
+
+
+def test_form_submission_without_form_is_409(api, cert, emp):  # type: ignore[no-untyped-def]
+    aid = _create(api, cert, emp).get_json()["id"]
+    resp = api.post(f"/assignments/{aid}/form-submissions", json={"answers": {}})
+    assert resp.status_code == 409
+
+
+ID_ROUTES = [
+    ("get", "/assignments/{id}", None),
+    ("patch", "/assignments/{id}", {"notes": "hijack"}),
+    ("post", "/assignments/{id}/renew", {"issued_on": "2024-01-01"}),
+    ("post", "/assignments/{id}/revoke", {"reason": "hijack"}),
+    ("post", "/assignments/{id}/form-submissions", {"answers": {"score": 1, "passed": True}}),
+    ("get", "/assignments/{id}/history", None),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ID_ROUTES)
+def test_cross_tenant_is_404_and_row_unchanged(  # type: ignore[no-untyped-def]
+    api_for, make_org, as_tenant, method, path, body
+):
+    owner, intruder = make_org(), make_org()
+    cert = data.certification(owner.id, forms_required=True, form=FORM)
+    person = data.employee(owner.id)
+    created = _create(api_for(owner), cert, person).get_json()
+    url = path.format(id=created["id"])
+    kwargs = {"json": body} if body is not None else {}
+    resp = getattr(api_for(intruder), method)(url, **kwargs)
+    assert resp.status_code == 404
+    assert resp.get_json()["code"] == 404
+    missing = getattr(api_for(owner), method)(path.format(id=uuid.uuid4()), **kwargs)
+    assert missing.status_code == 404
+    assert api_for(owner).get(f"/assignments/{created['id']}").get_json() == created
+    with as_tenant(owner.id) as s:
+        events = s.scalar(select(func.count()).select_from(StatusEvent))
+        rows = s.scalar(select(func.count()).select_from(Assignment))
+    assert (events, rows) == (1, 1)
+
+
+def test_list_never_shows_other_orgs(api_for, make_org):  # type: ignore[no-untyped-def]
+    a, b = make_org(), make_org()
+    cert = data.certification(a.id)
+    _create(api_for(a), cert, data.employee(a.id))
+    assert len(api_for(a).get("/assignments").get_json()["items"]) == 1
+    assert api_for(b).get("/assignments").get_json()["items"] == []
+    assert api_for(b).get(f"/assignments?certification_id={cert.id}").get_json()["items"] == []
