@@ -174,8 +174,8 @@ def _document(fn: Any, needed: list[str]) -> None:
     doc = {
         "security": [{"bearerAuth": []}],
         "responses": {
-            "401": {"$ref": "#/components/responses/UNAUTHORIZED"},
-            "403": {"$ref": "#/components/responses/FORBIDDEN"},
+            "401": "UNAUTHORIZED",
+            "403": "FORBIDDEN",
         },
         "description": description,
     }
