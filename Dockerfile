@@ -1,0 +1,58 @@
+# syntax=docker/dockerfile:1
+# The one image for every process of the service (build from the repo root, nothing else needed):
+#   docker build -t certs:0.1.0 .
+#   API:        docker run -p 8000:8000 --env-file prod.env certs:0.1.0
+#               (default CMD: gunicorn -c gunicorn.conf.py wsgi:app)
+#   worker:     docker run --env-file prod.env certs:0.1.0 certs worker
+#   scheduler:  docker run --env-file prod.env certs:0.1.0 certs scheduler
+#   migrations: docker run --env-file prod.env certs:0.1.0 certs db upgrade
+ARG PYTHON_IMAGE=python:3.11-slim
+
+# ---- builder: compilers allowed here, never in the final image -------------------------------
+FROM ${PYTHON_IMAGE} AS builder
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends build-essential \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+# Dependencies first (the layer is reused while only application code changes).
+COPY pyproject.toml README.md ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+ && pip wheel --wheel-dir /wheels -r /tmp/requirements.txt
+COPY api/ api/
+COPY certifications/ certifications/
+COPY tenancy/ tenancy/
+COPY workers/ workers/
+COPY migrations/ migrations/
+COPY bench/ bench/
+# Wheels for the project and every dependency, then a self-contained virtualenv from them only.
+RUN pip wheel --no-deps --wheel-dir /wheels . \
+ && python -m venv /opt/venv \
+ && /opt/venv/bin/pip install --no-index --find-links /wheels certs \
+ && /opt/venv/bin/python -m compileall -q /opt/venv
+
+# ---- runtime: slim, non-root, read-only friendly --------------------------------------------
+FROM ${PYTHON_IMAGE} AS runtime
+LABEL org.opencontainers.image.title="certs" \
+      org.opencontainers.image.description="Multi-tenant certifications backend (API, worker, scheduler)"
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    CERTS_ENV=production \
+    LOG_FORMAT=json \
+    HOME=/tmp \
+    CERTS_INSTANCE_DIR=/tmp/instance \
+    PROMETHEUS_MULTIPROC_DIR=/tmp/prometheus
+RUN groupadd --system --gid 10001 certs \
+ && useradd --system --uid 10001 --gid certs --no-create-home --home-dir /tmp \
+      --shell /usr/sbin/nologin certs
+COPY --from=builder /opt/venv /opt/venv
+WORKDIR /app
+# Only the entry points live here; the packages are installed in /opt/venv (owned by root, so
+# the process cannot modify its own code).
+COPY wsgi.py gunicorn.conf.py alembic.ini ./
+USER 10001:10001
+EXPOSE 8000 9191
+CMD ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
