@@ -1,0 +1,444 @@
+"""Catalog schemas: certification groups and certification definitions (SPEC §4).
+
+Every field carries a description and an example, so `/api/v1/docs` reads like the seed's
+Details and Renewing tabs. Shapes are validated here; rules needing the database (unknown ids,
+unique names, type changes) are checked by `certifications.catalog`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from api.fields import Email, Money, Text, name_field
+from api.pagination import PageArgs
+from certifications.models.catalog import CERTIFICATION_TYPES
+
+MAX_DAYS = 3650  # ten years: bounds every "days" number
+MAX_LINKS = 500
+MAX_RULES = 50
+FORM_FIELD_TYPES = ("text", "number", "date", "boolean", "choice")
+TRIGGERS = ("before_expiry", "expired", "revoked", "missing")
+CHANNELS = ("email", "webhook")
+EXAMPLE_ID = "3f2b8c1e-7d4a-4c5e-9b1a-2d6f0e8a7c41"
+
+
+def _doc(description: str, example: Any) -> dict[str, Any]:
+    return {"description": description, "example": example}
+
+
+def _ids(description: str, **kw: Any) -> fields.List:
+    return fields.List(
+        fields.UUID(),
+        validate=validate.Length(max=MAX_LINKS),
+        metadata=_doc(description, [EXAMPLE_ID]),
+        **kw,
+    )
+
+
+def _unique(values: list[Any], what: str) -> None:
+    if len(values) != len(set(values)):
+        raise ValidationError(f"{what} must not repeat.")
+
+
+# --- groups ----------------------------------------------------------------------------------
+
+
+class GroupCreateSchema(Schema):
+    name = name_field(required=True, metadata=_doc("The group's name.", "Safety"))
+    parent_id = fields.UUID(
+        allow_none=True,
+        metadata=_doc("The group to nest this one under; null or absent = top level.", None),
+    )
+
+
+class GroupPatchSchema(Schema):
+    name = name_field(required=True, metadata=_doc("New name (use /move to re-parent).", "HSE"))
+
+
+class GroupMoveSchema(Schema):
+    parent_id = fields.UUID(
+        required=True,
+        allow_none=True,
+        metadata=_doc("The new parent group; null moves the group to the top level.", EXAMPLE_ID),
+    )
+
+
+class GroupListArgsSchema(PageArgs):
+    view = fields.String(
+        load_default="flat",
+        validate=validate.OneOf(("flat", "tree")),
+        metadata=_doc(
+            "`flat`: every group with its `parent_id`, paged by name. `tree`: the top-level "
+            "groups with their subgroups nested in `children`, all in one page.",
+            "tree",
+        ),
+    )
+
+
+class GroupSchema(Schema):
+    id = fields.UUID(metadata=_doc("The group's id.", EXAMPLE_ID))
+    name = fields.String(metadata=_doc("The group's name.", "Safety"))
+    parent_id = fields.UUID(
+        allow_none=True, metadata=_doc("The parent group; null at the top level.", None)
+    )
+    certification_count = fields.Integer(
+        metadata=_doc("Live (not archived) certifications directly in this group.", 4)
+    )
+    children = fields.List(
+        fields.Dict(),
+        metadata=_doc(
+            "Tree view only: the subgroups, each of this same shape (id, name, parent_id, "
+            "certification_count, children), by name.",
+            [],
+        ),
+    )
+    created_at = fields.DateTime(
+        metadata=_doc("Creation time (flat view).", "2026-03-01T10:00:00Z")
+    )
+    updated_at = fields.DateTime(metadata=_doc("Last change (flat view).", "2026-03-01T10:00:00Z"))
+
+
+class CertificationRefSchema(Schema):
+    id = fields.UUID(metadata=_doc("Certification id.", EXAMPLE_ID))
+    name = fields.String(metadata=_doc("Certification name.", "OSHA 10-Hour Safety"))
+    type = fields.String(metadata=_doc("Certification type.", "employee"))
+    archived = fields.Boolean(metadata=_doc("Archived (hidden from pickers).", False))
+
+
+class SubgroupSchema(Schema):
+    id = fields.UUID(metadata=_doc("Subgroup id.", EXAMPLE_ID))
+    name = fields.String(metadata=_doc("Subgroup name.", "Cranes"))
+
+
+class GroupDetailSchema(GroupSchema):
+    certifications = fields.List(
+        fields.Nested(CertificationRefSchema),
+        metadata=_doc("Certifications in this group (not in its subgroups), by name.", []),
+    )
+    subgroups = fields.List(
+        fields.Nested(SubgroupSchema), metadata=_doc("Direct subgroups, by name.", [])
+    )
+
+
+# --- certification parts ---------------------------------------------------------------------
+
+
+class ValiditySchema(Schema):
+    """Renewal frequency: exactly one of `months` or `days`."""
+
+    months = fields.Integer(
+        validate=validate.Range(min=1, max=1200),
+        metadata=_doc("Valid for this many calendar months after taking effect.", 12),
+    )
+    days = fields.Integer(
+        validate=validate.Range(min=1, max=36500),
+        metadata=_doc("Valid for this many days after taking effect.", 90),
+    )
+
+    @validates_schema
+    def _exactly_one(self, data: dict[str, Any], **_kw: Any) -> None:
+        if len(data) != 1:
+            raise ValidationError('Give exactly one of "months" or "days".', "_schema")
+
+
+class FormFieldSchema(Schema):
+    name = Text(
+        required=True,
+        validate=[
+            validate.Length(min=1, max=100),
+            validate.Regexp(r"^[A-Za-z_][A-Za-z0-9_]*$", error="Letters, digits and _ only."),
+        ],
+        metadata=_doc("Key of the answer in a submission.", "card_number"),
+    )
+    label = name_field(required=True, metadata=_doc("Question shown to the user.", "Card number"))
+    type = fields.String(
+        required=True,
+        validate=validate.OneOf(FORM_FIELD_TYPES),
+        metadata=_doc("Answer type: " + ", ".join(FORM_FIELD_TYPES) + ".", "text"),
+    )
+    required = fields.Boolean(load_default=False, metadata=_doc("An answer must be given.", True))
+    choices = fields.List(
+        name_field(),
+        validate=validate.Length(min=1, max=100),
+        metadata=_doc("The allowed answers; required for (and only for) type choice.", ["A", "B"]),
+    )
+
+    @validates_schema
+    def _choices_for_choice(self, data: dict[str, Any], **_kw: Any) -> None:
+        if data.get("type") == "choice":
+            if not data.get("choices"):
+                raise ValidationError("Required for a choice field.", "choices")
+            _unique_field(data["choices"], "Choices", "choices")
+        elif "choices" in data:
+            raise ValidationError("Only choice fields have choices.", "choices")
+
+
+class FormSchema(Schema):
+    fields_ = fields.List(
+        fields.Nested(FormFieldSchema),
+        required=True,
+        data_key="fields",
+        attribute="fields",
+        validate=validate.Length(min=1, max=100),
+        metadata=_doc(
+            "The questions of the form, in order.",
+            [{"name": "card_number", "label": "Card number", "type": "text", "required": True}],
+        ),
+    )
+
+    @validates_schema
+    def _unique_names(self, data: dict[str, Any], **_kw: Any) -> None:
+        _unique_field([f["name"] for f in data.get("fields", [])], "Field names", "fields")
+
+
+def _unique_field(values: list[Any], what: str, field: str) -> None:
+    try:
+        _unique(values, what)
+    except ValidationError as exc:
+        raise ValidationError(exc.messages, field) from None  # type: ignore[arg-type]
+
+
+class Recipient(Text):
+    """`holder`, `admins`, or an email address."""
+
+    default_error_messages = {"recipient": 'Must be "holder", "admins" or an email address.'}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        result = super()._deserialize(value, attr, data, **kwargs)
+        if result in ("holder", "admins"):
+            return result
+        try:
+            return Email()._deserialize(result, attr, data, **kwargs)
+        except ValidationError as exc:
+            raise self.make_error("recipient") from exc
+
+
+class NotificationRuleSchema(Schema):
+    trigger = fields.String(
+        required=True,
+        validate=validate.OneOf(TRIGGERS),
+        metadata=_doc(
+            "When to notify: `before_expiry` (needs `days`), `expired`, `revoked`, `missing`.",
+            "before_expiry",
+        ),
+    )
+    days = fields.Integer(
+        validate=validate.Range(min=0, max=MAX_DAYS),
+        metadata=_doc("before_expiry only: how many days before the expiry date.", 30),
+    )
+    recipients = fields.List(
+        Recipient(validate=validate.Length(max=320)),
+        required=True,
+        validate=validate.Length(min=1, max=50),
+        metadata=_doc(
+            '"holder" (the employee, or the client\'s contact), "admins" (the org\'s admin '
+            "emails), or email addresses.",
+            ["holder", "admins", "safety@example.com"],
+        ),
+    )
+    channels = fields.List(
+        fields.String(validate=validate.OneOf(CHANNELS)),
+        required=True,
+        validate=validate.Length(min=1, max=len(CHANNELS)),
+        metadata=_doc("How to deliver: email and/or the org's signed webhook.", ["email"]),
+    )
+
+    @validates_schema
+    def _days_for_before_expiry(self, data: dict[str, Any], **_kw: Any) -> None:
+        if data.get("trigger") == "before_expiry" and "days" not in data:
+            raise ValidationError("Required for the before_expiry trigger.", "days")
+        if data.get("trigger") not in (None, "before_expiry") and "days" in data:
+            raise ValidationError("Only the before_expiry trigger takes days.", "days")
+        _unique_field(data.get("channels", []), "Channels", "channels")
+        _unique_field(data.get("recipients", []), "Recipients", "recipients")
+
+
+class Assignee(Text):
+    """`holder` or an employee id (normalized to the canonical UUID string)."""
+
+    default_error_messages = {"assignee": 'Must be "holder" or an employee id.'}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        result = super()._deserialize(value, attr, data, **kwargs)
+        if result == "holder":
+            return result
+        try:
+            return str(uuid.UUID(result))
+        except ValueError as exc:
+            raise self.make_error("assignee") from exc
+
+
+class TaskRuleSchema(Schema):
+    days_before_expiry = fields.Integer(
+        required=True,
+        validate=validate.Range(min=0, max=MAX_DAYS),
+        metadata=_doc("Create the renewal task this many days before the expiry date.", 30),
+    )
+    assignee = Assignee(
+        required=True,
+        validate=validate.Length(max=64),
+        metadata=_doc('"holder" (the certified employee) or an employee id.', "holder"),
+    )
+
+
+# --- certifications --------------------------------------------------------------------------
+
+
+def _certification_fields() -> dict[str, fields.Field]:
+    """The writable fields; fresh objects per schema (create marks name and type required)."""
+    return {
+        "name": name_field(
+            metadata=_doc(
+                "Clear, descriptive name, unique in the organization (case-insensitive).",
+                "OSHA 10-Hour Safety",
+            )
+        ),
+        "type": fields.String(
+            validate=validate.OneOf(CERTIFICATION_TYPES),
+            metadata=_doc(
+                "What it applies to: employee, asset, client or location. Cannot change once "
+                "any assignment exists.",
+                "employee",
+            ),
+        ),
+        "issuer": Text(
+            allow_none=True,
+            validate=validate.Length(max=200),
+            metadata=_doc("The issuing organization or body.", "OSHA"),
+        ),
+        "description": Text(
+            allow_none=True,
+            validate=validate.Length(max=10000),
+            metadata=_doc("Additional context.", "Entry-level safety awareness training."),
+        ),
+        "cost": Money(
+            allow_none=True,
+            metadata={"description": "Cost as a decimal string, >= 0, at most 2 places."},
+        ),
+        "group_ids": _ids("Groups it belongs to (creating inside a group = passing it)."),
+        "role_ids": _ids(
+            "Employee type only: every active employee of these roles gets it automatically."
+        ),
+        "client_ids": _ids("Employee type only: the clients it applies to."),
+        "validity": fields.Nested(
+            ValiditySchema,
+            allow_none=True,
+            metadata=_doc(
+                'Renewal frequency, {"months": n} or {"days": n}; null = never expires.',
+                {"months": 12},
+            ),
+        ),
+        "warning_days": fields.Integer(
+            validate=validate.Range(min=0, max=MAX_DAYS),
+            metadata=_doc("The Expires Soon window in days (default 30).", 30),
+        ),
+        "valid_when_added": fields.Boolean(
+            metadata=_doc("A new assignment without a record counts as issued today.", False)
+        ),
+        "forms_required": fields.Boolean(
+            metadata=_doc("Valid only once a form submission is accepted (needs `form`).", False)
+        ),
+        "form": fields.Nested(
+            FormSchema,
+            allow_none=True,
+            metadata=_doc(
+                "The form to fill in when forms_required.",
+                {"fields": [{"name": "card_number", "label": "Card number", "type": "text"}]},
+            ),
+        ),
+        "notification_rules": fields.List(
+            fields.Nested(NotificationRuleSchema),
+            validate=validate.Length(max=MAX_RULES),
+            metadata=_doc(
+                "Who to notify when.",
+                [
+                    {
+                        "trigger": "before_expiry",
+                        "days": 30,
+                        "recipients": ["holder"],
+                        "channels": ["email"],
+                    }
+                ],
+            ),
+        ),
+        "task_rules": fields.List(
+            fields.Nested(TaskRuleSchema),
+            validate=validate.Length(max=MAX_RULES),
+            metadata=_doc(
+                "Renewal tasks to create before expiry.",
+                [{"days_before_expiry": 30, "assignee": "holder"}],
+            ),
+        ),
+    }
+
+
+def _create_fields() -> dict[str, fields.Field]:
+    spec = _certification_fields()
+    spec["name"].required = True
+    spec["type"].required = True
+    return spec
+
+
+CertificationCreateSchema = Schema.from_dict(_create_fields(), name="CertificationCreateSchema")
+CertificationPatchSchema = Schema.from_dict(
+    _certification_fields(), name="CertificationPatchSchema"
+)
+
+
+class JobRefSchema(Schema):
+    id = fields.UUID(metadata=_doc("Poll it at GET /jobs/{id}.", EXAMPLE_ID))
+    kind = fields.String(metadata=_doc("role_fanout or recompute.", "role_fanout"))
+
+
+def _output_fields() -> dict[str, fields.Field]:
+    spec = _certification_fields()
+    spec |= {
+        "id": fields.UUID(metadata=_doc("The certification's id.", EXAMPLE_ID)),
+        "warning_days": fields.Integer(metadata=_doc("The Expires Soon window in days.", 30)),
+        "archived": fields.Boolean(metadata=_doc("Archived: hidden from pickers.", False)),
+        "archived_at": fields.DateTime(
+            allow_none=True, metadata=_doc("When it was archived.", None)
+        ),
+        "created_at": fields.DateTime(metadata=_doc("Creation time.", "2026-03-01T10:00:00Z")),
+        "updated_at": fields.DateTime(metadata=_doc("Last change.", "2026-03-01T10:00:00Z")),
+        "jobs": fields.List(
+            fields.Nested(JobRefSchema),
+            metadata=_doc(
+                "Background work this request started (role fan-out, status recompute).", []
+            ),
+        ),
+    }
+    return spec
+
+
+CertificationSchema = Schema.from_dict(_output_fields(), name="CertificationSchema")
+
+
+class CertificationListArgsSchema(PageArgs):
+    group_id = fields.UUID(metadata=_doc("Only certifications in this group.", EXAMPLE_ID))
+    recursive = fields.Boolean(
+        load_default=False,
+        metadata=_doc("With group_id: include the group's subgroups, at any depth.", True),
+    )
+    ungrouped = fields.Boolean(
+        load_default=False, metadata=_doc("Only certifications in no group.", True)
+    )
+    type = fields.String(
+        validate=validate.OneOf(CERTIFICATION_TYPES), metadata=_doc("Only this type.", "asset")
+    )
+    q = Text(
+        validate=validate.Length(min=1, max=200),
+        metadata=_doc("Case-insensitive search in the name.", "osha"),
+    )
+    archived = fields.Boolean(
+        load_default=False,
+        metadata=_doc("false (default): live ones; true: only archived ones.", False),
+    )
+
+    @validates_schema
+    def _one_grouping(self, data: dict[str, Any], **_kw: Any) -> None:
+        if data.get("ungrouped") and data.get("group_id"):
+            raise ValidationError("Use either group_id or ungrouped.", "ungrouped")
