@@ -123,18 +123,8 @@ def _certifications_for(
 ) -> list[Certification]:
     """The live employee certifications of the roles these employees hold (a few, not rows)."""
     roles = select(E.c.role_id).where(E.c.org_id == org_id, E.c.id.in_(employee_ids))
-    stmt = (
-        select(Certification)
-        .join(
-            CertificationRole,
-            and_(
-                CertificationRole.org_id == Certification.org_id,
-                CertificationRole.certification_id == Certification.id,
-            ),
-        )
-        .where(CertificationRole.role_id.in_(roles))
-        .distinct()
-    )
+    cert_ids = select(CR.c.certification_id).where(CR.c.org_id == org_id, CR.c.role_id.in_(roles))
+    stmt = select(Certification).where(Certification.id.in_(cert_ids))
     return [c for c in session.scalars(stmt) if _fans_out(c)]
 
 
@@ -212,7 +202,7 @@ def _insert_missing(
         index_elements=[A.c.org_id, A.c.certification_id, A.c.subject_id],
         index_where=A.c.revoked_at.is_(None),
     )
-    return max(session.execute(stmt).rowcount or 0, 0)
+    return _rowcount(session, stmt)
 
 
 def _record_initial_events(
@@ -241,7 +231,13 @@ def _record_initial_events(
     )
     cols = ["id", "org_id", "assignment_id", "cycle", "from_status", "to_status", "on_date"]
     stmt = SE.insert().from_select([*cols, "created_at"], rows, include_defaults=False)
-    return max(session.execute(stmt).rowcount or 0, 0)
+    return _rowcount(session, stmt)
+
+
+def _rowcount(session: Session, stmt: Any) -> int:
+    # SQLAlchemy reports INSERT row counts only when asked to keep them.
+    result = session.execute(stmt.execution_options(preserve_rowcount=True))
+    return max(result.rowcount or 0, 0)
 
 
 def _retire(

@@ -1,0 +1,282 @@
+"""Role fan-out: set-based creation, valid_when_added, removals, idempotency, tenancy."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, timedelta
+
+import pytest
+from sqlalchemy import event, func, select, update
+
+from certifications import fanout
+from certifications.models import Assignment, Employee, StatusEvent
+from tenancy import context, db
+from tenancy.db import utcnow
+from tenancy.models import Job
+from tests.support import assignment_data as data
+
+TODAY = date(2026, 3, 31)
+
+
+@contextmanager
+def statements() -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def _record(conn, cursor, statement, params, ctx, many):  # type: ignore[no-untyped-def]
+        seen.append(" ".join(statement.split()).upper())
+
+    engine = db.get_engine()
+    event.listen(engine, "before_cursor_execute", _record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", _record)
+
+
+def _run_cert(org_id, cert_id, today=TODAY):  # type: ignore[no-untyped-def]
+    with context.tenant(org_id), db.new_session() as s:
+        report = fanout.fanout_certification(s, org_id, cert_id, today=today, now=utcnow())
+        s.commit()
+    return report
+
+
+def _run_emps(org_id, ids, today=TODAY):  # type: ignore[no-untyped-def]
+    with context.tenant(org_id), db.new_session() as s:
+        report = fanout.fanout_employees(s, org_id, ids, today=today, now=utcnow())
+        s.commit()
+    return report
+
+
+def _assignments(as_tenant, org_id, **where):  # type: ignore[no-untyped-def]
+    with as_tenant(org_id) as s:
+        stmt = select(Assignment).filter_by(**where).order_by(Assignment.subject_id)
+        return list(s.scalars(stmt))
+
+
+def _events(as_tenant, org_id):  # type: ignore[no-untyped-def]
+    with as_tenant(org_id) as s:
+        return s.scalar(select(func.count()).select_from(StatusEvent))
+
+
+def _set_employee(as_tenant, org_id, emp_id, **values):  # type: ignore[no-untyped-def]
+    with as_tenant(org_id) as s:
+        s.execute(update(Employee).where(Employee.id == emp_id).values(**values))
+        s.commit()
+
+
+def test_creates_missing_role_assignments_in_one_insert(org, as_tenant):  # type: ignore[no-untyped-def]
+    role, other_role = data.role(org.id), data.role(org.id)
+    members = data.employees(org.id, 4, role.id)
+    data.employees(org.id, 2, other_role.id)
+    inactive = data.employee(org.id, role.id)
+    _set_employee(as_tenant, org.id, inactive.id, active=False)
+    cert = data.certification(org.id, role_ids=[role.id])
+    with statements() as seen:
+        report = _run_cert(org.id, cert.id)
+    inserts = [s for s in seen if s.startswith("INSERT INTO ASSIGNMENTS")]
+    assert len(inserts) == 1
+    assert "ON CONFLICT" in inserts[0]
+    assert report["created"] == 4
+    rows = _assignments(as_tenant, org.id, certification_id=cert.id)
+    assert sorted(r.subject_id for r in rows) == sorted(m.id for m in members)
+    assert {(r.source, r.status, r.required, r.issued_on, r.cycle) for r in rows} == {
+        ("role", "missing", True, None, 1)
+    }
+    assert _events(as_tenant, org.id) == 4
+
+
+def test_rerun_changes_nothing(org, as_tenant):  # type: ignore[no-untyped-def]
+    role = data.role(org.id)
+    data.employees(org.id, 3, role.id)
+    cert = data.certification(org.id, role_ids=[role.id])
+    _run_cert(org.id, cert.id)
+    before = [(a.id, a.status, a.updated_at) for a in _assignments(as_tenant, org.id)]
+    report = _run_cert(org.id, cert.id)
+    assert report == {"created": 0, "removed": 0, "not_required": 0, "required_again": 0}
+    assert [(a.id, a.status, a.updated_at) for a in _assignments(as_tenant, org.id)] == before
+    assert _events(as_tenant, org.id) == 3
+
+
+@pytest.mark.parametrize(
+    ("fields", "issued", "expires", "status"),
+    [
+        ({"validity_months": 1}, TODAY, date(2026, 4, 30), "expires_soon"),
+        ({"validity_months": 12}, TODAY, date(2027, 3, 31), "valid"),
+        ({"validity_days": None}, TODAY, None, "valid"),
+        ({"validity_months": 12, "forms_required": True}, TODAY, date(2027, 3, 31), "missing"),
+    ],
+)
+def test_valid_when_added_in_the_same_statement(org, as_tenant, fields, issued, expires, status):  # type: ignore[no-untyped-def]
+    role = data.role(org.id)
+    data.employees(org.id, 2, role.id)
+    cert = data.certification(org.id, role_ids=[role.id], valid_when_added=True, **fields)
+    _run_cert(org.id, cert.id)
+    rows = _assignments(as_tenant, org.id)
+    assert {(r.issued_on, r.effective_on, r.expires_on, r.status) for r in rows} == {
+        (issued, issued, expires, status)
+    }
+
+
+def test_employees_fanout_applies_each_certifications_rules(org, as_tenant):  # type: ignore[no-untyped-def]
+    role = data.role(org.id)
+    plain = data.certification(org.id, role_ids=[role.id])
+    instant = data.certification(
+        org.id, role_ids=[role.id], valid_when_added=True, validity_days=10
+    )
+    data.certification(org.id, role_ids=[role.id], type="employee", archived_at=utcnow())
+    person = data.employee(org.id, role.id)
+    with statements() as seen:
+        report = _run_emps(org.id, [person.id])
+    assert len([s for s in seen if s.startswith("INSERT INTO ASSIGNMENTS")]) == 1
+    assert report["created"] == 2
+    by_cert = {a.certification_id: a for a in _assignments(as_tenant, org.id)}
+    assert set(by_cert) == {plain.id, instant.id}
+    assert by_cert[plain.id].status == "missing"
+    assert by_cert[instant.id].status == "expires_soon"
+    assert by_cert[instant.id].expires_on == TODAY + timedelta(days=10)
+
+
+def test_leaving_the_role_removes_unrecorded_and_unrequires_recorded(org, as_tenant):  # type: ignore[no-untyped-def]
+    role, other = data.role(org.id), data.role(org.id)
+    cert = data.certification(org.id, role_ids=[role.id])
+    recorded, unrecorded = data.employees(org.id, 2, role.id)
+    _run_cert(org.id, cert.id)
+    with as_tenant(org.id) as s:
+        s.execute(
+            update(Assignment)
+            .where(Assignment.subject_id == recorded.id)
+            .values(issued_on=TODAY, status="valid")
+        )
+        s.commit()
+    for person in (recorded, unrecorded):
+        _set_employee(as_tenant, org.id, person.id, role_id=other.id)
+    report = _run_emps(org.id, [recorded.id, unrecorded.id])
+    assert report == {"created": 0, "removed": 1, "not_required": 1, "required_again": 0}
+    rows = _assignments(as_tenant, org.id)
+    assert [(r.subject_id, r.required, r.status) for r in rows] == [(recorded.id, False, "valid")]
+    # Back in the role: the recorded one counts again, the removed one comes back missing.
+    for person in (recorded, unrecorded):
+        _set_employee(as_tenant, org.id, person.id, role_id=role.id)
+    report = _run_emps(org.id, [recorded.id, unrecorded.id])
+    assert report == {"created": 1, "removed": 0, "not_required": 0, "required_again": 1}
+    assert all(r.required for r in _assignments(as_tenant, org.id))
+
+
+def test_deactivated_employee_loses_unrecorded(org, as_tenant):  # type: ignore[no-untyped-def]
+    role = data.role(org.id)
+    cert = data.certification(org.id, role_ids=[role.id])
+    person = data.employee(org.id, role.id)
+    _run_cert(org.id, cert.id)
+    _set_employee(as_tenant, org.id, person.id, active=False)
+    assert _run_emps(org.id, [person.id])["removed"] == 1
+    assert _assignments(as_tenant, org.id) == []
+
+
+def test_role_removed_from_certification(org, as_tenant):  # type: ignore[no-untyped-def]
+    from certifications.models import CertificationRole
+
+    role = data.role(org.id)
+    cert = data.certification(org.id, role_ids=[role.id])
+    data.employees(org.id, 3, role.id)
+    _run_cert(org.id, cert.id)
+    with as_tenant(org.id) as s:
+        s.execute(CertificationRole.__table__.delete().where(CertificationRole.org_id == org.id))
+        s.commit()
+    assert _run_cert(org.id, cert.id)["removed"] == 3
+
+
+def test_manual_and_revoked_assignments_are_respected(org, as_tenant, api):  # type: ignore[no-untyped-def]
+    role = data.role(org.id)
+    cert = data.certification(org.id)
+    manual, revoked = data.employees(org.id, 2, role.id)
+    for person in (manual, revoked):
+        body = {"certification_id": str(cert.id), "subject_type": "employee"}
+        resp = api.post("/assignments", json={**body, "subject_id": str(person.id)})
+        assert resp.status_code == 201
+    api.post(f"/assignments/{resp.get_json()['id']}/revoke", json={"reason": "misconduct"})
+    data.link_role(org.id, cert.id, role.id)
+    assert _run_cert(org.id, cert.id)["created"] == 0
+    rows = _assignments(as_tenant, org.id)
+    assert sorted((r.source, r.status) for r in rows) == [
+        ("manual", "missing"),
+        ("manual", "revoked"),
+    ]
+
+
+def test_other_organizations_untouched(make_org, as_tenant):  # type: ignore[no-untyped-def]
+    a, b = make_org(), make_org()
+    certs = {}
+    for org in (a, b):
+        role = data.role(org.id)
+        data.employees(org.id, 2, role.id)
+        certs[org.id] = data.certification(org.id, role_ids=[role.id])
+    _run_cert(a.id, certs[a.id].id)
+    _run_cert(a.id, certs[b.id].id)  # another org's certification id: invisible, no effect
+    assert len(_assignments(as_tenant, a.id)) == 2
+    assert _assignments(as_tenant, b.id) == []
+
+
+def test_job_progress(org, as_tenant):  # type: ignore[no-untyped-def]
+    role = data.role(org.id)
+    data.employees(org.id, 3, role.id)
+    cert = data.certification(org.id, role_ids=[role.id])
+    with as_tenant(org.id) as s:
+        job = Job(kind="role_fanout")
+        s.add(job)
+        s.commit()
+    with context.tenant(org.id):
+        fanout.run_certification_fanout(org.id, cert.id, job.id)
+    with as_tenant(org.id) as s:
+        done = s.get(Job, job.id)
+    assert (done.state, done.done, done.total) == ("done", 3, 3)
+    assert done.result["created"] == 3
+    assert done.started_at is not None
+    assert done.finished_at is not None
+
+
+def test_failed_job_is_recorded(org, as_tenant, monkeypatch):  # type: ignore[no-untyped-def]
+    with as_tenant(org.id) as s:
+        job = Job(kind="role_fanout")
+        s.add(job)
+        s.commit()
+
+    def boom(*_a, **_k):  # type: ignore[no-untyped-def]
+        raise RuntimeError("database on fire")
+
+    monkeypatch.setattr(fanout, "fanout_certification", boom)
+    with context.tenant(org.id), pytest.raises(RuntimeError):
+        fanout.run_certification_fanout(org.id, uuid.uuid4(), job.id)
+    with as_tenant(org.id) as s:
+        failed = s.get(Job, job.id)
+    assert failed.state == "failed"
+    assert "database on fire" in failed.error
+
+
+@pytest.mark.postgres
+def test_two_workers_at_once_create_each_row_once(org, as_tenant):  # type: ignore[no-untyped-def]
+    role = data.role(org.id)
+    data.employees(org.id, 300, role.id)
+    cert = data.certification(org.id, role_ids=[role.id])
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with context.tenant(org.id), db.new_session() as s:
+                barrier.wait()
+                fanout.fanout_certification(s, org.id, cert.id, today=TODAY, now=utcnow())
+                s.commit()
+        except BaseException as exc:  # noqa: BLE001 - surfaced by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(_assignments(as_tenant, org.id)) == 300
+    assert _events(as_tenant, org.id) == 300
