@@ -1,0 +1,96 @@
+"""JSON log lines: fixed keys, the request id and organization from the tenant context."""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import logging
+import uuid
+
+from certifications.logging import (
+    AccessJsonFormatter,
+    ContextFilter,
+    JsonFormatter,
+    gunicorn_logconfig,
+    log_format,
+)
+from tenancy import context
+
+
+def _line(formatter: logging.Formatter, emit) -> dict:  # type: ignore[no-untyped-def]
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    handler.addFilter(ContextFilter())
+    logger = logging.getLogger(f"certs.test.{uuid.uuid4().hex}")
+    logger.addHandler(handler)
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)
+    emit(logger)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1, "one JSON object per line"
+    return json.loads(lines[0])
+
+
+def test_a_record_carries_request_id_org_and_extras() -> None:
+    org_id = uuid.uuid4()
+    context.set_request_id("req-123")
+    try:
+        with context.tenant(org_id):
+            record = _line(
+                JsonFormatter(), lambda log: log.info("fan-out %s", "done", extra={"rows": 7})
+            )
+    finally:
+        context.set_request_id(None)
+    assert record["event"] == "fan-out done"
+    assert record["level"] == "info"
+    assert record["request_id"] == "req-123"
+    assert record["org_id"] == str(org_id)
+    assert record["rows"] == 7
+    assert record["timestamp"].endswith("Z")
+    assert "message" not in record
+
+
+def test_exceptions_stay_on_one_line() -> None:
+    def emit(log: logging.Logger) -> None:
+        try:
+            raise ValueError("multi\nline")
+        except ValueError:
+            log.exception("failed")
+
+    record = _line(JsonFormatter(), emit)
+    assert "ValueError" in record["exc_info"]
+    assert record["org_id"] is None
+
+
+def test_gunicorn_access_atoms_become_fields() -> None:
+    atoms = {
+        "m": "GET",
+        "U": "/api/v1/org",
+        "q": "",
+        "s": "200",
+        "B": 42,
+        "D": 12500,
+        "h": "10.0.0.1",
+        "a": 'curl "quoted"'.replace('"', '\\"'),
+        "{x-request-id}o": "abc",
+    }
+    record = _line(AccessJsonFormatter(), lambda log: log.info("%(m)s %(U)s", atoms))
+    assert record["event"] == "request"
+    assert record["status"] == 200
+    assert record["duration_ms"] == 12.5
+    assert record["request_id"] == "abc"
+    assert record["user_agent"] == 'curl "quoted"'
+
+
+def test_format_choice() -> None:
+    assert log_format({"CERTS_ENV": "production"}) == "json"
+    assert log_format({}) == "text"
+    assert log_format({"LOG_FORMAT": "json"}) == "json"
+    assert log_format({"CERTS_ENV": "production", "LOG_FORMAT": "text"}) == "text"
+    config = gunicorn_logconfig("INFO", "json")
+    assert config["loggers"]["gunicorn.access"]["handlers"] == ["access"]
+    for formatter in config["formatters"].values():  # the factories gunicorn will import
+        module, _, name = formatter["()"].rpartition(".")
+        assert callable(getattr(importlib.import_module(module), name))
