@@ -20,6 +20,14 @@ from tenancy.auth import init_auth
 
 API_PREFIX = "/api/v1"
 
+# Unknown query parameters are refused (422 naming them) like unknown body fields: a mistyped
+# filter must not silently widen a list to everything (schemathesis negative_data_rejection).
+SmorestBlueprint.ARGUMENTS_PARSER.DEFAULT_UNKNOWN_BY_LOCATION = {
+    **SmorestBlueprint.ARGUMENTS_PARSER.DEFAULT_UNKNOWN_BY_LOCATION,
+    "query": None,
+    "querystring": None,
+}
+
 
 class ErrorSchema(ma.Schema):
     """The one error shape (SPEC §7)."""
