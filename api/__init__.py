@@ -12,6 +12,7 @@ from flask import Flask, Response, g, request
 from flask_smorest import Api
 from flask_smorest import Blueprint as SmorestBlueprint
 
+import certifications.audit  # noqa: F401 - installs the audit trail's flush listener
 from api.db import commit_request, init_request_sessions
 from api.errors import register_error_handlers
 from certifications.settings import Settings, load_settings

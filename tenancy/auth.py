@@ -68,6 +68,7 @@ def init_auth(app: Flask, settings: Settings) -> None:
         JWT_DECODE_LEEWAY=0,
     )
     jwt_manager.init_app(app)
+    app.teardown_request(lambda _exc: context.set_actor(None))
 
 
 def _verify() -> None:
@@ -157,6 +158,7 @@ def requires(
                     code_name="module_disabled",
                     errors={"module": [module]},
                 )
+            context.set_actor(str(get_jwt()["sub"]))  # the audit trail's "who"
             return fn(*args, **kwargs)
 
         _document(wrapper, needed)

@@ -64,3 +64,16 @@ def current_request_id() -> str | None:
 
 def set_request_id(value: str | None) -> None:
     _request_id.set(value)
+
+
+# Who is acting (the token's `sub`) for the audit trail; set by `tenancy.auth.requires`,
+# cleared when the request ends. None: nobody to attribute changes to (workers, CLI).
+_actor: ContextVar[str | None] = ContextVar("actor", default=None)
+
+
+def current_actor() -> str | None:
+    return _actor.get()
+
+
+def set_actor(value: str | None) -> None:
+    _actor.set(value)

@@ -1,0 +1,98 @@
+"""Schemas for notifications (the delivery log), renewal tasks and audit events."""
+
+from __future__ import annotations
+
+from datetime import UTC
+
+from marshmallow import Schema, fields, validate
+
+from api.fields import Text
+from api.pagination import PageArgs
+from certifications.models.automation import CHANNELS, NOTIFICATION_STATUSES, TASK_STATUSES
+
+
+class NotificationSchema(Schema):
+    id = fields.UUID()
+    assignment_id = fields.UUID()
+    certification_id = fields.UUID()
+    trigger = fields.String(metadata={"enum": ["before_expiry", "expired", "revoked", "missing"]})
+    rule_key = fields.String(metadata={"example": "before_expiry:30"})
+    cycle = fields.Integer()
+    channel = fields.String(metadata={"enum": list(CHANNELS)})
+    recipient = fields.String(metadata={"description": 'An email address, or "webhook"'})
+    recipient_source = fields.String(
+        metadata={"enum": ["holder", "admins", "address", "holder_fallback_admins", "webhook"]}
+    )
+    status = fields.String(metadata={"enum": list(NOTIFICATION_STATUSES)})
+    attempts = fields.Integer()
+    last_error = fields.String(allow_none=True)
+    delivered_via = fields.String(
+        allow_none=True, metadata={"description": "smtp, log (no SMTP_HOST configured) or webhook"}
+    )
+    triggered_on = fields.Date()
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+    sent_at = fields.DateTime(allow_none=True)
+
+
+class NotificationListArgs(PageArgs):
+    status = Text(validate=validate.OneOf(NOTIFICATION_STATUSES))
+    channel = Text(validate=validate.OneOf(CHANNELS))
+    assignment_id = fields.UUID()
+
+
+class TaskSchema(Schema):
+    id = fields.UUID()
+    kind = fields.String(metadata={"example": "renewal"})
+    title = fields.String()
+    assignment_id = fields.UUID()
+    certification_id = fields.UUID()
+    cycle = fields.Integer()
+    rule_key = fields.String(metadata={"example": "renewal:30:holder"})
+    assignee_id = fields.UUID(allow_none=True)
+    due_on = fields.Date()
+    status = fields.String(metadata={"enum": list(TASK_STATUSES)})
+    completed_at = fields.DateTime(allow_none=True)
+    completed_by = fields.String(allow_none=True)
+    closed_at = fields.DateTime(allow_none=True)
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+
+
+class TaskListArgs(PageArgs):
+    status = Text(validate=validate.OneOf(TASK_STATUSES))
+    assignee_id = fields.UUID()
+    assignment_id = fields.UUID()
+    due_before = fields.Date(metadata={"description": "Tasks due on or before this date"})
+
+
+class TaskPatchSchema(Schema):
+    status = Text(
+        required=True,
+        validate=validate.OneOf(("done", "open")),
+        metadata={"description": "`done` completes the task, `open` reopens it"},
+    )
+
+
+class AuditEventSchema(Schema):
+    id = fields.UUID()
+    actor = fields.String(allow_none=True, metadata={"description": "The token's `sub`"})
+    action = fields.String(metadata={"example": "update"})
+    entity_type = fields.String(metadata={"example": "employee"})
+    entity_id = fields.UUID(allow_none=True)
+    before = fields.Dict(allow_none=True)
+    after = fields.Dict(allow_none=True)
+    request_id = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+
+
+class AuditListArgs(PageArgs):
+    entity_type = Text(validate=validate.Length(min=1, max=64))
+    entity_id = fields.UUID()
+    actor = Text(validate=validate.Length(min=1, max=200))
+    since = fields.AwareDateTime(
+        default_timezone=UTC, metadata={"description": "Inclusive; UTC when no offset is given"}
+    )
+    until = fields.AwareDateTime(
+        default_timezone=UTC, metadata={"description": "Exclusive; UTC when no offset is given"}
+    )
