@@ -38,6 +38,8 @@ IN_PROGRESS = Gauge(
 
 _STARTED = "certs_metrics_started"
 
+log = logging.getLogger("certs.worker.messages")
+
 
 class WorkerMetrics(dramatiq.Middleware):
     """Count and time every message an actor processes."""
@@ -72,6 +74,22 @@ class WorkerMetrics(dramatiq.Middleware):
         else:
             outcome = "failed" if message.failed else "retried"
         MESSAGES.labels(actor, outcome).inc()
+        # From the message itself: TenantMiddleware's after-hook has already reset the context.
+        log.info(
+            "message %s %s",
+            actor,
+            outcome,
+            extra={
+                "actor": actor,
+                "outcome": outcome,
+                "message_id": message.message_id,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 3)
+                if started
+                else None,
+                "request_id": message.options.get("request_id"),
+                "org_id": message.kwargs.get("org_id"),
+            },
+        )
 
     def after_skip_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
         if message.options.pop(_STARTED, None) is not None:
