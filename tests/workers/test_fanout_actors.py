@@ -1,0 +1,61 @@
+"""Fan-out actors through the outbox and a real worker: jobs, directory triggers, duplicates."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from certifications.models import Assignment, StatusEvent
+from certifications.outbox import request_job
+from tests.support import assignment_data as data
+
+
+def _count(as_tenant, org_id, model=Assignment):  # type: ignore[no-untyped-def]
+    with as_tenant(org_id) as s:
+        return s.scalar(select(func.count()).select_from(model))
+
+
+def test_certification_fanout_job_runs_to_done(org, as_tenant, jobs, api):  # type: ignore[no-untyped-def]
+    role = data.role(org.id)
+    data.employees(org.id, 5, role.id)
+    cert = data.certification(org.id, role_ids=[role.id])
+    with as_tenant(org.id) as s:
+        job = request_job(
+            s, "fanout_certification", job_kind="role_fanout", certification_id=cert.id
+        )
+        s.commit()
+    jobs.drain()
+    body = api.get(f"/jobs/{job.id}").get_json()
+    assert body["state"] == "done", body
+    assert (body["done"], body["total"]) == (5, 5)
+    assert body["result"]["created"] == 5
+    assert _count(as_tenant, org.id) == 5
+
+
+def test_duplicate_requests_create_each_row_once(org, as_tenant, jobs):  # type: ignore[no-untyped-def]
+    role = data.role(org.id)
+    people = data.employees(org.id, 4, role.id)
+    cert = data.certification(org.id, role_ids=[role.id])
+    with as_tenant(org.id) as s:
+        for _ in range(3):  # the same change delivered three times, processed concurrently
+            request_job(s, "fanout_certification", certification_id=cert.id)
+            request_job(s, "fanout_employees", employee_ids=[p.id for p in people])
+        s.commit()
+    jobs.drain()
+    assert _count(as_tenant, org.id) == 4
+    assert _count(as_tenant, org.id, StatusEvent) == 4
+
+
+def test_directory_changes_drive_employee_fanout(org, as_tenant, jobs, api):  # type: ignore[no-untyped-def]
+    role = data.role(org.id)
+    cert = data.certification(org.id, role_ids=[role.id])
+    resp = api.post("/employees", json={"name": "Ann", "role_id": str(role.id)})
+    assert resp.status_code == 201, resp.get_json()
+    emp_id = resp.get_json()["id"]
+    jobs.drain()
+    rows = api.get(f"/assignments?subject_id={emp_id}").get_json()["items"]
+    assert [(r["certification_id"], r["source"], r["status"]) for r in rows] == [
+        (str(cert.id), "role", "missing")
+    ]
+    assert api.patch(f"/employees/{emp_id}", json={"role_id": None}).status_code == 200
+    jobs.drain()
+    assert api.get(f"/assignments?subject_id={emp_id}").get_json()["items"] == []
