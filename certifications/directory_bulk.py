@@ -14,8 +14,9 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, func, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from certifications.directory import Kind, request_fanout
@@ -209,9 +210,33 @@ def _upsert(session: Session, kind: Kind, writes: list[dict[str, Any]]) -> dict[
     table = kind.table
     now = utcnow()
     org_id = require_org_id()
-    params = [w | {"org_id": org_id, "created_at": now, "updated_at": now} for w in writes]
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(table)
+    columns = ["id", *kind.fields]
+    if session.get_bind().dialect.name == "postgresql":
+        # The rows travel as one array per column and unnest into the INSERT: one short
+        # statement for 10,000 rows instead of pages of 10,000 × 6 bound parameters.
+        rows = (
+            func.unnest(
+                *(
+                    bindparam(f"u_{c}", [w[c] for w in writes], type_=ARRAY(table.c[c].type))
+                    for c in columns
+                )
+            )
+            .table_valued(*columns)
+            .render_derived(name="rows")
+        )
+        source = select(
+            literal(org_id, table.c.org_id.type),
+            *(rows.c[c] for c in columns),
+            literal(now, table.c.created_at.type),
+            literal(now, table.c.updated_at.type),
+        )
+        stmt = postgresql.insert(table).from_select(
+            ["org_id", *columns, "created_at", "updated_at"], source
+        )
+        params: list[dict[str, Any]] | None = None
+    else:
+        stmt = sqlite.insert(table)
+        params = [w | {"org_id": org_id, "created_at": now, "updated_at": now} for w in writes]
     changed = {f: stmt.excluded[f] for f in kind.fields if f != "external_id"}
     stmt = stmt.on_conflict_do_update(
         index_elements=[table.c.org_id, table.c.external_id],

@@ -275,3 +275,45 @@ def test_bulk_is_tenant_scoped(api_for, make_org, as_tenant):  # type: ignore[no
     with as_tenant(b.id) as s:
         assert s.scalar(select(Employee.name)) == "B's Ann"
         assert s.scalar(select(func.count()).select_from(Employee)) == 1
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "Ann.Smith@Example.COM",
+        "a+tag@sub.example.co.uk",
+        "o'brien@example.ie",
+        "x@localhost",
+        "x@b.test",
+        "x@example",
+        "x@x.123",
+        "x@-bad-.com",
+        "a..b@example.com",
+        ".a@example.com",
+        "a.@example.com",
+        "a" * 65 + "@example.com",
+        "a@" + "b" * 64 + ".com",
+        "a@" + ("b" * 60 + ".") * 4 + "com",
+        '"quoted"@example.com',
+        "no-at-sign",
+        "two@@example.com",
+        "a@b@example.com",
+        "ünï@example.com",
+        "a@exämple.com",
+        "a@example.com ",
+        "",
+    ],
+)
+def test_directory_email_agrees_with_email_validator(address):  # type: ignore[no-untyped-def]
+    from marshmallow import ValidationError
+
+    from api.fields import Email
+    from api.schemas.directory import DirectoryEmail
+
+    def outcome(field):  # type: ignore[no-untyped-def]
+        try:
+            return field.deserialize(address)
+        except ValidationError as exc:
+            return exc.messages
+
+    assert outcome(DirectoryEmail()) == outcome(Email())
