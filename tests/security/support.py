@@ -92,22 +92,37 @@ class Operation:
         return self.required_scopes == ["platform:admin"]
 
 
-def resolve(doc: dict[str, Any], schema: dict[str, Any] | None) -> dict[str, Any]:
-    """Inline every `$ref` (the document has no recursive schemas)."""
-    if schema is None:
-        return {}
+def resolve(doc: dict[str, Any], schema: Any, _seen: frozenset[str] = frozenset()) -> Any:
+    """Inline every `$ref`; a recursive reference (a tree) is cut to `{}` at its second visit."""
     if isinstance(schema, dict):
         if "$ref" in schema:
+            ref = schema["$ref"]
+            if ref in _seen:
+                return {}
             target: Any = doc
-            for part in schema["$ref"].lstrip("#/").split("/"):
+            for part in ref.lstrip("#/").split("/"):
                 target = target.get(part) if isinstance(target, dict) else None
             if target is None:  # a dangling reference; test_fuzz flags the document
-                return {"x-unresolved": schema["$ref"]}
-            return resolve(doc, target)
-        return {k: resolve(doc, v) if isinstance(v, dict | list) else v for k, v in schema.items()}
+                return {"x-unresolved": ref}
+            return resolve(doc, target, _seen | {ref})
+        return {k: resolve(doc, v, _seen) for k, v in schema.items()}
     if isinstance(schema, list):
-        return [resolve(doc, v) if isinstance(v, dict | list) else v for v in schema]  # type: ignore[return-value]
-    return schema
+        return [resolve(doc, v, _seen) for v in schema]
+    return {} if schema is None else schema
+
+
+def dangling_refs(doc: dict[str, Any]) -> list[str]:
+    import json
+
+    refs = set(re.findall(r'"\$ref": "([^"]+)"', json.dumps(doc)))
+    bad = []
+    for ref in sorted(refs):
+        target: Any = doc
+        for part in ref.lstrip("#/").split("/"):
+            target = target.get(part) if isinstance(target, dict) else None
+        if target is None:
+            bad.append(ref)
+    return bad
 
 
 @functools.cache
