@@ -90,8 +90,9 @@ def current_assignment(a: Any = Assignment) -> ColumnElement[bool]:
         exists()
         .where(
             b.org_id == a.org_id,
-            b.certification_id == a.certification_id,
+            b.subject_type == a.subject_type,  # completes ix_assignments_subject's key
             b.subject_id == a.subject_id,
+            b.certification_id == a.certification_id,
             b.id != a.id,
             or_(
                 b.revoked_at.is_(None),

@@ -52,7 +52,8 @@ class Assignment(TenantEntity, Timestamps, Base):
             postgresql_where=_LIVE,
             sqlite_where=_LIVE,
         ),
-        Index("ix_assignments_subject", "org_id", "subject_type", "subject_id"),
+        # certification_id last: the views' "latest cycle of this certification" probe is exact.
+        Index("ix_assignments_subject", "org_id", "subject_type", "subject_id", "certification_id"),
         Index("ix_assignments_cert_status", "org_id", "certification_id", "status"),
         Index("ix_assignments_org_status", "org_id", "status"),
         Index("ix_assignments_org_expires", "org_id", "expires_on"),

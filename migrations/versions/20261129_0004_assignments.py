@@ -78,7 +78,9 @@ def upgrade() -> None:
         batch_op.create_index("ix_assignments_org_expires", ["org_id", "expires_on"], unique=False)
         batch_op.create_index("ix_assignments_org_status", ["org_id", "status"], unique=False)
         batch_op.create_index(
-            "ix_assignments_subject", ["org_id", "subject_type", "subject_id"], unique=False
+            "ix_assignments_subject",
+            ["org_id", "subject_type", "subject_id", "certification_id"],
+            unique=False,
         )
         batch_op.create_index(
             "uq_assignments_live",
