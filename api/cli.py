@@ -185,12 +185,23 @@ def scheduler() -> None:
 
 @main.command("tick")
 @click.option("--org", "org_id", default=None, help="Only this organization.")
-def tick(org_id: str | None) -> None:
-    """Run the periodic work once, now, and print what it did."""
-    import workers.actors  # noqa: F401
-    from workers.periodic import run_once
+@click.option(
+    "--timeout", default=300.0, show_default=True, type=float, help="Seconds to wait for jobs."
+)
+def tick(org_id: str | None, timeout: float) -> None:
+    """Run the periodic work once, now, wait for the jobs it queued, print a JSON report."""
+    oid = None
+    if org_id is not None:
+        try:
+            oid = uuid.UUID(org_id)
+        except ValueError:
+            raise click.BadParameter("not a UUID", param_hint="--org") from None
+    import workers.actors  # noqa: F401 - broker, actors and their periodic steps
+    from workers.periodic import run_once, wait_for_queued
 
-    report = run_once(org_id=uuid.UUID(org_id) if org_id else None)
+    started = db.utcnow()
+    report = run_once(now=started, org_id=oid)
+    report["queued_work"] = wait_for_queued(started, timeout)
     click.echo(json.dumps(report, default=str))
 
 

@@ -15,6 +15,7 @@ from certifications.models.catalog import (
     CertificationRole,
 )
 from certifications.models.directory import Asset, Client, Employee, Location, Role
+from certifications.models.recompute import RecomputeState
 from tenancy.models import Job, Organization, OutboxMessage
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "Notification",
     "Organization",
     "OutboxMessage",
+    "RecomputeState",
     "Role",
     "StatusEvent",
     "Task",

@@ -1,0 +1,211 @@
+"""Periodic recomputation: tick, the scheduler's due-org claims, leadership, the actors."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from api.cli import main as cli
+from certifications import recompute
+from certifications.models import Assignment, Certification, RecomputeState, StatusEvent
+from certifications.outbox import request_job
+from certifications.status import add_months, org_today
+from tenancy import context, db
+from tenancy.models import Job, OutboxMessage
+from workers import periodic
+from workers.actors.recompute import recompute_step
+from workers.scheduler import Leadership, run_periodic
+
+
+def _arrange(as_tenant, org, *, expires_on: date, **cert_kw):  # type: ignore[no-untyped-def]
+    with as_tenant(org.id) as s:
+        cert = Certification(name=f"c-{uuid.uuid4().hex[:6]}", type="employee", **cert_kw)
+        s.add(cert)
+        s.flush()
+        a = Assignment(
+            certification_id=cert.id,
+            subject_type="employee",
+            subject_id=uuid.uuid4(),
+            issued_on=expires_on - timedelta(days=365),
+            expires_on=expires_on,
+            status="valid",
+        )
+        s.add(a)
+        s.commit()
+        return cert.id, a.id
+
+
+def _status(as_tenant, org, assignment_id):  # type: ignore[no-untyped-def]
+    with as_tenant(org.id) as s:
+        return s.get(Assignment, assignment_id).status
+
+
+def _state(org_id: uuid.UUID) -> RecomputeState | None:
+    with context.platform(), db.new_session() as s:
+        return s.get(RecomputeState, org_id)
+
+
+def _queued(org_id: uuid.UUID) -> int:
+    with context.tenant(org_id), db.new_session() as s:
+        return len(
+            s.scalars(
+                select(OutboxMessage.id).where(
+                    OutboxMessage.org_id == org_id, OutboxMessage.actor_name == "recompute_org"
+                )
+            ).all()
+        )
+
+
+def test_tick_step_recomputes_now_in_the_org_timezone(make_org, as_tenant):  # type: ignore[no-untyped-def]
+    now = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)  # Auckland: the 30th; LA: the 29th
+    nz = make_org(timezone="Pacific/Auckland")
+    la = make_org(timezone="America/Los_Angeles")
+    _, nz_a = _arrange(as_tenant, nz, expires_on=date(2026, 11, 29))
+    _, la_a = _arrange(as_tenant, la, expires_on=date(2026, 11, 29))
+    assert recompute_step(now, nz.id) == {"orgs": 1, "changed": 1}
+    assert recompute_step(now, la.id) == {"orgs": 1, "changed": 1}
+    assert _status(as_tenant, nz, nz_a) == "expired"
+    assert _status(as_tenant, la, la_a) == "expires_soon"
+    assert recompute_step(now, nz.id) == {"orgs": 1, "changed": 0}  # idempotent
+    state = _state(nz.id)
+    assert state is not None
+    assert (state.local_date, state.changed, state.done_at) == (date(2026, 11, 30), 0, now)
+
+
+def test_scheduled_step_claims_each_due_org_once(make_org, as_tenant):  # type: ignore[no-untyped-def]
+    org = make_org(timezone="Pacific/Auckland")
+    _arrange(as_tenant, org, expires_on=date(2026, 11, 29))
+    t0 = datetime(2026, 11, 29, 10, 40, tzinfo=UTC)  # 23:40 local on the 29th
+    assert org_today("Pacific/Auckland", t0) == date(2026, 11, 29)
+    token = periodic._SCHEDULED.set(True)
+    try:
+        assert recompute_step(t0, org.id) == {"due": 1, "enqueued": 1}  # never recomputed
+        assert recompute_step(t0, org.id) == {"due": 0, "enqueued": 0}
+        assert recompute_step(t0 + timedelta(minutes=10), org.id)["enqueued"] == 0
+        # Local midnight passed (00:05 on the 30th): due again at once, not in an hour.
+        assert recompute_step(t0 + timedelta(minutes=25), org.id) == {"due": 1, "enqueued": 1}
+        assert recompute_step(t0 + timedelta(minutes=30), org.id)["enqueued"] == 0
+        # At least hourly.
+        assert recompute_step(t0 + timedelta(minutes=85), org.id)["enqueued"] == 1
+    finally:
+        periodic._SCHEDULED.reset(token)
+    assert _queued(org.id) == 3
+    state = _state(org.id)
+    assert state is not None
+    assert (state.version, state.done_at) == (3, None)
+
+
+def test_claim_is_compare_and_set(make_org):  # type: ignore[no-untyped-def]
+    org = make_org()
+    now = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+    today = date(2026, 11, 29)
+    with context.tenant(org.id), db.new_session() as s:
+        assert recompute.claim(s, org.id, today, now, None) is True
+        assert recompute.claim(s, org.id, today, now, None) is False  # row exists already
+        assert recompute.claim(s, org.id, today, now, 1) is True
+        assert recompute.claim(s, org.id, today, now, 1) is False  # a stale claimer loses
+        s.commit()
+    # Planned by two schedulers from the same snapshot: only one enqueues.
+    later = now + timedelta(hours=2)
+    due = recompute.due_orgs(later, org.id)
+    assert due == [(org.id, today, 2)]
+    with context.tenant(org.id), db.new_session() as s:
+        wins = [recompute.claim(s, org.id, today, later, 2) for _ in range(2)]
+        s.commit()
+    assert wins == [True, False]
+
+
+def test_run_periodic_runs_the_steps_when_leading(monkeypatch, make_org, as_tenant):  # type: ignore[no-untyped-def]
+    seen: list[bool] = []
+
+    def fake_steps():  # type: ignore[no-untyped-def]
+        return [("probe", lambda now, org_id: seen.append(periodic.scheduled()) or {"ok": 1})]
+
+    monkeypatch.setattr(periodic, "steps", fake_steps)
+
+    class Standby(Leadership):
+        def acquire(self) -> bool:
+            return False
+
+    assert run_periodic(Standby()) is None
+    assert seen == []
+    assert run_periodic(Leadership()) == {"probe": {"ok": 1}}
+    assert seen == [True]
+    assert periodic.scheduled() is False
+
+
+@pytest.mark.postgres
+def test_only_one_scheduler_leads_and_a_standby_takes_over():  # type: ignore[no-untyped-def]
+    key = int(uuid.uuid4().int % (1 << 62))
+    first, second = Leadership(key), Leadership(key)
+    try:
+        assert first.acquire() is True
+        assert first.acquire() is True  # keeps it
+        assert second.acquire() is False
+        first.release()  # the leader stops (or its connection dies)
+        assert second.acquire() is True
+        assert first.acquire() is False
+    finally:
+        first.release()
+        second.release()
+
+
+def test_certs_tick_prints_a_json_report(make_org, as_tenant, jobs):  # type: ignore[no-untyped-def]
+    org = make_org()
+    _, a = _arrange(as_tenant, org, expires_on=date(2000, 1, 1))
+    result = CliRunner().invoke(cli, ["tick", "--org", str(org.id), "--timeout", "30"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output.strip().splitlines()[-1])
+    assert report["recompute"] == {"orgs": 1, "changed": 1}
+    assert report["queued_work"]["waiting"] == 0
+    assert _status(as_tenant, org, a) == "expired"
+    bad = CliRunner().invoke(cli, ["tick", "--org", "nope"])
+    assert bad.exit_code == 2
+    assert "--org" in bad.output
+
+
+def test_recompute_actors_through_the_outbox_and_a_worker(make_org, as_tenant, jobs):  # type: ignore[no-untyped-def]
+    org = make_org()
+    today = org_today("UTC", db.utcnow())
+    cert_id, a = _arrange(
+        as_tenant, org, expires_on=today + timedelta(days=20), warning_days=10, validity_months=12
+    )
+    # The catalog changed warning_days and validity: it requests recompute_certification.
+    with as_tenant(org.id) as s:
+        cert = s.get(Certification, cert_id)
+        cert.warning_days = 30
+        cert.validity_months = 1
+        assignment = s.get(Assignment, a)
+        assignment.effective_on = today - timedelta(days=20)
+        job = request_job(
+            s, "recompute_certification", job_kind="recompute", certification_id=cert_id
+        )
+        s.commit()
+        job_id = job.id
+    jobs.drain()
+    with as_tenant(org.id) as s:
+        got = s.get(Assignment, a)
+        # 1 month after effective_on, computed (not explicit): now inside the window.
+        assert got.expires_on == add_months(today - timedelta(days=20), 1)
+        assert got.status == "expires_soon"
+        j = s.get(Job, job_id)
+        assert (j.state, j.done, j.total) == ("done", 1, 1)
+        assert j.result == {"expiries": 1, "changed": 1}
+    # Whole-org recomputation as a job; running it again changes nothing.
+    for _ in range(2):
+        with as_tenant(org.id) as s:
+            job = request_job(s, "recompute_org", job_kind="recompute")
+            s.commit()
+            job_id = job.id
+        jobs.drain()
+        with as_tenant(org.id) as s:
+            j = s.get(Job, job_id)
+            assert (j.state, j.result["changed"], j.done, j.total) == ("done", 0, 1, 1)
+            assert (
+                len(s.scalars(select(StatusEvent).where(StatusEvent.assignment_id == a)).all()) == 1
+            )
