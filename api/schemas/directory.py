@@ -195,21 +195,30 @@ def load_rows(
     plural: str, items: list[Any]
 ) -> tuple[list[tuple[int, dict[str, Any]]], dict[int, dict[str, list[str]]]]:
     """Validate each row on its own: (index, data) for good rows, index → field errors."""
-    schema = SCHEMAS[plural]["bulk"]()
-    valid: list[tuple[int, dict[str, Any]]] = []
     errors: dict[int, dict[str, list[str]]] = {}
+    indexes: list[int] = []
+    candidates: list[dict[str, Any]] = []
     for index, item in enumerate(items):
         if not isinstance(item, dict):
             errors[index] = {"_schema": ["Each item must be an object."]}
-            continue
-        if "_extra" in item:
+        elif "_extra" in item:
             errors[index] = {"_schema": ["The row has more cells than the header."]}
-            continue
-        try:
-            valid.append((index, schema.load({k: v for k, v in item.items() if k != "_line"})))
-        except ValidationError as exc:
-            errors[index] = exc.normalized_messages()  # type: ignore[assignment]
-    return valid, errors
+        else:
+            indexes.append(index)
+            candidates.append(item)
+    # One many=True load is about twice as fast as a load per row; its errors are per position.
+    try:
+        loaded = SCHEMAS[plural]["bulk"]().load(candidates, many=True)
+        failed: dict[int, Any] = {}
+    except ValidationError as exc:
+        loaded, failed = exc.valid_data, exc.messages  # type: ignore[assignment]
+    valid = []
+    for position, index in enumerate(indexes):
+        if position in failed:
+            errors[index] = failed[position]
+        else:
+            valid.append((index, loaded[position]))
+    return valid, dict(sorted(errors.items()))
 
 
 class BulkJsonSchema(Schema):
