@@ -282,7 +282,11 @@ def restatus(
     created: bool = False,
     cycle_started: bool = False,
 ) -> None:
-    """Store the rules' status for today; record an event when it changed (or was created)."""
+    """Store the rules' status for today; record an event when it changed.
+
+    A new assignment's first status is stored on the row, not as an event (the role fan-out
+    creates rows the same way); a new cycle records an event even when the status stays.
+    """
     new = rules.compute_status(
         revoked=assignment.revoked_at is not None,
         issued_on=assignment.issued_on,
@@ -293,13 +297,15 @@ def restatus(
         warning_days=cert.warning_days,
         today=today,
     )
-    if new == assignment.status and not created and not cycle_started:
+    if created or (new == assignment.status and not cycle_started):
+        assignment.status = new
+        session.flush()
         return
     session.add(
         StatusEvent(
             assignment_id=assignment.id,
             cycle=assignment.cycle,
-            from_status=None if created else assignment.status,
+            from_status=assignment.status,
             to_status=new,
             on_date=today,
             created_at=now,

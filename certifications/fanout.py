@@ -2,12 +2,14 @@
 
 Set-based: one `INSERT … SELECT … ON CONFLICT DO NOTHING` creates every missing role-sourced
 assignment of a change (a certification's roles, or a batch of employees), with
-`valid_when_added` applied in the same statement; one statement records their initial status
-events; removals are one DELETE (unrecorded) and one UPDATE (recorded: no longer required).
+`valid_when_added` applied in the same statement;
+removals are one DELETE (unrecorded) and one UPDATE (recorded: no longer required).
+A new assignment's first status is stored on the row (`status`, `created_at`); status events
+record changes from there on, as the recomputation and every later write do.
 
 Idempotent and safe to run twice at once: the conflict target is the live unique index
 `(org_id, certification_id, subject_id) WHERE revoked_at IS NULL`, so a concurrent run's rows
-are skipped, and the status events of a run are keyed to that run's own `created_at` stamp.
+are skipped.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from sqlalchemy import (
     literal,
     null,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -76,12 +79,11 @@ def fanout_certification(
     session: Session, org_id: uuid.UUID, certification_id: uuid.UUID, *, today: date, now: datetime
 ) -> dict[str, int]:
     """Bring one certification's role assignments in line with its roles (after a catalog edit)."""
+    # Retire first: it then scans only the assignments that existed before this change.
+    changes = _retire(session, org_id, now, [A.c.certification_id == certification_id])
     cert = session.get(Certification, certification_id)
     live = [cert] if cert is not None and _fans_out(cert) else []
     created = _insert_missing(session, org_id, live, today, now, employee_ids=None)
-    if cert is not None:
-        _record_initial_events(session, org_id, today, now, [A.c.certification_id == cert.id])
-    changes = _retire(session, org_id, now, [A.c.certification_id == certification_id])
     return {"created": created, **changes}
 
 
@@ -96,11 +98,10 @@ def fanout_employees(
     """Bring these employees' role assignments in line with their role and `active` flag."""
     report = {"created": 0, "removed": 0, "not_required": 0, "required_again": 0}
     for chunk in _chunks(sorted(set(employee_ids)), EMPLOYEE_CHUNK):
-        certs = _certifications_for(session, org_id, chunk)
-        report["created"] += _insert_missing(session, org_id, certs, today, now, employee_ids=chunk)
-        _record_initial_events(session, org_id, today, now, [A.c.subject_id.in_(chunk)])
         for key, value in _retire(session, org_id, now, [A.c.subject_id.in_(chunk)]).items():
             report[key] += value
+        certs = _certifications_for(session, org_id, chunk)
+        report["created"] += _insert_missing(session, org_id, certs, today, now, employee_ids=chunk)
     return report
 
 
@@ -170,11 +171,14 @@ def _insert_missing(
             E.c.active,
             CR.c.certification_id.in_(list(initial)),
             # A revoked certificate stays the subject's record until someone assigns it anew.
-            ~exists().where(
-                A.c.org_id == org_id,
-                A.c.certification_id == CR.c.certification_id,
-                A.c.subject_id == E.c.id,
-                A.c.revoked_at.is_not(None),
+            # NOT IN over the (few) revoked pairs: one hashed pass, whatever the statistics say
+            # (a per-employee NOT EXISTS probe degrades to a quadratic plan on fresh tables).
+            tuple_(CR.c.certification_id, E.c.id).not_in(
+                select(A.c.certification_id, A.c.subject_id).where(
+                    A.c.org_id == org_id,
+                    A.c.certification_id.in_(list(initial)),
+                    A.c.revoked_at.is_not(None),
+                )
             ),
         )
     )
@@ -202,35 +206,6 @@ def _insert_missing(
         index_elements=[A.c.org_id, A.c.certification_id, A.c.subject_id],
         index_where=A.c.revoked_at.is_(None),
     )
-    return _rowcount(session, stmt)
-
-
-def _record_initial_events(
-    session: Session,
-    org_id: uuid.UUID,
-    today: date,
-    now: datetime,
-    scope: list[ColumnElement[bool]],
-) -> int:
-    """One status event (none → initial status) per assignment this run created."""
-    dialect = session.get_bind().dialect.name
-    rows = select(
-        new_uuid_sql(dialect),
-        A.c.org_id,
-        A.c.id,
-        A.c.cycle,
-        null(),
-        A.c.status,
-        literal(today, Date()),
-        A.c.created_at,
-    ).where(
-        A.c.org_id == org_id,
-        A.c.source == "role",
-        A.c.created_at == literal(now, UTCDateTime()),
-        *scope,
-    )
-    cols = ["id", "org_id", "assignment_id", "cycle", "from_status", "to_status", "on_date"]
-    stmt = SE.insert().from_select([*cols, "created_at"], rows, include_defaults=False)
     return _rowcount(session, stmt)
 
 

@@ -261,7 +261,6 @@ def test_every_status_change_writes_one_event(api, cert, emp, org, as_tenant):  
             .order_by(StatusEvent.created_at)
         ).all()
     assert [tuple(e) for e in events] == [
-        (None, "missing"),
         ("missing", "valid"),
         ("valid", "revoked"),
     ]
@@ -280,7 +279,8 @@ def test_renew_keeps_previous_cycle(api, cert, emp):  # type: ignore[no-untyped-
     assert [(c["cycle"], c["current"]) for c in history["cycles"]] == [(1, False), (2, True)]
     assert history["cycles"][0]["issued_on"] == "2020-01-15"
     assert history["cycles"][0]["expires_on"] == "2021-01-15"
-    assert [e["to_status"] for e in history["status_events"]] == ["expired", "valid"]
+    events = [(e["from_status"], e["to_status"], e["cycle"]) for e in history["status_events"]]
+    assert events == [("expired", "valid", 2)]
 
 
 def test_renew_defaults_and_explicit_expiry(api, cert, emp):  # type: ignore[no-untyped-def]
@@ -417,7 +417,7 @@ def test_cross_tenant_is_404_and_row_unchanged(  # type: ignore[no-untyped-def]
     with as_tenant(owner.id) as s:
         events = s.scalar(select(func.count()).select_from(StatusEvent))
         rows = s.scalar(select(func.count()).select_from(Assignment))
-    assert (events, rows) == (1, 1)
+    assert (events, rows) == (0, 1)
 
 
 def test_list_never_shows_other_orgs(api_for, make_org):  # type: ignore[no-untyped-def]

@@ -42,7 +42,7 @@ def test_duplicate_requests_create_each_row_once(org, as_tenant, jobs):  # type:
         s.commit()
     jobs.drain()
     assert _count(as_tenant, org.id) == 4
-    assert _count(as_tenant, org.id, StatusEvent) == 4
+    assert _count(as_tenant, org.id, StatusEvent) == 0
 
 
 def test_directory_changes_drive_employee_fanout(org, as_tenant, jobs, api):  # type: ignore[no-untyped-def]
