@@ -38,6 +38,15 @@ def _ids(description: str, **kw: Any) -> fields.List:
     )
 
 
+class StrictBoolean(fields.Boolean):
+    """A JSON boolean only: `0`, `1`, `"yes"` are refused rather than guessed."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
 def _unique(values: list[Any], what: str) -> None:
     if len(values) != len(set(values)):
         raise ValidationError(f"{what} must not repeat.")
@@ -130,10 +139,12 @@ class ValiditySchema(Schema):
     """Renewal frequency: exactly one of `months` or `days`."""
 
     months = fields.Integer(
+        strict=True,
         validate=validate.Range(min=1, max=1200),
         metadata=_doc("Valid for this many calendar months after taking effect.", 12),
     )
     days = fields.Integer(
+        strict=True,
         validate=validate.Range(min=1, max=36500),
         metadata=_doc("Valid for this many days after taking effect.", 90),
     )
@@ -159,7 +170,7 @@ class FormFieldSchema(Schema):
         validate=validate.OneOf(FORM_FIELD_TYPES),
         metadata=_doc("Answer type: " + ", ".join(FORM_FIELD_TYPES) + ".", "text"),
     )
-    required = fields.Boolean(load_default=False, metadata=_doc("An answer must be given.", True))
+    required = StrictBoolean(load_default=False, metadata=_doc("An answer must be given.", True))
     choices = fields.List(
         name_field(),
         validate=validate.Length(min=1, max=100),
@@ -226,6 +237,7 @@ class NotificationRuleSchema(Schema):
         ),
     )
     days = fields.Integer(
+        strict=True,
         validate=validate.Range(min=0, max=MAX_DAYS),
         metadata=_doc("before_expiry only: how many days before the expiry date.", 30),
     )
@@ -274,6 +286,7 @@ class Assignee(Text):
 class TaskRuleSchema(Schema):
     days_before_expiry = fields.Integer(
         required=True,
+        strict=True,
         validate=validate.Range(min=0, max=MAX_DAYS),
         metadata=_doc("Create the renewal task this many days before the expiry date.", 30),
     )
@@ -332,13 +345,14 @@ def _certification_fields() -> dict[str, fields.Field]:
             ),
         ),
         "warning_days": fields.Integer(
+            strict=True,
             validate=validate.Range(min=0, max=MAX_DAYS),
             metadata=_doc("The Expires Soon window in days (default 30).", 30),
         ),
-        "valid_when_added": fields.Boolean(
+        "valid_when_added": StrictBoolean(
             metadata=_doc("A new assignment without a record counts as issued today.", False)
         ),
-        "forms_required": fields.Boolean(
+        "forms_required": StrictBoolean(
             metadata=_doc("Valid only once a form submission is accepted (needs `form`).", False)
         ),
         "form": fields.Nested(
