@@ -363,14 +363,22 @@ def tls_context() -> ssl.SSLContext:
 
 def _send_smtp(msg: EmailMessage, settings: Settings) -> None:
     try:
-        with smtplib.SMTP(settings.smtp_host or "", settings.smtp_port, timeout=SMTP_TIMEOUT) as s:
-            if settings.smtp_starttls:
-                s.starttls(context=tls_context())
-            if settings.smtp_username:
-                s.login(settings.smtp_username, settings.smtp_password or "")
-            s.send_message(msg)
+        smtp = smtplib.SMTP(settings.smtp_host or "", settings.smtp_port, timeout=SMTP_TIMEOUT)
     except (smtplib.SMTPException, OSError) as exc:
         raise DeliveryError(f"SMTP: {exc}") from exc
+    try:
+        if settings.smtp_starttls:
+            smtp.starttls(context=tls_context())
+        if settings.smtp_username:
+            smtp.login(settings.smtp_username, settings.smtp_password or "")
+        smtp.send_message(msg)
+    except (smtplib.SMTPException, OSError) as exc:
+        smtp.close()  # no polite QUIT after an error: some servers never answer it
+        raise DeliveryError(f"SMTP: {exc}") from exc
+    try:
+        smtp.quit()
+    except (smtplib.SMTPException, OSError):
+        smtp.close()  # the message was accepted; a failed goodbye changes nothing
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

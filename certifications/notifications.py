@@ -135,7 +135,14 @@ def _trigger_matches(a: Any, t: Any, today: date) -> Any:
             a.c.status.not_in(("expired", "revoked")),
             a.c.revoked_at.is_(None),
         ),
-        and_(t.c.trigger == "expired", a.c.status == "expired"),
+        and_(
+            t.c.trigger == "expired",
+            or_(
+                a.c.status == "expired",
+                # Past its expiry but not recomputed yet (the recompute runs on the workers).
+                and_(a.c.status.in_(("valid", "expires_soon")), a.c.expires_on < today),
+            ),
+        ),
         and_(t.c.trigger == "revoked", a.c.status == "revoked"),
         and_(t.c.trigger == "missing", a.c.status == "missing", a.c.required.is_(True)),
     )

@@ -104,9 +104,16 @@ def test_expired_revoked_and_missing_triggers(make_org, arrange, as_tenant):  # 
         cert, a.employee(), issued_on=None, effective_on=None, status="missing", required=False
     )
     a.assignment(cert, a.employee(), expires_on=TODAY + timedelta(days=200))  # valid: nothing
+    # Expired yesterday, stored status not recomputed yet: still notified as expired.
+    stale = a.assignment(cert, a.employee(), expires_on=TODAY - timedelta(days=1), status="valid")
     _evaluate(as_tenant, org)
     got = {(r.assignment_id, r.trigger) for r in _rows(as_tenant, org)}
-    assert got == {(expired.id, "expired"), (revoked.id, "revoked"), (missing.id, "missing")}
+    assert got == {
+        (expired.id, "expired"),
+        (stale.id, "expired"),
+        (revoked.id, "revoked"),
+        (missing.id, "missing"),
+    }
 
 
 def test_before_expiry_skips_expired_and_revoked(org, arrange, as_tenant):  # type: ignore[no-untyped-def]

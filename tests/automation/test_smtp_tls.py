@@ -1,0 +1,116 @@
+"""SMTP with STARTTLS and credentials, against aiosmtpd requiring both."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import ipaddress
+import ssl
+from datetime import timedelta
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from sqlalchemy import select
+
+from certifications import delivery
+from certifications.models import Notification
+from certifications.notifications import evaluate_rules
+from tenancy import context
+from tests.automation.conftest import TODAY, SmtpSink, _free_port
+
+
+def _self_signed(tmp_path):  # type: ignore[no-untyped-def]
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+@pytest.fixture
+def tls_smtp(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    cert_file, key_file = _self_signed(tmp_path)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert_file, key_file)
+    logins: list[str] = []
+
+    def authenticator(server, session, envelope, mechanism, auth_data):  # type: ignore[no-untyped-def]
+        ok = isinstance(auth_data, LoginPassword) and auth_data.password == b"hunter2-long"
+        logins.append(auth_data.login.decode())
+        return AuthResult(success=ok)
+
+    sink = SmtpSink()
+    port = _free_port()
+    controller = Controller(
+        sink,
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=server_ctx,
+        require_starttls=True,
+        authenticator=authenticator,
+        auth_required=True,
+        auth_require_tls=True,
+    )
+    controller.start()
+    # aiosmtpd answers a wrong password slowly; don't wait the production timeout for it.
+    monkeypatch.setattr(delivery, "SMTP_TIMEOUT", 2)
+    # The client trusts exactly this test certificate (production: the system's CAs).
+    monkeypatch.setattr(
+        delivery, "tls_context", lambda: ssl.create_default_context(cafile=str(cert_file))
+    )
+    yield sink, port, logins
+    controller.stop()
+
+
+def test_starttls_and_login_then_delivered(make_org, arrange, as_tenant, settings, tls_smtp):  # type: ignore[no-untyped-def]
+    sink, port, logins = tls_smtp
+    org = make_org()
+    a = arrange(org)
+    rule = {"trigger": "before_expiry", "days": 30, "recipients": ["holder"], "channels": ["email"]}
+    cert = a.certification(notification_rules=[rule])
+    a.assignment(cert, a.employee(email="ada@example.test"), expires_on=TODAY + timedelta(days=3))
+    with as_tenant(org.id) as s:
+        evaluate_rules(s, org.id, TODAY)
+        s.commit()
+        (nid,) = s.scalars(select(Notification.id)).all()
+    base = dataclasses.replace(settings, smtp_host="127.0.0.1", smtp_port=port)
+    policy = delivery.RetryPolicy(max_attempts=5, base_ms=1, max_ms=1)
+    with context.tenant(org.id):
+        plain = delivery.run_delivery(nid, settings=base, policy=policy)
+        assert plain.state == "retry"  # the server requires STARTTLS
+        wrong = dataclasses.replace(
+            base, smtp_starttls=True, smtp_username="certs", smtp_password="nope"
+        )
+        assert delivery.run_delivery(nid, settings=wrong, policy=policy).state == "retry"
+        good = dataclasses.replace(wrong, smtp_password="hunter2-long")
+        assert delivery.run_delivery(nid, settings=good, policy=policy).state == "sent"
+    assert logins == ["certs", "certs"]
+    assert [m.rcpt_tos for m in sink.messages] == [["ada@example.test"]]
