@@ -7,6 +7,7 @@ scrape merges them, and `child_exit` retires a dead worker's live gauges.
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import sys
@@ -29,11 +30,19 @@ def _int(name: str, default: int) -> int:
 
 
 def _cpu_count() -> int:
-    """CPUs this process may use (the cgroup/affinity view, not the host's)."""
+    """CPUs this process may use: its affinity, capped by a cgroup v2 CPU quota (a container's
+    CPU limit is a quota, not fewer visible CPUs)."""
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return multiprocessing.cpu_count()
+        cpus = multiprocessing.cpu_count()
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return cpus
 
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")  # noqa: S104 - inside a container
