@@ -11,7 +11,7 @@ import uuid
 import zlib
 from typing import Any
 
-from sqlalchemy import Select, func, select, text
+from sqlalchemy import Select, func, literal, select, text
 from sqlalchemy.orm import Session
 
 from certifications.errors import Conflict, Invalid, NotFound
@@ -26,6 +26,9 @@ _GROUPS = CertificationGroup.__table__
 # First key of the two-key advisory lock: "the certification group tree of one organization".
 _TREE_LOCK_CLASS = 4_0001
 _HELD_SAMPLE = 20  # how many held ids a 409 lists
+# Levels of nesting, the top level being 1: far beyond any real catalog, and it keeps every
+# recursive walk (SQL and JSON) short.
+MAX_DEPTH = 100
 
 
 def get_group(session: Session, group_id: uuid.UUID) -> CertificationGroup:
@@ -103,6 +106,7 @@ def create_group(session: Session, name: str, parent_id: uuid.UUID | None = None
     if parent_id is not None:
         lock_tree(session)
         _require_parent(session, parent_id)
+        _check_depth(len(ancestors_of(session, parent_id)) + 1)
     group = CertificationGroup(name=name, parent_id=parent_id)
     session.add(group)
     session.flush()
@@ -124,11 +128,13 @@ def move_group(
     group = get_group(session, group_id)
     if parent_id is not None:
         _require_parent(session, parent_id)
-        if group_id in ancestors_of(session, parent_id):
+        above = ancestors_of(session, parent_id)
+        if group_id in above:
             raise Conflict(
                 "A group cannot move into itself or one of its own subgroups.",
                 {"parent_id": [f"{parent_id} is inside group {group_id}."]},
             )
+        _check_depth(len(above) + subtree_height(session, group_id))
     group.parent_id = parent_id
     session.flush()
     return group
@@ -198,6 +204,22 @@ def subtree_ids(group_id: uuid.UUID) -> Select[Any]:
     return select(down.c.id)
 
 
+def subtree_height(session: Session, group_id: uuid.UUID) -> int:
+    """Levels in the subtree of `group_id` (1 = no subgroups), by one recursive query."""
+    org_id = require_org_id()
+    down = (
+        select(_GROUPS.c.id, literal(1).label("level"))
+        .where(_GROUPS.c.org_id == org_id, _GROUPS.c.id == group_id)
+        .cte("levels", recursive=True)
+    )
+    down = down.union_all(
+        select(_GROUPS.c.id, down.c.level + 1)
+        .join(down, _GROUPS.c.parent_id == down.c.id)
+        .where(_GROUPS.c.org_id == org_id, down.c.level <= MAX_DEPTH)  # bounded even if corrupt
+    )
+    return int(session.scalar(select(func.max(down.c.level))) or 0)
+
+
 def lock_tree(session: Session) -> None:
     """Serialize tree changes of this organization until the transaction ends (PostgreSQL).
 
@@ -215,6 +237,17 @@ def lock_tree(session: Session) -> None:
 def _require_parent(session: Session, parent_id: uuid.UUID) -> None:
     if session.get(CertificationGroup, parent_id) is None:
         raise Invalid({"parent_id": [f"Certification group {parent_id} does not exist."]})
+
+
+def _check_depth(deepest_level: int) -> None:
+    if deepest_level > MAX_DEPTH:
+        raise Invalid(
+            {
+                "parent_id": [
+                    f"Groups nest at most {MAX_DEPTH} levels deep; this would make {deepest_level}."
+                ]
+            }
+        )
 
 
 def _count(session: Session, model: Any, group_id: uuid.UUID) -> int:

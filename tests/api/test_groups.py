@@ -7,6 +7,7 @@ import uuid
 import pytest
 from sqlalchemy import event, insert
 
+from certifications import groups as groups_service
 from certifications.models.catalog import CertificationGroup
 from tenancy import db
 
@@ -322,3 +323,20 @@ def test_module_disabled_is_403(api_for, make_org):  # type: ignore[no-untyped-d
     ):
         assert resp.status_code == 403
         assert resp.get_json()["code"] == "module_disabled"
+
+
+def test_nesting_depth_is_bounded(api, monkeypatch):  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(groups_service, "MAX_DEPTH", 4)
+    chain = _chain(api, 4)
+    resp = api.post("/certification-groups", json={"name": "too deep", "parent_id": chain[-1]})
+    assert resp.status_code == 422
+    assert "at most 4 levels" in _fields(resp)["parent_id"][0]
+    # A two-level subtree fits under level 2 (reaching level 4), not under level 3.
+    top = _group(api, "top")
+    _group(api, "child", top)
+    resp = api.post(f"/certification-groups/{top}/move", json={"parent_id": chain[2]})
+    assert resp.status_code == 422
+    assert "parent_id" in _fields(resp)
+    assert _parent_of(api, top) is None
+    resp = api.post(f"/certification-groups/{top}/move", json={"parent_id": chain[1]})
+    assert resp.status_code == 200

@@ -124,3 +124,11 @@ def test_concurrent_crossing_moves_over_http_never_make_a_cycle(api, org, attemp
         t.join(timeout=30)
     assert sorted(statuses) == [200, 409]
     assert not _has_cycle(_parents(org.id))
+
+
+def test_subtree_height_counts_levels(org) -> None:  # type: ignore[no-untyped-def]
+    chain = _make_chain(org.id, 7)
+    with context.tenant(org.id), db.new_session() as s:
+        assert groups.subtree_height(s, chain[0]) == 7
+        assert groups.subtree_height(s, chain[5]) == 2
+        assert groups.subtree_height(s, chain[6]) == 1
