@@ -13,10 +13,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	@touch $(STAMP)
 
-## Serve the API with its worker and scheduler on the embedded default (SQLite, in-process broker).
+## Serve the API with its worker and scheduler on the embedded default (SQLite, in-process broker),
+## with a demo organization (created once) whose token is printed.
 run: $(STAMP)
 	$(BIN)/certs db upgrade
+	$(BIN)/certs demo --if-missing
 	$(BIN)/certs run
+
+## A new demo organization (every status) and a token for it.
+demo: $(STAMP)
+	$(BIN)/certs db upgrade
+	$(BIN)/certs demo
 
 ## The test suite on the embedded default (SQLite + in-process broker).
 test: $(STAMP)

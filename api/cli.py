@@ -205,5 +205,27 @@ def tick(org_id: str | None, timeout: float) -> None:
     click.echo(json.dumps(report, default=str))
 
 
+@main.command("demo")
+@click.option("--if-missing", is_flag=True, help="Reuse the demo organization if one exists.")
+def demo(if_missing: bool) -> None:
+    """Create a demo organization (directory, catalog, every status) and print a token for it."""
+    import workers.actors  # noqa: F401 - broker first: services may request jobs
+    from certifications.demo import create_demo, find_demo_org
+
+    settings = load_settings()
+    db.configure(settings)
+    org = None
+    if if_missing:
+        with context.platform(), db.new_session() as session:
+            org = find_demo_org(session)
+    if org is None:
+        org = create_demo()
+    token = issue_token(
+        settings, sub="demo-admin", org_id=str(org.id), scopes=list(TENANT_SCOPES), ttl=86400
+    )
+    click.echo(f"Demo organization: {org.name} ({org.id})")
+    click.echo(f"export TOKEN={token}")
+
+
 if __name__ == "__main__":
     main()
