@@ -43,8 +43,9 @@ ENV PATH=/opt/venv/bin:$PATH \
     CERTS_ENV=production \
     LOG_FORMAT=json \
     HOME=/tmp \
-    CERTS_INSTANCE_DIR=/tmp/instance \
-    PROMETHEUS_MULTIPROC_DIR=/tmp/prometheus
+    CERTS_INSTANCE_DIR=/tmp/instance
+# PROMETHEUS_MULTIPROC_DIR: gunicorn.conf.py and `certs worker` make a fresh one under /tmp when
+# unset; the Helm chart sets it to a memory-backed emptyDir.
 RUN groupadd --system --gid 10001 certs \
  && useradd --system --uid 10001 --gid certs --no-create-home --home-dir /tmp \
       --shell /usr/sbin/nologin certs
