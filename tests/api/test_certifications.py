@@ -718,3 +718,23 @@ def test_every_catalog_field_is_documented(app):  # type: ignore[no-untyped-def]
         "/certification-groups/{group_id}",
         "/certification-groups/{group_id}/move",
     } <= paths
+
+
+def test_the_requested_jobs_run_and_assign_the_role(api, jobs):  # type: ignore[no-untyped-def]
+    """End to end with the real worker: the catalog's outbox rows reach their actors."""
+    role = _make(api, "/roles", "Welder")
+    resp = api.post("/employees", json={"name": "Ann", "role_id": role})
+    assert resp.status_code == 201
+    employee = resp.get_json()["id"]
+    jobs.drain()
+    created = _create(api, role_ids=[role], validity={"months": 12})
+    jobs.drain()
+    [job] = created["jobs"]
+    assert api.get(f"/jobs/{job['id']}").get_json()["state"] == "done"
+    listed = api.get(f"/assignments?certification_id={created['id']}").get_json()["items"]
+    assert [(a["subject_id"], a["source"]) for a in listed] == [(employee, "role")]
+
+    resp = api.patch(f"/certifications/{created['id']}", json={"validity": {"days": 30}})
+    [job] = resp.get_json()["jobs"]
+    jobs.drain()
+    assert api.get(f"/jobs/{job['id']}").get_json()["state"] == "done"
