@@ -31,7 +31,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import DBAPIError
 
-from tenancy import db
+from certifications.logging import ACCESS_ORG_KEY
+from tenancy import context, db
 
 log = logging.getLogger("certs.metrics")
 
@@ -73,6 +74,11 @@ def init_metrics(app: Flask) -> None:
             endpoint = request.endpoint or "unmatched"
             REQUESTS.labels(endpoint, request.method, str(resp.status_code)).inc()
             LATENCY.labels(endpoint, request.method).observe(time.perf_counter() - started)
+        # For gunicorn's access line, written after the tenant context is reset: it reads the
+        # WSGI environ (`certifications.logging.AccessJsonFormatter`).
+        org_id = context.current_org_id()
+        if org_id is not None:
+            request.environ[ACCESS_ORG_KEY] = str(org_id)
         return resp
 
 

@@ -19,6 +19,8 @@ from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
 
 from tenancy import context
 
+# WSGI environ key where the API leaves the request's organization for the access log line.
+ACCESS_ORG_KEY = "certs.org_id"
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s %(org_id)s] %(message)s"
 
 
@@ -85,6 +87,8 @@ class AccessJsonFormatter(JsonFormatter):
 
         log_record["event"] = "request"
         log_record["request_id"] = atom("{x-request-id}o") or log_record["request_id"]
+        org = atom("{" + ACCESS_ORG_KEY + "}e")
+        log_record["org_id"] = org if org and org != "-" else log_record["org_id"]
         log_record.update(
             method=atom("m"),
             path=atom("U"),

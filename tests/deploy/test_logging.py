@@ -75,12 +75,14 @@ def test_gunicorn_access_atoms_become_fields() -> None:
         "h": "10.0.0.1",
         "a": 'curl "quoted"'.replace('"', '\\"'),
         "{x-request-id}o": "abc",
+        "{certs.org_id}e": "0b6a3a52-0000-4000-8000-000000000001",
     }
     record = _line(AccessJsonFormatter(), lambda log: log.info("%(m)s %(U)s", atoms))
     assert record["event"] == "request"
     assert record["status"] == 200
     assert record["duration_ms"] == 12.5
     assert record["request_id"] == "abc"
+    assert record["org_id"] == "0b6a3a52-0000-4000-8000-000000000001"
     assert record["user_agent"] == 'curl "quoted"'
 
 

@@ -138,6 +138,7 @@ def production_layout(tmp_path, settings):  # type: ignore[no-untyped-def]
     access = [json.loads(line) for line in api_log if '"gunicorn.access"' in line]
     assert access, "access lines are JSON objects"
     assert all({"timestamp", "level", "request_id", "status"} <= set(a) for a in access)
+    assert any(a["org_id"] and a["path"] == "/api/v1/org" for a in access), "tenant on access lines"
     # The request id of the request that asked for the job is on the job's log lines.
     worker_log = [json.loads(line) for line in (tmp_path / "worker.log").read_text().splitlines()]
     job_lines = [r for r in worker_log if r.get("request_id") == REQUEST_ID]
