@@ -52,7 +52,8 @@ def _check(field: dict[str, Any], value: Any) -> Any:
     if kind == "number":
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError("Not a valid number.")
-        if not math.isfinite(value) or abs(value) > MAX_NUMBER:
+        # Compare before any float conversion: a huge JSON integer would overflow it.
+        if (isinstance(value, float) and not math.isfinite(value)) or abs(value) > MAX_NUMBER:
             raise ValueError("Number out of range.")
         return value
     if kind == "boolean":

@@ -427,3 +427,22 @@ def test_list_never_shows_other_orgs(api_for, make_org):  # type: ignore[no-unty
     assert len(api_for(a).get("/assignments").get_json()["items"]) == 1
     assert api_for(b).get("/assignments").get_json()["items"] == []
     assert api_for(b).get(f"/assignments?certification_id={cert.id}").get_json()["items"] == []
+
+
+@pytest.mark.parametrize(
+    ("answers", "field"),
+    [
+        ({"score": 10**400, "passed": True}, "score"),
+        ({"score": True, "passed": True}, "score"),
+        ({"score": 1, "passed": "yes"}, "passed"),
+        ({"score": 1, "passed": True, "comment": "x" * 10_001}, "comment"),
+        ({"score": 1, "passed": True, "comment": "a\x00b"}, "comment"),
+        ({"score": 1, "passed": True, "level": {"value": "basic"}}, "level"),
+    ],
+)
+def test_form_answer_edge_cases_are_422(api, org, emp, answers, field):  # type: ignore[no-untyped-def]
+    cert = data.certification(org.id, forms_required=True, form=FORM)
+    aid = _create(api, cert, emp).get_json()["id"]
+    resp = api.post(f"/assignments/{aid}/form-submissions", json={"answers": answers})
+    assert resp.status_code == 422, resp.get_json()
+    assert list(resp.get_json()["errors"]["answers"]) == [field]
