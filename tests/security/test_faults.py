@@ -1,0 +1,364 @@
+"""Faults with real processes: a SIGKILLed worker, a Redis outage, PostgreSQL backends killed.
+
+Each test runs its OWN `redis-server` on a free loopback port and its own `dramatiq` worker
+process on it (the shared Redis of the suite is never touched), and points the outbox relay at
+that broker. Long variants are `slow` (`make soak`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import dramatiq
+import pytest
+from sqlalchemy import create_engine, event, func, insert, select, text, update
+from sqlalchemy.orm import Session
+
+from certifications.outbox import request_job
+from tenancy import context, db
+from tenancy.models import Job, OutboxMessage
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class OwnRedis:
+    """A private redis-server (no persistence) this test can stop and start at will."""
+
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            pytest.skip("redis-server not installed")
+        self.proc = subprocess.Popen(
+            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--daemonize", "no"],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        import redis
+
+        client = redis.Redis.from_url(self.url)
+        for _ in range(100):
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError("own redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+
+class Worker:
+    """A `dramatiq` worker process (own process group, so SIGKILL takes its children too)."""
+
+    def __init__(self, redis_url: str, namespace: str) -> None:
+        self.env = os.environ | {"REDIS_URL": redis_url, "REDIS_NAMESPACE": namespace}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dramatiq", "workers.actors", "tests.support.actors",
+             "--processes", "1", "--threads", "2"],
+            env=self.env,
+            start_new_session=True,
+        )  # fmt: skip
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def own_stack(monkeypatch) -> Iterator[tuple[OwnRedis, Callable[[], Worker]]]:  # type: ignore[no-untyped-def]
+    """Own Redis + a broker on it that the outbox relay uses; workers made on demand."""
+    from dramatiq.brokers.redis import RedisBroker
+
+    import workers.broker as wb
+
+    server = OwnRedis()
+    server.start()
+    namespace = f"certs-fault-{uuid.uuid4().hex[:8]}"
+    broker = RedisBroker(
+        url=server.url, namespace=namespace, middleware=wb._middleware(), heartbeat_timeout=30_000
+    )
+    shared = dramatiq.get_broker()
+    for name in shared.get_declared_actors():
+        broker.declare_actor(shared.get_actor(name))
+    monkeypatch.setattr(dramatiq, "get_broker", lambda: broker)
+    started: list[Worker] = []
+
+    def make_worker() -> Worker:
+        w = Worker(server.url, namespace)
+        started.append(w)
+        return w
+
+    yield server, make_worker
+    for w in started:
+        w.stop()
+    server.stop()
+    broker.close()
+    # Never leave rows "sent" that the suite's drain() would wait for.
+    with context.platform(), db.new_session() as s:
+        s.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.status.in_(("pending", "sent")))
+            .where(OutboxMessage.org_id.in_(FAULT_ORGS))
+            .values(status="failed", last_error="fault test cleanup")
+        )
+        s.commit()
+
+
+FAULT_ORGS: list[uuid.UUID] = []
+
+
+def _wait(pred: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _outbox_states(org_id: uuid.UUID) -> dict[str, int]:
+    with context.platform(), db.new_session() as s:
+        rows = s.execute(
+            select(OutboxMessage.status, func.count())
+            .where(OutboxMessage.org_id == org_id)
+            .group_by(OutboxMessage.status)
+        ).all()
+    return dict(rows)  # type: ignore[arg-type]
+
+
+def _arrange_fanout(org_id: uuid.UUID, n: int) -> tuple[uuid.UUID, uuid.UUID]:
+    from certifications.models import Certification, CertificationRole, Employee, Role
+
+    with context.tenant(org_id), db.new_session() as s:
+        role = Role(name="Crew")
+        s.add(role)
+        s.flush()
+        for start in range(0, n, 10_000):
+            s.execute(
+                insert(Employee),
+                [
+                    {"org_id": org_id, "id": uuid.uuid4(), "name": f"E{i:06d}", "role_id": role.id}
+                    for i in range(start, min(n, start + 10_000))
+                ],
+            )
+        cert = Certification(name="Working at height", type="employee", validity_months=12)
+        s.add(cert)
+        s.flush()
+        s.add(CertificationRole(certification_id=cert.id, role_id=role.id))
+        s.commit()
+        return role.id, cert.id
+
+
+def _assignment_counts(org_id: uuid.UUID, cert_id: uuid.UUID) -> tuple[int, int]:
+    from certifications.models import Assignment
+
+    with context.tenant(org_id), db.new_session() as s:
+        total, distinct = s.execute(
+            select(func.count(), func.count(func.distinct(Assignment.subject_id))).where(
+                Assignment.certification_id == cert_id
+            )
+        ).one()
+    return total, distinct
+
+
+def _kill_worker_mid_fanout(make_org, own_stack, n: int) -> None:  # type: ignore[no-untyped-def]
+    import workers.outbox as relay
+
+    if "fanout_certification" not in dramatiq.get_broker().actors:
+        pytest.skip("fanout_certification actor not implemented yet")
+    _server, make_worker = own_stack
+    org = make_org()
+    FAULT_ORGS.append(org.id)
+    _role, cert_id = _arrange_fanout(org.id, n)
+    with context.tenant(org.id), db.new_session() as s:
+        job = request_job(s, "fanout_certification", job_kind="fanout", certification_id=cert_id)
+        s.commit()
+        job_id = job.id
+    assert _outbox_states(org.id) == {"sent": 1}  # relayed to our Redis after commit
+
+    def job_state() -> str:
+        with context.tenant(org.id), db.new_session() as s:
+            return s.scalar(select(Job.state).where(Job.id == job_id))
+
+    worker = make_worker()
+    worker.start()
+    _wait(lambda: job_state() == "running", 60, "the fan-out to start")
+    time.sleep(0.05)
+    worker.kill()  # SIGKILL mid-transaction: no cleanup, no ack
+    at_kill = _assignment_counts(org.id, cert_id)
+    assert at_kill in ((0, 0), (n, n)), f"partial fan-out visible after SIGKILL: {at_kill}"
+
+    # Restart; the outbox sweep re-sends a row sent long ago and never done (Redis would also
+    # requeue the dead worker's message after its heartbeat timeout).
+    worker = make_worker()
+    worker.start()
+    assert relay.sweep(now=db.utcnow() + timedelta(minutes=16)) >= 1
+    _wait(lambda: _outbox_states(org.id) == {"done": 1}, 300, "the re-sent fan-out to finish")
+    _wait(lambda: job_state() == "done", 30, "the job to be done")
+    assert _assignment_counts(org.id, cert_id) == (n, n), "lost or duplicated assignments"
+
+    # A third delivery (what Redis' own requeue of the dead worker's message does) changes
+    # nothing either.
+    def finished_at() -> Any:
+        with context.tenant(org.id), db.new_session() as s:
+            return s.scalar(select(Job.finished_at).where(Job.id == job_id))
+
+    first_finish = finished_at()
+    broker = dramatiq.get_broker()
+    with context.platform(), db.new_session() as s:
+        row = s.scalars(select(OutboxMessage).where(OutboxMessage.org_id == org.id)).one()
+        broker.enqueue(relay._message(broker, row))
+    _wait(lambda: finished_at() != first_finish, 300, "the duplicate delivery to finish")
+    assert _assignment_counts(org.id, cert_id) == (n, n)
+
+
+def test_sigkill_worker_mid_fanout(make_org, own_stack):  # type: ignore[no-untyped-def]
+    _kill_worker_mid_fanout(make_org, own_stack, 20_000)
+
+
+@pytest.mark.slow
+def test_sigkill_worker_mid_fanout_100k(make_org, own_stack):  # type: ignore[no-untyped-def]
+    _kill_worker_mid_fanout(make_org, own_stack, 100_000)
+
+
+def test_redis_outage_loses_no_job(make_org, own_stack, api_for):  # type: ignore[no-untyped-def]
+    """Redis down: every write still answers 2xx (jobs wait in the outbox); Redis back: all run."""
+    import workers.outbox as relay
+    from certifications.models import Assignment, Certification, CertificationRole, Role
+
+    server, make_worker = own_stack
+    org = make_org()
+    FAULT_ORGS.append(org.id)
+    with context.tenant(org.id), db.new_session() as s:
+        role = Role(name="Crew")
+        s.add(role)
+        s.flush()
+        cert = Certification(name="First aid", type="employee", validity_months=12)
+        s.add(cert)
+        s.flush()
+        s.add(CertificationRole(certification_id=cert.id, role_id=role.id))
+        s.commit()
+        role_id, cert_id = role.id, cert.id
+    client = api_for(org)
+    server.stop()
+    created = []
+    for i in range(25):
+        resp = client.post("/employees", json={"name": f"Hire {i}", "role_id": str(role_id)})
+        assert resp.status_code == 201, resp.get_json()
+        created.append(resp.get_json()["id"])
+    with context.tenant(org.id), db.new_session() as s:  # a job the API asks for directly too
+        job = request_job(s, "record_ping", job_kind="ping", marker="outage")
+        s.commit()
+        ping_id = job.id
+    states = _outbox_states(org.id)
+    assert states.get("pending", 0) >= 2, states  # kept, with the relay error recorded
+    assert "sent" not in states
+
+    server.start()  # same port, empty: whatever Redis held is gone
+    make_worker().start()
+    time.sleep(1.0)
+    _wait(lambda: relay.sweep(now=db.utcnow() + timedelta(seconds=10)) == 0, 60, "sweep")
+    _wait(lambda: set(_outbox_states(org.id)) == {"done"}, 120, "every job to run")
+    with context.tenant(org.id), db.new_session() as s:
+        covered = set(
+            map(
+                str,
+                s.scalars(
+                    select(Assignment.subject_id).where(Assignment.certification_id == cert_id)
+                ),
+            )
+        )
+        assert s.scalar(select(Job.state).where(Job.id == ping_id)) == "done"
+    assert set(created) <= covered, "a fan-out requested during the outage never ran"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [("patch", "/org", {"name": "Renamed during outage"}), ("post", "/roles", {"name": "Welder"})],
+)
+def test_postgres_backends_killed_mid_request(method, path, body, org, api_for, backend):  # type: ignore[no-untyped-def]
+    """Every app-role backend is terminated between the view's flush and the commit: a clear
+    503, nothing written, and the next request succeeds (pool pre-ping replaces dead links)."""
+    from tests.support.backend import _admin_url
+
+    admin = create_engine(_admin_url(), isolation_level="AUTOCOMMIT")
+    fired: list[int] = []
+
+    def terminate(session: Session, _ctx: Any) -> None:
+        if fired:
+            return
+        with admin.connect() as conn:
+            killed = conn.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = :db AND usename = :role AND pid <> pg_backend_pid()"
+                ),
+                {"db": backend.cleanup_name, "role": backend.app_role},
+            ).scalar()
+        fired.append(killed)
+
+    client = api_for(org)
+    before = client.get("/org").get_json()
+    event.listen(Session, "after_flush", terminate)
+    try:
+        resp = getattr(client, method)(path, json=body)
+    finally:
+        event.remove(Session, "after_flush", terminate)
+        admin.dispose()
+    assert fired
+    assert fired[0] >= 1
+    assert resp.status_code == 503, resp.get_data(as_text=True)
+    payload = resp.get_json()
+    assert payload["code"] == 503
+    assert "database" in payload["message"].lower()
+
+    after = client.get("/org")  # the pool hands out a fresh connection
+    assert after.status_code == 200
+    assert after.get_json()["name"] == before["name"]
+    if path == "/roles":
+        names = [r["name"] for r in client.get("/roles").get_json()["items"]]
+        assert body["name"] not in names
+    again = getattr(client, method)(path, json=body)
+    assert again.status_code in (200, 201), again.get_json()
