@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from flask import Response, stream_with_context
 from flask.views import MethodView
 from flask_smorest import Blueprint
@@ -68,7 +69,11 @@ def _page(kind: str, args: dict[str, Any]) -> Any:
     stmt, keys = subject_query(kind, f)
     page = paginate(session, stmt, keys, args["limit"], args["cursor"])
     rows = attach_certifications(session, kind, page.items, f)
-    return {"items": [r.to_dict() for r in rows], "next_cursor": page.next_cursor}
+    body = {"items": [r.to_dict() for r in rows], "next_cursor": page.next_cursor}
+    # Already JSON-shaped (the documented SubjectViewPageSchema, checked by the tests): a page
+    # holds ~1,000 nested entries; marshmallow's dump was half of the request's time, orjson
+    # (native UUIDs and dates) takes about a millisecond.
+    return Response(orjson.dumps(body), mimetype="application/json")
 
 
 def _csv_response(kind: str, f: ViewFilters) -> Response:
