@@ -115,7 +115,7 @@ def create(session: Session, kind: Kind, data: dict[str, Any]) -> Any:
 
 def update(session: Session, kind: Kind, item_id: uuid.UUID, changes: dict[str, Any]) -> Any:
     item = get(session, kind, item_id)
-    _check_reference(session, kind, changes)
+    _check_reference(session, kind, changes, item)
     _check_unique(session, kind, changes, item.id)
     before = _fanout_state(kind, item)
     for key, value in changes.items():
@@ -161,10 +161,15 @@ def _fanout_state(kind: Kind, item: Any) -> tuple[Any, ...] | None:
     return (item.role_id, item.active)
 
 
-def _check_reference(session: Session, kind: Kind, data: dict[str, Any]) -> None:
-    """`role_id` / `client_id` must name an active entity of this org (another org's: unknown)."""
+def _check_reference(session: Session, kind: Kind, data: dict[str, Any], item: Any = None) -> None:
+    """`role_id` / `client_id` must name an active entity of this org (another org's: unknown).
+
+    Keeping the reference a row already has is fine even if that role/client became inactive.
+    """
     ref = kind.reference
     if ref is None or data.get(ref.field) is None:
+        return
+    if item is not None and getattr(item, ref.field) == data[ref.field]:
         return
     active = session.scalar(select(ref.model.active).where(ref.model.id == data[ref.field]))
     if active is None:

@@ -48,10 +48,10 @@ def bulk_upsert(
     """
     errors = dict(row_errors)
     rows = _drop_duplicates(rows, errors)
-    rows = _check_references(session, kind, rows, errors)
+    existing = _existing(session, kind, [data["external_id"] for _, data in rows])
+    rows = _check_references(session, kind, rows, errors, existing)
     if kind.name == "role":
         rows = _check_role_names(session, kind, rows, errors)
-    existing = _existing(session, kind, [data["external_id"] for _, data in rows])
 
     results: dict[int, dict[str, Any]] = {}
     writes: list[dict[str, Any]] = []
@@ -145,9 +145,13 @@ def _drop_duplicates(
 
 
 def _check_references(
-    session: Session, kind: Kind, rows: list[tuple[int, dict[str, Any]]], errors: dict[int, Any]
+    session: Session,
+    kind: Kind,
+    rows: list[tuple[int, dict[str, Any]]],
+    errors: dict[int, Any],
+    existing: dict[str, dict[str, Any]],
 ) -> list[tuple[int, dict[str, Any]]]:
-    """Refuse rows naming a role/client that is unknown here (another org's) or inactive."""
+    """Refuse rows naming a role/client unknown here (another org's), or inactive unless kept."""
     ref = kind.reference
     if ref is None:
         return rows
@@ -161,11 +165,15 @@ def _check_references(
         target = data.get(ref.field)
         if target is not None and target not in known:
             errors[index] = {ref.field: [f"Unknown {ref.entity}."]}
-        elif target is not None and not known[target]:
+        elif target is not None and not known[target] and target != _stored(existing, data, ref):
             errors[index] = {ref.field: [f"The {ref.entity} is inactive."]}
         else:
             kept.append((index, data))
     return kept
+
+
+def _stored(existing: dict[str, dict[str, Any]], data: dict[str, Any], ref: Any) -> Any:
+    return existing.get(data["external_id"], {}).get(ref.field)
 
 
 def _check_role_names(

@@ -317,3 +317,18 @@ def test_directory_email_agrees_with_email_validator(address):  # type: ignore[n
             return exc.messages
 
     assert outcome(DirectoryEmail()) == outcome(Email())
+
+
+def test_a_kept_reference_may_be_inactive(api):  # type: ignore[no-untyped-def]
+    client = api.post("/clients", json={"name": "Acme"}).get_json()["id"]
+    row = {"external_id": "L1", "name": "Pier", "client_id": client}
+    location = _bulk(api, "locations", [row])["rows"][0]["id"]
+    api.delete(f"/clients/{client}")
+    again = _bulk(
+        api, "locations", [row, {"external_id": "L2", "name": "Yard", "client_id": client}]
+    )
+    assert [r["status"] for r in again["rows"]] == ["unchanged", "error"]
+    resp = api.patch(f"/locations/{location}", json={"client_id": client, "name": "Pier 2"})
+    assert resp.status_code == 200, resp.get_json()
+    other = api.post("/locations", json={"name": "Dock"}).get_json()["id"]
+    assert api.patch(f"/locations/{other}", json={"client_id": client}).status_code == 422
