@@ -110,7 +110,7 @@ def _csv_response(kind: str, f: ViewFilters) -> Response:
 
 _CSV_DOC = {
     "responses": {
-        "200": {
+        200: {
             "content": {
                 "text/csv": {
                     "schema": {"type": "string"},

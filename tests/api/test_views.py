@@ -520,3 +520,25 @@ def test_csv_is_utf8(api, as_tenant, org):  # type: ignore[no-untyped-def]
     assert resp.get_data().decode("utf-8").count("Zoë") == 1
     [row] = read_csv(resp)
     assert row["subject_name"] == 'Zoë Ørsted, "Jr"'
+
+
+def test_group_tree_and_summary_cost_fixed_statements(api, world, as_tenant, org, statements):  # type: ignore[no-untyped-def]
+    def cost(path: str) -> int:
+        statements.clear()
+        assert api.get(path).status_code == 200
+        return len(statements)
+
+    before = {p: cost(p) for p in ("/views/groups", "/compliance/summary")}
+    with as_tenant(org.id) as s:
+        parent = world.heights.id
+        for i in range(15):  # a deeper tree, more certifications and members
+            g = CertificationGroup(name=f"Level {i}", parent_id=parent)
+            c = Certification(name=f"Extra {i}", type="asset")
+            s.add_all([g, c])
+            s.flush()
+            s.add(CertificationGroupMember(certification_id=c.id, group_id=g.id))
+            parent = g.id
+        s.commit()
+    after = {p: cost(p) for p in before}
+    assert after == before
+    assert before["/views/groups"] <= 5, statements  # auth, groups, certification counts
