@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -18,9 +19,11 @@ from tenancy import db
 @contextmanager
 def count_statements() -> Iterator[list[str]]:
     statements: list[str] = []
+    me = threading.get_ident()  # only this test's statements, not a background worker's
 
     def _count(_conn, _cursor, statement, *_args):  # type: ignore[no-untyped-def]
-        statements.append(statement.split(None, 1)[0].upper())
+        if threading.get_ident() == me:
+            statements.append(statement.split(None, 1)[0].upper())
 
     engine = db.get_engine()
     event.listen(engine, "before_cursor_execute", _count)

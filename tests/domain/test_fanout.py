@@ -24,9 +24,11 @@ TODAY = date(2026, 3, 31)
 @contextmanager
 def statements() -> Iterator[list[str]]:
     seen: list[str] = []
+    me = threading.get_ident()  # only this test's statements, not a background worker's
 
     def _record(conn, cursor, statement, params, ctx, many):  # type: ignore[no-untyped-def]
-        seen.append(" ".join(statement.split()).upper())
+        if threading.get_ident() == me:
+            seen.append(" ".join(statement.split()).upper())
 
     engine = db.get_engine()
     event.listen(engine, "before_cursor_execute", _record)
