@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from certifications import recompute
 from certifications.models import Assignment, Certification, StatusEvent
 from certifications.recompute import recompute_statuses, refresh_expiries
 from certifications.status import compute_status
+from tests.conftest import BACKEND
 
 TODAY = date(2026, 6, 15)
 D = timedelta(days=1)
@@ -137,8 +139,18 @@ def test_recompute_is_idempotent_and_follows_the_date(org, as_tenant, seeded):  
 
 
 @pytest.mark.parametrize("chunk_rows", [1, 2, 3, 100, 0])
-def test_chunking_gives_the_same_result(org, as_tenant, seeded, chunk_rows):  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("by_blocks", [False, True], ids=["id-ranges", "block-ranges"])
+def test_chunking_gives_the_same_result(org, as_tenant, seeded, chunk_rows, by_blocks, monkeypatch):  # type: ignore[no-untyped-def]
     ids, _, _ = seeded
+    if by_blocks:
+        if not BACKEND.is_postgres:
+            pytest.skip("heap block ranges are PostgreSQL's")
+        heap_blocks = recompute._heap_blocks_if_dominant
+        monkeypatch.setattr(
+            recompute, "_heap_blocks_if_dominant", lambda s, n: heap_blocks(s, 10**12) or 1
+        )
+    else:
+        monkeypatch.setattr(recompute, "_heap_blocks_if_dominant", lambda s, n: None)
     progress: list[tuple[int, int]] = []
     with as_tenant(org.id) as s:
         changed = recompute_statuses(

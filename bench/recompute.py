@@ -1,0 +1,307 @@
+"""`python -m bench recompute --size N`: recompute the statuses of an org of N assignments.
+
+N assignments over 10 certifications (warning windows 14–60 days, two with forms required)
+spread over every status: 5% unrecorded, 2% revoked, 2% upcoming, 10% never expiring, the rest
+issued over the last two years with a one-year validity. A first recomputation on day 0 stores
+the statuses (untimed); the timed run recomputes for day 0 + `SHIFT_DAYS`, so the assignments
+whose expiry entered the warning window or passed, and the upcoming ones that started, change
+(about 5%).
+
+* seconds: `certifications.recompute.recompute_statuses` (chunked, status events included).
+* floor: one raw `UPDATE assignments … SET status = CASE … FROM certifications WHERE … AND
+  status <> CASE …` (the same CASE), no events, no chunks.
+* naive: a per-row ORM loop (load assignment + certification, `compute_status`, set, add a
+  StatusEvent), measured on at most `NAIVE_ROWS` rows and scaled linearly to N.
+
+Between timed runs the day-0 statuses are restored and the events deleted (untimed; VACUUM on
+PostgreSQL when the owner URL is known). Medians of `REPEATS`, the two runs alternating.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+import time
+import uuid
+from collections.abc import Callable
+from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy import and_, create_engine, delete, func, insert, select, text, update
+
+from certifications import migrate
+from certifications.models import Assignment, Certification, StatusEvent
+from certifications.recompute import recompute_statuses, status_case_sql
+from certifications.settings import load_settings
+from certifications.status import compute_status
+from tenancy import context, db
+from tenancy.organizations import create_organization
+
+DEFAULT_SIZE = 100_000
+REPEATS = 3
+NAIVE_ROWS = 20_000
+BATCH = 10_000
+SHIFT_DAYS = 7
+DAY0 = date(2026, 6, 1)
+CERTS = [  # (warning_days, forms_required)
+    (30, False),
+    (30, False),
+    (14, False),
+    (60, False),
+    (30, True),
+    (45, False),
+    (30, False),
+    (21, True),
+    (30, False),
+    (14, False),
+]
+
+A = Assignment.__table__
+C = Certification.__table__
+
+PG_LOAD = """
+INSERT INTO assignments (org_id, id, certification_id, subject_type, subject_id, source,
+    required, cycle, issued_on, effective_on, expires_on, expires_explicit, form_accepted_at,
+    status, status_changed_at, revoked_at, revoked_reason, created_at, updated_at)
+SELECT :org, gen_random_uuid(), (:certs)[1 + (g % :ncerts)], 'employee', gen_random_uuid(),
+    'role', true, 1, x.issued, x.issued, x.expires, false,
+    CASE WHEN rr.r3 < 0.5 THEN now() END, 'missing', now(),
+    CASE WHEN rr.r1 >= 0.05 AND rr.r1 < 0.07 THEN now() END,
+    CASE WHEN rr.r1 >= 0.05 AND rr.r1 < 0.07 THEN 'bench' END, now(), now()
+FROM generate_series(:lo, :hi) AS g,
+LATERAL (SELECT random() AS r1, random() AS r2, random() AS r3 WHERE g IS NOT NULL) AS rr,
+LATERAL (
+    SELECT
+        CASE WHEN rr.r1 < 0.05 THEN NULL
+             WHEN rr.r1 < 0.09 THEN CAST(:day0 AS date) + 1 + (rr.r2 * 10)::int
+             ELSE CAST(:day0 AS date) - (rr.r2 * 730)::int END AS issued,
+        CASE WHEN rr.r1 < 0.05 THEN NULL
+             WHEN rr.r1 < 0.09 THEN CAST(:day0 AS date) + 366 + (rr.r2 * 10)::int
+             WHEN rr.r1 < 0.19 THEN NULL
+             ELSE CAST(:day0 AS date) - (rr.r2 * 730)::int + 365 END AS expires
+) AS x
+"""
+
+
+def _setup(size: int) -> tuple[uuid.UUID, list[uuid.UUID]]:
+    with context.platform(), db.new_session() as s:
+        org = create_organization(
+            s, name=f"bench recompute {uuid.uuid4().hex[:6]}", modules=["hse"]
+        )
+        s.commit()
+    with context.tenant(org.id), db.new_session() as s:
+        certs = [
+            Certification(
+                name=f"Certification {i}",
+                type="employee",
+                validity_months=12,
+                warning_days=w,
+                forms_required=f,
+            )
+            for i, (w, f) in enumerate(CERTS)
+        ]
+        s.add_all(certs)
+        s.flush()
+        cert_ids = [c.id for c in certs]
+        if s.get_bind().dialect.name == "postgresql":
+            for lo in range(0, size, 100_000):
+                s.execute(
+                    text(PG_LOAD),
+                    {
+                        "org": org.id,
+                        "certs": cert_ids,
+                        "ncerts": len(cert_ids),
+                        "lo": lo,
+                        "hi": min(size, lo + 100_000) - 1,
+                        "day0": DAY0,
+                    },
+                )
+        else:
+            _load_python(s, org.id, cert_ids, size)
+        s.commit()
+    return org.id, cert_ids
+
+
+def _load_python(s: Any, org_id: uuid.UUID, cert_ids: list[uuid.UUID], size: int) -> None:
+    rnd = random.Random(42)
+    now = db.utcnow()
+    for start in range(0, size, BATCH):
+        rows = []
+        for i in range(start, min(size, start + BATCH)):
+            r1, r2, r3 = rnd.random(), rnd.random(), rnd.random()
+            if r1 < 0.05:
+                issued = expires = None
+            elif r1 < 0.09:
+                issued = DAY0 + timedelta(days=1 + round(r2 * 10))
+                expires = issued + timedelta(days=365)
+            else:
+                issued = DAY0 - timedelta(days=round(r2 * 730))
+                expires = None if r1 < 0.19 else issued + timedelta(days=365)
+            revoked = 0.05 <= r1 < 0.07
+            rows.append(
+                {
+                    "org_id": org_id,
+                    "id": uuid.uuid4(),
+                    "certification_id": cert_ids[i % len(cert_ids)],
+                    "subject_type": "employee",
+                    "subject_id": uuid.uuid4(),
+                    "source": "role",
+                    "issued_on": issued,
+                    "effective_on": issued,
+                    "expires_on": expires,
+                    "form_accepted_at": now if r3 < 0.5 else None,
+                    "status": "missing",
+                    "revoked_at": now if revoked else None,
+                    "revoked_reason": "bench" if revoked else None,
+                }
+            )
+        s.execute(insert(A), rows)
+
+
+def _vacuum() -> None:
+    settings = load_settings()
+    url = settings.migration_database_url or settings.database_url
+    if not url.startswith("postgresql"):
+        return
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("VACUUM ANALYZE assignments"))
+            conn.execute(text("VACUUM ANALYZE status_events"))
+    finally:
+        engine.dispose()
+
+
+def _reset(org_id: uuid.UUID) -> None:
+    """Back to the day-0 statuses, no events."""
+    with context.tenant(org_id), db.new_session() as s:
+        recompute_statuses(s, org_id, DAY0)
+        s.execute(delete(StatusEvent.__table__).where(StatusEvent.org_id == org_id))
+        s.commit()
+    _vacuum()
+
+
+def run_recompute(org_id: uuid.UUID) -> tuple[float, int]:
+    with context.tenant(org_id), db.new_session() as s:
+        started = time.perf_counter()
+        changed = recompute_statuses(s, org_id, DAY0 + timedelta(days=SHIFT_DAYS))
+        s.commit()
+        return time.perf_counter() - started, changed
+
+
+def run_floor(org_id: uuid.UUID) -> tuple[float, int]:
+    new = status_case_sql(DAY0 + timedelta(days=SHIFT_DAYS))
+    stmt = (
+        update(A)
+        .where(
+            A.c.org_id == org_id,
+            C.c.org_id == A.c.org_id,
+            C.c.id == A.c.certification_id,
+            new != A.c.status,
+        )
+        .values(status=new, status_changed_at=func.now())
+    )
+    with context.tenant(org_id), db.new_session() as s:
+        started = time.perf_counter()
+        changed = s.execute(stmt).rowcount  # type: ignore[attr-defined]
+        s.commit()
+        return time.perf_counter() - started, changed
+
+
+def run_naive(org_id: uuid.UUID, size: int) -> float:
+    """Per-row ORM loop on at most NAIVE_ROWS rows, scaled linearly to `size`."""
+    today = DAY0 + timedelta(days=SHIFT_DAYS)
+    rows = min(size, NAIVE_ROWS)
+    with context.tenant(org_id), db.new_session() as s:
+        started = time.perf_counter()
+        pairs = s.execute(
+            select(Assignment, Certification)
+            .join(
+                Certification,
+                and_(
+                    Certification.org_id == Assignment.org_id,
+                    Certification.id == Assignment.certification_id,
+                ),
+            )
+            .order_by(Assignment.id)
+            .limit(rows)
+        ).all()
+        now = db.utcnow()
+        for a, cert in pairs:
+            new = compute_status(
+                revoked=a.revoked_at is not None,
+                issued_on=a.issued_on,
+                effective_on=a.effective_on,
+                expires_on=a.expires_on,
+                forms_required=cert.forms_required,
+                form_accepted=a.form_accepted_at is not None,
+                warning_days=cert.warning_days,
+                today=today,
+            )
+            if new != a.status:
+                s.add(
+                    StatusEvent(
+                        assignment_id=a.id,
+                        cycle=a.cycle,
+                        from_status=a.status,
+                        to_status=new,
+                        on_date=today,
+                        created_at=now,
+                    )
+                )
+                a.status = new
+                a.status_changed_at = now
+        s.flush()
+        s.commit()
+        elapsed = time.perf_counter() - started
+    return elapsed * size / rows
+
+
+def _median(runs: list[Callable[[], tuple[float, int]]], org_id: uuid.UUID) -> list[float]:
+    """Alternate the runs REPEATS times from the same start state; median seconds of each."""
+    times: list[list[float]] = [[] for _ in runs]
+    for _ in range(REPEATS):
+        for i, run in enumerate(runs):
+            _reset(org_id)
+            seconds, _changed = run()
+            times[i].append(seconds)
+    return [statistics.median(t) for t in times]
+
+
+def main(size: int) -> None:
+    settings = load_settings()
+    migrate.upgrade(settings)
+    db.configure(settings)
+    started = time.perf_counter()
+    org_id, _ = _setup(size)
+    _reset(org_id)
+    load = time.perf_counter() - started
+    with context.tenant(org_id), db.new_session() as s:
+        by_status = dict(
+            s.execute(
+                select(A.c.status, func.count()).where(A.c.org_id == org_id).group_by(A.c.status)
+            ).all()
+        )
+    _reset(org_id)
+    _, changed = run_recompute(org_id)
+    seconds, floor = _median([lambda: run_recompute(org_id), lambda: run_floor(org_id)], org_id)
+    _reset(org_id)
+    naive = run_naive(org_id, size)
+    result: dict[str, Any] = {
+        "scenario": "recompute",
+        "size": size,
+        "seconds": round(seconds, 3),
+        "floor_seconds": round(floor, 3),
+        "naive_seconds": round(naive, 3),
+        "ratio": round(seconds / floor, 2) if floor else None,
+        "changed": changed,
+    }
+    print(f"recompute: loaded {size} assignments in {load:.1f}s; day-0 statuses {by_status}")
+    print(
+        f"recompute: {changed} of {size} change after {SHIFT_DAYS} days; recompute_statuses "
+        f"{seconds:.3f}s (events included) vs one raw UPDATE {floor:.3f}s ({result['ratio']}x); "
+        f"naive ORM ~{naive:.1f}s (from {min(size, NAIVE_ROWS)} rows, scaled); "
+        f"medians of {REPEATS}"
+    )
+    print(json.dumps(result))
