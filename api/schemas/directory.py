@@ -168,8 +168,8 @@ class BulkReportSchema(Schema):
 
 def bulk_request_body(plural: str) -> dict[str, Any]:
     """The OpenAPI requestBody of `POST /{kind}/bulk`: JSON `{"items": [...]}` or a CSV file."""
-    row = f"#/components/schemas/{KINDS[plural].name.capitalize()}BulkRow"
-    columns = ", ".join(_writable(plural, "bulk"))
+    row = SCHEMAS[plural]["bulk"]  # apispec registers it and writes the $ref
+    columns = ",".join(_writable(plural, "bulk"))
     return {
         "required": True,
         "content": {
@@ -178,9 +178,7 @@ def bulk_request_body(plural: str) -> dict[str, Any]:
                     "type": "object",
                     "required": ["items"],
                     "additionalProperties": False,
-                    "properties": {
-                        "items": {"type": "array", "maxItems": 10_000, "items": {"$ref": row}}
-                    },
+                    "properties": {"items": {"type": "array", "maxItems": 10_000, "items": row}},
                 }
             },
             "text/csv": {

@@ -328,3 +328,20 @@ def test_failed_request_writes_no_fanout(api, org, as_tenant):  # type: ignore[n
     resp = api.post("/employees", json={"name": "Bob", "role_id": role, "external_id": "E"})
     assert resp.status_code == 409
     assert len(_fanouts(as_tenant, org)) == 1
+
+
+def test_openapi_documents_every_directory_route(api):  # type: ignore[no-untyped-def]
+    doc = api.get("/openapi.json").get_json()
+    schemas = doc["components"]["schemas"]
+    for plural, kind in KINDS.items():
+        title = kind.name.capitalize()
+        base = f"/api/v1/{plural}"
+        assert set(doc["paths"][base]) >= {"get", "post"}
+        assert set(doc["paths"][base + "/{item_id}"]) >= {"get", "patch", "delete"}
+        body = doc["paths"][base + "/bulk"]["post"]["requestBody"]["content"]
+        assert set(body) == {"application/json", "text/csv"}
+        row_ref = body["application/json"]["schema"]["properties"]["items"]["items"]["$ref"]
+        assert row_ref.rsplit("/", 1)[1] in schemas  # no dangling reference
+        for name in (title, f"{title}Create", f"{title}Patch", f"{title}BulkRow"):
+            assert schemas[name]["additionalProperties"] is False or name == title
+        assert "org_id" not in schemas[f"{title}Create"]["properties"]
