@@ -33,10 +33,11 @@ def _middleware() -> list[dramatiq.Middleware]:
         ShutdownNotifications(),
         Callbacks(),
         Pipelines(),
-        # Before Retries: after-hooks run in reverse, so it sees whether Retries gave up.
+        # Both before Retries: after-hooks run in reverse order, and both must see whether
+        # Retries gave up (`message.failed`) to count it / mark its outbox row failed.
         WorkerMetrics(),
-        Retries(max_retries=MAX_RETRIES, min_backoff=500, max_backoff=60_000),
         TenantMiddleware(),
+        Retries(max_retries=MAX_RETRIES, min_backoff=500, max_backoff=60_000),
     ]
 
 
