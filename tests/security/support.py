@@ -312,6 +312,18 @@ def _job(s: Any, w: World) -> Any:
     return _model("Job")(kind="fanout", state="done", done=1, total=1)
 
 
+def _task(s: Any, w: World) -> Any:
+    return _model("Task")(
+        assignment_id=w["assignment"],
+        certification_id=w["certification"],
+        rule_key="renewal:30:holder",
+        cycle=1,
+        title="Renew",
+        assignee_id=w["employee"],
+        due_on=date(2027, 1, 1),
+    )
+
+
 # kind -> factory(session, world so far). Order matters: later kinds reference earlier ones.
 # A new id route whose kind is not here fails the isolation matrix with "add a factory".
 FACTORIES: dict[str, Factory] = {
@@ -324,6 +336,7 @@ FACTORIES: dict[str, Factory] = {
     "certification": _certification,
     "assignment": _assignment,
     "job": _job,
+    "task": _task,
 }
 
 
