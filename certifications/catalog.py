@@ -133,7 +133,7 @@ def update_certification(
     before = describe(session, [cert])[0]
     after = {**before, **changes}
     _validate(session, after, changes)
-    if after["type"] != before["type"] and _has_assignments(session, cert.id):
+    if after["type"] != before["type"] and _has_assignments(session, cert.id, lock=True):
         raise Conflict(
             f"The type of certification {cert.id} cannot change from {before['type']} to "
             f"{after['type']}: it already has assignments, which are {before['type']} records.",
@@ -270,7 +270,14 @@ def _task_rule_errors(session: Session, rules: list[dict[str, Any]]) -> dict[int
     }
 
 
-def _has_assignments(session: Session, certification_id: uuid.UUID) -> bool:
+def _has_assignments(session: Session, certification_id: uuid.UUID, lock: bool = False) -> bool:
+    """Any assignment, revoked ones included. With `lock`, first take the certification row
+    FOR UPDATE (PostgreSQL): an assignment insert in flight holds KEY SHARE on it through its
+    foreign key, so the check waits for that insert to commit and then sees it."""
+    if lock:
+        session.execute(
+            select(Certification.id).where(Certification.id == certification_id).with_for_update()
+        )
     return bool(
         session.scalar(
             select(Assignment.id).where(Assignment.certification_id == certification_id).limit(1)

@@ -1,0 +1,64 @@
+"""Certification service rules below the API: type immutability under a concurrent assignment."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import date
+from typing import Any
+
+import pytest
+
+from certifications import catalog
+from certifications.errors import Conflict
+from certifications.models.assignments import Assignment
+from tenancy import context, db
+
+
+def _create(org_id: Any, **data: Any) -> uuid.UUID:
+    with context.tenant(org_id), db.new_session() as s:
+        cert = catalog.create_certification(s, {"name": "Forklift", "type": "asset", **data})
+        s.commit()
+        return cert["id"]
+
+
+def _change_type(org_id: Any, cert_id: uuid.UUID, out: dict[str, Any]) -> None:
+    with context.tenant(org_id), db.new_session() as s:
+        try:
+            catalog.update_certification(s, cert_id, {"type": "location"})
+            s.commit()
+            out["result"] = "changed"
+        except Conflict:
+            out["result"] = "conflict"
+
+
+def test_describe_and_defaults(org) -> None:  # type: ignore[no-untyped-def]
+    cert_id = _create(org.id, validity={"days": 90})
+    with context.tenant(org.id), db.new_session() as s:
+        [item] = catalog.describe(s, [catalog.get_certification(s, cert_id)])
+    assert item["validity"] == {"days": 90}
+    assert item["warning_days"] == 30
+    assert item["group_ids"] == item["role_ids"] == item["client_ids"] == []
+
+
+@pytest.mark.postgres
+def test_type_change_waits_for_an_assignment_being_inserted_then_refuses(org) -> None:  # type: ignore[no-untyped-def]
+    cert_id = _create(org.id)
+    out: dict[str, Any] = {}
+    with context.tenant(org.id), db.new_session() as first:
+        first.add(
+            Assignment(
+                certification_id=cert_id,
+                subject_type="asset",
+                subject_id=uuid.uuid4(),
+                issued_on=date(2026, 1, 1),
+            )
+        )
+        first.flush()  # the FK check holds KEY SHARE on the certification row
+        change = threading.Thread(target=_change_type, args=(org.id, cert_id, out))
+        change.start()
+        change.join(timeout=1.0)
+        assert change.is_alive(), "the type change did not wait for the assignment insert"
+        first.commit()
+    change.join(timeout=30)
+    assert out == {"result": "conflict"}
