@@ -40,6 +40,9 @@ class AssignmentSchema(Schema):
     issued_on = fields.Date(allow_none=True)
     effective_on = fields.Date(allow_none=True)
     expires_on = fields.Date(allow_none=True)
+    expires_explicit = fields.Boolean(
+        metadata={"description": "expires_on was given; false = computed from the validity"}
+    )
     notes = fields.String(allow_none=True)
     status = fields.String(metadata={"enum": list(STATUSES)})
     status_changed_at = fields.DateTime()

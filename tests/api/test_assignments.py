@@ -55,6 +55,7 @@ def test_create_with_dates_computes_expiry_and_status(api, org, emp):  # type: i
     body = _create(api, cert, emp, issued_on=_iso(issued)).get_json()
     assert body["effective_on"] == "2024-01-31"
     assert body["expires_on"] == "2024-02-29"  # month-end clamp, leap year
+    assert body["expires_explicit"] is False
     assert body["status"] == "expired"
 
 
@@ -240,6 +241,7 @@ def test_patch_dates_and_notes(api, cert, emp):  # type: ignore[no-untyped-def]
     assert body["expires_on"] is not None
     resp = api.patch(f"/assignments/{aid}", json={"expires_on": _iso(TODAY + timedelta(days=3))})
     assert resp.get_json()["status"] == "expires_soon"
+    assert resp.get_json()["expires_explicit"] is True
     resp = api.patch(f"/assignments/{aid}", json={"issued_on": None})
     assert resp.get_json()["status"] == "missing"
     assert resp.get_json()["expires_on"] is None
