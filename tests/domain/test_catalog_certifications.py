@@ -62,3 +62,24 @@ def test_type_change_waits_for_an_assignment_being_inserted_then_refuses(org) ->
         first.commit()
     change.join(timeout=30)
     assert out == {"result": "conflict"}
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("attempt", range(3))
+def test_concurrent_creates_of_one_name_give_one_201_and_one_409(api, attempt) -> None:  # type: ignore[no-untyped-def]
+    barrier = threading.Barrier(2)
+    answers: list[Any] = []
+
+    def create(name: str) -> None:
+        barrier.wait()
+        resp = api.post("/certifications", json={"name": name, "type": "asset"})
+        answers.append((resp.status_code, resp.get_json()))
+
+    threads = [threading.Thread(target=create, args=(n,)) for n in ("Crane Ops", "CRANE ops")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    answers.sort(key=lambda a: a[0])
+    assert [status for status, _ in answers] == [201, 409]
+    assert answers[0][1]["id"] in answers[1][1]["message"]
