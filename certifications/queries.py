@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Select, select
 
+from certifications.errors import Invalid
 from certifications.models import AuditEvent, Notification, Task
+
+
+def _utc(value: datetime, field: str) -> datetime:
+    """Stored timestamps are UTC (and naive strings on SQLite): compare in UTC."""
+    try:
+        return value.astimezone(UTC)
+    except (OverflowError, ValueError) as exc:
+        raise Invalid({field: ["Out of range."]}) from exc
 
 
 def notifications_query(args: dict[str, Any]) -> tuple[Select[Any], list[Any]]:
@@ -33,7 +43,7 @@ def audit_query(args: dict[str, Any]) -> tuple[Select[Any], list[Any]]:
         if args.get(name) is not None:
             stmt = stmt.where(getattr(AuditEvent, name) == args[name])
     if args.get("since") is not None:
-        stmt = stmt.where(AuditEvent.created_at >= args["since"])
+        stmt = stmt.where(AuditEvent.created_at >= _utc(args["since"], "since"))
     if args.get("until") is not None:
-        stmt = stmt.where(AuditEvent.created_at < args["until"])
+        stmt = stmt.where(AuditEvent.created_at < _utc(args["until"], "until"))
     return stmt, [AuditEvent.created_at, AuditEvent.id]

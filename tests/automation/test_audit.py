@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from urllib.parse import quote
 
 from sqlalchemy import select
@@ -123,7 +123,11 @@ def test_audit_events_filters_scope_and_isolation(org, api_for, make_org):  # ty
     rest = api.get(f"/audit-events?limit=1&cursor={page['next_cursor']}").get_json()
     assert page["items"][0]["id"] != rest["items"][0]["id"]
 
+    in_paris = before.astimezone(timezone(timedelta(hours=1))).isoformat()
+    assert len(_events(api, since=in_paris)) == 2  # same instant, other offset
     assert api.get("/audit-events?since=not-a-date").status_code == 422
+    edge = api.get("/audit-events?since=" + quote("0001-01-01T00:00:00+05:00"))
+    assert edge.status_code == 422
     assert api.get("/audit-events?entity_id=42").status_code == 422
     no_admin = api_for(org, scopes=["certifications:read", "directory:read"])
     resp = no_admin.get("/audit-events")
