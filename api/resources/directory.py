@@ -90,7 +90,7 @@ def directory_blueprint(plural: str) -> Blueprint:
         )
         def post(self, args: dict[str, Any]) -> Any:
             items, lines = read_bulk_body(plural)
-            valid, errors = load_rows(plural, items)
+            valid, errors = load_rows(plural, items, csv=lines is not None)
             session = request_session()
             report = bulk_upsert(session, kind, valid, errors, atomic=args["atomic"], lines=lines)
             # Already plain JSON types: skip a 10,000-row marshmallow dump (the schema documents).
@@ -106,7 +106,7 @@ def read_bulk_body(plural: str) -> tuple[list[Any], dict[int, int] | None]:
             text = request.get_data().decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             raise Invalid({"csv": ["The body must be UTF-8 text."]}) from exc
-        row_fields = SCHEMAS[plural]["bulk"]().fields
+        row_fields = SCHEMAS[plural]["csv"]().fields
         nullable = [name for name, f in row_fields.items() if f.allow_none]
         rows = parse_csv(text, row_fields, nullable)
         return rows, {index: row.pop("_line") for index, row in enumerate(rows)}

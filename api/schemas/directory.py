@@ -32,6 +32,15 @@ def _normalized_domain(domain: str) -> str | None:
         return None
 
 
+class JsonBoolean(fields.Boolean):
+    """Only JSON `true`/`false` (marshmallow's Boolean also takes 0, 1, "yes"...)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
 class DirectoryEmail(Email):
     """`Email`, with the domain check cached: a 10,000-row import repeats a few domains.
 
@@ -72,11 +81,13 @@ _EXTRA: dict[str, dict[str, FieldFactory]] = {
 
 
 def _writable(plural: str, mode: str) -> dict[str, fields.Field]:
-    """Fresh field objects for `mode`: create, patch or bulk (a row of a bulk upsert)."""
+    """Fresh field objects for `mode`: create, patch, bulk (a JSON row) or csv (a CSV row)."""
+    bulk = mode in ("bulk", "csv")
     spec: dict[str, fields.Field] = {
         "name": name_field(required=mode != "patch"),
-        "external_id": _external_id(required=mode == "bulk", allow_none=mode != "bulk"),
-        "active": fields.Boolean(),
+        "external_id": _external_id(required=bulk, allow_none=not bulk),
+        # CSV cells are text: true/false, yes/no, 1/0 there; JSON takes only true/false.
+        "active": fields.Boolean() if mode == "csv" else JsonBoolean(),
     }
     for field, factory in _EXTRA[plural].items():
         spec[field] = factory(allow_none=True)
@@ -107,6 +118,7 @@ SCHEMAS: dict[str, dict[str, type[Schema]]] = {
         "create": _build(plural, "Create", _writable(plural, "create")),
         "patch": _build(plural, "Patch", _writable(plural, "patch")),
         "bulk": _build(plural, "BulkRow", _writable(plural, "bulk")),
+        "csv": _build(plural, "CsvRow", _writable(plural, "csv")),
     }
     for plural in KINDS
 }
@@ -167,9 +179,22 @@ class BulkReportSchema(Schema):
 
 
 def bulk_request_body(plural: str) -> dict[str, Any]:
-    """The OpenAPI requestBody of `POST /{kind}/bulk`: JSON `{"items": [...]}` or a CSV file."""
-    row = SCHEMAS[plural]["bulk"]  # apispec registers it and writes the $ref
+    """The OpenAPI requestBody of `POST /{kind}/bulk`: JSON `{"items": [...]}` or a CSV file.
+
+    Rows are documented as plain objects on purpose: a row that breaks the row schema does not
+    make the request invalid, it is reported as that row's error (unless `atomic=true`).
+    """
+    kind = KINDS[plural].name
     columns = ",".join(_writable(plural, "bulk"))
+    row = {
+        "type": "object",
+        "description": (
+            f"One {kind}, validated on its own against `{kind.capitalize()}Create` plus a "
+            f"required `external_id`: fields {columns.replace(',', ', ')}. Omitted fields keep "
+            "their stored value. An invalid row is reported in the answer, not refused."
+        ),
+        "example": {"external_id": "X-1001", "name": "Example"},
+    }
     return {
         "required": True,
         "content": {
@@ -190,7 +215,7 @@ def bulk_request_body(plural: str) -> dict[str, Any]:
 
 
 def load_rows(
-    plural: str, items: list[Any]
+    plural: str, items: list[Any], *, csv: bool = False
 ) -> tuple[list[tuple[int, dict[str, Any]]], dict[int, dict[str, list[str]]]]:
     """Validate each row on its own: (index, data) for good rows, index → field errors."""
     errors: dict[int, dict[str, list[str]]] = {}
@@ -206,7 +231,7 @@ def load_rows(
             candidates.append(item)
     # One many=True load is about twice as fast as a load per row; its errors are per position.
     try:
-        loaded = SCHEMAS[plural]["bulk"]().load(candidates, many=True)
+        loaded = SCHEMAS[plural]["csv" if csv else "bulk"]().load(candidates, many=True)
         failed: dict[int, Any] = {}
     except ValidationError as exc:
         loaded, failed = exc.valid_data, exc.messages  # type: ignore[assignment]

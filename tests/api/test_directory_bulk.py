@@ -59,11 +59,13 @@ def test_bulk_creates_updates_and_reports_every_row(api):  # type: ignore[no-unt
             {"external_id": "A4", "name": "Drill", "org_id": str(uuid.uuid4())},
             "not an object",
             {"external_id": "A5", "name": "Van", "active": False},
+            {"external_id": "A6", "name": "Saw", "active": 0},
         ],
     )
-    assert second["counts"] == {"created": 1, "updated": 1, "unchanged": 1, "error": 3}
+    assert second["counts"] == {"created": 1, "updated": 1, "unchanged": 1, "error": 4}
     rows = second["rows"]
-    assert [r["index"] for r in rows] == [0, 1, 2, 3, 4, 5]
+    assert [r["index"] for r in rows] == [0, 1, 2, 3, 4, 5, 6]
+    assert "active" in rows[6]["errors"]  # JSON rows take only true/false
     assert [r["status"] for r in rows] == [
         "unchanged",
         "updated",
@@ -71,6 +73,7 @@ def test_bulk_creates_updates_and_reports_every_row(api):  # type: ignore[no-unt
         "error",
         "error",
         "created",
+        "error",
     ]
     assert rows[0]["id"] == a1
     assert "name" in rows[2]["errors"]
@@ -212,16 +215,19 @@ def test_csv_import_reports_rows_with_line_numbers(api, org, as_tenant):  # type
         'E2,"Bob, Jr.",,,\r\n'
         "E3,,bad-email,,\r\n"
         f"E4,Di,di@example.com,{uuid.uuid4()},no\r\n"
+        "E5,Eve,,,No\r\n"
     )
     report = _csv(api, "employees", text)
-    assert report["counts"] == {"created": 2, "updated": 0, "unchanged": 0, "error": 2}
+    assert report["counts"] == {"created": 3, "updated": 0, "unchanged": 0, "error": 2}
     rows = report["rows"]
     assert [(r["index"], r["line"], r["status"]) for r in rows] == [
         (0, 2, "created"),
         (1, 3, "created"),
         (2, 4, "error"),
         (3, 5, "error"),
+        (4, 6, "created"),
     ]
+    assert api.get(f"/employees/{rows[4]['id']}").get_json()["active"] is False
     assert set(rows[2]["errors"]) == {"name", "email"}
     assert rows[3]["errors"] == {"role_id": ["Unknown role."]}
     bob = api.get(f"/employees/{rows[1]['id']}").get_json()
