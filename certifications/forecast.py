@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from certifications.models import Assignment, Certification
 from certifications.status import add_months
+from certifications.views import without_jit
 
 CENTS = Decimal("0.01")
 
@@ -25,6 +26,7 @@ def renewal_forecast(session: Session, today: date, months: int) -> dict[str, An
 
     One statement grouped by (expiry date, cost): the months are bucketed here, exact in Decimal.
     """
+    without_jit(session)
     first = today.replace(day=1)
     end = add_months(first, months) - timedelta(days=1)
     stmt = (

@@ -31,6 +31,7 @@ from certifications.views import (
     csv_lines,
     group_tree,
     subject_query,
+    without_jit,
 )
 from tenancy import context, db
 from tenancy.auth import requires
@@ -66,6 +67,7 @@ def _page(kind: str, args: dict[str, Any]) -> Any:
     if args["format"] == "csv":
         return _csv_response(kind, f)
     session = request_session()
+    without_jit(session)
     stmt, keys = subject_query(kind, f)
     page = paginate(session, stmt, keys, args["limit"], args["cursor"])
     rows = attach_certifications(session, kind, page.items, f)
@@ -86,6 +88,7 @@ def _csv_response(kind: str, f: ViewFilters) -> Response:
         writer = csv.writer(buf, lineterminator="\r\n")
         writer.writerow(CSV_COLUMNS)
         with context.tenant(org_id), db.new_session() as session:
+            without_jit(session)
             stmt, keys = subject_query(kind, f)
             cursor = None
             while True:

@@ -396,7 +396,11 @@ def statements():  # type: ignore[no-untyped-def]
     seen: list[str] = []
 
     def _count(conn, cursor, statement, params, context, executemany):  # type: ignore[no-untyped-def]
-        seen.append(statement)
+        # Data statements only: not auth's organization lookup nor per-transaction settings.
+        if not statement.startswith(("SELECT set_config", "SET LOCAL")) and (
+            "FROM organizations" not in statement
+        ):
+            seen.append(statement)
 
     event.listen(engine, "before_cursor_execute", _count)
     yield seen
@@ -425,9 +429,8 @@ def test_a_page_costs_a_fixed_number_of_statements(api, world, as_tenant, org, s
             assert resp.status_code == 200
             assert len(resp.get_json()["items"]) == limit
             costs[(limit, query)] = len(statements)
-    assert len(set(costs.values())) == 1, costs
-    # auth's organization lookup, the subject page, their assignments (+ tenant set-up on PG)
-    assert next(iter(costs.values())) <= 5, statements
+    # the subject page, then their assignments, whatever the page size and filters
+    assert set(costs.values()) == {2}, costs
 
 
 def read_csv(resp: Any) -> list[dict[str, str]]:
@@ -540,5 +543,4 @@ def test_group_tree_and_summary_cost_fixed_statements(api, world, as_tenant, org
             parent = g.id
         s.commit()
     after = {p: cost(p) for p in before}
-    assert after == before
-    assert before["/views/groups"] <= 5, statements  # auth, groups, certification counts
+    assert after == before == {"/views/groups": 2, "/compliance/summary": 2}
