@@ -26,7 +26,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from certifications.models import Assignment, Certification, Notification
@@ -127,19 +127,32 @@ def claim(session: Session, notification_id: uuid.UUID, now: datetime) -> Outgoi
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         return None
-    note = session.get(Notification, notification_id, populate_existing=True)
-    assignment = session.get(Assignment, note.assignment_id) if note else None
-    if note is None or assignment is None:
-        return None
+    # One round trip for the row and what the message names (the FKs guarantee all exist).
+    note, assignment, cert, org = session.execute(
+        select(Notification, Assignment, Certification, Organization)
+        .join(
+            Assignment,
+            and_(
+                Assignment.org_id == Notification.org_id,
+                Assignment.id == Notification.assignment_id,
+            ),
+        )
+        .join(
+            Certification,
+            and_(
+                Certification.org_id == Notification.org_id,
+                Certification.id == Notification.certification_id,
+            ),
+        )
+        .join(Organization, Organization.id == Notification.org_id)
+        .where(Notification.id == notification_id)
+        .execution_options(populate_existing=True)
+    ).one()
     if assignment.cycle != note.cycle:  # renewed since: the reminder is moot
         note.status, note.last_error, note.claimed_at = "cancelled", "superseded by a renewal", None
         session.flush()
         return None
-    cert = session.get(Certification, note.certification_id)
-    org = session.get(Organization, org_id)
     subject = session.get(SUBJECT_MODELS[assignment.subject_type], assignment.subject_id)
-    if cert is None or org is None:
-        return None
     return Outgoing(
         notification_id=note.id,
         org_id=org_id,

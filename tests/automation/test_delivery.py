@@ -271,3 +271,18 @@ def test_webhook_is_signed_with_the_org_secret_and_retried_on_non_2xx(
     (note,) = _notes(as_tenant, org)
     assert (note.status, note.attempts, note.delivered_via) == ("sent", 2, "webhook")
     assert second.headers["X-Delivery-Id"] == str(note.id)
+
+
+def test_a_reminder_for_a_renewed_cycle_is_cancelled_not_sent(scenario, smtp, settings, as_tenant):  # type: ignore[no-untyped-def]
+    from certifications.models import Assignment
+
+    org, asg = scenario
+    _evaluate(as_tenant, org)
+    with as_tenant(org.id) as s:  # renewed after the reminder was created, before it was sent
+        s.get(Assignment, asg.id).cycle = 2
+        s.commit()
+    assert {o.state for o in _deliver_all(org, _smtp_settings(settings))} == {"skipped"}
+    assert smtp.messages == []
+    assert {(n.status, n.last_error) for n in _notes(as_tenant, org)} == {
+        ("cancelled", "superseded by a renewal")
+    }
