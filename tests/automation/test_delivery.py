@@ -286,3 +286,21 @@ def test_a_reminder_for_a_renewed_cycle_is_cancelled_not_sent(scenario, smtp, se
     assert {(n.status, n.last_error) for n in _notes(as_tenant, org)} == {
         ("cancelled", "superseded by a renewal")
     }
+
+
+def test_a_refused_attempt_then_success_sends_exactly_one_email(
+    scenario, smtp, settings, as_tenant
+):  # type: ignore[no-untyped-def]
+    org, _asg = scenario
+    _evaluate(as_tenant, org)
+    smtp.refuse = True
+    assert {o.state for o in _deliver_all(org, _smtp_settings(settings))} == {"retry"}
+    smtp.refuse = False
+    assert {o.state for o in _deliver_all(org, _smtp_settings(settings))} == {"sent"}
+    _evaluate(as_tenant, org)  # and a rerun after success adds nothing
+    assert _deliver_all(org, _smtp_settings(settings)) == []
+    assert len(smtp.to("ada@example.test")) == 1
+    assert len(smtp.to("boss@example.test")) == 1
+    assert {(n.status, n.attempts, n.last_error) for n in _notes(as_tenant, org)} == {
+        ("sent", 2, None)
+    }
