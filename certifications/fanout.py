@@ -98,7 +98,9 @@ def fanout_employees(
     """Bring these employees' role assignments in line with their role and `active` flag."""
     report = {"created": 0, "removed": 0, "not_required": 0, "required_again": 0}
     for chunk in _chunks(sorted(set(employee_ids)), EMPLOYEE_CHUNK):
-        for key, value in _retire(session, org_id, now, [A.c.subject_id.in_(chunk)]).items():
+        # subject_type first: the (org, type, subject) index then probes just these employees.
+        scope = [A.c.subject_type == "employee", A.c.subject_id.in_(chunk)]
+        for key, value in _retire(session, org_id, now, scope).items():
             report[key] += value
         certs = _certifications_for(session, org_id, chunk)
         report["created"] += _insert_missing(session, org_id, certs, today, now, employee_ids=chunk)
@@ -177,6 +179,7 @@ def _insert_missing(
                 select(A.c.certification_id, A.c.subject_id).where(
                     A.c.org_id == org_id,
                     A.c.certification_id.in_(list(initial)),
+                    A.c.status == rules.REVOKED,  # probes (org, certification, status)
                     A.c.revoked_at.is_not(None),
                 )
             ),
