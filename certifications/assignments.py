@@ -118,8 +118,9 @@ def update_assignment(
             if assignment.effective_on in (None, assignment.issued_on):
                 effective = None
         expires = date_changes.get("expires_on", assignment.expires_on)
-        if "expires_on" not in date_changes and date_changes.keys() & {"issued_on", "effective_on"}:
-            expires = None  # recomputed from the certification's validity
+        moved = date_changes.keys() & {"issued_on", "effective_on"}
+        if "expires_on" not in date_changes and moved and not assignment.expires_explicit:
+            expires = None  # a computed expiry follows the new dates
         if issued is None and "issued_on" in date_changes:
             effective = expires = None  # clearing the record clears its dates
         assignment.issued_on, assignment.effective_on, assignment.expires_on = _dates(

@@ -242,6 +242,12 @@ def test_patch_dates_and_notes(api, cert, emp):  # type: ignore[no-untyped-def]
     resp = api.patch(f"/assignments/{aid}", json={"expires_on": _iso(TODAY + timedelta(days=3))})
     assert resp.get_json()["status"] == "expires_soon"
     assert resp.get_json()["expires_explicit"] is True
+    soon = resp.get_json()["expires_on"]
+    resp = api.patch(f"/assignments/{aid}", json={"issued_on": _iso(TODAY - timedelta(days=1))})
+    assert resp.get_json()["expires_on"] == soon  # an explicit expiry stays
+    resp = api.patch(f"/assignments/{aid}", json={"expires_on": None})
+    assert resp.get_json()["expires_explicit"] is False
+    assert resp.get_json()["status"] == "valid"  # computed again: a year from the issue date
     resp = api.patch(f"/assignments/{aid}", json={"issued_on": None})
     assert resp.get_json()["status"] == "missing"
     assert resp.get_json()["expires_on"] is None
