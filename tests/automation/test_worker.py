@@ -111,3 +111,27 @@ def test_notifications_api_filters_pages_and_guards(make_org, arrange, api_for, 
     off = api_for(make_org(modules=())).get("/notifications")
     assert (off.status_code, off.get_json()["code"]) == (403, "module_disabled")
     assert api_for(make_org()).get("/notifications").get_json()["items"] == []
+
+
+def test_deliver_step_queues_each_row_once_and_requeues_lost_or_stuck_ones(
+    make_org, arrange, as_tenant
+):  # type: ignore[no-untyped-def]
+    from certifications.automation import REQUEUE_AFTER, enqueue_deliveries
+    from certifications.delivery import LEASE
+    from certifications.notifications import evaluate_rules
+    from tenancy.models import OutboxMessage
+
+    org = _setup(make_org, arrange, n=2)
+    with as_tenant(org.id) as s:  # never committed: nothing reaches the broker
+        evaluate_rules(s, org.id, TODAY)
+        assert enqueue_deliveries(s, NOW) == 2
+        assert enqueue_deliveries(s, NOW + timedelta(minutes=1)) == 0  # already queued
+        msgs = s.scalars(select(OutboxMessage).where(OutboxMessage.org_id == org.id)).all()
+        assert sorted(m.actor_name for m in msgs) == ["deliver_notification"] * 2
+        first, second = s.scalars(select(Notification).order_by(Notification.recipient)).all()
+        first.status, first.claimed_at = "sending", NOW  # a worker died mid-send
+        s.flush()
+        assert enqueue_deliveries(s, NOW + LEASE - timedelta(seconds=1)) == 0
+        # past the lease: the stuck one; past REQUEUE_AFTER: the lost pending message too
+        assert enqueue_deliveries(s, NOW + REQUEUE_AFTER + timedelta(seconds=1)) == 2
+        s.rollback()
