@@ -454,3 +454,15 @@ def test_form_answer_edge_cases_are_422(api, org, emp, answers, field):  # type:
     resp = api.post(f"/assignments/{aid}/form-submissions", json={"answers": answers})
     assert resp.status_code == 422, resp.get_json()
     assert list(resp.get_json()["errors"]["answers"]) == [field]
+
+
+def test_race_for_the_live_slot_is_409(api, cert, emp, monkeypatch):  # type: ignore[no-untyped-def]
+    """Two requests past the pre-check at once: the unique index answers, as a 409."""
+    from certifications import assignments as service
+
+    assert _create(api, cert, emp).status_code == 201
+    monkeypatch.setattr(service, "_refuse_second_live", lambda *_a: None)
+    resp = _create(api, cert, emp)
+    assert resp.status_code == 409
+    assert resp.get_json()["code"] == 409
+    assert len(api.get(f"/assignments?subject_id={emp.id}").get_json()["items"]) == 1
