@@ -299,14 +299,24 @@ def run_employee_fanout(
     job_id: uuid.UUID | str | None = None,
     now: datetime | None = None,
 ) -> dict[str, int]:
-    """The job behind `fanout_employees`: one transaction, progress on the Job."""
+    """The job behind `fanout_employees`: one transaction per batch, so a large import shows
+    progress (`done` grows batch by batch; each batch is idempotent, so a retry is safe)."""
     stamp = now or utcnow()
+    ids = sorted(set(employee_ids))
 
     def work(session: Session) -> dict[str, int]:
         today = org_today_for(session, org_id, stamp)
-        jobs.progress_job(session, job_id, 0, total=len(employee_ids))
-        report = fanout_employees(session, org_id, employee_ids, today=today, now=stamp)
-        jobs.finish_job(session, job_id, done=len(employee_ids), result=report)
+        jobs.progress_job(session, job_id, 0, total=len(ids))
+        report = {"created": 0, "removed": 0, "not_required": 0, "required_again": 0}
+        done = 0
+        for chunk in _chunks(ids, EMPLOYEE_CHUNK):
+            part = fanout_employees(session, org_id, chunk, today=today, now=stamp)
+            report = {key: report[key] + part[key] for key in report}
+            done += len(chunk)
+            if done < len(ids):
+                jobs.progress_job(session, job_id, done)
+                session.commit()
+        jobs.finish_job(session, job_id, done=len(ids), result=report)
         return report
 
     return jobs.run_job(job_id, work)

@@ -281,3 +281,30 @@ def test_two_workers_at_once_create_each_row_once(org, as_tenant):  # type: igno
         t.join()
     assert errors == []
     assert len(_assignments(as_tenant, org.id)) == 300
+
+
+def test_employee_job_commits_batch_by_batch(org, as_tenant, monkeypatch):  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(fanout, "EMPLOYEE_CHUNK", 2)
+    role = data.role(org.id)
+    data.certification(org.id, role_ids=[role.id])
+    people = data.employees(org.id, 5, role.id)
+    with as_tenant(org.id) as s:
+        job = Job(kind="role_fanout", total=5)
+        s.add(job)
+        s.commit()
+    seen: list[int] = []
+    real = fanout.fanout_employees
+
+    def spy(session, org_id, ids, **kw):  # type: ignore[no-untyped-def]
+        with as_tenant(org.id) as other:  # what a polling client sees, from outside
+            seen.append(other.get(Job, job.id).done)
+        return real(session, org_id, ids, **kw)
+
+    monkeypatch.setattr(fanout, "fanout_employees", spy)
+    with context.tenant(org.id):
+        report = fanout.run_employee_fanout(org.id, [p.id for p in people], job.id)
+    assert report["created"] == 5
+    assert seen == [0, 2, 4]
+    with as_tenant(org.id) as s:
+        done = s.get(Job, job.id)
+    assert (done.state, done.done, done.total) == ("done", 5, 5)
