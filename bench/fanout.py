@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import dramatiq
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import create_engine, delete, insert, select, text
 
 from api import create_app
 from certifications.models import (
@@ -82,9 +82,18 @@ def _reset(org_id: uuid.UUID, cert_id: uuid.UUID) -> None:
             )
         )
         s.commit()
-        if s.get_bind().dialect.name == "postgresql":
-            s.execute(text("ANALYZE assignments"))
-            s.commit()
+    _analyze()
+
+
+def _analyze() -> None:
+    """Fresh planner statistics, as autovacuum keeps them (only the table owner may ANALYZE)."""
+    settings = load_settings()
+    if not settings.is_postgres:
+        return
+    engine = create_engine(settings.migration_database_url or settings.database_url)
+    with engine.begin() as conn:
+        conn.execute(text("ANALYZE employees, certification_roles, assignments"))
+    engine.dispose()
 
 
 def _count(org_id: uuid.UUID) -> int:
