@@ -109,3 +109,47 @@ def test_mass_assignment_is_422(op, field, own, api_for, make_org) -> None:  # t
     assert field in str(errors), errors
     assert support.snapshot(org.id) == before
     assert support.snapshot(other.id) == before_other
+
+
+DIRECTORY_PREFIXES = ("/roles", "/employees", "/assets", "/clients", "/locations")
+
+
+def _allowed_scopes(op: Operation) -> set[str] | None:
+    """SPEC §3/§9: which scopes may guard an operation (None: not governed by the table)."""
+    if op.path.startswith(DIRECTORY_PREFIXES):
+        return {"directory:read"} if op.method == "get" else {"directory:write"}
+    if op.path.startswith(support.HSE_PREFIXES):
+        if op.method == "get":
+            return {"certifications:read"}
+        if op.method == "delete":
+            return {"certifications:delete"}
+        if op.method == "patch":
+            return {"certifications:update"}
+        is_action = op.path.count("/") >= 3  # POST /x/{id}/renew, /move, /archive, ...
+        return (
+            {"certifications:create", "certifications:update"}
+            if is_action
+            else {"certifications:create"}
+        )
+    if op.path.startswith("/audit-events") or op.id in ("PATCH /org", "PUT /org/modules/{module}"):
+        return {"org:admin"}
+    if op.path.startswith("/jobs"):
+        return {"certifications:read", "directory:read"}
+    if op.path.startswith("/organizations"):
+        return {"platform:admin"}
+    return None
+
+
+@pytest.mark.parametrize("op", OPS, ids=lambda op: op.id)
+def test_declared_scope_follows_the_spec(op) -> None:  # type: ignore[no-untyped-def]
+    """A weakened declaration (e.g. a write accepting a read scope) fails here, since the
+    matrix above trusts the declaration."""
+    allowed = _allowed_scopes(op)
+    if allowed is None:
+        assert op.id == "GET /org", f"{op.id}: add its scope rule to _allowed_scopes"
+        return
+    declared = set(op.required_scopes or [])
+    assert declared, f"{op.id} needs one of {sorted(allowed)}"
+    assert declared <= allowed, (
+        f"{op.id} declares {sorted(declared)}, SPEC allows {sorted(allowed)}"
+    )
