@@ -27,7 +27,6 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    ARRAY,
     Date,
     Integer,
     Interval,
@@ -179,9 +178,10 @@ def _ranges(
     """
     if chunk_rows <= 0:
         return [[]]
-    count = session.execute(
-        select(func.count()).select_from(_joined()).where(*_filters(org_id, certification_id, None))
-    ).scalar_one()
+    count_where = [A.c.org_id == org_id]  # no join: an index-only count
+    if certification_id is not None:
+        count_where.append(A.c.certification_id == certification_id)
+    count = session.execute(select(func.count()).select_from(A).where(*count_where)).scalar_one()
     parts = math.ceil(count / chunk_rows)
     if parts <= 1:
         return [[]]
@@ -273,6 +273,7 @@ def _recompute_pg(
     new_status = status_case_sql(today)
     changed = (
         select(
+            literal_column("assignments.ctid").label("row_ctid"),
             A.c.id,
             A.c.cycle,
             A.c.status.label("old_status"),
@@ -301,12 +302,17 @@ def _recompute_pg(
         .cte("events")
     )
     # PostgreSQL estimates `CASE … <> status` to keep ~all rows, so joining `changed` by id
-    # alone plans a hash join over a second full scan of assignments. `id = ANY(ARRAY(…))` makes
-    # it look the changed rows up in the primary key instead.
-    changed_ids = literal_column("ARRAY(SELECT changed.id FROM changed)", type_=ARRAY(Uuid))
+    # alone plans a hash join over a second full scan of assignments. `ctid = ANY(ARRAY(…))`
+    # fetches just the changed rows by their physical address instead (a TID scan; the rows are
+    # locked FOR UPDATE by `changed`, so their addresses cannot move before this UPDATE).
+    changed_tids = literal_column("ARRAY(SELECT changed.row_ctid FROM changed)")
     stmt = (
         update(A)
-        .where(A.c.org_id == org_id, A.c.id == any_(changed_ids), A.c.id == changed.c.id)
+        .where(
+            A.c.org_id == org_id,
+            literal_column("assignments.ctid") == any_(changed_tids),
+            A.c.id == changed.c.id,
+        )
         .values(status=changed.c.new_status, status_changed_at=now, updated_at=now)
         .add_cte(events)
     )
