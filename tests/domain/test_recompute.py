@@ -232,3 +232,30 @@ def test_refresh_expiries_recomputes_computed_ones_only(
         assert s.get(Assignment, issued_only.id).expires_on == expected
         assert s.get(Assignment, explicit.id).expires_on == date(2000, 1, 1)
         assert s.get(Assignment, unrecorded.id).expires_on is None
+
+
+@pytest.mark.postgres
+def test_concurrent_recomputes_record_each_change_once(org, as_tenant, seeded):  # type: ignore[no-untyped-def]
+    """The second recompute waits on the first one's row locks, re-checks, and finds nothing."""
+    import threading
+
+    ids, _, _ = seeded
+    result: dict[str, int] = {}
+    with as_tenant(org.id) as first:
+        assert recompute_statuses(first, org.id, TODAY) == 7  # rows locked, not committed
+
+        def second() -> None:
+            with as_tenant(org.id) as s:
+                result["changed"] = recompute_statuses(s, org.id, TODAY)
+                s.commit()
+
+        thread = threading.Thread(target=second)
+        thread.start()
+        thread.join(timeout=1.0)
+        assert thread.is_alive()  # blocked on the first transaction's locks
+        first.commit()
+    thread.join(timeout=30)
+    assert result == {"changed": 0}
+    with as_tenant(org.id) as s:
+        assert len(_events(s)) == 7
+        assert s.get(Assignment, ids["expired"]).status == "expired"
