@@ -115,6 +115,10 @@ def create(session: Session, kind: Kind, data: dict[str, Any]) -> Any:
 
 def update(session: Session, kind: Kind, item_id: uuid.UUID, changes: dict[str, Any]) -> Any:
     item = get(session, kind, item_id)
+    if kind.name == "role" and item.active and changes.get("active") is False:
+        held = active_holders(session, [item.id]).get(item.id)
+        if held:
+            raise Conflict(held_message(held), {"employees": [held_message(held)]})
     _check_reference(session, kind, changes, item)
     _check_unique(session, kind, changes, item.id)
     before = _fanout_state(kind, item)
@@ -129,20 +133,26 @@ def update(session: Session, kind: Kind, item_id: uuid.UUID, changes: dict[str, 
 def delete(session: Session, kind: Kind, item_id: uuid.UUID) -> None:
     """Soft delete: `active=false` keeps the history; a role still held is refused (409)."""
     item = get(session, kind, item_id)
-    if kind.name == "role":
-        held = session.scalar(
-            select(func.count())
-            .select_from(Employee)
-            .where(Employee.role_id == item.id, Employee.active.is_(True))
-        )
-        if held:
-            noun = "employee" if held == 1 else "employees"
-            raise Conflict(
-                f"Role is held by {held} active {noun}; move them to another role first.",
-                {"employees": [f"{held} active {noun} hold this role."]},
-            )
     if item.active:
         update(session, kind, item.id, {"active": False})
+
+
+def active_holders(session: Session, role_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """How many active employees hold each of these roles (roles held by none are absent)."""
+    ids = list(role_ids)
+    if not ids:
+        return {}
+    stmt = (
+        select(Employee.role_id, func.count())
+        .where(Employee.role_id.in_(ids), Employee.active.is_(True))
+        .group_by(Employee.role_id)
+    )
+    return {role_id: count for role_id, count in session.execute(stmt).all()}
+
+
+def held_message(count: int) -> str:
+    noun = "employee" if count == 1 else "employees"
+    return f"Role is held by {count} active {noun}; move them to another role first."
 
 
 def request_fanout(session: Session, employee_ids: Iterable[uuid.UUID]) -> Job | None:

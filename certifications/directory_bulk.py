@@ -12,14 +12,14 @@ import csv
 import io
 import uuid
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Select, bindparam, func, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from certifications.directory import Kind, request_fanout
+from certifications.directory import Kind, active_holders, held_message, request_fanout
 from certifications.errors import Invalid
 from tenancy.context import require_org_id
 from tenancy.db import utcnow
@@ -29,6 +29,16 @@ MAX_ROWS = 10_000
 IN_CHUNK = 5_000
 
 RowErrors = dict[str, list[str]]
+
+
+class _Plan(NamedTuple):
+    """What one valid row will do: `old` is the stored row (None: created)."""
+
+    index: int
+    status: str
+    old: dict[str, Any] | None
+    new: dict[str, Any]
+    item_id: uuid.UUID
 
 
 def bulk_upsert(
@@ -53,9 +63,7 @@ def bulk_upsert(
     if kind.name == "role":
         rows = _check_role_names(session, kind, rows, errors)
 
-    results: dict[int, dict[str, Any]] = {}
-    writes: list[dict[str, Any]] = []
-    fanout: list[str] = []
+    planned: list[_Plan] = []
     for index, data in rows:
         old = existing.get(data["external_id"])
         if old is None:
@@ -64,18 +72,23 @@ def bulk_upsert(
         else:
             new = old | data
             item_id = new.pop("id")
-            del old["id"]
+            old = {k: v for k, v in old.items() if k != "id"}
             status = "unchanged" if new == old else "updated"
-        results[index] = {
-            "index": index,
-            "external_id": data["external_id"],
-            "status": status,
-            "id": item_id,
-        }
+        planned.append(_Plan(index, status, old, new, item_id))
+    if kind.name == "role":
+        planned = _refuse_held_roles(session, planned, errors)
+
+    results: dict[int, dict[str, Any]] = {}
+    writes: list[dict[str, Any]] = []
+    fanout: list[str] = []
+    for index, status, old, new, item_id in planned:
+        external_id = new["external_id"]
+        results[index] = {"index": index, "external_id": external_id, "status": status}
+        results[index]["id"] = item_id
         if status != "unchanged":
             writes.append(new | {"id": item_id})
             if kind.name == "employee" and _affects_roles(old, new):
-                fanout.append(data["external_id"])
+                fanout.append(external_id)
 
     for index, errs in errors.items():
         results[index] = _error_row(index, errs)
@@ -196,6 +209,22 @@ def _check_role_names(
             errors[index] = {"name": [f"Same name as row {seen} in this request."]}
         else:
             kept.append((index, data))
+    return kept
+
+
+def _refuse_held_roles(
+    session: Session, planned: list[_Plan], errors: dict[int, Any]
+) -> list[_Plan]:
+    """Deactivating a role that active employees hold is refused, as `DELETE /roles/{id}` is."""
+    leaving = [p.item_id for p in planned if p.old and p.old["active"] and not p.new["active"]]
+    held = active_holders(session, leaving)
+    kept = []
+    for plan in planned:
+        count = held.get(plan.item_id) if not plan.new["active"] else None
+        if count:
+            errors[plan.index] = {"active": [held_message(count)]}
+        else:
+            kept.append(plan)
     return kept
 
 

@@ -338,3 +338,19 @@ def test_a_kept_reference_may_be_inactive(api):  # type: ignore[no-untyped-def]
     assert resp.status_code == 200, resp.get_json()
     other = api.post("/locations", json={"name": "Dock"}).get_json()["id"]
     assert api.patch(f"/locations/{other}", json={"client_id": client}).status_code == 422
+
+
+def test_a_held_role_cannot_be_deactivated_by_patch_or_bulk(api):  # type: ignore[no-untyped-def]
+    roles = _bulk(api, "roles", [{"external_id": "R1", "name": "Welder"}])
+    role = roles["rows"][0]["id"]
+    _bulk(api, "employees", [{"external_id": "E1", "name": "Ann", "role_id": role}])
+    resp = api.patch(f"/roles/{role}", json={"active": False})
+    assert resp.status_code == 409
+    assert "1 active employee" in resp.get_json()["message"]
+    report = _bulk(api, "roles", [{"external_id": "R1", "name": "Welder", "active": False}])
+    assert report["rows"][0]["status"] == "error"
+    assert "1 active employee" in report["rows"][0]["errors"]["active"][0]
+    assert api.get(f"/roles/{role}").get_json()["active"] is True
+    _bulk(api, "employees", [{"external_id": "E1", "name": "Ann", "active": False}])
+    report = _bulk(api, "roles", [{"external_id": "R1", "name": "Welder", "active": False}])
+    assert report["rows"][0]["status"] == "updated"
