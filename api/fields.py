@@ -34,6 +34,15 @@ def _not_blank(value: str) -> None:
         raise ValidationError("Must not be blank.")
 
 
+class StrictBoolean(fields.Boolean):
+    """A JSON boolean only: `0`, `1`, `"yes"` are refused rather than guessed."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
 class Email(Text):
     default_error_messages = {"invalid_email": "Not a valid email address."}
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from api.fields import Email, Money, Text, name_field
+from api.fields import Email, Money, StrictBoolean, Text, name_field
 from api.pagination import PageArgs
 from certifications.models.catalog import CERTIFICATION_TYPES
 
@@ -36,15 +36,6 @@ def _ids(description: str, **kw: Any) -> fields.List:
         metadata=_doc(description, [EXAMPLE_ID]),
         **kw,
     )
-
-
-class StrictBoolean(fields.Boolean):
-    """A JSON boolean only: `0`, `1`, `"yes"` are refused rather than guessed."""
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
-        if not isinstance(value, bool):
-            raise self.make_error("invalid", input=value)
-        return value
 
 
 def _unique(values: list[Any], what: str) -> None:

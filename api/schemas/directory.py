@@ -14,7 +14,7 @@ from typing import Any
 from email_validator import EmailNotValidError, validate_email
 from marshmallow import Schema, ValidationError, fields, validate
 
-from api.fields import Email, Text, name_field
+from api.fields import Email, StrictBoolean, Text, name_field
 from api.pagination import PageArgs
 from certifications.directory import KINDS
 
@@ -30,15 +30,6 @@ def _normalized_domain(domain: str) -> str | None:
         return validate_email(f"a@{domain}", check_deliverability=False).domain
     except EmailNotValidError:
         return None
-
-
-class JsonBoolean(fields.Boolean):
-    """Only JSON `true`/`false` (marshmallow's Boolean also takes 0, 1, "yes"...)."""
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
-        if not isinstance(value, bool):
-            raise self.make_error("invalid", input=value)
-        return value
 
 
 class DirectoryEmail(Email):
@@ -87,7 +78,7 @@ def _writable(plural: str, mode: str) -> dict[str, fields.Field]:
         "name": name_field(required=mode != "patch"),
         "external_id": _external_id(required=bulk, allow_none=not bulk),
         # CSV cells are text: true/false, yes/no, 1/0 there; JSON takes only true/false.
-        "active": fields.Boolean() if mode == "csv" else JsonBoolean(),
+        "active": fields.Boolean() if mode == "csv" else StrictBoolean(),
     }
     for field, factory in _EXTRA[plural].items():
         spec[field] = factory(allow_none=True)

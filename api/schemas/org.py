@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from api.fields import Email, Text, name_field
+from api.fields import Email, StrictBoolean, Text, name_field
 from tenancy.models import MODULES
 
 
@@ -64,6 +65,11 @@ class OrganizationPatchSchema(Schema):
         metadata={"description": "Write-only HMAC key for webhook signatures; never returned."},
     )
 
+    @validates_schema(pass_original=True)
+    def _not_empty(self, data: dict[str, Any], original: Any, **_kw: Any) -> None:
+        if not original:
+            raise ValidationError("Give at least one field to change.")
+
 
 class ModuleToggleSchema(Schema):
-    enabled = fields.Boolean(required=True)
+    enabled = StrictBoolean(required=True)

@@ -131,3 +131,15 @@ def test_openapi_document(api):  # type: ignore[no-untyped-def]
     schemas = doc["components"]["schemas"]
     assert schemas["OrganizationPatch"]["additionalProperties"] is False
     assert api.get("/docs").status_code == 200
+
+
+def test_empty_patch_is_422(api):  # type: ignore[no-untyped-def]
+    for kw in ({}, {"json": {}}):
+        resp = api.patch("/org", **kw)
+        assert resp.status_code == 422
+        assert resp.get_json()["errors"]["json"]["_schema"]
+
+
+def test_module_toggle_needs_a_json_boolean(api):  # type: ignore[no-untyped-def]
+    for value in (1, "true", None):
+        assert api.put("/org/modules/hse", json={"enabled": value}).status_code == 422
