@@ -19,6 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
+from certifications import audit
 from certifications.directory import Kind, active_holders, held_message, request_fanout
 from certifications.errors import Invalid
 from tenancy.context import require_org_id
@@ -101,7 +102,18 @@ def bulk_upsert(
         if result["status"] in ("created", "updated"):
             result["id"] = ids[result["external_id"]]
     job = request_fanout(session, [ids[e] for e in fanout])
+    _audit(session, kind.name, results.values())
     return _report(results, lines, job_id=job.id if job else None)
+
+
+def _audit(session: Session, kind: str, results: Iterable[dict[str, Any]]) -> None:
+    """One audit event per bulk request (no flush sees set-based writes): what changed, by id."""
+    changed: dict[str, list[str]] = {"created": [], "updated": []}
+    for result in results:
+        if result["status"] in changed:
+            changed[result["status"]].append(str(result["id"]))
+    if changed["created"] or changed["updated"]:
+        audit.record(session, "bulk_upsert", kind, after=changed)
 
 
 def parse_csv(text: str, allowed: Iterable[str], nullable: Iterable[str]) -> list[dict[str, Any]]:

@@ -354,3 +354,24 @@ def test_a_held_role_cannot_be_deactivated_by_patch_or_bulk(api):  # type: ignor
     _bulk(api, "employees", [{"external_id": "E1", "name": "Ann", "active": False}])
     report = _bulk(api, "roles", [{"external_id": "R1", "name": "Welder", "active": False}])
     assert report["rows"][0]["status"] == "updated"
+
+
+def test_bulk_upsert_writes_one_audit_event(api, org, as_tenant):  # type: ignore[no-untyped-def]
+    from sqlalchemy import select
+
+    from certifications.models.automation import AuditEvent
+
+    rows = [{"external_id": f"aud-{i}", "name": f"Asset {i}"} for i in range(3)]
+    first = api.post("/assets/bulk", json={"items": rows}).get_json()
+    rows[0]["name"] = "Renamed"
+    api.post("/assets/bulk", json={"items": rows})
+    with as_tenant(org.id) as s:
+        events = s.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.action == "bulk_upsert")
+            .order_by(AuditEvent.created_at)
+        ).all()
+    assert [e.entity_type for e in events] == ["asset", "asset"]
+    assert sorted(events[0].after["created"]) == sorted(r["id"] for r in first["rows"])
+    assert events[1].after == {"created": [], "updated": [first["rows"][0]["id"]]}
+    assert events[0].actor == "tester"
