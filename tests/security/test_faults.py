@@ -356,3 +356,28 @@ def test_postgres_backends_killed_mid_request(method, path, body, org, api_for, 
         assert body["name"] not in names
     again = getattr(client, method)(path, json=body)
     assert again.status_code in (200, 201), again.get_json()
+
+
+def test_idle_pool_connections_killed_between_requests(org, api_for, backend):  # type: ignore[no-untyped-def]
+    """Backends terminated while the pool holds them idle (a PostgreSQL restart or failover):
+    the next request still succeeds — pool pre-ping swaps the dead connections out."""
+    from tests.support.backend import _admin_url
+
+    client = api_for(org)
+    for _ in range(3):
+        assert client.get("/org").status_code == 200
+    admin = create_engine(_admin_url(), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        killed = conn.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = :db AND usename = :role AND pid <> pg_backend_pid()"
+            ),
+            {"db": backend.cleanup_name, "role": backend.app_role},
+        ).scalar()
+    admin.dispose()
+    assert killed >= 1
+    time.sleep(0.2)
+    resp = client.patch("/org", json={"name": "After the restart"})
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    assert client.get("/org").get_json()["name"] == "After the restart"
