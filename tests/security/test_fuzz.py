@@ -26,12 +26,7 @@ CASES: dict[str, int] = {}
 # Known findings in endpoints this suite does not own, as strict expected failures: the case
 # must still fail (when it is fixed, the test fails until the entry is removed). Listed in
 # docs/security.md.
-KNOWN_FINDINGS: dict[str, str] = {
-    "PATCH /api/v1/org": (
-        "a PATCH without any body is accepted (200) though the document marks the body "
-        "required (schemathesis negative_data_rejection, 'Missing request body')"
-    ),
-}
+KNOWN_FINDINGS: dict[str, str] = {}
 
 
 @functools.cache
