@@ -17,7 +17,7 @@ from certifications.outbox import request_job
 from certifications.status import add_months, org_today
 from tenancy import context, db
 from tenancy.models import Job, OutboxMessage
-from workers import periodic
+from workers import outbox, periodic
 from workers.actors.recompute import recompute_step
 from workers.scheduler import Leadership, run_periodic
 
@@ -77,7 +77,10 @@ def test_tick_step_recomputes_now_in_the_org_timezone(make_org, as_tenant):  # t
     assert (state.local_date, state.changed, state.done_at) == (date(2026, 11, 30), 0, now)
 
 
-def test_scheduled_step_claims_each_due_org_once(make_org, as_tenant):  # type: ignore[no-untyped-def]
+def test_scheduled_step_claims_each_due_org_once(make_org, as_tenant, monkeypatch):  # type: ignore[no-untyped-def]
+    # Keep the queued jobs in the outbox: a worker left running by an earlier test would
+    # otherwise run recompute_org at the real "now" and move the state row under our feet.
+    monkeypatch.setattr(outbox, "relay", lambda ids: 0)
     org = make_org(timezone="Pacific/Auckland")
     _arrange(as_tenant, org, expires_on=date(2026, 11, 29))
     t0 = datetime(2026, 11, 29, 10, 40, tzinfo=UTC)  # 23:40 local on the 29th
