@@ -8,6 +8,7 @@ and peak RSS in a child process. `python -m bench views --size 100000`.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import resource
@@ -259,6 +260,8 @@ def _run(backend: Any, size: int) -> None:
     from api import create_app
 
     app = create_app(settings)
+    gc.collect()
+    gc.freeze()  # as wsgi.py does after start-up
     client = app.test_client()
     token = issue_token(settings, sub="bench", org_id=str(org_id), scopes=["certifications:read"])
     headers = {"Authorization": f"Bearer {token}"}
