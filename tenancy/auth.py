@@ -24,12 +24,12 @@ from flask_jwt_extended.exceptions import (
     UserLookupError,
 )
 from jwt import ExpiredSignatureError
-from sqlalchemy import select
 
 from certifications.errors import Forbidden, Unauthorized
 from certifications.settings import Settings
-from tenancy import context, db
+from tenancy import context
 from tenancy.models import Organization
+from tenancy.request import request_session
 
 SCOPES = (
     "certifications:read",
@@ -112,12 +112,8 @@ def _load_organization(_header: dict[str, Any], claims: dict[str, Any]) -> Any:
     if claims.get("org") is None:
         return PlatformOperator(sub=claims["sub"])
     org_id = uuid.UUID(claims["org"])
-    context.set_current_org(org_id)
-    with db.new_session() as session:
-        org = session.scalar(select(Organization).where(Organization.id == org_id))
-        if org is not None:
-            session.expunge(org)
-    return org
+    context.set_current_org(org_id)  # before the session begins: RLS reads it at BEGIN
+    return request_session().get(Organization, org_id)
 
 
 def current_organization() -> Organization:

@@ -181,3 +181,25 @@ def test_module_disabled_is_403(module_app, make_org, settings):  # type: ignore
         "/api/v1/probe", headers={"Authorization": f"Bearer {token}"}
     )
     assert resp.status_code == 200
+
+
+def test_auth_and_view_share_one_connection(api, org):  # type: ignore[no-untyped-def]
+    """The organization lookup runs in the request's own session: one pooled connection and
+    one transaction per request, not one for auth and another for the view."""
+    from sqlalchemy import event
+
+    from tenancy import db
+
+    checkouts: list[object] = []
+    engine = db.get_engine()
+
+    def _count(*_args: object) -> None:
+        checkouts.append(object())
+
+    event.listen(engine, "checkout", _count)
+    try:
+        assert api.get("/org").status_code == 200
+        assert api.patch("/org", json={"name": "Renamed"}).status_code == 200
+    finally:
+        event.remove(engine, "checkout", _count)
+    assert len(checkouts) == 2  # one per request
