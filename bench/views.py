@@ -171,9 +171,12 @@ def _page_statements(client: Any, path: str, headers: dict[str, str]) -> list[tu
         client.get(path, headers=headers)
     finally:
         event.remove(engine, "before_cursor_execute", rec)
-    # Drop auth's organization lookup (its own transaction): the page is what follows it.
-    last_auth = max(i for i, (s, _) in enumerate(rec.statements) if "FROM organizations" in s)
-    return rec.statements[last_auth + 1 :]
+    # Drop auth's organization lookup; keep the transaction's tenant set-up (it precedes the
+    # lookup since auth shares the request's session) and the page's own statements after it.
+    statements = rec.statements
+    auth = max(i for i, (s, _) in enumerate(statements) if "FROM organizations" in s)
+    tenant_setup = [st for st in statements[:auth] if "set_config" in st[0]][-1:]
+    return tenant_setup + statements[auth + 1 :]
 
 
 def _last_page_cursor(org_id: uuid.UUID, size: int) -> str:
