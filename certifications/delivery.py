@@ -11,13 +11,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import html
+import ipaddress
 import json
 import logging
 import os
 import smtplib
+import socket
 import ssl
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from dataclasses import dataclass
@@ -355,7 +358,7 @@ def sign(secret: str, body: bytes) -> str:
 def send(out: Outgoing, settings: Settings) -> str:
     """Send over the notification's channel; returns how (`smtp`, `log`, `webhook`)."""
     if out.channel == "webhook":
-        _post_webhook(out)
+        _post_webhook(out, settings)
         return "webhook"
     msg = compose_email(out, settings)
     if not settings.smtp_host:
@@ -404,10 +407,34 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 _opener = urllib.request.build_opener(_NoRedirect)
 
 
-def _post_webhook(out: Outgoing) -> None:
+def check_webhook_target(url: str, *, allow_private: bool) -> None:
+    """Refuse a webhook whose host resolves to a non-public address (SSRF into our network).
+
+    Checked at send time, on every address the name resolves to. A DNS answer that changes
+    between this check and the connection (rebinding) is not covered; see docs/decisions.md.
+    """
+    if allow_private:
+        return
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname
+    if not host:
+        raise DeliveryError("webhook: the URL has no host")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    except (OSError, ValueError) as exc:
+        raise DeliveryError(f"webhook: cannot resolve {host}: {exc}") from exc
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global or address.is_multicast:
+            raise DeliveryError(f"webhook: refusing a non-public address ({address}) for {host}")
+
+
+def _post_webhook(out: Outgoing, settings: Settings) -> None:
     url = out.webhook_url
     if not url or not url.startswith(("https://", "http://")):
         raise DeliveryError("webhook: the organization has no webhook URL")
+    check_webhook_target(url, allow_private=settings.webhook_allow_private)
     timestamp = int(time.time())
     body = json.dumps(webhook_payload(out, timestamp), separators=(",", ":")).encode()
     headers = {

@@ -42,6 +42,9 @@ class Settings:
     mail_from: str = "certifications@localhost"
     log_level: str = "INFO"
     statement_timeout_ms: int = 30_000
+    # Webhooks to private/loopback/link-local addresses (SSRF). Allowed for local development
+    # and tests, refused in production unless WEBHOOK_ALLOW_PRIVATE_NETWORKS=true.
+    webhook_allow_private: bool = True
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -92,6 +95,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         mail_from=env.get("MAIL_FROM", "certifications@localhost"),
         log_level=env.get("LOG_LEVEL", "INFO").upper(),
         statement_timeout_ms=int(env.get("DB_STATEMENT_TIMEOUT_MS", "30000")),
+        webhook_allow_private=_bool(
+            env.get("WEBHOOK_ALLOW_PRIVATE_NETWORKS"), default=mode != "production"
+        ),
     )
     _refuse_unsafe(settings)
     return settings

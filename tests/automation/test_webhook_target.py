@@ -1,0 +1,52 @@
+"""Webhooks never reach private networks in production (SSRF), only public addresses."""
+
+from __future__ import annotations
+
+import pytest
+
+from certifications.delivery import DeliveryError, check_webhook_target
+from certifications.settings import load_settings
+
+PRIVATE = [
+    "http://127.0.0.1:8080/hook",
+    "http://localhost/hook",
+    "http://10.1.2.3/hook",
+    "http://172.16.0.9/hook",
+    "http://192.168.1.1/hook",
+    "http://169.254.169.254/latest/meta-data",  # cloud metadata
+    "http://[::1]/hook",
+    "http://[fd00::1]/hook",
+    "http://0.0.0.0/hook",
+    "http://100.64.0.1/hook",  # carrier-grade NAT
+]
+
+
+@pytest.mark.parametrize("url", PRIVATE)
+def test_private_targets_refused_when_not_allowed(url):  # type: ignore[no-untyped-def]
+    with pytest.raises(DeliveryError, match="non-public address"):
+        check_webhook_target(url, allow_private=False)
+
+
+@pytest.mark.parametrize("url", PRIVATE)
+def test_private_targets_allowed_when_configured(url):  # type: ignore[no-untyped-def]
+    check_webhook_target(url, allow_private=True)  # local development and tests
+
+
+@pytest.mark.parametrize(
+    "url", ["https://93.184.216.34/hook", "http://8.8.8.8:8443/x", "https://[2606:4700::1]/h"]
+)
+def test_public_addresses_pass(url):  # type: ignore[no-untyped-def]
+    check_webhook_target(url, allow_private=False)  # literal IPs: no DNS query, no traffic
+
+
+def test_production_refuses_private_by_default():  # type: ignore[no-untyped-def]
+    prod = {
+        "CERTS_ENV": "production",
+        "DATABASE_URL": "postgresql://a@db/c",
+        "REDIS_URL": "redis://r:6379/0",
+        "JWT_SECRET_KEY": "k" * 40,
+    }
+    assert load_settings(prod).webhook_allow_private is False
+    opt_in = {**prod, "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true"}
+    assert load_settings(opt_in).webhook_allow_private is True
+    assert load_settings({}).webhook_allow_private is True  # development
