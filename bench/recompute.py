@@ -10,7 +10,7 @@ whose expiry entered the warning window or passed, and the upcoming ones that st
 * seconds: `certifications.recompute.recompute_statuses` (chunked, status events included).
 * floor: one raw `UPDATE assignments … SET status = CASE … FROM certifications WHERE … AND
   status <> CASE …` (the same CASE), no events, no chunks.
-* naive: a per-row ORM loop (load assignment + certification, `compute_status`, set, add a
+* naive: a per-row ORM loop (load assignment + certification, `assignment_status`, set, add a
   StatusEvent), measured on at most `NAIVE_ROWS` rows and scaled linearly to N.
 
 Between timed runs the day-0 statuses are restored and the events deleted (untimed; VACUUM on
@@ -35,7 +35,7 @@ from certifications import migrate
 from certifications.models import Assignment, Certification, StatusEvent
 from certifications.recompute import recompute_statuses, status_case_sql
 from certifications.settings import load_settings
-from certifications.status import compute_status
+from certifications.status import assignment_status
 from tenancy import context, db
 from tenancy.organizations import create_organization
 
@@ -232,16 +232,7 @@ def run_naive(org_id: uuid.UUID, size: int) -> float:
         ).all()
         now = db.utcnow()
         for a, cert in pairs:
-            new = compute_status(
-                revoked=a.revoked_at is not None,
-                issued_on=a.issued_on,
-                effective_on=a.effective_on,
-                expires_on=a.expires_on,
-                forms_required=cert.forms_required,
-                form_accepted=a.form_accepted_at is not None,
-                warning_days=cert.warning_days,
-                today=today,
-            )
+            new = assignment_status(a, cert, today)
             if new != a.status:
                 s.add(
                     StatusEvent(

@@ -288,16 +288,7 @@ def restatus(
     A new assignment's first status is stored on the row, not as an event (the role fan-out
     creates rows the same way); a new cycle records an event even when the status stays.
     """
-    new = rules.compute_status(
-        revoked=assignment.revoked_at is not None,
-        issued_on=assignment.issued_on,
-        effective_on=assignment.effective_on,
-        expires_on=assignment.expires_on,
-        forms_required=cert.forms_required,
-        form_accepted=assignment.form_accepted_at is not None,
-        warning_days=cert.warning_days,
-        today=today,
-    )
+    new = rules.assignment_status(assignment, cert, today)
     if created or (new == assignment.status and not cycle_started):
         assignment.status = new
         session.flush()

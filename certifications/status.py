@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import calendar
 from datetime import date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 VALID = "valid"
@@ -64,6 +65,20 @@ def compute_status(
         if (expires_on - today).days <= warning_days:
             return EXPIRES_SOON
     return VALID
+
+
+def assignment_status(assignment: Any, certification: Any, today: date) -> str:
+    """`compute_status` for an assignment row and its certification (ORM objects or rows)."""
+    return compute_status(
+        revoked=assignment.revoked_at is not None,
+        issued_on=assignment.issued_on,
+        effective_on=assignment.effective_on,
+        expires_on=assignment.expires_on,
+        forms_required=certification.forms_required,
+        form_accepted=assignment.form_accepted_at is not None,
+        warning_days=certification.warning_days,
+        today=today,
+    )
 
 
 def org_today(timezone: str, now: datetime) -> date:

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from certifications import recompute
 from certifications.models import Assignment, Certification, StatusEvent
 from certifications.recompute import recompute_statuses, refresh_expiries
-from certifications.status import compute_status
+from certifications.status import assignment_status
 from tests.conftest import BACKEND
 
 TODAY = date(2026, 6, 15)
@@ -41,16 +41,7 @@ def add_assignment(s: Any, cert: Certification, **kw: Any) -> Assignment:
 
 
 def expected(a: Assignment, cert: Certification, today: date) -> str:
-    return compute_status(
-        revoked=a.revoked_at is not None,
-        issued_on=a.issued_on,
-        effective_on=a.effective_on,
-        expires_on=a.expires_on,
-        forms_required=cert.forms_required,
-        form_accepted=a.form_accepted_at is not None,
-        warning_days=cert.warning_days,
-        today=today,
-    )
+    return assignment_status(a, cert, today)
 
 
 def _events(s: Any, assignment_id: uuid.UUID | None = None) -> list[StatusEvent]:
