@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from certifications.errors import NotFound
@@ -25,7 +24,7 @@ def create_organization(session: Session, **fields: Any) -> Organization:
 
 
 def get_organization(session: Session, org_id: uuid.UUID) -> Organization:
-    org = session.scalar(select(Organization).where(Organization.id == org_id))
+    org = session.get(Organization, org_id)  # auth loaded it into this session: no second query
     if org is None:
         raise NotFound("organization", org_id)
     return org
