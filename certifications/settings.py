@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import os
-import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 DEV_JWT_SECRET = "dev-insecure-jwt-secret-change-me"  # noqa: S105 - the known-weak default
@@ -45,15 +44,10 @@ class Settings:
     # Webhooks to private/loopback/link-local addresses (SSRF). Allowed for local development
     # and tests, refused in production unless WEBHOOK_ALLOW_PRIVATE_NETWORKS=true.
     webhook_allow_private: bool = True
-    extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def is_postgres(self) -> bool:
         return self.database_url.startswith("postgresql")
-
-    @property
-    def embedded_broker(self) -> bool:
-        return not self.redis_url
 
 
 def _read_key(value: str | None) -> str | None:
@@ -119,7 +113,3 @@ def _refuse_unsafe(s: Settings) -> None:
         raise ConfigError("CERTS_ENV=production needs DATABASE_URL pointing at PostgreSQL")
     if not s.redis_url:
         raise ConfigError("CERTS_ENV=production needs REDIS_URL")
-
-
-def new_secret() -> str:
-    return secrets.token_urlsafe(32)
