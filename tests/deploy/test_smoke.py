@@ -100,6 +100,9 @@ def production_layout(tmp_path, settings):  # type: ignore[no-untyped-def]
         "LOG_FORMAT": "json",
         "HOME": str(tmp_path),  # proves gunicorn does not need a writable $HOME (control socket)
         "PYTHONPATH": str(ROOT),
+        # Its own queues: the suite's worker process (started by earlier tests) listens on the
+        # run's namespace and would otherwise take this layout's messages.
+        "REDIS_NAMESPACE": f"certs-smoke-{uuid.uuid4().hex[:8]}",
     }
     worker_env = {
         **env,
