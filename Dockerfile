@@ -21,10 +21,13 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
  && pip wheel --wheel-dir /wheels -r /tmp/requirements.txt
+COPY infra/ infra/
+COPY tenancy/ tenancy/
+COPY jobs/ jobs/
 COPY api/ api/
 COPY certifications/ certifications/
-COPY tenancy/ tenancy/
 COPY workers/ workers/
+COPY runtime/ runtime/
 COPY migrations/ migrations/
 COPY bench/ bench/
 # Wheels for the project and every dependency, then a self-contained virtualenv from them only.

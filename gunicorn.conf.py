@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-# The repo root, so `certifications.logging` imports when gunicorn runs from elsewhere.
+# The repo root, so `infra.logging` imports when gunicorn runs from elsewhere.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from workers.process import prepare_multiprocess_dir  # noqa: E402
@@ -22,7 +22,7 @@ from workers.process import prepare_multiprocess_dir  # noqa: E402
 # store at import); the master empties it so a restarted container starts from clean files.
 prepare_multiprocess_dir()
 
-from certifications.logging import gunicorn_logconfig  # noqa: E402
+from infra.logging import gunicorn_logconfig  # noqa: E402
 
 
 def _int(name: str, default: int) -> int:

@@ -12,11 +12,12 @@ from flask import Flask, Response, g, request
 from flask_smorest import Api
 from flask_smorest import Blueprint as SmorestBlueprint
 
-import certifications.audit  # noqa: F401 - installs the audit trail's flush listener
+import certifications.audit.trail  # noqa: F401 - installs the audit trail's flush listener
 from api.db import commit_request, init_request_sessions
 from api.errors import register_error_handlers
-from certifications.settings import Settings, load_settings
-from tenancy import context, db
+from infra import context
+from infra import database as db
+from infra.settings import Settings, load_settings
 from tenancy.auth import init_auth
 
 API_PREFIX = "/api/v1"
@@ -97,7 +98,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_error_handlers(app)
     _request_ids(app)
     from api.metrics import init_metrics  # here: the CLI must not import prometheus_client
-    from certifications.logging import ensure_logging
+    from infra.logging import ensure_logging
 
     init_metrics(app)
     ensure_logging(settings.log_level)

@@ -10,7 +10,7 @@ from flask import Flask, Response, jsonify
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException
 
-from certifications.errors import DomainError
+from infra.errors import DomainError
 
 log = logging.getLogger("certs.api")
 

@@ -31,8 +31,9 @@ from prometheus_client.registry import Collector
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import DBAPIError
 
-from certifications.logging import ACCESS_ORG_KEY
-from tenancy import context, db
+from infra import context
+from infra import database as db
+from infra.logging import ACCESS_ORG_KEY
 
 log = logging.getLogger("certs.metrics")
 
@@ -75,7 +76,7 @@ def init_metrics(app: Flask) -> None:
             REQUESTS.labels(endpoint, request.method, str(resp.status_code)).inc()
             LATENCY.labels(endpoint, request.method).observe(time.perf_counter() - started)
         # For gunicorn's access line, written after the tenant context is reset: it reads the
-        # WSGI environ (`certifications.logging.AccessJsonFormatter`).
+        # WSGI environ (`infra.logging.AccessJsonFormatter`).
         org_id = context.current_org_id()
         if org_id is not None:
             request.environ[ACCESS_ORG_KEY] = str(org_id)
@@ -132,7 +133,7 @@ def _database_families() -> list[GaugeMetricFamily]:
 
 
 def _outbox_families() -> list[GaugeMetricFamily]:
-    from workers.outbox import backlog
+    from jobs.relay import backlog
 
     info = backlog()
     count = GaugeMetricFamily(

@@ -15,7 +15,7 @@ from sqlalchemy import Select, literal, tuple_
 from sqlalchemy.orm import Session
 
 from api.fields import Text
-from certifications.errors import Invalid
+from infra.errors import Invalid
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500

@@ -20,9 +20,10 @@ from sqlalchemy import select, text
 from sqlalchemy.dialects import sqlite
 
 from api import create_app
-from certifications.models.directory import Employee, Role
-from certifications.settings import load_settings
-from tenancy import context, db
+from certifications.directory.models import Employee, Role
+from infra import context
+from infra import database as db
+from infra.settings import load_settings
 from tenancy.auth import issue_token
 from tenancy.organizations import create_organization
 

@@ -21,18 +21,14 @@ import dramatiq
 from sqlalchemy import create_engine, delete, insert, select, text
 
 from api import create_app
-from certifications.models import (
-    Assignment,
-    Certification,
-    CertificationRole,
-    Employee,
-    Role,
-    StatusEvent,
-)
-from certifications.settings import load_settings
-from tenancy import context, db
+from certifications.assignments.models import Assignment, StatusEvent
+from certifications.catalog.models import Certification, CertificationRole
+from certifications.directory.models import Employee, Role
+from infra import context
+from infra import database as db
+from infra.settings import load_settings
+from jobs.models import Job
 from tenancy.auth import issue_token
-from tenancy.models import Job
 from tenancy.organizations import create_organization
 
 DEFAULT_SIZE = 10_000

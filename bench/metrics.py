@@ -17,8 +17,9 @@ import uuid
 from sqlalchemy import text
 
 from api.metrics import _database_families
-from certifications.settings import load_settings
-from tenancy import context, db
+from infra import context
+from infra import database as db
+from infra.settings import load_settings
 
 DEFAULT_SIZE = 5_000
 

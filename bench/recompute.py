@@ -7,7 +7,8 @@ the statuses (untimed); the timed run recomputes for day 0 + `SHIFT_DAYS`, so th
 whose expiry entered the warning window or passed, and the upcoming ones that started, change
 (about 5%).
 
-* seconds: `certifications.recompute.recompute_statuses` (chunked, status events included).
+* seconds: `certifications.assignments.recompute.recompute_statuses` (chunked, status events
+  included).
 * floor: one raw `UPDATE assignments … SET status = CASE … FROM certifications WHERE … AND
   status <> CASE …` (the same CASE), no events, no chunks.
 * naive: a per-row ORM loop (load assignment + certification, `assignment_status`, set, add a
@@ -31,12 +32,13 @@ from typing import Any
 
 from sqlalchemy import and_, create_engine, delete, func, insert, select, text, update
 
-from certifications import migrate
-from certifications.models import Assignment, Certification, StatusEvent
-from certifications.recompute import recompute_statuses, status_case_sql
-from certifications.settings import load_settings
-from certifications.status import assignment_status
-from tenancy import context, db
+from certifications.assignments.models import Assignment, StatusEvent
+from certifications.assignments.recompute import recompute_statuses, status_case_sql
+from certifications.assignments.status import assignment_status
+from certifications.catalog.models import Certification
+from infra import context, migrate
+from infra import database as db
+from infra.settings import load_settings
 from tenancy.organizations import create_organization
 
 DEFAULT_SIZE = 100_000

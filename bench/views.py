@@ -162,7 +162,7 @@ def _floor(engine: Any, statements: list[tuple[str, Any]]) -> list[float]:
 def _page_statements(client: Any, path: str, headers: dict[str, str]) -> list[tuple[str, Any]]:
     from sqlalchemy import event
 
-    from tenancy import db
+    from infra import database as db
 
     rec = _Recorder()
     engine = db.get_engine()
@@ -183,8 +183,9 @@ def _last_page_cursor(org_id: uuid.UUID, size: int) -> str:
     from sqlalchemy import select
 
     from api.pagination import _encode
-    from certifications.models import Employee
-    from tenancy import context, db
+    from certifications.directory.models import Employee
+    from infra import context
+    from infra import database as db
 
     with context.tenant(org_id), db.new_session() as s:
         offset = max(0, size - PAGE - 1)
@@ -197,7 +198,7 @@ def _last_page_cursor(org_id: uuid.UUID, size: int) -> str:
 def _csv_child() -> None:
     """In a fresh process: stream the whole CSV export, report time, bytes, lines, peak RSS."""
     from api import create_app
-    from certifications.settings import load_settings
+    from infra.settings import load_settings
     from tenancy.auth import issue_token
 
     settings = load_settings()
@@ -236,7 +237,7 @@ def main(size: int) -> None:
         _setup_env(backend)
         _run(backend, size)
     finally:
-        from tenancy import db
+        from infra import database as db
 
         if db.registry.engine is not None:
             db.registry.engine.dispose()
@@ -244,9 +245,9 @@ def main(size: int) -> None:
 
 
 def _run(backend: Any, size: int) -> None:
-    from certifications import migrate
-    from certifications.settings import load_settings
-    from tenancy import context, db
+    from infra import context, migrate
+    from infra import database as db
+    from infra.settings import load_settings
     from tenancy.auth import issue_token
     from tenancy.organizations import create_organization
 

@@ -1,1 +1,1 @@
-"""Alembic environment and versions; `certifications.migrate` runs them."""
+"""Alembic environment and versions; `infra.migrate` runs them."""

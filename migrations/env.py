@@ -5,9 +5,9 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, text
 
-import certifications.models  # noqa: F401 - registers every table on the metadata
-from certifications.settings import load_settings
-from tenancy.db import Base
+import certifications.tables  # noqa: F401 - registers every table on the metadata
+from infra.database import Base
+from infra.settings import load_settings
 
 config = context.config
 target_metadata = Base.metadata

@@ -25,9 +25,9 @@ from flask_jwt_extended.exceptions import (
 )
 from jwt import ExpiredSignatureError
 
-from certifications.errors import Forbidden, Unauthorized
-from certifications.settings import Settings
-from tenancy import context
+from infra import context
+from infra.errors import Forbidden, Unauthorized
+from infra.settings import Settings
 from tenancy.models import Organization
 from tenancy.request import request_session
 

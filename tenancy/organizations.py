@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from certifications.errors import NotFound
+from infra.errors import NotFound
 from tenancy.models import MODULES, Organization
 
 

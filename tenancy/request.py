@@ -1,4 +1,4 @@
-"""The request's session and its single commit owner (Flask side of `tenancy.db`).
+"""The request's session and its single commit owner (Flask side of `infra.database`).
 
 Auth looks the token's organization up in this same session, after setting the tenant, so a
 request costs one pooled connection and one transaction, not two.
@@ -9,7 +9,7 @@ from __future__ import annotations
 from flask import Flask, g
 from sqlalchemy.orm import Session
 
-from tenancy import db
+from infra import database as db
 
 
 def request_session() -> Session:

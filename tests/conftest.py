@@ -37,11 +37,12 @@ import dramatiq  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
-from certifications import migrate  # noqa: E402
-from certifications.settings import load_settings  # noqa: E402
-from tenancy import context, db  # noqa: E402
+from infra import context, migrate  # noqa: E402
+from infra import database as db  # noqa: E402
+from infra.settings import load_settings  # noqa: E402
+from jobs.models import OutboxMessage  # noqa: E402
 from tenancy.auth import TENANT_SCOPES, issue_token  # noqa: E402
-from tenancy.models import Organization, OutboxMessage  # noqa: E402
+from tenancy.models import Organization  # noqa: E402
 from tenancy.organizations import create_organization  # noqa: E402
 
 SETTINGS = load_settings()
@@ -50,7 +51,7 @@ migrate.upgrade(SETTINGS)
 import tests.support.actors  # noqa: E402,F401 - test actors on the broker
 import workers.actors  # noqa: E402,F401
 from api import create_app  # noqa: E402
-from workers import outbox  # noqa: E402
+from jobs import relay as outbox  # noqa: E402
 
 ALL_SCOPES = list(TENANT_SCOPES)
 

@@ -8,7 +8,7 @@ import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
 
-from certifications import migrate
+from infra import migrate
 from tests.support.backend import create_backend, drop_backend
 
 

@@ -12,8 +12,8 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import AgeLimit, Callbacks, Pipelines, Retries, ShutdownNotifications
 from dramatiq.middleware import TimeLimit as _TimeLimit
 
-from certifications.settings import load_settings
-from tenancy import db
+from infra import database as db
+from infra.settings import load_settings
 from workers.metrics import WorkerMetrics
 from workers.middleware import TenantMiddleware
 
@@ -55,4 +55,4 @@ def _make_broker() -> dramatiq.Broker:
 broker = _make_broker()
 dramatiq.set_broker(broker)
 
-import workers.outbox  # noqa: E402,F401 - registers the after-commit relay on every session
+import jobs.relay  # noqa: E402,F401 - registers the after-commit relay on every session

@@ -48,7 +48,7 @@ class WorkerMetrics(dramatiq.Middleware):
         # `certs worker` runs dramatiq with --skip-logging: configure the JSON lines here, in the
         # worker process, once its stderr points at the pipe the parent forwards.
         if not logging.getLogger().handlers:
-            from certifications.logging import configure_logging
+            from infra.logging import configure_logging
 
             configure_logging()
 

@@ -9,8 +9,9 @@ from typing import Any
 import dramatiq
 from sqlalchemy import update
 
-from tenancy import context, db
-from tenancy.models import OutboxMessage
+from infra import context
+from infra import database as db
+from jobs.models import OutboxMessage
 
 log = logging.getLogger("certs.worker")
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from tenancy import db
-from workers import outbox
+from infra import database as db
+from jobs import relay as outbox
 
 log = logging.getLogger("certs.periodic")
 
@@ -86,8 +86,8 @@ def wait_for_queued(since: datetime, timeout: float = 300.0) -> dict[str, int]:
     from dramatiq.brokers.stub import StubBroker
     from sqlalchemy import func, select
 
-    from tenancy import context
-    from tenancy.models import OutboxMessage
+    from infra import context
+    from jobs.models import OutboxMessage
 
     broker = dramatiq.get_broker()
     worker = None

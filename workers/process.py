@@ -12,7 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from certifications.logging import configure_logging
+from infra.logging import configure_logging
 
 log = logging.getLogger("certs.process")
 

@@ -27,8 +27,9 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from tenancy import db
-from workers import outbox, periodic
+from infra import database as db
+from jobs import relay as outbox
+from workers import periodic
 
 log = logging.getLogger("certs.scheduler")
 

@@ -21,10 +21,10 @@ from api.schemas.assignments import (
     RenewSchema,
     RevokeSchema,
 )
-from certifications import assignments as service
-from certifications.models import Assignment
+from certifications.assignments import service
+from certifications.assignments.models import Assignment
+from infra.database import utcnow
 from tenancy.auth import current_subject, requires
-from tenancy.db import utcnow
 
 blp = Blueprint(
     "assignments", __name__, url_prefix="/assignments", description="Certification assignments"

@@ -16,8 +16,8 @@ from api.schemas.catalog import (
     CertificationPatchSchema,
     CertificationSchema,
 )
-from certifications import catalog
-from certifications.models.catalog import Certification
+from certifications.catalog import service as catalog
+from certifications.catalog.models import Certification
 from tenancy.auth import requires
 
 blp = Blueprint(

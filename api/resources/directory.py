@@ -27,10 +27,10 @@ from api.schemas.directory import (
     bulk_request_body,
     load_rows,
 )
-from certifications import directory
-from certifications.directory import KINDS
-from certifications.directory_bulk import bulk_upsert, parse_csv
-from certifications.errors import Invalid
+from certifications.directory import service as directory
+from certifications.directory.bulk import bulk_upsert, parse_csv
+from certifications.directory.service import KINDS
+from infra.errors import Invalid
 from tenancy.auth import requires
 
 

@@ -18,8 +18,8 @@ from api.schemas.catalog import (
     GroupPatchSchema,
     GroupSchema,
 )
-from certifications import groups
-from certifications.models.catalog import CertificationGroup
+from certifications.catalog import groups
+from certifications.catalog.models import CertificationGroup
 from tenancy.auth import requires
 
 blp = Blueprint(

@@ -6,7 +6,7 @@ import dramatiq
 from flask import Blueprint, jsonify
 from sqlalchemy import text
 
-from tenancy import db
+from infra import database as db
 
 blp = Blueprint("health", __name__)
 

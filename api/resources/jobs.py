@@ -10,9 +10,9 @@ from flask_smorest import Blueprint
 
 from api.db import request_session
 from api.schemas.jobs import JobSchema
-from certifications.errors import NotFound
+from infra.errors import NotFound
+from jobs.models import Job
 from tenancy.auth import requires
-from tenancy.models import Job
 
 blp = Blueprint("jobs", __name__, url_prefix="/jobs", description="Background jobs")
 

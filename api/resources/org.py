@@ -14,7 +14,7 @@ from api.schemas.org import (
     OrganizationPatchSchema,
     OrganizationSchema,
 )
-from tenancy import context
+from infra import context
 from tenancy.auth import requires
 from tenancy.organizations import (
     create_organization,

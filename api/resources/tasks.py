@@ -11,8 +11,8 @@ from flask_smorest import Blueprint
 from api.db import request_session
 from api.pagination import page_schema, paginate
 from api.schemas.automation import TaskListArgs, TaskPatchSchema, TaskSchema
-from certifications.queries import tasks_query
-from certifications.tasks import get_task, set_task_status
+from certifications.automation.tasks import get_task, set_task_status
+from certifications.reporting.activity import tasks_query
 from tenancy.auth import current_subject, requires
 
 blp = Blueprint("tasks", __name__, url_prefix="/tasks", description="Renewal tasks")

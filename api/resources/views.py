@@ -24,7 +24,7 @@ from api.schemas.views import (
     SubjectViewArgs,
     SubjectViewPageSchema,
 )
-from certifications.views import (
+from certifications.reporting.views import (
     CSV_COLUMNS,
     ViewFilters,
     attach_certifications,
@@ -33,7 +33,8 @@ from certifications.views import (
     subject_query,
     without_jit,
 )
-from tenancy import context, db
+from infra import context
+from infra import database as db
 from tenancy.auth import requires
 
 blp = Blueprint("views", __name__, url_prefix="/views", description="Compliance views")

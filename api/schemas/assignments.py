@@ -9,8 +9,8 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from api.fields import Text, name_field
 from api.pagination import PageArgs
-from certifications.models.assignments import STATUSES
-from certifications.models.directory import SUBJECT_KINDS
+from certifications.assignments.models import STATUSES
+from certifications.directory.models import SUBJECT_KINDS
 
 MIN_DATE, MAX_DATE = date(1900, 1, 1), date(2999, 12, 31)
 

@@ -8,7 +8,7 @@ from marshmallow import Schema, fields, validate
 
 from api.fields import Text
 from api.pagination import PageArgs
-from certifications.models.automation import CHANNELS, NOTIFICATION_STATUSES, TASK_STATUSES
+from certifications.automation.models import CHANNELS, NOTIFICATION_STATUSES, TASK_STATUSES
 
 
 class NotificationSchema(Schema):

@@ -2,7 +2,7 @@
 
 Every field carries a description and an example, so `/api/v1/docs` reads like the seed's
 Details and Renewing tabs. Shapes are validated here; rules needing the database (unknown ids,
-unique names, type changes) are checked by `certifications.catalog`.
+unique names, type changes) are checked by `certifications.catalog.service`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from api.fields import Email, Money, StrictBoolean, Text, name_field
 from api.pagination import PageArgs
-from certifications.models.catalog import CERTIFICATION_TYPES
+from certifications.catalog.models import CERTIFICATION_TYPES
 
 MAX_DAYS = 3650  # ten years: bounds every "days" number
 MAX_LINKS = 500

@@ -16,7 +16,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from api.fields import Email, StrictBoolean, Text, name_field
 from api.pagination import PageArgs
-from certifications.directory import KINDS
+from certifications.directory.service import KINDS
 
 FieldFactory = Callable[..., fields.Field]
 

@@ -8,7 +8,7 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from certifications.models import Assignment, StatusEvent
+from certifications.assignments.models import Assignment, StatusEvent
 from tests.support import assignment_data as data
 
 TODAY = date.today()  # the test orgs use UTC; close enough to the server's "today"
@@ -128,7 +128,7 @@ def test_unknown_or_foreign_subject_and_certification_are_422(api, make_org, cer
 
 
 def test_archived_certification_refused(api, org, emp):  # type: ignore[no-untyped-def]
-    from tenancy.db import utcnow
+    from infra.database import utcnow
 
     cert = data.certification(org.id, archived_at=utcnow())
     resp = _create(api, cert, emp)
@@ -458,7 +458,7 @@ def test_form_answer_edge_cases_are_422(api, org, emp, answers, field):  # type:
 
 def test_race_for_the_live_slot_is_409(api, cert, emp, monkeypatch):  # type: ignore[no-untyped-def]
     """Two requests past the pre-check at once: the unique index answers, as a 409."""
-    from certifications import assignments as service
+    from certifications.assignments import service
 
     assert _create(api, cert, emp).status_code == 201
     monkeypatch.setattr(service, "_refuse_second_live", lambda *_a: None)

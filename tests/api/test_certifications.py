@@ -8,10 +8,10 @@ from datetime import date
 import pytest
 from sqlalchemy import select
 
-from certifications import catalog
-from certifications.models.assignments import Assignment
-from certifications.models.catalog import CertificationRole
-from tenancy.models import Job, OutboxMessage
+from certifications.assignments.models import Assignment
+from certifications.catalog import service as catalog
+from certifications.catalog.models import CertificationRole
+from jobs.models import Job, OutboxMessage
 
 FULL = {
     "name": "OSHA 10-Hour Safety",

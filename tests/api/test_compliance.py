@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from certifications.models import Assignment, Certification
-from certifications.status import add_months, org_today
+from certifications.assignments.models import Assignment
+from certifications.assignments.status import add_months, org_today
+from certifications.catalog.models import Certification
 from tests.api.test_views import build_directory, counts
 
 

@@ -7,8 +7,8 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from certifications.directory import KINDS
-from tenancy.models import OutboxMessage
+from certifications.directory.service import KINDS
+from jobs.models import OutboxMessage
 
 # A valid create body per kind, and a change a PATCH makes.
 BODIES = {

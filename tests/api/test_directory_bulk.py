@@ -7,8 +7,8 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from certifications.models.directory import Employee
-from tenancy.models import OutboxMessage
+from certifications.directory.models import Employee
+from jobs.models import OutboxMessage
 
 
 def _fanouts(as_tenant, org):  # type: ignore[no-untyped-def]
@@ -359,7 +359,7 @@ def test_a_held_role_cannot_be_deactivated_by_patch_or_bulk(api):  # type: ignor
 def test_bulk_upsert_writes_one_audit_event(api, org, as_tenant):  # type: ignore[no-untyped-def]
     from sqlalchemy import select
 
-    from certifications.models.automation import AuditEvent
+    from certifications.audit.models import AuditEvent
 
     rows = [{"external_id": f"aud-{i}", "name": f"Asset {i}"} for i in range(3)]
     first = api.post("/assets/bulk", json={"items": rows}).get_json()

@@ -7,9 +7,9 @@ import uuid
 import pytest
 from sqlalchemy import event, insert
 
-from certifications import groups as groups_service
-from certifications.models.catalog import CertificationGroup
-from tenancy import db
+from certifications.catalog import groups as groups_service
+from certifications.catalog.models import CertificationGroup
+from infra import database as db
 
 
 def _group(client, name="Safety", parent_id=None):  # type: ignore[no-untyped-def]

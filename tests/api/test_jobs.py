@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from tenancy.models import Job
+from jobs.models import Job
 
 
 def test_job_visible_to_owner_404_to_others(api_for, make_org, as_tenant):  # type: ignore[no-untyped-def]

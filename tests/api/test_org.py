@@ -148,7 +148,7 @@ def test_module_toggle_needs_a_json_boolean(api):  # type: ignore[no-untyped-def
 def test_get_org_reads_the_organization_once(api, org):  # type: ignore[no-untyped-def]
     from sqlalchemy import event
 
-    from tenancy import db
+    from infra import database as db
 
     statements: list[str] = []
 

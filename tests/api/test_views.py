@@ -12,19 +12,15 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from certifications.models import (
-    Asset,
-    Assignment,
+from certifications.assignments.models import Assignment
+from certifications.catalog.models import (
     Certification,
     CertificationClient,
     CertificationGroup,
     CertificationGroupMember,
-    Client,
-    Employee,
-    Location,
-    Role,
 )
-from tenancy import db
+from certifications.directory.models import Asset, Client, Employee, Location, Role
+from infra import database as db
 
 ZERO = {"valid": 0, "upcoming": 0, "missing": 0, "expires_soon": 0, "expired": 0, "revoked": 0}
 

@@ -151,7 +151,9 @@ TODAY = date(2026, 11, 29)
 @pytest.fixture
 def arrange(as_tenant) -> Callable[..., Any]:  # type: ignore[no-untyped-def]
     """`arrange(org)` → a builder that creates rows directly through the ORM as that org."""
-    from certifications.models import Asset, Assignment, Certification, Client, Employee
+    from certifications.assignments.models import Assignment
+    from certifications.catalog.models import Certification
+    from certifications.directory.models import Asset, Client, Employee
 
     class Builder:
         def __init__(self, org: Any) -> None:

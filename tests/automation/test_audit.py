@@ -7,9 +7,10 @@ from urllib.parse import quote
 
 from sqlalchemy import select
 
-from certifications import audit
-from certifications.models import AuditEvent, Role
-from tenancy import context
+from certifications.audit import trail as audit
+from certifications.audit.models import AuditEvent
+from certifications.directory.models import Role
+from infra import context
 
 
 def _events(api, **params):  # type: ignore[no-untyped-def]

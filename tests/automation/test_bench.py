@@ -11,10 +11,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from certifications import delivery
-from certifications.models import Notification
-from certifications.notifications import evaluate_rules
-from tenancy import context, db
+from certifications.automation import delivery
+from certifications.automation.models import Notification
+from certifications.automation.notifications import evaluate_rules
+from infra import context
+from infra import database as db
 from tests.automation.conftest import TODAY
 
 N = int(os.environ.get("BENCH_NOTIFICATIONS", "1000"))
@@ -27,7 +28,8 @@ def test_delivery_throughput(make_org, arrange, smtp, settings, as_tenant, threa
     a = arrange(org)
     rule = {"trigger": "before_expiry", "days": 30, "recipients": ["holder"], "channels": ["email"]}
     cert = a.certification(notification_rules=[rule])
-    from certifications.models import Assignment, Employee
+    from certifications.assignments.models import Assignment
+    from certifications.directory.models import Employee
 
     with as_tenant(org.id) as s:  # arrange N holders in one go
         emps = [Employee(name=f"E{i}", email=f"e{i}@example.test") for i in range(N)]

@@ -14,10 +14,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from certifications import delivery
-from certifications.models import Notification
-from certifications.notifications import evaluate_rules
-from tenancy import context, db
+from certifications.automation import delivery
+from certifications.automation.models import Notification
+from certifications.automation.notifications import evaluate_rules
+from infra import context
+from infra import database as db
 from tenancy.models import Organization
 from tests.automation.conftest import TODAY
 
@@ -154,9 +155,10 @@ def test_two_concurrent_workers_send_each_email_once(make_org, arrange, smtp, se
 
 KILL_SCRIPT = """
 import os, signal, sys, uuid
-from certifications import delivery
-from certifications.settings import load_settings
-from tenancy import context, db
+from certifications.automation import delivery
+from infra.settings import load_settings
+from infra import context
+from infra import database as db
 
 settings = load_settings()
 db.configure(settings)
@@ -274,7 +276,7 @@ def test_webhook_is_signed_with_the_org_secret_and_retried_on_non_2xx(
 
 
 def test_a_reminder_for_a_renewed_cycle_is_cancelled_not_sent(scenario, smtp, settings, as_tenant):  # type: ignore[no-untyped-def]
-    from certifications.models import Assignment
+    from certifications.assignments.models import Assignment
 
     org, asg = scenario
     _evaluate(as_tenant, org)

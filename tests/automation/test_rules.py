@@ -7,8 +7,8 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from certifications.models import Notification
-from certifications.notifications import evaluate_rules
+from certifications.automation.models import Notification
+from certifications.automation.notifications import evaluate_rules
 from tests.automation.conftest import TODAY
 
 EMAIL_30 = {"trigger": "before_expiry", "days": 30, "recipients": ["holder"], "channels": ["email"]}
@@ -147,7 +147,7 @@ def test_webhook_channel_needs_a_webhook_url(make_org, arrange, as_tenant):  # t
 def test_new_cycle_gets_its_own_notification_and_cancels_the_old_pending_one(
     org, arrange, as_tenant
 ):  # type: ignore[no-untyped-def]
-    from certifications.models import Assignment
+    from certifications.assignments.models import Assignment
 
     a = arrange(org)
     cert = a.certification(notification_rules=[EMAIL_30])

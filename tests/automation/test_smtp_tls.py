@@ -17,10 +17,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from sqlalchemy import select
 
-from certifications import delivery
-from certifications.models import Notification
-from certifications.notifications import evaluate_rules
-from tenancy import context
+from certifications.automation import delivery
+from certifications.automation.models import Notification
+from certifications.automation.notifications import evaluate_rules
+from infra import context
 from tests.automation.conftest import TODAY, SmtpSink, _free_port
 
 

@@ -7,8 +7,9 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from certifications.models import Assignment, Task
-from certifications.tasks import evaluate_task_rules
+from certifications.assignments.models import Assignment
+from certifications.automation.models import Task
+from certifications.automation.tasks import evaluate_task_rules
 from tests.automation.conftest import TODAY
 
 HOLDER_14 = {"days_before_expiry": 14, "assignee": "holder"}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from certifications.delivery import DeliveryError, check_webhook_target
-from certifications.settings import load_settings
+from certifications.automation.delivery import DeliveryError, check_webhook_target
+from infra.settings import load_settings
 
 PRIVATE = [
     "http://127.0.0.1:8080/hook",

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from certifications.models import Notification, Task
+from certifications.automation.models import Notification, Task
 from tests.automation.conftest import TODAY
 from workers import periodic
 
@@ -69,7 +69,7 @@ def test_refusing_server_through_the_worker_ends_failed_and_visible(
 
 
 def test_notifications_api_filters_pages_and_guards(make_org, arrange, api_for, as_tenant):  # type: ignore[no-untyped-def]
-    from certifications.notifications import evaluate_rules
+    from certifications.automation.notifications import evaluate_rules
 
     org = _setup(make_org, arrange, n=3)
     with as_tenant(org.id) as s:
@@ -116,10 +116,10 @@ def test_notifications_api_filters_pages_and_guards(make_org, arrange, api_for, 
 def test_deliver_step_queues_each_row_once_and_requeues_lost_or_stuck_ones(
     make_org, arrange, as_tenant
 ):  # type: ignore[no-untyped-def]
-    from certifications.automation import REQUEUE_AFTER, enqueue_deliveries
-    from certifications.delivery import LEASE
-    from certifications.notifications import evaluate_rules
-    from tenancy.models import OutboxMessage
+    from certifications.automation.delivery import LEASE
+    from certifications.automation.notifications import evaluate_rules
+    from certifications.automation.pipeline import REQUEUE_AFTER, enqueue_deliveries
+    from jobs.models import OutboxMessage
 
     org = _setup(make_org, arrange, n=2)
     with as_tenant(org.id) as s:  # never committed: nothing reaches the broker

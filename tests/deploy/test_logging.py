@@ -8,14 +8,14 @@ import json
 import logging
 import uuid
 
-from certifications.logging import (
+from infra import context
+from infra.logging import (
     AccessJsonFormatter,
     ContextFilter,
     JsonFormatter,
     gunicorn_logconfig,
     log_format,
 )
-from tenancy import context
 
 
 def _line(formatter: logging.Formatter, emit) -> dict:  # type: ignore[no-untyped-def]

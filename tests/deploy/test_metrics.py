@@ -12,8 +12,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 
 from api.metrics import DatabaseCollector
-from tenancy import context, db
-from tenancy.models import Job, OutboxMessage
+from infra import context
+from infra import database as db
+from jobs.models import Job, OutboxMessage
 from workers.metrics import MESSAGES, WorkerMetrics
 
 

@@ -20,9 +20,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
-from tenancy import context, db
+from infra import context
+from infra import database as db
+from jobs.models import OutboxMessage
 from tenancy.auth import TENANT_SCOPES, issue_token
-from tenancy.models import OutboxMessage
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUEST_ID = f"smoke-{uuid.uuid4().hex}"
@@ -118,7 +119,7 @@ def production_layout(tmp_path, settings):  # type: ignore[no-untyped-def]
         stderr=subprocess.STDOUT,
     )
     worker = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "worker", "--processes", "1", "--threads", "2"],
+        [sys.executable, "-m", "runtime.cli", "worker", "--processes", "1", "--threads", "2"],
         cwd=ROOT,
         env=worker_env,
         stdout=logs["worker"],

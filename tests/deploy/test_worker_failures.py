@@ -7,9 +7,10 @@ import uuid
 
 from sqlalchemy import select
 
-from certifications.outbox import request_job
-from tenancy import context, db
-from tenancy.models import OutboxMessage
+from infra import context
+from infra import database as db
+from jobs.models import OutboxMessage
+from jobs.outbox import request_job
 
 
 def test_final_failure_marks_the_outbox_row_failed(org, as_tenant, jobs) -> None:  # type: ignore[no-untyped-def]

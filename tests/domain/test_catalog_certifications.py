@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from certifications import catalog
-from certifications.errors import Conflict
-from certifications.models.assignments import Assignment
-from tenancy import context, db
+from certifications.assignments.models import Assignment
+from certifications.catalog import service as catalog
+from infra import context
+from infra import database as db
+from infra.errors import Conflict
 
 
 def _create(org_id: Any, **data: Any) -> uuid.UUID:

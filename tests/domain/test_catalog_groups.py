@@ -8,10 +8,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from certifications import groups
-from certifications.errors import Conflict
-from certifications.models.catalog import CertificationGroup
-from tenancy import context, db
+from certifications.catalog import groups
+from certifications.catalog.models import CertificationGroup
+from infra import context
+from infra import database as db
+from infra.errors import Conflict
 
 
 def _make_chain(org_id: Any, depth: int) -> list[Any]:

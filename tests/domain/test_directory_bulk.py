@@ -9,11 +9,11 @@ from contextlib import contextmanager
 import pytest
 from sqlalchemy import event, func, select
 
-from certifications.directory import KINDS
-from certifications.directory_bulk import bulk_upsert, parse_csv
-from certifications.errors import Invalid
-from certifications.models.directory import Employee, Role
-from tenancy import db
+from certifications.directory.bulk import bulk_upsert, parse_csv
+from certifications.directory.models import Employee, Role
+from certifications.directory.service import KINDS
+from infra import database as db
+from infra.errors import Invalid
 
 
 @contextmanager

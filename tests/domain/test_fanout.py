@@ -11,11 +11,13 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import event, func, select, update
 
-from certifications import fanout
-from certifications.models import Assignment, Employee, StatusEvent
-from tenancy import context, db
-from tenancy.db import utcnow
-from tenancy.models import Job
+from certifications.assignments import fanout
+from certifications.assignments.models import Assignment, StatusEvent
+from certifications.directory.models import Employee
+from infra import context
+from infra import database as db
+from infra.database import utcnow
+from jobs.models import Job
 from tests.support import assignment_data as data
 
 TODAY = date(2026, 3, 31)
@@ -178,7 +180,7 @@ def test_deactivated_employee_loses_unrecorded(org, as_tenant):  # type: ignore[
 
 
 def test_role_removed_from_certification(org, as_tenant):  # type: ignore[no-untyped-def]
-    from certifications.models import CertificationRole
+    from certifications.catalog.models import CertificationRole
 
     role = data.role(org.id)
     cert = data.certification(org.id, role_ids=[role.id])

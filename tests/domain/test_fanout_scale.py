@@ -12,10 +12,12 @@ import uuid
 import pytest
 from sqlalchemy import delete, func, insert, select
 
-from certifications import fanout
-from certifications.models import Assignment, Employee
-from tenancy import context, db
-from tenancy.db import utcnow
+from certifications.assignments import fanout
+from certifications.assignments.models import Assignment
+from certifications.directory.models import Employee
+from infra import context
+from infra import database as db
+from infra.database import utcnow
 from tests.support import assignment_data as data
 
 SIZE = 50_000

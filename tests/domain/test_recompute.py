@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from certifications import recompute
-from certifications.models import Assignment, Certification, StatusEvent
-from certifications.recompute import recompute_statuses, refresh_expiries
-from certifications.status import assignment_status
+from certifications.assignments import recompute
+from certifications.assignments.models import Assignment, StatusEvent
+from certifications.assignments.recompute import recompute_statuses, refresh_expiries
+from certifications.assignments.status import assignment_status
+from certifications.catalog.models import Certification
 from tests.conftest import BACKEND
 
 TODAY = date(2026, 6, 15)

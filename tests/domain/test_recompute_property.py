@@ -9,9 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from certifications.models import Assignment, Certification, StatusEvent
-from certifications.recompute import recompute_statuses
-from certifications.status import STATUSES, compute_status
+from certifications.assignments.models import Assignment, StatusEvent
+from certifications.assignments.recompute import recompute_statuses
+from certifications.assignments.status import STATUSES, compute_status
+from certifications.catalog.models import Certification
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 BASE = date(2026, 3, 1)

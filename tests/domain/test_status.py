@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from certifications.status import (
+from certifications.assignments.status import (
     EXPIRED,
     EXPIRES_SOON,
     MISSING,

@@ -7,9 +7,10 @@ import uuid
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from api.cli import main
-from certifications.models import Assignment, Employee, Role
-from certifications.status import STATUSES
+from certifications.assignments.models import Assignment
+from certifications.assignments.status import STATUSES
+from certifications.directory.models import Employee, Role
+from runtime.cli import main
 
 
 def _org_and_token(output: str) -> tuple[uuid.UUID, str]:

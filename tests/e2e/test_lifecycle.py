@@ -11,10 +11,11 @@ from datetime import date, timedelta
 
 from sqlalchemy import func, select
 
-from certifications.models import StatusEvent
-from certifications.outbox import request_job
-from tenancy import context, db
-from tenancy.models import OutboxMessage
+from certifications.assignments.models import StatusEvent
+from infra import context
+from infra import database as db
+from jobs.models import OutboxMessage
+from jobs.outbox import request_job
 
 TODAY = date.today()  # the org's zone is UTC
 

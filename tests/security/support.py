@@ -18,9 +18,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from tenancy import context, db
+from infra import context
+from infra import database as db
+from infra.database import Base
 from tenancy.auth import TENANT_SCOPES
-from tenancy.db import Base
 from tenancy.models import Organization, TenantScoped
 
 PREFIX = "/api/v1"
@@ -128,7 +129,7 @@ def dangling_refs(doc: dict[str, Any]) -> list[str]:
 @functools.cache
 def openapi_doc() -> dict[str, Any]:
     from api import create_app
-    from certifications.settings import load_settings
+    from infra.settings import load_settings
 
     app = create_app(load_settings())
     resp = app.test_client().get(PREFIX + "/openapi.json")

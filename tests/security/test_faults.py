@@ -24,9 +24,10 @@ import pytest
 from sqlalchemy import create_engine, event, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
-from certifications.outbox import request_job
-from tenancy import context, db
-from tenancy.models import Job, OutboxMessage
+from infra import context
+from infra import database as db
+from jobs.models import Job, OutboxMessage
+from jobs.outbox import request_job
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -169,7 +170,8 @@ def _outbox_states(org_id: uuid.UUID) -> dict[str, int]:
 
 
 def _arrange_fanout(org_id: uuid.UUID, n: int) -> tuple[uuid.UUID, uuid.UUID]:
-    from certifications.models import Certification, CertificationRole, Employee, Role
+    from certifications.catalog.models import Certification, CertificationRole
+    from certifications.directory.models import Employee, Role
 
     with context.tenant(org_id), db.new_session() as s:
         role = Role(name="Crew")
@@ -192,7 +194,7 @@ def _arrange_fanout(org_id: uuid.UUID, n: int) -> tuple[uuid.UUID, uuid.UUID]:
 
 
 def _assignment_counts(org_id: uuid.UUID, cert_id: uuid.UUID) -> tuple[int, int]:
-    from certifications.models import Assignment
+    from certifications.assignments.models import Assignment
 
     with context.tenant(org_id), db.new_session() as s:
         total, distinct = s.execute(
@@ -204,7 +206,7 @@ def _assignment_counts(org_id: uuid.UUID, cert_id: uuid.UUID) -> tuple[int, int]
 
 
 def _kill_worker_mid_fanout(make_org, own_stack, n: int) -> None:  # type: ignore[no-untyped-def]
-    import workers.outbox as relay
+    import jobs.relay as relay
 
     if "fanout_certification" not in dramatiq.get_broker().actors:
         pytest.skip("fanout_certification actor not implemented yet")
@@ -260,8 +262,10 @@ def test_sigkill_worker_mid_fanout_100k(make_org, own_stack):  # type: ignore[no
 
 def test_redis_outage_loses_no_job(make_org, own_stack, api_for):  # type: ignore[no-untyped-def]
     """Redis down: every write still answers 2xx (jobs wait in the outbox); Redis back: all run."""
-    import workers.outbox as relay
-    from certifications.models import Assignment, Certification, CertificationRole, Role
+    import jobs.relay as relay
+    from certifications.assignments.models import Assignment
+    from certifications.catalog.models import Certification, CertificationRole
+    from certifications.directory.models import Role
 
     server, make_worker = own_stack
     org = make_org()

@@ -17,7 +17,8 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from tenancy import context, db
+from infra import context
+from infra import database as db
 from tenancy.organizations import create_organization
 from tests.security import support
 
@@ -32,7 +33,7 @@ KNOWN_FINDINGS: dict[str, str] = {}
 @functools.cache
 def fuzz_token() -> str:
     """An org with the HSE module and one row of every kind; its token with every scope."""
-    from certifications.settings import load_settings
+    from infra.settings import load_settings
     from tenancy.auth import TENANT_SCOPES, issue_token
 
     with context.platform(), db.new_session() as s:
@@ -47,7 +48,7 @@ def fuzz_token() -> str:
 def _load_schema() -> Any:
     # Loaded eagerly: schemathesis' lazy `from_fixture` touches `Node._nodeid`, gone in pytest 9.2.
     from api import create_app
-    from certifications.settings import load_settings
+    from infra.settings import load_settings
 
     # Every check stays on. positive_data_acceptance also accepts 422: SPEC §7 answers 422 for
     # domain rules a JSON schema cannot state (a referenced id that does not exist, a cursor

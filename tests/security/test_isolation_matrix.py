@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tenancy import session as tenancy_session
+from tenancy import scoping as tenancy_session
 from tests.security import support
 from tests.security.support import FACTORIES, Operation
 

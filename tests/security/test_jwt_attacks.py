@@ -140,7 +140,7 @@ def rsa_keys():  # type: ignore[no-untyped-def]
 @pytest.fixture
 def rs256_app(settings, rsa_keys):  # type: ignore[no-untyped-def]
     from api import create_app
-    from tenancy import db
+    from infra import database as db
 
     (private, public), _other = rsa_keys
     rs = dataclasses.replace(

@@ -7,8 +7,8 @@ import uuid
 import dramatiq
 
 import workers.broker  # noqa: F401 - broker first
-from tenancy import db
-from tenancy.models import Job
+from infra import database as db
+from jobs.models import Job
 
 
 @dramatiq.actor(queue_name="default", max_retries=0)

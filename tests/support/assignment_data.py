@@ -6,16 +6,10 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from certifications.models import (
-    Asset,
-    Certification,
-    CertificationRole,
-    Client,
-    Employee,
-    Location,
-    Role,
-)
-from tenancy import context, db
+from certifications.catalog.models import Certification, CertificationRole
+from certifications.directory.models import Asset, Client, Employee, Location, Role
+from infra import context
+from infra import database as db
 
 
 def _add(org_id: uuid.UUID, rows: Iterable[Any]) -> list[Any]:

@@ -188,7 +188,7 @@ def test_auth_and_view_share_one_connection(api, org):  # type: ignore[no-untype
     one transaction per request, not one for auth and another for the view."""
     from sqlalchemy import event
 
-    from tenancy import db
+    from infra import database as db
 
     checkouts: list[object] = []
     engine = db.get_engine()

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import ProgrammingError
 
-from certifications.models import Role
-from tenancy import session as tenant_session
+from certifications.directory.models import Role
+from tenancy import scoping as tenant_session
 
 pytestmark = pytest.mark.postgres
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select, update
 
-from certifications.models import Role
-from tenancy import context, db
-from tenancy.session import TenantMismatch
+from certifications.directory.models import Role
+from infra import context
+from infra import database as db
+from tenancy.scoping import TenantMismatch
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from certifications.models import Assignment, StatusEvent
-from certifications.outbox import request_job
+from certifications.assignments.models import Assignment, StatusEvent
+from jobs.outbox import request_job
 from tests.support import assignment_data as data
 
 

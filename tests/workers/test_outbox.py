@@ -9,10 +9,11 @@ import pytest
 from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy import select
 
-from certifications.outbox import request_job
-from tenancy import context, db
-from tenancy.models import Job, OutboxMessage
-from workers import outbox
+from infra import context
+from infra import database as db
+from jobs import relay as outbox
+from jobs.models import Job, OutboxMessage
+from jobs.outbox import request_job
 
 
 def _ping(as_tenant, org, marker):  # type: ignore[no-untyped-def]

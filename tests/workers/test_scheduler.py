@@ -10,14 +10,18 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from api.cli import main as cli
-from certifications import recompute
-from certifications.models import Assignment, Certification, RecomputeState, StatusEvent
-from certifications.outbox import request_job
-from certifications.status import add_months, org_today
-from tenancy import context, db
-from tenancy.models import Job, OutboxMessage
-from workers import outbox, periodic
+from certifications.assignments import recompute
+from certifications.assignments.models import Assignment, StatusEvent
+from certifications.assignments.schedule import RecomputeState
+from certifications.assignments.status import add_months, org_today
+from certifications.catalog.models import Certification
+from infra import context
+from infra import database as db
+from jobs import relay as outbox
+from jobs.models import Job, OutboxMessage
+from jobs.outbox import request_job
+from runtime.cli import main as cli
+from workers import periodic
 from workers.actors.recompute import recompute_step
 from workers.scheduler import Leadership, run_periodic
 

@@ -6,7 +6,7 @@ import uuid
 
 import dramatiq
 
-from certifications import fanout
+from certifications.assignments import fanout
 
 # Fan-out is idempotent, so a retry (or a duplicate delivery) is always safe.
 MAX_RETRIES = 5

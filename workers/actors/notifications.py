@@ -7,8 +7,9 @@ import uuid
 import dramatiq
 
 import workers.broker  # noqa: F401 - broker first
-from certifications import automation, delivery
-from tenancy import db
+from certifications.automation import delivery
+from certifications.automation import pipeline as automation
+from infra import database as db
 from workers.periodic import register_step
 
 # The notification row's `attempts` is the real bound (NOTIFICATION_MAX_ATTEMPTS); this only

@@ -9,7 +9,7 @@ from typing import Any
 import dramatiq
 
 import workers.broker  # noqa: F401 - broker first
-from certifications import recompute
+from certifications.assignments import recompute
 from workers import periodic
 
 MAX_RETRIES = 5  # idempotent: a retry only finishes what is left

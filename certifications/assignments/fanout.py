@@ -1,0 +1,330 @@
+"""Role fan-out (SPEC §5): every active employee of a certification's roles holds it.
+
+Set-based: one `INSERT … SELECT … ON CONFLICT DO NOTHING` creates every missing role-sourced
+assignment of a change (a certification's roles, or a batch of employees), with
+`valid_when_added` applied in the same statement;
+removals are one DELETE (unrecorded) and one UPDATE (recorded: no longer required).
+A new assignment's first status is stored on the row (`status`, `created_at`); status events
+record changes from there on, as the recomputation and every later write do.
+
+Idempotent and safe to run twice at once: the conflict target is the live unique index
+`(org_id, certification_id, subject_id) WHERE revoked_at IS NULL`, so a concurrent run's rows
+are skipped.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Date,
+    Integer,
+    String,
+    Uuid,
+    and_,
+    case,
+    delete,
+    exists,
+    func,
+    literal,
+    null,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from certifications.assignments import status as rules
+from certifications.assignments.models import Assignment, StatusEvent
+from certifications.catalog.models import Certification, CertificationRole
+from certifications.directory.models import Employee
+from infra.database import UTCDateTime, utcnow
+from infra.dialect import new_uuid_sql
+from jobs import state as jobs
+from tenancy.models import Organization
+
+A = Assignment.__table__
+E = Employee.__table__
+CR = CertificationRole.__table__
+C = Certification.__table__
+SE = StatusEvent.__table__
+
+# Bound parameters per statement stay far below PostgreSQL's 65,535 and SQLite's 32,766.
+EMPLOYEE_CHUNK = 5_000
+
+
+def initial_record(cert: Certification, today: date) -> tuple[date | None, date | None, str]:
+    """(issued_on, expires_on, status) of a new role assignment of `cert` created today."""
+    if not cert.valid_when_added:
+        return None, None, rules.MISSING
+    expires = rules.compute_expiry(today, cert.validity_months, cert.validity_days)
+    status = rules.compute_status(
+        revoked=False,
+        issued_on=today,
+        effective_on=today,
+        expires_on=expires,
+        forms_required=cert.forms_required,
+        form_accepted=False,
+        warning_days=cert.warning_days,
+        today=today,
+    )
+    return today, expires, status
+
+
+def fanout_certification(
+    session: Session, org_id: uuid.UUID, certification_id: uuid.UUID, *, today: date, now: datetime
+) -> dict[str, int]:
+    """Bring one certification's role assignments in line with its roles (after a catalog edit)."""
+    # Retire first: it then scans only the assignments that existed before this change.
+    changes = _retire(session, org_id, now, [A.c.certification_id == certification_id])
+    cert = session.get(Certification, certification_id)
+    live = [cert] if cert is not None and _fans_out(cert) else []
+    created = _insert_missing(session, org_id, live, today, now, employee_ids=None)
+    return {"created": created, **changes}
+
+
+def fanout_employees(
+    session: Session,
+    org_id: uuid.UUID,
+    employee_ids: Sequence[uuid.UUID],
+    *,
+    today: date,
+    now: datetime,
+) -> dict[str, int]:
+    """Bring these employees' role assignments in line with their role and `active` flag."""
+    report = {"created": 0, "removed": 0, "not_required": 0, "required_again": 0}
+    for chunk in _chunks(sorted(set(employee_ids)), EMPLOYEE_CHUNK):
+        # subject_type first: the (org, type, subject) index then probes just these employees.
+        scope = [A.c.subject_type == "employee", A.c.subject_id.in_(chunk)]
+        for key, value in _retire(session, org_id, now, scope).items():
+            report[key] += value
+        certs = _certifications_for(session, org_id, chunk)
+        report["created"] += _insert_missing(session, org_id, certs, today, now, employee_ids=chunk)
+    return report
+
+
+def count_role_members(session: Session, org_id: uuid.UUID, certification_id: uuid.UUID) -> int:
+    """Active employees in the certification's roles (the size of a fan-out, for job progress)."""
+    stmt = (
+        select(func.count())
+        .select_from(E.join(CR, and_(CR.c.org_id == E.c.org_id, CR.c.role_id == E.c.role_id)))
+        .where(E.c.org_id == org_id, E.c.active, CR.c.certification_id == certification_id)
+    )
+    return int(session.execute(stmt).scalar_one())
+
+
+def _fans_out(cert: Certification) -> bool:
+    return cert.type == "employee" and cert.archived_at is None
+
+
+def _certifications_for(
+    session: Session, org_id: uuid.UUID, employee_ids: Sequence[uuid.UUID]
+) -> list[Certification]:
+    """The live employee certifications of the roles these employees hold (a few, not rows)."""
+    roles = select(E.c.role_id).where(E.c.org_id == org_id, E.c.id.in_(employee_ids))
+    cert_ids = select(CR.c.certification_id).where(CR.c.org_id == org_id, CR.c.role_id.in_(roles))
+    stmt = select(Certification).where(Certification.id.in_(cert_ids))
+    return [c for c in session.scalars(stmt) if _fans_out(c)]
+
+
+def _insert_missing(
+    session: Session,
+    org_id: uuid.UUID,
+    certs: list[Certification],
+    today: date,
+    now: datetime,
+    *,
+    employee_ids: Sequence[uuid.UUID] | None,
+) -> int:
+    """The one INSERT … SELECT … ON CONFLICT DO NOTHING of a change; returns rows created."""
+    if not certs:
+        return 0
+    initial = {c.id: initial_record(c, today) for c in certs}
+    issued = _per_cert(initial, 0, Date())
+    expires = _per_cert(initial, 1, Date())
+    status = _per_cert(initial, 2, String())
+    stamp = literal(now, UTCDateTime())
+    dialect = session.get_bind().dialect.name
+    rows = (
+        select(
+            new_uuid_sql(dialect),
+            literal(org_id, Uuid()),
+            CR.c.certification_id,
+            literal("employee", String()),
+            E.c.id,
+            literal("role", String()),
+            literal(True, Boolean()),
+            literal(1, Integer()),
+            issued,
+            issued,
+            expires,
+            status,
+            stamp,
+            stamp,
+            stamp,
+        )
+        .select_from(E.join(CR, and_(CR.c.org_id == E.c.org_id, CR.c.role_id == E.c.role_id)))
+        .where(
+            E.c.org_id == org_id,
+            E.c.active,
+            CR.c.certification_id.in_(list(initial)),
+            # A revoked certificate stays the subject's record until someone assigns it anew.
+            # NOT IN over the (few) revoked pairs: one hashed pass, whatever the statistics say
+            # (a per-employee NOT EXISTS probe degrades to a quadratic plan on fresh tables).
+            tuple_(CR.c.certification_id, E.c.id).not_in(
+                select(A.c.certification_id, A.c.subject_id).where(
+                    A.c.org_id == org_id,
+                    A.c.certification_id.in_(list(initial)),
+                    A.c.status == rules.REVOKED,  # probes (org, certification, status)
+                    A.c.revoked_at.is_not(None),
+                )
+            ),
+        )
+    )
+    if employee_ids is not None:
+        rows = rows.where(E.c.id.in_(list(employee_ids)))
+    columns = [
+        "id",
+        "org_id",
+        "certification_id",
+        "subject_type",
+        "subject_id",
+        "source",
+        "required",
+        "cycle",
+        "issued_on",
+        "effective_on",
+        "expires_on",
+        "status",
+        "status_changed_at",
+        "created_at",
+        "updated_at",
+    ]
+    stmt = upsert_insert(dialect, A).from_select(columns, rows, include_defaults=False)
+    stmt = stmt.on_conflict_do_nothing(
+        index_elements=[A.c.org_id, A.c.certification_id, A.c.subject_id],
+        index_where=A.c.revoked_at.is_(None),
+    )
+    return _rowcount(session, stmt)
+
+
+def _rowcount(session: Session, stmt: Any) -> int:
+    # SQLAlchemy reports INSERT row counts only when asked to keep them.
+    result = session.execute(stmt.execution_options(preserve_rowcount=True))
+    return max(result.rowcount or 0, 0)
+
+
+def _retire(
+    session: Session, org_id: uuid.UUID, now: datetime, scope: list[ColumnElement[bool]]
+) -> dict[str, int]:
+    """Role assignments whose role no longer applies: unrecorded ones go, recorded ones stay
+    (history) but stop counting as required; ones whose role applies again count again."""
+    applies = exists().where(
+        E.c.org_id == A.c.org_id,
+        E.c.id == A.c.subject_id,
+        E.c.active,
+        CR.c.org_id == A.c.org_id,
+        CR.c.certification_id == A.c.certification_id,
+        CR.c.role_id == E.c.role_id,
+    )
+    role_live = [A.c.org_id == org_id, A.c.source == "role", A.c.revoked_at.is_(None), *scope]
+    removed = session.execute(delete(A).where(*role_live, A.c.issued_on.is_(None), ~applies))
+    unrequired = session.execute(
+        update(A)
+        .where(*role_live, A.c.issued_on.is_not(None), A.c.required, ~applies)
+        .values(required=False, updated_at=now)
+    )
+    required_again = session.execute(
+        update(A).where(*role_live, ~A.c.required, applies).values(required=True, updated_at=now)
+    )
+    return {
+        "removed": max(removed.rowcount or 0, 0),
+        "not_required": max(unrequired.rowcount or 0, 0),
+        "required_again": max(required_again.rowcount or 0, 0),
+    }
+
+
+def _per_cert(initial: dict[uuid.UUID, tuple[Any, ...]], index: int, type_: Any) -> Any:
+    """One value per certification, as a literal or a CASE on the certification id."""
+    values = {cid: v[index] for cid, v in initial.items()}
+    distinct = set(values.values())
+    if len(distinct) == 1:
+        (only,) = distinct
+        return literal(only, type_) if only is not None else null()
+    return case(
+        *[(CR.c.certification_id == cid, literal(v, type_)) for cid, v in values.items()],
+        else_=null(),
+    )
+
+
+def upsert_insert(dialect_name: str, table: Any) -> Any:
+    """The dialect's INSERT that supports ON CONFLICT (PostgreSQL and SQLite)."""
+    if dialect_name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def _chunks(items: list[uuid.UUID], size: int) -> Iterable[list[uuid.UUID]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def run_certification_fanout(
+    org_id: uuid.UUID,
+    certification_id: uuid.UUID,
+    job_id: uuid.UUID | str | None = None,
+    now: datetime | None = None,
+) -> dict[str, int]:
+    """The job behind `fanout_certification`: one transaction, progress on the Job."""
+    stamp = now or utcnow()
+
+    def work(session: Session) -> dict[str, int]:
+        today = org_today_for(session, org_id, stamp)
+        total = count_role_members(session, org_id, certification_id)
+        jobs.progress_job(session, job_id, 0, total=total)
+        report = fanout_certification(session, org_id, certification_id, today=today, now=stamp)
+        jobs.finish_job(session, job_id, done=total, result=report)
+        return report
+
+    return jobs.run_job(job_id, work)
+
+
+def run_employee_fanout(
+    org_id: uuid.UUID,
+    employee_ids: Sequence[uuid.UUID],
+    job_id: uuid.UUID | str | None = None,
+    now: datetime | None = None,
+) -> dict[str, int]:
+    """The job behind `fanout_employees`: one transaction per batch, so a large import shows
+    progress (`done` grows batch by batch; each batch is idempotent, so a retry is safe)."""
+    stamp = now or utcnow()
+    ids = sorted(set(employee_ids))
+
+    def work(session: Session) -> dict[str, int]:
+        today = org_today_for(session, org_id, stamp)
+        jobs.progress_job(session, job_id, 0, total=len(ids))
+        report = {"created": 0, "removed": 0, "not_required": 0, "required_again": 0}
+        done = 0
+        for chunk in _chunks(ids, EMPLOYEE_CHUNK):
+            part = fanout_employees(session, org_id, chunk, today=today, now=stamp)
+            report = {key: report[key] + part[key] for key in report}
+            done += len(chunk)
+            if done < len(ids):
+                jobs.progress_job(session, job_id, done)
+                session.commit()
+        jobs.finish_job(session, job_id, done=len(ids), result=report)
+        return report
+
+    return jobs.run_job(job_id, work)
+
+
+def org_today_for(session: Session, org_id: uuid.UUID, now: datetime) -> date:
+    """'Today' in the organization's time zone."""
+    org = session.get(Organization, org_id)
+    return rules.org_today(org.timezone if org else "UTC", now)

@@ -1,0 +1,145 @@
+"""Assignments (certification records of one subject), their cycles, status events and forms."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Date,
+    Index,
+    Integer,
+    String,
+    Text,
+    false,
+    func,
+    text,
+    true,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from infra.database import Base, Timestamps, UTCDateTime, utcnow
+from tenancy.keys import tenant_fk
+from tenancy.models import TenantEntity
+
+STATUSES = ("valid", "upcoming", "missing", "expires_soon", "expired", "revoked")
+_LIVE = text("revoked_at IS NULL")
+
+
+class Assignment(TenantEntity, Timestamps, Base):
+    __tablename__ = "assignments"
+    __table_args__ = (
+        tenant_fk("certification_id", "certifications"),
+        CheckConstraint(
+            "subject_type IN ('employee', 'asset', 'client', 'location')", name="subject_type"
+        ),
+        CheckConstraint("source IN ('manual', 'role')", name="source"),
+        CheckConstraint(
+            "status IN ('valid', 'upcoming', 'missing', 'expires_soon', 'expired', 'revoked')",
+            name="status",
+        ),
+        # One live (not revoked) assignment per certification and subject.
+        Index(
+            "uq_assignments_live",
+            "org_id",
+            "certification_id",
+            "subject_id",
+            unique=True,
+            postgresql_where=_LIVE,
+            sqlite_where=_LIVE,
+        ),
+        # certification_id last: the views' "latest cycle of this certification" probe is exact.
+        Index("ix_assignments_subject", "org_id", "subject_type", "subject_id", "certification_id"),
+        Index("ix_assignments_cert_status", "org_id", "certification_id", "status"),
+        Index("ix_assignments_org_status", "org_id", "status"),
+        Index("ix_assignments_org_expires", "org_id", "expires_on"),
+    )
+
+    certification_id: Mapped[uuid.UUID] = mapped_column()
+    subject_type: Mapped[str] = mapped_column(String(16))
+    # Polymorphic: validated against the subject's table by the service, inside the tenant.
+    subject_id: Mapped[uuid.UUID] = mapped_column()
+    source: Mapped[str] = mapped_column(String(16), default="manual", server_default="manual")
+    # False once a role-sourced, recorded assignment's role no longer applies (kept as history).
+    required: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    cycle: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    issued_on: Mapped[date | None] = mapped_column(Date)
+    effective_on: Mapped[date | None] = mapped_column(Date)
+    expires_on: Mapped[date | None] = mapped_column(Date)
+    # True when `expires_on` was given explicitly; false = computed from `validity`, so a change
+    # of the certification's validity recomputes it
+    # (certifications.assignments.recompute.refresh_expiries).
+    expires_explicit: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    notes: Mapped[str | None] = mapped_column(Text)
+    form_accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16), default="missing", server_default="missing")
+    status_changed_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, default=utcnow, server_default=func.now()
+    )
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_reason: Mapped[str | None] = mapped_column(Text)
+    revoked_by: Mapped[str | None] = mapped_column(String(200))
+    created_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class AssignmentCycle(TenantEntity, Base):
+    """One recorded cycle (issue → expiry) of an assignment; renewing closes the current one."""
+
+    __tablename__ = "assignment_cycles"
+    __table_args__ = (
+        tenant_fk("assignment_id", "assignments", ondelete="CASCADE"),
+        Index("ix_assignment_cycles_assignment", "org_id", "assignment_id", "cycle"),
+    )
+
+    assignment_id: Mapped[uuid.UUID] = mapped_column()
+    cycle: Mapped[int] = mapped_column(Integer)
+    issued_on: Mapped[date | None] = mapped_column(Date)
+    effective_on: Mapped[date | None] = mapped_column(Date)
+    expires_on: Mapped[date | None] = mapped_column(Date)
+    notes: Mapped[str | None] = mapped_column(Text)
+    recorded_by: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, default=utcnow, server_default=func.now()
+    )
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class StatusEvent(TenantEntity, Base):
+    """Every change of an assignment's stored status: the source of notifications and audit."""
+
+    __tablename__ = "status_events"
+    __table_args__ = (
+        tenant_fk("assignment_id", "assignments", ondelete="CASCADE"),
+        Index("ix_status_events_assignment", "org_id", "assignment_id", "created_at"),
+        Index("ix_status_events_org_created", "org_id", "created_at"),
+    )
+
+    assignment_id: Mapped[uuid.UUID] = mapped_column()
+    cycle: Mapped[int] = mapped_column(Integer, default=1)
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    on_date: Mapped[date] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, default=utcnow, server_default=func.now()
+    )
+
+
+class FormSubmission(TenantEntity, Base):
+    __tablename__ = "form_submissions"
+    __table_args__ = (
+        tenant_fk("assignment_id", "assignments", ondelete="CASCADE"),
+        Index("ix_form_submissions_assignment", "org_id", "assignment_id"),
+    )
+
+    assignment_id: Mapped[uuid.UUID] = mapped_column()
+    cycle: Mapped[int] = mapped_column(Integer, default=1)
+    answers: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="accepted")
+    submitted_by: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, default=utcnow, server_default=func.now()
+    )

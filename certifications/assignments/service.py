@@ -1,0 +1,366 @@
+"""Assignments (SPEC §4): create, change dates, renew, revoke, form submissions, history.
+
+Services only flush; the caller (request or job) owns the commit. Every write stores the status
+the rules give for "today" in the organization's time zone and records a status event when it
+changes (the source of notifications and the audit trail).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from certifications.assignments import status as rules
+from certifications.assignments.models import (
+    Assignment,
+    AssignmentCycle,
+    FormSubmission,
+    StatusEvent,
+)
+from certifications.catalog import forms
+from certifications.catalog.models import Certification
+from certifications.directory.models import SUBJECT_MODELS
+from infra.context import require_org_id
+from infra.errors import Conflict, Invalid, NotFound
+from tenancy.models import Organization
+
+DATE_FIELDS = ("issued_on", "effective_on", "expires_on")
+
+
+def org_today(session: Session, now: datetime) -> date:
+    """'Today' for status purposes: the current organization's local date."""
+    org = session.get(Organization, require_org_id())
+    return rules.org_today(org.timezone if org else "UTC", now)
+
+
+def get_assignment(session: Session, assignment_id: uuid.UUID) -> Assignment:
+    assignment = session.get(Assignment, assignment_id)
+    if assignment is None:
+        raise NotFound("assignment", assignment_id)
+    return assignment
+
+
+def list_assignments(filters: dict[str, Any]) -> Select[tuple[Assignment]]:
+    """The list query with equality filters (tenant scoping is added by the session)."""
+    stmt = select(Assignment)
+    for name in ("certification_id", "subject_type", "subject_id", "status", "source", "required"):
+        if filters.get(name) is not None:
+            stmt = stmt.where(getattr(Assignment, name) == filters[name])
+    return stmt
+
+
+def create_assignment(
+    session: Session, data: dict[str, Any], *, actor: str, now: datetime
+) -> Assignment:
+    """Assign a certification to one subject (source `manual`)."""
+    cert = _certification_for_create(session, data["certification_id"])
+    if data["subject_type"] != cert.type:
+        raise Invalid({"subject_type": [f"This certification applies to {cert.type}s."]})
+    model = SUBJECT_MODELS[data["subject_type"]]
+    if session.get(model, data["subject_id"]) is None:
+        raise Invalid({"subject_id": [f"No {data['subject_type']} with this id."]})
+    _refuse_second_live(session, cert.id, data["subject_id"])
+    today = org_today(session, now)
+    issued = data.get("issued_on")
+    if issued is None and cert.valid_when_added:
+        issued = today
+    issued, effective, expires = _dates(
+        cert, issued, data.get("effective_on"), data.get("expires_on")
+    )
+    assignment = Assignment(
+        id=uuid.uuid4(),
+        certification_id=cert.id,
+        subject_type=data["subject_type"],
+        subject_id=data["subject_id"],
+        source="manual",
+        required=True,
+        cycle=1,
+        issued_on=issued,
+        effective_on=effective,
+        expires_on=expires,
+        expires_explicit=data.get("expires_on") is not None,
+        notes=data.get("notes"),
+        status=rules.MISSING,
+        status_changed_at=now,
+        created_by=actor,
+        created_at=now,
+        updated_at=now,
+    )
+    try:
+        with session.begin_nested():
+            session.add(assignment)
+            session.flush()
+    except IntegrityError as exc:  # a concurrent request won the race for the live slot
+        raise _live_conflict() from exc
+    restatus(session, assignment, cert, today, now, created=True)
+    return assignment
+
+
+def update_assignment(
+    session: Session, assignment: Assignment, changes: dict[str, Any], *, now: datetime
+) -> Assignment:
+    """Correct the current cycle's dates or notes; expiry follows unless given explicitly."""
+    if "notes" in changes:
+        assignment.notes = changes["notes"]
+    date_changes = {k: v for k, v in changes.items() if k in DATE_FIELDS}
+    if date_changes:
+        _refuse_revoked(assignment)
+        cert = _certification(session, assignment.certification_id)
+        issued = date_changes.get("issued_on", assignment.issued_on)
+        effective = date_changes.get("effective_on", assignment.effective_on)
+        if "issued_on" in date_changes and "effective_on" not in date_changes:
+            # An effective date that merely defaulted to the issue date follows it.
+            if assignment.effective_on in (None, assignment.issued_on):
+                effective = None
+        expires = date_changes.get("expires_on", assignment.expires_on)
+        moved = date_changes.keys() & {"issued_on", "effective_on"}
+        if "expires_on" not in date_changes and moved and not assignment.expires_explicit:
+            expires = None  # a computed expiry follows the new dates
+        if issued is None and "issued_on" in date_changes:
+            effective = expires = None  # clearing the record clears its dates
+        assignment.issued_on, assignment.effective_on, assignment.expires_on = _dates(
+            cert, issued, effective, expires
+        )
+        if "expires_on" in date_changes:
+            assignment.expires_explicit = date_changes["expires_on"] is not None
+        elif expires is None:
+            assignment.expires_explicit = False
+    assignment.updated_at = now
+    session.flush()
+    cert = _certification(session, assignment.certification_id)
+    restatus(session, assignment, cert, org_today(session, now), now)
+    return assignment
+
+
+def renew_assignment(
+    session: Session, assignment: Assignment, data: dict[str, Any], *, actor: str, now: datetime
+) -> Assignment:
+    """Record a new cycle; the previous one is kept in the assignment's history."""
+    _refuse_revoked(assignment)
+    cert = _certification(session, assignment.certification_id)
+    today = org_today(session, now)
+    issued, effective, expires = _dates(
+        cert, data.get("issued_on") or today, data.get("effective_on"), data.get("expires_on")
+    )
+    session.add(
+        AssignmentCycle(
+            assignment_id=assignment.id,
+            cycle=assignment.cycle,
+            issued_on=assignment.issued_on,
+            effective_on=assignment.effective_on,
+            expires_on=assignment.expires_on,
+            notes=assignment.notes,
+            recorded_by=assignment.created_by,
+            created_at=assignment.updated_at or now,
+            closed_at=now,
+        )
+    )
+    assignment.cycle += 1
+    assignment.issued_on, assignment.effective_on = issued, effective
+    assignment.expires_on = expires
+    assignment.expires_explicit = data.get("expires_on") is not None
+    assignment.form_accepted_at = None  # a new cycle needs its own accepted form
+    if "notes" in data:
+        assignment.notes = data["notes"]
+    assignment.updated_at = now
+    session.flush()
+    restatus(session, assignment, cert, today, now, cycle_started=True)
+    return assignment
+
+
+def revoke_assignment(
+    session: Session, assignment: Assignment, reason: str, *, actor: str, now: datetime
+) -> Assignment:
+    """Cancel on purpose, with a documented reason; the row stays as history."""
+    _refuse_revoked(assignment)
+    assignment.revoked_at = now
+    assignment.revoked_reason = reason
+    assignment.revoked_by = actor
+    assignment.updated_at = now
+    session.flush()
+    cert = _certification(session, assignment.certification_id)
+    restatus(session, assignment, cert, org_today(session, now), now)
+    return assignment
+
+
+def submit_form(
+    session: Session,
+    assignment: Assignment,
+    answers: dict[str, Any],
+    *,
+    actor: str,
+    now: datetime,
+) -> FormSubmission:
+    """Validate answers against the certification's form; an accepted one records the cycle."""
+    _refuse_revoked(assignment)
+    cert = _certification(session, assignment.certification_id)
+    fields = forms.form_fields(cert.form)
+    if not fields:
+        raise Conflict("This certification has no form to submit.")
+    clean = forms.validate_answers(fields, answers)
+    today = org_today(session, now)
+    submission = FormSubmission(
+        assignment_id=assignment.id,
+        cycle=assignment.cycle,
+        answers=clean,
+        status="accepted",
+        submitted_by=actor,
+        created_at=now,
+    )
+    session.add(submission)
+    assignment.form_accepted_at = now
+    if assignment.issued_on is None:
+        assignment.issued_on, assignment.effective_on, assignment.expires_on = _dates(
+            cert, today, None, None
+        )
+        assignment.expires_explicit = False
+    assignment.updated_at = now
+    session.flush()
+    restatus(session, assignment, cert, today, now)
+    return submission
+
+
+def history(session: Session, assignment: Assignment) -> dict[str, Any]:
+    """Every cycle (closed ones, then the current one), status events and form submissions."""
+    closed = session.scalars(
+        select(AssignmentCycle)
+        .where(AssignmentCycle.assignment_id == assignment.id)
+        .order_by(AssignmentCycle.cycle, AssignmentCycle.id)
+    ).all()
+    cycles: list[dict[str, Any]] = [
+        {
+            "cycle": c.cycle,
+            "issued_on": c.issued_on,
+            "effective_on": c.effective_on,
+            "expires_on": c.expires_on,
+            "notes": c.notes,
+            "closed_at": c.closed_at,
+            "current": False,
+        }
+        for c in closed
+    ]
+    cycles.append(
+        {
+            "cycle": assignment.cycle,
+            "issued_on": assignment.issued_on,
+            "effective_on": assignment.effective_on,
+            "expires_on": assignment.expires_on,
+            "notes": assignment.notes,
+            "closed_at": None,
+            "current": True,
+        }
+    )
+    events = session.scalars(
+        select(StatusEvent)
+        .where(StatusEvent.assignment_id == assignment.id)
+        .order_by(StatusEvent.created_at, StatusEvent.id)
+    ).all()
+    submissions = session.scalars(
+        select(FormSubmission)
+        .where(FormSubmission.assignment_id == assignment.id)
+        .order_by(FormSubmission.created_at, FormSubmission.id)
+    ).all()
+    return {
+        "assignment_id": assignment.id,
+        "cycles": cycles,
+        "status_events": list(events),
+        "form_submissions": list(submissions),
+    }
+
+
+def restatus(
+    session: Session,
+    assignment: Assignment,
+    cert: Certification,
+    today: date,
+    now: datetime,
+    *,
+    created: bool = False,
+    cycle_started: bool = False,
+) -> None:
+    """Store the rules' status for today; record an event when it changed.
+
+    A new assignment's first status is stored on the row, not as an event (the role fan-out
+    creates rows the same way); a new cycle records an event even when the status stays.
+    """
+    new = rules.assignment_status(assignment, cert, today)
+    if created or (new == assignment.status and not cycle_started):
+        assignment.status = new
+        session.flush()
+        return
+    session.add(
+        StatusEvent(
+            assignment_id=assignment.id,
+            cycle=assignment.cycle,
+            from_status=assignment.status,
+            to_status=new,
+            on_date=today,
+            created_at=now,
+        )
+    )
+    if new != assignment.status:
+        assignment.status_changed_at = now
+    assignment.status = new
+    session.flush()
+
+
+def _dates(
+    cert: Certification, issued: date | None, effective: date | None, expires: date | None
+) -> tuple[date | None, date | None, date | None]:
+    """(issued, effective, expires) with SPEC §4's defaults, or 422 naming the field."""
+    if issued is None:
+        if effective is not None or expires is not None:
+            given = "effective_on" if effective is not None else "expires_on"
+            raise Invalid({"issued_on": [f"Required when {given} is given."]})
+        return None, None, None
+    effective = effective or issued
+    if expires is None:
+        expires = rules.compute_expiry(effective, cert.validity_months, cert.validity_days)
+    elif expires < effective:
+        raise Invalid({"expires_on": ["Must not be before effective_on (or issued_on)."]})
+    return issued, effective, expires
+
+
+def _certification_for_create(session: Session, certification_id: uuid.UUID) -> Certification:
+    cert = session.get(Certification, certification_id)
+    if cert is None:
+        raise Invalid({"certification_id": ["No certification with this id."]})
+    if cert.archived_at is not None:
+        raise Invalid({"certification_id": ["This certification is archived."]})
+    return cert
+
+
+def _certification(session: Session, certification_id: uuid.UUID) -> Certification:
+    cert = session.get(Certification, certification_id)
+    if cert is None:  # impossible while the composite foreign key holds
+        raise NotFound("certification", certification_id)
+    return cert
+
+
+def _refuse_second_live(
+    session: Session, certification_id: uuid.UUID, subject_id: uuid.UUID
+) -> None:
+    existing = session.scalar(
+        select(Assignment.id).where(
+            Assignment.certification_id == certification_id,
+            Assignment.subject_id == subject_id,
+            Assignment.revoked_at.is_(None),
+        )
+    )
+    if existing is not None:
+        raise _live_conflict(existing)
+
+
+def _live_conflict(existing: uuid.UUID | None = None) -> Conflict:
+    errors = {"assignment_id": [str(existing)]} if existing else {}
+    return Conflict("This subject already holds a live assignment of this certification.", errors)
+
+
+def _refuse_revoked(assignment: Assignment) -> None:
+    if assignment.revoked_at is not None:
+        raise Conflict("This assignment is revoked; assign the certification anew instead.")

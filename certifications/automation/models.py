@@ -1,0 +1,95 @@
+"""Automation tables: notifications (the delivery log), renewal tasks and the audit trail."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+
+from sqlalchemy import CheckConstraint, Date, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from infra.database import Base, Timestamps, UTCDateTime
+from tenancy.keys import tenant_fk
+from tenancy.models import TenantEntity
+
+NOTIFICATION_STATUSES = ("pending", "sending", "sent", "failed", "cancelled")
+CHANNELS = ("email", "webhook")
+TRIGGERS = ("before_expiry", "expired", "revoked", "missing")
+TASK_STATUSES = ("open", "done", "closed")
+
+
+class Notification(TenantEntity, Timestamps, Base):
+    """One message to one recipient over one channel for one (assignment, rule, cycle).
+
+    The unique key is what makes rule evaluation idempotent: reruns, retries and concurrent
+    evaluators all hit `ON CONFLICT DO NOTHING` instead of creating a second row.
+    """
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        tenant_fk("assignment_id", "assignments", ondelete="CASCADE"),
+        Index(
+            "uq_notifications_once",
+            "org_id",
+            "assignment_id",
+            "rule_key",
+            "cycle",
+            "channel",
+            "recipient",
+            unique=True,
+        ),
+        CheckConstraint(
+            "status IN ('pending', 'sending', 'sent', 'failed', 'cancelled')", name="status"
+        ),
+        CheckConstraint("channel IN ('email', 'webhook')", name="channel"),
+        Index("ix_notifications_org_created", "org_id", "created_at", "id"),
+        Index("ix_notifications_org_status", "org_id", "status"),
+    )
+
+    assignment_id: Mapped[uuid.UUID] = mapped_column()
+    certification_id: Mapped[uuid.UUID] = mapped_column()
+    # "before_expiry:30", "expired", "revoked", "missing": the rule's identity (see decisions).
+    rule_key: Mapped[str] = mapped_column(String(64))
+    trigger: Mapped[str] = mapped_column(String(16))
+    cycle: Mapped[int] = mapped_column(Integer)
+    channel: Mapped[str] = mapped_column(String(16))
+    # An email address, or "webhook" for the org's webhook.
+    recipient: Mapped[str] = mapped_column(String(320))
+    # How the recipient was chosen: holder, admins, address, holder_fallback_admins, webhook.
+    recipient_source: Mapped[str] = mapped_column(String(32))
+    triggered_on: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text)
+    # smtp, log (no SMTP_HOST configured) or webhook.
+    delivered_via: Mapped[str | None] = mapped_column(String(16))
+    enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Task(TenantEntity, Timestamps, Base):
+    """A renewal task: one per (assignment, task rule, cycle), due at the expiry date."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (
+        tenant_fk("assignment_id", "assignments", ondelete="CASCADE"),
+        tenant_fk("assignee_id", "employees"),
+        Index("uq_tasks_once", "org_id", "assignment_id", "rule_key", "cycle", unique=True),
+        CheckConstraint("status IN ('open', 'done', 'closed')", name="status"),
+        Index("ix_tasks_org_due", "org_id", "due_on", "id"),
+        Index("ix_tasks_org_assignee", "org_id", "assignee_id", "status"),
+    )
+
+    assignment_id: Mapped[uuid.UUID] = mapped_column()
+    certification_id: Mapped[uuid.UUID] = mapped_column()
+    rule_key: Mapped[str] = mapped_column(String(64))
+    cycle: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16), default="renewal", server_default="renewal")
+    title: Mapped[str] = mapped_column(String(500))
+    assignee_id: Mapped[uuid.UUID | None] = mapped_column()
+    due_on: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16), default="open", server_default="open")
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_by: Mapped[str | None] = mapped_column(String(200))
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,0 +1,203 @@
+"""Renewal tasks (SPEC §4 `task_rules`, §5): one per (assignment, rule, cycle), set-based.
+
+A task rule `{days_before_expiry: N, assignee: "holder" | employee id}` opens a task N days
+before the assignment expires, due on the expiry date. Renewing (the assignment's `cycle`
+grows) or revoking the assignment closes its open tasks of older cycles.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Date, String, Uuid, case, exists, literal, or_, select, update
+from sqlalchemy.orm import Session
+
+from certifications.assignments.models import Assignment
+from certifications.automation.models import Task
+from certifications.catalog.models import Certification
+from certifications.directory.models import Employee
+from infra.database import utcnow
+from infra.dialect import batches, insert_ignoring_conflicts, literal_table, new_uuid_sql
+from infra.errors import Conflict, NotFound
+
+MAX_DAYS = 3650
+_TARGET_COLUMNS = [
+    ("certification_id", Uuid()),
+    ("rule_key", String(64)),
+    ("until_on", Date()),
+    ("assignee_id", Uuid()),
+    ("title", String(500)),
+]
+_INSERT_COLUMNS = [
+    "id",
+    "org_id",
+    "assignment_id",
+    "certification_id",
+    "rule_key",
+    "cycle",
+    "kind",
+    "title",
+    "assignee_id",
+    "due_on",
+    "status",
+    "created_at",
+    "updated_at",
+]
+_KEY = ["org_id", "assignment_id", "rule_key", "cycle"]
+
+
+@dataclass(frozen=True)
+class TaskTarget:
+    certification_id: uuid.UUID
+    rule_key: str
+    until_on: date
+    assignee_id: uuid.UUID | None  # None: the holder when it is an employee, else unassigned
+    title: str
+
+
+def task_rule_key(rule: dict[str, Any]) -> str:
+    return f"renewal:{int(rule['days_before_expiry'])}:{rule.get('assignee') or 'holder'}"
+
+
+def _parse(rule: Any) -> tuple[int, str] | None:
+    if not isinstance(rule, dict):
+        return None
+    days = rule.get("days_before_expiry")
+    if not isinstance(days, int) or isinstance(days, bool) or not 0 <= days <= MAX_DAYS:
+        return None
+    return days, str(rule.get("assignee") or "holder")
+
+
+def expand_task_targets(
+    session: Session, certs: list[Certification], today: date
+) -> list[TaskTarget]:
+    named: dict[str, uuid.UUID] = {}
+    parsed: list[tuple[Certification, dict[str, Any], int, str]] = []
+    for cert in certs:
+        for rule in cert.task_rules or []:
+            got = _parse(rule)
+            if got is None:
+                continue
+            parsed.append((cert, rule, *got))
+            if got[1] != "holder":
+                try:
+                    named[got[1]] = uuid.UUID(got[1])
+                except ValueError:
+                    continue
+    # A named assignee that is not (or no longer) an employee of this org: the task stays
+    # unassigned rather than failing the whole batch on the foreign key.
+    known = set(session.scalars(select(Employee.id).where(Employee.id.in_(list(named.values())))))
+    out: dict[tuple[Any, ...], TaskTarget] = {}
+    for cert, rule, days, assignee in parsed:
+        assignee_id = named.get(assignee) if assignee != "holder" else None
+        if assignee_id is not None and assignee_id not in known:
+            assignee_id = None
+        key = task_rule_key(rule)
+        out.setdefault(
+            (cert.id, key),
+            TaskTarget(
+                cert.id, key, today + timedelta(days=days), assignee_id, f"Renew {cert.name}"
+            ),
+        )
+    return list(out.values())
+
+
+def _insert(session: Session, org_id: uuid.UUID, targets: list[TaskTarget], now: datetime) -> int:
+    a = Assignment.__table__
+    rows = [(t.certification_id, t.rule_key, t.until_on, t.assignee_id, t.title) for t in targets]
+    t = literal_table(session, "task_targets", _TARGET_COLUMNS, rows)
+    assignee = case(
+        (t.c.assignee_id.is_not(None), t.c.assignee_id),
+        (a.c.subject_type == "employee", a.c.subject_id),
+        else_=None,
+    )
+    stamp = Task.__table__.c.created_at.type
+    stmt = (
+        select(
+            new_uuid_sql(session.get_bind().dialect.name),
+            literal(org_id, Uuid()),
+            a.c.id,
+            a.c.certification_id,
+            t.c.rule_key,
+            a.c.cycle,
+            literal("renewal"),
+            t.c.title,
+            assignee,
+            a.c.expires_on,
+            literal("open"),
+            literal(now, stamp),
+            literal(now, stamp),
+        )
+        .select_from(a.join(t, t.c.certification_id == a.c.certification_id))
+        .where(
+            a.c.org_id == org_id,
+            a.c.expires_on.is_not(None),
+            a.c.expires_on <= t.c.until_on,
+            a.c.revoked_at.is_(None),
+            a.c.status != "revoked",
+            a.c.required.is_(True),
+        )
+    )
+    return insert_ignoring_conflicts(session, Task.__table__, _INSERT_COLUMNS, stmt, _KEY)
+
+
+def close_superseded_tasks(session: Session, org_id: uuid.UUID, now: datetime) -> int:
+    """Open tasks of an older cycle (renewed) or of a revoked assignment are closed."""
+    tk = Task.__table__
+    a = Assignment.__table__
+    superseded = exists().where(
+        a.c.org_id == tk.c.org_id,
+        a.c.id == tk.c.assignment_id,
+        or_(a.c.cycle > tk.c.cycle, a.c.revoked_at.is_not(None)),
+    )
+    result = session.execute(
+        update(tk)
+        .where(tk.c.org_id == org_id, tk.c.status == "open", superseded)
+        .values(status="closed", closed_at=now, updated_at=now)
+    )
+    return max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
+
+
+def evaluate_task_rules(
+    session: Session, org_id: uuid.UUID, today: date, now: datetime | None = None
+) -> dict[str, int]:
+    """Open the renewal tasks due by `today`, close superseded ones (idempotent; flushes only)."""
+    now = now or utcnow()
+    certs = session.scalars(select(Certification).where(Certification.archived_at.is_(None)))
+    targets = expand_task_targets(session, [c for c in certs if c.task_rules], today)
+    created = sum(_insert(session, org_id, list(chunk), now) for chunk in batches(targets))
+    closed = close_superseded_tasks(session, org_id, now)
+    session.flush()
+    return {"created": created, "closed": closed}
+
+
+def get_task(session: Session, task_id: uuid.UUID) -> Task:
+    task = session.get(Task, task_id)
+    if task is None:
+        raise NotFound("task", task_id)
+    return task
+
+
+def set_task_status(
+    session: Session,
+    task_id: uuid.UUID,
+    status: str,
+    actor: str | None,
+    now: datetime | None = None,
+) -> Task:
+    """Complete (`done`) or reopen (`open`) a task; closed tasks belong to an old cycle."""
+    task = get_task(session, task_id)
+    if task.status == "closed":
+        raise Conflict("This task was closed by a renewal and can no longer change.")
+    if status == "done" and task.status != "done":
+        task.completed_at = now or utcnow()
+        task.completed_by = actor
+    elif status == "open":
+        task.completed_at = None
+        task.completed_by = None
+    task.status = status
+    session.flush()
+    return task

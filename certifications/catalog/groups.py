@@ -1,0 +1,273 @@
+"""Certification groups: a tree per organization (SPEC §4).
+
+Create, rename, move (never into its own subtree), delete (only while empty), and the whole tree
+built from one query. Moves and deletes take a per-organization lock on PostgreSQL so two
+concurrent moves can never create a cycle: the ancestry check runs inside the locked transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+import zlib
+from typing import Any
+
+from sqlalchemy import Select, func, literal, select, text
+from sqlalchemy.orm import Session
+
+from certifications.catalog.models import (
+    Certification,
+    CertificationGroup,
+    CertificationGroupMember,
+)
+from infra.context import require_org_id
+from infra.errors import Conflict, Invalid, NotFound
+
+_GROUPS = CertificationGroup.__table__
+# First key of the two-key advisory lock: "the certification group tree of one organization".
+_TREE_LOCK_CLASS = 4_0001
+_HELD_SAMPLE = 20  # how many held ids a 409 lists
+# Levels of nesting, the top level being 1: far beyond any real catalog, and it keeps every
+# recursive walk (SQL and JSON) short.
+MAX_DEPTH = 100
+
+
+def get_group(session: Session, group_id: uuid.UUID) -> CertificationGroup:
+    group = session.get(CertificationGroup, group_id)
+    if group is None:
+        raise NotFound("certification group", group_id)
+    return group
+
+
+def list_statement() -> Select[Any]:
+    """The flat list query; the caller paginates it by (name, id)."""
+    return select(CertificationGroup)
+
+
+def describe(session: Session, group: CertificationGroup) -> dict[str, Any]:
+    """A group with its certifications and its direct subgroups (the seed's left panel)."""
+    certs = session.execute(
+        select(Certification.id, Certification.name, Certification.type, Certification.archived_at)
+        .join(
+            CertificationGroupMember,
+            CertificationGroupMember.certification_id == Certification.id,
+        )
+        .where(CertificationGroupMember.group_id == group.id)
+        .order_by(Certification.name, Certification.id)
+    ).all()
+    subgroups = session.execute(
+        select(CertificationGroup.id, CertificationGroup.name)
+        .where(CertificationGroup.parent_id == group.id)
+        .order_by(CertificationGroup.name, CertificationGroup.id)
+    ).all()
+    return {
+        **_row(group),
+        "certification_count": sum(1 for c in certs if c.archived_at is None),
+        "certifications": [
+            {"id": c.id, "name": c.name, "type": c.type, "archived": c.archived_at is not None}
+            for c in certs
+        ],
+        "subgroups": [{"id": g.id, "name": g.name} for g in subgroups],
+    }
+
+
+def tree(session: Session) -> list[dict[str, Any]]:
+    """Every group nested under its parent, with live certification counts: one query."""
+    org_id = require_org_id()
+    counts = (
+        select(CertificationGroupMember.group_id, func.count().label("n"))
+        .join(Certification, Certification.id == CertificationGroupMember.certification_id)
+        .where(CertificationGroupMember.org_id == org_id, Certification.archived_at.is_(None))
+        .group_by(CertificationGroupMember.group_id)
+        .subquery()
+    )
+    g = CertificationGroup
+    # Plain columns, not entities: loading 5,000 ORM objects costs more than the query.
+    rows = session.execute(
+        select(g.id, g.name, g.parent_id, func.coalesce(counts.c.n, 0))
+        .outerjoin(counts, counts.c.group_id == g.id)
+        .where(g.org_id == org_id)
+        .order_by(g.name, g.id)
+    ).all()
+    # JSON-ready nodes (string ids): the nesting is serialized as is, without recursion.
+    nodes = {
+        str(gid): {
+            "id": str(gid),
+            "name": name,
+            "parent_id": str(parent_id) if parent_id else None,
+            "certification_count": n,
+            "children": [],
+        }
+        for gid, name, parent_id, n in rows
+    }
+    roots: list[dict[str, Any]] = []
+    for node in nodes.values():  # in name order, so every children list is sorted too
+        parent = nodes.get(node["parent_id"]) if node["parent_id"] else None
+        (parent["children"] if parent is not None else roots).append(node)
+    return roots
+
+
+def create_group(session: Session, name: str, parent_id: uuid.UUID | None = None) -> Any:
+    if parent_id is not None:
+        lock_tree(session)
+        _require_parent(session, parent_id)
+        _check_depth(len(ancestors_of(session, parent_id)) + 1)
+    group = CertificationGroup(name=name, parent_id=parent_id)
+    session.add(group)
+    session.flush()
+    return group
+
+
+def rename_group(session: Session, group_id: uuid.UUID, name: str) -> CertificationGroup:
+    group = get_group(session, group_id)
+    group.name = name
+    session.flush()
+    return group
+
+
+def move_group(
+    session: Session, group_id: uuid.UUID, parent_id: uuid.UUID | None
+) -> CertificationGroup:
+    """Re-parent a group (None = the root); its certifications and subgroups move with it."""
+    lock_tree(session)
+    group = get_group(session, group_id)
+    if parent_id is not None:
+        _require_parent(session, parent_id)
+        above = ancestors_of(session, parent_id)
+        if group_id in above:
+            raise Conflict(
+                "A group cannot move into itself or one of its own subgroups.",
+                {"parent_id": [f"{parent_id} is inside group {group_id}."]},
+            )
+        _check_depth(len(above) + subtree_height(session, group_id))
+    group.parent_id = parent_id
+    session.flush()
+    return group
+
+
+def delete_group(session: Session, group_id: uuid.UUID) -> None:
+    """Delete an empty group; one that holds certifications or subgroups is refused (409)."""
+    lock_tree(session)
+    group = get_group(session, group_id)
+    cert_ids = session.scalars(
+        select(CertificationGroupMember.certification_id)
+        .where(CertificationGroupMember.group_id == group.id)
+        .limit(_HELD_SAMPLE + 1)
+    ).all()
+    sub_ids = session.scalars(
+        select(CertificationGroup.id)
+        .where(CertificationGroup.parent_id == group.id)
+        .limit(_HELD_SAMPLE + 1)
+    ).all()
+    if cert_ids or sub_ids:
+        n_certs = _count(session, CertificationGroupMember, group.id)
+        n_subs = _count(session, CertificationGroup, group.id)
+        held = [_plural(n_certs, "certification"), _plural(n_subs, "subgroup")]
+        held_text = " and ".join(h for h in held if h)
+        errors = {}
+        if cert_ids:
+            errors["certifications"] = [str(i) for i in cert_ids[:_HELD_SAMPLE]]
+        if sub_ids:
+            errors["subgroups"] = [str(i) for i in sub_ids[:_HELD_SAMPLE]]
+        raise Conflict(
+            f"Group {group.id} still holds {held_text}; move or delete them first.", errors
+        )
+    session.delete(group)
+    session.flush()
+
+
+def ancestors_of(session: Session, group_id: uuid.UUID) -> set[uuid.UUID]:
+    """`group_id` and every group above it, by one recursive query."""
+    org_id = require_org_id()
+    up = (
+        select(_GROUPS.c.id, _GROUPS.c.parent_id)
+        .where(_GROUPS.c.org_id == org_id, _GROUPS.c.id == group_id)
+        .cte("ancestors", recursive=True)
+    )
+    # UNION (not UNION ALL) so even corrupt data with a cycle terminates.
+    up = up.union(
+        select(_GROUPS.c.id, _GROUPS.c.parent_id)
+        .join(up, _GROUPS.c.id == up.c.parent_id)
+        .where(_GROUPS.c.org_id == org_id)
+    )
+    return set(session.scalars(select(up.c.id)))
+
+
+def subtree_ids(group_id: uuid.UUID) -> Select[Any]:
+    """A select of `group_id` and every group below it (recursive CTE), for `IN (...)` filters."""
+    org_id = require_org_id()
+    down = (
+        select(_GROUPS.c.id)
+        .where(_GROUPS.c.org_id == org_id, _GROUPS.c.id == group_id)
+        .cte("subtree", recursive=True)
+    )
+    down = down.union(
+        select(_GROUPS.c.id)
+        .join(down, _GROUPS.c.parent_id == down.c.id)
+        .where(_GROUPS.c.org_id == org_id)
+    )
+    return select(down.c.id)
+
+
+def subtree_height(session: Session, group_id: uuid.UUID) -> int:
+    """Levels in the subtree of `group_id` (1 = no subgroups), by one recursive query."""
+    org_id = require_org_id()
+    down = (
+        select(_GROUPS.c.id, literal(1).label("level"))
+        .where(_GROUPS.c.org_id == org_id, _GROUPS.c.id == group_id)
+        .cte("levels", recursive=True)
+    )
+    down = down.union_all(
+        select(_GROUPS.c.id, down.c.level + 1)
+        .join(down, _GROUPS.c.parent_id == down.c.id)
+        .where(_GROUPS.c.org_id == org_id, down.c.level <= MAX_DEPTH)  # bounded even if corrupt
+    )
+    return int(session.scalar(select(func.max(down.c.level))) or 0)
+
+
+def lock_tree(session: Session) -> None:
+    """Serialize tree changes of this organization until the transaction ends (PostgreSQL).
+
+    SQLite already serializes writers; elsewhere a transaction-level advisory lock keyed by the
+    org makes "check ancestry, then re-parent" atomic against a concurrent crossing move.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    org_key = zlib.crc32(require_org_id().bytes) - 2**31  # fits int4
+    session.execute(
+        text("SELECT pg_advisory_xact_lock(:cls, :obj)"), {"cls": _TREE_LOCK_CLASS, "obj": org_key}
+    )
+
+
+def _require_parent(session: Session, parent_id: uuid.UUID) -> None:
+    if session.get(CertificationGroup, parent_id) is None:
+        raise Invalid({"parent_id": [f"Certification group {parent_id} does not exist."]})
+
+
+def _check_depth(deepest_level: int) -> None:
+    if deepest_level > MAX_DEPTH:
+        raise Invalid(
+            {
+                "parent_id": [
+                    f"Groups nest at most {MAX_DEPTH} levels deep; this would make {deepest_level}."
+                ]
+            }
+        )
+
+
+def _count(session: Session, model: Any, group_id: uuid.UUID) -> int:
+    column = model.group_id if model is CertificationGroupMember else model.parent_id
+    return int(session.scalar(select(func.count()).select_from(model).where(column == group_id)))
+
+
+def _plural(n: int, noun: str) -> str:
+    return "" if n == 0 else f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _row(group: CertificationGroup) -> dict[str, Any]:
+    return {
+        "id": group.id,
+        "name": group.name,
+        "parent_id": group.parent_id,
+        "created_at": group.created_at,
+        "updated_at": group.updated_at,
+    }

@@ -1,0 +1,101 @@
+"""The certification catalog: nested groups and certification definitions (SPEC §4)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    false,
+    func,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from infra.database import Base, Timestamps, UTCDateTime
+from tenancy.keys import tenant_fk
+from tenancy.models import TenantEntity, TenantScoped
+
+CERTIFICATION_TYPES = ("employee", "asset", "client", "location")
+
+
+class CertificationGroup(TenantEntity, Timestamps, Base):
+    __tablename__ = "certification_groups"
+    __table_args__ = (
+        tenant_fk("parent_id", "certification_groups"),
+        Index("ix_certification_groups_org_parent", "org_id", "parent_id"),
+    )
+
+    name: Mapped[str] = mapped_column(String(200))
+    parent_id: Mapped[uuid.UUID | None] = mapped_column()
+
+
+class Certification(TenantEntity, Timestamps, Base):
+    __tablename__ = "certifications"
+    __table_args__ = (
+        CheckConstraint("type IN ('employee', 'asset', 'client', 'location')", name="type"),
+        CheckConstraint("cost IS NULL OR cost >= 0", name="cost_not_negative"),
+        CheckConstraint("warning_days >= 0", name="warning_days_not_negative"),
+        Index("uq_certifications_org_lower_name", "org_id", func.lower("name"), unique=True),
+    )
+
+    name: Mapped[str] = mapped_column(String(200))
+    type: Mapped[str] = mapped_column(String(16))
+    issuer: Mapped[str | None] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    cost: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))
+    # `validity` is {"months": n} or {"days": n} in the API; null = never expires.
+    validity_months: Mapped[int | None] = mapped_column(Integer)
+    validity_days: Mapped[int | None] = mapped_column(Integer)
+    warning_days: Mapped[int] = mapped_column(Integer, default=30, server_default=text("30"))
+    valid_when_added: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    forms_required: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    form: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    notification_rules: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    task_rules: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class CertificationGroupMember(TenantScoped, Base):
+    __tablename__ = "certification_group_members"
+    __table_args__ = (
+        tenant_fk("certification_id", "certifications", ondelete="CASCADE"),
+        tenant_fk("group_id", "certification_groups"),
+        Index("ix_certification_group_members_group", "org_id", "group_id"),
+    )
+
+    certification_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    group_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+
+
+class CertificationRole(TenantScoped, Base):
+    __tablename__ = "certification_roles"
+    __table_args__ = (
+        tenant_fk("certification_id", "certifications", ondelete="CASCADE"),
+        tenant_fk("role_id", "roles"),
+        Index("ix_certification_roles_role", "org_id", "role_id"),
+    )
+
+    certification_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    role_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+
+
+class CertificationClient(TenantScoped, Base):
+    __tablename__ = "certification_clients"
+    __table_args__ = (
+        tenant_fk("certification_id", "certifications", ondelete="CASCADE"),
+        tenant_fk("client_id", "clients"),
+    )
+
+    certification_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    client_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)

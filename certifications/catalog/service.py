@@ -1,0 +1,360 @@
+"""Certification definitions: create, edit, archive, delete, list (SPEC §4).
+
+Services take the request's session and only flush. Edits that change who must hold a
+certification (`role_ids`, `valid_when_added`) or when it expires (`validity`, `warning_days`)
+write the matching outbox request in the same transaction; the returned jobs can be polled.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, delete, exists, func, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from certifications.assignments.models import Assignment
+from certifications.catalog import groups
+from certifications.catalog.models import (
+    Certification,
+    CertificationClient,
+    CertificationGroup,
+    CertificationGroupMember,
+    CertificationRole,
+)
+from certifications.directory.models import Client, Employee, Role
+from infra.context import require_org_id
+from infra.database import utcnow
+from infra.errors import Conflict, Invalid, NotFound
+from jobs.models import Job
+from jobs.outbox import request_job
+
+FANOUT_ACTOR, FANOUT_JOB_KIND = "fanout_certification", "role_fanout"
+RECOMPUTE_ACTOR, RECOMPUTE_JOB_KIND = "recompute_certification", "recompute"
+
+# Plain columns a client writes directly (the rest are mapped below).
+_COLUMNS = (
+    "name",
+    "type",
+    "issuer",
+    "description",
+    "cost",
+    "warning_days",
+    "valid_when_added",
+    "forms_required",
+    "form",
+    "notification_rules",
+    "task_rules",
+)
+# Link field -> (association model, its column, referenced model, entity name).
+_LINKS: dict[str, tuple[Any, str, Any, str]] = {
+    "group_ids": (CertificationGroupMember, "group_id", CertificationGroup, "certification group"),
+    "role_ids": (CertificationRole, "role_id", Role, "role"),
+    "client_ids": (CertificationClient, "client_id", Client, "client"),
+}
+_EMPLOYEE_ONLY = ("role_ids", "client_ids")
+DEFAULTS: dict[str, Any] = {
+    "issuer": None,
+    "description": None,
+    "cost": None,
+    "validity": None,
+    "warning_days": 30,
+    "valid_when_added": False,
+    "forms_required": False,
+    "form": None,
+    "notification_rules": [],
+    "task_rules": [],
+    "group_ids": [],
+    "role_ids": [],
+    "client_ids": [],
+}
+
+
+def list_statement(
+    *,
+    group_id: uuid.UUID | None = None,
+    recursive: bool = False,
+    ungrouped: bool = False,
+    type: str | None = None,  # noqa: A002 - the API's filter name
+    q: str | None = None,
+    archived: bool | None = False,
+) -> Select[Any]:
+    """The filtered list query; the caller paginates it by (name, id)."""
+    stmt = select(Certification)
+    if group_id is not None:
+        member = CertificationGroupMember.group_id
+        in_group = member.in_(groups.subtree_ids(group_id)) if recursive else member == group_id
+        stmt = stmt.where(
+            exists().where(CertificationGroupMember.certification_id == Certification.id, in_group)
+        )
+    if ungrouped:
+        stmt = stmt.where(
+            ~exists().where(CertificationGroupMember.certification_id == Certification.id)
+        )
+    if type is not None:
+        stmt = stmt.where(Certification.type == type)
+    if q:
+        stmt = stmt.where(func.lower(Certification.name).contains(q.lower(), autoescape=True))
+    if archived is not None:
+        stmt = stmt.where(Certification.archived_at.is_not(None) if archived else _live())
+    return stmt
+
+
+def get_certification(session: Session, certification_id: uuid.UUID) -> Certification:
+    cert = session.get(Certification, certification_id)
+    if cert is None:
+        raise NotFound("certification", certification_id)
+    return cert
+
+
+def create_certification(session: Session, data: dict[str, Any]) -> dict[str, Any]:
+    """Create a definition; with `role_ids`, also ask for the role fan-out."""
+    values = {**DEFAULTS, **data}
+    _validate(session, values, values)
+    _check_name_free(session, values["name"], None)
+    cert = Certification(**{k: values[k] for k in _COLUMNS}, **_validity_columns(values))
+    session.add(cert)
+    _flush_named(session, values["name"], None)
+    for field in _LINKS:
+        _replace_links(session, cert.id, field, values[field])
+    jobs = [_fanout(session, cert)] if values["role_ids"] else []
+    return describe(session, [cert], jobs)[0]
+
+
+def update_certification(
+    session: Session, certification_id: uuid.UUID, changes: dict[str, Any]
+) -> dict[str, Any]:
+    """Partial update with the create rules applied to the resulting definition."""
+    cert = get_certification(session, certification_id)
+    before = describe(session, [cert])[0]
+    after = {**before, **changes}
+    _validate(session, after, changes)
+    if after["type"] != before["type"] and _has_assignments(session, cert.id, lock=True):
+        raise Conflict(
+            f"The type of certification {cert.id} cannot change from {before['type']} to "
+            f"{after['type']}: it already has assignments, which are {before['type']} records.",
+            {"type": ["Cannot change once any assignment exists."]},
+        )
+    if "name" in changes:
+        _check_name_free(session, changes["name"], cert.id)
+    for key in _COLUMNS:
+        if key in changes:
+            setattr(cert, key, changes[key])
+    if "validity" in changes:
+        for key, value in _validity_columns(after).items():
+            setattr(cert, key, value)
+    _flush_named(session, after["name"], certification_id)
+    for field in _LINKS:
+        if field in changes and set(changes[field]) != set(before[field]):
+            _replace_links(session, cert.id, field, changes[field])
+    jobs = []
+    if set(after["role_ids"]) != set(before["role_ids"]) or (
+        after["valid_when_added"] != before["valid_when_added"]
+    ):
+        jobs.append(_fanout(session, cert))
+    if after["validity"] != before["validity"] or after["warning_days"] != before["warning_days"]:
+        jobs.append(_recompute(session, cert))
+    return describe(session, [cert], jobs)[0]
+
+
+def set_archived(
+    session: Session, certification_id: uuid.UUID, archived: bool, now: datetime | None = None
+) -> dict[str, Any]:
+    """Archive (hidden from pickers and default lists, history kept) or bring back."""
+    cert = get_certification(session, certification_id)
+    if archived and cert.archived_at is None:
+        cert.archived_at = now or utcnow()
+    elif not archived:
+        cert.archived_at = None
+    session.flush()
+    return describe(session, [cert])[0]
+
+
+def delete_certification(session: Session, certification_id: uuid.UUID) -> None:
+    """Delete a definition that was never assigned; otherwise 409 (archive it instead)."""
+    cert = get_certification(session, certification_id)
+    count = session.scalar(
+        select(func.count()).select_from(Assignment).where(Assignment.certification_id == cert.id)
+    )
+    if count:
+        noun = "assignment" if count == 1 else "assignments"
+        raise Conflict(
+            f"Certification {cert.id} has {count} {noun} and cannot be deleted; archive it "
+            "instead to hide it while keeping its history.",
+            {"assignments": [f"{count} {noun} exist."]},
+        )
+    session.delete(cert)
+    session.flush()
+
+
+def describe(
+    session: Session, certs: list[Certification], jobs: Iterable[Job | None] = ()
+) -> list[dict[str, Any]]:
+    """API-shaped dicts for a page of certifications: links loaded with one query per kind."""
+    ids = [c.id for c in certs]
+    links: dict[str, dict[uuid.UUID, list[uuid.UUID]]] = {}
+    for field, (model, column, _target, _entity) in _LINKS.items():
+        by_cert: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
+        if ids:
+            rows = session.execute(
+                select(model.certification_id, getattr(model, column))
+                .where(model.certification_id.in_(ids))
+                .order_by(getattr(model, column))
+            )
+            for cert_id, linked in rows:
+                by_cert[cert_id].append(linked)
+        links[field] = by_cert
+    job_refs = [{"id": j.id, "kind": j.kind} for j in jobs if j is not None]
+    out = []
+    for c in certs:
+        item = {k: getattr(c, k) for k in _COLUMNS}
+        item |= {
+            "id": c.id,
+            "validity": _validity_of(c),
+            "archived_at": c.archived_at,
+            "archived": c.archived_at is not None,
+            "created_at": c.created_at,
+            "updated_at": c.updated_at,
+            "jobs": job_refs,
+        }
+        item |= {field: links[field].get(c.id, []) for field in _LINKS}
+        out.append(item)
+    return out
+
+
+# --- validation needing the database or several fields --------------------------------------
+
+
+def _validate(session: Session, values: dict[str, Any], given: dict[str, Any]) -> None:
+    """`values` is the resulting definition, `given` what the client sent (errors name it)."""
+    errors: dict[str, Any] = {}
+    if values["type"] != "employee":
+        for field in _EMPLOYEE_ONLY:
+            if values[field]:
+                errors[field] = [
+                    f"Only employee certifications have {field}; this one is {values['type']}."
+                ]
+    if values["forms_required"] and not values["form"]:
+        errors["form"] = ["Required when forms_required is true."]
+    for field, (_model, _column, target, entity) in _LINKS.items():
+        if field in given and field not in errors:
+            unknown = _unknown_ids(session, target, given[field])
+            if unknown:
+                errors[field] = [f"Unknown {entity} id: {i}" for i in unknown]
+    if "task_rules" in given:
+        rule_errors = _task_rule_errors(session, given["task_rules"])
+        if rule_errors:
+            errors["task_rules"] = rule_errors
+    if errors:
+        raise Invalid(errors)
+
+
+def _unknown_ids(session: Session, model: Any, ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    if not ids:
+        return []
+    found = set(session.scalars(select(model.id).where(model.id.in_(ids))))
+    return [i for i in dict.fromkeys(ids) if i not in found]
+
+
+def _task_rule_errors(session: Session, rules: list[dict[str, Any]]) -> dict[int, Any]:
+    wanted = {r["assignee"] for r in rules if r["assignee"] != "holder"}
+    unknown = {str(i) for i in _unknown_ids(session, Employee, [uuid.UUID(a) for a in wanted])}
+    return {
+        index: {"assignee": [f"Unknown employee id: {rule['assignee']}"]}
+        for index, rule in enumerate(rules)
+        if rule["assignee"] in unknown
+    }
+
+
+def _has_assignments(session: Session, certification_id: uuid.UUID, lock: bool = False) -> bool:
+    """Any assignment, revoked ones included. With `lock`, first take the certification row
+    FOR UPDATE (PostgreSQL): an assignment insert in flight holds KEY SHARE on it through its
+    foreign key, so the check waits for that insert to commit and then sees it."""
+    if lock:
+        session.execute(
+            select(Certification.id).where(Certification.id == certification_id).with_for_update()
+        )
+    return bool(
+        session.scalar(
+            select(Assignment.id).where(Assignment.certification_id == certification_id).limit(1)
+        )
+    )
+
+
+def _find_by_name(session: Session, name: str, exclude: uuid.UUID | None) -> uuid.UUID | None:
+    stmt = select(Certification.id).where(func.lower(Certification.name) == func.lower(name))
+    if exclude is not None:
+        stmt = stmt.where(Certification.id != exclude)
+    return session.scalar(stmt.limit(1))
+
+
+def _check_name_free(session: Session, name: str, exclude: uuid.UUID | None) -> None:
+    existing = _find_by_name(session, name, exclude)
+    if existing is not None:
+        raise _name_taken(name, existing)
+
+
+def _flush_named(session: Session, name: str, exclude: uuid.UUID | None) -> None:
+    """Flush; a concurrent insert of the same name (the unique index) becomes the same 409."""
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()  # the request fails anyway; a fresh transaction can look the name up
+        existing = _find_by_name(session, name, exclude)
+        if existing is None:
+            raise
+        raise _name_taken(name, existing) from None
+
+
+def _name_taken(name: str, existing: uuid.UUID) -> Conflict:
+    return Conflict(
+        f"A certification named {name!r} already exists: {existing}.",
+        {"name": [f"Already used by certification {existing} (names are case-insensitive)."]},
+    )
+
+
+# --- writes ----------------------------------------------------------------------------------
+
+
+def _replace_links(
+    session: Session, certification_id: uuid.UUID, field: str, linked: list[uuid.UUID]
+) -> None:
+    model, column, _target, _entity = _LINKS[field]
+    session.execute(delete(model).where(model.certification_id == certification_id))
+    rows = [
+        {"org_id": require_org_id(), "certification_id": certification_id, column: i}
+        for i in dict.fromkeys(linked)
+    ]
+    if rows:
+        session.execute(insert(model), rows)
+
+
+def _fanout(session: Session, cert: Certification) -> Job | None:
+    return request_job(session, FANOUT_ACTOR, job_kind=FANOUT_JOB_KIND, certification_id=cert.id)
+
+
+def _recompute(session: Session, cert: Certification) -> Job | None:
+    return request_job(
+        session, RECOMPUTE_ACTOR, job_kind=RECOMPUTE_JOB_KIND, certification_id=cert.id
+    )
+
+
+def _live() -> Any:
+    return Certification.archived_at.is_(None)
+
+
+def _validity_of(cert: Certification) -> dict[str, int] | None:
+    if cert.validity_months is not None:
+        return {"months": cert.validity_months}
+    if cert.validity_days is not None:
+        return {"days": cert.validity_days}
+    return None
+
+
+def _validity_columns(values: dict[str, Any]) -> dict[str, int | None]:
+    validity = values.get("validity") or {}
+    return {"validity_months": validity.get("months"), "validity_days": validity.get("days")}

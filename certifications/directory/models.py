@@ -1,0 +1,86 @@
+"""The directory: the subjects certifications attach to (SPEC §4)."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import Boolean, Index, String, UniqueConstraint, true
+from sqlalchemy.orm import Mapped, mapped_column
+
+from infra.database import Base, Timestamps
+from tenancy.keys import tenant_fk
+from tenancy.models import TenantEntity
+
+SUBJECT_KINDS = ("employee", "asset", "client", "location")
+
+
+class Role(TenantEntity, Timestamps, Base):
+    __tablename__ = "roles"
+    __table_args__ = (
+        UniqueConstraint("org_id", "name"),
+        UniqueConstraint("org_id", "external_id"),
+    )
+
+    name: Mapped[str] = mapped_column(String(200))
+    external_id: Mapped[str | None] = mapped_column(String(200))
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+
+
+class _Subject(TenantEntity, Timestamps):
+    name: Mapped[str] = mapped_column(String(200))
+    external_id: Mapped[str | None] = mapped_column(String(200))
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+
+
+class Employee(_Subject, Base):
+    __tablename__ = "employees"
+    __table_args__ = (
+        UniqueConstraint("org_id", "external_id"),
+        tenant_fk("role_id", "roles"),
+        Index("ix_employees_org_role", "org_id", "role_id"),
+        Index("ix_employees_org_name", "org_id", "name", "id"),
+    )
+
+    email: Mapped[str | None] = mapped_column(String(320))
+    role_id: Mapped[uuid.UUID | None] = mapped_column()
+
+
+class Asset(_Subject, Base):
+    __tablename__ = "assets"
+    __table_args__ = (
+        UniqueConstraint("org_id", "external_id"),
+        Index("ix_assets_org_name", "org_id", "name", "id"),
+    )
+
+    serial_number: Mapped[str | None] = mapped_column(String(200))
+
+
+class Client(_Subject, Base):
+    __tablename__ = "clients"
+    __table_args__ = (
+        UniqueConstraint("org_id", "external_id"),
+        Index("ix_clients_org_name", "org_id", "name", "id"),
+    )
+
+    contact_email: Mapped[str | None] = mapped_column(String(320))
+
+
+class Location(_Subject, Base):
+    __tablename__ = "locations"
+    __table_args__ = (
+        UniqueConstraint("org_id", "external_id"),
+        tenant_fk("client_id", "clients"),
+        Index("ix_locations_org_client", "org_id", "client_id"),
+        Index("ix_locations_org_name", "org_id", "name", "id"),
+    )
+
+    address: Mapped[str | None] = mapped_column(String(1000))
+    client_id: Mapped[uuid.UUID | None] = mapped_column()
+
+
+SUBJECT_MODELS: dict[str, type[_Subject]] = {
+    "employee": Employee,
+    "asset": Asset,
+    "client": Client,
+    "location": Location,
+}

@@ -1,0 +1,119 @@
+"""Engine, declarative base and the session factory shared by the API, workers and CLI."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, MetaData, TypeDecorator, Uuid, create_engine, event, func
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from infra.settings import Settings
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timestamps stored in UTC and always read back timezone-aware (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        dict[str, Any]: JSON,
+        list[Any]: JSON,
+        uuid.UUID: Uuid,
+        datetime: UTCDateTime,
+    }
+
+
+class Timestamps:
+    created_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, default=utcnow, server_default=func.now()
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, default=utcnow, onupdate=utcnow, server_default=func.now()
+    )
+
+
+class _Registry:
+    engine: Engine | None = None
+    factory: sessionmaker[Session] | None = None
+    settings: Settings | None = None
+
+
+registry = _Registry()
+
+
+def make_engine(url: str, settings: Settings) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=10,
+        connect_args={"options": f"-c statement_timeout={settings.statement_timeout_ms}"},
+    )
+
+
+def configure(settings: Settings) -> sessionmaker[Session]:
+    """(Re)bind the process-wide engine and session factory to these settings."""
+    import tenancy.scoping  # noqa: F401 - installs the tenant scoping on every Session
+
+    if registry.engine is not None and registry.settings == settings:
+        assert registry.factory is not None
+        return registry.factory
+    if registry.engine is not None:
+        registry.engine.dispose()
+    registry.settings = settings
+    registry.engine = make_engine(settings.database_url, settings)
+    registry.factory = sessionmaker(bind=registry.engine, expire_on_commit=False)
+    return registry.factory
+
+
+def new_session() -> Session:
+    if registry.factory is None:
+        raise RuntimeError("database not configured: call infra.database.configure(settings)")
+    return registry.factory()
+
+
+def get_engine() -> Engine:
+    if registry.engine is None:
+        raise RuntimeError("database not configured")
+    return registry.engine

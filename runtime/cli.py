@@ -1,0 +1,232 @@
+"""The `certs` command line (SPEC §8)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import uuid
+
+import click
+
+from infra import context
+from infra import database as db
+from infra.settings import load_settings
+from tenancy.auth import SCOPES, TENANT_SCOPES, issue_token
+
+DEV_ORG_NAME = "Local development"
+
+
+@click.group()
+def main() -> None:
+    """Certifications service."""
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper())
+
+
+@main.group("db")
+def db_group() -> None:
+    """Database migrations."""
+
+
+@db_group.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Apply migrations (as the owner role: MIGRATION_DATABASE_URL, else DATABASE_URL)."""
+    from infra import migrate
+
+    migrate.upgrade(load_settings(), revision)
+    click.echo(f"database at {revision}")
+
+
+@db_group.command("downgrade")
+@click.argument("revision")
+def db_downgrade(revision: str) -> None:
+    """Revert migrations down to REVISION (`base` for an empty database)."""
+    from infra import migrate
+
+    migrate.downgrade(load_settings(), revision)
+    click.echo(f"database at {revision}")
+
+
+@main.group("org")
+def org_group() -> None:
+    """Organizations."""
+
+
+@org_group.command("create")
+@click.option("--name", required=True)
+@click.option("--timezone", default="UTC")
+@click.option("--modules", default="", help="Space or comma separated, e.g. 'hse'.")
+def org_create(name: str, timezone: str, modules: str) -> None:
+    """Create an organization and print it as JSON."""
+    from tenancy.organizations import create_organization
+
+    db.configure(load_settings())
+    mods = [m for m in modules.replace(",", " ").split() if m]
+    with context.platform(), db.new_session() as session:
+        org = create_organization(session, name=name, timezone=timezone, modules=mods)
+        session.commit()
+        click.echo(
+            json.dumps(
+                {
+                    "id": str(org.id),
+                    "name": org.name,
+                    "timezone": org.timezone,
+                    "modules": org.modules,
+                }
+            )
+        )
+
+
+@main.group("token")
+def token_group() -> None:
+    """Access tokens."""
+
+
+@token_group.command("issue")
+@click.option("--org", "org_id", default=None, help="Organization id (omit for platform:admin).")
+@click.option("--sub", required=True, help="User id the token speaks for.")
+@click.option("--scopes", default=" ".join(TENANT_SCOPES), show_default=True)
+@click.option("--ttl", default=3600, show_default=True, type=int)
+def token_issue(org_id: str | None, sub: str, scopes: str, ttl: int) -> None:
+    """Print a signed JWT."""
+    scope_list = scopes.split()
+    unknown = [s for s in scope_list if s not in SCOPES]
+    if unknown:
+        raise click.BadParameter(f"unknown scopes: {' '.join(unknown)}", param_hint="--scopes")
+    if org_id is None and "platform:admin" not in scope_list:
+        raise click.BadParameter("required unless --scopes has platform:admin", param_hint="--org")
+    if org_id is not None:
+        uuid.UUID(org_id)
+    click.echo(issue_token(load_settings(), sub=sub, org_id=org_id, scopes=scope_list, ttl=ttl))
+
+
+@main.command("run")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def run(host: str, port: int) -> None:
+    """Migrate, then serve the API with an in-process worker and scheduler."""
+    import dramatiq
+
+    from api import create_app
+    from infra import migrate
+    from workers.scheduler import build_scheduler
+
+    settings = load_settings()
+    migrate.upgrade(settings)
+    app = create_app(settings)
+    worker = dramatiq.Worker(dramatiq.get_broker(), worker_threads=2)
+    worker.start()
+    scheduler = build_scheduler(background=True)
+    scheduler.start()
+    _print_dev_token(settings, host, port)
+    try:
+        app.run(host=host, port=port, threaded=True, use_reloader=False)
+    finally:
+        scheduler.shutdown(wait=False)
+        worker.stop()
+
+
+def _print_dev_token(settings, host: str, port: int) -> None:  # type: ignore[no-untyped-def]
+    """In development, make sure an org exists and print a token for it."""
+    if settings.env == "production":
+        return
+    from sqlalchemy import select
+
+    from tenancy.models import Organization
+    from tenancy.organizations import create_organization
+
+    with context.platform(), db.new_session() as session:
+        org = session.scalars(select(Organization).order_by(Organization.created_at)).first()
+        if org is None:
+            org = create_organization(session, name=DEV_ORG_NAME, modules=["hse"])
+            session.commit()
+        token = issue_token(
+            settings, sub="dev-admin", org_id=str(org.id), scopes=list(TENANT_SCOPES), ttl=86400
+        )
+    click.echo(f"\nOrganization: {org.name} ({org.id})")
+    click.echo(f"export TOKEN={token}")
+    click.echo(f'curl -H "Authorization: Bearer $TOKEN" http://{host}:{port}/api/v1/org\n')
+
+
+@main.command("worker")
+@click.option("--processes", default=int(os.environ.get("WORKER_PROCESSES", "2")), type=int)
+@click.option("--threads", default=int(os.environ.get("WORKER_THREADS", "4")), type=int)
+def worker(processes: int, threads: int) -> None:
+    """Run the Dramatiq worker (production: REDIS_URL must be set)."""
+    from dramatiq.cli import main as dramatiq_main
+
+    from workers.process import prepare_worker
+
+    extra = prepare_worker()  # JSON logs, metrics on WORKER_METRICS_PORT
+    sys.argv = [
+        "dramatiq",
+        "workers.actors",
+        "--processes",
+        str(processes),
+        "--threads",
+        str(threads),
+        *extra,
+    ]
+    sys.exit(dramatiq_main())
+
+
+@main.command("scheduler")
+def scheduler() -> None:
+    """Run the periodic scheduler (one active instance)."""
+    from workers.process import prepare_scheduler
+
+    prepare_scheduler()  # JSON logs
+    import workers.actors  # noqa: F401 - broker + actors, so the sweep can enqueue
+    from workers.scheduler import build_scheduler
+
+    build_scheduler(background=False).start()
+
+
+@main.command("tick")
+@click.option("--org", "org_id", default=None, help="Only this organization.")
+@click.option(
+    "--timeout", default=300.0, show_default=True, type=float, help="Seconds to wait for jobs."
+)
+def tick(org_id: str | None, timeout: float) -> None:
+    """Run the periodic work once, now, wait for the jobs it queued, print a JSON report."""
+    oid = None
+    if org_id is not None:
+        try:
+            oid = uuid.UUID(org_id)
+        except ValueError:
+            raise click.BadParameter("not a UUID", param_hint="--org") from None
+    import workers.actors  # noqa: F401 - broker, actors and their periodic steps
+    from workers.periodic import run_once, wait_for_queued
+
+    started = db.utcnow()
+    report = run_once(now=started, org_id=oid)
+    report["queued_work"] = wait_for_queued(started, timeout)
+    click.echo(json.dumps(report, default=str))
+
+
+@main.command("demo")
+@click.option("--if-missing", is_flag=True, help="Reuse the demo organization if one exists.")
+def demo(if_missing: bool) -> None:
+    """Create a demo organization (directory, catalog, every status) and print a token for it."""
+    import workers.actors  # noqa: F401 - broker first: services may request jobs
+    from runtime.demo import create_demo, find_demo_org
+
+    settings = load_settings()
+    db.configure(settings)
+    org = None
+    if if_missing:
+        with context.platform(), db.new_session() as session:
+            org = find_demo_org(session)
+    if org is None:
+        org = create_demo()
+    token = issue_token(
+        settings, sub="demo-admin", org_id=str(org.id), scopes=list(TENANT_SCOPES), ttl=86400
+    )
+    click.echo(f"Demo organization: {org.name} ({org.id})")
+    click.echo(f"export TOKEN={token}")
+
+
+if __name__ == "__main__":
+    main()
