@@ -28,6 +28,7 @@ COPY api/ api/
 COPY certifications/ certifications/
 COPY workers/ workers/
 COPY runtime/ runtime/
+COPY cli/ cli/
 COPY migrations/ migrations/
 COPY bench/ bench/
 # Wheels for the project and every dependency, then a self-contained virtualenv from them only.

@@ -16,13 +16,14 @@ from pathlib import Path
 # The repo root, so `infra.logging` imports when gunicorn runs from elsewhere.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from infra.logging import gunicorn_logconfig  # noqa: E402
+from infra.settings import load_settings  # noqa: E402
 from workers.process import prepare_multiprocess_dir  # noqa: E402
 
+_settings = load_settings()
 # The directory must exist before the workers import prometheus_client (it picks its value
 # store at import); the master empties it so a restarted container starts from clean files.
-prepare_multiprocess_dir()
-
-from infra.logging import gunicorn_logconfig  # noqa: E402
+prepare_multiprocess_dir(_settings.prometheus_multiproc_dir)
 
 
 def _int(name: str, default: int) -> int:
@@ -73,8 +74,8 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "*")
 # Logs: one JSON object per line (LOG_FORMAT=text for humans); access lines on stdout.
 accesslog = "-"
 errorlog = "-"
-loglevel = os.environ.get("LOG_LEVEL", "info").lower()
-logconfig_dict = gunicorn_logconfig()
+loglevel = _settings.log_level.lower()
+logconfig_dict = gunicorn_logconfig(_settings.log_level, _settings.log_format)
 
 
 def child_exit(server, worker) -> None:  # type: ignore[no-untyped-def]

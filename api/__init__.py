@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 import uuid
 from typing import Any
 
@@ -12,12 +10,11 @@ from flask import Flask, Response, g, request
 from flask_smorest import Api
 from flask_smorest import Blueprint as SmorestBlueprint
 
-import certifications.audit.trail  # noqa: F401 - installs the audit trail's flush listener
 from api.db import commit_request, init_request_sessions
 from api.errors import register_error_handlers
 from infra import context
-from infra import database as db
-from infra.settings import Settings, load_settings
+from infra.settings import Settings
+from runtime import Runtime, bootstrap
 from tenancy.auth import init_auth
 
 API_PREFIX = "/api/v1"
@@ -62,8 +59,9 @@ class CertsFlask(Flask):
         return rv
 
 
-def create_app(settings: Settings | None = None) -> Flask:
-    settings = settings or load_settings()
+def create_app(settings: Settings, runtime: Runtime | None = None) -> Flask:
+    """The API for `settings`, wired by `runtime.bootstrap` (or the runtime given)."""
+    runtime = runtime or bootstrap(settings)
     app = CertsFlask(__name__)
     app.config.update(
         CERTS_SETTINGS=settings,
@@ -85,11 +83,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         JSON_SORT_KEYS=False,
         MAX_CONTENT_LENGTH=32 * 1024 * 1024,
     )
-    db.configure(settings)
-    import workers.actors  # noqa: F401 - the broker and actors, so the relay can enqueue
-
     init_auth(app, settings)
-    init_request_sessions(app)
+    init_request_sessions(app, runtime.sessions)
     api = CertsApi(app)
     api.spec.components.security_scheme(
         "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
@@ -101,20 +96,17 @@ def create_app(settings: Settings | None = None) -> Flask:
     from infra.logging import ensure_logging
 
     init_metrics(app)
-    ensure_logging(settings.log_level)
+    ensure_logging(settings.log_level, settings.log_format)
     return app
 
 
 def _register_blueprints(api: Api) -> None:
     import api.resources as resources
 
-    for mod in sorted(pkgutil.iter_modules(resources.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{resources.__name__}.{mod.name}")
-        blp = getattr(module, "blp", None)
-        if isinstance(blp, SmorestBlueprint):
-            api.register_blueprint(blp, url_prefix=API_PREFIX + (blp.url_prefix or ""))
-        elif blp is not None:  # plain Flask blueprints: probes and metrics, outside /api/v1
-            api._app.register_blueprint(blp)
+    for blp in resources.API_BLUEPRINTS:
+        api.register_blueprint(blp, url_prefix=API_PREFIX + (blp.url_prefix or ""))
+    for plain in resources.PLAIN_BLUEPRINTS:  # probes and metrics, outside /api/v1
+        api._app.register_blueprint(plain)
 
 
 def _request_ids(app: Flask) -> None:

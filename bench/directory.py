@@ -24,6 +24,7 @@ from certifications.directory.models import Employee, Role
 from infra import context
 from infra import database as db
 from infra.settings import load_settings
+from runtime import bootstrap
 from tenancy.auth import issue_token
 from tenancy.organizations import create_organization
 
@@ -160,7 +161,7 @@ def run_naive(size: int) -> float:
 
 def main(size: int) -> None:
     settings = load_settings()
-    db.configure(settings)
+    bootstrap(settings)
     rss_start = _rss_mb()
     timings = run_api(size)
     rss_api = _rss_mb()

@@ -28,6 +28,7 @@ from infra import context
 from infra import database as db
 from infra.settings import load_settings
 from jobs.models import Job
+from runtime import bootstrap
 from tenancy.auth import issue_token
 from tenancy.organizations import create_organization
 
@@ -204,7 +205,7 @@ def _median(fn: Callable[[], float], org_id: uuid.UUID, cert_id: uuid.UUID, size
 
 def main(size: int) -> None:
     settings = load_settings()
-    db.configure(settings)
+    bootstrap(settings)
     import workers.actors  # noqa: F401 - the broker and the fan-out actor
 
     org_id, role_id, cert_id = _setup(size)

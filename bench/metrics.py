@@ -20,6 +20,7 @@ from api.metrics import _database_families
 from infra import context
 from infra import database as db
 from infra.settings import load_settings
+from runtime import bootstrap
 
 DEFAULT_SIZE = 5_000
 
@@ -55,7 +56,7 @@ def _ensure_orgs(size: int) -> None:
 
 
 def main(size: int) -> None:
-    db.configure(load_settings())
+    bootstrap(load_settings())
     _ensure_orgs(size)
     timings = []
     for _ in range(3):

@@ -39,6 +39,7 @@ from certifications.catalog.models import Certification
 from infra import context, migrate
 from infra import database as db
 from infra.settings import load_settings
+from runtime import bootstrap
 from tenancy.organizations import create_organization
 
 DEFAULT_SIZE = 100_000
@@ -270,7 +271,7 @@ def main(size: int) -> None:
     os.environ.setdefault("DB_STATEMENT_TIMEOUT_MS", "900000")
     settings = load_settings()
     migrate.upgrade(settings)
-    db.configure(settings)
+    bootstrap(settings)
     started = time.perf_counter()
     org_id, _ = _setup(size)
     run_floor(org_id, DAY0)  # the day-0 statuses as loaded data, without 0.9 N events

@@ -248,12 +248,13 @@ def _run(backend: Any, size: int) -> None:
     from infra import context, migrate
     from infra import database as db
     from infra.settings import load_settings
+    from runtime import bootstrap
     from tenancy.auth import issue_token
     from tenancy.organizations import create_organization
 
     settings = load_settings()
     migrate.upgrade(settings)
-    db.configure(settings)
+    bootstrap(settings)
     with context.platform(), db.new_session() as s:
         org = create_organization(s, name="Bench", modules=["hse"])
         s.commit()

@@ -62,15 +62,17 @@ class Timestamps:
 
 
 class _Registry:
+    """The process's engine and session factory, set once by `runtime.bootstrap`."""
+
     engine: Engine | None = None
     factory: sessionmaker[Session] | None = None
-    settings: Settings | None = None
 
 
 registry = _Registry()
 
 
-def make_engine(url: str, settings: Settings) -> Engine:
+def make_engine(settings: Settings) -> Engine:
+    url = settings.database_url
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
@@ -92,28 +94,26 @@ def make_engine(url: str, settings: Settings) -> Engine:
     )
 
 
-def configure(settings: Settings) -> sessionmaker[Session]:
-    """(Re)bind the process-wide engine and session factory to these settings."""
-    import tenancy.scoping  # noqa: F401 - installs the tenant scoping on every Session
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """A factory of plain sessions; `runtime.bootstrap` installs scoping, audit and relay on it."""
+    return sessionmaker(bind=engine, expire_on_commit=False)
 
-    if registry.engine is not None and registry.settings == settings:
-        assert registry.factory is not None
-        return registry.factory
-    if registry.engine is not None:
+
+def use(engine: Engine, factory: sessionmaker[Session]) -> None:
+    """Make these the process's engine and factory (disposing a previous, different engine)."""
+    if registry.engine is not None and registry.engine is not engine:
         registry.engine.dispose()
-    registry.settings = settings
-    registry.engine = make_engine(settings.database_url, settings)
-    registry.factory = sessionmaker(bind=registry.engine, expire_on_commit=False)
-    return registry.factory
+    registry.engine = engine
+    registry.factory = factory
 
 
 def new_session() -> Session:
     if registry.factory is None:
-        raise RuntimeError("database not configured: call infra.database.configure(settings)")
+        raise RuntimeError("database not configured: call runtime.bootstrap(settings) first")
     return registry.factory()
 
 
 def get_engine() -> Engine:
     if registry.engine is None:
-        raise RuntimeError("database not configured")
+        raise RuntimeError("database not configured: call runtime.bootstrap(settings) first")
     return registry.engine

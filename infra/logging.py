@@ -9,7 +9,6 @@ request's id: the outbox row stores it and the worker middleware restores it), p
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -22,15 +21,6 @@ from infra import context
 # WSGI environ key where the API leaves the request's organization for the access log line.
 ACCESS_ORG_KEY = "certs.org_id"
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s %(org_id)s] %(message)s"
-
-
-def log_format(environ: Mapping[str, str] | None = None) -> str:
-    """`json` unless LOG_FORMAT=text, or in development without an explicit choice."""
-    env = os.environ if environ is None else environ
-    chosen = env.get("LOG_FORMAT", "").strip().lower()
-    if chosen in {"json", "text"}:
-        return chosen
-    return "text" if env.get("CERTS_ENV", "development") == "development" else "json"
 
 
 class ContextFilter(logging.Filter):
@@ -126,10 +116,13 @@ def make_formatter(fmt: str) -> logging.Formatter:
     return logging.Formatter(TEXT_FORMAT)
 
 
-def configure_logging(level: str | None = None, fmt: str | None = None) -> None:
-    """Route every logger through one stderr handler in the chosen format (idempotent)."""
-    level = (level or os.environ.get("LOG_LEVEL", "INFO")).upper()
-    fmt = fmt or log_format()
+def configure_logging(level: str, fmt: str) -> None:
+    """Route every logger through one stderr handler in `fmt` (`json`|`text`); idempotent.
+
+    The one logging set-up: `certs run`, the workers and the scheduler call it with their
+    settings; gunicorn gets the same handler and formats through `gunicorn_logconfig`.
+    """
+    level = level.upper()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(make_formatter(fmt))
     handler.addFilter(ContextFilter())
@@ -140,10 +133,9 @@ def configure_logging(level: str | None = None, fmt: str | None = None) -> None:
     root.setLevel(level)
 
 
-def gunicorn_logconfig(level: str | None = None, fmt: str | None = None) -> dict[str, Any]:
+def gunicorn_logconfig(level: str, fmt: str) -> dict[str, Any]:
     """`logconfig_dict` for gunicorn: error and access logs in the same format as the app."""
-    level = (level or os.environ.get("LOG_LEVEL", "INFO")).upper()
-    fmt = fmt or log_format()
+    level = level.upper()
     formatters: dict[str, Any] = (
         {
             "json": {"()": "infra.logging.JsonFormatter"},
@@ -178,7 +170,7 @@ def gunicorn_logconfig(level: str | None = None, fmt: str | None = None) -> dict
     }
 
 
-def ensure_logging(level: str | None = None) -> None:
+def ensure_logging(level: str, fmt: str) -> None:
     """Configure logging unless a host already did (gunicorn's logconfig, the CLI, pytest)."""
     if not logging.getLogger().handlers:
-        configure_logging(level)
+        configure_logging(level, fmt)

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEV_JWT_SECRET = "dev-insecure-jwt-secret-change-me"  # noqa: S105 - the known-weak default
-DEFAULT_INSTANCE = Path(os.environ.get("CERTS_INSTANCE_DIR", Path.cwd() / "instance"))
 
 
 class ConfigError(RuntimeError):
@@ -44,10 +43,33 @@ class Settings:
     # Webhooks to private/loopback/link-local addresses (SSRF). Allowed for local development
     # and tests, refused in production unless WEBHOOK_ALLOW_PRIVATE_NETWORKS=true.
     webhook_allow_private: bool = True
+    # `json` or `text` (text by default only in development).
+    log_format: str = "text"
+    # Notification delivery: attempts and exponential backoff between them.
+    notification_max_attempts: int = 5
+    notification_retry_base_ms: int = 30_000
+    notification_retry_max_ms: int = 15 * 60_000
+    # Metrics: the prometheus multiprocess directory (gunicorn/dramatiq children) and how long
+    # the database gauges are cached between scrapes.
+    prometheus_multiproc_dir: str | None = None
+    metrics_db_cache_seconds: float = 15.0
+    worker_metrics_port: int = 9191
+    worker_processes: int = 2
+    worker_threads: int = 4
 
     @property
     def is_postgres(self) -> bool:
         return self.database_url.startswith("postgresql")
+
+
+def _int(env: dict[str, str], name: str, default: int) -> int:
+    value = env.get(name, "")
+    if value.strip() == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, not {value!r}") from None
 
 
 def _read_key(value: str | None) -> str | None:
@@ -60,11 +82,16 @@ def _read_key(value: str | None) -> str | None:
 
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Settings from `environ` (the process environment when None): the only reader of it."""
     env = dict(os.environ if environ is None else environ)
     mode = env.get("CERTS_ENV", "development")
     if mode not in {"development", "production", "test"}:
         raise ConfigError(f"CERTS_ENV must be development, production or test, not {mode!r}")
-    default_db = f"sqlite:///{DEFAULT_INSTANCE / 'certs.db'}"
+    instance = Path(env.get("CERTS_INSTANCE_DIR") or Path.cwd() / "instance")
+    default_db = f"sqlite:///{instance / 'certs.db'}"
+    log_format = env.get("LOG_FORMAT", "").strip().lower()
+    if log_format not in {"json", "text"}:
+        log_format = "text" if mode == "development" else "json"
     database_url = env.get("DATABASE_URL") or default_db
     algorithm = env.get("JWT_ALGORITHM", "HS256")
     if algorithm not in {"HS256", "RS256"}:
@@ -82,16 +109,25 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         jwt_public_key=_read_key(env.get("JWT_PUBLIC_KEY")),
         jwt_private_key=_read_key(env.get("JWT_PRIVATE_KEY")),
         smtp_host=env.get("SMTP_HOST") or None,
-        smtp_port=int(env.get("SMTP_PORT", "25")),
+        smtp_port=_int(env, "SMTP_PORT", 25),
         smtp_username=env.get("SMTP_USERNAME") or None,
         smtp_password=env.get("SMTP_PASSWORD") or None,
         smtp_starttls=_bool(env.get("SMTP_STARTTLS")),
         mail_from=env.get("MAIL_FROM", "certifications@localhost"),
         log_level=env.get("LOG_LEVEL", "INFO").upper(),
-        statement_timeout_ms=int(env.get("DB_STATEMENT_TIMEOUT_MS", "30000")),
+        statement_timeout_ms=_int(env, "DB_STATEMENT_TIMEOUT_MS", 30_000),
         webhook_allow_private=_bool(
             env.get("WEBHOOK_ALLOW_PRIVATE_NETWORKS"), default=mode != "production"
         ),
+        log_format=log_format,
+        notification_max_attempts=_int(env, "NOTIFICATION_MAX_ATTEMPTS", 5),
+        notification_retry_base_ms=_int(env, "NOTIFICATION_RETRY_BASE_MS", 30_000),
+        notification_retry_max_ms=_int(env, "NOTIFICATION_RETRY_MAX_MS", 900_000),
+        prometheus_multiproc_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
+        metrics_db_cache_seconds=float(env.get("METRICS_DB_CACHE_SECONDS") or 15),
+        worker_metrics_port=_int(env, "WORKER_METRICS_PORT", 9191),
+        worker_processes=_int(env, "WORKER_PROCESSES", 2),
+        worker_threads=_int(env, "WORKER_THREADS", 4),
     )
     _refuse_unsafe(settings)
     return settings

@@ -16,6 +16,9 @@ from infra.context import current_org_id, current_request_id
 from jobs.models import Job, OutboxMessage
 
 PENDING_KEY = "outbox_ids"
+# Actor names requested with `once=True` in the current transaction (cleared by the relay's
+# after-commit and after-rollback hooks, with PENDING_KEY).
+ONCE_KEY = "outbox_once"
 
 
 def request_job(
@@ -25,12 +28,19 @@ def request_job(
     job_kind: str | None = None,
     created_by: str | None = None,
     total: int | None = None,
+    once: bool = False,
     **payload: Any,
 ) -> Job | None:
     """Queue `actor_name(org_id=..., job_id=..., **payload)` to run after this transaction commits.
 
     With `job_kind`, also creates a pollable Job (SPEC §5) and passes its id to the actor.
+    With `once`, a second request of the same actor in the same transaction is dropped.
     """
+    if once:
+        requested = session.info.setdefault(ONCE_KEY, set())
+        if actor_name in requested:
+            return None
+        requested.add(actor_name)
     org_id = current_org_id()
     job = None
     if job_kind is not None:

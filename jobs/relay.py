@@ -4,6 +4,9 @@ Each row is locked (`FOR UPDATE SKIP LOCKED` on PostgreSQL) while it is sent, so
 sweepers never send the same row at once. A broker outage leaves rows `pending` with the error;
 the sweep sends them when the broker is back. Rows sent but not reported done within
 `RESEND_AFTER` (a message lost by a Redis crash) are sent again; actors are idempotent.
+
+`install_outbox_relay(factory, broker)` (called by `runtime.bootstrap`) hooks the after-commit
+relay onto one session factory; nothing is installed by importing this module.
 """
 
 from __future__ import annotations
@@ -15,13 +18,14 @@ from datetime import timedelta
 from typing import Any
 
 import dramatiq
-from sqlalchemy import event, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import event, func, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
 
 from infra import context
 from infra import database as db
+from jobs.catalog import kind_of
 from jobs.models import OutboxMessage
-from jobs.outbox import PENDING_KEY
+from jobs.outbox import ONCE_KEY, PENDING_KEY
 
 log = logging.getLogger("certs.outbox")
 
@@ -30,26 +34,31 @@ RESEND_AFTER = timedelta(minutes=15)
 SWEEP_BATCH = 500
 
 
-@event.listens_for(Session, "after_commit")
-def _relay_after_commit(session: Session) -> None:
-    ids = session.info.pop(PENDING_KEY, None)
-    if ids:
-        relay(ids)
+def install_outbox_relay(factory: sessionmaker[Session], broker: dramatiq.Broker) -> None:
+    """After each commit of this factory's sessions, publish the jobs that commit requested."""
+
+    def _relay_after_commit(session: Session) -> None:
+        session.info.pop(ONCE_KEY, None)
+        ids = session.info.pop(PENDING_KEY, None)
+        if ids:
+            relay(ids, broker=broker)
+
+    def _forget_after_rollback(session: Session) -> None:
+        session.info.pop(ONCE_KEY, None)
+        session.info.pop(PENDING_KEY, None)
+
+    event.listen(factory, "after_commit", _relay_after_commit)
+    event.listen(factory, "after_rollback", _forget_after_rollback)
 
 
-@event.listens_for(Session, "after_rollback")
-def _forget_after_rollback(session: Session) -> None:
-    session.info.pop(PENDING_KEY, None)
-
-
-def relay(ids: Iterable[uuid.UUID]) -> int:
+def relay(ids: Iterable[uuid.UUID], *, broker: dramatiq.Broker | None = None) -> int:
     """Send these pending rows now (called after the commit that wrote them)."""
     ids = list(ids)
     stmt = select(OutboxMessage).where(OutboxMessage.id.in_(ids), OutboxMessage.status == "pending")
-    return _send_locked(stmt)
+    return _send_locked(stmt, broker or dramatiq.get_broker())
 
 
-def sweep(now: Any = None) -> int:
+def sweep(now: Any = None, *, broker: dramatiq.Broker | None = None) -> int:
     """Send rows the immediate relay missed (broker down, process died) or that got lost."""
     now = now or db.utcnow()
     stmt = (
@@ -64,13 +73,11 @@ def sweep(now: Any = None) -> int:
         .order_by(OutboxMessage.created_at)
         .limit(SWEEP_BATCH)
     )
-    return _send_locked(stmt)
+    return _send_locked(stmt, broker or dramatiq.get_broker())
 
 
 def backlog() -> dict[str, Any]:
     """Pending count and the age of the oldest pending row (for /readyz and /metrics)."""
-    from sqlalchemy import func
-
     with context.platform(), db.new_session() as session:
         count, oldest = session.execute(
             select(func.count(), func.min(OutboxMessage.created_at)).where(
@@ -80,8 +87,7 @@ def backlog() -> dict[str, Any]:
     return {"count": count, "oldest": oldest}
 
 
-def _send_locked(stmt: Any) -> int:
-    broker = dramatiq.get_broker()
+def _send_locked(stmt: Any, broker: dramatiq.Broker) -> int:
     sent: list[uuid.UUID] = []
     with context.platform(), db.new_session() as session:
         rows = session.scalars(stmt.with_for_update(skip_locked=True)).all()
@@ -110,9 +116,10 @@ def _send_locked(stmt: Any) -> int:
 
 
 def _message(broker: dramatiq.Broker, row: OutboxMessage) -> dramatiq.Message[Any]:
-    actor = broker.get_actor(row.actor_name)
+    queue_name = kind_of(row.actor_name).queue_name
+    broker.declare_queue(queue_name)  # idempotent; a publish-only process declares no actors
     return dramatiq.Message(
-        queue_name=actor.queue_name,
+        queue_name=queue_name,
         actor_name=row.actor_name,
         args=(),
         kwargs=dict(row.payload),

@@ -7,16 +7,13 @@ and a job already `done` is never moved back by a late retry.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from infra import database as db
 from jobs.models import Job
-
-T = TypeVar("T")
 
 
 def _as_uuid(job_id: uuid.UUID | str | None) -> uuid.UUID | None:
@@ -63,31 +60,5 @@ def finish_job(
     _set(session, job_id, state="done", done=done, result=result, finished_at=db.utcnow())
 
 
-def fail_job(job_id: uuid.UUID | str | None, error: BaseException) -> None:
-    """Record a failure in its own transaction (the work's transaction was rolled back)."""
-    if _as_uuid(job_id) is None:
-        return
-    with db.new_session() as session:
-        _set(session, job_id, state="failed", error=repr(error)[:2000], finished_at=db.utcnow())
-        session.commit()
-
-
-def run_job(job_id: uuid.UUID | str | None, work: Callable[[Session], T]) -> T:
-    """Run `work(session)` in one transaction, keeping the job's state true on either outcome.
-
-    The job shows `running` (own short transaction) while the work runs; `work` reports
-    progress and finishes it in its own transaction. A failure is recorded on the job and
-    re-raised (the broker retries; a later success moves the job to `done`).
-    """
-    if _as_uuid(job_id) is not None:
-        with db.new_session() as session:
-            start_job(session, job_id)
-            session.commit()
-    try:
-        with db.new_session() as session:
-            result = work(session)
-            session.commit()
-            return result
-    except Exception as exc:
-        fail_job(job_id, exc)
-        raise
+def fail_job(session: Session, job_id: uuid.UUID | str | None, error: BaseException) -> None:
+    _set(session, job_id, state="failed", error=repr(error)[:2000], finished_at=db.utcnow())

@@ -155,6 +155,9 @@ def requires(
                     errors={"module": [module]},
                 )
             context.set_actor(str(get_jwt()["sub"]))  # the audit trail's "who"
+            if isinstance(principal, PlatformOperator):
+                with context.platform():  # explicit: no tenant, platform tables only
+                    return fn(*args, **kwargs)
             return fn(*args, **kwargs)
 
         _document(wrapper, needed)

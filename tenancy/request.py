@@ -1,21 +1,32 @@
 """The request's session and its single commit owner (Flask side of `infra.database`).
 
 Auth looks the token's organization up in this same session, after setting the tenant, so a
-request costs one pooled connection and one transaction, not two.
+request costs one pooled connection and one transaction, not two. The session comes from the
+factory `init_request_sessions(app, factory)` was given (the app's bootstrap), and refuses to
+open before a tenant or an explicit platform context is set.
 """
 
 from __future__ import annotations
 
-from flask import Flask, g
-from sqlalchemy.orm import Session
+from flask import Flask, current_app, g
+from sqlalchemy.orm import Session, sessionmaker
 
-from infra import database as db
+from infra.context import current_org_id, in_platform_context
+
+_FACTORY_KEY = "certs.sessions"
+
+
+class NoTenant(RuntimeError):
+    """A request asked for the database before saying whose data it touches."""
 
 
 def request_session() -> Session:
     """The session of the current request, created on first use (after auth set the tenant)."""
     if "db_session" not in g:
-        g.db_session = db.new_session()
+        if current_org_id() is None and not in_platform_context():
+            raise NoTenant("a request session needs a tenant or the platform context")
+        factory: sessionmaker[Session] = current_app.extensions[_FACTORY_KEY]
+        g.db_session = factory()
     return g.db_session
 
 
@@ -25,7 +36,9 @@ def commit_request() -> None:
         session.commit()
 
 
-def init_request_sessions(app: Flask) -> None:
+def init_request_sessions(app: Flask, factory: sessionmaker[Session]) -> None:
+    app.extensions[_FACTORY_KEY] = factory
+
     @app.teardown_request
     def _close(_exc: BaseException | None) -> None:
         session = g.pop("db_session", None)

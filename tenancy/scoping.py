@@ -15,7 +15,13 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import event, false, text
-from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, with_loader_criteria
+from sqlalchemy.orm import (
+    ORMExecuteState,
+    Session,
+    SessionTransaction,
+    sessionmaker,
+    with_loader_criteria,
+)
 
 from infra.context import current_org_id, in_platform_context
 from tenancy.models import TenantScoped
@@ -28,7 +34,6 @@ class TenantMismatch(RuntimeError):
     """A write named an organization other than the one in context."""
 
 
-@event.listens_for(Session, "do_orm_execute")
 def _scope_to_tenant(state: ORMExecuteState) -> None:
     if not ORM_FILTER_ENABLED:
         return
@@ -48,7 +53,6 @@ def _scope_to_tenant(state: ORMExecuteState) -> None:
     state.statement = state.statement.options(criteria)
 
 
-@event.listens_for(Session, "before_flush")
 def _stamp_new_rows(session: Session, _ctx: Any, _instances: Any) -> None:
     org_id = current_org_id()
     for obj in session.new:
@@ -62,7 +66,6 @@ def _stamp_new_rows(session: Session, _ctx: Any, _instances: Any) -> None:
             raise TenantMismatch(f"{type(obj).__name__} names another organization")
 
 
-@event.listens_for(Session, "after_begin")
 def _set_rls_tenant(session: Session, _tx: SessionTransaction, connection: Any) -> None:
     if connection.dialect.name != "postgresql":
         return
@@ -71,3 +74,10 @@ def _set_rls_tenant(session: Session, _tx: SessionTransaction, connection: Any) 
         text("SELECT set_config('app.org_id', :org, true), set_config('app.platform', :p, true)"),
         {"org": str(org_id) if org_id else "", "p": "on" if in_platform_context() else ""},
     )
+
+
+def install_tenant_scoping(factory: sessionmaker[Session]) -> None:
+    """Scope every session this factory makes to the tenant in context (see the module doc)."""
+    event.listen(factory, "do_orm_execute", _scope_to_tenant)
+    event.listen(factory, "before_flush", _stamp_new_rows)
+    event.listen(factory, "after_begin", _set_rls_tenant)

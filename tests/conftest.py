@@ -1,12 +1,11 @@
 """Suite-wide fixtures: a fresh database per run, the app, a worker, factories.
 
-The environment is set here, before anything imports `workers.broker` (which reads it once).
+The settings come from `tests.support.suite` (passed, never put into `os.environ`); the suite
+bootstraps its runtime from them once, like every entry point does.
 """
 
 from __future__ import annotations
 
-import atexit
-import os
 import subprocess
 import sys
 import time
@@ -15,43 +14,27 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import dramatiq
 import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from tests.support.backend import create_backend, drop_backend
+from api import create_app
+from infra import context, migrate
+from infra import database as db
+from jobs import relay as outbox
+from jobs.models import OutboxMessage
+from runtime import bootstrap
+from tenancy.auth import TENANT_SCOPES, issue_token
+from tenancy.models import Organization
+from tenancy.organizations import create_organization
+from tests.support.actors import TEST_ACTORS
+from tests.support.suite import BACKEND, SETTINGS, SUBPROCESS_ENV
+from workers.actors import register_actors
 
-BACKEND = create_backend()
-atexit.register(drop_backend, BACKEND)
-os.environ.update(
-    CERTS_ENV="test",
-    DATABASE_URL=BACKEND.app_url,
-    MIGRATION_DATABASE_URL=BACKEND.owner_url,
-    JWT_SECRET_KEY="test-secret-" + "x" * 32,
-    REDIS_NAMESPACE=f"certs-test-{uuid.uuid4().hex[:8]}",
-)
-if BACKEND.app_role:
-    os.environ["DB_APP_ROLE"] = BACKEND.app_role
-if not BACKEND.is_postgres:
-    os.environ.pop("REDIS_URL", None)
-
-import dramatiq  # noqa: E402
-from sqlalchemy import select  # noqa: E402
-from sqlalchemy.orm import Session  # noqa: E402
-
-from infra import context, migrate  # noqa: E402
-from infra import database as db  # noqa: E402
-from infra.settings import load_settings  # noqa: E402
-from jobs.models import OutboxMessage  # noqa: E402
-from tenancy.auth import TENANT_SCOPES, issue_token  # noqa: E402
-from tenancy.models import Organization  # noqa: E402
-from tenancy.organizations import create_organization  # noqa: E402
-
-SETTINGS = load_settings()
 migrate.upgrade(SETTINGS)
-
-import tests.support.actors  # noqa: E402,F401 - test actors on the broker
-import workers.actors  # noqa: E402,F401
-from api import create_app  # noqa: E402
-from jobs import relay as outbox  # noqa: E402
+RUNTIME = bootstrap(SETTINGS)
+register_actors(RUNTIME.broker, SETTINGS, extra=TEST_ACTORS)
 
 ALL_SCOPES = list(TENANT_SCOPES)
 
@@ -77,8 +60,13 @@ def backend():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
+def runtime():  # type: ignore[no-untyped-def]
+    return RUNTIME
+
+
+@pytest.fixture(scope="session")
 def app():  # type: ignore[no-untyped-def]
-    return create_app(SETTINGS)
+    return create_app(SETTINGS, RUNTIME)
 
 
 @pytest.fixture(scope="session")
@@ -90,14 +78,13 @@ def worker() -> Iterator[Any]:
                 sys.executable,
                 "-m",
                 "dramatiq",
-                "workers.actors",
-                "tests.support.actors",
+                "tests.support.actors:setup_worker",
                 "--processes",
                 "1",
                 "--threads",
                 "4",
             ],
-            env=os.environ.copy(),
+            env=SUBPROCESS_ENV,
         )
         time.sleep(2.0)
         assert proc.poll() is None, "dramatiq worker process died at start"
@@ -105,7 +92,7 @@ def worker() -> Iterator[Any]:
         proc.terminate()
         proc.wait(timeout=30)
     else:
-        w = dramatiq.Worker(dramatiq.get_broker(), worker_threads=2)
+        w = dramatiq.Worker(RUNTIME.broker, worker_threads=2)
         w.start()
         yield w
         w.stop()

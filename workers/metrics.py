@@ -49,8 +49,10 @@ class WorkerMetrics(dramatiq.Middleware):
         # worker process, once its stderr points at the pipe the parent forwards.
         if not logging.getLogger().handlers:
             from infra.logging import configure_logging
+            from runtime import current
 
-            configure_logging()
+            settings = current().settings
+            configure_logging(settings.log_level, settings.log_format)
 
     def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
         message.options[_STARTED] = time.perf_counter()

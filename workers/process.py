@@ -13,30 +13,32 @@ import tempfile
 from pathlib import Path
 
 from infra.logging import configure_logging
+from infra.settings import Settings
 
 log = logging.getLogger("certs.process")
 
 
-def prepare_multiprocess_dir() -> str:
+def prepare_multiprocess_dir(configured: str | None) -> str:
     """Use PROMETHEUS_MULTIPROC_DIR (or a fresh temporary one), emptied of a previous run's files.
 
     Kubernetes keeps an emptyDir across container restarts: stale files of dead processes would
     otherwise be merged into the new process's figures.
     """
-    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="certs-prom-")
+    path = configured or tempfile.mkdtemp(prefix="certs-prom-")
     target = Path(path)
     target.mkdir(parents=True, exist_ok=True)
     for stale in target.glob("*.db"):
         stale.unlink(missing_ok=True)
+    # prometheus_client (in this process and the forked ones) reads it from the environment.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(target)
     return str(target)
 
 
-def prepare_worker() -> list[str]:
-    """JSON logs, the metrics directory and server; returns extra arguments for dramatiq."""
-    configure_logging()
-    prepare_multiprocess_dir()
-    port = int(os.environ.get("WORKER_METRICS_PORT", "9191"))
+def prepare_worker(settings: Settings) -> list[str]:
+    """Logs, the metrics directory and server; returns extra arguments for dramatiq."""
+    configure_logging(settings.log_level, settings.log_format)
+    prepare_multiprocess_dir(settings.prometheus_multiproc_dir)
+    port = settings.worker_metrics_port
     if port:
         from workers.metrics import serve_metrics
 
@@ -46,5 +48,5 @@ def prepare_worker() -> list[str]:
     return ["--skip-logging"]
 
 
-def prepare_scheduler() -> None:
-    configure_logging()
+def prepare_scheduler(settings: Settings) -> None:
+    configure_logging(settings.log_level, settings.log_format)

@@ -1,11 +1,11 @@
-"""The periodic scheduler (APScheduler): the outbox sweep, and the periodic steps when due.
+"""The periodic scheduler (APScheduler): the outbox sweep, and each due organization's tick.
 
 Jobs:
 * `outbox_sweep` every 5 s (safe on any number of schedulers: rows are locked SKIP LOCKED).
-* `periodic` every `PERIODIC_MINUTES` (5): `workers.periodic.run_once(scheduled=True)`. Its
-  recompute step claims each org that is due — its local date changed (so right after each
-  org's local midnight, within one interval) or its last recomputation is over an hour old —
-  and queues `recompute_org` for the workers; rules and delivery steps follow.
+* `ticks` every `PERIODIC_MINUTES` (5): `workers.tick.queue_due_ticks()` claims each org that
+  is due — its local date changed (so right after each org's local midnight, within one
+  interval) or its last tick is over an hour old — and queues its `tick_org` (see
+  `workers.tick` for the pipeline).
 
 One active scheduler: on PostgreSQL the `periodic` job runs only in the instance holding the
 session advisory lock `LEADER_LOCK` on a dedicated connection. A second instance is a hot
@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection
 
 from infra import database as db
 from jobs import relay as outbox
-from workers import periodic
+from workers.tick import queue_due_ticks
 
 log = logging.getLogger("certs.scheduler")
 
@@ -81,12 +81,12 @@ class Leadership:
 
 
 def run_periodic(leadership: Leadership) -> dict[str, Any] | None:
-    """One scheduled run of the periodic steps, if this instance leads; None when standby."""
+    """Queue the due organizations' ticks, if this instance leads; None when standby."""
     if not leadership.acquire():
         log.debug("standby scheduler: another instance holds the lock")
         return None
-    report = periodic.run_once(scheduled=True)
-    log.info("periodic run: %s", report)
+    report = queue_due_ticks()
+    log.info("scheduled ticks: %s", report)
     return report
 
 

@@ -44,9 +44,8 @@ from certifications.assignments import status as rules
 from certifications.assignments.models import Assignment, StatusEvent
 from certifications.catalog.models import Certification, CertificationRole
 from certifications.directory.models import Employee
-from infra.database import UTCDateTime, utcnow
+from infra.database import UTCDateTime
 from infra.dialect import new_uuid_sql
-from jobs import state as jobs
 from tenancy.models import Organization
 
 A = Assignment.__table__
@@ -273,55 +272,6 @@ def upsert_insert(dialect_name: str, table: Any) -> Any:
 def _chunks(items: list[uuid.UUID], size: int) -> Iterable[list[uuid.UUID]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def run_certification_fanout(
-    org_id: uuid.UUID,
-    certification_id: uuid.UUID,
-    job_id: uuid.UUID | str | None = None,
-    now: datetime | None = None,
-) -> dict[str, int]:
-    """The job behind `fanout_certification`: one transaction, progress on the Job."""
-    stamp = now or utcnow()
-
-    def work(session: Session) -> dict[str, int]:
-        today = org_today_for(session, org_id, stamp)
-        total = count_role_members(session, org_id, certification_id)
-        jobs.progress_job(session, job_id, 0, total=total)
-        report = fanout_certification(session, org_id, certification_id, today=today, now=stamp)
-        jobs.finish_job(session, job_id, done=total, result=report)
-        return report
-
-    return jobs.run_job(job_id, work)
-
-
-def run_employee_fanout(
-    org_id: uuid.UUID,
-    employee_ids: Sequence[uuid.UUID],
-    job_id: uuid.UUID | str | None = None,
-    now: datetime | None = None,
-) -> dict[str, int]:
-    """The job behind `fanout_employees`: one transaction per batch, so a large import shows
-    progress (`done` grows batch by batch; each batch is idempotent, so a retry is safe)."""
-    stamp = now or utcnow()
-    ids = sorted(set(employee_ids))
-
-    def work(session: Session) -> dict[str, int]:
-        today = org_today_for(session, org_id, stamp)
-        jobs.progress_job(session, job_id, 0, total=len(ids))
-        report = {"created": 0, "removed": 0, "not_required": 0, "required_again": 0}
-        done = 0
-        for chunk in _chunks(ids, EMPLOYEE_CHUNK):
-            part = fanout_employees(session, org_id, chunk, today=today, now=stamp)
-            report = {key: report[key] + part[key] for key in report}
-            done += len(chunk)
-            if done < len(ids):
-                jobs.progress_job(session, job_id, done)
-                session.commit()
-        jobs.finish_job(session, job_id, done=len(ids), result=report)
-        return report
-
-    return jobs.run_job(job_id, work)
 
 
 def org_today_for(session: Session, org_id: uuid.UUID, now: datetime) -> date:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -46,14 +46,13 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
 from certifications.assignments.models import Assignment, StatusEvent
-from certifications.assignments.schedule import RecomputeState
+from certifications.assignments.schedule import mark_recomputed
 from certifications.assignments.status import (
     EXPIRED,
     EXPIRES_SOON,
@@ -64,12 +63,8 @@ from certifications.assignments.status import (
     org_today,
 )
 from certifications.catalog.models import Certification
-from infra import context
-from infra import database as db
 from infra.database import UTCDateTime, utcnow
 from infra.dialect import new_uuid_sql
-from jobs import state as jobs
-from jobs.outbox import request_job
 from tenancy.models import Organization
 
 CHUNK_ROWS = 50_000
@@ -405,26 +400,7 @@ def refresh_expiries(session: Session, org_id: uuid.UUID, certification_id: uuid
     return session.execute(stmt).rowcount  # type: ignore[attr-defined,no-any-return]
 
 
-# --- Per organization: the periodic recomputation and its bookkeeping -------------------------
-
-RECOMPUTE_EVERY = timedelta(hours=1)
-RS = RecomputeState.__table__
-
-
-def _upsert(dialect: str) -> Any:
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(RS)
-
-
-def mark_recomputed(
-    session: Session, org_id: uuid.UUID, today: date, now: datetime, changed: int
-) -> None:
-    """Record a finished recomputation (and push back the next scheduled one)."""
-    values = {"local_date": today, "claimed_at": now, "done_at": now, "changed": changed}
-    stmt = _upsert(session.get_bind().dialect.name).values(org_id=org_id, version=1, **values)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[RS.c.org_id], set_={**values, "version": RS.c.version + 1}
-    )
-    session.execute(stmt)
+# --- Per organization -----------------------------------------------------------------------
 
 
 def recompute_org(
@@ -444,120 +420,15 @@ def recompute_org(
     return {"today": today.isoformat(), "changed": changed}
 
 
-def run_recompute_org(
-    org_id: uuid.UUID, job_id: uuid.UUID | str | None = None, now: datetime | None = None
-) -> dict[str, Any]:
-    """The job behind `recompute_org`: commits per chunk, progress in chunks on the Job."""
-    stamp = now or utcnow()
-
-    def work(session: Session) -> dict[str, Any]:
-        def on_chunk(done: int, total: int) -> None:
-            jobs.progress_job(session, job_id, done, total=total)
-            session.commit()  # short transactions on a large org; rerunning is harmless
-
-        report = recompute_org(session, org_id, stamp, on_chunk=on_chunk)
-        jobs.finish_job(session, job_id, done=1, result=report)
-        return report
-
-    return jobs.run_job(job_id, work)
-
-
-def run_recompute_certification(
-    org_id: uuid.UUID,
-    certification_id: uuid.UUID,
-    job_id: uuid.UUID | str | None = None,
-    now: datetime | None = None,
+def recompute_certification(
+    session: Session, org_id: uuid.UUID, certification_id: uuid.UUID, now: datetime
 ) -> dict[str, Any]:
     """After a certification's `validity` or `warning_days` changed: computed expiries, then
-    statuses of its assignments, in one transaction. Idempotent."""
-    stamp = now or utcnow()
-
-    def work(session: Session) -> dict[str, Any]:
-        org = session.get(Organization, org_id)
-        if org is None:
-            return {"expiries": 0, "changed": 0}
-        today = org_today(org.timezone, stamp)
-        expiries = refresh_expiries(session, org_id, certification_id)
-        jobs.progress_job(session, job_id, 0, total=1)
-        changed = recompute_statuses(
-            session, org_id, today, certification_id=certification_id, now=stamp
-        )
-        report = {"expiries": expiries, "changed": changed}
-        jobs.finish_job(session, job_id, done=1, result=report)
-        return report
-
-    return jobs.run_job(job_id, work)
-
-
-def _organizations(session: Session, org_id: uuid.UUID | None) -> list[Any]:
-    stmt = (
-        select(
-            Organization.id, Organization.timezone, RS.c.local_date, RS.c.claimed_at, RS.c.version
-        )
-        .outerjoin(RS, RS.c.org_id == Organization.id)
-        .order_by(Organization.id)
-    )
-    if org_id is not None:
-        stmt = stmt.where(Organization.id == org_id)
-    return list(session.execute(stmt))
-
-
-def recompute_orgs_now(now: datetime, org_id: uuid.UUID | None = None) -> dict[str, Any]:
-    """`certs tick`: recompute every org (or one) right here, now, one transaction per org."""
-    with context.platform(), db.new_session() as session:
-        orgs = [row.id for row in _organizations(session, org_id)]
-    changed = 0
-    for oid in orgs:
-        with context.tenant(oid), db.new_session() as session:
-            changed += recompute_org(session, oid, now)["changed"]
-            session.commit()
-    return {"orgs": len(orgs), "changed": changed}
-
-
-def due_orgs(
-    now: datetime, org_id: uuid.UUID | None = None, every: timedelta = RECOMPUTE_EVERY
-) -> list[tuple[uuid.UUID, date, int | None]]:
-    """Orgs whose local date changed since their last recomputation, or whose last one is older
-    than `every`: (org id, its local today, state version or None when never recomputed)."""
-    with context.platform(), db.new_session() as session:
-        rows = _organizations(session, org_id)
-    due = []
-    for row in rows:
-        today = org_today(row.timezone, now)
-        if row.version is None or row.local_date != today or row.claimed_at <= now - every:
-            due.append((row.id, today, row.version))
-    return due
-
-
-def claim(
-    session: Session, org_id: uuid.UUID, today: date, now: datetime, version: int | None
-) -> bool:
-    """Compare-and-set on the org's state row: true for exactly one of concurrent claimers."""
-    if version is None:
-        stmt = (
-            _upsert(session.get_bind().dialect.name)
-            .values(org_id=org_id, local_date=today, claimed_at=now, version=1)
-            .on_conflict_do_nothing(index_elements=[RS.c.org_id])
-            .returning(RS.c.org_id)
-        )
-        return session.execute(stmt).first() is not None
-    result = session.execute(
-        update(RS)
-        .where(RS.c.org_id == org_id, RS.c.version == version)
-        .values(local_date=today, claimed_at=now, version=version + 1)
-    )
-    return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
-
-
-def enqueue_due(now: datetime, org_id: uuid.UUID | None = None) -> dict[str, Any]:
-    """The scheduler's step: claim each due org and queue `recompute_org` for it (outbox, same
-    transaction as the claim, so a claimed org is never left without its job)."""
-    due = due_orgs(now, org_id)
-    enqueued = 0
-    for oid, today, version in due:
-        with context.tenant(oid), db.new_session() as session:
-            if claim(session, oid, today, now, version):
-                request_job(session, "recompute_org")
-                enqueued += 1
-            session.commit()
-    return {"due": len(due), "enqueued": enqueued}
+    statuses of its assignments (flushes only; idempotent)."""
+    org = session.get(Organization, org_id)
+    if org is None:
+        return {"expiries": 0, "changed": 0}
+    today = org_today(org.timezone, now)
+    expiries = refresh_expiries(session, org_id, certification_id)
+    changed = recompute_statuses(session, org_id, today, certification_id=certification_id, now=now)
+    return {"expiries": expiries, "changed": changed}

@@ -22,6 +22,7 @@ from certifications.assignments.models import (
     FormSubmission,
     StatusEvent,
 )
+from certifications.assignments.schedule import request_tick
 from certifications.catalog import forms
 from certifications.catalog.models import Certification
 from certifications.directory.models import SUBJECT_MODELS
@@ -289,6 +290,7 @@ def restatus(
     creates rows the same way); a new cycle records an event even when the status stays.
     """
     new = rules.assignment_status(assignment, cert, today)
+    request_tick(session)  # rules read the stored status: evaluate them within seconds
     if created or (new == assignment.status and not cycle_started):
         assignment.status = new
         session.flush()

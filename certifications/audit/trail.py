@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import event, insert, inspect
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from certifications.audit.models import AuditEvent
 from infra.context import current_actor, current_org_id, current_request_id
@@ -107,7 +107,6 @@ def _event(action: str, obj: Any, before: Any, after: Any, org_id: uuid.UUID) ->
     }
 
 
-@event.listens_for(Session, "after_flush")
 def _audit_flush(session: Session, _ctx: Any) -> None:
     org_id = current_org_id()
     if current_actor() is None or org_id is None:
@@ -158,3 +157,8 @@ def record(
             }
         ],
     )
+
+
+def install_audit_trail(factory: sessionmaker[Session]) -> None:
+    """Record an audit event for every audited ORM change flushed by this factory's sessions."""
+    event.listen(factory, "after_flush", _audit_flush)

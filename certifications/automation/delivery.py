@@ -14,7 +14,6 @@ import html
 import ipaddress
 import json
 import logging
-import os
 import smtplib
 import socket
 import ssl
@@ -38,7 +37,7 @@ from certifications.catalog.models import Certification
 from certifications.directory.models import SUBJECT_MODELS
 from infra import database as db
 from infra.context import require_org_id
-from infra.settings import Settings, load_settings
+from infra.settings import Settings
 from tenancy.models import Organization
 
 log = logging.getLogger("certs.delivery")
@@ -63,18 +62,12 @@ class RetryPolicy:
         return int(min(self.max_ms, self.base_ms * 2 ** max(attempts - 1, 0)))
 
 
-def retry_policy(environ: dict[str, str] | None = None) -> RetryPolicy:
-    env = os.environ if environ is None else environ
+def retry_policy(settings: Settings) -> RetryPolicy:
     return RetryPolicy(
-        max_attempts=int(env.get("NOTIFICATION_MAX_ATTEMPTS", "5")),
-        base_ms=int(env.get("NOTIFICATION_RETRY_BASE_MS", "30000")),
-        max_ms=int(env.get("NOTIFICATION_RETRY_MAX_MS", "900000")),
+        max_attempts=settings.notification_max_attempts,
+        base_ms=settings.notification_retry_base_ms,
+        max_ms=settings.notification_retry_max_ms,
     )
-
-
-def runtime_settings() -> Settings:
-    """SMTP settings as the environment says now (read per delivery, cheap)."""
-    return load_settings()
 
 
 @dataclass(frozen=True)
@@ -103,12 +96,6 @@ class Outgoing:
     subject_name: str
     webhook_url: str | None
     webhook_secret: str | None
-
-
-@dataclass(frozen=True)
-class Outcome:
-    state: str  # sent, skipped, retry, failed
-    retry_in_ms: int | None = None
 
 
 # ----------------------------------------------------------------------------- claim and marks
@@ -219,32 +206,18 @@ def mark_failure(
     return None if final else policy.delay_ms(out.attempts)
 
 
-def run_delivery(
-    notification_id: uuid.UUID,
-    *,
-    settings: Settings,
-    policy: RetryPolicy | None = None,
-    now: datetime | None = None,
-) -> Outcome:
-    """Claim, send and record one notification, each step in its own transaction."""
-    policy = policy or retry_policy()
-    with db.new_session() as session:
-        out = claim(session, notification_id, now or db.utcnow())
-        session.commit()
-    if out is None:
-        return Outcome("skipped")
-    try:
-        via = send(out, settings)
-    except DeliveryError as exc:
-        log.warning("notification %s attempt %s failed: %s", out.notification_id, out.attempts, exc)
-        with db.new_session() as session:
-            delay = mark_failure(session, out, str(exc), db.utcnow(), policy)
-            session.commit()
-        return Outcome("retry", delay) if delay is not None else Outcome("failed")
-    with db.new_session() as session:
-        mark_sent(session, out, via, db.utcnow())
-        session.commit()
-    return Outcome("sent")
+def mark_exhausted(session: Session, notification_id: uuid.UUID, error: str, now: datetime) -> None:
+    """`failed` for good: the retries ran out before a failure could be recorded."""
+    n = Notification.__table__
+    session.execute(
+        update(n)
+        .where(
+            n.c.org_id == require_org_id(),
+            n.c.id == notification_id,
+            n.c.status.in_(("pending", "sending")),
+        )
+        .values(status="failed", last_error=error[:2000], claimed_at=None, updated_at=now)
+    )
 
 
 # ----------------------------------------------------------------------------- content
@@ -458,4 +431,4 @@ def _post_webhook(out: Outgoing, settings: Settings) -> None:
         raise DeliveryError(f"webhook: {exc}") from exc
 
 
-__all__ = ["DeliveryError", "Outcome", "RetryPolicy", "run_delivery", "send", "sign"]
+__all__ = ["DeliveryError", "RetryPolicy", "claim", "mark_failure", "mark_sent", "send", "sign"]

@@ -1,15 +1,15 @@
-"""The periodic automation steps: evaluate rules (tasks + notifications) and queue deliveries.
+"""The automation half of an org's tick: evaluate rules (tasks + notifications), queue deliveries.
 
-Each org is evaluated in its own tenant transaction on its own local "today". Deliveries go
-through the outbox, one message per notification; `enqueued_at` keeps a tick from queueing
-the same row twice, and rows whose message got lost (or whose worker died mid-send) are
-queued again after `REQUEUE_AFTER`.
+Runs after the tick recomputed the org's statuses, so rules read stored statuses that are
+current. Deliveries go through the outbox, one message per notification; `enqueued_at` keeps a
+tick from queueing the same row twice. A row whose worker died mid-send (its `sending` lease
+expired) is queued again; retries of a failed send are Dramatiq's (see `workers.actors`).
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
@@ -21,21 +21,9 @@ from certifications.automation.models import Notification
 from certifications.automation.notifications import evaluate_rules
 from certifications.automation.tasks import evaluate_task_rules
 from infra import context
-from infra import database as db
 from jobs.outbox import request_job
-from tenancy.models import Organization
 
-REQUEUE_AFTER = timedelta(minutes=15)
 ENQUEUE_BATCH = 2000
-
-
-def organizations(org_id: uuid.UUID | None) -> list[tuple[uuid.UUID, str]]:
-    """(id, timezone) of one org or of every org with the HSE module on."""
-    with context.platform(), db.new_session() as session:
-        stmt = select(Organization.id, Organization.timezone, Organization.modules)
-        if org_id is not None:
-            stmt = stmt.where(Organization.id == org_id)
-        return [(i, tz) for i, tz, mods in session.execute(stmt) if "hse" in (mods or [])]
 
 
 def evaluate_org(
@@ -56,7 +44,7 @@ def enqueue_deliveries(session: Session, now: datetime) -> int:
     due = or_(
         and_(
             n.c.status == "pending",
-            or_(n.c.enqueued_at.is_(None), n.c.enqueued_at < now - REQUEUE_AFTER),
+            n.c.enqueued_at.is_(None),
         ),
         and_(n.c.status == "sending", n.c.claimed_at < now - LEASE),
     )
@@ -74,21 +62,3 @@ def enqueue_deliveries(session: Session, now: datetime) -> int:
     for notification_id in ids:
         request_job(session, "deliver_notification", notification_id=notification_id)
     return len(ids)
-
-
-def rules_step(now: datetime, org_id: uuid.UUID | None) -> dict[str, Any]:
-    report: dict[str, Any] = {}
-    for oid, tz in organizations(org_id):
-        with context.tenant(oid), db.new_session() as session:
-            report[str(oid)] = evaluate_org(session, oid, now, tz)
-            session.commit()
-    return report
-
-
-def deliver_step(now: datetime, org_id: uuid.UUID | None) -> dict[str, Any]:
-    queued = 0
-    for oid, _tz in organizations(org_id):
-        with context.tenant(oid), db.new_session() as session:
-            queued += enqueue_deliveries(session, now)
-            session.commit()
-    return {"queued": queued}

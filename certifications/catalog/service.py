@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from certifications.assignments.models import Assignment
+from certifications.assignments.schedule import request_tick
 from certifications.catalog import groups
 from certifications.catalog.models import (
     Certification,
@@ -157,7 +158,9 @@ def update_certification(
     ):
         jobs.append(_fanout(session, cert))
     if after["validity"] != before["validity"] or after["warning_days"] != before["warning_days"]:
-        jobs.append(_recompute(session, cert))
+        jobs.append(_recompute(session, cert))  # its job requests the tick when done
+    elif any(after[k] != before[k] for k in ("notification_rules", "task_rules")):
+        request_tick(session)
     return describe(session, [cert], jobs)[0]
 
 

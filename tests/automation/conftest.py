@@ -1,8 +1,8 @@
 """A real SMTP server (aiosmtpd) and a real HTTP webhook receiver on loopback, plus factories.
 
-The SMTP port is chosen and exported at import time, before any worker process starts, so a
-`dramatiq` worker process (PostgreSQL + Redis run) delivers to the same sink as in-process.
-Retry backoff is shrunk for the same reason (read per delivery from the environment).
+The SMTP port and the shrunk retry backoff are part of the suite's settings
+(`tests.support.suite`), so a `dramatiq` worker process (PostgreSQL + Redis run) delivers to the
+same sink as the in-process worker.
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ import email.policy
 import hashlib
 import hmac
 import json
-import os
-import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,22 +23,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-SMTP_PORT = _free_port()
-os.environ.update(
-    SMTP_HOST="127.0.0.1",
-    SMTP_PORT=str(SMTP_PORT),
-    MAIL_FROM="certs@example.test",
-    NOTIFICATION_MAX_ATTEMPTS="3",
-    NOTIFICATION_RETRY_BASE_MS="50",
-    NOTIFICATION_RETRY_MAX_MS="200",
-)
+from tests.support.suite import SMTP_PORT
 
 
 @dataclass

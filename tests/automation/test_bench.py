@@ -11,12 +11,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from certifications.automation import delivery
 from certifications.automation.models import Notification
 from certifications.automation.notifications import evaluate_rules
 from infra import context
 from infra import database as db
 from tests.automation.conftest import TODAY
+from tests.support.suite import SMTP_PORT
+from workers.delivery import deliver
 
 N = int(os.environ.get("BENCH_NOTIFICATIONS", "1000"))
 
@@ -53,13 +54,11 @@ def test_delivery_throughput(make_org, arrange, smtp, settings, as_tenant, threa
         s.commit()
         ids = list(s.scalars(select(Notification.id)))
     t_eval = time.perf_counter() - t0
-    smtp_settings = dataclasses.replace(
-        settings, smtp_host="127.0.0.1", smtp_port=int(os.environ["SMTP_PORT"])
-    )
+    smtp_settings = dataclasses.replace(settings, smtp_host="127.0.0.1", smtp_port=SMTP_PORT)
 
     def run(nid):  # type: ignore[no-untyped-def]
         with context.tenant(org.id):
-            return delivery.run_delivery(nid, settings=smtp_settings).state
+            return deliver(org.id, nid, settings=smtp_settings).state
 
     t0 = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:

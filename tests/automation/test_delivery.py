@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import signal
 import subprocess
 import sys
@@ -21,6 +20,8 @@ from infra import context
 from infra import database as db
 from tenancy.models import Organization
 from tests.automation.conftest import TODAY
+from tests.support.suite import SMTP_PORT, SUBPROCESS_ENV
+from workers.delivery import deliver
 
 RULE = {
     "trigger": "before_expiry",
@@ -34,8 +35,8 @@ FAST = delivery.RetryPolicy(max_attempts=3, base_ms=10, max_ms=20)
 def _smtp_settings(settings):  # type: ignore[no-untyped-def]
     return dataclasses.replace(
         settings,
-        smtp_host=os.environ["SMTP_HOST"],
-        smtp_port=int(os.environ["SMTP_PORT"]),
+        smtp_host="127.0.0.1",
+        smtp_port=SMTP_PORT,
         mail_from="certs@example.test",
     )
 
@@ -59,7 +60,7 @@ def _deliver_all(org, settings, policy=FAST, now=None):  # type: ignore[no-untyp
         with db.new_session() as s:
             ids = list(s.scalars(select(Notification.id).where(Notification.status == "pending")))
         for nid in ids:
-            outcomes.append(delivery.run_delivery(nid, settings=settings, policy=policy, now=now))
+            outcomes.append(deliver(org.id, nid, settings=settings, policy=policy, now=now))
     return outcomes
 
 
@@ -110,9 +111,7 @@ def test_exactly_one_email_across_reruns_and_redeliveries(scenario, smtp, settin
         _deliver_all(org, smtp_settings)
     with context.tenant(org.id):  # a duplicate message for an already-sent row
         for n in _notes(as_tenant, org):
-            assert (
-                delivery.run_delivery(n.id, settings=smtp_settings, policy=FAST).state == "skipped"
-            )
+            assert deliver(org.id, n.id, settings=smtp_settings, policy=FAST).state == "skipped"
     assert len(smtp.to("ada@example.test")) == 1
     assert len(smtp.to("boss@example.test")) == 1
 
@@ -137,7 +136,7 @@ def test_two_concurrent_workers_send_each_email_once(make_org, arrange, smtp, se
                 with db.new_session() as s:  # both workers see (and race for) every row
                     ids = list(s.scalars(select(Notification.id)))
                 for nid in ids:
-                    delivery.run_delivery(nid, settings=smtp_settings, policy=FAST)
+                    deliver(org.id, nid, settings=smtp_settings, policy=FAST)
         except BaseException as exc:  # surfaced below
             errors.append(exc)
 
@@ -159,9 +158,10 @@ from certifications.automation import delivery
 from infra.settings import load_settings
 from infra import context
 from infra import database as db
+from runtime import bootstrap
 
 settings = load_settings()
-db.configure(settings)
+bootstrap(settings)
 with context.tenant(uuid.UUID(sys.argv[1])):
     with db.new_session() as s:
         out = delivery.claim(s, uuid.UUID(sys.argv[2]), db.utcnow())
@@ -179,7 +179,7 @@ def test_worker_killed_mid_delivery_resends_with_the_same_message_id(
     note = _notes(as_tenant, org, recipient="ada@example.test")[0]
     proc = subprocess.run(
         [sys.executable, "-c", KILL_SCRIPT, str(org.id), str(note.id)],
-        env=os.environ.copy(),
+        env=SUBPROCESS_ENV,
         capture_output=True,
         timeout=60,
     )
@@ -190,13 +190,10 @@ def test_worker_killed_mid_delivery_resends_with_the_same_message_id(
 
     smtp_settings = _smtp_settings(settings)
     with context.tenant(org.id):  # inside the lease: another worker leaves it alone
-        assert (
-            delivery.run_delivery(note.id, settings=smtp_settings, policy=FAST).state == "skipped"
-        )
+        assert deliver(org.id, note.id, settings=smtp_settings, policy=FAST).state == "skipped"
         later = db.utcnow() + delivery.LEASE + timedelta(seconds=1)
         assert (
-            delivery.run_delivery(note.id, settings=smtp_settings, policy=FAST, now=later).state
-            == "sent"
+            deliver(org.id, note.id, settings=smtp_settings, policy=FAST, now=later).state == "sent"
         )
     (done,) = _notes(as_tenant, org, recipient="ada@example.test")
     assert (done.status, done.attempts) == ("sent", 2)

@@ -21,7 +21,9 @@ from certifications.automation import delivery
 from certifications.automation.models import Notification
 from certifications.automation.notifications import evaluate_rules
 from infra import context
-from tests.automation.conftest import TODAY, SmtpSink, _free_port
+from tests.automation.conftest import TODAY, SmtpSink
+from tests.support.suite import free_port as _free_port
+from workers.delivery import deliver
 
 
 def _self_signed(tmp_path):  # type: ignore[no-untyped-def]
@@ -104,13 +106,13 @@ def test_starttls_and_login_then_delivered(make_org, arrange, as_tenant, setting
     base = dataclasses.replace(settings, smtp_host="127.0.0.1", smtp_port=port)
     policy = delivery.RetryPolicy(max_attempts=5, base_ms=1, max_ms=1)
     with context.tenant(org.id):
-        plain = delivery.run_delivery(nid, settings=base, policy=policy)
+        plain = deliver(org.id, nid, settings=base, policy=policy)
         assert plain.state == "retry"  # the server requires STARTTLS
         wrong = dataclasses.replace(
             base, smtp_starttls=True, smtp_username="certs", smtp_password="nope"
         )
-        assert delivery.run_delivery(nid, settings=wrong, policy=policy).state == "retry"
+        assert deliver(org.id, nid, settings=wrong, policy=policy).state == "retry"
         good = dataclasses.replace(wrong, smtp_password="hunter2-long")
-        assert delivery.run_delivery(nid, settings=good, policy=policy).state == "sent"
+        assert deliver(org.id, nid, settings=good, policy=policy).state == "sent"
     assert logins == ["certs", "certs"]
     assert [m.rcpt_tos for m in sink.messages] == [["ada@example.test"]]

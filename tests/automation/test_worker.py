@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from certifications.automation.models import Notification, Task
 from tests.automation.conftest import TODAY
-from workers import periodic
+from workers.tick import tick_now
 
 RULE = {"trigger": "before_expiry", "days": 30, "recipients": ["holder"], "channels": ["email"]}
 NOW = datetime(TODAY.year, TODAY.month, TODAY.day, 12, tzinfo=UTC)
@@ -32,20 +32,20 @@ def test_tick_creates_tasks_and_delivers_notifications_through_the_worker(
     make_org, arrange, smtp, jobs, as_tenant
 ):  # type: ignore[no-untyped-def]
     org = _setup(make_org, arrange)
-    report = periodic.run_once(now=NOW, org_id=org.id)
-    assert report["rules"][str(org.id)]["notifications"]["created"] == 3
-    assert report["rules"][str(org.id)]["tasks"]["created"] == 3
-    assert report["deliver"] == {"queued": 3}
+    report = tick_now(now=NOW, org_id=org.id)["ticks"][str(org.id)]
+    assert report["notifications"]["created"] == 3
+    assert report["tasks"]["created"] == 3
+    assert report["queued"] == 3
     jobs.drain()
     assert sorted(r for m in smtp.messages for r in m.rcpt_tos) == [
         "w0@example.test",
         "w1@example.test",
         "w2@example.test",
     ]
-    again = periodic.run_once(now=NOW + timedelta(hours=1), org_id=org.id)  # the next tick
+    again = tick_now(now=NOW + timedelta(hours=1), org_id=org.id)  # the next tick
     jobs.drain()
-    assert again["rules"][str(org.id)]["notifications"]["created"] == 0
-    assert again["deliver"] == {"queued": 0}
+    assert again["ticks"][str(org.id)]["notifications"]["created"] == 0
+    assert again["ticks"][str(org.id)]["queued"] == 0
     assert len(smtp.messages) == 3
     with as_tenant(org.id) as s:
         assert {n.status for n in s.scalars(select(Notification))} == {"sent"}
@@ -57,8 +57,8 @@ def test_refusing_server_through_the_worker_ends_failed_and_visible(
 ):  # type: ignore[no-untyped-def]
     org = _setup(make_org, arrange, n=1)
     smtp.refuse = True
-    periodic.run_once(now=NOW, org_id=org.id)
-    jobs.drain()  # the actor retries with backoff (NOTIFICATION_* env), then gives up
+    tick_now(now=NOW, org_id=org.id)
+    jobs.drain()  # the actor retries with backoff (NOTIFICATION_* settings), then gives up
     assert smtp.messages == []
     items = api_for(org).get("/notifications?status=failed").get_json()["items"]
     assert len(items) == 1
@@ -113,12 +113,12 @@ def test_notifications_api_filters_pages_and_guards(make_org, arrange, api_for, 
     assert api_for(make_org()).get("/notifications").get_json()["items"] == []
 
 
-def test_deliver_step_queues_each_row_once_and_requeues_lost_or_stuck_ones(
+def test_deliveries_are_queued_once_and_a_stuck_send_again_after_its_lease(
     make_org, arrange, as_tenant
 ):  # type: ignore[no-untyped-def]
     from certifications.automation.delivery import LEASE
     from certifications.automation.notifications import evaluate_rules
-    from certifications.automation.pipeline import REQUEUE_AFTER, enqueue_deliveries
+    from certifications.automation.pipeline import enqueue_deliveries
     from jobs.models import OutboxMessage
 
     org = _setup(make_org, arrange, n=2)
@@ -132,6 +132,7 @@ def test_deliver_step_queues_each_row_once_and_requeues_lost_or_stuck_ones(
         first.status, first.claimed_at = "sending", NOW  # a worker died mid-send
         s.flush()
         assert enqueue_deliveries(s, NOW + LEASE - timedelta(seconds=1)) == 0
-        # past the lease: the stuck one; past REQUEUE_AFTER: the lost pending message too
-        assert enqueue_deliveries(s, NOW + REQUEUE_AFTER + timedelta(seconds=1)) == 2
+        # past the lease: the stuck one; a queued pending row is Dramatiq's to retry and the
+        # outbox's to resend if its message got lost, never the tick's
+        assert enqueue_deliveries(s, NOW + LEASE + timedelta(seconds=1)) == 1
         s.rollback()

@@ -20,7 +20,7 @@ def test_production_settings(monkeypatch, tmp_path) -> None:  # type: ignore[no-
     (tmp_path / "prom").mkdir()
     (tmp_path / "prom" / "counter_123.db").write_bytes(b"stale")
     monkeypatch.delenv("GUNICORN_WORKERS", raising=False)
-    conf = _load(monkeypatch, tmp_path)
+    conf = _load(monkeypatch, tmp_path, LOG_FORMAT="json")
     assert conf["control_socket_disable"] is True  # gunicorn 27 would write to $HOME otherwise
     assert conf["workers"] >= 3  # 2 x CPUs + 1
     assert conf["timeout"] >= 30

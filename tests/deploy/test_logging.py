@@ -14,8 +14,8 @@ from infra.logging import (
     ContextFilter,
     JsonFormatter,
     gunicorn_logconfig,
-    log_format,
 )
+from infra.settings import load_settings
 
 
 def _line(formatter: logging.Formatter, emit) -> dict:  # type: ignore[no-untyped-def]
@@ -87,6 +87,10 @@ def test_gunicorn_access_atoms_become_fields() -> None:
 
 
 def test_format_choice() -> None:
+    def log_format(env: dict[str, str]) -> str:
+        base = {"JWT_SECRET_KEY": "k" * 40, "DATABASE_URL": "postgresql://x/y", "REDIS_URL": "r"}
+        return load_settings(base | env).log_format
+
     assert log_format({"CERTS_ENV": "production"}) == "json"
     assert log_format({}) == "text"
     assert log_format({"LOG_FORMAT": "json"}) == "json"

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -24,6 +23,7 @@ from infra import context
 from infra import database as db
 from jobs.models import OutboxMessage
 from tenancy.auth import TENANT_SCOPES, issue_token
+from tests.support.suite import SUBPROCESS_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUEST_ID = f"smoke-{uuid.uuid4().hex}"
@@ -93,7 +93,7 @@ def _counter(base: str, endpoint_part: str, status: str) -> float:
 def production_layout(tmp_path, settings):  # type: ignore[no-untyped-def]
     port, metrics_port = _free_port(), _free_port()
     env = {
-        **os.environ,
+        **SUBPROCESS_ENV,
         "GUNICORN_WORKERS": "2",
         "GUNICORN_BIND": f"127.0.0.1:{port}",
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom-api"),
@@ -119,7 +119,7 @@ def production_layout(tmp_path, settings):  # type: ignore[no-untyped-def]
         stderr=subprocess.STDOUT,
     )
     worker = subprocess.Popen(
-        [sys.executable, "-m", "runtime.cli", "worker", "--processes", "1", "--threads", "2"],
+        [sys.executable, "-m", "cli.main", "worker", "--processes", "1", "--threads", "2"],
         cwd=ROOT,
         env=worker_env,
         stdout=logs["worker"],

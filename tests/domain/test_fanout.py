@@ -19,6 +19,7 @@ from infra import database as db
 from infra.database import utcnow
 from jobs.models import Job
 from tests.support import assignment_data as data
+from workers import actors
 
 TODAY = date(2026, 3, 31)
 
@@ -231,8 +232,7 @@ def test_job_progress(org, as_tenant):  # type: ignore[no-untyped-def]
         job = Job(kind="role_fanout")
         s.add(job)
         s.commit()
-    with context.tenant(org.id):
-        fanout.run_certification_fanout(org.id, cert.id, job.id)
+    actors.fanout_certification(str(org.id), str(cert.id), str(job.id))
     with as_tenant(org.id) as s:
         done = s.get(Job, job.id)
     assert (done.state, done.done, done.total) == ("done", 3, 3)
@@ -251,8 +251,8 @@ def test_failed_job_is_recorded(org, as_tenant, monkeypatch):  # type: ignore[no
         raise RuntimeError("database on fire")
 
     monkeypatch.setattr(fanout, "fanout_certification", boom)
-    with context.tenant(org.id), pytest.raises(RuntimeError):
-        fanout.run_certification_fanout(org.id, uuid.uuid4(), job.id)
+    with pytest.raises(RuntimeError):
+        actors.fanout_certification(str(org.id), str(uuid.uuid4()), str(job.id))
     with as_tenant(org.id) as s:
         failed = s.get(Job, job.id)
     assert failed.state == "failed"
@@ -303,9 +303,9 @@ def test_employee_job_commits_batch_by_batch(org, as_tenant, monkeypatch):  # ty
         return real(session, org_id, ids, **kw)
 
     monkeypatch.setattr(fanout, "fanout_employees", spy)
-    with context.tenant(org.id):
-        report = fanout.run_employee_fanout(org.id, [p.id for p in people], job.id)
-    assert report["created"] == 5
+    actors.fanout_employees(str(org.id), [str(p.id) for p in people], str(job.id))
+    with as_tenant(org.id) as s:
+        assert s.get(Job, job.id).result["created"] == 5
     assert seen == [0, 2, 4]
     with as_tenant(org.id) as s:
         done = s.get(Job, job.id)

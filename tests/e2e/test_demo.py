@@ -10,7 +10,8 @@ from sqlalchemy import func, select
 from certifications.assignments.models import Assignment
 from certifications.assignments.status import STATUSES
 from certifications.directory.models import Employee, Role
-from runtime.cli import main
+from cli.main import main
+from tests.support.suite import CLI_ENV
 
 
 def _org_and_token(output: str) -> tuple[uuid.UUID, str]:
@@ -20,7 +21,7 @@ def _org_and_token(output: str) -> tuple[uuid.UUID, str]:
 
 
 def test_demo_covers_every_status_and_is_reused(app, as_tenant):  # type: ignore[no-untyped-def]
-    runner = CliRunner()
+    runner = CliRunner(env=CLI_ENV)
     first = runner.invoke(main, ["demo", "--if-missing"])
     assert first.exit_code == 0, first.output
     org_id, token = _org_and_token(first.output)

@@ -23,6 +23,8 @@ from infra import database as db
 from infra.database import Base
 from tenancy.auth import TENANT_SCOPES
 from tenancy.models import Organization, TenantScoped
+from tests.conftest import RUNTIME
+from tests.support.suite import SETTINGS
 
 PREFIX = "/api/v1"
 WRITE_METHODS = ("post", "put", "patch")
@@ -129,9 +131,8 @@ def dangling_refs(doc: dict[str, Any]) -> list[str]:
 @functools.cache
 def openapi_doc() -> dict[str, Any]:
     from api import create_app
-    from infra.settings import load_settings
 
-    app = create_app(load_settings())
+    app = create_app(SETTINGS, RUNTIME)
     resp = app.test_client().get(PREFIX + "/openapi.json")
     assert resp.status_code == 200
     return resp.get_json()

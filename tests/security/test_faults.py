@@ -28,6 +28,7 @@ from infra import context
 from infra import database as db
 from jobs.models import Job, OutboxMessage
 from jobs.outbox import request_job
+from tests.support.suite import SUBPROCESS_ENV
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -80,7 +81,7 @@ class Worker:
     """A `dramatiq` worker process (own process group, so SIGKILL takes its children too)."""
 
     def __init__(self, redis_url: str, namespace: str) -> None:
-        self.env = os.environ | {"REDIS_URL": redis_url, "REDIS_NAMESPACE": namespace}
+        self.env = SUBPROCESS_ENV | {"REDIS_URL": redis_url, "REDIS_NAMESPACE": namespace}
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -109,9 +110,8 @@ class Worker:
 @pytest.fixture
 def own_stack(monkeypatch) -> Iterator[tuple[OwnRedis, Callable[[], Worker]]]:  # type: ignore[no-untyped-def]
     """Own Redis + a broker on it that the outbox relay uses; workers made on demand."""
-    from dramatiq.brokers.redis import RedisBroker
-
     import workers.broker as wb
+    from dramatiq.brokers.redis import RedisBroker
 
     server = OwnRedis()
     server.start()

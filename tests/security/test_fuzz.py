@@ -20,7 +20,9 @@ from hypothesis import HealthCheck, settings
 from infra import context
 from infra import database as db
 from tenancy.organizations import create_organization
+from tests.conftest import RUNTIME
 from tests.security import support
+from tests.support.suite import SETTINGS
 
 MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "15"))
 CASES: dict[str, int] = {}
@@ -33,7 +35,6 @@ KNOWN_FINDINGS: dict[str, str] = {}
 @functools.cache
 def fuzz_token() -> str:
     """An org with the HSE module and one row of every kind; its token with every scope."""
-    from infra.settings import load_settings
     from tenancy.auth import TENANT_SCOPES, issue_token
 
     with context.platform(), db.new_session() as s:
@@ -41,14 +42,13 @@ def fuzz_token() -> str:
         s.commit()
     support.make_world(org.id)
     return issue_token(
-        load_settings(), sub="fuzzer", org_id=str(org.id), scopes=list(TENANT_SCOPES), ttl=7200
+        SETTINGS, sub="fuzzer", org_id=str(org.id), scopes=list(TENANT_SCOPES), ttl=7200
     )
 
 
 def _load_schema() -> Any:
     # Loaded eagerly: schemathesis' lazy `from_fixture` touches `Node._nodeid`, gone in pytest 9.2.
     from api import create_app
-    from infra.settings import load_settings
 
     # Every check stays on. positive_data_acceptance also accepts 422: SPEC §7 answers 422 for
     # domain rules a JSON schema cannot state (a referenced id that does not exist, a cursor
@@ -58,7 +58,7 @@ def _load_schema() -> Any:
         'expected-statuses = ["2xx", "401", "403", "404", "409", "422"]\n'
     )
     return schemathesis.openapi.from_wsgi(
-        "/api/v1/openapi.json", create_app(load_settings()), config=config
+        "/api/v1/openapi.json", create_app(SETTINGS, RUNTIME), config=config
     )
 
 

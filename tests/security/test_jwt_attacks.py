@@ -138,17 +138,14 @@ def rsa_keys():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def rs256_app(settings, rsa_keys):  # type: ignore[no-untyped-def]
+def rs256_app(settings, runtime, rsa_keys):  # type: ignore[no-untyped-def]
     from api import create_app
-    from infra import database as db
 
     (private, public), _other = rsa_keys
     rs = dataclasses.replace(
         settings, jwt_algorithm="RS256", jwt_public_key=public, jwt_private_key=private
     )
-    app = create_app(rs)
-    yield app, rs
-    db.configure(settings)  # back to the suite's settings for later tests
+    return create_app(rs, runtime), rs  # the suite's database and broker, other auth
 
 
 def _get(app: Any, token: str, path: str = "/api/v1/org") -> Any:

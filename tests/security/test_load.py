@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from tests.security import support
+from tests.support.suite import SUBPROCESS_ENV
 
 pytestmark = pytest.mark.postgres
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +39,7 @@ def _gunicorn(port: int) -> subprocess.Popen[bytes]:
     exe = shutil.which("gunicorn", path=str(Path(sys.executable).parent))
     assert exe, "gunicorn not installed in the venv"
     cmd = [exe, "-w", "2", "--no-control-socket", "-b", f"127.0.0.1:{port}", "wsgi:app"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=os.environ.copy(), start_new_session=True)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=SUBPROCESS_ENV, start_new_session=True)
     for _ in range(200):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
         try:

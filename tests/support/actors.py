@@ -1,17 +1,18 @@
-"""Actors that exist only for tests of the job plumbing (loaded by the test worker too)."""
+"""Actors that exist only for tests of the job plumbing (declared on the test worker too)."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
-import dramatiq
-
-import workers.broker  # noqa: F401 - broker first
 from infra import database as db
+from infra.settings import load_settings
+from jobs import catalog
 from jobs.models import Job
+from runtime import bootstrap
+from workers.actors import register_actors
 
 
-@dramatiq.actor(queue_name="default", max_retries=0)
 def record_ping(org_id: str, job_id: str, marker: str) -> None:
     """Mark the job done with the marker, as the org from the message (proves tenant context)."""
     with db.new_session() as session:
@@ -21,3 +22,14 @@ def record_ping(org_id: str, job_id: str, marker: str) -> None:
         job.state = "done"
         job.result = {"marker": marker, "org_id": org_id}
         session.commit()
+
+
+RECORD_PING = catalog.register(catalog.JobKind("record_ping", max_retries=0))
+TEST_ACTORS: dict[catalog.JobKind, Callable[..., None]] = {RECORD_PING: record_ping}
+
+
+def setup_worker() -> None:
+    """`dramatiq tests.support.actors:setup_worker`: the suite's worker process."""
+    settings = load_settings()
+    runtime = bootstrap(settings)
+    register_actors(runtime.broker, settings, extra=TEST_ACTORS)

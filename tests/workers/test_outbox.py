@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 
-import dramatiq
 import pytest
 from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy import select
@@ -51,16 +50,12 @@ def test_rolled_back_job_never_runs(org, as_tenant, jobs):  # type: ignore[no-un
         assert s.scalars(select(OutboxMessage).where(OutboxMessage.job_id == job_id)).all() == []
 
 
-def test_broker_down_at_commit_then_runs_after(org, as_tenant, jobs, monkeypatch):  # type: ignore[no-untyped-def]
+def test_broker_down_at_commit_then_runs_after(org, as_tenant, jobs, runtime, monkeypatch):  # type: ignore[no-untyped-def]
     """A real Redis client pointed at a port nobody listens on stands in for Redis being down."""
-    real = dramatiq.get_broker()
     dead = RedisBroker(url="redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
-    dead.get_actor = real.get_actor  # type: ignore[method-assign]
-    dramatiq.set_broker(dead)
-    try:
-        job = _ping(as_tenant, org, "after outage")  # commit succeeds; relay fails quietly
-    finally:
-        dramatiq.set_broker(real)
+    monkeypatch.setattr(runtime.broker, "enqueue", dead.enqueue)
+    job = _ping(as_tenant, org, "after outage")  # commit succeeds; relay fails quietly
+    monkeypatch.undo()
     with context.platform(), db.new_session() as s:
         row = s.scalars(select(OutboxMessage).where(OutboxMessage.job_id == job.id)).one()
     assert row.status == "pending"

@@ -1,4 +1,5 @@
-"""Periodic recomputation: tick, the scheduler's due-org claims, leadership, the actors."""
+"""The per-org tick: statuses in the org's time zone, the scheduler's due-org claims,
+leadership, `certs tick`, and the jobs through the outbox and a worker."""
 
 from __future__ import annotations
 
@@ -10,20 +11,21 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from certifications.assignments import recompute
+from certifications.assignments import schedule
 from certifications.assignments.models import Assignment, StatusEvent
 from certifications.assignments.schedule import RecomputeState
 from certifications.assignments.status import add_months, org_today
 from certifications.catalog.models import Certification
+from cli.main import main as cli
 from infra import context
 from infra import database as db
 from jobs import relay as outbox
 from jobs.models import Job, OutboxMessage
 from jobs.outbox import request_job
-from runtime.cli import main as cli
-from workers import periodic
-from workers.actors.recompute import recompute_step
+from tests.support.suite import CLI_ENV
+from workers import scheduler
 from workers.scheduler import Leadership, run_periodic
+from workers.tick import queue_due_ticks, tick_now
 
 
 def _arrange(as_tenant, org, *, expires_on: date, **cert_kw):  # type: ignore[no-untyped-def]
@@ -59,48 +61,50 @@ def _queued(org_id: uuid.UUID) -> int:
         return len(
             s.scalars(
                 select(OutboxMessage.id).where(
-                    OutboxMessage.org_id == org_id, OutboxMessage.actor_name == "recompute_org"
+                    OutboxMessage.org_id == org_id, OutboxMessage.actor_name == "tick_org"
                 )
             ).all()
         )
 
 
-def test_tick_step_recomputes_now_in_the_org_timezone(make_org, as_tenant):  # type: ignore[no-untyped-def]
+def _changed(now: datetime, org_id: uuid.UUID) -> int:
+    report = tick_now(now, org_id)
+    assert report["orgs"] == 1
+    return int(report["ticks"][str(org_id)]["changed"])
+
+
+def test_tick_recomputes_now_in_the_org_timezone(make_org, as_tenant):  # type: ignore[no-untyped-def]
     now = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)  # Auckland: the 30th; LA: the 29th
     nz = make_org(timezone="Pacific/Auckland")
     la = make_org(timezone="America/Los_Angeles")
     _, nz_a = _arrange(as_tenant, nz, expires_on=date(2026, 11, 29))
     _, la_a = _arrange(as_tenant, la, expires_on=date(2026, 11, 29))
-    assert recompute_step(now, nz.id) == {"orgs": 1, "changed": 1}
-    assert recompute_step(now, la.id) == {"orgs": 1, "changed": 1}
+    assert _changed(now, nz.id) == 1
+    assert _changed(now, la.id) == 1
     assert _status(as_tenant, nz, nz_a) == "expired"
     assert _status(as_tenant, la, la_a) == "expires_soon"
-    assert recompute_step(now, nz.id) == {"orgs": 1, "changed": 0}  # idempotent
+    assert _changed(now, nz.id) == 0  # idempotent
     state = _state(nz.id)
     assert state is not None
     assert (state.local_date, state.changed, state.done_at) == (date(2026, 11, 30), 0, now)
 
 
-def test_scheduled_step_claims_each_due_org_once(make_org, as_tenant, monkeypatch):  # type: ignore[no-untyped-def]
+def test_scheduler_claims_each_due_org_once(make_org, as_tenant, monkeypatch):  # type: ignore[no-untyped-def]
     # Keep the queued jobs in the outbox: a worker left running by an earlier test would
-    # otherwise run recompute_org at the real "now" and move the state row under our feet.
-    monkeypatch.setattr(outbox, "relay", lambda ids: 0)
+    # otherwise run tick_org at the real "now" and move the state row under our feet.
+    monkeypatch.setattr(outbox, "relay", lambda ids, **_kw: 0)
     org = make_org(timezone="Pacific/Auckland")
     _arrange(as_tenant, org, expires_on=date(2026, 11, 29))
     t0 = datetime(2026, 11, 29, 10, 40, tzinfo=UTC)  # 23:40 local on the 29th
     assert org_today("Pacific/Auckland", t0) == date(2026, 11, 29)
-    token = periodic._SCHEDULED.set(True)
-    try:
-        assert recompute_step(t0, org.id) == {"due": 1, "enqueued": 1}  # never recomputed
-        assert recompute_step(t0, org.id) == {"due": 0, "enqueued": 0}
-        assert recompute_step(t0 + timedelta(minutes=10), org.id)["enqueued"] == 0
-        # Local midnight passed (00:05 on the 30th): due again at once, not in an hour.
-        assert recompute_step(t0 + timedelta(minutes=25), org.id) == {"due": 1, "enqueued": 1}
-        assert recompute_step(t0 + timedelta(minutes=30), org.id)["enqueued"] == 0
-        # At least hourly.
-        assert recompute_step(t0 + timedelta(minutes=85), org.id)["enqueued"] == 1
-    finally:
-        periodic._SCHEDULED.reset(token)
+    assert queue_due_ticks(t0, org.id) == {"due": 1, "queued": 1}  # never ticked
+    assert queue_due_ticks(t0, org.id) == {"due": 0, "queued": 0}
+    assert queue_due_ticks(t0 + timedelta(minutes=10), org.id)["queued"] == 0
+    # Local midnight passed (00:05 on the 30th): due again at once, not in an hour.
+    assert queue_due_ticks(t0 + timedelta(minutes=25), org.id) == {"due": 1, "queued": 1}
+    assert queue_due_ticks(t0 + timedelta(minutes=30), org.id)["queued"] == 0
+    # At least hourly.
+    assert queue_due_ticks(t0 + timedelta(minutes=85), org.id)["queued"] == 1
     assert _queued(org.id) == 3
     state = _state(org.id)
     assert state is not None
@@ -112,28 +116,30 @@ def test_claim_is_compare_and_set(make_org):  # type: ignore[no-untyped-def]
     now = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
     today = date(2026, 11, 29)
     with context.tenant(org.id), db.new_session() as s:
-        assert recompute.claim(s, org.id, today, now, None) is True
-        assert recompute.claim(s, org.id, today, now, None) is False  # row exists already
-        assert recompute.claim(s, org.id, today, now, 1) is True
-        assert recompute.claim(s, org.id, today, now, 1) is False  # a stale claimer loses
+        assert schedule.claim(s, org.id, today, now, None) is True
+        assert schedule.claim(s, org.id, today, now, None) is False  # row exists already
+        assert schedule.claim(s, org.id, today, now, 1) is True
+        assert schedule.claim(s, org.id, today, now, 1) is False  # a stale claimer loses
         s.commit()
     # Planned by two schedulers from the same snapshot: only one enqueues.
     later = now + timedelta(hours=2)
-    due = recompute.due_orgs(later, org.id)
+    with context.platform(), db.new_session() as s:
+        due = schedule.due_orgs(s, later, org.id)
     assert due == [(org.id, today, 2)]
     with context.tenant(org.id), db.new_session() as s:
-        wins = [recompute.claim(s, org.id, today, later, 2) for _ in range(2)]
+        wins = [schedule.claim(s, org.id, today, later, 2) for _ in range(2)]
         s.commit()
     assert wins == [True, False]
 
 
-def test_run_periodic_runs_the_steps_when_leading(monkeypatch, make_org, as_tenant):  # type: ignore[no-untyped-def]
-    seen: list[bool] = []
+def test_run_periodic_queues_ticks_only_when_leading(monkeypatch):  # type: ignore[no-untyped-def]
+    seen: list[int] = []
 
-    def fake_steps():  # type: ignore[no-untyped-def]
-        return [("probe", lambda now, org_id: seen.append(periodic.scheduled()) or {"ok": 1})]
+    def fake_queue() -> dict[str, int]:
+        seen.append(1)
+        return {"due": 0, "queued": 0}
 
-    monkeypatch.setattr(periodic, "steps", fake_steps)
+    monkeypatch.setattr(scheduler, "queue_due_ticks", fake_queue)
 
     class Standby(Leadership):
         def acquire(self) -> bool:
@@ -141,9 +147,8 @@ def test_run_periodic_runs_the_steps_when_leading(monkeypatch, make_org, as_tena
 
     assert run_periodic(Standby()) is None
     assert seen == []
-    assert run_periodic(Leadership()) == {"probe": {"ok": 1}}
-    assert seen == [True]
-    assert periodic.scheduled() is False
+    assert run_periodic(Leadership()) == {"due": 0, "queued": 0}
+    assert seen == [1]
 
 
 @pytest.mark.postgres
@@ -165,13 +170,14 @@ def test_only_one_scheduler_leads_and_a_standby_takes_over():  # type: ignore[no
 def test_certs_tick_prints_a_json_report(make_org, as_tenant, jobs):  # type: ignore[no-untyped-def]
     org = make_org()
     _, a = _arrange(as_tenant, org, expires_on=date(2000, 1, 1))
-    result = CliRunner().invoke(cli, ["tick", "--org", str(org.id), "--timeout", "30"])
+    result = CliRunner(env=CLI_ENV).invoke(cli, ["tick", "--org", str(org.id), "--timeout", "30"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output.strip().splitlines()[-1])
-    assert report["recompute"] == {"orgs": 1, "changed": 1}
+    assert report["tick"]["orgs"] == 1
+    assert report["tick"]["ticks"][str(org.id)]["changed"] == 1
     assert report["queued_work"]["waiting"] == 0
     assert _status(as_tenant, org, a) == "expired"
-    bad = CliRunner().invoke(cli, ["tick", "--org", "nope"])
+    bad = CliRunner(env=CLI_ENV).invoke(cli, ["tick", "--org", "nope"])
     assert bad.exit_code == 2
     assert "--org" in bad.output
 
@@ -203,10 +209,10 @@ def test_recompute_actors_through_the_outbox_and_a_worker(make_org, as_tenant, j
         j = s.get(Job, job_id)
         assert (j.state, j.done, j.total) == ("done", 1, 1)
         assert j.result == {"expiries": 1, "changed": 1}
-    # Whole-org recomputation as a job; running it again changes nothing.
+    # The org's tick as a job; running it again changes nothing.
     for _ in range(2):
         with as_tenant(org.id) as s:
-            job = request_job(s, "recompute_org", job_kind="recompute")
+            job = request_job(s, "tick_org", job_kind="tick")
             s.commit()
             job_id = job.id
         jobs.drain()

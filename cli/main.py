@@ -1,10 +1,11 @@
-"""The `certs` command line (SPEC §8)."""
+"""The `certs` command line (SPEC §8): settings from the environment, once, then `bootstrap`.
+
+Each command is a unit of work of its own (it opens, commits and closes its sessions).
+"""
 
 from __future__ import annotations
 
 import json
-import logging
-import os
 import sys
 import uuid
 
@@ -12,16 +13,38 @@ import click
 
 from infra import context
 from infra import database as db
-from infra.settings import load_settings
+from infra.logging import configure_logging
+from infra.settings import Settings, load_settings
+from runtime import Runtime, bootstrap
 from tenancy.auth import SCOPES, TENANT_SCOPES, issue_token
 
 DEV_ORG_NAME = "Local development"
 
 
 @click.group()
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Certifications service."""
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper())
+    settings = load_settings()
+    ctx.obj = settings
+    configure_logging(settings.log_level, settings.log_format)
+
+
+def _settings() -> Settings:
+    settings = click.get_current_context().find_object(Settings)
+    assert settings is not None, "main() loads the settings"
+    return settings
+
+
+def _bootstrap(*, actors: bool = False) -> Runtime:
+    """Wire this process; with `actors`, declare them too (to run jobs in this process)."""
+    settings = _settings()
+    runtime = bootstrap(settings)
+    if actors:
+        from workers.actors import register_actors
+
+        register_actors(runtime.broker, settings)
+    return runtime
 
 
 @main.group("db")
@@ -35,7 +58,7 @@ def db_upgrade(revision: str) -> None:
     """Apply migrations (as the owner role: MIGRATION_DATABASE_URL, else DATABASE_URL)."""
     from infra import migrate
 
-    migrate.upgrade(load_settings(), revision)
+    migrate.upgrade(_settings(), revision)
     click.echo(f"database at {revision}")
 
 
@@ -45,7 +68,7 @@ def db_downgrade(revision: str) -> None:
     """Revert migrations down to REVISION (`base` for an empty database)."""
     from infra import migrate
 
-    migrate.downgrade(load_settings(), revision)
+    migrate.downgrade(_settings(), revision)
     click.echo(f"database at {revision}")
 
 
@@ -62,7 +85,7 @@ def org_create(name: str, timezone: str, modules: str) -> None:
     """Create an organization and print it as JSON."""
     from tenancy.organizations import create_organization
 
-    db.configure(load_settings())
+    _bootstrap()
     mods = [m for m in modules.replace(",", " ").split() if m]
     with context.platform(), db.new_session() as session:
         org = create_organization(session, name=name, timezone=timezone, modules=mods)
@@ -99,7 +122,7 @@ def token_issue(org_id: str | None, sub: str, scopes: str, ttl: int) -> None:
         raise click.BadParameter("required unless --scopes has platform:admin", param_hint="--org")
     if org_id is not None:
         uuid.UUID(org_id)
-    click.echo(issue_token(load_settings(), sub=sub, org_id=org_id, scopes=scope_list, ttl=ttl))
+    click.echo(issue_token(_settings(), sub=sub, org_id=org_id, scopes=scope_list, ttl=ttl))
 
 
 @main.command("run")
@@ -113,10 +136,11 @@ def run(host: str, port: int) -> None:
     from infra import migrate
     from workers.scheduler import build_scheduler
 
-    settings = load_settings()
+    settings = _settings()
     migrate.upgrade(settings)
-    app = create_app(settings)
-    worker = dramatiq.Worker(dramatiq.get_broker(), worker_threads=2)
+    runtime = _bootstrap(actors=True)
+    app = create_app(settings, runtime)
+    worker = dramatiq.Worker(runtime.broker, worker_threads=2)
     worker.start()
     scheduler = build_scheduler(background=True)
     scheduler.start()
@@ -128,7 +152,7 @@ def run(host: str, port: int) -> None:
         worker.stop()
 
 
-def _print_dev_token(settings, host: str, port: int) -> None:  # type: ignore[no-untyped-def]
+def _print_dev_token(settings: Settings, host: str, port: int) -> None:
     """In development, make sure an org exists and print a token for it."""
     if settings.env == "production":
         return
@@ -151,18 +175,21 @@ def _print_dev_token(settings, host: str, port: int) -> None:  # type: ignore[no
 
 
 @main.command("worker")
-@click.option("--processes", default=int(os.environ.get("WORKER_PROCESSES", "2")), type=int)
-@click.option("--threads", default=int(os.environ.get("WORKER_THREADS", "4")), type=int)
-def worker(processes: int, threads: int) -> None:
+@click.option("--processes", default=None, type=int, help="Default: WORKER_PROCESSES (2).")
+@click.option("--threads", default=None, type=int, help="Default: WORKER_THREADS (4).")
+def worker(processes: int | None, threads: int | None) -> None:
     """Run the Dramatiq worker (production: REDIS_URL must be set)."""
     from dramatiq.cli import main as dramatiq_main
 
     from workers.process import prepare_worker
 
-    extra = prepare_worker()  # JSON logs, metrics on WORKER_METRICS_PORT
+    settings = _settings()
+    processes = processes or settings.worker_processes
+    threads = threads or settings.worker_threads
+    extra = prepare_worker(settings)  # logs, metrics on WORKER_METRICS_PORT
     sys.argv = [
         "dramatiq",
-        "workers.actors",
+        "workers.entry:setup",
         "--processes",
         str(processes),
         "--threads",
@@ -177,8 +204,8 @@ def scheduler() -> None:
     """Run the periodic scheduler (one active instance)."""
     from workers.process import prepare_scheduler
 
-    prepare_scheduler()  # JSON logs
-    import workers.actors  # noqa: F401 - broker + actors, so the sweep can enqueue
+    prepare_scheduler(_settings())  # logs
+    _bootstrap()  # publishes through the outbox; the workers run the jobs
     from workers.scheduler import build_scheduler
 
     build_scheduler(background=False).start()
@@ -197,11 +224,12 @@ def tick(org_id: str | None, timeout: float) -> None:
             oid = uuid.UUID(org_id)
         except ValueError:
             raise click.BadParameter("not a UUID", param_hint="--org") from None
-    import workers.actors  # noqa: F401 - broker, actors and their periodic steps
-    from workers.periodic import run_once, wait_for_queued
+    _bootstrap(actors=True)
+    from jobs.relay import sweep
+    from workers.tick import tick_now, wait_for_queued
 
     started = db.utcnow()
-    report = run_once(now=started, org_id=oid)
+    report = {"outbox_sweep": {"sent": sweep(started)}, "tick": tick_now(started, oid)}
     report["queued_work"] = wait_for_queued(started, timeout)
     click.echo(json.dumps(report, default=str))
 
@@ -210,11 +238,10 @@ def tick(org_id: str | None, timeout: float) -> None:
 @click.option("--if-missing", is_flag=True, help="Reuse the demo organization if one exists.")
 def demo(if_missing: bool) -> None:
     """Create a demo organization (directory, catalog, every status) and print a token for it."""
-    import workers.actors  # noqa: F401 - broker first: services may request jobs
-    from runtime.demo import create_demo, find_demo_org
+    from cli.demo import create_demo, find_demo_org
 
-    settings = load_settings()
-    db.configure(settings)
+    settings = _settings()
+    _bootstrap()
     org = None
     if if_missing:
         with context.platform(), db.new_session() as session:

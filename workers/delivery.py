@@ -1,0 +1,59 @@
+"""Delivering one notification as three short units of work: claim, send, record the outcome.
+
+The send happens outside any transaction (an SMTP server or webhook receiver may be slow). A
+failed send returns `retry` with the policy's delay; the actor turns that into Dramatiq's retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from certifications.automation.delivery import (
+    DeliveryError,
+    RetryPolicy,
+    claim,
+    mark_failure,
+    mark_sent,
+    retry_policy,
+    send,
+)
+from infra import database as db
+from infra.settings import Settings
+from workers.unit_of_work import job_run
+
+log = logging.getLogger("certs.delivery")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: str  # sent, skipped, retry, failed
+    retry_in_ms: int | None = None
+
+
+def deliver(
+    org_id: uuid.UUID,
+    notification_id: uuid.UUID,
+    *,
+    settings: Settings,
+    policy: RetryPolicy | None = None,
+    now: datetime | None = None,
+) -> Outcome:
+    """Claim, send and record one notification of `org_id`."""
+    policy = policy or retry_policy(settings)
+    with job_run(org_id) as run:
+        out = claim(run.session, notification_id, now or db.utcnow())
+    if out is None:
+        return Outcome("skipped")
+    try:
+        via = send(out, settings)
+    except DeliveryError as exc:
+        log.warning("notification %s attempt %s failed: %s", notification_id, out.attempts, exc)
+        with job_run(org_id) as run:
+            delay = mark_failure(run.session, out, str(exc), db.utcnow(), policy)
+        return Outcome("retry", delay) if delay is not None else Outcome("failed")
+    with job_run(org_id) as run:
+        mark_sent(run.session, out, via, db.utcnow())
+    return Outcome("sent")

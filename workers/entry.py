@@ -1,0 +1,17 @@
+"""Worker processes' entry point: `dramatiq workers.entry:setup` (what `certs worker` runs).
+
+Dramatiq calls `setup()` in each worker process before consuming: the environment is read
+there, once, not at import.
+"""
+
+from __future__ import annotations
+
+from infra.settings import load_settings
+from runtime import bootstrap
+from workers.actors import register_actors
+
+
+def setup() -> None:
+    settings = load_settings()
+    runtime = bootstrap(settings)
+    register_actors(runtime.broker, settings)
