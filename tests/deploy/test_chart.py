@@ -545,6 +545,36 @@ def test_the_validator_rejects_what_kubernetes_would(helm: str, kube_validate: A
             kube_validate.validate(bad, KUBERNETES_VERSIONS[-1], strict=True)
 
 
+@pytest.mark.parametrize(
+    ("args", "release"),
+    [
+        (["--set", "fullnameOverride=" + "f" * 63], RELEASE),
+        ([], "r" * 53),  # the longest release name helm accepts
+    ],
+    ids=["fullnameOverride-63", "release-name-53"],
+)
+def test_long_names_still_fit_kubernetes_limits(
+    helm: str, kube_validate: Any, args: list[str], release: str
+) -> None:
+    values = _value_sets()["production"]
+    proc = _run(helm, "template", release, str(CHART), *args, values=values)
+    assert proc.returncode == 0, proc.stderr
+    manifests = Manifests(proc.stdout)
+    _validate(kube_validate, manifests)
+    names = {}
+    for obj in manifests:
+        name = obj["metadata"]["name"]
+        # Services, Jobs (their name becomes a label value) and the rest: one DNS label.
+        assert len(name) <= 63, name
+        assert names.setdefault((obj["kind"], name), obj) is obj, f"two {obj['kind']}s {name}"
+    for obj in manifests.of_kind("Deployment"):
+        # Components stay distinct: the release part is shortened, never the suffix.
+        component = obj["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]
+        assert obj["metadata"]["name"].endswith("-" + component)
+    lint = _run(helm, "lint", "--strict", str(CHART), *args, values=values)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
 # --- values.schema.json makes helm refuse typos ---------------------------------------------------
 
 
@@ -618,6 +648,39 @@ def test_a_pem_key_passed_with_set_file_survives_rendering(helm: str, tmp_path: 
         f"config.jwtPublicKey={pem}",
     )
     assert manifests.get("ConfigMap", f"{FULLNAME}-config")["data"]["JWT_PUBLIC_KEY"] == public_pem
+
+
+def test_large_integers_render_as_integers(helm: str, kube_validate: Any) -> None:
+    """A values file's numbers reach the templates as floats: 1234567 must not become 1.234567e+06
+    (CERTS int() parsing and Kubernetes int32 fields both refuse that)."""
+    big = 1234567
+    override: dict[str, Any] = {"secrets": SECRETS}
+    changed = []
+    for path, value in _values_paths(VALUES):
+        if not isinstance(value, int) or isinstance(value, bool):
+            continue
+        node: dict[str, Any] = SCHEMA
+        for part in path.split("."):
+            node = _schema_node(node)["properties"][part]
+        if _schema_node(node).get("maximum", big) < big:
+            continue  # ports
+        changed.append(path)
+        leaf = override
+        *parents, last = path.split(".")
+        for part in parents:
+            leaf = leaf.setdefault(part, {})
+        leaf[last] = big
+    assert "config.statementTimeoutMs" in changed
+    override["config"]["extraEnv"] = {"BIG": big, "HALF": 0.5}
+    for keda in (False, True):
+        manifests = _template(helm, _merge(override, {"worker": {"keda": {"enabled": keda}}}))
+        assert not re.search(r"\de\+\d", manifests.text), "a number rendered in float notation"
+        _validate(kube_validate, manifests)
+    config = manifests.get("ConfigMap", f"{FULLNAME}-config")["data"]
+    assert config["DB_STATEMENT_TIMEOUT_MS"] == str(big)
+    assert (config["BIG"], config["HALF"]) == (str(big), "0.5")
+    api = _env(manifests.get("Deployment", f"{FULLNAME}-api"))
+    assert api["GUNICORN_TIMEOUT"]["value"] == str(big)
 
 
 def test_every_spec_setting_reaches_every_long_running_process(helm: str) -> None:
