@@ -53,3 +53,9 @@ soak: $(STAMP)
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache
+
+## The Helm chart, with the pinned helm (.ci/install-helm) and kubernetes-validate. CI=true: a
+## missing tool fails the check instead of skipping it.
+.PHONY: chart-check
+chart-check: $(STAMP)
+	helm="$$(.ci/install-helm)" && HELM="$$helm" CI=true $(BIN)/pytest -q -p no:cacheprovider tests/deploy/test_chart.py

@@ -1,3 +1,6 @@
+{{/* Integer values are rendered through int64: numbers from a values file reach the templates
+as float64, which Go prints as 1e+06 from a million on (refused by Kubernetes and by int()). */}}
+
 {{/* Chart name, truncated to the 63 characters Kubernetes allows in names. */}}
 {{- define "certs.name" -}}
 {{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
@@ -15,6 +18,15 @@
 {{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 {{- end -}}
+{{- end -}}
+
+{{/* The name of one component's objects, e.g. (list . "api"): the full name and a suffix within
+the 63 characters of a DNS label (Service names, and Job names, which become label values). The
+full name is shortened, never the suffix, so the components keep distinct names. */}}
+{{- define "certs.componentName" -}}
+{{- $suffix := index . 1 -}}
+{{- $base := include "certs.fullname" (index . 0) | trunc (int (sub 62 (len $suffix))) | trimSuffix "-" -}}
+{{- printf "%s-%s" $base $suffix -}}
 {{- end -}}
 
 {{/* Labels on every object. */}}
