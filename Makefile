@@ -34,9 +34,11 @@ test-pg: $(STAMP)
 	CERTS_TEST_BACKEND=postgres REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/0} \
 	  $(BIN)/pytest -q -p no:cacheprovider -m "not slow"
 
+## Style, then the import contracts (pyproject.toml [tool.importlinter]): an upward import fails.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff format .

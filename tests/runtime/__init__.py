@@ -1,0 +1,1 @@
+"""The bootstrap: settings in, a wired process out."""
