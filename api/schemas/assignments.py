@@ -110,6 +110,9 @@ class CycleSchema(Schema):
     effective_on = fields.Date(allow_none=True)
     expires_on = fields.Date(allow_none=True)
     notes = fields.String(allow_none=True)
+    recorded_by = fields.String(
+        allow_none=True, metadata={"description": "Who recorded this cycle (created or renewed)"}
+    )
     closed_at = fields.DateTime(allow_none=True)
     current = fields.Boolean()
 

@@ -84,6 +84,8 @@ class Assignment(TenantEntity, Timestamps, Base):
     revoked_reason: Mapped[str | None] = mapped_column(Text)
     revoked_by: Mapped[str | None] = mapped_column(String(200))
     created_by: Mapped[str | None] = mapped_column(String(200))
+    # Who recorded the current cycle: the creator for cycle 1, the renewer after a renewal.
+    cycle_recorded_by: Mapped[str | None] = mapped_column(String(200))
 
 
 class AssignmentCycle(TenantEntity, Base):

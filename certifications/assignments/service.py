@@ -89,6 +89,7 @@ def create_assignment(
         status=rules.MISSING,
         status_changed_at=now,
         created_by=actor,
+        cycle_recorded_by=actor,
         created_at=now,
         updated_at=now,
     )
@@ -156,12 +157,13 @@ def renew_assignment(
             effective_on=assignment.effective_on,
             expires_on=assignment.expires_on,
             notes=assignment.notes,
-            recorded_by=assignment.created_by,
+            recorded_by=assignment.cycle_recorded_by,
             created_at=assignment.updated_at or now,
             closed_at=now,
         )
     )
     assignment.cycle += 1
+    assignment.cycle_recorded_by = actor
     assignment.issued_on, assignment.effective_on = issued, effective
     assignment.expires_on = expires
     assignment.expires_explicit = data.get("expires_on") is not None
@@ -240,6 +242,7 @@ def history(session: Session, assignment: Assignment) -> dict[str, Any]:
             "effective_on": c.effective_on,
             "expires_on": c.expires_on,
             "notes": c.notes,
+            "recorded_by": c.recorded_by,
             "closed_at": c.closed_at,
             "current": False,
         }
@@ -252,6 +255,7 @@ def history(session: Session, assignment: Assignment) -> dict[str, Any]:
             "effective_on": assignment.effective_on,
             "expires_on": assignment.expires_on,
             "notes": assignment.notes,
+            "recorded_by": assignment.cycle_recorded_by,
             "closed_at": None,
             "current": True,
         }

@@ -466,3 +466,17 @@ def test_race_for_the_live_slot_is_409(api, cert, emp, monkeypatch):  # type: ig
     assert resp.status_code == 409
     assert resp.get_json()["code"] == 409
     assert len(api.get(f"/assignments?subject_id={emp.id}").get_json()["items"]) == 1
+
+
+def test_each_cycle_records_who_recorded_it(api_for, org, cert, emp):  # type: ignore[no-untyped-def]
+    """The renewer is stamped on the cycle they recorded (it used to be the creator's name)."""
+    creator, renewer = api_for(org, sub="hr-clerk"), api_for(org, sub="site-manager")
+    first = _create(creator, cert, emp, issued_on="2020-01-15").get_json()
+    assert renewer.post(f"/assignments/{first['id']}/renew", json={}).status_code == 200
+    assert renewer.post(f"/assignments/{first['id']}/renew", json={}).status_code == 200
+    cycles = creator.get(f"/assignments/{first['id']}/history").get_json()["cycles"]
+    assert [(c["cycle"], c["recorded_by"]) for c in cycles] == [
+        (1, "hr-clerk"),
+        (2, "site-manager"),
+        (3, "site-manager"),
+    ]
