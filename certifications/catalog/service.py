@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -118,8 +119,8 @@ def create_certification(session: Session, data: dict[str, Any]) -> dict[str, An
     _validate(session, values, values)
     _check_name_free(session, values["name"], None)
     cert = Certification(**{k: values[k] for k in _COLUMNS}, **_validity_columns(values))
-    session.add(cert)
-    _flush_named(session, values["name"], None)
+    with _named(session, values["name"], None):
+        session.add(cert)
     for field in _LINKS:
         _replace_links(session, cert.id, field, values[field])
     jobs = [_fanout(session, cert)] if values["role_ids"] else []
@@ -142,13 +143,13 @@ def update_certification(
         )
     if "name" in changes:
         _check_name_free(session, changes["name"], cert.id)
-    for key in _COLUMNS:
-        if key in changes:
-            setattr(cert, key, changes[key])
-    if "validity" in changes:
-        for key, value in _validity_columns(after).items():
-            setattr(cert, key, value)
-    _flush_named(session, after["name"], certification_id)
+    with _named(session, after["name"], certification_id):
+        for key in _COLUMNS:
+            if key in changes:
+                setattr(cert, key, changes[key])
+        if "validity" in changes:
+            for key, value in _validity_columns(after).items():
+                setattr(cert, key, value)
     for field in _LINKS:
         if field in changes and set(changes[field]) != set(before[field]):
             _replace_links(session, cert.id, field, changes[field])
@@ -301,12 +302,16 @@ def _check_name_free(session: Session, name: str, exclude: uuid.UUID | None) -> 
         raise _name_taken(name, existing)
 
 
-def _flush_named(session: Session, name: str, exclude: uuid.UUID | None) -> None:
-    """Flush; a concurrent insert of the same name (the unique index) becomes the same 409."""
+@contextmanager
+def _named(session: Session, name: str, exclude: uuid.UUID | None) -> Iterator[None]:
+    """Make the block's changes in a savepoint and flush them; a concurrent insert of the same
+    name (the unique index) becomes the same 409. Only the savepoint rolls back, never the
+    caller's transaction (its owner commits or rolls it back)."""
     try:
-        session.flush()
+        with session.begin_nested():
+            yield
+            session.flush()
     except IntegrityError:
-        session.rollback()  # the request fails anyway; a fresh transaction can look the name up
         existing = _find_by_name(session, name, exclude)
         if existing is None:
             raise
