@@ -1,0 +1,1 @@
+"""Concurrency and fault suite: real gunicorn and worker processes on PostgreSQL (issue 13)."""

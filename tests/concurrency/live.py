@@ -1,0 +1,178 @@
+"""A production-like stack for the concurrency suite: gunicorn (4 sync workers, the project's
+gunicorn.conf.py) and a `certs worker` process on the suite's PostgreSQL (as the RLS-bound app
+role) and Redis, plus a small HTTP client and a parallel runner.
+
+Load loops are bounded in count and time and talk to loopback only.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tests.support.suite import SUBPROCESS_ENV, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class Live:
+    """The running stack: `request()` speaks HTTP to gunicorn on loopback."""
+
+    def __init__(self, port: int, procs: list[subprocess.Popen[bytes]]) -> None:
+        self.port = port
+        self.procs = procs
+        self._local = threading.local()
+
+    def _conn(self) -> http.client.HTTPConnection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+            self._local.conn = conn
+        return conn
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        token: str | None = None,
+        json_body: Any = None,
+        *,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        """One request (on this thread's keep-alive connection, reopened if the server closed)."""
+        hdrs = dict(headers or {})
+        if token:
+            hdrs.setdefault("Authorization", f"Bearer {token}")
+        if json_body is not None:
+            body = json.dumps(json_body).encode()
+            hdrs.setdefault("Content-Type", "application/json")
+        url = path if path.startswith(("/healthz", "/readyz", "/metrics")) else "/api/v1" + path
+        for attempt in (1, 2):
+            conn = self._conn()
+            try:
+                conn.request(method, url, body=body, headers=hdrs)
+                resp = conn.getresponse()
+                data = resp.read()
+                if resp.getheader("Connection", "").lower() == "close":
+                    conn.close()
+                    self._local.conn = None
+                return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                conn.close()
+                self._local.conn = None
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+
+def parallel(n: int, fn: Callable[[int], T], *, threads: int = 20) -> list[T]:
+    """Run fn(0..n-1) on `threads` threads, released together by a barrier; results in order."""
+    barrier = threading.Barrier(min(n, threads))
+
+    def start(i: int) -> T:
+        if i < threads:
+            barrier.wait(timeout=60)
+        return fn(i)
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return list(pool.map(start, range(n)))
+
+
+def _wait_http(port: int, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {proc.returncode}")
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+        try:
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.1)
+        finally:
+            conn.close()
+    raise RuntimeError("gunicorn did not start")
+
+
+def start_stack(tmp: Path, *, api_workers: int = 4, env: dict[str, str] | None = None) -> Live:
+    """gunicorn + one `certs worker` process, with CERTS_ENV=production-like settings."""
+    port = free_port()
+    base = {
+        **SUBPROCESS_ENV,
+        "PYTHONPATH": str(ROOT),
+        "HOME": str(tmp),
+        "GUNICORN_WORKERS": str(api_workers),
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "LOG_FORMAT": "json",
+        "WORKER_METRICS_PORT": "0",
+        **(env or {}),
+    }
+    api_env = base | {"PROMETHEUS_MULTIPROC_DIR": str(tmp / "prom-api")}
+    worker_env = base | {"PROMETHEUS_MULTIPROC_DIR": str(tmp / "prom-worker")}
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    api = subprocess.Popen(
+        [str(gunicorn), "-c", "gunicorn.conf.py", "wsgi:app"],
+        cwd=ROOT,
+        env=api_env,
+        stdout=(tmp / "api.out").open("wb"),
+        stderr=(tmp / "api.err").open("wb"),
+        start_new_session=True,
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "worker", "--processes", "1", "--threads", "4"],
+        cwd=ROOT,
+        env=worker_env,
+        stdout=(tmp / "worker.out").open("wb"),
+        stderr=(tmp / "worker.err").open("wb"),
+        start_new_session=True,
+    )
+    try:
+        _wait_http(port, api)
+    except Exception:
+        stop([api, worker])
+        raise
+    return Live(port, [api, worker])
+
+
+def stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def stack(tmp: Path, **kw: Any) -> Iterator[Live]:
+    live = start_stack(tmp, **kw)
+    try:
+        yield live
+    finally:
+        stop(live.procs)
