@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, MetaData, TypeDecorator, Uuid, create_engine, event, func
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    DateTime,
+    MetaData,
+    TypeDecorator,
+    Uuid,
+    create_engine,
+    event,
+    func,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -50,6 +61,12 @@ class Base(DeclarativeBase):
         uuid.UUID: Uuid,
         datetime: UTCDateTime,
     }
+
+
+def check_in(column: str, values: Iterable[str], name: str | None = None) -> CheckConstraint:
+    """`CHECK (column IN ('a', 'b', ...))`, named `name` (default: the column's name)."""
+    listed = ", ".join(f"'{value}'" for value in values)
+    return CheckConstraint(f"{column} IN ({listed})", name=name or column)
 
 
 class Timestamps:

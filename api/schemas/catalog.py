@@ -14,14 +14,19 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from api.fields import Email, Money, StrictBoolean, Text, name_field
 from api.pagination import PageArgs
-from certifications.catalog.models import CERTIFICATION_TYPES
+from certifications.vocabulary import (
+    BEFORE_EXPIRY,
+    CERTIFICATION_TYPES,
+    CHANNELS,
+    HOLDER,
+    MAX_DAYS,
+    RECIPIENT_WORDS,
+    TRIGGERS,
+)
 
-MAX_DAYS = 3650  # ten years: bounds every "days" number
 MAX_LINKS = 500
 MAX_RULES = 50
 FORM_FIELD_TYPES = ("text", "number", "date", "boolean", "choice")
-TRIGGERS = ("before_expiry", "expired", "revoked", "missing")
-CHANNELS = ("email", "webhook")
 EXAMPLE_ID = "3f2b8c1e-7d4a-4c5e-9b1a-2d6f0e8a7c41"
 
 
@@ -210,7 +215,7 @@ class Recipient(Text):
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         result = super()._deserialize(value, attr, data, **kwargs)
-        if result in ("holder", "admins"):
+        if result in RECIPIENT_WORDS:
             return result
         try:
             return Email()._deserialize(result, attr, data, **kwargs)
@@ -251,9 +256,9 @@ class NotificationRuleSchema(Schema):
 
     @validates_schema
     def _days_for_before_expiry(self, data: dict[str, Any], **_kw: Any) -> None:
-        if data.get("trigger") == "before_expiry" and "days" not in data:
+        if data.get("trigger") == BEFORE_EXPIRY and "days" not in data:
             raise ValidationError("Required for the before_expiry trigger.", "days")
-        if data.get("trigger") not in (None, "before_expiry") and "days" in data:
+        if data.get("trigger") not in (None, BEFORE_EXPIRY) and "days" in data:
             raise ValidationError("Only the before_expiry trigger takes days.", "days")
         _unique_field(data.get("channels", []), "Channels", "channels")
         _unique_field(data.get("recipients", []), "Recipients", "recipients")
@@ -266,7 +271,7 @@ class Assignee(Text):
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         result = super()._deserialize(value, attr, data, **kwargs)
-        if result == "holder":
+        if result == HOLDER:
             return result
         try:
             return str(uuid.UUID(result))

@@ -7,7 +7,7 @@ from webargs.fields import DelimitedList
 
 from api.fields import Text
 from api.pagination import PageArgs, page_schema
-from certifications.assignments.status import STATUSES
+from certifications.vocabulary import STATUSES
 
 # --- query arguments ---------------------------------------------------------------------------
 

@@ -44,6 +44,7 @@ from certifications.assignments import status as rules
 from certifications.assignments.models import Assignment, StatusEvent
 from certifications.catalog.models import Certification, CertificationRole
 from certifications.directory.models import Employee
+from certifications.vocabulary import MISSING, REVOKED
 from infra.database import UTCDateTime
 from infra.dialect import new_uuid_sql
 from tenancy.models import Organization
@@ -61,7 +62,7 @@ EMPLOYEE_CHUNK = 5_000
 def initial_record(cert: Certification, today: date) -> tuple[date | None, date | None, str]:
     """(issued_on, expires_on, status) of a new role assignment of `cert` created today."""
     if not cert.valid_when_added:
-        return None, None, rules.MISSING
+        return None, None, MISSING
     expires = rules.compute_expiry(today, cert.validity_months, cert.validity_days)
     status = rules.compute_status(
         revoked=False,
@@ -180,7 +181,7 @@ def _insert_missing(
                 select(A.c.certification_id, A.c.subject_id).where(
                     A.c.org_id == org_id,
                     A.c.certification_id.in_(list(initial)),
-                    A.c.status == rules.REVOKED,  # probes (org, certification, status)
+                    A.c.status == REVOKED,  # probes (org, certification, status)
                     A.c.revoked_at.is_not(None),
                 )
             ),

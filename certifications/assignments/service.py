@@ -26,6 +26,7 @@ from certifications.assignments.schedule import request_tick
 from certifications.catalog import forms
 from certifications.catalog.models import Certification
 from certifications.directory.models import SUBJECT_MODELS
+from certifications.vocabulary import MISSING
 from infra.context import require_org_id
 from infra.errors import Conflict, Invalid, NotFound
 from tenancy.models import Organization
@@ -86,7 +87,7 @@ def create_assignment(
         expires_on=expires,
         expires_explicit=data.get("expires_on") is not None,
         notes=data.get("notes"),
-        status=rules.MISSING,
+        status=MISSING,
         status_changed_at=now,
         created_by=actor,
         created_at=now,

@@ -11,13 +11,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-VALID = "valid"
-UPCOMING = "upcoming"
-MISSING = "missing"
-EXPIRES_SOON = "expires_soon"
-EXPIRED = "expired"
-REVOKED = "revoked"
-STATUSES = (VALID, UPCOMING, MISSING, EXPIRES_SOON, EXPIRED, REVOKED)
+from certifications.vocabulary import EXPIRED, EXPIRES_SOON, MISSING, REVOKED, UPCOMING, VALID
 
 
 def add_months(start: date, months: int) -> date:

@@ -21,14 +21,12 @@ from certifications.assignments.models import Assignment
 from certifications.automation.models import Notification
 from certifications.catalog.models import Certification
 from certifications.directory.models import Client, Employee
+from certifications.vocabulary import MAX_DAYS, TRIGGERS
 from infra.database import utcnow
 from infra.dialect import batches, insert_ignoring_conflicts, literal_table, new_uuid_sql
 from tenancy.models import Organization
 
 log = logging.getLogger("certs.notifications")
-
-TRIGGERS = ("before_expiry", "expired", "revoked", "missing")
-MAX_BEFORE_DAYS = 3650
 
 _TARGET_COLUMNS = [
     ("certification_id", Uuid()),
@@ -85,7 +83,7 @@ def _valid(rule: Any) -> bool:
         return False
     if rule["trigger"] == "before_expiry":
         days = rule.get("days")
-        return isinstance(days, int) and not isinstance(days, bool) and 0 <= days <= MAX_BEFORE_DAYS
+        return isinstance(days, int) and not isinstance(days, bool) and 0 <= days <= MAX_DAYS
     return True
 
 

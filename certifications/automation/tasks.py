@@ -19,11 +19,11 @@ from certifications.assignments.models import Assignment
 from certifications.automation.models import Task
 from certifications.catalog.models import Certification
 from certifications.directory.models import Employee
+from certifications.vocabulary import MAX_DAYS
 from infra.database import utcnow
 from infra.dialect import batches, insert_ignoring_conflicts, literal_table, new_uuid_sql
 from infra.errors import Conflict, NotFound
 
-MAX_DAYS = 3650
 _TARGET_COLUMNS = [
     ("certification_id", Uuid()),
     ("rule_key", String(64)),

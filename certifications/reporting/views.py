@@ -29,7 +29,6 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, aliased
 
 from certifications.assignments.models import Assignment
-from certifications.assignments.status import STATUSES
 from certifications.catalog.models import (
     Certification,
     CertificationClient,
@@ -37,6 +36,7 @@ from certifications.catalog.models import (
     CertificationGroupMember,
 )
 from certifications.directory.models import SUBJECT_MODELS
+from certifications.vocabulary import COMPLIANT_STATUSES, STATUSES
 from infra.context import require_org_id
 
 CSV_COLUMNS = (
@@ -322,8 +322,6 @@ def _date(value: date | None) -> str:
 
 # --- the group tree and the org-wide summary -------------------------------------------------
 
-COMPLIANT = ("valid", "expires_soon")
-
 
 @dataclass
 class CertificationStats:
@@ -338,7 +336,7 @@ class CertificationStats:
         self.counts[status] += n
         if required:
             self.required += n
-            if status in COMPLIANT:
+            if status in COMPLIANT_STATUSES:
                 self.compliant += n
 
 

@@ -7,17 +7,12 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from certifications.assignments.status import (
-    EXPIRED,
-    EXPIRES_SOON,
-    MISSING,
-    REVOKED,
-    UPCOMING,
-    VALID,
     add_months,
     compute_expiry,
     compute_status,
     org_today,
 )
+from certifications.vocabulary import EXPIRED, EXPIRES_SOON, MISSING, REVOKED, UPCOMING, VALID
 
 TODAY = date(2026, 6, 15)
 D = timedelta(days=1)
