@@ -1,9 +1,11 @@
-"""Creating and changing organizations."""
+"""Creating and changing organizations, and what "today" is for one."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
@@ -21,6 +23,20 @@ def create_organization(session: Session, **fields: Any) -> Organization:
     session.add(org)
     session.flush()
     return org
+
+
+def org_today(timezone: str, now: datetime) -> date:
+    """'Today' in an organization's time zone (`now` must be timezone-aware).
+
+    Every status, rule and forecast is computed for this date, never for the server's.
+    """
+    return now.astimezone(ZoneInfo(timezone)).date()
+
+
+def org_today_for(session: Session, org_id: uuid.UUID, now: datetime) -> date:
+    """`org_today` for the organization `org_id`, read through `session` (UTC once it is gone)."""
+    org = session.get(Organization, org_id)
+    return org_today(org.timezone if org else "UTC", now)
 
 
 def get_organization(session: Session, org_id: uuid.UUID) -> Organization:

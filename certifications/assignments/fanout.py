@@ -47,7 +47,6 @@ from certifications.directory.models import Employee
 from certifications.vocabulary import MISSING, REVOKED
 from infra.database import UTCDateTime
 from infra.dialect import new_uuid_sql
-from tenancy.models import Organization
 
 A = Assignment.__table__
 E = Employee.__table__
@@ -273,9 +272,3 @@ def upsert_insert(dialect_name: str, table: Any) -> Any:
 def _chunks(items: list[uuid.UUID], size: int) -> Iterable[list[uuid.UUID]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def org_today_for(session: Session, org_id: uuid.UUID, now: datetime) -> date:
-    """'Today' in the organization's time zone."""
-    org = session.get(Organization, org_id)
-    return rules.org_today(org.timezone if org else "UTC", now)

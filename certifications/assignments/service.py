@@ -29,15 +29,9 @@ from certifications.directory.models import SUBJECT_MODELS
 from certifications.vocabulary import MISSING
 from infra.context import require_org_id
 from infra.errors import Conflict, Invalid, NotFound
-from tenancy.models import Organization
+from tenancy.organizations import org_today_for
 
 DATE_FIELDS = ("issued_on", "effective_on", "expires_on")
-
-
-def org_today(session: Session, now: datetime) -> date:
-    """'Today' for status purposes: the current organization's local date."""
-    org = session.get(Organization, require_org_id())
-    return rules.org_today(org.timezone if org else "UTC", now)
 
 
 def get_assignment(session: Session, assignment_id: uuid.UUID) -> Assignment:
@@ -67,7 +61,7 @@ def create_assignment(
     if session.get(model, data["subject_id"]) is None:
         raise Invalid({"subject_id": [f"No {data['subject_type']} with this id."]})
     _refuse_second_live(session, cert.id, data["subject_id"])
-    today = org_today(session, now)
+    today = org_today_for(session, require_org_id(), now)
     issued = data.get("issued_on")
     if issued is None and cert.valid_when_added:
         issued = today
@@ -135,7 +129,7 @@ def update_assignment(
     assignment.updated_at = now
     session.flush()
     cert = _certification(session, assignment.certification_id)
-    restatus(session, assignment, cert, org_today(session, now), now)
+    restatus(session, assignment, cert, org_today_for(session, require_org_id(), now), now)
     return assignment
 
 
@@ -145,7 +139,7 @@ def renew_assignment(
     """Record a new cycle; the previous one is kept in the assignment's history."""
     _refuse_revoked(assignment)
     cert = _certification(session, assignment.certification_id)
-    today = org_today(session, now)
+    today = org_today_for(session, require_org_id(), now)
     issued, effective, expires = _dates(
         cert, data.get("issued_on") or today, data.get("effective_on"), data.get("expires_on")
     )
@@ -186,7 +180,7 @@ def revoke_assignment(
     assignment.updated_at = now
     session.flush()
     cert = _certification(session, assignment.certification_id)
-    restatus(session, assignment, cert, org_today(session, now), now)
+    restatus(session, assignment, cert, org_today_for(session, require_org_id(), now), now)
     return assignment
 
 
@@ -205,7 +199,7 @@ def submit_form(
     if not fields:
         raise Conflict("This certification has no form to submit.")
     clean = forms.validate_answers(fields, answers)
-    today = org_today(session, now)
+    today = org_today_for(session, require_org_id(), now)
     submission = FormSubmission(
         assignment_id=assignment.id,
         cycle=assignment.cycle,
