@@ -29,10 +29,10 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, aliased
 
 from certifications.assignments.models import Assignment
+from certifications.catalog.groups import GroupNode, group_nodes, subtree_ids, top_level
 from certifications.catalog.models import (
     Certification,
     CertificationClient,
-    CertificationGroup,
     CertificationGroupMember,
 )
 from certifications.directory.models import SUBJECT_MODELS
@@ -108,7 +108,6 @@ def empty_counts() -> dict[str, int]:
 
 # Built once: a fresh `aliased()` per request costs ~2 ms and defeats the compiled-SQL cache.
 _NEWER = aliased(Assignment, name="newer_cycle")
-_CHILD_GROUP = aliased(CertificationGroup, name="child_group")
 
 
 def newer_cycle_exists(a: Any = Assignment) -> ColumnElement[bool]:
@@ -137,18 +136,6 @@ def current_assignment(a: Any = Assignment) -> ColumnElement[bool]:
     return or_(a.revoked_at.is_(None), ~newer_cycle_exists(a))
 
 
-def group_subtree_ids(group_id: uuid.UUID) -> Select[Any]:
-    """Ids of a group and all its descendants (recursive CTE; UNION also stops on any cycle)."""
-    top = (
-        select(CertificationGroup.id)
-        .where(CertificationGroup.id == group_id)
-        .cte("group_subtree", recursive=True)
-    )
-    child = _CHILD_GROUP
-    tree = top.union(select(child.id).where(child.parent_id == top.c.id))
-    return select(tree.c.id)
-
-
 def _certification_conditions(kind: str, f: ViewFilters) -> list[ColumnElement[bool]]:
     """Which certifications a view lists: filters on the certification, never on the status."""
     conds: list[ColumnElement[bool]] = [
@@ -162,7 +149,7 @@ def _certification_conditions(kind: str, f: ViewFilters) -> list[ColumnElement[b
         conds.append(
             Assignment.certification_id.in_(
                 select(CertificationGroupMember.certification_id).where(
-                    CertificationGroupMember.group_id.in_(group_subtree_ids(f.group_id))
+                    CertificationGroupMember.group_id.in_(subtree_ids(f.group_id))
                 )
             )
         )
@@ -378,45 +365,6 @@ def certification_stats(session: Session) -> dict[uuid.UUID, CertificationStats]
     return stats
 
 
-@dataclass
-class GroupNode:
-    id: uuid.UUID
-    name: str
-    parent_id: uuid.UUID | None
-    certification_ids: list[uuid.UUID] = field(default_factory=list)
-    children: list[GroupNode] = field(default_factory=list)
-
-
-def _groups(session: Session) -> dict[uuid.UUID, GroupNode]:
-    """Every group with its member certifications (one statement), ordered by name."""
-    stmt = (
-        select(
-            CertificationGroup.id,
-            CertificationGroup.name,
-            CertificationGroup.parent_id,
-            CertificationGroupMember.certification_id,
-        )
-        .outerjoin(
-            CertificationGroupMember,
-            and_(
-                CertificationGroupMember.org_id == CertificationGroup.org_id,
-                CertificationGroupMember.group_id == CertificationGroup.id,
-            ),
-        )
-        .order_by(CertificationGroup.name, CertificationGroup.id)
-    )
-    nodes: dict[uuid.UUID, GroupNode] = {}
-    for r in session.execute(stmt):
-        node = nodes.setdefault(r.id, GroupNode(r.id, r.name, r.parent_id))
-        if r.certification_id is not None:
-            node.certification_ids.append(r.certification_id)
-    for node in nodes.values():
-        parent = nodes.get(node.parent_id) if node.parent_id else None
-        if parent is not None:
-            parent.children.append(node)
-    return nodes
-
-
 def _cert_json(s: CertificationStats) -> dict[str, Any]:
     return {
         "certification_id": s.id,
@@ -444,18 +392,11 @@ def _rollup(stats: Iterable[CertificationStats]) -> dict[str, Any]:
     }
 
 
-def _subtree_certs(node: GroupNode) -> set[uuid.UUID]:
-    ids = set(node.certification_ids)
-    for child in node.children:
-        ids |= _subtree_certs(child)
-    return ids
-
-
 def group_tree(session: Session) -> dict[str, Any]:
     """The group tree; each node lists its own certifications with counts per status, its own
     counts, and `subtree` counts over itself and its descendants (each certification once)."""
     stats = certification_stats(session)
-    nodes = _groups(session)
+    nodes = group_nodes(session)
 
     def render(node: GroupNode) -> dict[str, Any]:
         own = sorted(
@@ -468,14 +409,13 @@ def group_tree(session: Session) -> dict[str, Any]:
             "parent_id": node.parent_id,
             "certifications": [_cert_json(s) for s in own],
             **_rollup(own),
-            "subtree": _rollup(stats[c] for c in _subtree_certs(node) if c in stats),
+            "subtree": _rollup(stats[c] for c in node.subtree_certification_ids() if c in stats),
             "children": [render(child) for child in node.children],
         }
 
     grouped = {c for n in nodes.values() for c in n.certification_ids}
-    roots = [n for n in nodes.values() if n.parent_id is None or n.parent_id not in nodes]
     return {
-        "groups": [render(n) for n in roots],
+        "groups": [render(n) for n in top_level(nodes)],
         "ungrouped": [_cert_json(s) for s in stats.values() if s.id not in grouped],
     }
 
@@ -483,7 +423,7 @@ def group_tree(session: Session) -> dict[str, Any]:
 def compliance_summary(session: Session) -> dict[str, Any]:
     """Org-wide: per certification, per group (with its subgroups) and in total."""
     stats = certification_stats(session)
-    nodes = _groups(session)
+    nodes = group_nodes(session)
     groups = []
     for node in nodes.values():
         groups.append(
@@ -491,7 +431,7 @@ def compliance_summary(session: Session) -> dict[str, Any]:
                 "group_id": node.id,
                 "name": node.name,
                 "parent_id": node.parent_id,
-                **_rollup(stats[c] for c in _subtree_certs(node) if c in stats),
+                **_rollup(stats[c] for c in node.subtree_certification_ids() if c in stats),
             }
         )
     return {
