@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from certifications.assignments.models import Assignment
 from certifications.assignments.status import add_months
 from certifications.catalog.models import Certification
-from certifications.reporting.views import without_jit
+from infra.database import without_jit
 
 CENTS = Decimal("0.01")
 
