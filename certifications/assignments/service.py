@@ -11,7 +11,7 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -39,15 +39,6 @@ def get_assignment(session: Session, assignment_id: uuid.UUID) -> Assignment:
     if assignment is None:
         raise NotFound("assignment", assignment_id)
     return assignment
-
-
-def list_assignments(filters: dict[str, Any]) -> Select[tuple[Assignment]]:
-    """The list query with equality filters (tenant scoping is added by the session)."""
-    stmt = select(Assignment)
-    for name in ("certification_id", "subject_type", "subject_id", "status", "source", "required"):
-        if filters.get(name) is not None:
-            stmt = stmt.where(getattr(Assignment, name) == filters[name])
-    return stmt
 
 
 def create_assignment(
