@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -22,7 +22,10 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from infra.errors import NotFound
 from infra.settings import Settings
+
+T = TypeVar("T")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -146,3 +149,11 @@ def without_jit(session: Session) -> None:
     """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SET LOCAL jit = off"))
+
+
+def get_or_not_found(session: Session, model: type[T], ident: Any, what: str) -> T:
+    """The `model` row with this id (in the session's tenant), or `NotFound` naming `what`."""
+    row = session.get(model, ident)
+    if row is None:
+        raise NotFound(what, ident)
+    return row

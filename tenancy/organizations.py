@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
+from infra.database import get_or_not_found
 from infra.errors import NotFound
 from tenancy.models import MODULES, Organization
 
@@ -40,10 +41,8 @@ def org_today_for(session: Session, org_id: uuid.UUID, now: datetime) -> date:
 
 
 def get_organization(session: Session, org_id: uuid.UUID) -> Organization:
-    org = session.get(Organization, org_id)  # auth loaded it into this session: no second query
-    if org is None:
-        raise NotFound("organization", org_id)
-    return org
+    # Auth loaded it into this session: no second query.
+    return get_or_not_found(session, Organization, org_id, "organization")
 
 
 def update_organization(session: Session, org: Organization, changes: dict[str, Any]) -> None:

@@ -25,20 +25,19 @@ from certifications.assignments.models import (
 from certifications.assignments.schedule import request_tick
 from certifications.catalog import forms
 from certifications.catalog.models import Certification
+from certifications.catalog.service import get_certification
 from certifications.directory.models import SUBJECT_MODELS
 from certifications.vocabulary import MISSING
 from infra.context import require_org_id
-from infra.errors import Conflict, Invalid, NotFound
+from infra.database import get_or_not_found
+from infra.errors import Conflict, Invalid
 from tenancy.organizations import org_today_for
 
 DATE_FIELDS = ("issued_on", "effective_on", "expires_on")
 
 
 def get_assignment(session: Session, assignment_id: uuid.UUID) -> Assignment:
-    assignment = session.get(Assignment, assignment_id)
-    if assignment is None:
-        raise NotFound("assignment", assignment_id)
-    return assignment
+    return get_or_not_found(session, Assignment, assignment_id, "assignment")
 
 
 def create_assignment(
@@ -97,7 +96,7 @@ def update_assignment(
     date_changes = {k: v for k, v in changes.items() if k in DATE_FIELDS}
     if date_changes:
         _refuse_revoked(assignment)
-        cert = _certification(session, assignment.certification_id)
+        cert = get_certification(session, assignment.certification_id)
         issued = date_changes.get("issued_on", assignment.issued_on)
         effective = date_changes.get("effective_on", assignment.effective_on)
         if "issued_on" in date_changes and "effective_on" not in date_changes:
@@ -119,7 +118,7 @@ def update_assignment(
             assignment.expires_explicit = False
     assignment.updated_at = now
     session.flush()
-    cert = _certification(session, assignment.certification_id)
+    cert = get_certification(session, assignment.certification_id)
     restatus(session, assignment, cert, org_today_for(session, require_org_id(), now), now)
     return assignment
 
@@ -129,7 +128,7 @@ def renew_assignment(
 ) -> Assignment:
     """Record a new cycle; the previous one is kept in the assignment's history."""
     _refuse_revoked(assignment)
-    cert = _certification(session, assignment.certification_id)
+    cert = get_certification(session, assignment.certification_id)
     today = org_today_for(session, require_org_id(), now)
     issued, effective, expires = _dates(
         cert, data.get("issued_on") or today, data.get("effective_on"), data.get("expires_on")
@@ -170,7 +169,7 @@ def revoke_assignment(
     assignment.revoked_by = actor
     assignment.updated_at = now
     session.flush()
-    cert = _certification(session, assignment.certification_id)
+    cert = get_certification(session, assignment.certification_id)
     restatus(session, assignment, cert, org_today_for(session, require_org_id(), now), now)
     return assignment
 
@@ -185,7 +184,7 @@ def submit_form(
 ) -> FormSubmission:
     """Validate answers against the certification's form; an accepted one records the cycle."""
     _refuse_revoked(assignment)
-    cert = _certification(session, assignment.certification_id)
+    cert = get_certification(session, assignment.certification_id)
     fields = forms.form_fields(cert.form)
     if not fields:
         raise Conflict("This certification has no form to submit.")
@@ -320,13 +319,6 @@ def _certification_for_create(session: Session, certification_id: uuid.UUID) -> 
         raise Invalid({"certification_id": ["No certification with this id."]})
     if cert.archived_at is not None:
         raise Invalid({"certification_id": ["This certification is archived."]})
-    return cert
-
-
-def _certification(session: Session, certification_id: uuid.UUID) -> Certification:
-    cert = session.get(Certification, certification_id)
-    if cert is None:  # impossible while the composite foreign key holds
-        raise NotFound("certification", certification_id)
     return cert
 
 

@@ -20,9 +20,9 @@ from certifications.automation.models import Task
 from certifications.catalog.models import Certification
 from certifications.directory.models import Employee
 from certifications.vocabulary import MAX_DAYS
-from infra.database import utcnow
+from infra.database import get_or_not_found, utcnow
 from infra.dialect import batches, insert_ignoring_conflicts, literal_table, new_uuid_sql
-from infra.errors import Conflict, NotFound
+from infra.errors import Conflict
 
 _TARGET_COLUMNS = [
     ("certification_id", Uuid()),
@@ -175,10 +175,7 @@ def evaluate_task_rules(
 
 
 def get_task(session: Session, task_id: uuid.UUID) -> Task:
-    task = session.get(Task, task_id)
-    if task is None:
-        raise NotFound("task", task_id)
-    return task
+    return get_or_not_found(session, Task, task_id, "task")
 
 
 def set_task_status(

@@ -23,7 +23,8 @@ from certifications.catalog.models import (
     CertificationGroupMember,
 )
 from infra.context import require_org_id
-from infra.errors import Conflict, Invalid, NotFound
+from infra.database import get_or_not_found
+from infra.errors import Conflict, Invalid
 
 _GROUPS = CertificationGroup.__table__
 # First key of the two-key advisory lock: "the certification group tree of one organization".
@@ -35,10 +36,7 @@ MAX_DEPTH = 100
 
 
 def get_group(session: Session, group_id: uuid.UUID) -> CertificationGroup:
-    group = session.get(CertificationGroup, group_id)
-    if group is None:
-        raise NotFound("certification group", group_id)
-    return group
+    return get_or_not_found(session, CertificationGroup, group_id, "certification group")
 
 
 def list_statement() -> Select[Any]:
