@@ -24,6 +24,7 @@ from certifications.catalog.models import Certification
 from certifications.directory.models import SUBJECT_MODELS
 from infra.context import require_org_id
 from infra.settings import Settings
+from tenancy.keys import tenant_join
 from tenancy.models import Organization
 
 LEASE = timedelta(minutes=5)  # a `sending` row older than this belongs to a dead worker
@@ -69,20 +70,8 @@ def claim(session: Session, notification_id: uuid.UUID, now: datetime) -> Outgoi
     # One round trip for the row and what the message names (the FKs guarantee all exist).
     note, assignment, cert, org = session.execute(
         select(Notification, Assignment, Certification, Organization)
-        .join(
-            Assignment,
-            and_(
-                Assignment.org_id == Notification.org_id,
-                Assignment.id == Notification.assignment_id,
-            ),
-        )
-        .join(
-            Certification,
-            and_(
-                Certification.org_id == Notification.org_id,
-                Certification.id == Notification.certification_id,
-            ),
-        )
+        .join(Assignment, tenant_join(Assignment, Notification, "assignment_id"))
+        .join(Certification, tenant_join(Certification, Notification, "certification_id"))
         .join(Organization, Organization.id == Notification.org_id)
         .where(Notification.id == notification_id)
         .execution_options(populate_existing=True)

@@ -14,7 +14,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, and_, func, literal, select, text
+from sqlalchemy import Select, func, literal, select, text
 from sqlalchemy.orm import Session
 
 from certifications.catalog.models import (
@@ -25,6 +25,7 @@ from certifications.catalog.models import (
 from infra.context import require_org_id
 from infra.database import get_or_not_found
 from infra.errors import Conflict, Invalid
+from tenancy.keys import tenant_join
 
 _GROUPS = CertificationGroup.__table__
 # First key of the two-key advisory lock: "the certification group tree of one organization".
@@ -95,13 +96,7 @@ def group_nodes(session: Session) -> dict[uuid.UUID, GroupNode]:
     member = CertificationGroupMember
     live = (
         select(member.group_id, member.certification_id)
-        .join(
-            Certification,
-            and_(
-                Certification.org_id == member.org_id,
-                Certification.id == member.certification_id,
-            ),
-        )
+        .join(Certification, tenant_join(Certification, member, "certification_id"))
         .where(member.org_id == org_id, Certification.archived_at.is_(None))
         .subquery()
     )

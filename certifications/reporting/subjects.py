@@ -25,6 +25,7 @@ from certifications.catalog.models import (
 )
 from certifications.directory.models import SUBJECT_MODELS
 from certifications.vocabulary import STATUSES
+from tenancy.keys import tenant_join
 
 
 @dataclass(frozen=True)
@@ -136,12 +137,6 @@ def narrows_certifications(kind: str, f: ViewFilters) -> bool:
     )
 
 
-def _join_certification() -> Any:
-    return and_(
-        Certification.org_id == Assignment.org_id, Certification.id == Assignment.certification_id
-    )
-
-
 def subject_query(kind: str, f: ViewFilters) -> tuple[Select[Any], list[Any]]:
     """The subjects of a view (one ORM entity) and its keyset columns `(name, id)`."""
     model: Any = SUBJECT_MODELS[kind]
@@ -161,7 +156,7 @@ def subject_query(kind: str, f: ViewFilters) -> tuple[Select[Any], list[Any]]:
         match = (
             select(literal(1))
             .select_from(Assignment)
-            .join(Certification, _join_certification())
+            .join(Certification, tenant_join(Certification, Assignment, "certification_id"))
             .where(
                 Assignment.org_id == model.org_id,
                 Assignment.subject_id == model.id,
@@ -198,7 +193,7 @@ def attach_certifications(
             Assignment.effective_on,
             Assignment.expires_on,
         )
-        .join(Certification, _join_certification())
+        .join(Certification, tenant_join(Certification, Assignment, "certification_id"))
         .where(Assignment.subject_id.in_(list(by_id)), *_certification_conditions(kind, f))
         .order_by(Certification.name, Certification.id)
     )
