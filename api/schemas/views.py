@@ -65,13 +65,10 @@ class ForecastArgs(Schema):
 # --- responses ---------------------------------------------------------------------------------
 
 
-class StatusCountsSchema(Schema):
-    valid = fields.Integer()
-    upcoming = fields.Integer()
-    missing = fields.Integer()
-    expires_soon = fields.Integer()
-    expired = fields.Integer()
-    revoked = fields.Integer()
+# A count per status, one field per status of the vocabulary.
+StatusCountsSchema = Schema.from_dict(
+    {status: fields.Integer() for status in STATUSES}, name="StatusCountsSchema"
+)
 
 
 class SubjectCertificationSchema(Schema):
