@@ -1,4 +1,4 @@
-"""Shared marshmallow fields: the one string type (refuses NUL), emails, UUID lists, money."""
+"""Shared marshmallow fields (the one string type, refusing NUL; emails; money) and `doc()`."""
 
 from __future__ import annotations
 
@@ -8,8 +8,14 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate
 
+EXAMPLE_ID = "3f2b8c1e-7d4a-4c5e-9b1a-2d6f0e8a7c41"  # an id, as an example in the API docs
 MAX_MONEY = Decimal("9999999999.99")  # fits Numeric(12, 2)
 _MONEY_RE = r"^\d{1,10}(\.\d{1,2})?$"
+
+
+def doc(description: str, example: Any) -> dict[str, Any]:
+    """A field's OpenAPI `metadata`: what it means and an example value."""
+    return {"description": description, "example": example}
 
 
 class Text(fields.String):

@@ -31,7 +31,7 @@ from certifications.directory.models import Asset, Client, Employee, Location, R
 from infra import context
 from infra import database as db
 from tenancy.models import Organization
-from tenancy.organizations import create_organization
+from tenancy.organizations import create_organization, org_today
 
 DEMO_ORG_NAME = "Demo organization"
 DEMO_TIMEZONE = "Europe/London"
@@ -113,7 +113,7 @@ def create_demo(now: datetime | None = None, seed: int = 7) -> Organization:
     with context.tenant(org.id), db.new_session() as session:
         roles = _directory(session, rng)
         certs = _catalog(session, roles)
-        today = service.org_today(session, now)
+        today = org_today(org.timezone, now)
         for cert in certs:
             if cert.type == "employee":
                 fanout.fanout_certification(session, org.id, cert.id, today=today, now=now)

@@ -1,1 +1,2 @@
-"""infra."""
+"""Plumbing every process shares: settings, logging, the database, request/tenant context,
+domain errors, migrations and SQL dialect helpers."""

@@ -3,14 +3,29 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import JSON, DateTime, MetaData, TypeDecorator, Uuid, create_engine, event, func
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    DateTime,
+    MetaData,
+    TypeDecorator,
+    Uuid,
+    create_engine,
+    event,
+    func,
+    text,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from infra.errors import NotFound
 from infra.settings import Settings
+
+T = TypeVar("T")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -50,6 +65,12 @@ class Base(DeclarativeBase):
         uuid.UUID: Uuid,
         datetime: UTCDateTime,
     }
+
+
+def check_in(column: str, values: Iterable[str], name: str | None = None) -> CheckConstraint:
+    """`CHECK (column IN ('a', 'b', ...))`, named `name` (default: the column's name)."""
+    listed = ", ".join(f"'{value}'" for value in values)
+    return CheckConstraint(f"{column} IN ({listed})", name=name or column)
 
 
 class Timestamps:
@@ -117,3 +138,22 @@ def get_engine() -> Engine:
     if registry.engine is None:
         raise RuntimeError("database not configured: call runtime.bootstrap(settings) first")
     return registry.engine
+
+
+def without_jit(session: Session) -> None:
+    """Turn PostgreSQL's JIT off for this transaction (reporting queries call this first).
+
+    Their statements are short or simple aggregates, but their cost estimates (a correlated
+    probe per row, a rare filter under a LIMIT) cross `jit_above_cost`, and compiling then
+    takes ~1 s for a query that runs in milliseconds (measured: 921 ms of 1,069 ms).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL jit = off"))
+
+
+def get_or_not_found(session: Session, model: type[T], ident: Any, what: str) -> T:
+    """The `model` row with this id (in the session's tenant), or `NotFound` naming `what`."""
+    row = session.get(model, ident)
+    if row is None:
+        raise NotFound(what, ident)
+    return row

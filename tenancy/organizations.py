@@ -1,12 +1,15 @@
-"""Creating and changing organizations."""
+"""Creating and changing organizations, and what "today" is for one."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
+from infra.database import get_or_not_found
 from infra.errors import NotFound
 from tenancy.models import MODULES, Organization
 
@@ -23,11 +26,23 @@ def create_organization(session: Session, **fields: Any) -> Organization:
     return org
 
 
+def org_today(timezone: str, now: datetime) -> date:
+    """'Today' in an organization's time zone (`now` must be timezone-aware).
+
+    Every status, rule and forecast is computed for this date, never for the server's.
+    """
+    return now.astimezone(ZoneInfo(timezone)).date()
+
+
+def org_today_for(session: Session, org_id: uuid.UUID, now: datetime) -> date:
+    """`org_today` for the organization `org_id`, read through `session` (UTC once it is gone)."""
+    org = session.get(Organization, org_id)
+    return org_today(org.timezone if org else "UTC", now)
+
+
 def get_organization(session: Session, org_id: uuid.UUID) -> Organization:
-    org = session.get(Organization, org_id)  # auth loaded it into this session: no second query
-    if org is None:
-        raise NotFound("organization", org_id)
-    return org
+    # Auth loaded it into this session: no second query.
+    return get_or_not_found(session, Organization, org_id, "organization")
 
 
 def update_organization(session: Session, org: Organization, changes: dict[str, Any]) -> None:

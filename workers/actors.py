@@ -20,6 +20,7 @@ from certifications.automation import delivery
 from infra import database as db
 from infra.settings import Settings
 from jobs import catalog
+from tenancy.organizations import org_today_for
 from workers.delivery import deliver
 from workers.metrics import WorkerMetrics
 from workers.middleware import TenantMiddleware
@@ -37,7 +38,7 @@ def fanout_certification(org_id: str, certification_id: str, job_id: str | None 
     now = db.utcnow()
     oid, cid = uuid.UUID(org_id), uuid.UUID(certification_id)
     with job_run(oid, job_id) as run:
-        today = fanout.org_today_for(run.session, oid, now)
+        today = org_today_for(run.session, oid, now)
         total = fanout.count_role_members(run.session, oid, cid)
         run.progress(0, total)
         report = fanout.fanout_certification(run.session, oid, cid, today=today, now=now)
@@ -54,7 +55,7 @@ def fanout_employees(org_id: str, employee_ids: list[str], job_id: str | None = 
     oid = uuid.UUID(org_id)
     ids = sorted({uuid.UUID(e) for e in employee_ids})
     with job_run(oid, job_id) as run:
-        today = fanout.org_today_for(run.session, oid, now)
+        today = org_today_for(run.session, oid, now)
         run.progress(0, len(ids))
         report = {"created": 0, "removed": 0, "not_required": 0, "required_again": 0}
         done = 0

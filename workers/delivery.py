@@ -12,14 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from certifications.automation.delivery import (
-    DeliveryError,
     RetryPolicy,
     claim,
     mark_failure,
     mark_sent,
     retry_policy,
-    send,
 )
+from certifications.automation.transports import DeliveryError, send
 from infra import database as db
 from infra.settings import Settings
 from workers.unit_of_work import job_run

@@ -22,7 +22,7 @@ from api.schemas.assignments import (
     RevokeSchema,
 )
 from certifications.assignments import service
-from certifications.assignments.models import Assignment
+from certifications.reporting.listings import assignments_query
 from infra.database import utcnow
 from tenancy.auth import current_subject, requires
 
@@ -38,10 +38,8 @@ class Assignments(MethodView):
     @blp.response(200, page_schema(AssignmentSchema))
     def get(self, args: dict[str, Any]) -> Any:
         """List assignments, filtered by certification, subject, status, source or required."""
-        limit, cursor = args.pop("limit"), args.pop("cursor")
-        stmt = service.list_assignments(args)
-        keys = [Assignment.created_at, Assignment.id]
-        return paginate(request_session(), stmt, keys, limit, cursor)
+        stmt, keys = assignments_query(args)
+        return paginate(request_session(), stmt, keys, args["limit"], args.get("cursor"))
 
     @requires("certifications:create", module="hse")
     @blp.arguments(AssignmentCreateSchema)

@@ -10,7 +10,7 @@ from flask_smorest import Blueprint
 from api.db import request_session
 from api.pagination import page_schema, paginate
 from api.schemas.automation import AuditEventSchema, AuditListArgs
-from certifications.reporting.activity import audit_query
+from certifications.reporting.listings import audit_query
 from tenancy.auth import requires
 
 blp = Blueprint("audit", __name__, url_prefix="/audit-events", description="Audit trail")

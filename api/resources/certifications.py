@@ -10,7 +10,7 @@ from flask_smorest import Blueprint
 
 from api.db import request_session
 from api.pagination import Page, page_schema, paginate
-from api.schemas.catalog import (
+from api.schemas.certifications import (
     CertificationCreateSchema,
     CertificationListArgsSchema,
     CertificationPatchSchema,

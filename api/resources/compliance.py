@@ -9,11 +9,11 @@ from flask_smorest import Blueprint
 
 from api.db import request_session
 from api.schemas.views import ComplianceSummarySchema, ForecastArgs, ForecastSchema
-from certifications.assignments.status import org_today
+from certifications.reporting.compliance import compliance_summary
 from certifications.reporting.forecast import renewal_forecast
-from certifications.reporting.views import compliance_summary
 from infra.database import utcnow
 from tenancy.auth import current_organization, requires
+from tenancy.organizations import org_today
 
 blp = Blueprint(
     "compliance", __name__, url_prefix="/compliance", description="Compliance summary, forecast"

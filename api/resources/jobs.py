@@ -10,7 +10,7 @@ from flask_smorest import Blueprint
 
 from api.db import request_session
 from api.schemas.jobs import JobSchema
-from infra.errors import NotFound
+from infra.database import get_or_not_found
 from jobs.models import Job
 from tenancy.auth import requires
 
@@ -23,7 +23,4 @@ class JobResource(MethodView):
     @blp.response(200, JobSchema)
     def get(self, job_id: uuid.UUID) -> Any:
         """State and progress of a job started by an earlier request."""
-        job = request_session().get(Job, job_id)
-        if job is None:
-            raise NotFound("job", job_id)
-        return job
+        return get_or_not_found(request_session(), Job, job_id, "job")

@@ -10,7 +10,7 @@ from flask_smorest import Blueprint
 from api.db import request_session
 from api.pagination import page_schema, paginate
 from api.schemas.automation import NotificationListArgs, NotificationSchema
-from certifications.reporting.activity import notifications_query
+from certifications.reporting.listings import notifications_query
 from tenancy.auth import requires
 
 blp = Blueprint(

@@ -12,7 +12,7 @@ from api.db import request_session
 from api.pagination import page_schema, paginate
 from api.schemas.automation import TaskListArgs, TaskPatchSchema, TaskSchema
 from certifications.automation.tasks import get_task, set_task_status
-from certifications.reporting.activity import tasks_query
+from certifications.reporting.listings import tasks_query
 from tenancy.auth import current_subject, requires
 
 blp = Blueprint("tasks", __name__, url_prefix="/tasks", description="Renewal tasks")

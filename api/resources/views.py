@@ -24,15 +24,9 @@ from api.schemas.views import (
     SubjectViewArgs,
     SubjectViewPageSchema,
 )
-from certifications.reporting.views import (
-    CSV_COLUMNS,
-    ViewFilters,
-    attach_certifications,
-    csv_lines,
-    group_tree,
-    subject_query,
-    without_jit,
-)
+from certifications.reporting.compliance import group_tree
+from certifications.reporting.export import CSV_COLUMNS, csv_lines
+from certifications.reporting.subjects import ViewFilters, attach_certifications, subject_query
 from infra import context
 from infra import database as db
 from tenancy.auth import requires
@@ -68,7 +62,7 @@ def _page(kind: str, args: dict[str, Any]) -> Any:
     if args["format"] == "csv":
         return _csv_response(kind, f)
     session = request_session()
-    without_jit(session)
+    db.without_jit(session)
     stmt, keys = subject_query(kind, f)
     page = paginate(session, stmt, keys, args["limit"], args["cursor"])
     rows = attach_certifications(session, kind, page.items, f)
@@ -89,7 +83,7 @@ def _csv_response(kind: str, f: ViewFilters) -> Response:
         writer = csv.writer(buf, lineterminator="\r\n")
         writer.writerow(CSV_COLUMNS)
         with context.tenant(org_id), db.new_session() as session:
-            without_jit(session)
+            db.without_jit(session)
             stmt, keys = subject_query(kind, f)
             cursor = None
             while True:

@@ -9,8 +9,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from api.fields import Text, name_field
 from api.pagination import PageArgs
-from certifications.assignments.models import STATUSES
-from certifications.directory.models import SUBJECT_KINDS
+from certifications.vocabulary import ASSIGNMENT_SOURCES, STATUSES, SUBJECT_KINDS
 
 MIN_DATE, MAX_DATE = date(1900, 1, 1), date(2999, 12, 31)
 
@@ -32,7 +31,7 @@ class AssignmentSchema(Schema):
     certification_id = fields.UUID()
     subject_type = fields.String(metadata={"enum": list(SUBJECT_KINDS)})
     subject_id = fields.UUID()
-    source = fields.String(metadata={"enum": ["manual", "role"]})
+    source = fields.String(metadata={"enum": list(ASSIGNMENT_SOURCES)})
     required = fields.Boolean(
         metadata={"description": "False once a recorded role assignment's role no longer applies"}
     )
@@ -138,5 +137,5 @@ class AssignmentListArgs(PageArgs):
     subject_type = Text(validate=validate.OneOf(SUBJECT_KINDS))
     subject_id = fields.UUID()
     status = Text(validate=validate.OneOf(STATUSES))
-    source = Text(validate=validate.OneOf(("manual", "role")))
+    source = Text(validate=validate.OneOf(ASSIGNMENT_SOURCES))
     required = fields.Boolean()

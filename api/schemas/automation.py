@@ -8,21 +8,26 @@ from marshmallow import Schema, fields, validate
 
 from api.fields import Text
 from api.pagination import PageArgs
-from certifications.automation.models import CHANNELS, NOTIFICATION_STATUSES, TASK_STATUSES
+from certifications.vocabulary import (
+    CHANNELS,
+    NOTIFICATION_STATUSES,
+    RECIPIENT_SOURCES,
+    SETTABLE_TASK_STATUSES,
+    TASK_STATUSES,
+    TRIGGERS,
+)
 
 
 class NotificationSchema(Schema):
     id = fields.UUID()
     assignment_id = fields.UUID()
     certification_id = fields.UUID()
-    trigger = fields.String(metadata={"enum": ["before_expiry", "expired", "revoked", "missing"]})
+    trigger = fields.String(metadata={"enum": list(TRIGGERS)})
     rule_key = fields.String(metadata={"example": "before_expiry:30"})
     cycle = fields.Integer()
     channel = fields.String(metadata={"enum": list(CHANNELS)})
     recipient = fields.String(metadata={"description": 'An email address, or "webhook"'})
-    recipient_source = fields.String(
-        metadata={"enum": ["holder", "admins", "address", "holder_fallback_admins", "webhook"]}
-    )
+    recipient_source = fields.String(metadata={"enum": list(RECIPIENT_SOURCES)})
     status = fields.String(metadata={"enum": list(NOTIFICATION_STATUSES)})
     attempts = fields.Integer()
     last_error = fields.String(allow_none=True)
@@ -69,7 +74,7 @@ class TaskListArgs(PageArgs):
 class TaskPatchSchema(Schema):
     status = Text(
         required=True,
-        validate=validate.OneOf(("done", "open")),
+        validate=validate.OneOf(SETTABLE_TASK_STATUSES),
         metadata={"description": "`done` completes the task, `open` reopens it"},
     )
 

@@ -7,7 +7,7 @@ from webargs.fields import DelimitedList
 
 from api.fields import Text
 from api.pagination import PageArgs, page_schema
-from certifications.assignments.status import STATUSES
+from certifications.vocabulary import STATUSES
 
 # --- query arguments ---------------------------------------------------------------------------
 
@@ -65,13 +65,10 @@ class ForecastArgs(Schema):
 # --- responses ---------------------------------------------------------------------------------
 
 
-class StatusCountsSchema(Schema):
-    valid = fields.Integer()
-    upcoming = fields.Integer()
-    missing = fields.Integer()
-    expires_soon = fields.Integer()
-    expired = fields.Integer()
-    revoked = fields.Integer()
+# A count per status, one field per status of the vocabulary.
+StatusCountsSchema = Schema.from_dict(
+    {status: fields.Integer() for status in STATUSES}, name="StatusCountsSchema"
+)
 
 
 class SubjectCertificationSchema(Schema):

@@ -44,9 +44,9 @@ from certifications.assignments import status as rules
 from certifications.assignments.models import Assignment, StatusEvent
 from certifications.catalog.models import Certification, CertificationRole
 from certifications.directory.models import Employee
+from certifications.vocabulary import MISSING, REVOKED
 from infra.database import UTCDateTime
 from infra.dialect import new_uuid_sql
-from tenancy.models import Organization
 
 A = Assignment.__table__
 E = Employee.__table__
@@ -61,7 +61,7 @@ EMPLOYEE_CHUNK = 5_000
 def initial_record(cert: Certification, today: date) -> tuple[date | None, date | None, str]:
     """(issued_on, expires_on, status) of a new role assignment of `cert` created today."""
     if not cert.valid_when_added:
-        return None, None, rules.MISSING
+        return None, None, MISSING
     expires = rules.compute_expiry(today, cert.validity_months, cert.validity_days)
     status = rules.compute_status(
         revoked=False,
@@ -180,7 +180,7 @@ def _insert_missing(
                 select(A.c.certification_id, A.c.subject_id).where(
                     A.c.org_id == org_id,
                     A.c.certification_id.in_(list(initial)),
-                    A.c.status == rules.REVOKED,  # probes (org, certification, status)
+                    A.c.status == REVOKED,  # probes (org, certification, status)
                     A.c.revoked_at.is_not(None),
                 )
             ),
@@ -272,9 +272,3 @@ def upsert_insert(dialect_name: str, table: Any) -> Any:
 def _chunks(items: list[uuid.UUID], size: int) -> Iterable[list[uuid.UUID]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def org_today_for(session: Session, org_id: uuid.UUID, now: datetime) -> date:
-    """'Today' in the organization's time zone."""
-    org = session.get(Organization, org_id)
-    return rules.org_today(org.timezone if org else "UTC", now)

@@ -9,7 +9,6 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Boolean,
-    CheckConstraint,
     Date,
     Index,
     Integer,
@@ -22,11 +21,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from infra.database import Base, Timestamps, UTCDateTime, utcnow
+from certifications.vocabulary import ASSIGNMENT_SOURCES, STATUSES, SUBJECT_KINDS
+from infra.database import Base, Timestamps, UTCDateTime, check_in, utcnow
 from tenancy.keys import tenant_fk
 from tenancy.models import TenantEntity
 
-STATUSES = ("valid", "upcoming", "missing", "expires_soon", "expired", "revoked")
 _LIVE = text("revoked_at IS NULL")
 
 
@@ -34,14 +33,9 @@ class Assignment(TenantEntity, Timestamps, Base):
     __tablename__ = "assignments"
     __table_args__ = (
         tenant_fk("certification_id", "certifications"),
-        CheckConstraint(
-            "subject_type IN ('employee', 'asset', 'client', 'location')", name="subject_type"
-        ),
-        CheckConstraint("source IN ('manual', 'role')", name="source"),
-        CheckConstraint(
-            "status IN ('valid', 'upcoming', 'missing', 'expires_soon', 'expired', 'revoked')",
-            name="status",
-        ),
+        check_in("subject_type", SUBJECT_KINDS),
+        check_in("source", ASSIGNMENT_SOURCES),
+        check_in("status", STATUSES),
         # One live (not revoked) assignment per certification and subject.
         Index(
             "uq_assignments_live",

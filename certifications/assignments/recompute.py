@@ -53,19 +53,12 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from certifications.assignments.models import Assignment, StatusEvent
 from certifications.assignments.schedule import mark_recomputed
-from certifications.assignments.status import (
-    EXPIRED,
-    EXPIRES_SOON,
-    MISSING,
-    REVOKED,
-    UPCOMING,
-    VALID,
-    org_today,
-)
 from certifications.catalog.models import Certification
+from certifications.vocabulary import EXPIRED, EXPIRES_SOON, MISSING, REVOKED, UPCOMING, VALID
 from infra.database import UTCDateTime, utcnow
 from infra.dialect import new_uuid_sql
 from tenancy.models import Organization
+from tenancy.organizations import org_today
 
 CHUNK_ROWS = 50_000
 ID_BATCH = 5_000  # explicit assignment ids per statement (well under SQLite's bind limit)

@@ -15,12 +15,12 @@ from sqlalchemy import Date, ForeignKey, Integer, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from certifications.assignments.status import org_today
 from infra.context import require_org_id
 from infra.database import Base, UTCDateTime
 from jobs.models import OutboxMessage
 from jobs.outbox import request_job
 from tenancy.models import Organization
+from tenancy.organizations import org_today
 
 TICK_EVERY = timedelta(hours=1)
 

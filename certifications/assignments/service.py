@@ -11,7 +11,7 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -25,34 +25,19 @@ from certifications.assignments.models import (
 from certifications.assignments.schedule import request_tick
 from certifications.catalog import forms
 from certifications.catalog.models import Certification
+from certifications.catalog.service import get_certification
 from certifications.directory.models import SUBJECT_MODELS
+from certifications.vocabulary import MISSING
 from infra.context import require_org_id
-from infra.errors import Conflict, Invalid, NotFound
-from tenancy.models import Organization
+from infra.database import get_or_not_found
+from infra.errors import Conflict, Invalid
+from tenancy.organizations import org_today_for
 
 DATE_FIELDS = ("issued_on", "effective_on", "expires_on")
 
 
-def org_today(session: Session, now: datetime) -> date:
-    """'Today' for status purposes: the current organization's local date."""
-    org = session.get(Organization, require_org_id())
-    return rules.org_today(org.timezone if org else "UTC", now)
-
-
 def get_assignment(session: Session, assignment_id: uuid.UUID) -> Assignment:
-    assignment = session.get(Assignment, assignment_id)
-    if assignment is None:
-        raise NotFound("assignment", assignment_id)
-    return assignment
-
-
-def list_assignments(filters: dict[str, Any]) -> Select[tuple[Assignment]]:
-    """The list query with equality filters (tenant scoping is added by the session)."""
-    stmt = select(Assignment)
-    for name in ("certification_id", "subject_type", "subject_id", "status", "source", "required"):
-        if filters.get(name) is not None:
-            stmt = stmt.where(getattr(Assignment, name) == filters[name])
-    return stmt
+    return get_or_not_found(session, Assignment, assignment_id, "assignment")
 
 
 def create_assignment(
@@ -66,7 +51,7 @@ def create_assignment(
     if session.get(model, data["subject_id"]) is None:
         raise Invalid({"subject_id": [f"No {data['subject_type']} with this id."]})
     _refuse_second_live(session, cert.id, data["subject_id"])
-    today = org_today(session, now)
+    today = org_today_for(session, require_org_id(), now)
     issued = data.get("issued_on")
     if issued is None and cert.valid_when_added:
         issued = today
@@ -86,7 +71,7 @@ def create_assignment(
         expires_on=expires,
         expires_explicit=data.get("expires_on") is not None,
         notes=data.get("notes"),
-        status=rules.MISSING,
+        status=MISSING,
         status_changed_at=now,
         created_by=actor,
         cycle_recorded_by=actor,
@@ -112,7 +97,7 @@ def update_assignment(
     date_changes = {k: v for k, v in changes.items() if k in DATE_FIELDS}
     if date_changes:
         _refuse_revoked(assignment)
-        cert = _certification(session, assignment.certification_id)
+        cert = get_certification(session, assignment.certification_id)
         issued = date_changes.get("issued_on", assignment.issued_on)
         effective = date_changes.get("effective_on", assignment.effective_on)
         if "issued_on" in date_changes and "effective_on" not in date_changes:
@@ -134,8 +119,8 @@ def update_assignment(
             assignment.expires_explicit = False
     assignment.updated_at = now
     session.flush()
-    cert = _certification(session, assignment.certification_id)
-    restatus(session, assignment, cert, org_today(session, now), now)
+    cert = get_certification(session, assignment.certification_id)
+    restatus(session, assignment, cert, org_today_for(session, require_org_id(), now), now)
     return assignment
 
 
@@ -144,8 +129,8 @@ def renew_assignment(
 ) -> Assignment:
     """Record a new cycle; the previous one is kept in the assignment's history."""
     _refuse_revoked(assignment)
-    cert = _certification(session, assignment.certification_id)
-    today = org_today(session, now)
+    cert = get_certification(session, assignment.certification_id)
+    today = org_today_for(session, require_org_id(), now)
     issued, effective, expires = _dates(
         cert, data.get("issued_on") or today, data.get("effective_on"), data.get("expires_on")
     )
@@ -186,8 +171,8 @@ def revoke_assignment(
     assignment.revoked_by = actor
     assignment.updated_at = now
     session.flush()
-    cert = _certification(session, assignment.certification_id)
-    restatus(session, assignment, cert, org_today(session, now), now)
+    cert = get_certification(session, assignment.certification_id)
+    restatus(session, assignment, cert, org_today_for(session, require_org_id(), now), now)
     return assignment
 
 
@@ -201,12 +186,12 @@ def submit_form(
 ) -> FormSubmission:
     """Validate answers against the certification's form; an accepted one records the cycle."""
     _refuse_revoked(assignment)
-    cert = _certification(session, assignment.certification_id)
+    cert = get_certification(session, assignment.certification_id)
     fields = forms.form_fields(cert.form)
     if not fields:
         raise Conflict("This certification has no form to submit.")
     clean = forms.validate_answers(fields, answers)
-    today = org_today(session, now)
+    today = org_today_for(session, require_org_id(), now)
     submission = FormSubmission(
         assignment_id=assignment.id,
         cycle=assignment.cycle,
@@ -338,13 +323,6 @@ def _certification_for_create(session: Session, certification_id: uuid.UUID) -> 
         raise Invalid({"certification_id": ["No certification with this id."]})
     if cert.archived_at is not None:
         raise Invalid({"certification_id": ["This certification is archived."]})
-    return cert
-
-
-def _certification(session: Session, certification_id: uuid.UUID) -> Certification:
-    cert = session.get(Certification, certification_id)
-    if cert is None:  # impossible while the composite foreign key holds
-        raise NotFound("certification", certification_id)
     return cert
 
 

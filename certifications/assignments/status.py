@@ -7,17 +7,10 @@ recomputation (`assignments.recompute`), and a property test keeps the two in ag
 from __future__ import annotations
 
 import calendar
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
-VALID = "valid"
-UPCOMING = "upcoming"
-MISSING = "missing"
-EXPIRES_SOON = "expires_soon"
-EXPIRED = "expired"
-REVOKED = "revoked"
-STATUSES = (VALID, UPCOMING, MISSING, EXPIRES_SOON, EXPIRED, REVOKED)
+from certifications.vocabulary import EXPIRED, EXPIRES_SOON, MISSING, REVOKED, UPCOMING, VALID
 
 
 def add_months(start: date, months: int) -> date:
@@ -79,8 +72,3 @@ def assignment_status(assignment: Any, certification: Any, today: date) -> str:
         warning_days=certification.warning_days,
         today=today,
     )
-
-
-def org_today(timezone: str, now: datetime) -> date:
-    """'Today' in the organization's time zone (`now` must be timezone-aware)."""
-    return now.astimezone(ZoneInfo(timezone)).date()

@@ -5,17 +5,13 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import CheckConstraint, Date, Index, Integer, String, Text
+from sqlalchemy import Date, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from infra.database import Base, Timestamps, UTCDateTime
+from certifications.vocabulary import CHANNELS, NOTIFICATION_STATUSES, TASK_STATUSES
+from infra.database import Base, Timestamps, UTCDateTime, check_in
 from tenancy.keys import tenant_fk
 from tenancy.models import TenantEntity
-
-NOTIFICATION_STATUSES = ("pending", "sending", "sent", "failed", "cancelled")
-CHANNELS = ("email", "webhook")
-TRIGGERS = ("before_expiry", "expired", "revoked", "missing")
-TASK_STATUSES = ("open", "done", "closed")
 
 
 class Notification(TenantEntity, Timestamps, Base):
@@ -38,10 +34,8 @@ class Notification(TenantEntity, Timestamps, Base):
             "recipient",
             unique=True,
         ),
-        CheckConstraint(
-            "status IN ('pending', 'sending', 'sent', 'failed', 'cancelled')", name="status"
-        ),
-        CheckConstraint("channel IN ('email', 'webhook')", name="channel"),
+        check_in("status", NOTIFICATION_STATUSES),
+        check_in("channel", CHANNELS),
         Index("ix_notifications_org_created", "org_id", "created_at", "id"),
         Index("ix_notifications_org_status", "org_id", "status"),
     )
@@ -55,7 +49,7 @@ class Notification(TenantEntity, Timestamps, Base):
     channel: Mapped[str] = mapped_column(String(16))
     # An email address, or "webhook" for the org's webhook.
     recipient: Mapped[str] = mapped_column(String(320))
-    # How the recipient was chosen: holder, admins, address, holder_fallback_admins, webhook.
+    # How the recipient was chosen: one of vocabulary.RECIPIENT_SOURCES.
     recipient_source: Mapped[str] = mapped_column(String(32))
     triggered_on: Mapped[date] = mapped_column(Date)
     status: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")
@@ -76,7 +70,7 @@ class Task(TenantEntity, Timestamps, Base):
         tenant_fk("assignment_id", "assignments", ondelete="CASCADE"),
         tenant_fk("assignee_id", "employees"),
         Index("uq_tasks_once", "org_id", "assignment_id", "rule_key", "cycle", unique=True),
-        CheckConstraint("status IN ('open', 'done', 'closed')", name="status"),
+        check_in("status", TASK_STATUSES),
         Index("ix_tasks_org_due", "org_id", "due_on", "id"),
         Index("ix_tasks_org_assignee", "org_id", "assignee_id", "status"),
     )

@@ -4,6 +4,10 @@
 A rule's identity (`rule_key`) is its trigger and day count (`before_expiry:30`, `expired`, …):
 recipients and channels are part of the unique key themselves, so adding a recipient to a rule
 notifies only the new recipient, and reordering rules changes nothing.
+
+Rules read the assignment's stored status (`expired`, `revoked`, `missing`): the org's tick
+(`workers.tick.tick_org`) recomputes every status for the org's today right before it evaluates
+them, so no rule re-derives a status from dates. Only `before_expiry` reads a date, the expiry.
 """
 
 from __future__ import annotations
@@ -21,14 +25,12 @@ from certifications.assignments.models import Assignment
 from certifications.automation.models import Notification
 from certifications.catalog.models import Certification
 from certifications.directory.models import Client, Employee
+from certifications.vocabulary import MAX_DAYS, TRIGGERS
 from infra.database import utcnow
 from infra.dialect import batches, insert_ignoring_conflicts, literal_table, new_uuid_sql
 from tenancy.models import Organization
 
 log = logging.getLogger("certs.notifications")
-
-TRIGGERS = ("before_expiry", "expired", "revoked", "missing")
-MAX_BEFORE_DAYS = 3650
 
 _TARGET_COLUMNS = [
     ("certification_id", Uuid()),
@@ -85,7 +87,7 @@ def _valid(rule: Any) -> bool:
         return False
     if rule["trigger"] == "before_expiry":
         days = rule.get("days")
-        return isinstance(days, int) and not isinstance(days, bool) and 0 <= days <= MAX_BEFORE_DAYS
+        return isinstance(days, int) and not isinstance(days, bool) and 0 <= days <= MAX_DAYS
     return True
 
 
@@ -138,14 +140,7 @@ def _trigger_matches(a: Any, t: Any, today: date) -> Any:
             a.c.status.not_in(("expired", "revoked")),
             a.c.revoked_at.is_(None),
         ),
-        and_(
-            t.c.trigger == "expired",
-            or_(
-                a.c.status == "expired",
-                # Past its expiry but not recomputed yet (the recompute runs on the workers).
-                and_(a.c.status.in_(("valid", "expires_soon")), a.c.expires_on < today),
-            ),
-        ),
+        and_(t.c.trigger == "expired", a.c.status == "expired"),
         and_(t.c.trigger == "revoked", a.c.status == "revoked"),
         and_(t.c.trigger == "missing", a.c.status == "missing", a.c.required.is_(True)),
     )

@@ -15,13 +15,13 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from certifications.assignments.status import org_today
 from certifications.automation.delivery import LEASE
 from certifications.automation.models import Notification
 from certifications.automation.notifications import evaluate_rules
 from certifications.automation.tasks import evaluate_task_rules
 from infra import context
 from jobs.outbox import request_job
+from tenancy.organizations import org_today
 
 ENQUEUE_BATCH = 2000
 

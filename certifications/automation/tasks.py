@@ -19,11 +19,11 @@ from certifications.assignments.models import Assignment
 from certifications.automation.models import Task
 from certifications.catalog.models import Certification
 from certifications.directory.models import Employee
-from infra.database import utcnow
+from certifications.vocabulary import MAX_DAYS
+from infra.database import get_or_not_found, utcnow
 from infra.dialect import batches, insert_ignoring_conflicts, literal_table, new_uuid_sql
-from infra.errors import Conflict, NotFound
+from infra.errors import Conflict
 
-MAX_DAYS = 3650
 _TARGET_COLUMNS = [
     ("certification_id", Uuid()),
     ("rule_key", String(64)),
@@ -175,10 +175,7 @@ def evaluate_task_rules(
 
 
 def get_task(session: Session, task_id: uuid.UUID) -> Task:
-    task = session.get(Task, task_id)
-    if task is None:
-        raise NotFound("task", task_id)
-    return task
+    return get_or_not_found(session, Task, task_id, "task")
 
 
 def set_task_status(

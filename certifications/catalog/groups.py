@@ -1,14 +1,17 @@
 """Certification groups: a tree per organization (SPEC §4).
 
-Create, rename, move (never into its own subtree), delete (only while empty), and the whole tree
-built from one query. Moves and deletes take a per-organization lock on PostgreSQL so two
-concurrent moves can never create a cycle: the ancestry check runs inside the locked transaction.
+Create, rename, move (never into its own subtree), delete (only while empty), the whole tree
+built from one query (`group_nodes`, also what the compliance views roll up) and the subtree of
+one group as a recursive CTE (`subtree_ids`, also what the views filter by). Moves and deletes
+take a per-organization lock on PostgreSQL so two concurrent moves can never create a cycle: the
+ancestry check runs inside the locked transaction.
 """
 
 from __future__ import annotations
 
 import uuid
 import zlib
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Select, func, literal, select, text
@@ -20,7 +23,9 @@ from certifications.catalog.models import (
     CertificationGroupMember,
 )
 from infra.context import require_org_id
-from infra.errors import Conflict, Invalid, NotFound
+from infra.database import get_or_not_found
+from infra.errors import Conflict, Invalid
+from tenancy.keys import tenant_join
 
 _GROUPS = CertificationGroup.__table__
 # First key of the two-key advisory lock: "the certification group tree of one organization".
@@ -32,10 +37,7 @@ MAX_DEPTH = 100
 
 
 def get_group(session: Session, group_id: uuid.UUID) -> CertificationGroup:
-    group = session.get(CertificationGroup, group_id)
-    if group is None:
-        raise NotFound("certification group", group_id)
-    return group
+    return get_or_not_found(session, CertificationGroup, group_id, "certification group")
 
 
 def list_statement() -> Select[Any]:
@@ -70,40 +72,78 @@ def describe(session: Session, group: CertificationGroup) -> dict[str, Any]:
     }
 
 
-def tree(session: Session) -> list[dict[str, Any]]:
-    """Every group nested under its parent, with live certification counts: one query."""
+@dataclass
+class GroupNode:
+    """One group of the tree: its live (not archived) certifications and its subgroups."""
+
+    id: uuid.UUID
+    name: str
+    parent_id: uuid.UUID | None
+    certification_ids: list[uuid.UUID] = field(default_factory=list)
+    children: list[GroupNode] = field(default_factory=list)
+
+    def subtree_certification_ids(self) -> set[uuid.UUID]:
+        """The live certifications of this group and of every group below it, each once."""
+        ids = set(self.certification_ids)
+        for child in self.children:
+            ids |= child.subtree_certification_ids()
+        return ids
+
+
+def group_nodes(session: Session) -> dict[uuid.UUID, GroupNode]:
+    """Every group by name, each linked to its subgroups (by name too): one query."""
     org_id = require_org_id()
-    counts = (
-        select(CertificationGroupMember.group_id, func.count().label("n"))
-        .join(Certification, Certification.id == CertificationGroupMember.certification_id)
-        .where(CertificationGroupMember.org_id == org_id, Certification.archived_at.is_(None))
-        .group_by(CertificationGroupMember.group_id)
+    member = CertificationGroupMember
+    live = (
+        select(member.group_id, member.certification_id)
+        .join(Certification, tenant_join(Certification, member, "certification_id"))
+        .where(member.org_id == org_id, Certification.archived_at.is_(None))
         .subquery()
     )
     g = CertificationGroup
     # Plain columns, not entities: loading 5,000 ORM objects costs more than the query.
     rows = session.execute(
-        select(g.id, g.name, g.parent_id, func.coalesce(counts.c.n, 0))
-        .outerjoin(counts, counts.c.group_id == g.id)
+        select(g.id, g.name, g.parent_id, live.c.certification_id)
+        .outerjoin(live, live.c.group_id == g.id)
         .where(g.org_id == org_id)
         .order_by(g.name, g.id)
-    ).all()
+    )
+    nodes: dict[uuid.UUID, GroupNode] = {}
+    for gid, name, parent_id, certification_id in rows:
+        node = nodes.get(gid)
+        if node is None:
+            node = nodes[gid] = GroupNode(gid, name, parent_id)
+        if certification_id is not None:
+            node.certification_ids.append(certification_id)
+    for node in nodes.values():  # in name order, so every children list is sorted too
+        parent = nodes.get(node.parent_id) if node.parent_id else None
+        if parent is not None:
+            parent.children.append(node)
+    return nodes
+
+
+def top_level(nodes: dict[uuid.UUID, GroupNode]) -> list[GroupNode]:
+    """The groups of `group_nodes` that no other group holds, by name."""
+    return [n for n in nodes.values() if n.parent_id is None or n.parent_id not in nodes]
+
+
+def tree(session: Session) -> list[dict[str, Any]]:
+    """Every group nested under its parent, with live certification counts: one query."""
+    nodes = group_nodes(session)
     # JSON-ready nodes (string ids): the nesting is serialized as is, without recursion.
-    nodes = {
-        str(gid): {
+    out = {
+        gid: {
             "id": str(gid),
-            "name": name,
-            "parent_id": str(parent_id) if parent_id else None,
-            "certification_count": n,
+            "name": node.name,
+            "parent_id": str(node.parent_id) if node.parent_id else None,
+            "certification_count": len(node.certification_ids),
             "children": [],
         }
-        for gid, name, parent_id, n in rows
+        for gid, node in nodes.items()
     }
-    roots: list[dict[str, Any]] = []
-    for node in nodes.values():  # in name order, so every children list is sorted too
-        parent = nodes.get(node["parent_id"]) if node["parent_id"] else None
-        (parent["children"] if parent is not None else roots).append(node)
-    return roots
+    for gid, node in nodes.items():
+        out[gid]["children"] = [out[child.id] for child in node.children]
+    return [out[node.id] for node in top_level(nodes)]
 
 
 def create_group(session: Session, name: str, parent_id: uuid.UUID | None = None) -> Any:

@@ -22,11 +22,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from infra.database import Base, Timestamps, UTCDateTime
+from certifications.vocabulary import CERTIFICATION_TYPES
+from infra.database import Base, Timestamps, UTCDateTime, check_in
 from tenancy.keys import tenant_fk
 from tenancy.models import TenantEntity, TenantScoped
-
-CERTIFICATION_TYPES = ("employee", "asset", "client", "location")
 
 
 class CertificationGroup(TenantEntity, Timestamps, Base):
@@ -43,7 +42,7 @@ class CertificationGroup(TenantEntity, Timestamps, Base):
 class Certification(TenantEntity, Timestamps, Base):
     __tablename__ = "certifications"
     __table_args__ = (
-        CheckConstraint("type IN ('employee', 'asset', 'client', 'location')", name="type"),
+        check_in("type", CERTIFICATION_TYPES),
         CheckConstraint("cost IS NULL OR cost >= 0", name="cost_not_negative"),
         CheckConstraint("warning_days >= 0", name="warning_days_not_negative"),
         Index("uq_certifications_org_lower_name", "org_id", func.lower("name"), unique=True),

@@ -30,8 +30,8 @@ from certifications.catalog.models import (
 )
 from certifications.directory.models import Client, Employee, Role
 from infra.context import require_org_id
-from infra.database import utcnow
-from infra.errors import Conflict, Invalid, NotFound
+from infra.database import get_or_not_found, utcnow
+from infra.errors import Conflict, Invalid
 from jobs.models import Job
 from jobs.outbox import request_job
 
@@ -107,10 +107,7 @@ def list_statement(
 
 
 def get_certification(session: Session, certification_id: uuid.UUID) -> Certification:
-    cert = session.get(Certification, certification_id)
-    if cert is None:
-        raise NotFound("certification", certification_id)
-    return cert
+    return get_or_not_found(session, Certification, certification_id, "certification")
 
 
 def create_certification(session: Session, data: dict[str, Any]) -> dict[str, Any]:

@@ -11,8 +11,6 @@ from infra.database import Base, Timestamps
 from tenancy.keys import tenant_fk
 from tenancy.models import TenantEntity
 
-SUBJECT_KINDS = ("employee", "asset", "client", "location")
-
 
 class Role(TenantEntity, Timestamps, Base):
     __tablename__ = "roles"

@@ -16,8 +16,8 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from certifications.directory.models import Asset, Client, Employee, Location, Role
-from infra.database import Base
-from infra.errors import Conflict, Invalid, NotFound
+from infra.database import Base, get_or_not_found
+from infra.errors import Conflict, Invalid
 from jobs.models import Job
 from jobs.outbox import request_job
 
@@ -96,10 +96,7 @@ def list_statement(
 
 
 def get(session: Session, kind: Kind, item_id: uuid.UUID) -> Any:
-    item = session.get(kind.model, item_id)
-    if item is None:
-        raise NotFound(kind.name, item_id)
-    return item
+    return get_or_not_found(session, kind.model, item_id, kind.name)
 
 
 def create(session: Session, kind: Kind, data: dict[str, Any]) -> Any:

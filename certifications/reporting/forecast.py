@@ -6,13 +6,14 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from certifications.assignments.models import Assignment
 from certifications.assignments.status import add_months
 from certifications.catalog.models import Certification
-from certifications.reporting.views import without_jit
+from infra.database import without_jit
+from tenancy.keys import tenant_join
 
 CENTS = Decimal("0.01")
 
@@ -32,13 +33,7 @@ def renewal_forecast(session: Session, today: date, months: int) -> dict[str, An
     end = add_months(first, months) - timedelta(days=1)
     stmt = (
         select(Assignment.expires_on, Certification.cost, func.count().label("n"))
-        .join(
-            Certification,
-            and_(
-                Certification.org_id == Assignment.org_id,
-                Certification.id == Assignment.certification_id,
-            ),
-        )
+        .join(Certification, tenant_join(Certification, Assignment, "certification_id"))
         .where(
             Assignment.revoked_at.is_(None),
             Assignment.required.is_(True),

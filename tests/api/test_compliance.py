@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from certifications.assignments.models import Assignment
-from certifications.assignments.status import add_months, org_today
+from certifications.assignments.status import add_months
 from certifications.catalog.models import Certification
+from tenancy.organizations import org_today
 from tests.api.test_views import build_directory, counts
 
 

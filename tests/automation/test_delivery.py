@@ -154,7 +154,7 @@ def test_two_concurrent_workers_send_each_email_once(make_org, arrange, smtp, se
 
 KILL_SCRIPT = """
 import os, signal, sys, uuid
-from certifications.automation import delivery
+from certifications.automation import delivery, transports
 from infra.settings import load_settings
 from infra import context
 from infra import database as db
@@ -166,7 +166,7 @@ with context.tenant(uuid.UUID(sys.argv[1])):
     with db.new_session() as s:
         out = delivery.claim(s, uuid.UUID(sys.argv[2]), db.utcnow())
         s.commit()
-    delivery.send(out, settings)
+    transports.send(out, settings)
     os.kill(os.getpid(), signal.SIGKILL)  # dies after sending, before marking it sent
 """
 

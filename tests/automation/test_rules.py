@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from certifications.assignments.recompute import recompute_statuses
 from certifications.automation.models import Notification
 from certifications.automation.notifications import evaluate_rules
 from tests.automation.conftest import TODAY
@@ -104,8 +105,15 @@ def test_expired_revoked_and_missing_triggers(make_org, arrange, as_tenant):  # 
         cert, a.employee(), issued_on=None, effective_on=None, status="missing", required=False
     )
     a.assignment(cert, a.employee(), expires_on=TODAY + timedelta(days=200))  # valid: nothing
-    # Expired yesterday, stored status not recomputed yet: still notified as expired.
+    # Expired yesterday but still stored as valid: rules read the stored status only, so it is
+    # notified once its status is recomputed, which the org's tick does right before it
+    # evaluates the rules (done by hand here).
     stale = a.assignment(cert, a.employee(), expires_on=TODAY - timedelta(days=1), status="valid")
+    _evaluate(as_tenant, org)
+    assert stale.id not in {r.assignment_id for r in _rows(as_tenant, org)}
+    with as_tenant(org.id) as s:
+        assert recompute_statuses(s, org.id, TODAY, assignment_ids=[stale.id]) == 1
+        s.commit()
     _evaluate(as_tenant, org)
     got = {(r.assignment_id, r.trigger) for r in _rows(as_tenant, org)}
     assert got == {

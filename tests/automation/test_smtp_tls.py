@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from sqlalchemy import select
 
-from certifications.automation import delivery
+from certifications.automation import delivery, transports
 from certifications.automation.models import Notification
 from certifications.automation.notifications import evaluate_rules
 from infra import context
@@ -83,10 +83,10 @@ def tls_smtp(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
     )
     controller.start()
     # aiosmtpd answers a wrong password slowly; don't wait the production timeout for it.
-    monkeypatch.setattr(delivery, "SMTP_TIMEOUT", 2)
+    monkeypatch.setattr(transports, "SMTP_TIMEOUT", 2)
     # The client trusts exactly this test certificate (production: the system's CAs).
     monkeypatch.setattr(
-        delivery, "tls_context", lambda: ssl.create_default_context(cafile=str(cert_file))
+        transports, "tls_context", lambda: ssl.create_default_context(cafile=str(cert_file))
     )
     yield sink, port, logins
     controller.stop()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from certifications.automation.delivery import DeliveryError, check_webhook_target
+from certifications.automation.transports import DeliveryError, check_webhook_target
 from infra.settings import load_settings
 
 PRIVATE = [

@@ -11,8 +11,9 @@ from sqlalchemy import func, select
 
 from certifications.assignments.models import Assignment, StatusEvent
 from certifications.assignments.recompute import recompute_statuses
-from certifications.assignments.status import STATUSES, compute_status
+from certifications.assignments.status import compute_status
 from certifications.catalog.models import Certification
+from certifications.vocabulary import STATUSES
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 BASE = date(2026, 3, 1)

@@ -6,18 +6,9 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from certifications.assignments.status import (
-    EXPIRED,
-    EXPIRES_SOON,
-    MISSING,
-    REVOKED,
-    UPCOMING,
-    VALID,
-    add_months,
-    compute_expiry,
-    compute_status,
-    org_today,
-)
+from certifications.assignments.status import add_months, compute_expiry, compute_status
+from certifications.vocabulary import EXPIRED, EXPIRES_SOON, MISSING, REVOKED, UPCOMING, VALID
+from tenancy.organizations import org_today
 
 TODAY = date(2026, 6, 15)
 D = timedelta(days=1)

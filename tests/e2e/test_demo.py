@@ -8,8 +8,8 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from certifications.assignments.models import Assignment
-from certifications.assignments.status import STATUSES
 from certifications.directory.models import Employee, Role
+from certifications.vocabulary import STATUSES
 from cli.main import main
 from tests.support.suite import CLI_ENV
 

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from certifications.assignments import schedule
 from certifications.assignments.models import Assignment, StatusEvent
 from certifications.assignments.schedule import RecomputeState
-from certifications.assignments.status import add_months, org_today
+from certifications.assignments.status import add_months
 from certifications.catalog.models import Certification
 from cli.main import main as cli
 from infra import context
@@ -22,6 +22,7 @@ from infra import database as db
 from jobs import relay as outbox
 from jobs.models import Job, OutboxMessage
 from jobs.outbox import request_job
+from tenancy.organizations import org_today
 from tests.support.suite import CLI_ENV
 from workers import scheduler
 from workers.scheduler import Leadership, run_periodic

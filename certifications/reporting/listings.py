@@ -1,15 +1,30 @@
-"""List queries for the automation endpoints: filters → (statement, keyset columns)."""
+"""List queries of the record endpoints (assignments, notifications, tasks, audit events).
+
+Each turns the endpoint's validated filters into (statement, keyset columns) for
+`api.pagination.paginate`; the session adds the tenant filter.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Select, select
 
+from certifications.assignments.models import Assignment
 from certifications.audit.models import AuditEvent
 from certifications.automation.models import Notification, Task
 from infra.errors import Invalid
+
+
+def _equal(model: Any, args: dict[str, Any], names: Iterable[str]) -> Select[Any]:
+    """`model` rows whose columns `names` equal the given filters (absent or None: any)."""
+    stmt = select(model)
+    for name in names:
+        if args.get(name) is not None:
+            stmt = stmt.where(getattr(model, name) == args[name])
+    return stmt
 
 
 def _utc(value: datetime, field: str) -> datetime:
@@ -20,29 +35,25 @@ def _utc(value: datetime, field: str) -> datetime:
         raise Invalid({field: ["Out of range."]}) from exc
 
 
+def assignments_query(args: dict[str, Any]) -> tuple[Select[Any], list[Any]]:
+    names = ("certification_id", "subject_type", "subject_id", "status", "source", "required")
+    return _equal(Assignment, args, names), [Assignment.created_at, Assignment.id]
+
+
 def notifications_query(args: dict[str, Any]) -> tuple[Select[Any], list[Any]]:
-    stmt = select(Notification)
-    for name in ("status", "channel", "assignment_id"):
-        if args.get(name) is not None:
-            stmt = stmt.where(getattr(Notification, name) == args[name])
+    stmt = _equal(Notification, args, ("status", "channel", "assignment_id"))
     return stmt, [Notification.created_at, Notification.id]
 
 
 def tasks_query(args: dict[str, Any]) -> tuple[Select[Any], list[Any]]:
-    stmt = select(Task)
-    for name in ("status", "assignee_id", "assignment_id"):
-        if args.get(name) is not None:
-            stmt = stmt.where(getattr(Task, name) == args[name])
+    stmt = _equal(Task, args, ("status", "assignee_id", "assignment_id"))
     if args.get("due_before") is not None:
         stmt = stmt.where(Task.due_on <= args["due_before"])
     return stmt, [Task.due_on, Task.id]
 
 
 def audit_query(args: dict[str, Any]) -> tuple[Select[Any], list[Any]]:
-    stmt = select(AuditEvent)
-    for name in ("entity_type", "entity_id", "actor"):
-        if args.get(name) is not None:
-            stmt = stmt.where(getattr(AuditEvent, name) == args[name])
+    stmt = _equal(AuditEvent, args, ("entity_type", "entity_id", "actor"))
     if args.get("since") is not None:
         stmt = stmt.where(AuditEvent.created_at >= _utc(args["since"], "since"))
     if args.get("until") is not None:

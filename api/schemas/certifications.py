@@ -1,4 +1,4 @@
-"""Catalog schemas: certification groups and certification definitions (SPEC §4).
+"""Certification definition schemas (SPEC §4): validity, form, notification and task rules.
 
 Every field carries a description and an example, so `/api/v1/docs` reads like the seed's
 Details and Renewing tabs. Shapes are validated here; rules needing the database (unknown ids,
@@ -12,28 +12,28 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from api.fields import Email, Money, StrictBoolean, Text, name_field
+from api.fields import EXAMPLE_ID, Email, Money, StrictBoolean, Text, doc, name_field
 from api.pagination import PageArgs
-from certifications.catalog.models import CERTIFICATION_TYPES
+from certifications.vocabulary import (
+    BEFORE_EXPIRY,
+    CERTIFICATION_TYPES,
+    CHANNELS,
+    HOLDER,
+    MAX_DAYS,
+    RECIPIENT_WORDS,
+    TRIGGERS,
+)
 
-MAX_DAYS = 3650  # ten years: bounds every "days" number
 MAX_LINKS = 500
 MAX_RULES = 50
 FORM_FIELD_TYPES = ("text", "number", "date", "boolean", "choice")
-TRIGGERS = ("before_expiry", "expired", "revoked", "missing")
-CHANNELS = ("email", "webhook")
-EXAMPLE_ID = "3f2b8c1e-7d4a-4c5e-9b1a-2d6f0e8a7c41"
-
-
-def _doc(description: str, example: Any) -> dict[str, Any]:
-    return {"description": description, "example": example}
 
 
 def _ids(description: str, **kw: Any) -> fields.List:
     return fields.List(
         fields.UUID(),
         validate=validate.Length(max=MAX_LINKS),
-        metadata=_doc(description, [EXAMPLE_ID]),
+        metadata=doc(description, [EXAMPLE_ID]),
         **kw,
     )
 
@@ -41,86 +41,6 @@ def _ids(description: str, **kw: Any) -> fields.List:
 def _unique(values: list[Any], what: str) -> None:
     if len(values) != len(set(values)):
         raise ValidationError(f"{what} must not repeat.")
-
-
-# --- groups ----------------------------------------------------------------------------------
-
-
-class GroupCreateSchema(Schema):
-    name = name_field(required=True, metadata=_doc("The group's name.", "Safety"))
-    parent_id = fields.UUID(
-        allow_none=True,
-        metadata=_doc("The group to nest this one under; null or absent = top level.", None),
-    )
-
-
-class GroupPatchSchema(Schema):
-    name = name_field(required=True, metadata=_doc("New name (use /move to re-parent).", "HSE"))
-
-
-class GroupMoveSchema(Schema):
-    parent_id = fields.UUID(
-        required=True,
-        allow_none=True,
-        metadata=_doc("The new parent group; null moves the group to the top level.", EXAMPLE_ID),
-    )
-
-
-class GroupListArgsSchema(PageArgs):
-    view = fields.String(
-        load_default="flat",
-        validate=validate.OneOf(("flat", "tree")),
-        metadata=_doc(
-            "`flat`: every group with its `parent_id`, paged by name. `tree`: the top-level "
-            "groups with their subgroups nested in `children`, all in one page.",
-            "tree",
-        ),
-    )
-
-
-class GroupSchema(Schema):
-    id = fields.UUID(metadata=_doc("The group's id.", EXAMPLE_ID))
-    name = fields.String(metadata=_doc("The group's name.", "Safety"))
-    parent_id = fields.UUID(
-        allow_none=True, metadata=_doc("The parent group; null at the top level.", None)
-    )
-    certification_count = fields.Integer(
-        metadata=_doc("Live (not archived) certifications directly in this group.", 4)
-    )
-    children = fields.List(
-        fields.Dict(),
-        metadata=_doc(
-            "Tree view only: the subgroups, each of this same shape (id, name, parent_id, "
-            "certification_count, children), by name.",
-            [],
-        ),
-    )
-    created_at = fields.DateTime(
-        metadata=_doc("Creation time (flat view).", "2026-03-01T10:00:00Z")
-    )
-    updated_at = fields.DateTime(metadata=_doc("Last change (flat view).", "2026-03-01T10:00:00Z"))
-
-
-class CertificationRefSchema(Schema):
-    id = fields.UUID(metadata=_doc("Certification id.", EXAMPLE_ID))
-    name = fields.String(metadata=_doc("Certification name.", "OSHA 10-Hour Safety"))
-    type = fields.String(metadata=_doc("Certification type.", "employee"))
-    archived = fields.Boolean(metadata=_doc("Archived (hidden from pickers).", False))
-
-
-class SubgroupSchema(Schema):
-    id = fields.UUID(metadata=_doc("Subgroup id.", EXAMPLE_ID))
-    name = fields.String(metadata=_doc("Subgroup name.", "Cranes"))
-
-
-class GroupDetailSchema(GroupSchema):
-    certifications = fields.List(
-        fields.Nested(CertificationRefSchema),
-        metadata=_doc("Certifications in this group (not in its subgroups), by name.", []),
-    )
-    subgroups = fields.List(
-        fields.Nested(SubgroupSchema), metadata=_doc("Direct subgroups, by name.", [])
-    )
 
 
 # --- certification parts ---------------------------------------------------------------------
@@ -132,12 +52,12 @@ class ValiditySchema(Schema):
     months = fields.Integer(
         strict=True,
         validate=validate.Range(min=1, max=1200),
-        metadata=_doc("Valid for this many calendar months after taking effect.", 12),
+        metadata=doc("Valid for this many calendar months after taking effect.", 12),
     )
     days = fields.Integer(
         strict=True,
         validate=validate.Range(min=1, max=36500),
-        metadata=_doc("Valid for this many days after taking effect.", 90),
+        metadata=doc("Valid for this many days after taking effect.", 90),
     )
 
     @validates_schema
@@ -153,19 +73,19 @@ class FormFieldSchema(Schema):
             validate.Length(min=1, max=100),
             validate.Regexp(r"^[A-Za-z_][A-Za-z0-9_]*$", error="Letters, digits and _ only."),
         ],
-        metadata=_doc("Key of the answer in a submission.", "card_number"),
+        metadata=doc("Key of the answer in a submission.", "card_number"),
     )
-    label = name_field(required=True, metadata=_doc("Question shown to the user.", "Card number"))
+    label = name_field(required=True, metadata=doc("Question shown to the user.", "Card number"))
     type = fields.String(
         required=True,
         validate=validate.OneOf(FORM_FIELD_TYPES),
-        metadata=_doc("Answer type: " + ", ".join(FORM_FIELD_TYPES) + ".", "text"),
+        metadata=doc("Answer type: " + ", ".join(FORM_FIELD_TYPES) + ".", "text"),
     )
-    required = StrictBoolean(load_default=False, metadata=_doc("An answer must be given.", True))
+    required = StrictBoolean(load_default=False, metadata=doc("An answer must be given.", True))
     choices = fields.List(
         name_field(),
         validate=validate.Length(min=1, max=100),
-        metadata=_doc("The allowed answers; required for (and only for) type choice.", ["A", "B"]),
+        metadata=doc("The allowed answers; required for (and only for) type choice.", ["A", "B"]),
     )
 
     @validates_schema
@@ -185,7 +105,7 @@ class FormSchema(Schema):
         data_key="fields",
         attribute="fields",
         validate=validate.Length(min=1, max=100),
-        metadata=_doc(
+        metadata=doc(
             "The questions of the form, in order.",
             [{"name": "card_number", "label": "Card number", "type": "text", "required": True}],
         ),
@@ -210,7 +130,7 @@ class Recipient(Text):
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         result = super()._deserialize(value, attr, data, **kwargs)
-        if result in ("holder", "admins"):
+        if result in RECIPIENT_WORDS:
             return result
         try:
             return Email()._deserialize(result, attr, data, **kwargs)
@@ -222,7 +142,7 @@ class NotificationRuleSchema(Schema):
     trigger = fields.String(
         required=True,
         validate=validate.OneOf(TRIGGERS),
-        metadata=_doc(
+        metadata=doc(
             "When to notify: `before_expiry` (needs `days`), `expired`, `revoked`, `missing`.",
             "before_expiry",
         ),
@@ -230,13 +150,13 @@ class NotificationRuleSchema(Schema):
     days = fields.Integer(
         strict=True,
         validate=validate.Range(min=0, max=MAX_DAYS),
-        metadata=_doc("before_expiry only: how many days before the expiry date.", 30),
+        metadata=doc("before_expiry only: how many days before the expiry date.", 30),
     )
     recipients = fields.List(
         Recipient(validate=validate.Length(max=320)),
         required=True,
         validate=validate.Length(min=1, max=50),
-        metadata=_doc(
+        metadata=doc(
             '"holder" (the employee, or the client\'s contact), "admins" (the org\'s admin '
             "emails), or email addresses.",
             ["holder", "admins", "safety@example.com"],
@@ -246,14 +166,14 @@ class NotificationRuleSchema(Schema):
         fields.String(validate=validate.OneOf(CHANNELS)),
         required=True,
         validate=validate.Length(min=1, max=len(CHANNELS)),
-        metadata=_doc("How to deliver: email and/or the org's signed webhook.", ["email"]),
+        metadata=doc("How to deliver: email and/or the org's signed webhook.", ["email"]),
     )
 
     @validates_schema
     def _days_for_before_expiry(self, data: dict[str, Any], **_kw: Any) -> None:
-        if data.get("trigger") == "before_expiry" and "days" not in data:
+        if data.get("trigger") == BEFORE_EXPIRY and "days" not in data:
             raise ValidationError("Required for the before_expiry trigger.", "days")
-        if data.get("trigger") not in (None, "before_expiry") and "days" in data:
+        if data.get("trigger") not in (None, BEFORE_EXPIRY) and "days" in data:
             raise ValidationError("Only the before_expiry trigger takes days.", "days")
         _unique_field(data.get("channels", []), "Channels", "channels")
         _unique_field(data.get("recipients", []), "Recipients", "recipients")
@@ -266,7 +186,7 @@ class Assignee(Text):
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         result = super()._deserialize(value, attr, data, **kwargs)
-        if result == "holder":
+        if result == HOLDER:
             return result
         try:
             return str(uuid.UUID(result))
@@ -279,12 +199,12 @@ class TaskRuleSchema(Schema):
         required=True,
         strict=True,
         validate=validate.Range(min=0, max=MAX_DAYS),
-        metadata=_doc("Create the renewal task this many days before the expiry date.", 30),
+        metadata=doc("Create the renewal task this many days before the expiry date.", 30),
     )
     assignee = Assignee(
         required=True,
         validate=validate.Length(max=64),
-        metadata=_doc('"holder" (the certified employee) or an employee id.', "holder"),
+        metadata=doc('"holder" (the certified employee) or an employee id.', "holder"),
     )
 
 
@@ -295,14 +215,14 @@ def _certification_fields() -> dict[str, fields.Field]:
     """The writable fields; fresh objects per schema (create marks name and type required)."""
     return {
         "name": name_field(
-            metadata=_doc(
+            metadata=doc(
                 "Clear, descriptive name, unique in the organization (case-insensitive).",
                 "OSHA 10-Hour Safety",
             )
         ),
         "type": fields.String(
             validate=validate.OneOf(CERTIFICATION_TYPES),
-            metadata=_doc(
+            metadata=doc(
                 "What it applies to: employee, asset, client or location. Cannot change once "
                 "any assignment exists.",
                 "employee",
@@ -311,12 +231,12 @@ def _certification_fields() -> dict[str, fields.Field]:
         "issuer": Text(
             allow_none=True,
             validate=validate.Length(max=200),
-            metadata=_doc("The issuing organization or body.", "OSHA"),
+            metadata=doc("The issuing organization or body.", "OSHA"),
         ),
         "description": Text(
             allow_none=True,
             validate=validate.Length(max=10000),
-            metadata=_doc("Additional context.", "Entry-level safety awareness training."),
+            metadata=doc("Additional context.", "Entry-level safety awareness training."),
         ),
         "cost": Money(
             allow_none=True,
@@ -330,7 +250,7 @@ def _certification_fields() -> dict[str, fields.Field]:
         "validity": fields.Nested(
             ValiditySchema,
             allow_none=True,
-            metadata=_doc(
+            metadata=doc(
                 'Renewal frequency, {"months": n} or {"days": n}; null = never expires.',
                 {"months": 12},
             ),
@@ -338,18 +258,18 @@ def _certification_fields() -> dict[str, fields.Field]:
         "warning_days": fields.Integer(
             strict=True,
             validate=validate.Range(min=0, max=MAX_DAYS),
-            metadata=_doc("The Expires Soon window in days (default 30).", 30),
+            metadata=doc("The Expires Soon window in days (default 30).", 30),
         ),
         "valid_when_added": StrictBoolean(
-            metadata=_doc("A new assignment without a record counts as issued today.", False)
+            metadata=doc("A new assignment without a record counts as issued today.", False)
         ),
         "forms_required": StrictBoolean(
-            metadata=_doc("Valid only once a form submission is accepted (needs `form`).", False)
+            metadata=doc("Valid only once a form submission is accepted (needs `form`).", False)
         ),
         "form": fields.Nested(
             FormSchema,
             allow_none=True,
-            metadata=_doc(
+            metadata=doc(
                 "The form to fill in when forms_required.",
                 {"fields": [{"name": "card_number", "label": "Card number", "type": "text"}]},
             ),
@@ -357,7 +277,7 @@ def _certification_fields() -> dict[str, fields.Field]:
         "notification_rules": fields.List(
             fields.Nested(NotificationRuleSchema),
             validate=validate.Length(max=MAX_RULES),
-            metadata=_doc(
+            metadata=doc(
                 "Who to notify when.",
                 [
                     {
@@ -372,7 +292,7 @@ def _certification_fields() -> dict[str, fields.Field]:
         "task_rules": fields.List(
             fields.Nested(TaskRuleSchema),
             validate=validate.Length(max=MAX_RULES),
-            metadata=_doc(
+            metadata=doc(
                 "Renewal tasks to create before expiry.",
                 [{"days_before_expiry": 30, "assignee": "holder"}],
             ),
@@ -394,24 +314,24 @@ CertificationPatchSchema = Schema.from_dict(
 
 
 class JobRefSchema(Schema):
-    id = fields.UUID(metadata=_doc("Poll it at GET /jobs/{id}.", EXAMPLE_ID))
-    kind = fields.String(metadata=_doc("role_fanout or recompute.", "role_fanout"))
+    id = fields.UUID(metadata=doc("Poll it at GET /jobs/{id}.", EXAMPLE_ID))
+    kind = fields.String(metadata=doc("role_fanout or recompute.", "role_fanout"))
 
 
 def _output_fields() -> dict[str, fields.Field]:
     spec = _certification_fields()
     spec |= {
-        "id": fields.UUID(metadata=_doc("The certification's id.", EXAMPLE_ID)),
-        "warning_days": fields.Integer(metadata=_doc("The Expires Soon window in days.", 30)),
-        "archived": fields.Boolean(metadata=_doc("Archived: hidden from pickers.", False)),
+        "id": fields.UUID(metadata=doc("The certification's id.", EXAMPLE_ID)),
+        "warning_days": fields.Integer(metadata=doc("The Expires Soon window in days.", 30)),
+        "archived": fields.Boolean(metadata=doc("Archived: hidden from pickers.", False)),
         "archived_at": fields.DateTime(
-            allow_none=True, metadata=_doc("When it was archived.", None)
+            allow_none=True, metadata=doc("When it was archived.", None)
         ),
-        "created_at": fields.DateTime(metadata=_doc("Creation time.", "2026-03-01T10:00:00Z")),
-        "updated_at": fields.DateTime(metadata=_doc("Last change.", "2026-03-01T10:00:00Z")),
+        "created_at": fields.DateTime(metadata=doc("Creation time.", "2026-03-01T10:00:00Z")),
+        "updated_at": fields.DateTime(metadata=doc("Last change.", "2026-03-01T10:00:00Z")),
         "jobs": fields.List(
             fields.Nested(JobRefSchema),
-            metadata=_doc(
+            metadata=doc(
                 "Background work this request started (role fan-out, status recompute).", []
             ),
         ),
@@ -423,24 +343,24 @@ CertificationSchema = Schema.from_dict(_output_fields(), name="CertificationSche
 
 
 class CertificationListArgsSchema(PageArgs):
-    group_id = fields.UUID(metadata=_doc("Only certifications in this group.", EXAMPLE_ID))
+    group_id = fields.UUID(metadata=doc("Only certifications in this group.", EXAMPLE_ID))
     recursive = fields.Boolean(
         load_default=False,
-        metadata=_doc("With group_id: include the group's subgroups, at any depth.", True),
+        metadata=doc("With group_id: include the group's subgroups, at any depth.", True),
     )
     ungrouped = fields.Boolean(
-        load_default=False, metadata=_doc("Only certifications in no group.", True)
+        load_default=False, metadata=doc("Only certifications in no group.", True)
     )
     type = fields.String(
-        validate=validate.OneOf(CERTIFICATION_TYPES), metadata=_doc("Only this type.", "asset")
+        validate=validate.OneOf(CERTIFICATION_TYPES), metadata=doc("Only this type.", "asset")
     )
     q = Text(
         validate=validate.Length(min=1, max=200),
-        metadata=_doc("Case-insensitive search in the name.", "osha"),
+        metadata=doc("Case-insensitive search in the name.", "osha"),
     )
     archived = fields.Boolean(
         load_default=False,
-        metadata=_doc("false (default): live ones; true: only archived ones.", False),
+        metadata=doc("false (default): live ones; true: only archived ones.", False),
     )
 
     @validates_schema

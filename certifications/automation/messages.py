@@ -1,0 +1,141 @@
+"""What a notification says: the email and the webhook payload, from one wording per trigger."""
+
+from __future__ import annotations
+
+import html
+import uuid
+from dataclasses import dataclass
+from datetime import date
+from email.message import EmailMessage
+from email.utils import format_datetime
+from typing import Any
+
+from infra import database as db
+from infra.settings import Settings
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """Everything a message needs, read at claim time."""
+
+    notification_id: uuid.UUID
+    org_id: uuid.UUID
+    org_name: str
+    attempts: int
+    channel: str
+    recipient: str
+    trigger: str
+    cycle: int
+    triggered_on: date
+    assignment_id: uuid.UUID
+    status: str
+    issued_on: date | None
+    expires_on: date | None
+    revoked_on: date | None
+    revoked_reason: str | None
+    certification_id: uuid.UUID
+    certification_name: str
+    subject_type: str
+    subject_id: uuid.UUID
+    subject_name: str
+    webhook_url: str | None
+    webhook_secret: str | None
+
+
+def _what(out: Outgoing) -> tuple[str, str, date]:
+    """(headline, what to do, the date that matters) for the trigger."""
+    who = f"{out.certification_name} for {out.subject_name}"
+    if out.trigger == "before_expiry" and out.expires_on is not None:
+        days = (out.expires_on - out.triggered_on).days
+        return (
+            f"{who} expires on {out.expires_on.isoformat()} (in {days} days)",
+            "Arrange the renewal before that date and record the new certificate.",
+            out.expires_on,
+        )
+    if out.trigger == "expired":
+        when = out.expires_on or out.triggered_on
+        return (
+            f"{who} expired on {when.isoformat()}",
+            "Renew it now and record the new certificate; until then it does not count as valid.",
+            when,
+        )
+    if out.trigger == "revoked":
+        when = out.revoked_on or out.triggered_on
+        reason = f" (reason: {out.revoked_reason})" if out.revoked_reason else ""
+        return (
+            f"{who} was revoked on {when.isoformat()}{reason}",
+            "Arrange a new certification, or reassign duties that require it.",
+            when,
+        )
+    return (
+        f"{who} is missing (as of {out.triggered_on.isoformat()})",
+        "Record the certificate (issue date and any required form) so it counts as valid.",
+        out.triggered_on,
+    )
+
+
+def compose_email(out: Outgoing, settings: Settings) -> EmailMessage:
+    headline, todo, _when = _what(out)
+    msg = EmailMessage()
+    msg["Subject"] = f"[{out.org_name}] {headline}"
+    msg["From"] = settings.mail_from
+    msg["To"] = out.recipient
+    msg["Date"] = format_datetime(db.utcnow())
+    domain = settings.mail_from.rpartition("@")[2] or "certifications.local"
+    # Stable per notification: a resend after a crash carries the same id (receiver dedupe).
+    msg["Message-ID"] = f"<{out.notification_id}@{domain}>"
+    msg["X-Certs-Notification-Id"] = str(out.notification_id)
+    lines = [
+        "Hello,",
+        "",
+        f"{headline}.",
+        "",
+        f"What to do: {todo}",
+        "",
+        f"Certification: {out.certification_name}",
+        f"Holder: {out.subject_name} ({out.subject_type})",
+        f"Expires on: {out.expires_on.isoformat() if out.expires_on else '-'}",
+        f"Assignment: {out.assignment_id}",
+        "",
+        f"— {out.org_name} certifications",
+    ]
+    msg.set_content("\n".join(lines))
+    esc = html.escape
+    msg.add_alternative(
+        "<html><body>"
+        f"<p>Hello,</p><p><strong>{esc(headline)}.</strong></p>"
+        f"<p>What to do: {esc(todo)}</p>"
+        "<table>"
+        f"<tr><th align='left'>Certification</th><td>{esc(out.certification_name)}</td></tr>"
+        f"<tr><th align='left'>Holder</th><td>{esc(out.subject_name)} "
+        f"({esc(out.subject_type)})</td></tr>"
+        f"<tr><th align='left'>Expires on</th>"
+        f"<td>{out.expires_on.isoformat() if out.expires_on else '-'}</td></tr>"
+        "</table>"
+        f"<p>&mdash; {esc(out.org_name)} certifications</p>"
+        "</body></html>",
+        subtype="html",
+    )
+    return msg
+
+
+def webhook_payload(out: Outgoing, timestamp: int) -> dict[str, Any]:
+    headline, todo, when = _what(out)
+    return {
+        "id": str(out.notification_id),
+        "type": f"certification.{out.trigger}",
+        "timestamp": timestamp,
+        "organization_id": str(out.org_id),
+        "date": when.isoformat(),
+        "message": headline,
+        "action": todo,
+        "certification": {"id": str(out.certification_id), "name": out.certification_name},
+        "subject": {"type": out.subject_type, "id": str(out.subject_id), "name": out.subject_name},
+        "assignment": {
+            "id": str(out.assignment_id),
+            "status": out.status,
+            "cycle": out.cycle,
+            "issued_on": out.issued_on.isoformat() if out.issued_on else None,
+            "expires_on": out.expires_on.isoformat() if out.expires_on else None,
+        },
+    }

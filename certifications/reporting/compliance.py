@@ -1,0 +1,156 @@
+"""Compliance figures (SPEC §6): per certification, per group of the tree, org-wide.
+
+The group tree and the summary cost two statements each, whatever the size of the catalog: the
+counts per status of every certification's current assignments (`certification_stats`), and the
+group tree (`catalog.groups.group_nodes`), rolled up here. A required assignment is compliant
+while it is valid or expires soon.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select, union_all
+from sqlalchemy.orm import Session
+
+from certifications.assignments.models import Assignment
+from certifications.catalog.groups import GroupNode, group_nodes, top_level
+from certifications.catalog.models import Certification
+from certifications.reporting.subjects import empty_counts, newer_cycle_exists
+from certifications.vocabulary import COMPLIANT_STATUSES
+from infra.context import require_org_id
+from infra.database import without_jit
+
+
+@dataclass
+class CertificationStats:
+    id: uuid.UUID
+    name: str
+    type: str
+    counts: dict[str, int] = field(default_factory=empty_counts)
+    required: int = 0
+    compliant: int = 0
+
+    def add(self, status: str, required: bool, n: int) -> None:
+        self.counts[status] += n
+        if required:
+            self.required += n
+            if status in COMPLIANT_STATUSES:
+                self.compliant += n
+
+
+def compliance_share(required: int, compliant: int) -> float | None:
+    """Share of required assignments that are valid (expires soon is still valid)."""
+    return round(compliant / required, 4) if required else None
+
+
+def certification_stats(session: Session) -> dict[uuid.UUID, CertificationStats]:
+    """Counts per status of every active certification's current assignments (one statement)."""
+    without_jit(session)
+    # Live rows and latest revoked rows as two branches: inside an OR, the "latest" probe ran
+    # once per revoked row as a subplan and the live rows paid for its estimate.
+    org_id = require_org_id()
+    cols = (Assignment.certification_id, Assignment.status, Assignment.required)
+    live = select(*cols).where(Assignment.org_id == org_id, Assignment.revoked_at.is_(None))
+    revoked = select(*cols).where(
+        Assignment.org_id == org_id,
+        Assignment.revoked_at.is_not(None),
+        ~newer_cycle_exists(),
+    )
+    # Aggregated per branch (a few hundred groups each) and summed below: aggregating the union
+    # made PostgreSQL misjudge the group count and sort every row.
+    n = func.count().label("n")
+    counts = union_all(
+        live.add_columns(n).group_by(*cols), revoked.add_columns(n).group_by(*cols)
+    ).subquery()
+    stmt = (
+        select(Certification.id, Certification.name, Certification.type, counts)
+        .outerjoin(counts, counts.c.certification_id == Certification.id)
+        .where(Certification.archived_at.is_(None))
+        .order_by(Certification.name, Certification.id)
+    )
+    stats: dict[uuid.UUID, CertificationStats] = {}
+    for r in session.execute(stmt):
+        s = stats.setdefault(r.id, CertificationStats(r.id, r.name, r.type))
+        if r.status is not None:
+            s.add(r.status, bool(r.required), r.n)
+    return stats
+
+
+def _cert_json(s: CertificationStats) -> dict[str, Any]:
+    return {
+        "certification_id": s.id,
+        "name": s.name,
+        "type": s.type,
+        "counts": dict(s.counts),
+        "required": s.required,
+        "compliant": s.compliant,
+        "compliance": compliance_share(s.required, s.compliant),
+    }
+
+
+def _rollup(stats: Iterable[CertificationStats]) -> dict[str, Any]:
+    counts, required, compliant = empty_counts(), 0, 0
+    for s in stats:
+        for k, v in s.counts.items():
+            counts[k] += v
+        required += s.required
+        compliant += s.compliant
+    return {
+        "counts": counts,
+        "required": required,
+        "compliant": compliant,
+        "compliance": compliance_share(required, compliant),
+    }
+
+
+def group_tree(session: Session) -> dict[str, Any]:
+    """The group tree; each node lists its own certifications with counts per status, its own
+    counts, and `subtree` counts over itself and its descendants (each certification once)."""
+    stats = certification_stats(session)
+    nodes = group_nodes(session)
+
+    def render(node: GroupNode) -> dict[str, Any]:
+        own = sorted(
+            (stats[c] for c in set(node.certification_ids) if c in stats),
+            key=lambda s: (s.name, str(s.id)),
+        )
+        return {
+            "id": node.id,
+            "name": node.name,
+            "parent_id": node.parent_id,
+            "certifications": [_cert_json(s) for s in own],
+            **_rollup(own),
+            "subtree": _rollup(stats[c] for c in node.subtree_certification_ids() if c in stats),
+            "children": [render(child) for child in node.children],
+        }
+
+    grouped = {c for n in nodes.values() for c in n.certification_ids}
+    return {
+        "groups": [render(n) for n in top_level(nodes)],
+        "ungrouped": [_cert_json(s) for s in stats.values() if s.id not in grouped],
+    }
+
+
+def compliance_summary(session: Session) -> dict[str, Any]:
+    """Org-wide: per certification, per group (with its subgroups) and in total."""
+    stats = certification_stats(session)
+    nodes = group_nodes(session)
+    groups = []
+    for node in nodes.values():
+        groups.append(
+            {
+                "group_id": node.id,
+                "name": node.name,
+                "parent_id": node.parent_id,
+                **_rollup(stats[c] for c in node.subtree_certification_ids() if c in stats),
+            }
+        )
+    return {
+        "totals": _rollup(stats.values()),
+        "certifications": [_cert_json(s) for s in stats.values()],
+        "groups": groups,
+    }
