@@ -1,55 +1,51 @@
-"""Prometheus metrics for the API: request counts and latency, plus database gauges at scrape.
+"""Prometheus metrics of the API: request metrics by prometheus-flask-exporter, database gauges.
 
-Under gunicorn (several processes) `PROMETHEUS_MULTIPROC_DIR` is set by `gunicorn.conf.py`, the
-request metrics are written to per-process files and a scrape, served by whichever process gets
-it, merges them. The database gauges (outbox backlog, jobs by state, notifications by status) are
-facts about the shared database, not about a process, so they are computed at scrape time by a
-custom collector, cached for `METRICS_DB_CACHE_SECONDS` (15 s) so a scrape storm stays cheap.
-The app role is bound by row-level security, so on PostgreSQL the cross-tenant totals come from
-`certs_metrics_gauges()`, a SECURITY DEFINER function created by migration 0007 that returns
-aggregates only; a scrape runs no DDL. SQLite has no RLS: plain aggregate queries there.
+**Requests.** `prometheus_flask_exporter` times and counts every request: a histogram by Flask
+endpoint name (never the raw path: ids would explode cardinality), method and status, a
+counter by method and status, and one of requests that raised. Under gunicorn,
+`gunicorn.conf.py` has set `PROMETHEUS_MULTIPROC_DIR` before any worker imports
+prometheus_client, so each worker writes its figures to files there and the scrape, served by
+whichever worker gets it, merges them (`GunicornInternalPrometheusMetrics`); the master retires
+a dead worker's files in `child_exit`. Elsewhere (`certs run`, tests) each app has a registry of
+its own.
+
+**Database gauges** (outbox backlog, jobs by state, notifications by status) are facts about the
+shared database, not about a process: computed at scrape time and cached per process for
+`METRICS_DB_CACHE_SECONDS`. The app role is bound by row-level security, so on PostgreSQL the
+cross-tenant totals come from `certs_metrics_gauges()`, a SECURITY DEFINER function created by
+migration 0007 that returns aggregates only; a scrape runs no DDL. SQLite has no RLS: plain
+aggregate queries there.
+
+`/metrics` itself is `api/resources/metrics.py`: the request metrics, then the gauges.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask, Response, g, request
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-)
+from flask import Flask, Request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
+from prometheus_flask_exporter import PrometheusMetrics
+from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 from sqlalchemy import func, select, text
 
-from infra import context
 from infra import database as db
-from infra.logging import ACCESS_ORG_KEY
+from infra.settings import Settings
 
 log = logging.getLogger("certs.metrics")
 
-REQUESTS = Counter(
-    "certs_http_requests_total",
-    "HTTP requests served, by endpoint (Flask endpoint name), method and status.",
-    ["endpoint", "method", "status"],
-)
-LATENCY = Histogram(
-    "certs_http_request_duration_seconds",
-    "Time to serve an HTTP request, by endpoint and method.",
-    ["endpoint", "method"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
-)
+EXTENSION = "certs_metrics"
+# Names: certs_http_request_duration_seconds, certs_http_request_total,
+# certs_http_request_exceptions_total, certs_exporter_info.
+PREFIX = "certs"
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 # What the database gauges are: the function's (or the SQLite queries') `gauge` key, the metric
 # name, its help, and its label (None: a single sample).
@@ -78,44 +74,44 @@ GAUGES = (
 GAUGES_FUNCTION = "certs_metrics_gauges"
 
 
-def multiprocess_dir() -> str | None:
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+def endpoint(req: Request) -> str:
+    """The `endpoint` label (the exporter names the label after this function)."""
+    return req.endpoint or "unmatched"
 
 
-def init_metrics(app: Flask) -> None:
-    """Count and time every request; the exposition itself is `api/resources/metrics.py`."""
-
-    @app.before_request
-    def _start_timer() -> None:
-        g.metrics_started = time.perf_counter()
-
-    @app.after_request
-    def _observe(resp: Response) -> Response:
-        started = g.pop("metrics_started", None)
-        if started is not None:
-            # The endpoint name, never the raw path: ids in paths would explode cardinality.
-            endpoint = request.endpoint or "unmatched"
-            REQUESTS.labels(endpoint, request.method, str(resp.status_code)).inc()
-            LATENCY.labels(endpoint, request.method).observe(time.perf_counter() - started)
-        # For gunicorn's access line, written after the tenant context is reset: it reads the
-        # WSGI environ (`infra.logging.AccessJsonFormatter`).
-        org_id = context.current_org_id()
-        if org_id is not None:
-            request.environ[ACCESS_ORG_KEY] = str(org_id)
-        return resp
+@dataclass(frozen=True)
+class Metrics:
+    exporter: PrometheusMetrics
+    database: DatabaseGauges
 
 
-def render() -> tuple[bytes, str]:
-    """The exposition: this process's (or all processes') metrics, then the database gauges."""
-    if multiprocess_dir():
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry)
-        body = generate_latest(registry)
+def init_metrics(app: Flask, settings: Settings) -> Metrics:
+    """Instrument every request of `app`; the exposition is `render(app)`."""
+    options: dict[str, Any] = {
+        "path": None,  # our /metrics adds the database gauges (api/resources/metrics.py)
+        "defaults_prefix": PREFIX,
+        "group_by": endpoint,
+        "buckets": LATENCY_BUCKETS,
+    }
+    exporter: PrometheusMetrics
+    if settings.prometheus_multiproc_dir:  # gunicorn (gunicorn.conf.py prepared the directory)
+        exporter = GunicornInternalPrometheusMetrics.for_app_factory(**options)
     else:
-        body = generate_latest(REGISTRY)
-    db_registry = CollectorRegistry()
-    db_registry.register(DatabaseGauges(float(os.environ.get("METRICS_DB_CACHE_SECONDS", "15"))))
-    return body + generate_latest(db_registry), CONTENT_TYPE_LATEST
+        exporter = PrometheusMetrics.for_app_factory(registry=CollectorRegistry(), **options)
+    exporter.init_app(app)
+    metrics = Metrics(exporter, DatabaseGauges(settings.metrics_db_cache_seconds))
+    app.extensions[EXTENSION] = metrics
+    return metrics
+
+
+def render(app: Flask) -> tuple[bytes, str]:
+    """The exposition: request metrics (all gunicorn workers'), then the database gauges."""
+    metrics: Metrics = app.extensions[EXTENSION]
+    # Text format, so that the two parts concatenate into one valid exposition.
+    requests, _content_type = metrics.exporter.generate_metrics()
+    gauges = CollectorRegistry()
+    gauges.register(metrics.database)
+    return requests.encode() + generate_latest(gauges), CONTENT_TYPE_LATEST
 
 
 class DatabaseGauges(Collector):

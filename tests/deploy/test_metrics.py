@@ -1,10 +1,19 @@
-"""GET /metrics: request counters and latency, database gauges (PostgreSQL: the function of
-migration 0007, as the RLS-bound app role), worker message counters."""
+"""Metrics: request metrics (prometheus-flask-exporter, gunicorn multiprocess included), the
+database gauges (PostgreSQL: the function of migration 0007, as the RLS-bound app role), and the
+worker's message counters."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import dramatiq
@@ -18,27 +27,77 @@ from infra import context
 from infra import database as db
 from jobs.models import Job, OutboxMessage
 from tests.support.backend import OWNER_ROLE
-from tests.support.suite import BACKEND
+from tests.support.suite import BACKEND, SUBPROCESS_ENV, free_port
 from workers.metrics import MESSAGES, WorkerMetrics
 
+ROOT = Path(__file__).resolve().parents[2]
+Families = dict[str, list[Any]]
 
-def scrape(api: Any) -> dict[str, list[Any]]:
-    DatabaseGauges.forget()
-    resp = api.get("/metrics")
-    assert resp.status_code == 200
-    assert resp.content_type.startswith("text/plain")
-    families: dict[str, list[Any]] = {}
-    for family in text_string_to_metric_families(resp.get_data(as_text=True)):
+
+def parse(body: str) -> Families:
+    families: Families = {}
+    for family in text_string_to_metric_families(body):
         families.setdefault(family.name, []).extend(family.samples)
     return families
 
 
-def value(families: dict[str, list[Any]], sample: str, **labels: str) -> float:
+def scrape(api: Any) -> Families:
+    DatabaseGauges.forget()
+    resp = api.get("/metrics")
+    assert resp.status_code == 200
+    assert resp.content_type.startswith("text/plain")
+    return parse(resp.get_data(as_text=True))
+
+
+def value(families: Families, sample: str, **labels: str) -> float:
     return sum(
         s.value
         for samples in families.values()
         for s in samples
         if s.name == sample and all(s.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+def _get(url: str, token: str | None = None) -> tuple[int, str]:
+    req = urllib.request.Request(url)  # noqa: S310 - loopback
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=15) as resp:  # noqa: S310 - loopback
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def _wait_for(url: str, proc: subprocess.Popen[bytes], timeout: float = 45) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"{proc.args} exited with {proc.returncode}"
+        try:
+            if _get(url)[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(url)
+
+
+def _stop(proc: subprocess.Popen[bytes], log: Path) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0, log.read_text()[-3000:]
+
+
+# --- requests ---------------------------------------------------------------------------------
+
+HIST_COUNT = "certs_http_request_duration_seconds_count"
+
+
+def _org_endpoint(families: Families) -> str:
+    return next(
+        s.labels["endpoint"]
+        for s in families["certs_http_request_duration_seconds"]
+        if "Organization" in s.labels["endpoint"] and s.labels["status"] == "200"
     )
 
 
@@ -48,23 +107,80 @@ def test_requests_are_counted_by_endpoint_and_status(api) -> None:  # type: igno
         assert api.get("/org").status_code == 200
     assert api.get(f"/jobs/{uuid.uuid4()}").status_code == 404
     after = scrape(api)
-    ok = {"method": "GET", "status": "200"}
-    org_endpoint = next(
-        s.labels["endpoint"]
-        for s in after["certs_http_requests"]
-        if "Organization" in s.labels["endpoint"] and s.labels["status"] == "200"
-    )
+    org_endpoint = _org_endpoint(after)
     assert "/" not in org_endpoint, "endpoint names, never raw paths (ids explode cardinality)"
-    count = "certs_http_requests_total"
-    delta = value(after, count, endpoint=org_endpoint, **ok) - value(
-        before, count, endpoint=org_endpoint, **ok
-    )
-    assert delta == 3
-    assert value(after, count, status="404") - value(before, count, status="404") == 1
-    hist = "certs_http_request_duration_seconds_count"
+    ok = {"endpoint": org_endpoint, "method": "GET", "status": "200"}
+    assert value(after, HIST_COUNT, **ok) - value(before, HIST_COUNT, **ok) == 3
+    assert value(after, HIST_COUNT, status="404") - value(before, HIST_COUNT, status="404") == 1
+    total = "certs_http_request_total"
     assert (
-        value(after, hist, endpoint=org_endpoint) - value(before, hist, endpoint=org_endpoint) == 3
+        value(after, total, method="GET", status="200")
+        - value(before, total, method="GET", status="200")
+        == 3
     )
+    scraped = [
+        s for s in after["certs_http_request_duration_seconds"] if "metrics" in s.labels["endpoint"]
+    ]
+    assert not scraped, "scrapes are not traffic"
+
+
+def test_requests_are_merged_over_gunicorn_workers(tmp_path, org, token_for) -> None:  # type: ignore[no-untyped-def]
+    """gunicorn.conf.py with 2 workers: every worker's requests are in every scrape."""
+    port, prom_dir = free_port(), tmp_path / "prom"
+    env = {
+        **SUBPROCESS_ENV,
+        "GUNICORN_WORKERS": "2",
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "PROMETHEUS_MULTIPROC_DIR": str(prom_dir),
+        "METRICS_DB_CACHE_SECONDS": "0",
+        "HOME": str(tmp_path),
+        "PYTHONPATH": str(ROOT),
+    }
+    log = tmp_path / "gunicorn.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for(base + "/healthz", proc)
+        token = token_for(org)
+
+        def pids(kind: str) -> set[str]:
+            return {f.stem.rsplit("_", 1)[-1] for f in prom_dir.glob(f"{kind}_*.db")}
+
+        # Each worker writes the exporter's info gauge when it creates the app: both are up.
+        deadline = time.monotonic() + 30
+        while len(pids("gauge_max")) < 2:
+            assert time.monotonic() < deadline, "the second gunicorn worker did not start"
+            time.sleep(0.2)
+        # Concurrent requests until both workers have served some (2 sync workers, 8 clients).
+        sent = 0
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            while len(pids("histogram")) < 2:
+                assert sent < 400, f"one worker served everything: {pids('histogram')}"
+                batch = list(pool.map(lambda _: _get(base + "/api/v1/org", token)[0], range(16)))
+                assert batch == [200] * 16
+                sent += 16
+        assert _get(f"{base}/api/v1/jobs/{uuid.uuid4()}", token)[0] == 404
+        for _ in range(4):  # whichever worker answers the scrape reports every worker's figures
+            status, body = _get(base + "/metrics")
+            assert status == 200
+            families = parse(body)
+            ok = {"endpoint": _org_endpoint(families), "method": "GET", "status": "200"}
+            assert value(families, HIST_COUNT, **ok) == sent
+            assert value(families, HIST_COUNT, status="404") == 1
+            assert value(families, "certs_http_request_total", status="200") >= sent
+            assert value(families, "certs_metrics_database_up") == 1
+    finally:
+        _stop(proc, log)
+
+
+# --- database gauges --------------------------------------------------------------------------
 
 
 def test_outbox_backlog_and_age_of_the_oldest_entry(api, org) -> None:  # type: ignore[no-untyped-def]
@@ -175,6 +291,9 @@ def test_the_gauges_function_counts_every_tenant_for_the_app_role(make_org, as_t
     assert own == 2, "the app role sees only its organization's rows"
     assert totals[("jobs", state)] == 5, "the function counts every organization's"
     assert {"outbox_backlog", "outbox_oldest_age_seconds"} <= {g for g, _ in totals}
+
+
+# --- worker messages --------------------------------------------------------------------------
 
 
 def test_worker_middleware_counts_messages_by_actor_and_outcome() -> None:
