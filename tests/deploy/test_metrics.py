@@ -1,9 +1,10 @@
 """Metrics: request metrics (prometheus-flask-exporter, gunicorn multiprocess included), the
 database gauges (PostgreSQL: the function of migration 0007, as the RLS-bound app role), and the
-worker's message counters."""
+worker's message metrics (Dramatiq's Prometheus middleware under `certs worker`)."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -18,17 +19,18 @@ from typing import Any
 
 import dramatiq
 import pytest
-from dramatiq.broker import MessageProxy
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, event, text, update
 
 from api.metrics import DatabaseGauges, database_families
 from infra import context
 from infra import database as db
+from infra.settings import load_settings
+from jobs import catalog
 from jobs.models import Job, OutboxMessage
 from tests.support.backend import OWNER_ROLE
-from tests.support.suite import BACKEND, SUBPROCESS_ENV, free_port
-from workers.metrics import MESSAGES, WorkerMetrics
+from tests.support.suite import BACKEND, SUBPROCESS_ENV, TEST_ENV, free_port
+from workers.metrics import add_message_metrics, prometheus_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 Families = dict[str, list[Any]]
@@ -296,22 +298,80 @@ def test_the_gauges_function_counts_every_tenant_for_the_app_role(make_org, as_t
 # --- worker messages --------------------------------------------------------------------------
 
 
-def test_worker_middleware_counts_messages_by_actor_and_outcome() -> None:
-    middleware = WorkerMetrics()
-    broker = dramatiq.get_broker()
+def test_worker_metrics_are_dramatiqs_middleware_on_the_settings_port() -> None:
+    settings = load_settings({**TEST_ENV, "WORKER_METRICS_PORT": "9555"})
+    assert prometheus_environment(settings, "/tmp/prom") == {  # noqa: S108 - a name only
+        "dramatiq_prom_db": "/tmp/prom",  # noqa: S108
+        "dramatiq_prom_host": "0.0.0.0",  # noqa: S104
+        "dramatiq_prom_port": "9555",
+    }
+    from dramatiq.brokers.stub import StubBroker
+    from dramatiq.middleware.prometheus import Prometheus
 
-    def run(exception: BaseException | None, failed: bool = False) -> None:
-        proxy = MessageProxy(dramatiq.Message("default", "probe_actor", (), {}, {}))
-        middleware.before_process_message(broker, proxy)
-        if failed:
-            proxy.fail()
-        middleware.after_process_message(broker, proxy, exception=exception)
+    broker = StubBroker()
+    add_message_metrics(broker, settings)
+    add_message_metrics(broker, settings)
+    assert sum(isinstance(m, Prometheus) for m in broker.middleware) == 1
+    off = load_settings({**TEST_ENV, "WORKER_METRICS_PORT": "0"})
+    assert prometheus_environment(off, "/tmp/prom") == {}  # noqa: S108
+    quiet = StubBroker()
+    add_message_metrics(quiet, off)
+    assert not any(isinstance(m, Prometheus) for m in quiet.middleware)
 
-    def count(outcome: str) -> float:
-        return MESSAGES.labels("probe_actor", outcome)._value.get()
 
-    done, retried, failed = count("done"), count("retried"), count("failed")
-    run(None)
-    run(RuntimeError("boom"))
-    run(RuntimeError("boom"), failed=True)
-    assert (count("done") - done, count("retried") - retried, count("failed") - failed) == (1, 1, 1)
+@pytest.mark.redis
+def test_certs_worker_counts_done_and_failed_messages(tmp_path, org, settings) -> None:  # type: ignore[no-untyped-def]
+    """`certs worker` (2 processes): Dramatiq's Prometheus middleware counts what they process
+    and its exposition server merges both processes' figures on WORKER_METRICS_PORT."""
+    from dramatiq.brokers.redis import RedisBroker
+
+    port, namespace = free_port(), f"certs-metrics-{uuid.uuid4().hex[:8]}"
+    env = {
+        **SUBPROCESS_ENV,
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"),
+        "WORKER_METRICS_PORT": str(port),
+        "REDIS_NAMESPACE": namespace,  # its own queues: no other worker takes these messages
+        "PYTHONPATH": str(ROOT),
+    }
+    log = tmp_path / "worker.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "worker", "--processes", "2", "--threads", "1"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}/metrics"
+    broker = RedisBroker(url=settings.redis_url, namespace=namespace)
+    try:
+        _wait_for(url, proc)
+        queue = catalog.TICK_ORG.queue_name
+        broker.declare_queue(queue)
+
+        def send(kwargs: dict[str, Any], **options: Any) -> None:
+            broker.enqueue(dramatiq.Message(queue, "tick_org", (), kwargs, options))
+
+        for _ in range(3):
+            send({"org_id": str(org.id)})
+        for _ in range(2):  # an unknown argument: TypeError in the actor; no retries
+            send({"org_id": str(org.id), "unexpected": 1}, max_retries=0)
+        labels = {"actor_name": "tick_org", "queue_name": queue}
+        deadline = time.monotonic() + 60
+        while True:
+            families = parse(_get(url)[1])
+            if value(families, "dramatiq_messages_total", **labels) >= 5:
+                break
+            assert time.monotonic() < deadline, f"messages not processed: {families}"
+            time.sleep(0.3)
+        total = value(families, "dramatiq_messages_total", **labels)
+        errors = value(families, "dramatiq_message_errors_total", **labels)
+        failed = value(families, "dramatiq_message_rejects_total", **labels)
+        assert (total, total - errors, failed) == (5, 3, 2), "5 processed: 3 done, 2 failed"
+        assert value(families, "dramatiq_message_duration_milliseconds_count", **labels) == 5
+        assert value(families, "dramatiq_messages_inprogress", **labels) == 0
+    finally:
+        broker.flush_all()
+        broker.close()
+        _stop(proc, log)
+    assert os.listdir(tmp_path / "prom"), "the worker processes wrote to PROMETHEUS_MULTIPROC_DIR"

@@ -199,4 +199,4 @@ def test_gunicorn_and_worker_serve_the_product(production_layout, settings) -> N
     assert "certs_http_request_total{" in text
     with urllib.request.urlopen(production_layout["worker_metrics"], timeout=5) as resp:  # noqa: S310
         worker_text = resp.read().decode()
-    assert 'certs_worker_messages_total{actor="fanout_employees",outcome="done"}' in worker_text
+    assert 'dramatiq_messages_total{actor_name="fanout_employees"' in worker_text
