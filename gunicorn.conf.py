@@ -1,8 +1,9 @@
 """gunicorn settings for the API: `gunicorn -c gunicorn.conf.py wsgi:app`.
 
 Every value can be overridden from the environment (names below) or the command line.
-Prometheus multiprocess mode: each worker writes its metrics to PROMETHEUS_MULTIPROC_DIR, a
-scrape merges them, and `child_exit` retires a dead worker's live gauges.
+Prometheus multiprocess mode (prometheus-flask-exporter's `GunicornInternalPrometheusMetrics`,
+`api/metrics.py`): each worker writes its metrics to PROMETHEUS_MULTIPROC_DIR, a scrape of
+/metrics merges them, and `child_exit` retires a dead worker's live gauges.
 """
 
 from __future__ import annotations
@@ -80,6 +81,6 @@ logconfig_dict = gunicorn_logconfig(_settings.log_level, _settings.log_format)
 
 def child_exit(server, worker) -> None:  # type: ignore[no-untyped-def]
     """A worker died or was recycled: drop its live gauges from the merged metrics."""
-    from prometheus_client import multiprocess
+    from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 
-    multiprocess.mark_process_dead(worker.pid)
+    GunicornInternalPrometheusMetrics.mark_process_dead_on_child_exit(worker.pid)

@@ -13,6 +13,7 @@ from flask_smorest import Blueprint as SmorestBlueprint
 from api.db import commit_request, init_request_sessions
 from api.errors import register_error_handlers
 from infra import context
+from infra.logging import ACCESS_ORG_KEY
 from infra.settings import Settings
 from runtime import Runtime, bootstrap
 from tenancy.auth import init_auth
@@ -95,7 +96,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Flask:
     from api.metrics import init_metrics  # here: the CLI must not import prometheus_client
     from infra.logging import ensure_logging
 
-    init_metrics(app)
+    init_metrics(app, settings)
     ensure_logging(settings.log_level, settings.log_format)
     return app
 
@@ -121,6 +122,11 @@ def _request_ids(app: Flask) -> None:
     @app.after_request
     def _stamp(resp: Response) -> Response:
         resp.headers["X-Request-ID"] = g.get("request_id", "")
+        # For gunicorn's access line, written after the tenant context is reset: it reads the
+        # WSGI environ (`infra.logging.AccessJsonFormatter`).
+        org_id = context.current_org_id()
+        if org_id is not None:
+            request.environ[ACCESS_ORG_KEY] = str(org_id)
         return resp
 
     @app.teardown_request

@@ -1,7 +1,8 @@
 """`python -m bench metrics --size N`: cost of one /metrics scrape's database gauges with N orgs.
 
 Row-level security admits one organization per transaction setting, so the jobs and
-notifications gauges are counted org by org (`api.metrics._tenant_families`). This creates N
+notifications gauges are counted org by org, inside `certs_metrics_gauges()` (the SECURITY
+DEFINER function of migration 0007, `api.metrics.database_families`). This creates N
 organizations with 3 jobs each (skipped if the database already holds N), then times the
 uncached database part of a scrape. The floor is one GROUP BY over the same tables as the
 table owner would run it (what a BYPASSRLS monitoring role could do instead).
@@ -16,7 +17,7 @@ import uuid
 
 from sqlalchemy import text
 
-from api.metrics import _database_families
+from api.metrics import database_families
 from infra import context
 from infra import database as db
 from infra.settings import load_settings
@@ -61,7 +62,7 @@ def main(size: int) -> None:
     timings = []
     for _ in range(3):
         started = time.perf_counter()
-        families = _database_families()
+        families = database_families()
         timings.append(time.perf_counter() - started)
     up = next(f for f in families if f.name == "certs_metrics_database_up").samples[0].value
     assert up == 1, "database gauges failed"

@@ -22,7 +22,7 @@ from infra.settings import Settings
 from jobs import catalog
 from tenancy.organizations import org_today_for
 from workers.delivery import deliver
-from workers.metrics import WorkerMetrics
+from workers.message_log import MessageLog
 from workers.middleware import TenantMiddleware
 from workers.tick import tick_org as run_tick
 from workers.unit_of_work import job_run
@@ -137,8 +137,8 @@ def register_actors(
         from dramatiq.middleware import Retries
 
         # Before Retries: after-hooks run in reverse order, and both must see whether Retries
-        # gave up (`message.failed`) to count it / mark its outbox row failed.
-        broker.add_middleware(WorkerMetrics(), before=Retries)
+        # gave up (`message.failed`) to log it / mark its outbox row failed.
+        broker.add_middleware(MessageLog(), before=Retries)
         broker.add_middleware(TenantMiddleware(), before=Retries)
     policy = delivery.retry_policy(settings)
     for kind, fn in {**ACTORS, **(extra or {})}.items():

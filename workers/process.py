@@ -1,8 +1,8 @@
-"""Process setup for `certs worker` and `certs scheduler`: JSON logs and the metrics endpoint.
+"""Process setup for `certs worker` and `certs scheduler`: JSON logs and the metrics environment.
 
-Kept apart from `workers.metrics` because the multiprocess directory must be in the environment
-before `prometheus_client` is first imported (it picks its value store at import time), and the
-dramatiq worker processes are forked from this one.
+Runs before anything imports `prometheus_client` or `dramatiq.middleware.prometheus`: both read
+their directory (and Dramatiq's middleware its port) from the environment at import time, and
+the dramatiq worker and exposition processes are forked from this one.
 """
 
 from __future__ import annotations
@@ -35,15 +35,19 @@ def prepare_multiprocess_dir(configured: str | None) -> str:
 
 
 def prepare_worker(settings: Settings) -> list[str]:
-    """Logs, the metrics directory and server; returns extra arguments for dramatiq."""
-    configure_logging(settings.log_level, settings.log_format)
-    prepare_multiprocess_dir(settings.prometheus_multiproc_dir)
-    port = settings.worker_metrics_port
-    if port:
-        from workers.metrics import serve_metrics
+    """Logs and the metrics environment; returns extra arguments for dramatiq.
 
-        serve_metrics(port)
-        log.info("worker metrics on :%d/metrics", port)
+    Dramatiq's Prometheus middleware (`workers/metrics.py`) writes to the same directory as
+    PROMETHEUS_MULTIPROC_DIR and serves it on WORKER_METRICS_PORT from a process dramatiq forks.
+    """
+    configure_logging(settings.log_level, settings.log_format)
+    directory = prepare_multiprocess_dir(settings.prometheus_multiproc_dir)
+    from workers.metrics import prometheus_environment
+
+    # For the dramatiq processes forked from this one; the library reads nothing else.
+    os.environ.update(prometheus_environment(settings, directory))
+    if settings.worker_metrics_port:
+        log.info("worker metrics on :%d/metrics", settings.worker_metrics_port)
     # Our handler, not dramatiq's basicConfig, formats the worker processes' records.
     return ["--skip-logging"]
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, current_app
+from prometheus_flask_exporter import PrometheusMetrics
 
 from api.metrics import render
 
@@ -10,7 +11,8 @@ blp = Blueprint("metrics", __name__)
 
 
 @blp.get("/metrics")
+@PrometheusMetrics.do_not_track()  # scrapes are not traffic (the exporter's own convention)
 def metrics() -> Response:
-    """Request counts and latency (all gunicorn workers), outbox backlog, jobs, notifications."""
-    body, content_type = render()
+    """Request metrics (all gunicorn workers), outbox backlog, jobs, notifications."""
+    body, content_type = render(current_app)
     return Response(body, content_type=content_type)

@@ -81,7 +81,7 @@ def _counter(base: str, endpoint_part: str, status: str) -> float:
     for family in text_string_to_metric_families(text):
         for s in family.samples:
             if (
-                s.name == "certs_http_requests_total"
+                s.name == "certs_http_request_duration_seconds_count"
                 and endpoint_part in s.labels["endpoint"]
                 and s.labels["status"] == status
             ):
@@ -196,7 +196,7 @@ def test_gunicorn_and_worker_serve_the_product(production_layout, settings) -> N
 
     _status, text = _call(base, "GET", "/metrics")
     assert "certs_outbox_backlog" in text
-    assert 'certs_http_requests_total{endpoint="' in text
+    assert "certs_http_request_total{" in text
     with urllib.request.urlopen(production_layout["worker_metrics"], timeout=5) as resp:  # noqa: S310
         worker_text = resp.read().decode()
-    assert 'certs_worker_messages_total{actor="fanout_employees",outcome="done"}' in worker_text
+    assert 'dramatiq_messages_total{actor_name="fanout_employees"' in worker_text
