@@ -1,5 +1,5 @@
 """Metrics: request metrics (prometheus-flask-exporter, gunicorn multiprocess included), the
-database gauges (PostgreSQL: the function of migration 0007, as the RLS-bound app role), and the
+database gauges (PostgreSQL: the function of migration 0008, as the RLS-bound app role), and the
 worker's message metrics (Dramatiq's Prometheus middleware under `certs worker`)."""
 
 from __future__ import annotations
@@ -247,7 +247,7 @@ def test_a_scrape_runs_no_ddl() -> None:
 
 @pytest.mark.postgres
 def test_the_gauges_function_counts_every_tenant_for_the_app_role(make_org, as_tenant) -> None:  # type: ignore[no-untyped-def]
-    """Migration 0007's function: owned by the owner, SECURITY DEFINER with a fixed
+    """Migration 0008's function: owned by the owner, SECURITY DEFINER with a fixed
     search_path, executable by the app role (not PUBLIC); as the RLS-bound app role it returns
     the totals over every organization, which the app role itself cannot see."""
     owner = create_engine(BACKEND.owner_url)
@@ -264,7 +264,7 @@ def test_the_gauges_function_counts_every_tenant_for_the_app_role(make_org, as_t
             ).one_or_none()
     finally:
         owner.dispose()
-    assert fn is not None, "migration 0007 creates certs_metrics_gauges()"
+    assert fn is not None, "migration 0008 creates certs_metrics_gauges()"
     assert fn.prosecdef
     assert fn.owner == OWNER_ROLE
     assert any(c.startswith("search_path=") for c in fn.proconfig)

@@ -18,8 +18,8 @@ scrape (DDL at scrape time, and the TEMP privilege).
 
 SQLite has neither RLS nor functions: there the collector runs plain aggregate queries.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-11-30 00:40:00
 """
 
@@ -29,8 +29,8 @@ from alembic import context, op
 
 from infra.settings import load_settings
 
-revision = "0007"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
