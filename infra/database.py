@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, MetaData, TypeDecorator, Uuid, create_engine, event, func
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    MetaData,
+    Table,
+    TypeDecorator,
+    Uuid,
+    create_engine,
+    event,
+    func,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -43,6 +53,11 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 class Base(DeclarativeBase):
+    # Every model here is mapped to a Table (none to a join or subquery), so `Model.__table__`
+    # is typed as one: DeclarativeBase types it as the general FromClause, which insert/update/
+    # delete and `.c.<column>.type` do not accept.
+    __table__: ClassVar[Table]
+
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {
         dict[str, Any]: JSON,
