@@ -5,7 +5,9 @@ from __future__ import annotations
 from sqlalchemy import ForeignKeyConstraint
 
 
-def tenant_fk(column: str, target_table: str, **kw: object) -> ForeignKeyConstraint:
+def tenant_fk(
+    column: str, target_table: str, *, ondelete: str | None = None
+) -> ForeignKeyConstraint:
     return ForeignKeyConstraint(
-        ["org_id", column], [f"{target_table}.org_id", f"{target_table}.id"], **kw
+        ["org_id", column], [f"{target_table}.org_id", f"{target_table}.id"], ondelete=ondelete
     )
