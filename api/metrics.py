@@ -184,7 +184,9 @@ def _tenant_families() -> list[GaugeMetricFamily]:
     return families
 
 
-def _add_counts_in_server(conn: Any, specs: list[tuple[str, str, str, str]], totals: dict) -> None:
+def _add_counts_in_server(
+    conn: Any, specs: list[tuple[str, str, str, str]], totals: dict[str, dict[str, int]]
+) -> None:
     for table, column, _name, _doc in specs:
         # Identifiers are the constants of TENANT_GAUGES, never input.
         fn = f"pg_temp.certs_metrics_{table}"
@@ -209,7 +211,9 @@ def _add_counts_in_server(conn: Any, specs: list[tuple[str, str, str, str]], tot
             totals[table][str(state)] = int(n)
 
 
-def _add_counts(conn: Any, specs: list[tuple[str, str, str, str]], totals: dict) -> None:
+def _add_counts(
+    conn: Any, specs: list[tuple[str, str, str, str]], totals: dict[str, dict[str, int]]
+) -> None:
     for table, column, _name, _doc in specs:
         rows = conn.execute(text(f"SELECT {column}, count(*) FROM {table} GROUP BY {column}"))
         for state, n in rows:
