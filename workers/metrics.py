@@ -54,14 +54,16 @@ class WorkerMetrics(dramatiq.Middleware):
             settings = current().settings
             configure_logging(settings.log_level, settings.log_format)
 
-    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
+    def before_process_message(
+        self, broker: dramatiq.Broker, message: dramatiq.MessageProxy
+    ) -> None:
         message.options[_STARTED] = time.perf_counter()
         IN_PROGRESS.labels(message.actor_name).inc()
 
     def after_process_message(
         self,
         broker: dramatiq.Broker,
-        message: dramatiq.Message,
+        message: dramatiq.MessageProxy,
         *,
         result: Any = None,
         exception: BaseException | None = None,
@@ -93,7 +95,7 @@ class WorkerMetrics(dramatiq.Middleware):
             },
         )
 
-    def after_skip_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
+    def after_skip_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
         if message.options.pop(_STARTED, None) is not None:
             IN_PROGRESS.labels(message.actor_name).dec()
         MESSAGES.labels(message.actor_name, "skipped").inc()
