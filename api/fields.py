@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypedDict
 
 from marshmallow import ValidationError, fields, validate
+from marshmallow.types import Validator
 
 MAX_MONEY = Decimal("9999999999.99")  # fits Numeric(12, 2)
 _MONEY_RE = r"^\d{1,10}(\.\d{1,2})?$"
+
+
+class FieldOptions(TypedDict, total=False):
+    """Field keyword options shared by several fields of a schema (`Text(**TIMEZONE)`)."""
+
+    allow_none: bool
+    validate: Validator | Iterable[Validator]
+    metadata: Mapping[str, Any]
 
 
 class Text(fields.String):
@@ -58,7 +68,7 @@ class Email(Text):
             raise self.make_error("invalid_email") from exc
 
 
-class Money(fields.Field):
+class Money(fields.Field[Decimal]):
     """Exact decimal money as a string with 2 places: "129.50" in and out, never a float."""
 
     default_error_messages = {
