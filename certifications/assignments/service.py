@@ -46,7 +46,7 @@ def get_assignment(session: Session, assignment_id: uuid.UUID) -> Assignment:
     return assignment
 
 
-def list_assignments(filters: dict[str, Any]) -> Select[tuple[Assignment]]:
+def list_assignments(filters: dict[str, Any]) -> Select[Assignment]:
     """The list query with equality filters (tenant scoping is added by the session)."""
     stmt = select(Assignment)
     for name in ("certification_id", "subject_type", "subject_id", "status", "source", "required"):

@@ -256,7 +256,9 @@ def _check_depth(deepest_level: int) -> None:
 
 def _count(session: Session, model: Any, group_id: uuid.UUID) -> int:
     column = model.group_id if model is CertificationGroupMember else model.parent_id
-    return int(session.scalar(select(func.count()).select_from(model).where(column == group_id)))
+    return session.execute(
+        select(func.count()).select_from(model).where(column == group_id)
+    ).scalar_one()
 
 
 def _plural(n: int, noun: str) -> str:
