@@ -58,7 +58,7 @@ soak: $(STAMP)
 	  $(BIN)/pytest -q -p no:cacheprovider -m slow
 
 clean:
-	rm -rf $(VENV) instance .pytest_cache
+	rm -rf $(VENV) instance .pytest_cache .mypy_cache
 
 ## The Helm chart, with the pinned helm (.ci/install-helm) and kubernetes-validate. CI=true: a
 ## missing tool fails the check instead of skipping it.
