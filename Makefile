@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-pg lint format bench soak demo clean
+.PHONY: run test test-pg lint typecheck format bench soak demo clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or: make PYTHON=python3)"; exit 1; }
@@ -40,6 +40,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
+## Static types: mypy, strict on the source packages (pyproject.toml [tool.mypy]).
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
@@ -54,7 +58,7 @@ soak: $(STAMP)
 	  $(BIN)/pytest -q -p no:cacheprovider -m slow
 
 clean:
-	rm -rf $(VENV) instance .pytest_cache
+	rm -rf $(VENV) instance .pytest_cache .mypy_cache
 
 ## The Helm chart, with the pinned helm (.ci/install-helm) and kubernetes-validate. CI=true: a
 ## missing tool fails the check instead of skipping it.

@@ -49,7 +49,7 @@ class CertsApi(Api):
 
 
 class CertsFlask(Flask):
-    def dispatch_request(self) -> Any:  # type: ignore[override]
+    def dispatch_request(self) -> Any:
         """Run the view, then commit: the one commit owner of a request.
 
         A failing commit (e.g. a unique violation) becomes that request's error response, and

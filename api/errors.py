@@ -47,8 +47,9 @@ def _http(exc: HTTPException) -> Response:
     if status == 422 and errors:
         message = "Invalid request: " + ", ".join(_field_paths(errors))
     headers = {}
-    if status == 405 and getattr(exc, "valid_methods", None):
-        headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
+    valid_methods = getattr(exc, "valid_methods", None)  # werkzeug's MethodNotAllowed
+    if status == 405 and valid_methods:
+        headers["Allow"] = ", ".join(valid_methods)
     return error_response(status, message, errors, headers=headers)
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypedDict
 
 from marshmallow import ValidationError, fields, validate
+from marshmallow.types import Validator
 
 EXAMPLE_ID = "3f2b8c1e-7d4a-4c5e-9b1a-2d6f0e8a7c41"  # an id, as an example in the API docs
 MAX_MONEY = Decimal("9999999999.99")  # fits Numeric(12, 2)
@@ -16,6 +18,14 @@ _MONEY_RE = r"^\d{1,10}(\.\d{1,2})?$"
 def doc(description: str, example: Any) -> dict[str, Any]:
     """A field's OpenAPI `metadata`: what it means and an example value."""
     return {"description": description, "example": example}
+
+
+class FieldOptions(TypedDict, total=False):
+    """Field keyword options shared by several fields of a schema (`Text(**TIMEZONE)`)."""
+
+    allow_none: bool
+    validate: Validator | Iterable[Validator]
+    metadata: Mapping[str, Any]
 
 
 class Text(fields.String):
@@ -64,7 +74,7 @@ class Email(Text):
             raise self.make_error("invalid_email") from exc
 
 
-class Money(fields.Field):
+class Money(fields.Field[Decimal]):
     """Exact decimal money as a string with 2 places: "129.50" in and out, never a float."""
 
     default_error_messages = {

@@ -210,7 +210,11 @@ def _catalog(session: Session, roles: dict[str, Role]) -> list[Certification]:
 
 def _manual_assignments(session: Session, certs: list[Certification], now: datetime) -> None:
     """Asset, client and location certifications are assigned by hand."""
-    models = {"asset": Asset, "client": Client, "location": Location}
+    models: dict[str, type[Asset] | type[Client] | type[Location]] = {
+        "asset": Asset,
+        "client": Client,
+        "location": Location,
+    }
     for cert in certs:
         if cert.type not in models:
             continue

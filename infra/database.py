@@ -5,13 +5,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from sqlalchemy import (
     JSON,
     CheckConstraint,
     DateTime,
     MetaData,
+    Table,
     TypeDecorator,
     Uuid,
     create_engine,
@@ -58,6 +59,11 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 class Base(DeclarativeBase):
+    # Every model here is mapped to a Table (none to a join or subquery), so `Model.__table__`
+    # is typed as one: DeclarativeBase types it as the general FromClause, which insert/update/
+    # delete and `.c.<column>.type` do not accept.
+    __table__: ClassVar[Table]
+
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {
         dict[str, Any]: JSON,

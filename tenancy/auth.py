@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import wraps
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import jwt as pyjwt
 from flask import Flask
@@ -129,7 +129,7 @@ def current_subject() -> str:
 
 def requires(
     scope: str | tuple[str, ...] | None = None, *, module: str | None = None, tenant: bool = True
-) -> Any:
+) -> Callable[[F], F]:
     """Declare what an endpoint needs: a valid token, optionally a scope and an enabled module.
 
     `scope` may be a tuple meaning any one of them. Missing scope → 403 naming it; module
@@ -161,7 +161,7 @@ def requires(
             return fn(*args, **kwargs)
 
         _document(wrapper, needed)
-        return wrapper  # type: ignore[return-value]
+        return cast(F, wrapper)
 
     return decorator
 

@@ -7,9 +7,11 @@ from typing import Any
 from sqlalchemy import ColumnElement, ForeignKeyConstraint, and_
 
 
-def tenant_fk(column: str, target_table: str, **kw: object) -> ForeignKeyConstraint:
+def tenant_fk(
+    column: str, target_table: str, *, ondelete: str | None = None
+) -> ForeignKeyConstraint:
     return ForeignKeyConstraint(
-        ["org_id", column], [f"{target_table}.org_id", f"{target_table}.id"], **kw
+        ["org_id", column], [f"{target_table}.org_id", f"{target_table}.id"], ondelete=ondelete
     )
 
 

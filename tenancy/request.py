@@ -27,7 +27,8 @@ def request_session() -> Session:
             raise NoTenant("a request session needs a tenant or the platform context")
         factory: sessionmaker[Session] = current_app.extensions[_FACTORY_KEY]
         g.db_session = factory()
-    return g.db_session
+    session: Session = g.db_session
+    return session
 
 
 def commit_request() -> None:

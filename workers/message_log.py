@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 import dramatiq
+from dramatiq.broker import MessageProxy
 
 _STARTED = "certs_log_started"
 
@@ -33,13 +34,13 @@ class MessageLog(dramatiq.Middleware):
             settings = current().settings
             configure_logging(settings.log_level, settings.log_format)
 
-    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
+    def before_process_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         message.options[_STARTED] = time.perf_counter()
 
     def after_process_message(
         self,
         broker: dramatiq.Broker,
-        message: dramatiq.Message,
+        message: MessageProxy,
         *,
         result: Any = None,
         exception: BaseException | None = None,
@@ -66,5 +67,5 @@ class MessageLog(dramatiq.Middleware):
             },
         )
 
-    def after_skip_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
+    def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         message.options.pop(_STARTED, None)

@@ -23,7 +23,9 @@ class TenantMiddleware(dramatiq.Middleware):
     re-sending it; on final failure it is marked failed with the error.
     """
 
-    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
+    def before_process_message(
+        self, broker: dramatiq.Broker, message: dramatiq.MessageProxy
+    ) -> None:
         org_id = message.kwargs.get("org_id")
         context.set_current_org(uuid.UUID(org_id) if org_id else None)
         context.set_request_id(message.options.get("request_id"))
@@ -31,7 +33,7 @@ class TenantMiddleware(dramatiq.Middleware):
     def after_process_message(
         self,
         broker: dramatiq.Broker,
-        message: dramatiq.Message,
+        message: dramatiq.MessageProxy,
         *,
         result: Any = None,
         exception: BaseException | None = None,
@@ -47,7 +49,7 @@ class TenantMiddleware(dramatiq.Middleware):
             context.set_current_org(None)
             context.set_request_id(None)
 
-    def after_skip_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
+    def after_skip_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
         context.set_current_org(None)
         context.set_request_id(None)
 

@@ -116,4 +116,4 @@ def read_bulk_body(plural: str) -> tuple[list[Any], dict[int, int] | None]:
     try:
         return BulkJsonSchema().load(body if isinstance(body, dict) else {})["items"], None
     except ValidationError as exc:
-        raise Invalid({"json": exc.messages}) from exc  # type: ignore[arg-type]
+        raise Invalid({"json": exc.messages}) from exc

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dramatiq
-from flask import Blueprint, jsonify
+from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 
 from infra import database as db
@@ -12,13 +12,13 @@ blp = Blueprint("health", __name__)
 
 
 @blp.get("/healthz")
-def healthz():  # type: ignore[no-untyped-def]
+def healthz() -> Response:
     """The process is alive."""
     return jsonify(status="ok")
 
 
 @blp.get("/readyz")
-def readyz():  # type: ignore[no-untyped-def]
+def readyz() -> Response:
     """The database and the broker are reachable."""
     checks: dict[str, str] = {}
     try:

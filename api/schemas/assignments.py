@@ -7,7 +7,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from api.fields import Text, name_field
+from api.fields import FieldOptions, Text, name_field
 from api.pagination import PageArgs
 from certifications.vocabulary import ASSIGNMENT_SOURCES, STATUSES, SUBJECT_KINDS
 
@@ -23,7 +23,7 @@ def _date(**kw: Any) -> fields.Date:
     return fields.Date(allow_none=True, validate=_bounded_date, **kw)
 
 
-NOTES = {"allow_none": True, "validate": validate.Length(max=10_000)}
+NOTES: FieldOptions = {"allow_none": True, "validate": validate.Length(max=10_000)}
 
 
 class AssignmentSchema(Schema):

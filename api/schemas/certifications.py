@@ -29,7 +29,7 @@ MAX_RULES = 50
 FORM_FIELD_TYPES = ("text", "number", "date", "boolean", "choice")
 
 
-def _ids(description: str, **kw: Any) -> fields.List:
+def _ids(description: str, **kw: Any) -> fields.List[uuid.UUID]:
     return fields.List(
         fields.UUID(),
         validate=validate.Length(max=MAX_LINKS),
@@ -120,7 +120,7 @@ def _unique_field(values: list[Any], what: str, field: str) -> None:
     try:
         _unique(values, what)
     except ValidationError as exc:
-        raise ValidationError(exc.messages, field) from None  # type: ignore[arg-type]
+        raise ValidationError(exc.messages, field) from None
 
 
 class Recipient(Text):
@@ -211,7 +211,7 @@ class TaskRuleSchema(Schema):
 # --- certifications --------------------------------------------------------------------------
 
 
-def _certification_fields() -> dict[str, fields.Field]:
+def _certification_fields() -> dict[str, fields.Field[Any]]:
     """The writable fields; fresh objects per schema (create marks name and type required)."""
     return {
         "name": name_field(
@@ -300,7 +300,7 @@ def _certification_fields() -> dict[str, fields.Field]:
     }
 
 
-def _create_fields() -> dict[str, fields.Field]:
+def _create_fields() -> dict[str, fields.Field[Any]]:
     spec = _certification_fields()
     spec["name"].required = True
     spec["type"].required = True
@@ -318,7 +318,7 @@ class JobRefSchema(Schema):
     kind = fields.String(metadata=doc("role_fanout or recompute.", "role_fanout"))
 
 
-def _output_fields() -> dict[str, fields.Field]:
+def _output_fields() -> dict[str, fields.Field[Any]]:
     spec = _certification_fields()
     spec |= {
         "id": fields.UUID(metadata=doc("The certification's id.", EXAMPLE_ID)),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from email_validator import EmailNotValidError, validate_email
 from marshmallow import Schema, ValidationError, fields, validate
@@ -18,7 +18,7 @@ from api.fields import Email, StrictBoolean, Text, name_field
 from api.pagination import PageArgs
 from certifications.directory.service import KINDS
 
-FieldFactory = Callable[..., fields.Field]
+FieldFactory = Callable[..., fields.Field[Any]]
 
 # An unquoted ASCII local part (RFC 5322 dot-atom): what email_validator accepts as is.
 _DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*\Z")
@@ -49,7 +49,7 @@ class DirectoryEmail(Email):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
-def _external_id(**kw: Any) -> fields.Field:
+def _external_id(**kw: Any) -> fields.Field[Any]:
     return Text(
         validate=validate.Length(min=1, max=200),
         metadata={"description": "Your system's id for this row; the key of bulk upserts."},
@@ -71,10 +71,10 @@ _EXTRA: dict[str, dict[str, FieldFactory]] = {
 }
 
 
-def _writable(plural: str, mode: str) -> dict[str, fields.Field]:
+def _writable(plural: str, mode: str) -> dict[str, fields.Field[Any]]:
     """Fresh field objects for `mode`: create, patch, bulk (a JSON row) or csv (a CSV row)."""
     bulk = mode in ("bulk", "csv")
-    spec: dict[str, fields.Field] = {
+    spec: dict[str, fields.Field[Any]] = {
         "name": name_field(required=mode != "patch"),
         "external_id": _external_id(required=bulk, allow_none=not bulk),
         # CSV cells are text: true/false, yes/no, 1/0 there; JSON takes only true/false.
@@ -85,8 +85,8 @@ def _writable(plural: str, mode: str) -> dict[str, fields.Field]:
     return spec
 
 
-def _output(plural: str) -> dict[str, fields.Field]:
-    spec: dict[str, fields.Field] = {"id": fields.UUID()}
+def _output(plural: str) -> dict[str, fields.Field[Any]]:
+    spec: dict[str, fields.Field[Any]] = {"id": fields.UUID()}
     for name in ("name", "external_id", "active", *_EXTRA[plural]):
         if name == "active":
             spec[name] = fields.Boolean()
@@ -98,7 +98,7 @@ def _output(plural: str) -> dict[str, fields.Field]:
     return spec
 
 
-def _build(plural: str, suffix: str, spec: dict[str, fields.Field]) -> type[Schema]:
+def _build(plural: str, suffix: str, spec: dict[str, fields.Field[Any]]) -> type[Schema]:
     title = KINDS[plural].name.capitalize()
     return Schema.from_dict(spec, name=f"{title}{suffix}Schema")
 
@@ -225,7 +225,8 @@ def load_rows(
         loaded = SCHEMAS[plural]["csv" if csv else "bulk"]().load(candidates, many=True)
         failed: dict[int, Any] = {}
     except ValidationError as exc:
-        loaded, failed = exc.valid_data, exc.messages  # type: ignore[assignment]
+        # many=True: the messages are keyed by position (marshmallow types them as any shape).
+        loaded, failed = exc.valid_data, cast(dict[int, Any], exc.messages)
     valid = []
     for position, index in enumerate(indexes):
         if position in failed:

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from api.fields import Email, StrictBoolean, Text, name_field
+from api.fields import Email, FieldOptions, StrictBoolean, Text, name_field
 from tenancy.models import MODULES
 
 
@@ -23,7 +23,7 @@ def _https_or_http_url(value: str) -> None:
         raise ValidationError("Must be an http(s) URL.")
 
 
-TIMEZONE = {
+TIMEZONE: FieldOptions = {
     "validate": [validate.Length(max=64), _timezone],
     "metadata": {"example": "Europe/Paris"},
 }

@@ -216,7 +216,7 @@ def _insert_missing(
 def _rowcount(session: Session, stmt: Any) -> int:
     # SQLAlchemy reports INSERT row counts only when asked to keep them.
     result = session.execute(stmt.execution_options(preserve_rowcount=True))
-    return max(result.rowcount or 0, 0)
+    return max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
 
 
 def _retire(
@@ -243,9 +243,9 @@ def _retire(
         update(A).where(*role_live, ~A.c.required, applies).values(required=True, updated_at=now)
     )
     return {
-        "removed": max(removed.rowcount or 0, 0),
-        "not_required": max(unrequired.rowcount or 0, 0),
-        "required_again": max(required_again.rowcount or 0, 0),
+        "removed": max(removed.rowcount or 0, 0),  # type: ignore[attr-defined]
+        "not_required": max(unrequired.rowcount or 0, 0),  # type: ignore[attr-defined]
+        "required_again": max(required_again.rowcount or 0, 0),  # type: ignore[attr-defined]
     }
 
 

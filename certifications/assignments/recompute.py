@@ -148,7 +148,7 @@ def _block_ranges(parts: int, blocks: int) -> Iterator[list[ColumnElement[bool]]
     """`parts` contiguous ranges of heap blocks (PostgreSQL TID range scans); the last one is
     open-ended, so rows moved to blocks added meanwhile are still seen."""
     step = max(1, math.ceil(blocks / parts))
-    ctid = literal_column("assignments.ctid")
+    ctid: ColumnElement[Any] = literal_column("assignments.ctid")
     for i in range(parts):
         where: list[ColumnElement[bool]] = []
         if i > 0:
@@ -297,7 +297,7 @@ def _recompute_pg(
     # alone plans a hash join over a second full scan of assignments. `ctid = ANY(ARRAY(…))`
     # fetches just the changed rows by their physical address instead (a TID scan; the rows are
     # locked FOR UPDATE by `changed`, so their addresses cannot move before this UPDATE).
-    changed_tids = literal_column("ARRAY(SELECT changed.row_ctid FROM changed)")
+    changed_tids: ColumnElement[Any] = literal_column("ARRAY(SELECT changed.row_ctid FROM changed)")
     stmt = (
         update(A)
         .where(

@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import Date, String, Uuid, and_, func, literal, or_, select, true, update
 from sqlalchemy.orm import Session
+from sqlalchemy.types import TypeEngine
 
 from certifications.assignments.models import Assignment
 from certifications.automation.models import Notification
@@ -32,7 +33,7 @@ from tenancy.models import Organization
 
 log = logging.getLogger("certs.notifications")
 
-_TARGET_COLUMNS = [
+_TARGET_COLUMNS: list[tuple[str, TypeEngine[Any]]] = [
     ("certification_id", Uuid()),
     ("rule_key", String(64)),
     ("trigger", String(16)),
@@ -107,7 +108,7 @@ def expand_targets(org: Organization, certs: list[Certification], today: date) -
             base = (cert.id, key, rule["trigger"], until)
             for channel in dict.fromkeys(rule.get("channels") or ["email"]):
                 for kind, recipient, source in _recipients(org, rule, channel):
-                    target = Target(*base, channel, kind, recipient, source)  # type: ignore[arg-type]
+                    target = Target(*base, channel, kind, recipient, source)
                     out.setdefault((cert.id, key, channel, kind, recipient), target)
     return list(out.values())
 

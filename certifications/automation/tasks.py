@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Date, String, Uuid, case, exists, literal, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.types import TypeEngine
 
 from certifications.assignments.models import Assignment
 from certifications.automation.models import Task
@@ -24,7 +25,7 @@ from infra.database import get_or_not_found, utcnow
 from infra.dialect import batches, insert_ignoring_conflicts, literal_table, new_uuid_sql
 from infra.errors import Conflict
 
-_TARGET_COLUMNS = [
+_TARGET_COLUMNS: list[tuple[str, TypeEngine[Any]]] = [
     ("certification_id", Uuid()),
     ("rule_key", String(64)),
     ("until_on", Date()),

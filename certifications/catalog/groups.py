@@ -131,7 +131,7 @@ def tree(session: Session) -> list[dict[str, Any]]:
     """Every group nested under its parent, with live certification counts: one query."""
     nodes = group_nodes(session)
     # JSON-ready nodes (string ids): the nesting is serialized as is, without recursion.
-    out = {
+    out: dict[uuid.UUID, dict[str, Any]] = {
         gid: {
             "id": str(gid),
             "name": node.name,
@@ -296,7 +296,9 @@ def _check_depth(deepest_level: int) -> None:
 
 def _count(session: Session, model: Any, group_id: uuid.UUID) -> int:
     column = model.group_id if model is CertificationGroupMember else model.parent_id
-    return int(session.scalar(select(func.count()).select_from(model).where(column == group_id)))
+    return session.execute(
+        select(func.count()).select_from(model).where(column == group_id)
+    ).scalar_one()
 
 
 def _plural(n: int, noun: str) -> str:

@@ -35,7 +35,7 @@ RowErrors = dict[str, list[str]]
 class _Plan(NamedTuple):
     """What one valid row will do: `old` is the stored row (None: created)."""
 
-    index: int
+    row_index: int  # `index` would shadow tuple.index
     status: str
     old: dict[str, Any] | None
     new: dict[str, Any]
@@ -234,7 +234,7 @@ def _refuse_held_roles(
     for plan in planned:
         count = held.get(plan.item_id) if not plan.new["active"] else None
         if count:
-            errors[plan.index] = {"active": [held_message(count)]}
+            errors[plan.row_index] = {"active": [held_message(count)]}
         else:
             kept.append(plan)
     return kept
@@ -280,7 +280,7 @@ def _upsert(session: Session, kind: Kind, writes: list[dict[str, Any]]) -> dict[
             literal(now, table.c.created_at.type),
             literal(now, table.c.updated_at.type),
         )
-        stmt = postgresql.insert(table).from_select(
+        stmt: postgresql.Insert | sqlite.Insert = postgresql.insert(table).from_select(
             ["org_id", *columns, "created_at", "updated_at"], source
         )
         params: list[dict[str, Any]] | None = None
@@ -288,11 +288,11 @@ def _upsert(session: Session, kind: Kind, writes: list[dict[str, Any]]) -> dict[
         stmt = sqlite.insert(table)
         params = [w | {"org_id": org_id, "created_at": now, "updated_at": now} for w in writes]
     changed = {f: stmt.excluded[f] for f in kind.fields if f != "external_id"}
-    stmt = stmt.on_conflict_do_update(
+    upsert = stmt.on_conflict_do_update(
         index_elements=[table.c.org_id, table.c.external_id],
         set_=changed | {"updated_at": stmt.excluded.updated_at},
     ).returning(table.c.external_id, table.c.id)
-    return dict(session.execute(stmt, params).all())
+    return dict(session.execute(upsert, params).all())
 
 
 def _affects_roles(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
@@ -329,7 +329,9 @@ def _atomic_error(report: dict[str, Any], errors: dict[int, RowErrors]) -> Inval
     )
 
 
-def _among(session: Session, stmt: Select[Any], column: Any, values: list[Any]) -> Select[Any]:
+def _among(
+    session: Session, stmt: Select[*tuple[Any, ...]], column: Any, values: list[Any]
+) -> Select[*tuple[Any, ...]]:
     """`stmt` restricted to `column IN (values)`.
 
     On PostgreSQL the values are one array joined as `unnest(...)`: one parameter instead of

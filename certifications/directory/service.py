@@ -16,7 +16,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from certifications.directory.models import Asset, Client, Employee, Location, Role
-from infra.database import Base, get_or_not_found
+from infra.database import get_or_not_found
 from infra.errors import Conflict, Invalid
 from jobs.models import Job
 from jobs.outbox import request_job
@@ -30,7 +30,7 @@ class Reference:
     """A field pointing at another directory entity of the same organization."""
 
     field: str
-    model: type[Base]
+    model: type[Role] | type[Client]
     entity: str
 
 
@@ -144,7 +144,8 @@ def active_holders(session: Session, role_ids: Iterable[uuid.UUID]) -> dict[uuid
         .where(Employee.role_id.in_(ids), Employee.active.is_(True))
         .group_by(Employee.role_id)
     )
-    return {role_id: count for role_id, count in session.execute(stmt).all()}
+    rows = session.execute(stmt).all()
+    return {role_id: count for role_id, count in rows if role_id is not None}  # IN: never NULL
 
 
 def held_message(count: int) -> str:

@@ -43,11 +43,12 @@ def renewal_forecast(session: Session, today: date, months: int) -> dict[str, An
         )
         .group_by(Assignment.expires_on, Certification.cost)
     )
-    buckets = {add_months(first, i).strftime("%Y-%m"): [0, Decimal(0)] for i in range(months)}
+    # (renewals, cost) per month
+    buckets = {add_months(first, i).strftime("%Y-%m"): (0, Decimal(0)) for i in range(months)}
     for r in session.execute(stmt):
-        bucket = buckets[r.expires_on.strftime("%Y-%m")]
-        bucket[0] += r.n
-        bucket[1] += Decimal(r.cost or 0) * r.n
+        key = r.expires_on.strftime("%Y-%m")
+        n, cost = buckets[key]
+        buckets[key] = (n + r.n, cost + Decimal(r.cost or 0) * r.n)
     return {
         "today": today,
         "from": today,
