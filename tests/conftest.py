@@ -29,6 +29,7 @@ from tenancy.auth import TENANT_SCOPES, issue_token
 from tenancy.models import Organization
 from tenancy.organizations import create_organization
 from tests.support.actors import TEST_ACTORS
+from tests.support.queries import count_queries as _count_queries
 from tests.support.suite import BACKEND, SETTINGS, SUBPROCESS_ENV
 from workers.actors import register_actors
 
@@ -122,6 +123,13 @@ def drain(timeout: float = 60.0) -> None:
                 ).all()
             raise TimeoutError(f"jobs still running: {stuck[:5]}")
         time.sleep(0.05)
+
+
+@pytest.fixture
+def count_queries():  # type: ignore[no-untyped-def]
+    """`with count_queries(where=...) as q:` logs the SQL this test's thread runs (see
+    `tests.support.queries`)."""
+    return _count_queries
 
 
 @pytest.fixture

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date, timedelta
 
 import pytest
-from sqlalchemy import event, func, select, update
+from sqlalchemy import func, select, update
 
 from certifications.assignments import fanout
 from certifications.assignments.models import Assignment, StatusEvent
@@ -22,23 +20,6 @@ from tests.support import assignment_data as data
 from workers import actors
 
 TODAY = date(2026, 3, 31)
-
-
-@contextmanager
-def statements() -> Iterator[list[str]]:
-    seen: list[str] = []
-    me = threading.get_ident()  # only this test's statements, not a background worker's
-
-    def _record(conn, cursor, statement, params, ctx, many):  # type: ignore[no-untyped-def]
-        if threading.get_ident() == me:
-            seen.append(" ".join(statement.split()).upper())
-
-    engine = db.get_engine()
-    event.listen(engine, "before_cursor_execute", _record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", _record)
 
 
 def _run_cert(org_id, cert_id, today=TODAY):  # type: ignore[no-untyped-def]
@@ -72,18 +53,18 @@ def _set_employee(as_tenant, org_id, emp_id, **values):  # type: ignore[no-untyp
         s.commit()
 
 
-def test_creates_missing_role_assignments_in_one_insert(org, as_tenant):  # type: ignore[no-untyped-def]
+def test_creates_missing_role_assignments_in_one_insert(org, as_tenant, count_queries):  # type: ignore[no-untyped-def]
     role, other_role = data.role(org.id), data.role(org.id)
     members = data.employees(org.id, 4, role.id)
     data.employees(org.id, 2, other_role.id)
     inactive = data.employee(org.id, role.id)
     _set_employee(as_tenant, org.id, inactive.id, active=False)
     cert = data.certification(org.id, role_ids=[role.id])
-    with statements() as seen:
+    with count_queries() as q:
         report = _run_cert(org.id, cert.id)
-    inserts = [s for s in seen if s.startswith("INSERT INTO ASSIGNMENTS")]
-    assert len(inserts) == 1
-    assert "ON CONFLICT" in inserts[0]
+    inserts = q.starting("INSERT INTO assignments")
+    assert len(inserts) == 1, q
+    assert "ON CONFLICT" in inserts[0].upper()
     assert report["created"] == 4
     rows = _assignments(as_tenant, org.id, certification_id=cert.id)
     assert sorted(r.subject_id for r in rows) == sorted(m.id for m in members)
@@ -125,7 +106,7 @@ def test_valid_when_added_in_the_same_statement(org, as_tenant, fields, issued, 
     }
 
 
-def test_employees_fanout_applies_each_certifications_rules(org, as_tenant):  # type: ignore[no-untyped-def]
+def test_employees_fanout_applies_each_certifications_rules(org, as_tenant, count_queries):  # type: ignore[no-untyped-def]
     role = data.role(org.id)
     plain = data.certification(org.id, role_ids=[role.id])
     instant = data.certification(
@@ -133,9 +114,9 @@ def test_employees_fanout_applies_each_certifications_rules(org, as_tenant):  # 
     )
     data.certification(org.id, role_ids=[role.id], type="employee", archived_at=utcnow())
     person = data.employee(org.id, role.id)
-    with statements() as seen:
+    with count_queries() as q:
         report = _run_emps(org.id, [person.id])
-    assert len([s for s in seen if s.startswith("INSERT INTO ASSIGNMENTS")]) == 1
+    assert len(q.starting("INSERT INTO assignments")) == 1, q
     assert report["created"] == 2
     by_cert = {a.certification_id: a for a in _assignments(as_tenant, org.id)}
     assert set(by_cert) == {plain.id, instant.id}
