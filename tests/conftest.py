@@ -29,6 +29,7 @@ from tenancy.auth import TENANT_SCOPES, issue_token
 from tenancy.models import Organization
 from tenancy.organizations import create_organization
 from tests.support.actors import TEST_ACTORS
+from tests.support.collection import nondeterministic_ids
 from tests.support.queries import count_queries as _count_queries
 from tests.support.suite import BACKEND, SETTINGS, SUBPROCESS_ENV
 from workers.actors import register_actors
@@ -41,6 +42,13 @@ ALL_SCOPES = list(TENANT_SCOPES)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    random_ids = nondeterministic_ids(items)
+    if random_ids:
+        raise pytest.UsageError(
+            "test ids must not depend on random values (pytest-xdist collects them once per "
+            "worker and refuses lists that differ); give these parameters ids=: "
+            + ", ".join(random_ids[:10])
+        )
     skip_pg = pytest.mark.skip(reason="needs PostgreSQL (CERTS_TEST_BACKEND=postgres)")
     skip_redis = pytest.mark.skip(reason="needs Redis (REDIS_URL) and a dramatiq worker process")
     for item in items:
