@@ -1,4 +1,4 @@
-"""Suite-wide fixtures: a fresh database per run, the app, a worker, factories.
+"""Suite-wide fixtures: a fresh database per run, the app, a worker, API clients.
 
 The settings come from `tests.support.suite` (passed, never put into `os.environ`); the suite
 bootstraps its runtime from them once, like every entry point does.
@@ -27,12 +27,13 @@ from jobs.models import OutboxMessage
 from runtime import bootstrap
 from tenancy.auth import TENANT_SCOPES, issue_token
 from tenancy.models import Organization
-from tenancy.organizations import create_organization
 from tests.support.actors import TEST_ACTORS
 from tests.support.collection import nondeterministic_ids
 from tests.support.queries import count_queries as _count_queries
 from tests.support.suite import BACKEND, SETTINGS, SUBPROCESS_ENV
 from workers.actors import register_actors
+
+pytest_plugins = ["tests.support.factories"]  # make_org, make_employee, ... make_world
 
 migrate.upgrade(SETTINGS)
 RUNTIME = bootstrap(SETTINGS)
@@ -148,19 +149,6 @@ def jobs(worker):  # type: ignore[no-untyped-def]
         drain = staticmethod(drain)
 
     return _Jobs()
-
-
-@pytest.fixture
-def make_org() -> Callable[..., Organization]:
-    def _make(name: str | None = None, modules: tuple[str, ...] = ("hse",), **kw: Any):
-        with context.platform(), db.new_session() as s:
-            org = create_organization(
-                s, name=name or f"Org {uuid.uuid4().hex[:6]}", modules=list(modules), **kw
-            )
-            s.commit()
-            return org
-
-    return _make
 
 
 class ApiClient:

@@ -5,10 +5,14 @@ from __future__ import annotations
 import threading
 from types import SimpleNamespace
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 
+from certifications.assignments.models import Assignment
+from certifications.catalog.models import CertificationRole
 from infra import context
 from infra import database as db
+from tests.security import support
+from tests.support import factories
 from tests.support.collection import nondeterministic_ids
 
 
@@ -57,3 +61,32 @@ def test_random_looking_test_ids_are_refused() -> None:
         "t5034af43-cf10-402f-8628-eed7dcb9765e.py::test_x",
     ]
     assert nondeterministic_ids(items(*random, *stable)) == random
+
+
+def test_factories_make_ordinary_rows_in_the_given_org(  # type: ignore[no-untyped-def]
+    org, make_role, make_employee, make_employees, make_certification, make_assignment, as_tenant
+):
+    role = make_role(org)
+    one, other = make_employee(org, role_id=role.id), make_employee(org.id)  # org or its id
+    assert one.name != other.name
+    assert one.email != other.email
+    assert [e.name for e in make_employees(org, 2)] == ["Employee 0", "Employee 1"]
+    cert = make_certification(org, role_ids=[role.id])
+    assert (cert.type, cert.validity_months, cert.validity_days) == ("employee", None, None)
+    recorded = make_assignment(cert, one)
+    assert (recorded.status, recorded.issued_on, recorded.effective_on) == (
+        "valid",
+        factories.ISSUED_ON,
+        factories.ISSUED_ON,
+    )
+    assert make_assignment(cert, other, issued_on=None).status == "missing"
+    with as_tenant(org.id) as s:
+        assert s.get(Assignment, recorded.id).subject_id == one.id
+        assert s.scalars(select(CertificationRole.role_id)).all() == [role.id]
+
+
+def test_make_world_has_one_row_of_every_kind_in_that_org_only(org, make_org, make_world):  # type: ignore[no-untyped-def]
+    world = make_world(org)
+    assert list(world) == list(factories.WORLD_KINDS)
+    assert {str(i) for i in world.values()} <= support.all_ids(org.id)
+    assert not {str(i) for i in world.values()} & support.all_ids(make_org().id)

@@ -9,7 +9,6 @@ import pytest
 from sqlalchemy import func, select
 
 from certifications.assignments.models import Assignment, StatusEvent
-from tests.support import assignment_data as data
 
 TODAY = date.today()  # the test orgs use UTC; close enough to the server's "today"
 
@@ -19,13 +18,13 @@ def _iso(d: date) -> str:
 
 
 @pytest.fixture
-def cert(org):  # type: ignore[no-untyped-def]
-    return data.certification(org.id, validity_months=12, warning_days=30)
+def cert(org, make_certification):  # type: ignore[no-untyped-def]
+    return make_certification(org, validity_months=12, warning_days=30)
 
 
 @pytest.fixture
-def emp(org):  # type: ignore[no-untyped-def]
-    return data.employee(org.id)
+def emp(org, make_employee):  # type: ignore[no-untyped-def]
+    return make_employee(org)
 
 
 def _create(api, cert, subject, **extra):  # type: ignore[no-untyped-def]
@@ -49,8 +48,8 @@ def test_create_without_record_is_missing(api, cert, emp):  # type: ignore[no-un
     assert api.get(f"/assignments/{body['id']}").get_json() == body
 
 
-def test_create_with_dates_computes_expiry_and_status(api, org, emp):  # type: ignore[no-untyped-def]
-    cert = data.certification(org.id, validity_months=1, warning_days=10)
+def test_create_with_dates_computes_expiry_and_status(api, org, emp, make_certification):  # type: ignore[no-untyped-def]
+    cert = make_certification(org, validity_months=1, warning_days=10)
     issued = date(2024, 1, 31)
     body = _create(api, cert, emp, issued_on=_iso(issued)).get_json()
     assert body["effective_on"] == "2024-01-31"
@@ -77,8 +76,8 @@ def test_statuses_from_dates(api, cert, emp, offset_issued, expires_in, status):
     assert resp.get_json()["status"] == status
 
 
-def test_valid_when_added_records_today(api, org, emp):  # type: ignore[no-untyped-def]
-    cert = data.certification(org.id, valid_when_added=True, validity_days=90)
+def test_valid_when_added_records_today(api, org, emp, make_certification):  # type: ignore[no-untyped-def]
+    cert = make_certification(org, valid_when_added=True, validity_days=90)
     body = _create(api, cert, emp).get_json()
     assert body["issued_on"] == _iso(TODAY)
     assert body["expires_on"] == _iso(TODAY + timedelta(days=90))
@@ -86,16 +85,16 @@ def test_valid_when_added_records_today(api, org, emp):  # type: ignore[no-untyp
 
 
 @pytest.mark.parametrize("kind", ["asset", "client", "location"])
-def test_other_subject_types(api, org, kind):  # type: ignore[no-untyped-def]
-    cert = data.certification(org.id, type=kind)
-    subject = data.subject(org.id, kind)
+def test_other_subject_types(api, org, kind, make_subject, make_certification):  # type: ignore[no-untyped-def]
+    cert = make_certification(org, type=kind)
+    subject = make_subject(org, kind)
     resp = _create(api, cert, subject)
     assert resp.status_code == 201, resp.get_json()
     assert resp.get_json()["subject_type"] == kind
 
 
-def test_subject_type_must_match_certification(api, org, cert):  # type: ignore[no-untyped-def]
-    asset = data.subject(org.id, "asset")
+def test_subject_type_must_match_certification(api, org, cert, make_subject):  # type: ignore[no-untyped-def]
+    asset = make_subject(org, "asset")
     resp = api.post(
         "/assignments",
         json={
@@ -108,10 +107,12 @@ def test_subject_type_must_match_certification(api, org, cert):  # type: ignore[
     assert "subject_type" in resp.get_json()["errors"]
 
 
-def test_unknown_or_foreign_subject_and_certification_are_422(api, make_org, cert):  # type: ignore[no-untyped-def]
+def test_unknown_or_foreign_subject_and_certification_are_422(
+    api, make_org, cert, make_employee, make_certification
+):  # type: ignore[no-untyped-def]
     other = make_org()
-    foreign_emp = data.employee(other.id)
-    foreign_cert = data.certification(other.id)
+    foreign_emp = make_employee(other)
+    foreign_cert = make_certification(other)
     resp = _create(api, cert, foreign_emp)
     assert resp.status_code == 422
     assert "subject_id" in resp.get_json()["errors"]
@@ -127,10 +128,10 @@ def test_unknown_or_foreign_subject_and_certification_are_422(api, make_org, cer
     assert "certification_id" in resp.get_json()["errors"]
 
 
-def test_archived_certification_refused(api, org, emp):  # type: ignore[no-untyped-def]
+def test_archived_certification_refused(api, org, emp, make_certification):  # type: ignore[no-untyped-def]
     from infra.database import utcnow
 
-    cert = data.certification(org.id, archived_at=utcnow())
+    cert = make_certification(org, archived_at=utcnow())
     resp = _create(api, cert, emp)
     assert resp.status_code == 422
     assert "certification_id" in resp.get_json()["errors"]
@@ -201,9 +202,9 @@ def test_module_disabled(api_for, make_org):  # type: ignore[no-untyped-def]
     assert resp.get_json()["code"] == "module_disabled"
 
 
-def test_list_filters_and_pagination(api, org, cert):  # type: ignore[no-untyped-def]
-    people = data.employees(org.id, 5)
-    other_cert = data.certification(org.id)
+def test_list_filters_and_pagination(api, org, cert, make_employees, make_certification):  # type: ignore[no-untyped-def]
+    people = make_employees(org, 5)
+    other_cert = make_certification(org)
     ids = []
     for i, person in enumerate(people):
         issued = {"issued_on": _iso(TODAY - timedelta(days=1))} if i % 2 else {}
@@ -336,8 +337,8 @@ FORM = {
 }
 
 
-def test_form_submission_records_certification(api, org, emp):  # type: ignore[no-untyped-def]
-    cert = data.certification(org.id, forms_required=True, form=FORM, validity_months=12)
+def test_form_submission_records_certification(api, org, emp, make_certification):  # type: ignore[no-untyped-def]
+    cert = make_certification(org, forms_required=True, form=FORM, validity_months=12)
     created = _create(api, cert, emp, issued_on=_iso(TODAY)).get_json()
     assert created["status"] == "missing"  # forms required, none accepted yet
     resp = api.post(
@@ -353,8 +354,8 @@ def test_form_submission_records_certification(api, org, emp):  # type: ignore[n
     assert history["form_submissions"][0]["answers"]["score"] == 92
 
 
-def test_form_submission_without_record_issues_today(api, org, emp):  # type: ignore[no-untyped-def]
-    cert = data.certification(org.id, forms_required=True, form=FORM, validity_days=30)
+def test_form_submission_without_record_issues_today(api, org, emp, make_certification):  # type: ignore[no-untyped-def]
+    cert = make_certification(org, forms_required=True, form=FORM, validity_days=30)
     aid = _create(api, cert, emp).get_json()["id"]
     resp = api.post(
         f"/assignments/{aid}/form-submissions", json={"answers": {"score": 1, "passed": False}}
@@ -365,8 +366,8 @@ def test_form_submission_without_record_issues_today(api, org, emp):  # type: ig
     assert body["status"] == "expires_soon"
 
 
-def test_form_answers_validated(api, org, emp):  # type: ignore[no-untyped-def]
-    cert = data.certification(org.id, forms_required=True, form=FORM)
+def test_form_answers_validated(api, org, emp, make_certification):  # type: ignore[no-untyped-def]
+    cert = make_certification(org, forms_required=True, form=FORM)
     aid = _create(api, cert, emp).get_json()["id"]
     resp = api.post(
         f"/assignments/{aid}/form-submissions",
@@ -408,11 +409,11 @@ ID_ROUTES = [
 
 @pytest.mark.parametrize(("method", "path", "body"), ID_ROUTES)
 def test_cross_tenant_is_404_and_row_unchanged(  # type: ignore[no-untyped-def]
-    api_for, make_org, as_tenant, method, path, body
+    api_for, make_org, as_tenant, method, path, body, make_employee, make_certification
 ):
     owner, intruder = make_org(), make_org()
-    cert = data.certification(owner.id, forms_required=True, form=FORM)
-    person = data.employee(owner.id)
+    cert = make_certification(owner, forms_required=True, form=FORM)
+    person = make_employee(owner)
     created = _create(api_for(owner), cert, person).get_json()
     url = path.format(id=created["id"])
     kwargs = {"json": body} if body is not None else {}
@@ -428,10 +429,10 @@ def test_cross_tenant_is_404_and_row_unchanged(  # type: ignore[no-untyped-def]
     assert (events, rows) == (0, 1)
 
 
-def test_list_never_shows_other_orgs(api_for, make_org):  # type: ignore[no-untyped-def]
+def test_list_never_shows_other_orgs(api_for, make_org, make_employee, make_certification):  # type: ignore[no-untyped-def]
     a, b = make_org(), make_org()
-    cert = data.certification(a.id)
-    _create(api_for(a), cert, data.employee(a.id))
+    cert = make_certification(a)
+    _create(api_for(a), cert, make_employee(a))
     assert len(api_for(a).get("/assignments").get_json()["items"]) == 1
     assert api_for(b).get("/assignments").get_json()["items"] == []
     assert api_for(b).get(f"/assignments?certification_id={cert.id}").get_json()["items"] == []
@@ -448,8 +449,8 @@ def test_list_never_shows_other_orgs(api_for, make_org):  # type: ignore[no-unty
         ({"score": 1, "passed": True, "level": {"value": "basic"}}, "level"),
     ],
 )
-def test_form_answer_edge_cases_are_422(api, org, emp, answers, field):  # type: ignore[no-untyped-def]
-    cert = data.certification(org.id, forms_required=True, form=FORM)
+def test_form_answer_edge_cases_are_422(api, org, emp, answers, field, make_certification):  # type: ignore[no-untyped-def]
+    cert = make_certification(org, forms_required=True, form=FORM)
     aid = _create(api, cert, emp).get_json()["id"]
     resp = api.post(f"/assignments/{aid}/form-submissions", json={"answers": answers})
     assert resp.status_code == 422, resp.get_json()

@@ -1,4 +1,4 @@
-"""A real SMTP server (aiosmtpd) and a real HTTP webhook receiver on loopback, plus factories.
+"""A real SMTP server (aiosmtpd) and a real HTTP webhook receiver on loopback.
 
 The SMTP port and the shrunk retry backoff are part of the suite's settings
 (`tests.support.suite`), so a `dramatiq` worker process (PostgreSQL + Redis run) delivers to the
@@ -13,10 +13,9 @@ import hashlib
 import hmac
 import json
 import threading
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -126,58 +125,4 @@ def webhook() -> Iterator[WebhookReceiver]:
     server.server_close()
 
 
-# ------------------------------------------------------------------------------ factories
-
-TODAY = date(2026, 11, 29)
-
-
-@pytest.fixture
-def arrange(as_tenant) -> Callable[..., Any]:  # type: ignore[no-untyped-def]
-    """`arrange(org)` → a builder that creates rows directly through the ORM as that org."""
-    from certifications.assignments.models import Assignment
-    from certifications.catalog.models import Certification
-    from certifications.directory.models import Asset, Client, Employee
-
-    class Builder:
-        def __init__(self, org: Any) -> None:
-            self.org = org
-
-        def _add(self, obj: Any) -> Any:
-            with as_tenant(self.org.id) as s:
-                s.add(obj)
-                s.commit()
-                return obj
-
-        def employee(self, name: str = "Ada Lovelace", email: str | None = "ada@example.test"):  # type: ignore[no-untyped-def]
-            return self._add(Employee(name=name, email=email))
-
-        def asset(self, name: str = "Crane 7"):  # type: ignore[no-untyped-def]
-            return self._add(Asset(name=name))
-
-        def client(self, name: str = "Acme", contact_email: str | None = "ops@acme.test"):  # type: ignore[no-untyped-def]
-            return self._add(Client(name=name, contact_email=contact_email))
-
-        def certification(self, name: str | None = None, type: str = "employee", **kw: Any):  # type: ignore[no-untyped-def]
-            return self._add(
-                Certification(
-                    name=name or f"Working at Heights {uuid.uuid4().hex[:4]}",
-                    type=type,
-                    validity_months=12,
-                    **kw,
-                )
-            )
-
-        def assignment(self, cert: Any, subject: Any, **kw: Any):  # type: ignore[no-untyped-def]
-            kw.setdefault("issued_on", TODAY - timedelta(days=300))
-            kw.setdefault("effective_on", kw["issued_on"])
-            kw.setdefault("status", "valid")
-            return self._add(
-                Assignment(
-                    certification_id=cert.id,
-                    subject_type=cert.type,
-                    subject_id=subject.id,
-                    **kw,
-                )
-            )
-
-    return Builder
+TODAY = date(2026, 11, 29)  # the automation tests' "today", passed to every evaluation

@@ -169,28 +169,33 @@ def _outbox_states(org_id: uuid.UUID) -> dict[str, int]:
     return dict(rows)  # type: ignore[arg-type]
 
 
-def _arrange_fanout(org_id: uuid.UUID, n: int) -> tuple[uuid.UUID, uuid.UUID]:
-    from certifications.catalog.models import Certification, CertificationRole
-    from certifications.directory.models import Employee, Role
+@pytest.fixture
+def crew(make_role, make_certification):  # type: ignore[no-untyped-def]
+    """`crew(org, n)`: a role of `n` employees (inserted set-based) and a certification for it."""
+    from certifications.directory.models import Employee
 
-    with context.tenant(org_id), db.new_session() as s:
-        role = Role(name="Crew")
-        s.add(role)
-        s.flush()
-        for start in range(0, n, 10_000):
-            s.execute(
-                insert(Employee),
-                [
-                    {"org_id": org_id, "id": uuid.uuid4(), "name": f"E{i:06d}", "role_id": role.id}
-                    for i in range(start, min(n, start + 10_000))
-                ],
-            )
-        cert = Certification(name="Working at height", type="employee", validity_months=12)
-        s.add(cert)
-        s.flush()
-        s.add(CertificationRole(certification_id=cert.id, role_id=role.id))
-        s.commit()
-        return role.id, cert.id
+    def build(org, n: int):  # type: ignore[no-untyped-def]
+        role = make_role(org, name="Crew")
+        with context.tenant(org.id), db.new_session() as s:
+            for start in range(0, n, 10_000):
+                s.execute(
+                    insert(Employee),
+                    [
+                        {
+                            "org_id": org.id,
+                            "id": uuid.uuid4(),
+                            "name": f"E{i:06d}",
+                            "role_id": role.id,
+                        }
+                        for i in range(start, min(n, start + 10_000))
+                    ],
+                )
+            s.commit()
+        return make_certification(
+            org, name="Working at height", validity_months=12, role_ids=[role.id]
+        )
+
+    return build
 
 
 def _assignment_counts(org_id: uuid.UUID, cert_id: uuid.UUID) -> tuple[int, int]:
@@ -205,7 +210,7 @@ def _assignment_counts(org_id: uuid.UUID, cert_id: uuid.UUID) -> tuple[int, int]
     return total, distinct
 
 
-def _kill_worker_mid_fanout(make_org, own_stack, n: int) -> None:  # type: ignore[no-untyped-def]
+def _kill_worker_mid_fanout(make_org, crew, own_stack, n: int) -> None:  # type: ignore[no-untyped-def]
     import jobs.relay as relay
 
     if "fanout_certification" not in dramatiq.get_broker().actors:
@@ -213,7 +218,7 @@ def _kill_worker_mid_fanout(make_org, own_stack, n: int) -> None:  # type: ignor
     _server, make_worker = own_stack
     org = make_org()
     FAULT_ORGS.append(org.id)
-    _role, cert_id = _arrange_fanout(org.id, n)
+    cert_id = crew(org, n).id
     with context.tenant(org.id), db.new_session() as s:
         job = request_job(s, "fanout_certification", job_kind="fanout", certification_id=cert_id)
         s.commit()
@@ -251,35 +256,27 @@ def _kill_worker_mid_fanout(make_org, own_stack, n: int) -> None:  # type: ignor
     assert job_state() == "done"
 
 
-def test_sigkill_worker_mid_fanout(make_org, own_stack):  # type: ignore[no-untyped-def]
-    _kill_worker_mid_fanout(make_org, own_stack, 20_000)
+def test_sigkill_worker_mid_fanout(make_org, crew, own_stack):  # type: ignore[no-untyped-def]
+    _kill_worker_mid_fanout(make_org, crew, own_stack, 20_000)
 
 
 @pytest.mark.slow
-def test_sigkill_worker_mid_fanout_100k(make_org, own_stack):  # type: ignore[no-untyped-def]
-    _kill_worker_mid_fanout(make_org, own_stack, 100_000)
+def test_sigkill_worker_mid_fanout_100k(make_org, crew, own_stack):  # type: ignore[no-untyped-def]
+    _kill_worker_mid_fanout(make_org, crew, own_stack, 100_000)
 
 
-def test_redis_outage_loses_no_job(make_org, own_stack, api_for):  # type: ignore[no-untyped-def]
+def test_redis_outage_loses_no_job(make_org, own_stack, api_for, make_role, make_certification):  # type: ignore[no-untyped-def]
     """Redis down: every write still answers 2xx (jobs wait in the outbox); Redis back: all run."""
     import jobs.relay as relay
     from certifications.assignments.models import Assignment
-    from certifications.catalog.models import Certification, CertificationRole
-    from certifications.directory.models import Role
 
     server, make_worker = own_stack
     org = make_org()
     FAULT_ORGS.append(org.id)
-    with context.tenant(org.id), db.new_session() as s:
-        role = Role(name="Crew")
-        s.add(role)
-        s.flush()
-        cert = Certification(name="First aid", type="employee", validity_months=12)
-        s.add(cert)
-        s.flush()
-        s.add(CertificationRole(certification_id=cert.id, role_id=role.id))
-        s.commit()
-        role_id, cert_id = role.id, cert.id
+    role_id = make_role(org, name="Crew").id
+    cert_id = make_certification(
+        org, name="First aid", type="employee", validity_months=12, role_ids=[role_id]
+    ).id
     client = api_for(org)
     server.stop()
     created = []

@@ -17,11 +17,9 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from infra import context
-from infra import database as db
-from tenancy.organizations import create_organization
 from tests.conftest import RUNTIME
 from tests.security import support
+from tests.support import factories
 from tests.support.suite import SETTINGS
 
 MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "15"))
@@ -37,10 +35,8 @@ def fuzz_token() -> str:
     """An org with the HSE module and one row of every kind; its token with every scope."""
     from tenancy.auth import TENANT_SCOPES, issue_token
 
-    with context.platform(), db.new_session() as s:
-        org = create_organization(s, name=f"Fuzz {uuid.uuid4().hex[:6]}", modules=["hse"])
-        s.commit()
-    support.make_world(org.id)
+    org = factories.create_org(name=f"Fuzz {uuid.uuid4().hex[:6]}", modules=["hse"])
+    factories.create_world(org)
     return issue_token(
         SETTINGS, sub="fuzzer", org_id=str(org.id), scopes=list(TENANT_SCOPES), ttl=7200
     )
