@@ -33,7 +33,12 @@ from tests.support.queries import count_queries as _count_queries
 from tests.support.suite import BACKEND, SETTINGS, SUBPROCESS_ENV
 from workers.actors import register_actors
 
-pytest_plugins = ["tests.support.factories"]  # make_org, make_employee, ... make_world
+pytest_plugins = [
+    "pytester",  # tests of the suite's own machinery (tests/test_support.py)
+    "tests.support.factories",  # make_org, make_employee, ... make_world
+    "tests.support.receivers",  # smtp, webhook: real servers on loopback
+    "tests.support.smtp_guard",  # a test that did not ask for an SMTP server cannot reach one
+]
 
 migrate.upgrade(SETTINGS)
 RUNTIME = bootstrap(SETTINGS)

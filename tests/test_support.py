@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import smtplib
 import threading
+from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 from sqlalchemy import select, text
 
 from certifications.assignments.models import Assignment
@@ -14,6 +17,7 @@ from infra import database as db
 from tests.security import support
 from tests.support import factories
 from tests.support.collection import nondeterministic_ids
+from tests.support.smtp_guard import SmtpGuard, UnexpectedSmtp
 
 
 def _select_one() -> None:
@@ -90,3 +94,65 @@ def test_make_world_has_one_row_of_every_kind_in_that_org_only(org, make_org, ma
     assert list(world) == list(factories.WORLD_KINDS)
     assert {str(i) for i in world.values()} <= support.all_ids(org.id)
     assert not {str(i) for i in world.values()} & support.all_ids(make_org().id)
+
+
+def test_smtp_guard_refuses_and_reports_every_kind_of_connection() -> None:
+    guard = SmtpGuard()
+    with pytest.MonkeyPatch.context() as mp:
+        guard.install(mp)
+        for make in (smtplib.SMTP, smtplib.SMTP_SSL):
+            for _ in range(2):
+                with pytest.raises(UnexpectedSmtp, match="unexpected SMTP connection"):
+                    make("127.0.0.1", 2525, timeout=1)
+    assert guard.attempts == ["SMTP to 127.0.0.1:2525"] * 2 + ["SMTP_SSL to 127.0.0.1:2525"] * 2
+    message = guard.failure("t.py::test_x")
+    assert message is not None
+    assert message.startswith(
+        "t.py::test_x opened 4 SMTP connection(s) without an SMTP fixture: "
+        "SMTP to 127.0.0.1:2525 (x2), SMTP_SSL to 127.0.0.1:2525 (x2);"
+    )
+    assert "request the `smtp` fixture" in message
+    assert SmtpGuard().failure("t.py::test_y") is None
+
+
+def test_smtp_guard_fails_a_test_that_opens_smtp_without_the_fixture(pytester, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1]))  # finds `tests`
+    pytester.makepyfile(
+        """
+        import smtplib
+
+        import pytest
+
+
+        @pytest.fixture
+        def smtp():
+            return "a sink"
+
+
+        def test_swallows_the_error_like_delivery_does():
+            try:
+                smtplib.SMTP("127.0.0.1", 1, timeout=1)
+            except OSError:
+                pass
+
+
+        def test_asked_for_a_server(smtp):
+            with pytest.raises(ConnectionRefusedError) as raised:  # a real attempt: port 1
+                smtplib.SMTP("127.0.0.1", 1, timeout=1)
+            assert "unexpected" not in str(raised.value)
+
+
+        def test_sends_nothing():
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "tests.support.smtp_guard", "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_swallows_the_error_like_delivery_does opened 1 SMTP connection(s) without an "
+            "SMTP fixture: SMTP to 127.0.0.1:1; *"
+        ]
+    )

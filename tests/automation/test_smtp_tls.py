@@ -21,7 +21,8 @@ from certifications.automation import delivery
 from certifications.automation.models import Notification
 from certifications.automation.notifications import evaluate_rules
 from infra import context
-from tests.automation.conftest import TODAY, SmtpSink
+from tests.automation.conftest import TODAY
+from tests.support.receivers import SmtpSink
 from tests.support.suite import free_port as _free_port
 from workers.delivery import deliver
 

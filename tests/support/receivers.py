@@ -1,8 +1,10 @@
-"""A real SMTP server (aiosmtpd) and a real HTTP webhook receiver on loopback.
+"""A real SMTP server (aiosmtpd) and a real HTTP webhook receiver on loopback, as fixtures
+(`smtp`, `webhook`) for any test that delivers; registered by `tests/conftest.py`.
 
-The SMTP port and the shrunk retry backoff are part of the suite's settings
-(`tests.support.suite`), so a `dramatiq` worker process (PostgreSQL + Redis run) delivers to the
-same sink as the in-process worker.
+Only a test that requests `smtp` (or its own server, like `tls_smtp`) may open an SMTP
+connection (`tests.support.smtp_guard`). The SMTP port and the shrunk retry backoff are part of
+the suite's settings (`tests.support.suite`), so a `dramatiq` worker process (PostgreSQL + Redis
+run) delivers to the same sink as the in-process worker.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -123,6 +124,3 @@ def webhook() -> Iterator[WebhookReceiver]:
     yield receiver
     server.shutdown()
     server.server_close()
-
-
-TODAY = date(2026, 11, 29)  # the automation tests' "today", passed to every evaluation
