@@ -28,7 +28,7 @@ from runtime import bootstrap
 from tenancy.auth import TENANT_SCOPES, issue_token
 from tenancy.models import Organization
 from tests.support.actors import TEST_ACTORS
-from tests.support.collection import nondeterministic_ids
+from tests.support.collection import nondeterministic_ids, restore_param_ids
 from tests.support.queries import count_queries as _count_queries
 from tests.support.suite import BACKEND, SETTINGS, SUBPROCESS_ENV
 from workers.actors import register_actors
@@ -48,6 +48,7 @@ ALL_SCOPES = list(TENANT_SCOPES)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    restore_param_ids(items)
     random_ids = nondeterministic_ids(items)
     if random_ids:
         raise pytest.UsageError(

@@ -156,3 +156,9 @@ def test_smtp_guard_fails_a_test_that_opens_smtp_without_the_fixture(pytester, m
             "SMTP fixture: SMTP to 127.0.0.1:1; *"
         ]
     )
+
+
+def test_collected_node_ids_are_unique(request) -> None:  # type: ignore[no-untyped-def]
+    """What pytest-xdist schedules and reports by, `--lf` reruns and `pytest <id>` selects."""
+    ids = [item.nodeid for item in request.session.items]
+    assert len(ids) == len(set(ids)), sorted({i for i in ids if ids.count(i) > 1})[:10]
