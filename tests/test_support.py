@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import smtplib
 import threading
 from pathlib import Path
@@ -162,3 +163,23 @@ def test_collected_node_ids_are_unique(request) -> None:  # type: ignore[no-unty
     """What pytest-xdist schedules and reports by, `--lf` reruns and `pytest <id>` selects."""
     ids = [item.nodeid for item in request.session.items]
     assert len(ids) == len(set(ids)), sorted({i for i in ids if ids.count(i) > 1})[:10]
+
+
+HOST_CLOCK = {("date", "today"), ("datetime", "today"), ("datetime", "utcnow")}
+
+
+def test_no_test_reads_the_hosts_local_date() -> None:
+    """`date.today()` and a naive `datetime.now()` are the host's zone and change at its
+    midnight: tests use explicit dates, or the org's today (`org_today(tz, now)`)."""
+    found = []
+    for path in sorted(Path(__file__).parent.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            owner = node.func.value
+            name = owner.id if isinstance(owner, ast.Name) else getattr(owner, "attr", None)
+            call = (name, node.func.attr)
+            naive_now = call == ("datetime", "now") and not node.args and not node.keywords
+            if call in HOST_CLOCK or naive_now:
+                found.append(f"{path.relative_to(Path(__file__).parent)}:{node.lineno}")
+    assert found == []
