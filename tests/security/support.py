@@ -24,6 +24,7 @@ from infra.database import Base
 from tenancy.auth import TENANT_SCOPES
 from tenancy.models import Organization, TenantScoped
 from tests.conftest import RUNTIME
+from tests.support.factories import World  # kind -> id, as `make_world` returns it
 from tests.support.suite import SETTINGS
 
 PREFIX = "/api/v1"
@@ -172,8 +173,6 @@ def route_inventory(app: Any) -> list[tuple[str, str]]:
 # ---------------------------------------------------------------------------------------------
 # Resource kinds: which table a path segment or an `*_id` field points at
 # ---------------------------------------------------------------------------------------------
-
-World = dict[str, uuid.UUID]  # kind -> id, as `make_world` returns it
 
 # URL collection segment -> kind (a key of the world).
 SEGMENT_KINDS = {

@@ -12,8 +12,8 @@ columns and override the defaults; the defaults are the least a row needs to be 
 
 - names are unique (a certification's name must be), employees have a unique e-mail address;
 - a certification is for employees, with the model's defaults (no validity: never expires);
-- an assignment is a manual record issued on `ISSUED_ON` and `valid`; pass `issued_on=None,
-  status="missing"` for one without a record.
+- an assignment is a manual record issued on `ISSUED_ON` and `valid`; `issued_on=None` makes
+  one without a record (`missing`).
 
 `make_world(org)` makes one row of every kind the API addresses by id (`WORLD_KINDS`), for the
 security matrices. The plain `create_*` functions are for code that cannot take fixtures
