@@ -1,4 +1,4 @@
-"""Suite-wide fixtures: a fresh database per run, the app, a worker, factories.
+"""Suite-wide fixtures: a fresh database per run, the app, a worker, API clients.
 
 The settings come from `tests.support.suite` (passed, never put into `os.environ`); the suite
 bootstraps its runtime from them once, like every entry point does.
@@ -27,10 +27,18 @@ from jobs.models import OutboxMessage
 from runtime import bootstrap
 from tenancy.auth import TENANT_SCOPES, issue_token
 from tenancy.models import Organization
-from tenancy.organizations import create_organization
 from tests.support.actors import TEST_ACTORS
+from tests.support.collection import nondeterministic_ids, restore_param_ids
+from tests.support.queries import count_queries as _count_queries
 from tests.support.suite import BACKEND, SETTINGS, SUBPROCESS_ENV
 from workers.actors import register_actors
+
+pytest_plugins = [
+    "pytester",  # tests of the suite's own machinery (tests/test_support.py)
+    "tests.support.factories",  # make_org, make_employee, ... make_world
+    "tests.support.receivers",  # smtp, webhook: real servers on loopback
+    "tests.support.smtp_guard",  # a test that did not ask for an SMTP server cannot reach one
+]
 
 migrate.upgrade(SETTINGS)
 RUNTIME = bootstrap(SETTINGS)
@@ -40,6 +48,14 @@ ALL_SCOPES = list(TENANT_SCOPES)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    restore_param_ids(items)
+    random_ids = nondeterministic_ids(items)
+    if random_ids:
+        raise pytest.UsageError(
+            "test ids must not depend on random values (pytest-xdist collects them once per "
+            "worker and refuses lists that differ); give these parameters ids=: "
+            + ", ".join(random_ids[:10])
+        )
     skip_pg = pytest.mark.skip(reason="needs PostgreSQL (CERTS_TEST_BACKEND=postgres)")
     skip_redis = pytest.mark.skip(reason="needs Redis (REDIS_URL) and a dramatiq worker process")
     for item in items:
@@ -125,6 +141,13 @@ def drain(timeout: float = 60.0) -> None:
 
 
 @pytest.fixture
+def count_queries():  # type: ignore[no-untyped-def]
+    """`with count_queries(where=...) as q:` logs the SQL this test's thread runs (see
+    `tests.support.queries`)."""
+    return _count_queries
+
+
+@pytest.fixture
 def jobs(worker):  # type: ignore[no-untyped-def]
     """`jobs.drain()` waits for all queued work; requesting it starts the worker."""
 
@@ -132,19 +155,6 @@ def jobs(worker):  # type: ignore[no-untyped-def]
         drain = staticmethod(drain)
 
     return _Jobs()
-
-
-@pytest.fixture
-def make_org() -> Callable[..., Organization]:
-    def _make(name: str | None = None, modules: tuple[str, ...] = ("hse",), **kw: Any):
-        with context.platform(), db.new_session() as s:
-            org = create_organization(
-                s, name=name or f"Org {uuid.uuid4().hex[:6]}", modules=list(modules), **kw
-            )
-            s.commit()
-            return org
-
-    return _make
 
 
 class ApiClient:

@@ -9,9 +9,19 @@ import pytest
 from sqlalchemy import func, select
 
 from certifications.assignments.models import Assignment, StatusEvent
-from tests.support import assignment_data as data
+from certifications.assignments.status import org_today
+from infra.database import utcnow
 
-TODAY = date.today()  # the test orgs use UTC; close enough to the server's "today"
+
+@pytest.fixture
+def today(monkeypatch):  # type: ignore[no-untyped-def]
+    """The org's today (its zone is UTC), with the API's clock held at the instant it was read,
+    so the test's "today" and every request's agree even when the run crosses midnight."""
+    import api.resources.assignments as resource
+
+    now = utcnow()
+    monkeypatch.setattr(resource, "utcnow", lambda: now)
+    return org_today("UTC", now)
 
 
 def _iso(d: date) -> str:
@@ -19,13 +29,13 @@ def _iso(d: date) -> str:
 
 
 @pytest.fixture
-def cert(org):  # type: ignore[no-untyped-def]
-    return data.certification(org.id, validity_months=12, warning_days=30)
+def cert(org, make_certification):  # type: ignore[no-untyped-def]
+    return make_certification(org, validity_months=12, warning_days=30)
 
 
 @pytest.fixture
-def emp(org):  # type: ignore[no-untyped-def]
-    return data.employee(org.id)
+def emp(org, make_employee):  # type: ignore[no-untyped-def]
+    return make_employee(org)
 
 
 def _create(api, cert, subject, **extra):  # type: ignore[no-untyped-def]
@@ -49,8 +59,8 @@ def test_create_without_record_is_missing(api, cert, emp):  # type: ignore[no-un
     assert api.get(f"/assignments/{body['id']}").get_json() == body
 
 
-def test_create_with_dates_computes_expiry_and_status(api, org, emp):  # type: ignore[no-untyped-def]
-    cert = data.certification(org.id, validity_months=1, warning_days=10)
+def test_create_with_dates_computes_expiry_and_status(api, org, emp, make_certification):  # type: ignore[no-untyped-def]
+    cert = make_certification(org, validity_months=1, warning_days=10)
     issued = date(2024, 1, 31)
     body = _create(api, cert, emp, issued_on=_iso(issued)).get_json()
     assert body["effective_on"] == "2024-01-31"
@@ -69,33 +79,33 @@ def test_create_with_dates_computes_expiry_and_status(api, org, emp):  # type: i
         (5, 100, "upcoming"),
     ],
 )
-def test_statuses_from_dates(api, cert, emp, offset_issued, expires_in, status):  # type: ignore[no-untyped-def]
-    issued = TODAY + timedelta(days=offset_issued)
-    expires = TODAY + timedelta(days=expires_in)
+def test_statuses_from_dates(api, cert, emp, offset_issued, expires_in, status, today):  # type: ignore[no-untyped-def]
+    issued = today + timedelta(days=offset_issued)
+    expires = today + timedelta(days=expires_in)
     resp = _create(api, cert, emp, issued_on=_iso(issued), expires_on=_iso(max(expires, issued)))
     assert resp.status_code == 201, resp.get_json()
     assert resp.get_json()["status"] == status
 
 
-def test_valid_when_added_records_today(api, org, emp):  # type: ignore[no-untyped-def]
-    cert = data.certification(org.id, valid_when_added=True, validity_days=90)
+def test_valid_when_added_records_today(api, org, emp, make_certification, today):  # type: ignore[no-untyped-def]
+    cert = make_certification(org, valid_when_added=True, validity_days=90)
     body = _create(api, cert, emp).get_json()
-    assert body["issued_on"] == _iso(TODAY)
-    assert body["expires_on"] == _iso(TODAY + timedelta(days=90))
+    assert body["issued_on"] == _iso(today)
+    assert body["expires_on"] == _iso(today + timedelta(days=90))
     assert body["status"] == "valid"
 
 
 @pytest.mark.parametrize("kind", ["asset", "client", "location"])
-def test_other_subject_types(api, org, kind):  # type: ignore[no-untyped-def]
-    cert = data.certification(org.id, type=kind)
-    subject = data.subject(org.id, kind)
+def test_other_subject_types(api, org, kind, make_subject, make_certification):  # type: ignore[no-untyped-def]
+    cert = make_certification(org, type=kind)
+    subject = make_subject(org, kind)
     resp = _create(api, cert, subject)
     assert resp.status_code == 201, resp.get_json()
     assert resp.get_json()["subject_type"] == kind
 
 
-def test_subject_type_must_match_certification(api, org, cert):  # type: ignore[no-untyped-def]
-    asset = data.subject(org.id, "asset")
+def test_subject_type_must_match_certification(api, org, cert, make_subject):  # type: ignore[no-untyped-def]
+    asset = make_subject(org, "asset")
     resp = api.post(
         "/assignments",
         json={
@@ -108,10 +118,12 @@ def test_subject_type_must_match_certification(api, org, cert):  # type: ignore[
     assert "subject_type" in resp.get_json()["errors"]
 
 
-def test_unknown_or_foreign_subject_and_certification_are_422(api, make_org, cert):  # type: ignore[no-untyped-def]
+def test_unknown_or_foreign_subject_and_certification_are_422(
+    api, make_org, cert, make_employee, make_certification
+):  # type: ignore[no-untyped-def]
     other = make_org()
-    foreign_emp = data.employee(other.id)
-    foreign_cert = data.certification(other.id)
+    foreign_emp = make_employee(other)
+    foreign_cert = make_certification(other)
     resp = _create(api, cert, foreign_emp)
     assert resp.status_code == 422
     assert "subject_id" in resp.get_json()["errors"]
@@ -127,10 +139,10 @@ def test_unknown_or_foreign_subject_and_certification_are_422(api, make_org, cer
     assert "certification_id" in resp.get_json()["errors"]
 
 
-def test_archived_certification_refused(api, org, emp):  # type: ignore[no-untyped-def]
+def test_archived_certification_refused(api, org, emp, make_certification):  # type: ignore[no-untyped-def]
     from infra.database import utcnow
 
-    cert = data.certification(org.id, archived_at=utcnow())
+    cert = make_certification(org, archived_at=utcnow())
     resp = _create(api, cert, emp)
     assert resp.status_code == 422
     assert "certification_id" in resp.get_json()["errors"]
@@ -201,12 +213,12 @@ def test_module_disabled(api_for, make_org):  # type: ignore[no-untyped-def]
     assert resp.get_json()["code"] == "module_disabled"
 
 
-def test_list_filters_and_pagination(api, org, cert):  # type: ignore[no-untyped-def]
-    people = data.employees(org.id, 5)
-    other_cert = data.certification(org.id)
+def test_list_filters_and_pagination(api, org, cert, make_employees, make_certification, today):  # type: ignore[no-untyped-def]
+    people = make_employees(org, 5)
+    other_cert = make_certification(org)
     ids = []
     for i, person in enumerate(people):
-        issued = {"issued_on": _iso(TODAY - timedelta(days=1))} if i % 2 else {}
+        issued = {"issued_on": _iso(today - timedelta(days=1))} if i % 2 else {}
         ids.append(_create(api, cert, person, **issued).get_json()["id"])
     _create(api, other_cert, people[0])
     page = api.get(f"/assignments?certification_id={cert.id}&limit=2").get_json()
@@ -230,20 +242,20 @@ def test_list_filters_and_pagination(api, org, cert):  # type: ignore[no-untyped
     assert api.get("/assignments?cursor=garbage").status_code == 422
 
 
-def test_patch_dates_and_notes(api, cert, emp):  # type: ignore[no-untyped-def]
+def test_patch_dates_and_notes(api, cert, emp, today):  # type: ignore[no-untyped-def]
     aid = _create(api, cert, emp).get_json()["id"]
-    resp = api.patch(f"/assignments/{aid}", json={"issued_on": _iso(TODAY), "notes": "scan"})
+    resp = api.patch(f"/assignments/{aid}", json={"issued_on": _iso(today), "notes": "scan"})
     assert resp.status_code == 200, resp.get_json()
     body = resp.get_json()
     assert body["status"] == "valid"
-    assert body["effective_on"] == _iso(TODAY)
+    assert body["effective_on"] == _iso(today)
     assert body["notes"] == "scan"
     assert body["expires_on"] is not None
-    resp = api.patch(f"/assignments/{aid}", json={"expires_on": _iso(TODAY + timedelta(days=3))})
+    resp = api.patch(f"/assignments/{aid}", json={"expires_on": _iso(today + timedelta(days=3))})
     assert resp.get_json()["status"] == "expires_soon"
     assert resp.get_json()["expires_explicit"] is True
     soon = resp.get_json()["expires_on"]
-    resp = api.patch(f"/assignments/{aid}", json={"issued_on": _iso(TODAY - timedelta(days=1))})
+    resp = api.patch(f"/assignments/{aid}", json={"issued_on": _iso(today - timedelta(days=1))})
     assert resp.get_json()["expires_on"] == soon  # an explicit expiry stays
     resp = api.patch(f"/assignments/{aid}", json={"expires_on": None})
     assert resp.get_json()["expires_explicit"] is False
@@ -257,10 +269,10 @@ def test_patch_dates_and_notes(api, cert, emp):  # type: ignore[no-untyped-def]
     assert "subject_id" in resp.get_json()["errors"]["json"]
 
 
-def test_every_status_change_writes_one_event(api, cert, emp, org, as_tenant):  # type: ignore[no-untyped-def]
+def test_every_status_change_writes_one_event(api, cert, emp, org, as_tenant, today):  # type: ignore[no-untyped-def]
     aid = _create(api, cert, emp).get_json()["id"]
     api.patch(f"/assignments/{aid}", json={"notes": "no status change"})
-    api.patch(f"/assignments/{aid}", json={"issued_on": _iso(TODAY)})
+    api.patch(f"/assignments/{aid}", json={"issued_on": _iso(today)})
     api.post(f"/assignments/{aid}/revoke", json={"reason": "fraud"})
     with as_tenant(org.id) as s:
         events = s.execute(
@@ -274,15 +286,15 @@ def test_every_status_change_writes_one_event(api, cert, emp, org, as_tenant):  
     ]
 
 
-def test_renew_keeps_previous_cycle(api, cert, emp):  # type: ignore[no-untyped-def]
+def test_renew_keeps_previous_cycle(api, cert, emp, today):  # type: ignore[no-untyped-def]
     first = _create(api, cert, emp, issued_on="2020-01-15").get_json()
     assert first["status"] == "expired"
-    resp = api.post(f"/assignments/{first['id']}/renew", json={"issued_on": _iso(TODAY)})
+    resp = api.post(f"/assignments/{first['id']}/renew", json={"issued_on": _iso(today)})
     assert resp.status_code == 200, resp.get_json()
     body = resp.get_json()
     assert body["cycle"] == 2
     assert body["status"] == "valid"
-    assert body["issued_on"] == _iso(TODAY)
+    assert body["issued_on"] == _iso(today)
     history = api.get(f"/assignments/{first['id']}/history").get_json()
     assert [(c["cycle"], c["current"]) for c in history["cycles"]] == [(1, False), (2, True)]
     assert history["cycles"][0]["issued_on"] == "2020-01-15"
@@ -291,11 +303,11 @@ def test_renew_keeps_previous_cycle(api, cert, emp):  # type: ignore[no-untyped-
     assert events == [("expired", "valid", 2)]
 
 
-def test_renew_defaults_and_explicit_expiry(api, cert, emp):  # type: ignore[no-untyped-def]
+def test_renew_defaults_and_explicit_expiry(api, cert, emp, today):  # type: ignore[no-untyped-def]
     aid = _create(api, cert, emp).get_json()["id"]
     body = api.post(f"/assignments/{aid}/renew", json={}).get_json()
-    assert body["issued_on"] == _iso(TODAY)
-    future = TODAY + timedelta(days=7)
+    assert body["issued_on"] == _iso(today)
+    future = today + timedelta(days=7)
     body = api.post(
         f"/assignments/{aid}/renew",
         json={"issued_on": _iso(future), "expires_on": _iso(future + timedelta(days=400))},
@@ -307,8 +319,8 @@ def test_renew_defaults_and_explicit_expiry(api, cert, emp):  # type: ignore[no-
     assert "issued_on" in resp.get_json()["errors"]["json"]
 
 
-def test_revoke(api, cert, emp):  # type: ignore[no-untyped-def]
-    aid = _create(api, cert, emp, issued_on=_iso(TODAY)).get_json()["id"]
+def test_revoke(api, cert, emp, today):  # type: ignore[no-untyped-def]
+    aid = _create(api, cert, emp, issued_on=_iso(today)).get_json()["id"]
     resp = api.post(f"/assignments/{aid}/revoke", json={})
     assert resp.status_code == 422
     assert "reason" in resp.get_json()["errors"]["json"]
@@ -322,7 +334,7 @@ def test_revoke(api, cert, emp):  # type: ignore[no-untyped-def]
     assert body["revoked_at"]
     assert api.post(f"/assignments/{aid}/revoke", json={"reason": "again"}).status_code == 409
     assert api.post(f"/assignments/{aid}/renew", json={}).status_code == 409
-    assert api.patch(f"/assignments/{aid}", json={"issued_on": _iso(TODAY)}).status_code == 409
+    assert api.patch(f"/assignments/{aid}", json={"issued_on": _iso(today)}).status_code == 409
 
 
 FORM = {
@@ -336,9 +348,9 @@ FORM = {
 }
 
 
-def test_form_submission_records_certification(api, org, emp):  # type: ignore[no-untyped-def]
-    cert = data.certification(org.id, forms_required=True, form=FORM, validity_months=12)
-    created = _create(api, cert, emp, issued_on=_iso(TODAY)).get_json()
+def test_form_submission_records_certification(api, org, emp, make_certification, today):  # type: ignore[no-untyped-def]
+    cert = make_certification(org, forms_required=True, form=FORM, validity_months=12)
+    created = _create(api, cert, emp, issued_on=_iso(today)).get_json()
     assert created["status"] == "missing"  # forms required, none accepted yet
     resp = api.post(
         f"/assignments/{created['id']}/form-submissions",
@@ -353,20 +365,20 @@ def test_form_submission_records_certification(api, org, emp):  # type: ignore[n
     assert history["form_submissions"][0]["answers"]["score"] == 92
 
 
-def test_form_submission_without_record_issues_today(api, org, emp):  # type: ignore[no-untyped-def]
-    cert = data.certification(org.id, forms_required=True, form=FORM, validity_days=30)
+def test_form_submission_without_record_issues_today(api, org, emp, make_certification, today):  # type: ignore[no-untyped-def]
+    cert = make_certification(org, forms_required=True, form=FORM, validity_days=30)
     aid = _create(api, cert, emp).get_json()["id"]
     resp = api.post(
         f"/assignments/{aid}/form-submissions", json={"answers": {"score": 1, "passed": False}}
     )
     assert resp.status_code == 201
     body = api.get(f"/assignments/{aid}").get_json()
-    assert body["issued_on"] == _iso(TODAY)
+    assert body["issued_on"] == _iso(today)
     assert body["status"] == "expires_soon"
 
 
-def test_form_answers_validated(api, org, emp):  # type: ignore[no-untyped-def]
-    cert = data.certification(org.id, forms_required=True, form=FORM)
+def test_form_answers_validated(api, org, emp, make_certification):  # type: ignore[no-untyped-def]
+    cert = make_certification(org, forms_required=True, form=FORM)
     aid = _create(api, cert, emp).get_json()["id"]
     resp = api.post(
         f"/assignments/{aid}/form-submissions",
@@ -408,11 +420,11 @@ ID_ROUTES = [
 
 @pytest.mark.parametrize(("method", "path", "body"), ID_ROUTES)
 def test_cross_tenant_is_404_and_row_unchanged(  # type: ignore[no-untyped-def]
-    api_for, make_org, as_tenant, method, path, body
+    api_for, make_org, as_tenant, method, path, body, make_employee, make_certification
 ):
     owner, intruder = make_org(), make_org()
-    cert = data.certification(owner.id, forms_required=True, form=FORM)
-    person = data.employee(owner.id)
+    cert = make_certification(owner, forms_required=True, form=FORM)
+    person = make_employee(owner)
     created = _create(api_for(owner), cert, person).get_json()
     url = path.format(id=created["id"])
     kwargs = {"json": body} if body is not None else {}
@@ -428,10 +440,10 @@ def test_cross_tenant_is_404_and_row_unchanged(  # type: ignore[no-untyped-def]
     assert (events, rows) == (0, 1)
 
 
-def test_list_never_shows_other_orgs(api_for, make_org):  # type: ignore[no-untyped-def]
+def test_list_never_shows_other_orgs(api_for, make_org, make_employee, make_certification):  # type: ignore[no-untyped-def]
     a, b = make_org(), make_org()
-    cert = data.certification(a.id)
-    _create(api_for(a), cert, data.employee(a.id))
+    cert = make_certification(a)
+    _create(api_for(a), cert, make_employee(a))
     assert len(api_for(a).get("/assignments").get_json()["items"]) == 1
     assert api_for(b).get("/assignments").get_json()["items"] == []
     assert api_for(b).get(f"/assignments?certification_id={cert.id}").get_json()["items"] == []
@@ -448,8 +460,8 @@ def test_list_never_shows_other_orgs(api_for, make_org):  # type: ignore[no-unty
         ({"score": 1, "passed": True, "level": {"value": "basic"}}, "level"),
     ],
 )
-def test_form_answer_edge_cases_are_422(api, org, emp, answers, field):  # type: ignore[no-untyped-def]
-    cert = data.certification(org.id, forms_required=True, form=FORM)
+def test_form_answer_edge_cases_are_422(api, org, emp, answers, field, make_certification):  # type: ignore[no-untyped-def]
+    cert = make_certification(org, forms_required=True, form=FORM)
     aid = _create(api, cert, emp).get_json()["id"]
     resp = api.post(f"/assignments/{aid}/form-submissions", json={"answers": answers})
     assert resp.status_code == 422, resp.get_json()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -65,11 +65,21 @@ def test_summary_of_an_empty_org(api):  # type: ignore[no-untyped-def]
     }
 
 
+# The forecast's clock, pinned: 02:00 on the 16th in Kiritimati (UTC+14), still the 15th in
+# UTC. Read from the real clock, the fixture's "today" and the API's differed for a run that
+# crossed the org's midnight (10:00 UTC).
+NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
+
+
 @pytest.fixture
-def forecast_org(make_org, api_for, as_tenant):  # type: ignore[no-untyped-def]
+def forecast_org(make_org, api_for, as_tenant, monkeypatch):  # type: ignore[no-untyped-def]
     """Renewals around the org's today, in a zone far from UTC, plus what must not count."""
+    import api.resources.compliance as resource
+
+    monkeypatch.setattr(resource, "utcnow", lambda: NOW)
     org = make_org(timezone="Pacific/Kiritimati")
-    today = org_today(org.timezone, datetime.now(UTC))
+    today = org_today(org.timezone, NOW)
+    assert today == date(2026, 6, 16)
     first = today.replace(day=1)
     month = lambda k: add_months(first, k)  # noqa: E731
 
@@ -78,9 +88,7 @@ def forecast_org(make_org, api_for, as_tenant):  # type: ignore[no-untyped-def]
             a = Certification(name="A", type="asset", cost=Decimal("100.00"))
             b = Certification(name="B", type="asset", cost=Decimal("0.10"))
             c = Certification(name="C", type="asset")
-            gone = Certification(
-                name="Gone", type="asset", cost=Decimal(5), archived_at=datetime.now(UTC)
-            )
+            gone = Certification(name="Gone", type="asset", cost=Decimal(5), archived_at=NOW)
             s.add_all([a, b, c, gone])
             s.flush()
 
@@ -99,7 +107,7 @@ def forecast_org(make_org, api_for, as_tenant):  # type: ignore[no-untyped-def]
                 due(a, month(2))
                 due(c, month(2) + timedelta(days=3))  # no cost: counted, costs nothing
                 due(a, today - timedelta(days=1))  # already expired: not falling due
-                due(a, month(1), revoked_at=datetime.now(UTC), revoked_reason="x")
+                due(a, month(1), revoked_at=NOW, revoked_reason="x")
                 due(a, month(1) + timedelta(days=1), required=False)
                 due(gone, month(1))
                 due(a, month(12))  # 13th month

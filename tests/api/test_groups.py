@@ -5,11 +5,10 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from sqlalchemy import event, insert
+from sqlalchemy import insert
 
 from certifications.catalog import groups as groups_service
 from certifications.catalog.models import CertificationGroup
-from infra import database as db
 
 
 def _group(client, name="Safety", parent_id=None):  # type: ignore[no-untyped-def]
@@ -143,7 +142,7 @@ def test_tree_nests_children_by_name_with_counts(api):  # type: ignore[no-untype
     assert items[0]["children"][1]["parent_id"] == equipment
 
 
-def test_tree_of_1200_groups_is_one_query(api, org, as_tenant):  # type: ignore[no-untyped-def]
+def test_tree_of_1200_groups_is_one_query(api, org, as_tenant, count_queries):  # type: ignore[no-untyped-def]
     """A wide and deep tree: built from one SELECT, not one per node."""
     rows, parents = [], [None]
     for i in range(1200):
@@ -155,20 +154,10 @@ def test_tree_of_1200_groups_is_one_query(api, org, as_tenant):  # type: ignore[
         s.execute(insert(CertificationGroup), rows)
         s.commit()
 
-    selects: list[str] = []
-
-    def count(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
-        if "certification_groups" in statement and statement.lstrip().upper().startswith("SELECT"):
-            selects.append(statement)
-
-    engine = db.get_engine()
-    event.listen(engine, "before_cursor_execute", count)
-    try:
+    with count_queries(where=lambda sql: "certification_groups" in sql) as q:
         resp = api.get("/certification-groups?view=tree")
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
     assert resp.status_code == 200
-    assert len(selects) == 1, selects
+    assert q.verbs.count("SELECT") == 1, q
 
     def total(nodes):  # type: ignore[no-untyped-def]
         return sum(1 + total(n["children"]) for n in nodes)

@@ -145,20 +145,7 @@ def test_module_toggle_needs_a_json_boolean(api):  # type: ignore[no-untyped-def
         assert api.put("/org/modules/hse", json={"enabled": value}).status_code == 422
 
 
-def test_get_org_reads_the_organization_once(api, org):  # type: ignore[no-untyped-def]
-    from sqlalchemy import event
-
-    from infra import database as db
-
-    statements: list[str] = []
-
-    def _record(_conn, _cursor, statement, *_rest):  # type: ignore[no-untyped-def]
-        statements.append(statement)
-
-    engine = db.get_engine()
-    event.listen(engine, "before_cursor_execute", _record)
-    try:
+def test_get_org_reads_the_organization_once(api, org, count_queries):  # type: ignore[no-untyped-def]
+    with count_queries() as q:
         assert api.get("/org").status_code == 200
-    finally:
-        event.remove(engine, "before_cursor_execute", _record)
-    assert sum("FROM organizations" in s for s in statements) == 1
+    assert len(q.containing("FROM organizations")) == 1, q

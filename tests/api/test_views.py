@@ -10,7 +10,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 
 from certifications.assignments.models import Assignment
 from certifications.catalog.models import (
@@ -20,7 +19,7 @@ from certifications.catalog.models import (
     CertificationGroupMember,
 )
 from certifications.directory.models import Asset, Client, Employee, Location, Role
-from infra import database as db
+from tests.support.queries import data_only
 
 ZERO = {"valid": 0, "upcoming": 0, "missing": 0, "expires_soon": 0, "expired": 0, "revoked": 0}
 
@@ -386,24 +385,12 @@ def test_permissions(api_for, org, make_org, world):  # type: ignore[no-untyped-
     assert resp.get_json()["code"] == "module_disabled"
 
 
-@pytest.fixture
-def statements():  # type: ignore[no-untyped-def]
-    engine = db.get_engine()
-    seen: list[str] = []
-
-    def _count(conn, cursor, statement, params, context, executemany):  # type: ignore[no-untyped-def]
-        # Data statements only: not auth's organization lookup nor per-transaction settings.
-        if not statement.startswith(("SELECT set_config", "SET LOCAL")) and (
-            "FROM organizations" not in statement
-        ):
-            seen.append(statement)
-
-    event.listen(engine, "before_cursor_execute", _count)
-    yield seen
-    event.remove(engine, "before_cursor_execute", _count)
+def data_statement(sql: str) -> bool:
+    """Data statements only: not auth's organization lookup nor per-transaction settings."""
+    return data_only(sql) and "FROM organizations" not in sql
 
 
-def test_a_page_costs_a_fixed_number_of_statements(api, world, as_tenant, org, statements):  # type: ignore[no-untyped-def]
+def test_a_page_costs_a_fixed_number_of_statements(api, world, as_tenant, org, count_queries):  # type: ignore[no-untyped-def]
     with as_tenant(org.id) as s:
         people = [Employee(name=f"P{i:03d}") for i in range(60)]
         s.add_all(people)
@@ -420,11 +407,11 @@ def test_a_page_costs_a_fixed_number_of_statements(api, world, as_tenant, org, s
     costs = {}
     for limit in (2, 50):
         for query in ("", f"&status=valid&group_id={world.safety.id}&q=p"):
-            statements.clear()
-            resp = api.get(f"/views/employees?limit={limit}{query}")
+            with count_queries(where=data_statement) as q:
+                resp = api.get(f"/views/employees?limit={limit}{query}")
             assert resp.status_code == 200
             assert len(resp.get_json()["items"]) == limit
-            costs[(limit, query)] = len(statements)
+            costs[(limit, query)] = len(q)
     # the subject page, then their assignments, whatever the page size and filters
     assert set(costs.values()) == {2}, costs
 
@@ -521,11 +508,11 @@ def test_csv_is_utf8(api, as_tenant, org):  # type: ignore[no-untyped-def]
     assert row["subject_name"] == 'Zoë Ørsted, "Jr"'
 
 
-def test_group_tree_and_summary_cost_fixed_statements(api, world, as_tenant, org, statements):  # type: ignore[no-untyped-def]
+def test_group_tree_and_summary_cost_fixed_statements(api, world, as_tenant, org, count_queries):  # type: ignore[no-untyped-def]
     def cost(path: str) -> int:
-        statements.clear()
-        assert api.get(path).status_code == 200
-        return len(statements)
+        with count_queries(where=data_statement) as q:
+            assert api.get(path).status_code == 200
+        return len(q)
 
     before = {p: cost(p) for p in ("/views/groups", "/compliance/summary")}
     with as_tenant(org.id) as s:

@@ -24,11 +24,10 @@ N = int(os.environ.get("BENCH_NOTIFICATIONS", "1000"))
 
 @pytest.mark.slow
 @pytest.mark.parametrize("threads", [1, 4])
-def test_delivery_throughput(make_org, arrange, smtp, settings, as_tenant, threads):  # type: ignore[no-untyped-def]
+def test_delivery_throughput(make_org, smtp, settings, as_tenant, threads, make_certification):  # type: ignore[no-untyped-def]
     org = make_org()
-    a = arrange(org)
     rule = {"trigger": "before_expiry", "days": 30, "recipients": ["holder"], "channels": ["email"]}
-    cert = a.certification(notification_rules=[rule])
+    cert = make_certification(org, notification_rules=[rule])
     from certifications.assignments.models import Assignment
     from certifications.directory.models import Employee
 

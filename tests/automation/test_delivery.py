@@ -65,13 +65,12 @@ def _deliver_all(org, settings, policy=FAST, now=None):  # type: ignore[no-untyp
 
 
 @pytest.fixture
-def scenario(make_org, arrange):  # type: ignore[no-untyped-def]
+def scenario(make_org, make_employee, make_certification, make_assignment):  # type: ignore[no-untyped-def]
     """An org with one admin, an employee whose certification expires in 10 days."""
     org = make_org(name="Acme Field Services", admin_emails=["boss@example.test"])
-    a = arrange(org)
-    cert = a.certification(name="Working at Heights", notification_rules=[RULE])
-    emp = a.employee(name="Ada Lovelace", email="ada@example.test")
-    asg = a.assignment(cert, emp, expires_on=TODAY + timedelta(days=10))
+    cert = make_certification(org, name="Working at Heights", notification_rules=[RULE])
+    emp = make_employee(org, name="Ada Lovelace", email="ada@example.test")
+    asg = make_assignment(cert, emp, expires_on=TODAY + timedelta(days=10))
     return org, asg
 
 
@@ -116,13 +115,16 @@ def test_exactly_one_email_across_reruns_and_redeliveries(scenario, smtp, settin
     assert len(smtp.to("boss@example.test")) == 1
 
 
-def test_two_concurrent_workers_send_each_email_once(make_org, arrange, smtp, settings, as_tenant):  # type: ignore[no-untyped-def]
+def test_two_concurrent_workers_send_each_email_once(
+    make_org, smtp, settings, as_tenant, make_employee, make_certification, make_assignment
+):  # type: ignore[no-untyped-def]
     org = make_org(admin_emails=["boss@example.test"])
-    a = arrange(org)
-    cert = a.certification(notification_rules=[{**RULE, "recipients": ["holder"]}])
+    cert = make_certification(org, notification_rules=[{**RULE, "recipients": ["holder"]}])
     for i in range(15):
-        a.assignment(
-            cert, a.employee(email=f"e{i}@example.test"), expires_on=TODAY + timedelta(days=i)
+        make_assignment(
+            cert,
+            make_employee(org, email=f"e{i}@example.test"),
+            expires_on=TODAY + timedelta(days=i),
         )
     smtp_settings = _smtp_settings(settings)
     barrier = threading.Barrier(2)
@@ -237,7 +239,7 @@ def test_without_smtp_host_email_goes_to_the_log(scenario, smtp, settings, as_te
 
 
 def test_webhook_is_signed_with_the_org_secret_and_retried_on_non_2xx(
-    make_org, arrange, webhook, settings, as_tenant
+    make_org, webhook, settings, as_tenant, make_employee, make_certification, make_assignment
 ):  # type: ignore[no-untyped-def]
     org = make_org()
     secret = "s3cret-" + uuid.uuid4().hex
@@ -245,12 +247,11 @@ def test_webhook_is_signed_with_the_org_secret_and_retried_on_non_2xx(
         row = s.get(Organization, org.id)
         row.webhook_url, row.webhook_secret = webhook.url, secret
         s.commit()
-    a = arrange(org)
-    cert = a.certification(
-        name="Forklift", notification_rules=[{"trigger": "expired", "channels": ["webhook"]}]
+    cert = make_certification(
+        org, name="Forklift", notification_rules=[{"trigger": "expired", "channels": ["webhook"]}]
     )
-    asg = a.assignment(
-        cert, a.employee(name="Bob"), expires_on=TODAY - timedelta(days=2), status="expired"
+    asg = make_assignment(
+        cert, make_employee(org, name="Bob"), expires_on=TODAY - timedelta(days=2), status="expired"
     )
     _evaluate(as_tenant, org)
     webhook.statuses = [503]

@@ -27,11 +27,12 @@ def _rows(as_tenant, org):  # type: ignore[no-untyped-def]
         return list(s.scalars(select(Notification).order_by(Notification.recipient)))
 
 
-def test_before_expiry_fires_on_the_day_not_before_and_only_once(org, arrange, as_tenant):  # type: ignore[no-untyped-def]
-    a = arrange(org)
-    cert = a.certification(notification_rules=[EMAIL_30])
-    emp = a.employee(email="ada@example.test")
-    asg = a.assignment(cert, emp, expires_on=TODAY + timedelta(days=31))
+def test_before_expiry_fires_on_the_day_not_before_and_only_once(
+    org, as_tenant, make_employee, make_certification, make_assignment
+):  # type: ignore[no-untyped-def]
+    cert = make_certification(org, notification_rules=[EMAIL_30])
+    emp = make_employee(org, email="ada@example.test")
+    asg = make_assignment(cert, emp, expires_on=TODAY + timedelta(days=31))
 
     assert _evaluate(as_tenant, org)["created"] == 0  # 31 days out: not yet
     assert _rows(as_tenant, org) == []
@@ -51,12 +52,15 @@ def test_before_expiry_fires_on_the_day_not_before_and_only_once(org, arrange, a
     assert row.triggered_on == tomorrow
 
 
-def test_recipients_holder_admins_and_literal_addresses(make_org, arrange, as_tenant):  # type: ignore[no-untyped-def]
+def test_recipients_holder_admins_and_literal_addresses(
+    make_org, as_tenant, make_employee, make_certification, make_assignment
+):  # type: ignore[no-untyped-def]
     org = make_org(admin_emails=["boss@example.test", "hr@example.test"])
-    a = arrange(org)
     rule = {**EMAIL_30, "recipients": ["holder", "admins", "safety@example.test"]}
-    cert = a.certification(notification_rules=[rule])
-    a.assignment(cert, a.employee(email="ada@example.test"), expires_on=TODAY + timedelta(days=5))
+    cert = make_certification(org, notification_rules=[rule])
+    make_assignment(
+        cert, make_employee(org, email="ada@example.test"), expires_on=TODAY + timedelta(days=5)
+    )
     _evaluate(as_tenant, org)
     got = {(r.recipient, r.recipient_source) for r in _rows(as_tenant, org)}
     assert got == {
@@ -67,15 +71,16 @@ def test_recipients_holder_admins_and_literal_addresses(make_org, arrange, as_te
     }
 
 
-def test_holder_without_email_falls_back_to_admins(make_org, arrange, as_tenant):  # type: ignore[no-untyped-def]
+def test_holder_without_email_falls_back_to_admins(
+    make_org, as_tenant, make_employee, make_asset, make_client, make_certification, make_assignment
+):  # type: ignore[no-untyped-def]
     org = make_org(admin_emails=["boss@example.test"])
-    a = arrange(org)
-    crane = a.certification(type="asset", notification_rules=[EMAIL_30])
-    a.assignment(crane, a.asset(), expires_on=TODAY + timedelta(days=5))
-    cert = a.certification(notification_rules=[EMAIL_30])
-    a.assignment(cert, a.employee(email=None), expires_on=TODAY + timedelta(days=5))
-    client_cert = a.certification(type="client", notification_rules=[EMAIL_30])
-    a.assignment(client_cert, a.client(contact_email="ops@acme.test"), expires_on=TODAY)
+    crane = make_certification(org, type="asset", notification_rules=[EMAIL_30])
+    make_assignment(crane, make_asset(org), expires_on=TODAY + timedelta(days=5))
+    cert = make_certification(org, notification_rules=[EMAIL_30])
+    make_assignment(cert, make_employee(org, email=None), expires_on=TODAY + timedelta(days=5))
+    client_cert = make_certification(org, type="client", notification_rules=[EMAIL_30])
+    make_assignment(client_cert, make_client(org, contact_email="ops@acme.test"), expires_on=TODAY)
     _evaluate(as_tenant, org)
     got = sorted(
         (r.certification_id == client_cert.id, r.recipient, r.recipient_source)
@@ -88,27 +93,39 @@ def test_holder_without_email_falls_back_to_admins(make_org, arrange, as_tenant)
     ]
 
 
-def test_expired_revoked_and_missing_triggers(make_org, arrange, as_tenant):  # type: ignore[no-untyped-def]
+def test_expired_revoked_and_missing_triggers(
+    make_org, as_tenant, make_employee, make_certification, make_assignment
+):  # type: ignore[no-untyped-def]
     org = make_org(admin_emails=["boss@example.test"])
-    a = arrange(org)
     rules = [
         {"trigger": t, "recipients": ["admins"], "channels": ["email"]}
         for t in ("expired", "revoked", "missing")
     ]
-    cert = a.certification(notification_rules=rules)
-    expired = a.assignment(
-        cert, a.employee(), expires_on=TODAY - timedelta(days=1), status="expired"
+    cert = make_certification(org, notification_rules=rules)
+    expired = make_assignment(
+        cert, make_employee(org), expires_on=TODAY - timedelta(days=1), status="expired"
     )
-    revoked = a.assignment(cert, a.employee(), status="revoked", revoked_reason="fraud")
-    missing = a.assignment(cert, a.employee(), issued_on=None, effective_on=None, status="missing")
-    a.assignment(  # a role-sourced record no longer required: not nagged about
-        cert, a.employee(), issued_on=None, effective_on=None, status="missing", required=False
+    revoked = make_assignment(cert, make_employee(org), status="revoked", revoked_reason="fraud")
+    missing = make_assignment(
+        cert, make_employee(org), issued_on=None, effective_on=None, status="missing"
     )
-    a.assignment(cert, a.employee(), expires_on=TODAY + timedelta(days=200))  # valid: nothing
+    make_assignment(  # a role-sourced record no longer required: not nagged about
+        cert,
+        make_employee(org),
+        issued_on=None,
+        effective_on=None,
+        status="missing",
+        required=False,
+    )
+    make_assignment(
+        cert, make_employee(org), expires_on=TODAY + timedelta(days=200)
+    )  # valid: nothing
     # Expired yesterday but still stored as valid: rules read the stored status only, so it is
     # notified once its status is recomputed, which the org's tick does right before it
     # evaluates the rules (done by hand here).
-    stale = a.assignment(cert, a.employee(), expires_on=TODAY - timedelta(days=1), status="valid")
+    stale = make_assignment(
+        cert, make_employee(org), expires_on=TODAY - timedelta(days=1), status="valid"
+    )
     _evaluate(as_tenant, org)
     assert stale.id not in {r.assignment_id for r in _rows(as_tenant, org)}
     with as_tenant(org.id) as s:
@@ -124,20 +141,27 @@ def test_expired_revoked_and_missing_triggers(make_org, arrange, as_tenant):  # 
     }
 
 
-def test_before_expiry_skips_expired_and_revoked(org, arrange, as_tenant):  # type: ignore[no-untyped-def]
-    a = arrange(org)
-    cert = a.certification(notification_rules=[EMAIL_30])
-    a.assignment(cert, a.employee(), expires_on=TODAY - timedelta(days=1), status="expired")
-    a.assignment(cert, a.employee(), expires_on=TODAY + timedelta(days=3), status="revoked")
+def test_before_expiry_skips_expired_and_revoked(
+    org, as_tenant, make_employee, make_certification, make_assignment
+):  # type: ignore[no-untyped-def]
+    cert = make_certification(org, notification_rules=[EMAIL_30])
+    make_assignment(
+        cert, make_employee(org), expires_on=TODAY - timedelta(days=1), status="expired"
+    )
+    make_assignment(
+        cert, make_employee(org), expires_on=TODAY + timedelta(days=3), status="revoked"
+    )
     assert _evaluate(as_tenant, org)["created"] == 0
 
 
-def test_webhook_channel_needs_a_webhook_url(make_org, arrange, as_tenant):  # type: ignore[no-untyped-def]
+def test_webhook_channel_needs_a_webhook_url(
+    make_org, as_tenant, make_employee, make_certification, make_assignment
+):  # type: ignore[no-untyped-def]
     org = make_org()
-    a = arrange(org)
     rule = {**EMAIL_30, "channels": ["email", "webhook"]}
-    cert = a.certification(notification_rules=[rule])
-    a.assignment(cert, a.employee(), expires_on=TODAY + timedelta(days=5))
+    cert = make_certification(org, notification_rules=[rule])
+    holder = make_employee(org, email="ada@example.test")
+    make_assignment(cert, holder, expires_on=TODAY + timedelta(days=5))
     _evaluate(as_tenant, org)
     assert [r.channel for r in _rows(as_tenant, org)] == ["email"]
     with as_tenant(org.id) as s:
@@ -153,13 +177,12 @@ def test_webhook_channel_needs_a_webhook_url(make_org, arrange, as_tenant):  # t
 
 
 def test_new_cycle_gets_its_own_notification_and_cancels_the_old_pending_one(
-    org, arrange, as_tenant
+    org, as_tenant, make_employee, make_certification, make_assignment
 ):  # type: ignore[no-untyped-def]
     from certifications.assignments.models import Assignment
 
-    a = arrange(org)
-    cert = a.certification(notification_rules=[EMAIL_30])
-    asg = a.assignment(cert, a.employee(), expires_on=TODAY + timedelta(days=5))
+    cert = make_certification(org, notification_rules=[EMAIL_30])
+    asg = make_assignment(cert, make_employee(org), expires_on=TODAY + timedelta(days=5))
     _evaluate(as_tenant, org)
     with as_tenant(org.id) as s:  # renewed: cycle 2, expiring a year later, then due again
         row = s.get(Assignment, asg.id)
@@ -170,28 +193,31 @@ def test_new_cycle_gets_its_own_notification_and_cancels_the_old_pending_one(
     assert got == [(1, "cancelled"), (2, "pending")]
 
 
-def test_rules_of_other_orgs_and_archived_certifications_do_nothing(make_org, arrange, as_tenant):  # type: ignore[no-untyped-def]
+def test_rules_of_other_orgs_and_archived_certifications_do_nothing(
+    make_org, as_tenant, make_employee, make_certification, make_assignment
+):  # type: ignore[no-untyped-def]
     from datetime import UTC, datetime
 
     org, other = make_org(), make_org()
-    a = arrange(org)
-    archived = a.certification(notification_rules=[EMAIL_30], archived_at=datetime.now(UTC))
-    a.assignment(archived, a.employee(), expires_on=TODAY + timedelta(days=5))
-    b = arrange(other)
-    cert = b.certification(notification_rules=[EMAIL_30])
-    b.assignment(cert, b.employee(), expires_on=TODAY + timedelta(days=5))
+    archived = make_certification(org, notification_rules=[EMAIL_30], archived_at=datetime.now(UTC))
+    make_assignment(archived, make_employee(org), expires_on=TODAY + timedelta(days=5))
+    cert = make_certification(other, notification_rules=[EMAIL_30])
+    make_assignment(cert, make_employee(other), expires_on=TODAY + timedelta(days=5))
     assert _evaluate(as_tenant, org)["created"] == 0
     assert _rows(as_tenant, other) == []
 
 
-def test_two_concurrent_evaluations_create_each_notification_once(make_org, arrange, as_tenant):  # type: ignore[no-untyped-def]
+def test_two_concurrent_evaluations_create_each_notification_once(
+    make_org, as_tenant, make_employee, make_certification, make_assignment
+):  # type: ignore[no-untyped-def]
     org = make_org(admin_emails=["boss@example.test"])
-    a = arrange(org)
     rule = {**EMAIL_30, "recipients": ["holder", "admins"]}
-    cert = a.certification(notification_rules=[rule])
+    cert = make_certification(org, notification_rules=[rule])
     for i in range(20):
-        a.assignment(
-            cert, a.employee(email=f"e{i}@example.test"), expires_on=TODAY + timedelta(days=i)
+        make_assignment(
+            cert,
+            make_employee(org, email=f"e{i}@example.test"),
+            expires_on=TODAY + timedelta(days=i),
         )
     barrier = threading.Barrier(2)
     errors: list[BaseException] = []

@@ -21,7 +21,8 @@ from certifications.automation import delivery, transports
 from certifications.automation.models import Notification
 from certifications.automation.notifications import evaluate_rules
 from infra import context
-from tests.automation.conftest import TODAY, SmtpSink
+from tests.automation.conftest import TODAY
+from tests.support.receivers import SmtpSink
 from tests.support.suite import free_port as _free_port
 from workers.delivery import deliver
 
@@ -92,13 +93,16 @@ def tls_smtp(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
     controller.stop()
 
 
-def test_starttls_and_login_then_delivered(make_org, arrange, as_tenant, settings, tls_smtp):  # type: ignore[no-untyped-def]
+def test_starttls_and_login_then_delivered(
+    make_org, as_tenant, settings, tls_smtp, make_employee, make_certification, make_assignment
+):  # type: ignore[no-untyped-def]
     sink, port, logins = tls_smtp
     org = make_org()
-    a = arrange(org)
     rule = {"trigger": "before_expiry", "days": 30, "recipients": ["holder"], "channels": ["email"]}
-    cert = a.certification(notification_rules=[rule])
-    a.assignment(cert, a.employee(email="ada@example.test"), expires_on=TODAY + timedelta(days=3))
+    cert = make_certification(org, notification_rules=[rule])
+    make_assignment(
+        cert, make_employee(org, email="ada@example.test"), expires_on=TODAY + timedelta(days=3)
+    )
     with as_tenant(org.id) as s:
         evaluate_rules(s, org.id, TODAY)
         s.commit()

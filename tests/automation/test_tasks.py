@@ -27,12 +27,13 @@ def _tasks(as_tenant, org):  # type: ignore[no-untyped-def]
         return list(s.scalars(select(Task).order_by(Task.cycle, Task.due_on)))
 
 
-def test_task_opens_on_the_day_for_the_holder_once(org, arrange, as_tenant):  # type: ignore[no-untyped-def]
-    a = arrange(org)
-    cert = a.certification(name="First Aid", task_rules=[HOLDER_14])
-    emp = a.employee()
+def test_task_opens_on_the_day_for_the_holder_once(
+    org, as_tenant, make_employee, make_certification, make_assignment
+):  # type: ignore[no-untyped-def]
+    cert = make_certification(org, name="First Aid", task_rules=[HOLDER_14])
+    emp = make_employee(org)
     expires = TODAY + timedelta(days=15)
-    asg = a.assignment(cert, emp, expires_on=expires)
+    asg = make_assignment(cert, emp, expires_on=expires)
     assert _evaluate(as_tenant, org)["created"] == 0
     assert _evaluate(as_tenant, org, TODAY + timedelta(days=1))["created"] == 1
     assert _evaluate(as_tenant, org, TODAY + timedelta(days=5))["created"] == 0
@@ -47,26 +48,32 @@ def test_task_opens_on_the_day_for_the_holder_once(org, arrange, as_tenant):  # 
     assert task.title == "Renew First Aid"
 
 
-def test_named_assignee_and_unassigned_for_subjects_that_are_not_employees(org, arrange, as_tenant):  # type: ignore[no-untyped-def]
-    a = arrange(org)
-    manager = a.employee(name="Manager")
-    cert = a.certification(task_rules=[{"days_before_expiry": 30, "assignee": str(manager.id)}])
-    a.assignment(cert, a.employee(), expires_on=TODAY + timedelta(days=3))
-    crane = a.certification(type="asset", task_rules=[HOLDER_14])
-    a.assignment(crane, a.asset(), expires_on=TODAY + timedelta(days=3))
+def test_named_assignee_and_unassigned_for_subjects_that_are_not_employees(
+    org, as_tenant, make_employee, make_asset, make_certification, make_assignment
+):  # type: ignore[no-untyped-def]
+    manager = make_employee(org, name="Manager")
+    cert = make_certification(
+        org, task_rules=[{"days_before_expiry": 30, "assignee": str(manager.id)}]
+    )
+    make_assignment(cert, make_employee(org), expires_on=TODAY + timedelta(days=3))
+    crane = make_certification(org, type="asset", task_rules=[HOLDER_14])
+    make_assignment(crane, make_asset(org), expires_on=TODAY + timedelta(days=3))
     # A named assignee who is not an employee of this org: the holder gets the task instead.
-    ghost = a.certification(task_rules=[{"days_before_expiry": 30, "assignee": str(uuid.uuid4())}])
-    holder = a.employee()
-    a.assignment(ghost, holder, expires_on=TODAY + timedelta(days=3))
+    ghost = make_certification(
+        org, task_rules=[{"days_before_expiry": 30, "assignee": str(uuid.uuid4())}]
+    )
+    holder = make_employee(org)
+    make_assignment(ghost, holder, expires_on=TODAY + timedelta(days=3))
     _evaluate(as_tenant, org)
     got = {(t.certification_id, t.assignee_id) for t in _tasks(as_tenant, org)}
     assert got == {(cert.id, manager.id), (crane.id, None), (ghost.id, holder.id)}
 
 
-def test_renewal_closes_the_open_task_and_the_new_cycle_gets_its_own(org, arrange, as_tenant):  # type: ignore[no-untyped-def]
-    a = arrange(org)
-    cert = a.certification(task_rules=[HOLDER_14])
-    asg = a.assignment(cert, a.employee(), expires_on=TODAY + timedelta(days=5))
+def test_renewal_closes_the_open_task_and_the_new_cycle_gets_its_own(
+    org, as_tenant, make_employee, make_certification, make_assignment
+):  # type: ignore[no-untyped-def]
+    cert = make_certification(org, task_rules=[HOLDER_14])
+    asg = make_assignment(cert, make_employee(org), expires_on=TODAY + timedelta(days=5))
     _evaluate(as_tenant, org)
     with as_tenant(org.id) as s:
         row = s.get(Assignment, asg.id)
@@ -81,12 +88,13 @@ def test_renewal_closes_the_open_task_and_the_new_cycle_gets_its_own(org, arrang
     assert [(t.cycle, t.status) for t in _tasks(as_tenant, org)] == [(1, "closed"), (2, "open")]
 
 
-def test_revoked_assignment_gets_no_task_and_its_open_task_closes(org, arrange, as_tenant):  # type: ignore[no-untyped-def]
+def test_revoked_assignment_gets_no_task_and_its_open_task_closes(
+    org, as_tenant, make_employee, make_certification, make_assignment
+):  # type: ignore[no-untyped-def]
     from datetime import UTC, datetime
 
-    a = arrange(org)
-    cert = a.certification(task_rules=[HOLDER_14])
-    asg = a.assignment(cert, a.employee(), expires_on=TODAY + timedelta(days=5))
+    cert = make_certification(org, task_rules=[HOLDER_14])
+    asg = make_assignment(cert, make_employee(org), expires_on=TODAY + timedelta(days=5))
     _evaluate(as_tenant, org)
     with as_tenant(org.id) as s:
         row = s.get(Assignment, asg.id)
@@ -96,12 +104,13 @@ def test_revoked_assignment_gets_no_task_and_its_open_task_closes(org, arrange, 
     assert [t.status for t in _tasks(as_tenant, org)] == ["closed"]
 
 
-def test_tasks_api_lists_filters_and_completes(org, arrange, as_tenant, api_for, make_org):  # type: ignore[no-untyped-def]
-    a = arrange(org)
-    cert = a.certification(task_rules=[HOLDER_14])
-    ada, bob = a.employee(name="Ada"), a.employee(name="Bob")
-    a.assignment(cert, ada, expires_on=TODAY + timedelta(days=3))
-    a.assignment(cert, bob, expires_on=TODAY + timedelta(days=10))
+def test_tasks_api_lists_filters_and_completes(
+    org, as_tenant, api_for, make_org, make_employee, make_certification, make_assignment
+):  # type: ignore[no-untyped-def]
+    cert = make_certification(org, task_rules=[HOLDER_14])
+    ada, bob = make_employee(org, name="Ada"), make_employee(org, name="Bob")
+    make_assignment(cert, ada, expires_on=TODAY + timedelta(days=3))
+    make_assignment(cert, bob, expires_on=TODAY + timedelta(days=10))
     _evaluate(as_tenant, org)
     api = api_for(org, sub="user-7")
 
@@ -144,10 +153,11 @@ def test_tasks_api_lists_filters_and_completes(org, arrange, as_tenant, api_for,
     assert api.get(f"/tasks/{task_id}").get_json()["status"] == "done"  # unchanged
 
 
-def test_closed_task_cannot_be_completed(org, arrange, as_tenant, api):  # type: ignore[no-untyped-def]
-    a = arrange(org)
-    cert = a.certification(task_rules=[HOLDER_14])
-    asg = a.assignment(cert, a.employee(), expires_on=TODAY + timedelta(days=5))
+def test_closed_task_cannot_be_completed(
+    org, as_tenant, api, make_employee, make_certification, make_assignment
+):  # type: ignore[no-untyped-def]
+    cert = make_certification(org, task_rules=[HOLDER_14])
+    asg = make_assignment(cert, make_employee(org), expires_on=TODAY + timedelta(days=5))
     _evaluate(as_tenant, org)
     with as_tenant(org.id) as s:
         s.get(Assignment, asg.id).cycle = 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import select
 
 from certifications.automation.models import Notification, Task
@@ -14,24 +15,32 @@ RULE = {"trigger": "before_expiry", "days": 30, "recipients": ["holder"], "chann
 NOW = datetime(TODAY.year, TODAY.month, TODAY.day, 12, tzinfo=UTC)
 
 
-def _setup(make_org, arrange, n=3):  # type: ignore[no-untyped-def]
-    org = make_org(admin_emails=["boss@example.test"])
-    a = arrange(org)
-    cert = a.certification(
-        name="Confined Space",
-        notification_rules=[RULE],
-        task_rules=[{"days_before_expiry": 30, "assignee": "holder"}],
-    )
-    for i in range(n):
-        emp = a.employee(name=f"Worker {i}", email=f"w{i}@example.test")
-        a.assignment(cert, emp, expires_on=TODAY + timedelta(days=5 + i), status="expires_soon")
-    return org
+@pytest.fixture
+def org_due(make_org, make_certification, make_employee, make_assignment):  # type: ignore[no-untyped-def]
+    """`org_due(n)`: an org with one admin and `n` holders whose certification expires soon."""
+
+    def build(n: int = 3):  # type: ignore[no-untyped-def]
+        org = make_org(admin_emails=["boss@example.test"])
+        cert = make_certification(
+            org,
+            name="Confined Space",
+            notification_rules=[RULE],
+            task_rules=[{"days_before_expiry": 30, "assignee": "holder"}],
+        )
+        for i in range(n):
+            emp = make_employee(org, name=f"Worker {i}", email=f"w{i}@example.test")
+            make_assignment(
+                cert, emp, expires_on=TODAY + timedelta(days=5 + i), status="expires_soon"
+            )
+        return org
+
+    return build
 
 
 def test_tick_creates_tasks_and_delivers_notifications_through_the_worker(
-    make_org, arrange, smtp, jobs, as_tenant
+    org_due, smtp, jobs, as_tenant
 ):  # type: ignore[no-untyped-def]
-    org = _setup(make_org, arrange)
+    org = org_due()
     report = tick_now(now=NOW, org_id=org.id)["ticks"][str(org.id)]
     assert report["notifications"]["created"] == 3
     assert report["tasks"]["created"] == 3
@@ -52,10 +61,8 @@ def test_tick_creates_tasks_and_delivers_notifications_through_the_worker(
         assert len(s.scalars(select(Task)).all()) == 3
 
 
-def test_refusing_server_through_the_worker_ends_failed_and_visible(
-    make_org, arrange, smtp, jobs, api_for
-):  # type: ignore[no-untyped-def]
-    org = _setup(make_org, arrange, n=1)
+def test_refusing_server_through_the_worker_ends_failed_and_visible(org_due, smtp, jobs, api_for):  # type: ignore[no-untyped-def]
+    org = org_due(n=1)
     smtp.refuse = True
     tick_now(now=NOW, org_id=org.id)
     jobs.drain()  # the actor retries with backoff (NOTIFICATION_* settings), then gives up
@@ -68,10 +75,10 @@ def test_refusing_server_through_the_worker_ends_failed_and_visible(
     assert items[0]["sent_at"] is None
 
 
-def test_notifications_api_filters_pages_and_guards(make_org, arrange, api_for, as_tenant):  # type: ignore[no-untyped-def]
+def test_notifications_api_filters_pages_and_guards(org_due, make_org, api_for, as_tenant):  # type: ignore[no-untyped-def]
     from certifications.automation.notifications import evaluate_rules
 
-    org = _setup(make_org, arrange, n=3)
+    org = org_due(n=3)
     with as_tenant(org.id) as s:
         evaluate_rules(s, org.id, TODAY)
         first = s.scalars(select(Notification).order_by(Notification.recipient)).first()
@@ -113,15 +120,13 @@ def test_notifications_api_filters_pages_and_guards(make_org, arrange, api_for, 
     assert api_for(make_org()).get("/notifications").get_json()["items"] == []
 
 
-def test_deliveries_are_queued_once_and_a_stuck_send_again_after_its_lease(
-    make_org, arrange, as_tenant
-):  # type: ignore[no-untyped-def]
+def test_deliveries_are_queued_once_and_a_stuck_send_again_after_its_lease(org_due, as_tenant):  # type: ignore[no-untyped-def]
     from certifications.automation.delivery import LEASE
     from certifications.automation.notifications import evaluate_rules
     from certifications.automation.pipeline import enqueue_deliveries
     from jobs.models import OutboxMessage
 
-    org = _setup(make_org, arrange, n=2)
+    org = org_due(n=2)
     with as_tenant(org.id) as s:  # never committed: nothing reaches the broker
         evaluate_rules(s, org.id, TODAY)
         assert enqueue_deliveries(s, NOW) == 2

@@ -2,35 +2,13 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from certifications.directory.bulk import bulk_upsert, parse_csv
 from certifications.directory.models import Employee, Role
 from certifications.directory.service import KINDS
-from infra import database as db
 from infra.errors import Invalid
-
-
-@contextmanager
-def count_statements() -> Iterator[list[str]]:
-    statements: list[str] = []
-    me = threading.get_ident()  # only this test's statements, not a background worker's
-
-    def _count(_conn, _cursor, statement, *_args):  # type: ignore[no-untyped-def]
-        if threading.get_ident() == me:
-            statements.append(statement.split(None, 1)[0].upper())
-
-    engine = db.get_engine()
-    event.listen(engine, "before_cursor_execute", _count)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", _count)
 
 
 def _rows(n: int, role_id: object, prefix: str = "") -> list[tuple[int, dict]]:
@@ -41,47 +19,47 @@ def _rows(n: int, role_id: object, prefix: str = "") -> list[tuple[int, dict]]:
 
 
 @pytest.mark.parametrize("size", [10, 3000])
-def test_statement_count_does_not_grow_per_row(org, as_tenant, size):  # type: ignore[no-untyped-def]
+def test_statement_count_does_not_grow_per_row(org, as_tenant, count_queries, size):  # type: ignore[no-untyped-def]
     with as_tenant(org.id) as s:
         role = Role(name="Welder")
         s.add(role)
         s.commit()
         kind = KINDS["employees"]
-        with count_statements() as statements:
+        with count_queries() as q:
             report = bulk_upsert(s, kind, _rows(size, role.id), {})
             s.flush()
         assert report["counts"]["created"] == size
-        selects = statements.count("SELECT")
-        inserts = statements.count("INSERT")
+        selects = q.verbs.count("SELECT")
+        inserts = q.verbs.count("INSERT")
         # references + existing rows (+ the RLS tenant setting on PostgreSQL)
-        assert selects <= 3, statements
+        assert selects <= 3, q
         # the upsert (batched by the driver, ~1000 rows a page) + job + outbox row + audit event
-        assert inserts <= 3 + -(-size // 1000), statements
+        assert inserts <= 3 + -(-size // 1000), q
         # no ORM object per row: only the job and outbox message live in the session
         assert all(not isinstance(o, Employee) for o in s.identity_map.values())
         s.commit()
 
-        with count_statements() as statements:
+        with count_queries() as q:
             report = bulk_upsert(s, kind, _rows(size, role.id, prefix="Renamed "), {})
         assert report["counts"]["updated"] == size
-        assert len(statements) <= 4 + -(-size // 1000), statements  # + the audit event
+        assert len(q) <= 4 + -(-size // 1000), q  # + the audit event
         s.commit()
         names = s.scalars(select(Employee.name).order_by(Employee.name).limit(1)).all()
         assert names == ["Renamed Employee 0"]
         assert s.scalar(select(func.count()).select_from(Employee)) == size
 
 
-def test_unchanged_rows_are_not_written(org, as_tenant):  # type: ignore[no-untyped-def]
+def test_unchanged_rows_are_not_written(org, as_tenant, count_queries):  # type: ignore[no-untyped-def]
     with as_tenant(org.id) as s:
         kind = KINDS["assets"]
         rows = [(0, {"external_id": "A", "name": "Crane"})]
         bulk_upsert(s, kind, rows, {})
         s.commit()
-        with count_statements() as statements:
+        with count_queries() as q:
             report = bulk_upsert(s, kind, rows, {})
         assert report["counts"]["unchanged"] == 1
-        assert "INSERT" not in statements
-        assert "UPDATE" not in statements
+        assert "INSERT" not in q.verbs, q
+        assert "UPDATE" not in q.verbs, q
 
 
 def test_parse_csv() -> None:

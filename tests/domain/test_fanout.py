@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date, timedelta
 
 import pytest
-from sqlalchemy import event, func, select, update
+from sqlalchemy import func, select, update
 
 from certifications.assignments import fanout
 from certifications.assignments.models import Assignment, StatusEvent
@@ -18,27 +16,9 @@ from infra import context
 from infra import database as db
 from infra.database import utcnow
 from jobs.models import Job
-from tests.support import assignment_data as data
 from workers import actors
 
 TODAY = date(2026, 3, 31)
-
-
-@contextmanager
-def statements() -> Iterator[list[str]]:
-    seen: list[str] = []
-    me = threading.get_ident()  # only this test's statements, not a background worker's
-
-    def _record(conn, cursor, statement, params, ctx, many):  # type: ignore[no-untyped-def]
-        if threading.get_ident() == me:
-            seen.append(" ".join(statement.split()).upper())
-
-    engine = db.get_engine()
-    event.listen(engine, "before_cursor_execute", _record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", _record)
 
 
 def _run_cert(org_id, cert_id, today=TODAY):  # type: ignore[no-untyped-def]
@@ -72,18 +52,20 @@ def _set_employee(as_tenant, org_id, emp_id, **values):  # type: ignore[no-untyp
         s.commit()
 
 
-def test_creates_missing_role_assignments_in_one_insert(org, as_tenant):  # type: ignore[no-untyped-def]
-    role, other_role = data.role(org.id), data.role(org.id)
-    members = data.employees(org.id, 4, role.id)
-    data.employees(org.id, 2, other_role.id)
-    inactive = data.employee(org.id, role.id)
+def test_creates_missing_role_assignments_in_one_insert(
+    org, as_tenant, count_queries, make_role, make_employee, make_employees, make_certification
+):  # type: ignore[no-untyped-def]
+    role, other_role = make_role(org), make_role(org)
+    members = make_employees(org, 4, role_id=role.id)
+    make_employees(org, 2, role_id=other_role.id)
+    inactive = make_employee(org, role_id=role.id)
     _set_employee(as_tenant, org.id, inactive.id, active=False)
-    cert = data.certification(org.id, role_ids=[role.id])
-    with statements() as seen:
+    cert = make_certification(org, role_ids=[role.id])
+    with count_queries() as q:
         report = _run_cert(org.id, cert.id)
-    inserts = [s for s in seen if s.startswith("INSERT INTO ASSIGNMENTS")]
-    assert len(inserts) == 1
-    assert "ON CONFLICT" in inserts[0]
+    inserts = q.starting("INSERT INTO assignments")
+    assert len(inserts) == 1, q
+    assert "ON CONFLICT" in inserts[0].upper()
     assert report["created"] == 4
     rows = _assignments(as_tenant, org.id, certification_id=cert.id)
     assert sorted(r.subject_id for r in rows) == sorted(m.id for m in members)
@@ -93,10 +75,10 @@ def test_creates_missing_role_assignments_in_one_insert(org, as_tenant):  # type
     assert _events(as_tenant, org.id) == 0  # the first status lives on the row
 
 
-def test_rerun_changes_nothing(org, as_tenant):  # type: ignore[no-untyped-def]
-    role = data.role(org.id)
-    data.employees(org.id, 3, role.id)
-    cert = data.certification(org.id, role_ids=[role.id])
+def test_rerun_changes_nothing(org, as_tenant, make_role, make_employees, make_certification):  # type: ignore[no-untyped-def]
+    role = make_role(org)
+    make_employees(org, 3, role_id=role.id)
+    cert = make_certification(org, role_ids=[role.id])
     _run_cert(org.id, cert.id)
     before = [(a.id, a.status, a.updated_at) for a in _assignments(as_tenant, org.id)]
     report = _run_cert(org.id, cert.id)
@@ -114,10 +96,12 @@ def test_rerun_changes_nothing(org, as_tenant):  # type: ignore[no-untyped-def]
         ({"validity_months": 12, "forms_required": True}, TODAY, date(2027, 3, 31), "missing"),
     ],
 )
-def test_valid_when_added_in_the_same_statement(org, as_tenant, fields, issued, expires, status):  # type: ignore[no-untyped-def]
-    role = data.role(org.id)
-    data.employees(org.id, 2, role.id)
-    cert = data.certification(org.id, role_ids=[role.id], valid_when_added=True, **fields)
+def test_valid_when_added_in_the_same_statement(
+    org, as_tenant, fields, issued, expires, status, make_role, make_employees, make_certification
+):  # type: ignore[no-untyped-def]
+    role = make_role(org)
+    make_employees(org, 2, role_id=role.id)
+    cert = make_certification(org, role_ids=[role.id], valid_when_added=True, **fields)
     _run_cert(org.id, cert.id)
     rows = _assignments(as_tenant, org.id)
     assert {(r.issued_on, r.effective_on, r.expires_on, r.status) for r in rows} == {
@@ -125,17 +109,17 @@ def test_valid_when_added_in_the_same_statement(org, as_tenant, fields, issued, 
     }
 
 
-def test_employees_fanout_applies_each_certifications_rules(org, as_tenant):  # type: ignore[no-untyped-def]
-    role = data.role(org.id)
-    plain = data.certification(org.id, role_ids=[role.id])
-    instant = data.certification(
-        org.id, role_ids=[role.id], valid_when_added=True, validity_days=10
-    )
-    data.certification(org.id, role_ids=[role.id], type="employee", archived_at=utcnow())
-    person = data.employee(org.id, role.id)
-    with statements() as seen:
+def test_employees_fanout_applies_each_certifications_rules(
+    org, as_tenant, count_queries, make_role, make_employee, make_certification
+):  # type: ignore[no-untyped-def]
+    role = make_role(org)
+    plain = make_certification(org, role_ids=[role.id])
+    instant = make_certification(org, role_ids=[role.id], valid_when_added=True, validity_days=10)
+    make_certification(org, role_ids=[role.id], type="employee", archived_at=utcnow())
+    person = make_employee(org, role_id=role.id)
+    with count_queries() as q:
         report = _run_emps(org.id, [person.id])
-    assert len([s for s in seen if s.startswith("INSERT INTO ASSIGNMENTS")]) == 1
+    assert len(q.starting("INSERT INTO assignments")) == 1, q
     assert report["created"] == 2
     by_cert = {a.certification_id: a for a in _assignments(as_tenant, org.id)}
     assert set(by_cert) == {plain.id, instant.id}
@@ -144,10 +128,12 @@ def test_employees_fanout_applies_each_certifications_rules(org, as_tenant):  # 
     assert by_cert[instant.id].expires_on == TODAY + timedelta(days=10)
 
 
-def test_leaving_the_role_removes_unrecorded_and_unrequires_recorded(org, as_tenant):  # type: ignore[no-untyped-def]
-    role, other = data.role(org.id), data.role(org.id)
-    cert = data.certification(org.id, role_ids=[role.id])
-    recorded, unrecorded = data.employees(org.id, 2, role.id)
+def test_leaving_the_role_removes_unrecorded_and_unrequires_recorded(
+    org, as_tenant, make_role, make_employees, make_certification
+):  # type: ignore[no-untyped-def]
+    role, other = make_role(org), make_role(org)
+    cert = make_certification(org, role_ids=[role.id])
+    recorded, unrecorded = make_employees(org, 2, role_id=role.id)
     _run_cert(org.id, cert.id)
     with as_tenant(org.id) as s:
         s.execute(
@@ -167,25 +153,29 @@ def test_leaving_the_role_removes_unrecorded_and_unrequires_recorded(org, as_ten
         _set_employee(as_tenant, org.id, person.id, role_id=role.id)
     report = _run_emps(org.id, [recorded.id, unrecorded.id])
     assert report == {"created": 1, "removed": 0, "not_required": 0, "required_again": 1}
-    assert all(r.required for r in _assignments(as_tenant, org.id))
+    assert [r.required for r in _assignments(as_tenant, org.id)] == [True, True]
 
 
-def test_deactivated_employee_loses_unrecorded(org, as_tenant):  # type: ignore[no-untyped-def]
-    role = data.role(org.id)
-    cert = data.certification(org.id, role_ids=[role.id])
-    person = data.employee(org.id, role.id)
+def test_deactivated_employee_loses_unrecorded(
+    org, as_tenant, make_role, make_employee, make_certification
+):  # type: ignore[no-untyped-def]
+    role = make_role(org)
+    cert = make_certification(org, role_ids=[role.id])
+    person = make_employee(org, role_id=role.id)
     _run_cert(org.id, cert.id)
     _set_employee(as_tenant, org.id, person.id, active=False)
     assert _run_emps(org.id, [person.id])["removed"] == 1
     assert _assignments(as_tenant, org.id) == []
 
 
-def test_role_removed_from_certification(org, as_tenant):  # type: ignore[no-untyped-def]
+def test_role_removed_from_certification(
+    org, as_tenant, make_role, make_employees, make_certification
+):  # type: ignore[no-untyped-def]
     from certifications.catalog.models import CertificationRole
 
-    role = data.role(org.id)
-    cert = data.certification(org.id, role_ids=[role.id])
-    data.employees(org.id, 3, role.id)
+    role = make_role(org)
+    cert = make_certification(org, role_ids=[role.id])
+    make_employees(org, 3, role_id=role.id)
     _run_cert(org.id, cert.id)
     with as_tenant(org.id) as s:
         s.execute(CertificationRole.__table__.delete().where(CertificationRole.org_id == org.id))
@@ -193,16 +183,18 @@ def test_role_removed_from_certification(org, as_tenant):  # type: ignore[no-unt
     assert _run_cert(org.id, cert.id)["removed"] == 3
 
 
-def test_manual_and_revoked_assignments_are_respected(org, as_tenant, api):  # type: ignore[no-untyped-def]
-    role = data.role(org.id)
-    cert = data.certification(org.id)
-    manual, revoked = data.employees(org.id, 2, role.id)
+def test_manual_and_revoked_assignments_are_respected(
+    org, as_tenant, api, make_role, make_employees, make_certification, make_certification_role
+):  # type: ignore[no-untyped-def]
+    role = make_role(org)
+    cert = make_certification(org)
+    manual, revoked = make_employees(org, 2, role_id=role.id)
     for person in (manual, revoked):
         body = {"certification_id": str(cert.id), "subject_type": "employee"}
         resp = api.post("/assignments", json={**body, "subject_id": str(person.id)})
         assert resp.status_code == 201
     api.post(f"/assignments/{resp.get_json()['id']}/revoke", json={"reason": "misconduct"})
-    data.link_role(org.id, cert.id, role.id)
+    make_certification_role(org, cert, role)
     assert _run_cert(org.id, cert.id)["created"] == 0
     rows = _assignments(as_tenant, org.id)
     assert sorted((r.source, r.status) for r in rows) == [
@@ -211,23 +203,25 @@ def test_manual_and_revoked_assignments_are_respected(org, as_tenant, api):  # t
     ]
 
 
-def test_other_organizations_untouched(make_org, as_tenant):  # type: ignore[no-untyped-def]
+def test_other_organizations_untouched(
+    make_org, as_tenant, make_role, make_employees, make_certification
+):  # type: ignore[no-untyped-def]
     a, b = make_org(), make_org()
     certs = {}
     for org in (a, b):
-        role = data.role(org.id)
-        data.employees(org.id, 2, role.id)
-        certs[org.id] = data.certification(org.id, role_ids=[role.id])
+        role = make_role(org)
+        make_employees(org, 2, role_id=role.id)
+        certs[org.id] = make_certification(org, role_ids=[role.id])
     _run_cert(a.id, certs[a.id].id)
     _run_cert(a.id, certs[b.id].id)  # another org's certification id: invisible, no effect
     assert len(_assignments(as_tenant, a.id)) == 2
     assert _assignments(as_tenant, b.id) == []
 
 
-def test_job_progress(org, as_tenant):  # type: ignore[no-untyped-def]
-    role = data.role(org.id)
-    data.employees(org.id, 3, role.id)
-    cert = data.certification(org.id, role_ids=[role.id])
+def test_job_progress(org, as_tenant, make_role, make_employees, make_certification):  # type: ignore[no-untyped-def]
+    role = make_role(org)
+    make_employees(org, 3, role_id=role.id)
+    cert = make_certification(org, role_ids=[role.id])
     with as_tenant(org.id) as s:
         job = Job(kind="role_fanout")
         s.add(job)
@@ -260,10 +254,12 @@ def test_failed_job_is_recorded(org, as_tenant, monkeypatch):  # type: ignore[no
 
 
 @pytest.mark.postgres
-def test_two_workers_at_once_create_each_row_once(org, as_tenant):  # type: ignore[no-untyped-def]
-    role = data.role(org.id)
-    data.employees(org.id, 300, role.id)
-    cert = data.certification(org.id, role_ids=[role.id])
+def test_two_workers_at_once_create_each_row_once(
+    org, as_tenant, make_role, make_employees, make_certification
+):  # type: ignore[no-untyped-def]
+    role = make_role(org)
+    make_employees(org, 300, role_id=role.id)
+    cert = make_certification(org, role_ids=[role.id])
     barrier = threading.Barrier(2)
     errors: list[BaseException] = []
 
@@ -285,11 +281,13 @@ def test_two_workers_at_once_create_each_row_once(org, as_tenant):  # type: igno
     assert len(_assignments(as_tenant, org.id)) == 300
 
 
-def test_employee_job_commits_batch_by_batch(org, as_tenant, monkeypatch):  # type: ignore[no-untyped-def]
+def test_employee_job_commits_batch_by_batch(
+    org, as_tenant, monkeypatch, make_role, make_employees, make_certification
+):  # type: ignore[no-untyped-def]
     monkeypatch.setattr(fanout, "EMPLOYEE_CHUNK", 2)
-    role = data.role(org.id)
-    data.certification(org.id, role_ids=[role.id])
-    people = data.employees(org.id, 5, role.id)
+    role = make_role(org)
+    make_certification(org, role_ids=[role.id])
+    people = make_employees(org, 5, role_id=role.id)
     with as_tenant(org.id) as s:
         job = Job(kind="role_fanout", total=5)
         s.add(job)

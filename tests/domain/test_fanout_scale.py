@@ -18,16 +18,15 @@ from certifications.directory.models import Employee
 from infra import context
 from infra import database as db
 from infra.database import utcnow
-from tests.support import assignment_data as data
 
 SIZE = 50_000
 
 
 @pytest.mark.postgres
 @pytest.mark.slow
-def test_fanout_after_bulk_delete_stays_linear(org, as_tenant):  # type: ignore[no-untyped-def]
-    role = data.role(org.id)
-    cert = data.certification(org.id, role_ids=[role.id])
+def test_fanout_after_bulk_delete_stays_linear(org, as_tenant, make_role, make_certification):  # type: ignore[no-untyped-def]
+    role = make_role(org)
+    cert = make_certification(org, role_ids=[role.id])
     now = utcnow()
     rows = [
         {"org_id": org.id, "id": uuid.uuid4(), "name": f"E{i}", "role_id": role.id,

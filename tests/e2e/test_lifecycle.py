@@ -7,17 +7,17 @@ role gets it; a leaver loses an unrecorded one; re-running every job changes not
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 
 from sqlalchemy import func, select
 
 from certifications.assignments.models import StatusEvent
+from certifications.assignments.status import org_today
 from infra import context
 from infra import database as db
+from infra.database import utcnow
 from jobs.models import OutboxMessage
 from jobs.outbox import request_job
-
-TODAY = date.today()  # the org's zone is UTC
 
 
 def _ok(resp, code=200):  # type: ignore[no-untyped-def]
@@ -85,18 +85,20 @@ def test_role_certification_lifecycle(api, org, as_tenant, jobs):  # type: ignor
     assert set(rows) == set(ids)
     assert {(a["source"], a["status"]) for a in rows.values()} == {("role", "missing")}
 
-    # Renewals with dates, a future date, a revocation.
+    # Renewals with dates, a future date, a revocation. "Today" is the org's (its zone, not the
+    # host's); the dates keep their status if the server's today is already the next day.
+    today = org_today(org.timezone, utcnow())
     plan = {
-        ids[0]: ({"issued_on": TODAY.isoformat()}, "valid"),
+        ids[0]: ({"issued_on": today.isoformat()}, "valid"),
         ids[1]: (
             {
-                "issued_on": (TODAY - timedelta(days=300)).isoformat(),
-                "expires_on": (TODAY + timedelta(days=10)).isoformat(),
+                "issued_on": (today - timedelta(days=300)).isoformat(),
+                "expires_on": (today + timedelta(days=10)).isoformat(),
             },
             "expires_soon",
         ),
-        ids[2]: ({"issued_on": (TODAY - timedelta(days=800)).isoformat()}, "expired"),
-        ids[3]: ({"issued_on": (TODAY + timedelta(days=7)).isoformat()}, "upcoming"),
+        ids[2]: ({"issued_on": (today - timedelta(days=800)).isoformat()}, "expired"),
+        ids[3]: ({"issued_on": (today + timedelta(days=7)).isoformat()}, "upcoming"),
     }
     for subject, (body, expected) in plan.items():
         renewed = _ok(api.post(f"/assignments/{rows[subject]['id']}/renew", json=body))

@@ -1,5 +1,6 @@
-"""Shared machinery of the security suite: the operation inventory, a world of rows per org,
-valid sample bodies, and snapshots of everything an org owns.
+"""Shared machinery of the security suite: the operation inventory, valid sample bodies, and
+snapshots of everything an org owns (the world of one row per kind is `make_world`, in
+`tests.support.factories`).
 
 Everything is discovered from the app's OpenAPI document, so a new endpoint is covered by the
 matrices the moment it is registered, or fails them with a message saying what to add here.
@@ -11,9 +12,8 @@ import copy
 import functools
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date
 from typing import Any
 
 from sqlalchemy import select
@@ -24,6 +24,7 @@ from infra.database import Base
 from tenancy.auth import TENANT_SCOPES
 from tenancy.models import Organization, TenantScoped
 from tests.conftest import RUNTIME
+from tests.support.factories import World  # kind -> id, as `make_world` returns it
 from tests.support.suite import SETTINGS
 
 PREFIX = "/api/v1"
@@ -218,145 +219,6 @@ def kind_for_route(op: Operation, param: str) -> str | None:
     if seg in SEGMENT_KINDS:
         return SEGMENT_KINDS[seg]
     return FIELD_KINDS.get(param)
-
-
-# ---------------------------------------------------------------------------------------------
-# A world: one row of every kind, in one org, made through the ORM as that tenant
-# ---------------------------------------------------------------------------------------------
-
-World = dict[str, uuid.UUID]
-Factory = Callable[[Any, World], Any]
-
-
-def _model(name: str) -> Any:
-    for mapper in Base.registry.mappers:
-        if mapper.class_.__name__ == name:
-            return mapper.class_
-    return None
-
-
-def _role(s: Any, w: World) -> Any:
-    return _model("Role")(name=f"role {uuid.uuid4().hex[:8]}", external_id=uuid.uuid4().hex)
-
-
-def _employee(s: Any, w: World) -> Any:
-    return _model("Employee")(
-        name=f"emp {uuid.uuid4().hex[:8]}",
-        email=f"{uuid.uuid4().hex[:8]}@example.com",
-        role_id=w["role"],
-        external_id=uuid.uuid4().hex,
-    )
-
-
-def _asset(s: Any, w: World) -> Any:
-    return _model("Asset")(name="asset", serial_number="SN-1", external_id=uuid.uuid4().hex)
-
-
-def _client(s: Any, w: World) -> Any:
-    return _model("Client")(
-        name="client", contact_email="c@example.com", external_id=uuid.uuid4().hex
-    )
-
-
-def _location(s: Any, w: World) -> Any:
-    return _model("Location")(
-        name="site", address="1 Road", client_id=w["client"], external_id=uuid.uuid4().hex
-    )
-
-
-def _group(s: Any, w: World) -> Any:
-    return _model("CertificationGroup")(name=f"group {uuid.uuid4().hex[:8]}")
-
-
-def _certification(s: Any, w: World) -> Any:
-    cert = _model("Certification")(
-        name=f"cert {uuid.uuid4().hex[:8]}",
-        type="employee",
-        validity_months=12,
-        warning_days=30,
-        cost=10,
-    )
-    s.add(cert)
-    s.flush()
-    s.add(_model("CertificationGroupMember")(certification_id=cert.id, group_id=w["group"]))
-    s.add(_model("CertificationRole")(certification_id=cert.id, role_id=w["role"]))
-    s.add(_model("CertificationClient")(certification_id=cert.id, client_id=w["client"]))
-    return cert
-
-
-def _assignment(s: Any, w: World) -> Any:
-    a = _model("Assignment")(
-        certification_id=w["certification"],
-        subject_type="employee",
-        subject_id=w["employee"],
-        source="manual",
-        issued_on=date(2026, 1, 1),
-        effective_on=date(2026, 1, 1),
-        expires_on=date(2027, 1, 1),
-        status="valid",
-    )
-    s.add(a)
-    s.flush()
-    s.add(
-        _model("AssignmentCycle")(
-            assignment_id=a.id, cycle=1, issued_on=a.issued_on, expires_on=a.expires_on
-        )
-    )
-    s.add(
-        _model("StatusEvent")(
-            assignment_id=a.id, to_status="valid", from_status="missing", on_date=date(2026, 1, 1)
-        )
-    )
-    return a
-
-
-def _job(s: Any, w: World) -> Any:
-    return _model("Job")(kind="fanout", state="done", done=1, total=1)
-
-
-def _task(s: Any, w: World) -> Any:
-    return _model("Task")(
-        assignment_id=w["assignment"],
-        certification_id=w["certification"],
-        rule_key="renewal:30:holder",
-        cycle=1,
-        title="Renew",
-        assignee_id=w["employee"],
-        due_on=date(2027, 1, 1),
-    )
-
-
-# kind -> factory(session, world so far). Order matters: later kinds reference earlier ones.
-# A new id route whose kind is not here fails the isolation matrix with "add a factory".
-FACTORIES: dict[str, Factory] = {
-    "role": _role,
-    "employee": _employee,
-    "asset": _asset,
-    "client": _client,
-    "location": _location,
-    "group": _group,
-    "certification": _certification,
-    "assignment": _assignment,
-    "job": _job,
-    "task": _task,
-}
-
-
-def register_factory(kind: str, factory: Factory) -> None:
-    FACTORIES[kind] = factory
-
-
-def make_world(org_id: uuid.UUID) -> World:
-    """One committed row of every known kind in this org; returns kind -> id."""
-    world: World = {}
-    with context.tenant(org_id), db.new_session() as s:
-        for kind, factory in FACTORIES.items():
-            obj = factory(s, world)
-            s.add(obj)
-            s.flush()
-            world[kind] = obj.id
-        s.commit()
-    return world
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
+import dramatiq
 import pytest
 from sqlalchemy import create_engine, event, func, insert, select, text, update
 from sqlalchemy.orm import Session
@@ -107,20 +108,25 @@ class Worker:
 
 
 @pytest.fixture
-def own_stack(runtime, settings, monkeypatch) -> Iterator[tuple[OwnRedis, Callable[[], Worker]]]:  # type: ignore[no-untyped-def]
-    """Own Redis + a broker on it that the outbox relay publishes to; workers made on demand."""
-    import dataclasses
+def own_stack(monkeypatch, runtime) -> Iterator[tuple[OwnRedis, Callable[[], Worker]]]:  # type: ignore[no-untyped-def]
+    """Own Redis + a broker on it that the outbox relay uses; workers made on demand."""
+    from dramatiq.brokers.redis import RedisBroker
 
-    from jobs.broker import build_broker
+    from jobs.broker import _middleware
 
     server = OwnRedis()
     server.start()
     namespace = f"certs-fault-{uuid.uuid4().hex[:8]}"
-    broker = build_broker(
-        dataclasses.replace(settings, redis_url=server.url, redis_namespace=namespace)
+    broker = RedisBroker(
+        url=server.url, namespace=namespace, middleware=_middleware(), heartbeat_timeout=30_000
     )
-    # The relay publishes with the runtime's broker: send what it publishes to our Redis.
-    monkeypatch.setattr(runtime.broker, "enqueue", broker.enqueue)
+    shared = runtime.broker
+    for name in shared.get_declared_actors():
+        broker.declare_actor(shared.get_actor(name))
+    # The after-commit relay publishes on the broker bootstrap gave it (the suite's Redis);
+    # the sweep and explicit relays on dramatiq's global one: both go to ours instead.
+    monkeypatch.setattr(shared, "enqueue", broker.enqueue)
+    monkeypatch.setattr(dramatiq, "get_broker", lambda: broker)
     started: list[Worker] = []
 
     def make_worker() -> Worker:
@@ -159,39 +165,40 @@ def _wait(pred: Callable[[], Any], timeout: float, what: str) -> Any:
 
 def _outbox_states(org_id: uuid.UUID, actor: str | None = None) -> dict[str, int]:
     with context.platform(), db.new_session() as s:
-        stmt = (
-            select(OutboxMessage.status, func.count())
-            .where(OutboxMessage.org_id == org_id)
-            .group_by(OutboxMessage.status)
-        )
-        if actor is not None:
+        stmt = select(OutboxMessage.status, func.count()).where(OutboxMessage.org_id == org_id)
+        if actor:
             stmt = stmt.where(OutboxMessage.actor_name == actor)
-        rows = s.execute(stmt).all()
+        rows = s.execute(stmt.group_by(OutboxMessage.status)).all()
     return dict(rows)  # type: ignore[arg-type]
 
 
-def _arrange_fanout(org_id: uuid.UUID, n: int) -> tuple[uuid.UUID, uuid.UUID]:
-    from certifications.catalog.models import Certification, CertificationRole
-    from certifications.directory.models import Employee, Role
+@pytest.fixture
+def crew(make_role, make_certification):  # type: ignore[no-untyped-def]
+    """`crew(org, n)`: a role of `n` employees (inserted set-based) and a certification for it."""
+    from certifications.directory.models import Employee
 
-    with context.tenant(org_id), db.new_session() as s:
-        role = Role(name="Crew")
-        s.add(role)
-        s.flush()
-        for start in range(0, n, 10_000):
-            s.execute(
-                insert(Employee),
-                [
-                    {"org_id": org_id, "id": uuid.uuid4(), "name": f"E{i:06d}", "role_id": role.id}
-                    for i in range(start, min(n, start + 10_000))
-                ],
-            )
-        cert = Certification(name="Working at height", type="employee", validity_months=12)
-        s.add(cert)
-        s.flush()
-        s.add(CertificationRole(certification_id=cert.id, role_id=role.id))
-        s.commit()
-        return role.id, cert.id
+    def build(org, n: int):  # type: ignore[no-untyped-def]
+        role = make_role(org, name="Crew")
+        with context.tenant(org.id), db.new_session() as s:
+            for start in range(0, n, 10_000):
+                s.execute(
+                    insert(Employee),
+                    [
+                        {
+                            "org_id": org.id,
+                            "id": uuid.uuid4(),
+                            "name": f"E{i:06d}",
+                            "role_id": role.id,
+                        }
+                        for i in range(start, min(n, start + 10_000))
+                    ],
+                )
+            s.commit()
+        return make_certification(
+            org, name="Working at height", validity_months=12, role_ids=[role.id]
+        )
+
+    return build
 
 
 def _assignment_counts(org_id: uuid.UUID, cert_id: uuid.UUID) -> tuple[int, int]:
@@ -206,18 +213,19 @@ def _assignment_counts(org_id: uuid.UUID, cert_id: uuid.UUID) -> tuple[int, int]
     return total, distinct
 
 
-def _kill_worker_mid_fanout(make_org, own_stack, n: int) -> None:  # type: ignore[no-untyped-def]
+def _kill_worker_mid_fanout(make_org, crew, own_stack, n: int) -> None:  # type: ignore[no-untyped-def]
     import jobs.relay as relay
 
     _server, make_worker = own_stack
     org = make_org()
     FAULT_ORGS.append(org.id)
-    _role, cert_id = _arrange_fanout(org.id, n)
+    cert_id = crew(org, n).id
     with context.tenant(org.id), db.new_session() as s:
         job = request_job(s, "fanout_certification", job_kind="fanout", certification_id=cert_id)
         s.commit()
         job_id = job.id
-    assert _outbox_states(org.id) == {"sent": 1}  # relayed to our Redis after commit
+    fanout_states = lambda: _outbox_states(org.id, "fanout_certification")  # noqa: E731
+    assert fanout_states() == {"sent": 1}  # relayed to our Redis after commit
 
     def job_state() -> str:
         with context.tenant(org.id), db.new_session() as s:
@@ -237,53 +245,41 @@ def _kill_worker_mid_fanout(make_org, own_stack, n: int) -> None:  # type: ignor
     worker = make_worker()
     worker.start()
     assert relay.sweep(now=db.utcnow() + timedelta(minutes=16)) >= 1
-    # (the finished fan-out then requests the org's tick: a second row, not counted here)
-    _wait(
-        lambda: _outbox_states(org.id, "fanout_certification") == {"done": 1},
-        300,
-        "the re-sent fan-out to finish",
-    )
+    # (the finished fan-out also requests the org's tick: a row of its own)
+    _wait(lambda: fanout_states() == {"done": 1}, 300, "the re-sent fan-out to finish")
     _wait(lambda: job_state() == "done", 30, "the job to be done")
     assert _assignment_counts(org.id, cert_id) == (n, n), "lost or duplicated assignments"
 
     # A third delivery (what Redis' own requeue of the dead worker's message does), run
     # in-process as the actor would: it changes nothing.
-    from workers.actors import fanout_certification
-
-    fanout_certification(org_id=str(org.id), certification_id=str(cert_id), job_id=str(job_id))
+    actor = dramatiq.get_broker().get_actor("fanout_certification")
+    with context.tenant(org.id):
+        actor.fn(org_id=str(org.id), certification_id=str(cert_id), job_id=str(job_id))
     assert _assignment_counts(org.id, cert_id) == (n, n)
     assert job_state() == "done"
 
 
-def test_sigkill_worker_mid_fanout(make_org, own_stack):  # type: ignore[no-untyped-def]
-    _kill_worker_mid_fanout(make_org, own_stack, 20_000)
+def test_sigkill_worker_mid_fanout(make_org, crew, own_stack):  # type: ignore[no-untyped-def]
+    _kill_worker_mid_fanout(make_org, crew, own_stack, 20_000)
 
 
 @pytest.mark.slow
-def test_sigkill_worker_mid_fanout_100k(make_org, own_stack):  # type: ignore[no-untyped-def]
-    _kill_worker_mid_fanout(make_org, own_stack, 100_000)
+def test_sigkill_worker_mid_fanout_100k(make_org, crew, own_stack):  # type: ignore[no-untyped-def]
+    _kill_worker_mid_fanout(make_org, crew, own_stack, 100_000)
 
 
-def test_redis_outage_loses_no_job(make_org, own_stack, api_for):  # type: ignore[no-untyped-def]
+def test_redis_outage_loses_no_job(make_org, own_stack, api_for, make_role, make_certification):  # type: ignore[no-untyped-def]
     """Redis down: every write still answers 2xx (jobs wait in the outbox); Redis back: all run."""
     import jobs.relay as relay
     from certifications.assignments.models import Assignment
-    from certifications.catalog.models import Certification, CertificationRole
-    from certifications.directory.models import Role
 
     server, make_worker = own_stack
     org = make_org()
     FAULT_ORGS.append(org.id)
-    with context.tenant(org.id), db.new_session() as s:
-        role = Role(name="Crew")
-        s.add(role)
-        s.flush()
-        cert = Certification(name="First aid", type="employee", validity_months=12)
-        s.add(cert)
-        s.flush()
-        s.add(CertificationRole(certification_id=cert.id, role_id=role.id))
-        s.commit()
-        role_id, cert_id = role.id, cert.id
+    role_id = make_role(org, name="Crew").id
+    cert_id = make_certification(
+        org, name="First aid", type="employee", validity_months=12, role_ids=[role_id]
+    ).id
     client = api_for(org)
     server.stop()
     created = []

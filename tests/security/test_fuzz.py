@@ -10,26 +10,23 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from infra import context
-from infra import database as db
-from tenancy.organizations import create_organization
 from tests.conftest import RUNTIME
 from tests.security import support
+from tests.support import factories
 from tests.support.suite import SETTINGS
 
 MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "15"))
-CASES: dict[str, int] = {}
-# Known findings in endpoints this suite does not own, as strict expected failures: the case
-# must still fail (when it is fixed, the test fails until the entry is removed). Listed in
-# docs/security.md.
-KNOWN_FINDINGS: dict[str, str] = {}
+CASES: dict[str, int] = {}  # operation label -> cases run in this process
+FUZZ_ITEM = re.compile(r"^test_fuzz\[(?P<label>.+)\]$")
 
 
 @functools.cache
@@ -37,10 +34,8 @@ def fuzz_token() -> str:
     """An org with the HSE module and one row of every kind; its token with every scope."""
     from tenancy.auth import TENANT_SCOPES, issue_token
 
-    with context.platform(), db.new_session() as s:
-        org = create_organization(s, name=f"Fuzz {uuid.uuid4().hex[:6]}", modules=["hse"])
-        s.commit()
-    support.make_world(org.id)
+    org = factories.create_org(name=f"Fuzz {uuid.uuid4().hex[:6]}", modules=["hse"])
+    factories.create_world(org)
     return issue_token(
         SETTINGS, sub="fuzzer", org_id=str(org.id), scopes=list(TENANT_SCOPES), ttl=7200
     )
@@ -82,6 +77,20 @@ def test_document_references_resolve() -> None:
     assert support.dangling_refs(support.openapi_doc()) == []
 
 
+@pytest.fixture(autouse=True)
+def _fuzzed_at_least_once(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Each operation's test fails unless schemathesis ran at least one case for it (a test
+    whose strategy generates nothing would otherwise pass having checked nothing)."""
+    match = FUZZ_ITEM.match(request.node.name)
+    if match is None:
+        yield
+        return
+    label = match["label"]
+    before = CASES.get(label, 0)
+    yield
+    assert CASES.get(label, 0) > before, f"{label}: schemathesis ran no case"
+
+
 @schema.parametrize()
 @settings(
     max_examples=MAX_EXAMPLES,
@@ -93,30 +102,20 @@ def test_document_references_resolve() -> None:
 def test_fuzz(case: Any) -> None:
     label = case.operation.label
     CASES[label] = CASES.get(label, 0) + 1
-    if label not in KNOWN_FINDINGS:
-        case.call_and_validate()
-        return
-    try:
-        case.call_and_validate()
-    except (Exception, BaseExceptionGroup):  # schemathesis raises a FailureGroup
-        FOUND.add(label)
-        pytest.xfail(KNOWN_FINDINGS[label])
+    case.call_and_validate()
 
 
-FOUND: set[str] = set()
+def test_every_operation_is_fuzzed(request: pytest.FixtureRequest) -> None:
+    """Every documented operation has its fuzz test (each of which fails if it ran no case).
 
-
-def test_known_findings_still_reproduce() -> None:
-    """Strict: a known finding that no longer reproduces must be removed from the list."""
-    if not CASES:
-        pytest.skip("run together with test_fuzz")
-    assert set(KNOWN_FINDINGS) & set(CASES) <= FOUND, "fixed; remove from KNOWN_FINDINGS"
-
-
-def test_fuzz_ran_every_operation() -> None:
-    """Runs after the fuzz tests (file order): every documented operation got cases."""
-    if not CASES:
-        pytest.skip("run together with test_fuzz")
+    Read from this module's collection, not from what ran in this process, so it holds under
+    pytest-xdist (whichever worker runs it and the fuzz tests) and when run on its own.
+    """
+    module = request.node.getparent(pytest.Module)
+    assert module is not None
+    items = [
+        item for node in module.collect() if node.name == "test_fuzz" for item in node.collect()
+    ]
+    fuzzed = {m["label"] for item in items if (m := FUZZ_ITEM.match(item.name))}
     ops = {f"{op.method.upper()} /api/v1{op.path}" for op in support.operations()}
-    assert ops <= set(CASES), sorted(ops - set(CASES))
-    print(f"\nfuzz: {sum(CASES.values())} cases over {len(CASES)} operations")  # noqa: T201
+    assert ops == fuzzed, {"not fuzzed": sorted(ops - fuzzed), "undocumented": sorted(fuzzed - ops)}

@@ -16,7 +16,8 @@ import pytest
 
 from tenancy import scoping as tenancy_session
 from tests.security import support
-from tests.security.support import FACTORIES, Operation
+from tests.security.support import Operation
+from tests.support.factories import WORLD_KINDS
 
 OPS = support.operations()
 ID_OPS = [op for op in OPS if op.uuid_params]
@@ -40,10 +41,10 @@ def walls(request, monkeypatch):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def tenants(make_org):  # type: ignore[no-untyped-def]
+def tenants(make_org, make_world):  # type: ignore[no-untyped-def]
     """Org A (the caller) and org B (the victim), each with one row of every kind."""
     a, b = make_org(name="Org A"), make_org(name="Org B")
-    return a, support.make_world(a.id), b, support.make_world(b.id)
+    return a, make_world(a), b, make_world(b)
 
 
 def _call(client: Any, op: Operation, path: str, body: Any, query: dict[str, Any]) -> Any:
@@ -70,12 +71,12 @@ def test_every_id_kind_has_a_factory() -> None:
             f"{op.id}: {{{p}}} -> kind {support.kind_for_route(op, p)!r}"
             for op in ID_OPS
             for p in op.uuid_params
-            if support.kind_for_route(op, p) not in FACTORIES
+            if support.kind_for_route(op, p) not in WORLD_KINDS
         }
     )
     assert not missing, (
-        "id routes whose resource kind has no factory; add one to FACTORIES (and SEGMENT_KINDS) "
-        f"in tests/security/support.py: {missing}"
+        "id routes whose resource kind has no factory; add one to WORLD_KINDS in "
+        f"tests/support/factories.py (and SEGMENT_KINDS in tests/security/support.py): {missing}"
     )
 
 
@@ -84,9 +85,9 @@ def test_foreign_id_is_404_and_changes_nothing(op, walls, tenants, api_for):  # 
     a, world_a, b, world_b = tenants
     for p in op.uuid_params:
         kind = support.kind_for_route(op, p)
-        assert kind in FACTORIES, (
-            f"{op.id}: no factory for kind {kind!r} of {{{p}}}; add one to FACTORIES in "
-            "tests/security/support.py"
+        assert kind in WORLD_KINDS, (
+            f"{op.id}: no factory for kind {kind!r} of {{{p}}}; add one to WORLD_KINDS in "
+            "tests/support/factories.py"
         )
     client = api_for(a)
     body = support.sample_body(op, world_a)

@@ -88,9 +88,9 @@ def _bad_tokens(settings: Any, org_id: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def target(make_org):  # type: ignore[no-untyped-def]
+def target(make_org, make_world):  # type: ignore[no-untyped-def]
     org = make_org()
-    return org, support.make_world(org.id)
+    return org, make_world(org)
 
 
 @pytest.mark.parametrize("op", OPS, ids=lambda op: op.id)

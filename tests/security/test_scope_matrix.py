@@ -20,9 +20,9 @@ INJECTED = {"org_id": None, "id": None, "status": "valid", "scopes": ["platform:
 
 
 @pytest.fixture
-def own(make_org):  # type: ignore[no-untyped-def]
+def own(make_org, make_world):  # type: ignore[no-untyped-def]
     org = make_org()
-    return org, support.make_world(org.id)
+    return org, make_world(org)
 
 
 def _call(client: Any, op: Operation, world: dict, body: Any = None) -> Any:
@@ -69,10 +69,10 @@ def test_every_scope_but_the_needed_one_is_403(op, own, api_for) -> None:  # typ
 
 
 @pytest.mark.parametrize("op", [op for op in OPS if not op.is_platform], ids=lambda op: op.id)
-def test_module_flag(op, make_org, api_for) -> None:  # type: ignore[no-untyped-def]
+def test_module_flag(op, make_org, api_for, make_world) -> None:  # type: ignore[no-untyped-def]
     """HSE families answer 403 module_disabled for an org without the module; others never do."""
     off = make_org(modules=())
-    world = support.make_world(off.id)
+    world = make_world(off)
     before = support.snapshot(off.id)
     resp = _call(api_for(off), op, world, support.sample_body(op, world))
     body = resp.get_json(silent=True) or {}

@@ -186,15 +186,19 @@ def test_module_disabled_is_403(module_app, make_org, settings):  # type: ignore
 def test_auth_and_view_share_one_connection(api, org):  # type: ignore[no-untyped-def]
     """The organization lookup runs in the request's own session: one pooled connection and
     one transaction per request, not one for auth and another for the view."""
+    import threading
+
     from sqlalchemy import event
 
     from infra import database as db
 
     checkouts: list[object] = []
     engine = db.get_engine()
+    me = threading.get_ident()  # not a worker thread busy with another test's jobs
 
     def _count(*_args: object) -> None:
-        checkouts.append(object())
+        if threading.get_ident() == me:
+            checkouts.append(object())
 
     event.listen(engine, "checkout", _count)
     try:

@@ -6,7 +6,6 @@ from sqlalchemy import func, select
 
 from certifications.assignments.models import Assignment, StatusEvent
 from jobs.outbox import request_job
-from tests.support import assignment_data as data
 
 
 def _count(as_tenant, org_id, model=Assignment):  # type: ignore[no-untyped-def]
@@ -14,10 +13,12 @@ def _count(as_tenant, org_id, model=Assignment):  # type: ignore[no-untyped-def]
         return s.scalar(select(func.count()).select_from(model))
 
 
-def test_certification_fanout_job_runs_to_done(org, as_tenant, jobs, api):  # type: ignore[no-untyped-def]
-    role = data.role(org.id)
-    data.employees(org.id, 5, role.id)
-    cert = data.certification(org.id, role_ids=[role.id])
+def test_certification_fanout_job_runs_to_done(
+    org, as_tenant, jobs, api, make_role, make_employees, make_certification
+):  # type: ignore[no-untyped-def]
+    role = make_role(org)
+    make_employees(org, 5, role_id=role.id)
+    cert = make_certification(org, role_ids=[role.id])
     with as_tenant(org.id) as s:
         job = request_job(
             s, "fanout_certification", job_kind="role_fanout", certification_id=cert.id
@@ -31,10 +32,12 @@ def test_certification_fanout_job_runs_to_done(org, as_tenant, jobs, api):  # ty
     assert _count(as_tenant, org.id) == 5
 
 
-def test_duplicate_requests_create_each_row_once(org, as_tenant, jobs):  # type: ignore[no-untyped-def]
-    role = data.role(org.id)
-    people = data.employees(org.id, 4, role.id)
-    cert = data.certification(org.id, role_ids=[role.id])
+def test_duplicate_requests_create_each_row_once(
+    org, as_tenant, jobs, make_role, make_employees, make_certification
+):  # type: ignore[no-untyped-def]
+    role = make_role(org)
+    people = make_employees(org, 4, role_id=role.id)
+    cert = make_certification(org, role_ids=[role.id])
     with as_tenant(org.id) as s:
         for _ in range(3):  # the same change delivered three times, processed concurrently
             request_job(s, "fanout_certification", certification_id=cert.id)
@@ -45,9 +48,11 @@ def test_duplicate_requests_create_each_row_once(org, as_tenant, jobs):  # type:
     assert _count(as_tenant, org.id, StatusEvent) == 0
 
 
-def test_directory_changes_drive_employee_fanout(org, as_tenant, jobs, api):  # type: ignore[no-untyped-def]
-    role = data.role(org.id)
-    cert = data.certification(org.id, role_ids=[role.id])
+def test_directory_changes_drive_employee_fanout(
+    org, as_tenant, jobs, api, make_role, make_certification
+):  # type: ignore[no-untyped-def]
+    role = make_role(org)
+    cert = make_certification(org, role_ids=[role.id])
     resp = api.post("/employees", json={"name": "Ann", "role_id": str(role.id)})
     assert resp.status_code == 201, resp.get_json()
     emp_id = resp.get_json()["id"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import dramatiq
 import pytest
 from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy import select
@@ -13,6 +14,8 @@ from infra import database as db
 from jobs import relay as outbox
 from jobs.models import Job, OutboxMessage
 from jobs.outbox import request_job
+from tests.support.actors import record_ping
+from workers.middleware import TenantMiddleware
 
 
 def _ping(as_tenant, org, marker):  # type: ignore[no-untyped-def]
@@ -97,11 +100,27 @@ def test_outbox_row_needs_a_live_actor_name(org, as_tenant):  # type: ignore[no-
         s.commit()
 
 
-@pytest.mark.parametrize("bad", [None, str(uuid.uuid4())])
-def test_actor_cannot_see_other_org_job(org, make_org, as_tenant, jobs, bad):  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("message_org", ["another org", "no org", "unknown org"])
+def test_actor_cannot_see_other_org_job(org, make_org, as_tenant, runtime, message_org):  # type: ignore[no-untyped-def]
     """An actor runs as the message's org: a job id of another org is invisible to it."""
-    other = make_org()
-    job = _ping(as_tenant, other, "theirs")
-    jobs.drain()
-    assert _job(as_tenant, org, job.id) is None
-    assert _job(as_tenant, other, job.id).state == "done"
+    owner = make_org()
+    with as_tenant(owner.id) as s:
+        job = Job(kind="ping")
+        s.add(job)
+        s.commit()
+    org_id = {"another org": str(org.id), "no org": None, "unknown org": str(uuid.UUID(int=1))}
+    message = dramatiq.Message(
+        queue_name="default",
+        actor_name="record_ping",
+        args=(),
+        kwargs={"org_id": org_id[message_org], "job_id": str(job.id), "marker": "stolen"},
+        options={},
+    )
+    middleware = TenantMiddleware()
+    middleware.before_process_message(runtime.broker, message)
+    try:
+        with pytest.raises(RuntimeError, match="not visible"):
+            record_ping(**message.kwargs)
+    finally:
+        middleware.after_skip_message(runtime.broker, message)
+    assert _job(as_tenant, owner, job.id).state == "queued"

@@ -29,22 +29,18 @@ from workers.scheduler import Leadership, run_periodic
 from workers.tick import queue_due_ticks, tick_now
 
 
-def _arrange(as_tenant, org, *, expires_on: date, **cert_kw):  # type: ignore[no-untyped-def]
-    with as_tenant(org.id) as s:
-        cert = Certification(name=f"c-{uuid.uuid4().hex[:6]}", type="employee", **cert_kw)
-        s.add(cert)
-        s.flush()
-        a = Assignment(
-            certification_id=cert.id,
-            subject_type="employee",
-            subject_id=uuid.uuid4(),
-            issued_on=expires_on - timedelta(days=365),
-            expires_on=expires_on,
-            status="valid",
-        )
-        s.add(a)
-        s.commit()
+@pytest.fixture
+def recorded(make_certification, make_employee, make_assignment):  # type: ignore[no-untyped-def]
+    """`recorded(org, expires_on=d, **certification)`: (certification id, assignment id) of a
+    valid record issued a year before `d`."""
+
+    def build(org, *, expires_on: date, **cert_kw):  # type: ignore[no-untyped-def]
+        cert = make_certification(org, **cert_kw)
+        issued = expires_on - timedelta(days=365)
+        a = make_assignment(cert, make_employee(org), issued_on=issued, expires_on=expires_on)
         return cert.id, a.id
+
+    return build
 
 
 def _status(as_tenant, org, assignment_id):  # type: ignore[no-untyped-def]
@@ -74,12 +70,12 @@ def _changed(now: datetime, org_id: uuid.UUID) -> int:
     return int(report["ticks"][str(org_id)]["changed"])
 
 
-def test_tick_recomputes_now_in_the_org_timezone(make_org, as_tenant):  # type: ignore[no-untyped-def]
+def test_tick_recomputes_now_in_the_org_timezone(make_org, as_tenant, recorded):  # type: ignore[no-untyped-def]
     now = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)  # Auckland: the 30th; LA: the 29th
     nz = make_org(timezone="Pacific/Auckland")
     la = make_org(timezone="America/Los_Angeles")
-    _, nz_a = _arrange(as_tenant, nz, expires_on=date(2026, 11, 29))
-    _, la_a = _arrange(as_tenant, la, expires_on=date(2026, 11, 29))
+    _, nz_a = recorded(nz, expires_on=date(2026, 11, 29))
+    _, la_a = recorded(la, expires_on=date(2026, 11, 29))
     assert _changed(now, nz.id) == 1
     assert _changed(now, la.id) == 1
     assert _status(as_tenant, nz, nz_a) == "expired"
@@ -90,12 +86,12 @@ def test_tick_recomputes_now_in_the_org_timezone(make_org, as_tenant):  # type: 
     assert (state.local_date, state.changed, state.done_at) == (date(2026, 11, 30), 0, now)
 
 
-def test_scheduler_claims_each_due_org_once(make_org, as_tenant, monkeypatch):  # type: ignore[no-untyped-def]
+def test_scheduler_claims_each_due_org_once(make_org, as_tenant, recorded, monkeypatch):  # type: ignore[no-untyped-def]
     # Keep the queued jobs in the outbox: a worker left running by an earlier test would
     # otherwise run tick_org at the real "now" and move the state row under our feet.
     monkeypatch.setattr(outbox, "relay", lambda ids, **_kw: 0)
     org = make_org(timezone="Pacific/Auckland")
-    _arrange(as_tenant, org, expires_on=date(2026, 11, 29))
+    recorded(org, expires_on=date(2026, 11, 29))
     t0 = datetime(2026, 11, 29, 10, 40, tzinfo=UTC)  # 23:40 local on the 29th
     assert org_today("Pacific/Auckland", t0) == date(2026, 11, 29)
     assert queue_due_ticks(t0, org.id) == {"due": 1, "queued": 1}  # never ticked
@@ -168,9 +164,9 @@ def test_only_one_scheduler_leads_and_a_standby_takes_over():  # type: ignore[no
         second.release()
 
 
-def test_certs_tick_prints_a_json_report(make_org, as_tenant, jobs):  # type: ignore[no-untyped-def]
+def test_certs_tick_prints_a_json_report(make_org, as_tenant, recorded, jobs):  # type: ignore[no-untyped-def]
     org = make_org()
-    _, a = _arrange(as_tenant, org, expires_on=date(2000, 1, 1))
+    _, a = recorded(org, expires_on=date(2000, 1, 1))
     result = CliRunner(env=CLI_ENV).invoke(cli, ["tick", "--org", str(org.id), "--timeout", "30"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output.strip().splitlines()[-1])
@@ -183,11 +179,11 @@ def test_certs_tick_prints_a_json_report(make_org, as_tenant, jobs):  # type: ig
     assert "--org" in bad.output
 
 
-def test_recompute_actors_through_the_outbox_and_a_worker(make_org, as_tenant, jobs):  # type: ignore[no-untyped-def]
+def test_recompute_actors_through_the_outbox_and_a_worker(make_org, as_tenant, recorded, jobs):  # type: ignore[no-untyped-def]
     org = make_org()
     today = org_today("UTC", db.utcnow())
-    cert_id, a = _arrange(
-        as_tenant, org, expires_on=today + timedelta(days=20), warning_days=10, validity_months=12
+    cert_id, a = recorded(
+        org, expires_on=today + timedelta(days=20), warning_days=10, validity_months=12
     )
     # The catalog changed warning_days and validity: it requests recompute_certification.
     with as_tenant(org.id) as s:
