@@ -19,7 +19,23 @@ depends_on = None
 def upgrade() -> None:
     op.add_column("assignments", sa.Column("cycle_recorded_by", sa.String(200), nullable=True))
     # Until now every cycle was stamped with the creator: the best record there is.
-    op.execute("UPDATE assignments SET cycle_recorded_by = created_by")
+    if op.get_bind().dialect.name != "postgresql":
+        op.execute("UPDATE assignments SET cycle_recorded_by = created_by")
+        return
+    # FORCE row-level security binds the migrating owner too: one organization at a time.
+    op.execute(
+        """
+        DO $$
+        DECLARE o uuid;
+        BEGIN
+          FOR o IN SELECT id FROM organizations LOOP
+            PERFORM set_config('app.org_id', o::text, true);
+            UPDATE assignments SET cycle_recorded_by = created_by WHERE org_id = o;
+          END LOOP;
+          PERFORM set_config('app.org_id', '', true);
+        END $$
+        """
+    )
 
 
 def downgrade() -> None:

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import func, select
 
 from certifications.assignments.models import Assignment, StatusEvent
-from certifications.assignments.status import org_today
 from infra.database import utcnow
+from tenancy.organizations import org_today
 
 
 @pytest.fixture

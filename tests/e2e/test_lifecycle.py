@@ -12,12 +12,12 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from certifications.assignments.models import StatusEvent
-from certifications.assignments.status import org_today
 from infra import context
 from infra import database as db
 from infra.database import utcnow
 from jobs.models import OutboxMessage
 from jobs.outbox import request_job
+from tenancy.organizations import org_today
 
 
 def _ok(resp, code=200):  # type: ignore[no-untyped-def]
