@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
+from certifications.assignments.models import Assignment, AssignmentCycle
+from certifications.catalog.models import Certification
 from infra import migrate
+from tenancy.models import Organization
 from tests.support.backend import create_backend, drop_backend
 
 
@@ -35,3 +43,86 @@ def test_downgrade_base_upgrade_head_and_check(settings):  # type: ignore[no-unt
         command.check(migrate.alembic_config(s))  # raises if models drifted from migrations
     finally:
         drop_backend(backend)
+
+
+def test_0009_keeps_one_copy_of_each_cycle_recorded_twice(settings):  # type: ignore[no-untyped-def]
+    """Lost renewals left several rows for one closed cycle; 0009 keeps the one closed last.
+
+    Two organizations: on PostgreSQL the clean-up must reach every org through RLS.
+    """
+    backend = create_backend()
+    try:
+        s = dataclasses.replace(
+            settings,
+            migration_database_url=backend.owner_url,
+            database_url=backend.app_url,
+            db_app_role=backend.app_role,
+        )
+        migrate.upgrade(s, "0008")
+        engine = create_engine(backend.owner_url)
+        t0 = datetime(2026, 1, 1, tzinfo=UTC)
+        kept: dict[tuple[uuid.UUID, uuid.UUID], set[tuple[int, datetime]]] = {}
+        try:
+            for _ in range(2):
+                org, assignment_id = uuid.uuid4(), uuid.uuid4()
+                with Session(engine) as session:
+                    _as_org(session, org)
+                    cert = Certification(org_id=org, name="Crane", type="employee")
+                    session.add(Organization(id=org, name="Org"))
+                    session.flush()
+                    session.add(cert)
+                    session.flush()
+                    session.add(
+                        Assignment(
+                            org_id=org,
+                            id=assignment_id,
+                            certification_id=cert.id,
+                            subject_type="employee",
+                            subject_id=uuid.uuid4(),
+                            cycle=4,
+                        )
+                    )
+                    session.flush()
+                    # cycle 1 once, cycle 2 three times, cycle 3 twice
+                    for cycle, minutes in ((1, 0), (2, 5), (2, 7), (2, 6), (3, 9), (3, 8)):
+                        session.add(
+                            AssignmentCycle(
+                                org_id=org,
+                                assignment_id=assignment_id,
+                                cycle=cycle,
+                                closed_at=t0 + timedelta(minutes=minutes),
+                            )
+                        )
+                    session.commit()
+                kept[org, assignment_id] = {
+                    (1, t0),
+                    (2, t0 + timedelta(minutes=7)),
+                    (3, t0 + timedelta(minutes=9)),
+                }
+
+            migrate.upgrade(s, "0009")
+
+            for (org, assignment_id), expected in kept.items():
+                with Session(engine) as session:
+                    _as_org(session, org)
+                    rows = session.execute(
+                        select(AssignmentCycle.cycle, AssignmentCycle.closed_at).where(
+                            AssignmentCycle.assignment_id == assignment_id
+                        )
+                    ).all()
+                    assert {(c, closed.astimezone(UTC)) for c, closed in rows} == expected
+                    session.add(AssignmentCycle(org_id=org, assignment_id=assignment_id, cycle=3))
+                    with pytest.raises(IntegrityError):
+                        session.flush()
+            migrate.downgrade(s, "0008")
+            migrate.upgrade(s)
+        finally:
+            engine.dispose()
+    finally:
+        drop_backend(backend)
+
+
+def _as_org(session: Session, org_id: uuid.UUID) -> None:
+    """The owner is bound by FORCE row-level security too: act as this organization."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT set_config('app.org_id', :org, true)"), {"org": str(org_id)})

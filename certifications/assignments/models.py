@@ -88,7 +88,10 @@ class AssignmentCycle(TenantEntity, Base):
     __tablename__ = "assignment_cycles"
     __table_args__ = (
         tenant_fk("assignment_id", "assignments", ondelete="CASCADE"),
-        Index("ix_assignment_cycles_assignment", "org_id", "assignment_id", "cycle"),
+        # A cycle is closed once: two rows for one cycle would be a lost renewal (migration 0009).
+        Index(
+            "uq_assignment_cycles_assignment_cycle", "org_id", "assignment_id", "cycle", unique=True
+        ),
     )
 
     assignment_id: Mapped[uuid.UUID] = mapped_column()

@@ -2,7 +2,9 @@
 
 Services only flush; the caller (request or job) owns the commit. Every write stores the status
 the rules give for "today" in the organization's time zone and records a status event when it
-changes (the source of notifications and the audit trail).
+changes (the source of notifications and the audit trail). Every change of an existing
+assignment starts by locking its row (`lock_assignment`), so concurrent writers of one
+assignment take turns and each sees what the previous one committed.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -30,7 +32,7 @@ from certifications.directory.models import SUBJECT_MODELS
 from certifications.vocabulary import MISSING
 from infra.context import require_org_id
 from infra.database import get_or_not_found
-from infra.errors import Conflict, Invalid
+from infra.errors import Conflict, Invalid, NotFound
 from tenancy.organizations import org_today_for
 
 DATE_FIELDS = ("issued_on", "effective_on", "expires_on")
@@ -38,6 +40,30 @@ DATE_FIELDS = ("issued_on", "effective_on", "expires_on")
 
 def get_assignment(session: Session, assignment_id: uuid.UUID) -> Assignment:
     return get_or_not_found(session, Assignment, assignment_id, "assignment")
+
+
+def lock_assignment(session: Session, assignment: Assignment) -> Assignment:
+    """Re-read `assignment` locked until the transaction ends (the same object, refreshed).
+
+    Every read-modify-write of an assignment (correct, renew, revoke, submit a form) starts
+    here: `SELECT … FOR UPDATE` with `populate_existing`, so a concurrent writer of the same row
+    waits for our commit and then reads what we wrote: its `cycle + 1` counts our renewal, and a
+    revocation it had not seen makes it answer 409 instead of writing over it. SQLite has no
+    row locks (it drops FOR UPDATE): a no-op UPDATE takes its database write lock first, which
+    serializes writers there the same way. 404 if the row went away meanwhile (the fan-out
+    deletes unrecorded role assignments).
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(
+            update(Assignment)
+            .where(Assignment.id == assignment.id)
+            .values(updated_at=Assignment.updated_at)
+            .execution_options(synchronize_session=False)
+        )
+    locked = session.get(Assignment, assignment.id, with_for_update=True, populate_existing=True)
+    if locked is None:
+        raise NotFound("assignment", assignment.id)
+    return locked
 
 
 def create_assignment(
@@ -92,6 +118,7 @@ def update_assignment(
     session: Session, assignment: Assignment, changes: dict[str, Any], *, now: datetime
 ) -> Assignment:
     """Correct the current cycle's dates or notes; expiry follows unless given explicitly."""
+    assignment = lock_assignment(session, assignment)
     if "notes" in changes:
         assignment.notes = changes["notes"]
     date_changes = {k: v for k, v in changes.items() if k in DATE_FIELDS}
@@ -128,6 +155,7 @@ def renew_assignment(
     session: Session, assignment: Assignment, data: dict[str, Any], *, actor: str, now: datetime
 ) -> Assignment:
     """Record a new cycle; the previous one is kept in the assignment's history."""
+    assignment = lock_assignment(session, assignment)
     _refuse_revoked(assignment)
     cert = get_certification(session, assignment.certification_id)
     today = org_today_for(session, require_org_id(), now)
@@ -165,6 +193,7 @@ def revoke_assignment(
     session: Session, assignment: Assignment, reason: str, *, actor: str, now: datetime
 ) -> Assignment:
     """Cancel on purpose, with a documented reason; the row stays as history."""
+    assignment = lock_assignment(session, assignment)
     _refuse_revoked(assignment)
     assignment.revoked_at = now
     assignment.revoked_reason = reason
@@ -185,6 +214,7 @@ def submit_form(
     now: datetime,
 ) -> FormSubmission:
     """Validate answers against the certification's form; an accepted one records the cycle."""
+    assignment = lock_assignment(session, assignment)
     _refuse_revoked(assignment)
     cert = get_certification(session, assignment.certification_id)
     fields = forms.form_fields(cert.form)

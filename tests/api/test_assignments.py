@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 
 import pytest
@@ -335,6 +337,30 @@ def test_revoke(api, cert, emp, today):  # type: ignore[no-untyped-def]
     assert api.post(f"/assignments/{aid}/revoke", json={"reason": "again"}).status_code == 409
     assert api.post(f"/assignments/{aid}/renew", json={}).status_code == 409
     assert api.patch(f"/assignments/{aid}", json={"issued_on": _iso(today)}).status_code == 409
+
+
+def test_parallel_renewals_in_process_each_open_one_cycle(api, api_for, org, cert, emp):  # type: ignore[no-untyped-def]
+    """The embedded runtime serves requests on threads: renewals there take turns too.
+
+    SQLite has no row locks; without the service's write lock 40 renewals ended at cycle 3-7
+    (the live PostgreSQL stack's version is in tests/concurrency/test_assignments.py).
+    """
+    aid = _create(api, cert, emp, issued_on=_iso(TODAY)).get_json()["id"]
+    threads = 8
+    barrier = threading.Barrier(threads)
+
+    def renew(i: int) -> int:
+        client = api_for(org)
+        if i < threads:
+            barrier.wait(timeout=30)
+        return int(client.post(f"/assignments/{aid}/renew", json={}).status_code)
+
+    with ThreadPoolExecutor(threads) as pool:
+        statuses = list(pool.map(renew, range(40)))
+
+    assert statuses == [200] * 40
+    history = api.get(f"/assignments/{aid}/history").get_json()
+    assert [c["cycle"] for c in history["cycles"]] == list(range(1, 42))
 
 
 FORM = {
