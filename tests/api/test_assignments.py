@@ -339,13 +339,13 @@ def test_revoke(api, cert, emp, today):  # type: ignore[no-untyped-def]
     assert api.patch(f"/assignments/{aid}", json={"issued_on": _iso(today)}).status_code == 409
 
 
-def test_parallel_renewals_in_process_each_open_one_cycle(api, api_for, org, cert, emp):  # type: ignore[no-untyped-def]
+def test_parallel_renewals_in_process_each_open_one_cycle(api, api_for, org, cert, emp, today):  # type: ignore[no-untyped-def]
     """The embedded runtime serves requests on threads: renewals there take turns too.
 
     SQLite has no row locks; without the service's write lock 40 renewals ended at cycle 3-7
     (the live PostgreSQL stack's version is in tests/concurrency/test_assignments.py).
     """
-    aid = _create(api, cert, emp, issued_on=_iso(TODAY)).get_json()["id"]
+    aid = _create(api, cert, emp, issued_on=_iso(today)).get_json()["id"]
     threads = 8
     barrier = threading.Barrier(threads)
 

@@ -20,7 +20,7 @@ from tests.concurrency.consistency import (
     repeated_revocations,
 )
 from tests.concurrency.live import Live, parallel
-from tests.support import assignment_data as data
+from tests.support import factories
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -54,8 +54,8 @@ def _assign(live: Live, token: str, cert_id: uuid.UUID, subject_id: uuid.UUID, i
 def test_parallel_renewals_each_open_one_cycle(live, make_org, token_for, n):  # type: ignore[no-untyped-def]
     org = make_org()
     token = token_for(org)
-    cert = data.certification(org.id, validity_months=12)
-    holder = data.employee(org.id)
+    cert = factories.create_certification(org.id, validity_months=12)
+    holder = factories.create_employee(org.id)
     today = datetime.now(UTC).date()
     assignment_id = _assign(live, token, cert.id, holder.id, today.isoformat())
 
@@ -87,8 +87,8 @@ def test_revoke_racing_renew_and_patch_stays_revoked(live, make_org, token_for, 
     """
     org = make_org()
     token = token_for(org)
-    cert = data.certification(org.id, validity_months=12)
-    holders = data.employees(org.id, n)
+    cert = factories.create_certification(org.id, validity_months=12)
+    holders = factories.create_employees(org.id, n)
     today = datetime.now(UTC).date()
     long_ago = (today - timedelta(days=800)).isoformat()
     ids = parallel(n, lambda i: _assign(live, token, cert.id, holders[i].id, long_ago))
