@@ -32,6 +32,9 @@ class Settings:
     jwt_algorithm: str = "HS256"
     jwt_public_key: str | None = None
     jwt_private_key: str | None = None
+    # The longest a token may live (`exp - iat`, or `exp - now` without `iat`): a leaked
+    # token is good for at most this long, whatever `exp` its issuer wrote.
+    jwt_max_lifetime_seconds: int = 24 * 3600
     smtp_host: str | None = None
     smtp_port: int = 25
     smtp_username: str | None = None
@@ -108,6 +111,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         jwt_algorithm=algorithm,
         jwt_public_key=_read_key(env.get("JWT_PUBLIC_KEY")),
         jwt_private_key=_read_key(env.get("JWT_PRIVATE_KEY")),
+        jwt_max_lifetime_seconds=_int(env, "JWT_MAX_LIFETIME_SECONDS", 24 * 3600),
         smtp_host=env.get("SMTP_HOST") or None,
         smtp_port=_int(env, "SMTP_PORT", 25),
         smtp_username=env.get("SMTP_USERNAME") or None,
@@ -134,6 +138,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
 
 
 def _refuse_unsafe(s: Settings) -> None:
+    if s.jwt_max_lifetime_seconds <= 0:
+        raise ConfigError("JWT_MAX_LIFETIME_SECONDS must be a positive number of seconds")
     if s.jwt_algorithm == "RS256" and not s.jwt_public_key:
         raise ConfigError("JWT_ALGORITHM=RS256 needs JWT_PUBLIC_KEY (PEM text or a file path)")
     if s.env != "production":

@@ -49,3 +49,11 @@ def test_rs256_needs_public_key():  # type: ignore[no-untyped-def]
 def test_unknown_algorithm_refused():  # type: ignore[no-untyped-def]
     with pytest.raises(ConfigError):
         load_settings({"JWT_ALGORITHM": "none"})
+
+
+def test_jwt_max_lifetime_defaults_to_a_day_and_must_be_positive():  # type: ignore[no-untyped-def]
+    assert load_settings({}).jwt_max_lifetime_seconds == 86400
+    assert load_settings({"JWT_MAX_LIFETIME_SECONDS": "900"}).jwt_max_lifetime_seconds == 900
+    for bad in ("0", "-5"):
+        with pytest.raises(ConfigError, match="JWT_MAX_LIFETIME_SECONDS"):
+            load_settings({"JWT_MAX_LIFETIME_SECONDS": bad})
