@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEV_JWT_SECRET = "dev-insecure-jwt-secret-change-me"  # noqa: S105 - the known-weak default
+# Development/test only (production requires DB_PLATFORM_KEYS): the known, public default.
+DEV_DB_PLATFORM_KEY = "dev-insecure-db-platform-key-change-me"
 
 
 class ConfigError(RuntimeError):
@@ -26,6 +28,11 @@ class Settings:
     # Migrations run as the table owner; the app connects as a role the RLS policies bind.
     migration_database_url: str = ""
     db_app_role: str | None = None
+    # What lets a transaction act as the platform under row-level security (the relay across
+    # organizations, the scheduler, creating an organization): the app sets `app.platform` to
+    # the first key; the database accepts the sha256 of any of them, stored by `certs db
+    # upgrade` in a table only the owner reads. Several keys: rotation without downtime.
+    db_platform_keys: tuple[str, ...] = (DEV_DB_PLATFORM_KEY,)
     redis_url: str | None = None
     redis_namespace: str = "certs"
     jwt_secret_key: str = DEV_JWT_SECRET
@@ -84,6 +91,11 @@ def _read_key(value: str | None) -> str | None:
     return Path(value).read_text()
 
 
+def _list(value: str | None) -> tuple[str, ...]:
+    """A comma-separated list, blanks dropped."""
+    return tuple(item.strip() for item in (value or "").split(",") if item.strip())
+
+
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     """Settings from `environ` (the process environment when None): the only reader of it."""
     env = dict(os.environ if environ is None else environ)
@@ -105,6 +117,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         database_url=database_url,
         migration_database_url=env.get("MIGRATION_DATABASE_URL") or database_url,
         db_app_role=env.get("DB_APP_ROLE") or None,
+        db_platform_keys=_list(env.get("DB_PLATFORM_KEYS")) or (DEV_DB_PLATFORM_KEY,),
         redis_url=env.get("REDIS_URL") or None,
         redis_namespace=env.get("REDIS_NAMESPACE", "certs"),
         jwt_secret_key=secret,
@@ -153,5 +166,10 @@ def _refuse_unsafe(s: Settings) -> None:
         )
     if s.database_url.startswith("sqlite"):
         raise ConfigError("CERTS_ENV=production needs DATABASE_URL pointing at PostgreSQL")
+    if any(k == DEV_DB_PLATFORM_KEY or len(k) < 32 for k in s.db_platform_keys):
+        raise ConfigError(
+            "CERTS_ENV=production refuses a missing, default or short DB_PLATFORM_KEYS "
+            "(comma-separated, each at least 32 random characters)"
+        )
     if not s.redis_url:
         raise ConfigError("CERTS_ENV=production needs REDIS_URL")

@@ -42,7 +42,7 @@ def bootstrap(settings: Settings) -> Runtime:
     assert metadata.tables, "every capability's tables are known to the mapper"
     engine = database.make_engine(settings)
     sessions = database.session_factory(engine)
-    install_tenant_scoping(sessions)
+    install_tenant_scoping(sessions, settings.db_platform_keys[0])
     install_audit_trail(sessions)
     broker = build_broker(settings)
     install_outbox_relay(sessions, broker)

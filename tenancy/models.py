@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, String
+from sqlalchemy import JSON, Column, ForeignKey, LargeBinary, String, Table
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from infra.database import Base, Timestamps
@@ -28,6 +28,17 @@ class Organization(Timestamps, Base):
 
     def has_module(self, module: str) -> bool:
         return module in (self.modules or [])
+
+
+# sha256 of each accepted platform key (Settings.db_platform_keys), written by `certs db upgrade`
+# as the owner (migrations/env.py). Only the owner may read it (migration 0012): the RLS
+# policies of platform tables ask `certs_platform()`, a SECURITY DEFINER function, whether the
+# transaction's `app.platform` setting hashes to one of them.
+platform_keys = Table(
+    "platform_keys",
+    Base.metadata,
+    Column("digest", LargeBinary(32), primary_key=True),
+)
 
 
 class TenantScoped:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from infra.settings import ConfigError, load_settings
+from infra.settings import DEV_DB_PLATFORM_KEY, ConfigError, load_settings
 
 PROD = {
     "CERTS_ENV": "production",
     "DATABASE_URL": "postgresql://app@db/certs",
     "REDIS_URL": "redis://redis:6379/0",
+    "DB_PLATFORM_KEYS": "p" * 40,
 }
 
 
@@ -57,3 +58,20 @@ def test_jwt_max_lifetime_defaults_to_a_day_and_must_be_positive():  # type: ign
     for bad in ("0", "-5"):
         with pytest.raises(ConfigError, match="JWT_MAX_LIFETIME_SECONDS"):
             load_settings({"JWT_MAX_LIFETIME_SECONDS": bad})
+
+
+def test_platform_keys_default_in_development_only():  # type: ignore[no-untyped-def]
+    dev = load_settings({})
+    assert dev.db_platform_keys == (DEV_DB_PLATFORM_KEY,)
+    rotated = load_settings({"DB_PLATFORM_KEYS": " new-key , old-key ,"})
+    assert rotated.db_platform_keys == ("new-key", "old-key")  # first presented, all accepted
+
+
+@pytest.mark.parametrize("keys", [None, "", "short", DEV_DB_PLATFORM_KEY, "p" * 40 + ",short"])
+def test_production_refuses_weak_platform_keys(keys):  # type: ignore[no-untyped-def]
+    env = {**PROD, "JWT_SECRET_KEY": "k" * 40}
+    env.pop("DB_PLATFORM_KEYS")
+    if keys is not None:
+        env["DB_PLATFORM_KEYS"] = keys
+    with pytest.raises(ConfigError, match="DB_PLATFORM_KEYS"):
+        load_settings(env)
