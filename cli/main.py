@@ -107,6 +107,29 @@ def org_create(name: str, timezone: str, modules: str) -> None:
         )
 
 
+@main.group("secrets")
+def secrets_group() -> None:
+    """Secrets stored encrypted (the organizations' webhook secrets)."""
+
+
+@secrets_group.command("rotate")
+def secrets_rotate() -> None:
+    """Re-encrypt every webhook secret under the first WEBHOOK_SECRET_KEYS key.
+
+    Also encrypts secrets stored in clear before encryption existed. Run it after putting a
+    new key first, and before removing an old one. Exits 1 if a secret no key opens remains.
+    """
+    from tenancy.organizations import reseal_webhook_secrets
+
+    _bootstrap()
+    with context.platform(), db.new_session() as session:
+        report = reseal_webhook_secrets(session)
+        session.commit()
+    click.echo(json.dumps(report))
+    if report["unreadable"]:
+        sys.exit(1)
+
+
 @main.group("token")
 def token_group() -> None:
     """Access tokens."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +12,11 @@ from pathlib import Path
 DEV_JWT_SECRET = "dev-insecure-jwt-secret-change-me"  # noqa: S105 - the known-weak default
 # Development/test only (production requires DB_PLATFORM_KEYS): the known, public default.
 DEV_DB_PLATFORM_KEY = "dev-insecure-db-platform-key-change-me"
+# Development/test only (production requires WEBHOOK_SECRET_KEYS): a Fernet key derived from a
+# public label, the same in every process and on every run, so a dev database stays readable.
+DEV_WEBHOOK_SECRET_KEY = base64.urlsafe_b64encode(
+    hashlib.sha256(b"certs: development webhook secret key (public)").digest()
+).decode()
 
 
 class ConfigError(RuntimeError):
@@ -53,6 +61,9 @@ class Settings:
     # Webhooks to private/loopback/link-local addresses (SSRF). Allowed for local development
     # and tests, refused in production unless WEBHOOK_ALLOW_PRIVATE_NETWORKS=true.
     webhook_allow_private: bool = True
+    # Fernet keys (32 url-safe base64 bytes each) encrypting the organizations' webhook secrets at
+    # rest: the first seals, all open (rotation: docs/operations.md). WEBHOOK_SECRET_KEYS.
+    webhook_secret_keys: tuple[str, ...] = (DEV_WEBHOOK_SECRET_KEY,)
     # `json` or `text` (text by default only in development).
     log_format: str = "text"
     # Notification delivery: attempts and exponential backoff between them.
@@ -96,6 +107,22 @@ def _list(value: str | None) -> tuple[str, ...]:
     return tuple(item.strip() for item in (value or "").split(",") if item.strip())
 
 
+def _fernet_keys(env: dict[str, str], name: str, default: str) -> tuple[str, ...]:
+    keys = _list(env.get(name)) or (default,)
+    for key in keys:
+        try:
+            valid = len(base64.urlsafe_b64decode(key.encode())) == 32
+        except (binascii.Error, ValueError):
+            valid = False
+        if not valid:
+            raise ConfigError(
+                f"{name} must list Fernet keys (32 url-safe base64 bytes each, e.g. from "
+                "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key()"
+                ".decode())'`)"
+            )
+    return keys
+
+
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     """Settings from `environ` (the process environment when None): the only reader of it."""
     env = dict(os.environ if environ is None else environ)
@@ -136,6 +163,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         webhook_allow_private=_bool(
             env.get("WEBHOOK_ALLOW_PRIVATE_NETWORKS"), default=mode != "production"
         ),
+        webhook_secret_keys=_fernet_keys(env, "WEBHOOK_SECRET_KEYS", DEV_WEBHOOK_SECRET_KEY),
         log_format=log_format,
         notification_max_attempts=_int(env, "NOTIFICATION_MAX_ATTEMPTS", 5),
         notification_retry_base_ms=_int(env, "NOTIFICATION_RETRY_BASE_MS", 30_000),
@@ -166,6 +194,11 @@ def _refuse_unsafe(s: Settings) -> None:
         )
     if s.database_url.startswith("sqlite"):
         raise ConfigError("CERTS_ENV=production needs DATABASE_URL pointing at PostgreSQL")
+    if DEV_WEBHOOK_SECRET_KEY in s.webhook_secret_keys:
+        raise ConfigError(
+            "CERTS_ENV=production refuses a missing or default WEBHOOK_SECRET_KEYS "
+            "(comma-separated Fernet keys; the first encrypts, all decrypt)"
+        )
     if any(k == DEV_DB_PLATFORM_KEY or len(k) < 32 for k in s.db_platform_keys):
         raise ConfigError(
             "CERTS_ENV=production refuses a missing, default or short DB_PLATFORM_KEYS "

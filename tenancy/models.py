@@ -9,6 +9,7 @@ from sqlalchemy import JSON, Column, ForeignKey, LargeBinary, String, Table
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from infra.database import Base, Timestamps
+from tenancy.sealed import SealedSecret, SealedText
 
 MODULES = ("hse",)
 
@@ -24,7 +25,8 @@ class Organization(Timestamps, Base):
     modules: Mapped[list[Any]] = mapped_column(JSON, default=list)
     admin_emails: Mapped[list[Any]] = mapped_column(JSON, default=list)
     webhook_url: Mapped[str | None] = mapped_column(String(2000))
-    webhook_secret: Mapped[str | None] = mapped_column(String(200))
+    # Encrypted at rest (tenancy/sealed.py); `reveal()` only where a webhook is signed.
+    webhook_secret: Mapped[SealedSecret | None] = mapped_column(SealedText)
 
     def has_module(self, module: str) -> bool:
         return module in (self.modules or [])

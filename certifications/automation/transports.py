@@ -24,6 +24,7 @@ from typing import Any
 
 from certifications.automation.messages import Outgoing, compose_email, webhook_payload
 from infra.settings import Settings
+from tenancy.sealed import SecretUnavailable
 
 log = logging.getLogger("certs.delivery")
 
@@ -161,8 +162,12 @@ def _post_webhook(out: Outgoing, settings: Settings) -> None:
         "X-Delivery-Id": str(out.notification_id),
         "X-Timestamp": str(timestamp),
     }
-    if out.webhook_secret:
-        headers["X-Signature"] = sign(out.webhook_secret, body)
+    if out.webhook_secret is not None:
+        try:
+            key = out.webhook_secret.reveal()
+        except SecretUnavailable as exc:  # never send unsigned what should be signed
+            raise DeliveryError(f"webhook: {exc}") from exc
+        headers["X-Signature"] = sign(key, body)
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310 - http(s) only, checked above
     try:
         with _opener.open(request, timeout=WEBHOOK_TIMEOUT) as resp:

@@ -1,4 +1,4 @@
-"""platform key, organizations under RLS, append-only audit events
+"""platform key, organizations under RLS, append-only audit events, sealed webhook secrets
 
 Until now any app connection could `set_config('app.platform', 'on', true)` and read every
 organization's outbox and tick state, and `organizations` had no row-level security at all:
@@ -18,6 +18,11 @@ platform now takes something the app role cannot produce on its own:
 - `organizations`: ENABLE + FORCE RLS, the own row (`id = app.org_id`) or platform work.
 - `audit_events`: UPDATE, DELETE, TRUNCATE revoked from the app role; it inserts and reads.
   migrations/env.py re-applies both revocations after its blanket grant on every upgrade.
+
+`organizations.webhook_secret` becomes TEXT: it now holds `fernet:<token>` (tenancy/sealed.py),
+longer than the 200-character secret. The migration cannot encrypt existing values: the keys
+are the app's (WEBHOOK_SECRET_KEYS), not the migration's. A value without the `fernet:` prefix
+is read as the secret itself until `certs secrets rotate` seals it (docs/operations.md).
 
 SQLite has no roles nor RLS: only the (unused) `platform_keys` table is created there, so the
 models and the migrations agree on both dialects.
@@ -73,6 +78,13 @@ def upgrade() -> None:
         sa.Column("digest", sa.LargeBinary(length=32), nullable=False),
         sa.PrimaryKeyConstraint("digest", name=op.f("pk_platform_keys")),
     )
+    with op.batch_alter_table("organizations") as batch_op:
+        batch_op.alter_column(
+            "webhook_secret",
+            existing_type=sa.String(length=200),
+            type_=sa.Text(),
+            existing_nullable=True,
+        )
     bind = op.get_bind()
     if bind.dialect.name != "postgresql":
         return
@@ -91,10 +103,24 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
+    is_postgres = op.get_bind().dialect.name == "postgresql"
+    if is_postgres:  # first, so that the check below sees every organization
         op.execute("DROP POLICY IF EXISTS tenant_isolation ON organizations")
         op.execute("ALTER TABLE organizations NO FORCE ROW LEVEL SECURITY")
         op.execute("ALTER TABLE organizations DISABLE ROW LEVEL SECURITY")
+    # The code before 0012 would take `fernet:<token>` for the secret itself and sign with it
+    # (or, once the column is cut to 200 characters, not have it at all): refuse (the whole
+    # downgrade rolls back) rather than silently break every receiver's signature check.
+    sealed = op.get_bind().scalar(
+        text("SELECT count(*) FROM organizations WHERE webhook_secret LIKE 'fernet:%'")
+    )
+    if sealed:
+        raise RuntimeError(
+            f"{sealed} organization(s) have a sealed webhook secret the code before 0012 cannot "
+            "read: set organizations.webhook_secret to NULL (the organizations re-enter their "
+            "secrets after the downgrade) before downgrading past 0012"
+        )
+    if is_postgres:
         _rewrite_platform_policies("certs_platform", rls.LEGACY_PLATFORM)
         op.execute(f"DROP FUNCTION IF EXISTS {rls.PLATFORM_SIGNATURE}")
         role = _app_role()
@@ -102,3 +128,10 @@ def downgrade() -> None:
             quoted = op.get_bind().dialect.identifier_preparer.quote(role)
             op.execute(f"GRANT UPDATE, DELETE ON audit_events TO {quoted}")
     op.drop_table("platform_keys")
+    with op.batch_alter_table("organizations") as batch_op:
+        batch_op.alter_column(
+            "webhook_secret",
+            existing_type=sa.Text(),
+            type_=sa.String(length=200),
+            existing_nullable=True,
+        )

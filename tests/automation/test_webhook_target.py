@@ -64,6 +64,7 @@ def test_production_refuses_private_by_default():  # type: ignore[no-untyped-def
         "REDIS_URL": "redis://r:6379/0",
         "JWT_SECRET_KEY": "k" * 40,
         "DB_PLATFORM_KEYS": "p" * 40,
+        "WEBHOOK_SECRET_KEYS": "w" * 43 + "=",
     }
     assert load_settings(prod).webhook_allow_private is False
     opt_in = {**prod, "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true"}

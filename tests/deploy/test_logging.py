@@ -93,6 +93,7 @@ def test_format_choice() -> None:
             "DATABASE_URL": "postgresql://x/y",
             "REDIS_URL": "r",
             "DB_PLATFORM_KEYS": "p" * 40,
+            "WEBHOOK_SECRET_KEYS": "w" * 43 + "=",
         }
         return load_settings(base | env).log_format
 
