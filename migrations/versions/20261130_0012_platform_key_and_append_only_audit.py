@@ -42,7 +42,7 @@ from infra.settings import load_settings
 from tenancy import rls
 
 revision = "0012"
-down_revision = "0008"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
