@@ -16,7 +16,7 @@ from infra import database as db
 from infra.logging import configure_logging
 from infra.settings import Settings, load_settings
 from runtime import Runtime, bootstrap
-from tenancy.auth import SCOPES, TENANT_SCOPES, issue_token
+from tenancy.auth import PLATFORM_SCOPE, SCOPES, TENANT_SCOPES, issue_token
 
 DEV_ORG_NAME = "Local development"
 
@@ -34,6 +34,11 @@ def _settings() -> Settings:
     settings = click.get_current_context().find_object(Settings)
     assert settings is not None, "main() loads the settings"
     return settings
+
+
+def _day(settings: Settings) -> int:
+    """The printed development/demo tokens' lifetime: a day, or less if the maximum is lower."""
+    return min(86400, settings.jwt_max_lifetime_seconds)
 
 
 def _bootstrap(*, actors: bool = False) -> Runtime:
@@ -102,6 +107,29 @@ def org_create(name: str, timezone: str, modules: str) -> None:
         )
 
 
+@main.group("secrets")
+def secrets_group() -> None:
+    """Secrets stored encrypted (the organizations' webhook secrets)."""
+
+
+@secrets_group.command("rotate")
+def secrets_rotate() -> None:
+    """Re-encrypt every webhook secret under the first WEBHOOK_SECRET_KEYS key.
+
+    Also encrypts secrets stored in clear before encryption existed. Run it after putting a
+    new key first, and before removing an old one. Exits 1 if a secret no key opens remains.
+    """
+    from tenancy.organizations import reseal_webhook_secrets
+
+    _bootstrap()
+    with context.platform(), db.new_session() as session:
+        report = reseal_webhook_secrets(session)
+        session.commit()
+    click.echo(json.dumps(report))
+    if report["unreadable"]:
+        sys.exit(1)
+
+
 @main.group("token")
 def token_group() -> None:
     """Access tokens."""
@@ -118,11 +146,22 @@ def token_issue(org_id: str | None, sub: str, scopes: str, ttl: int) -> None:
     unknown = [s for s in scope_list if s not in SCOPES]
     if unknown:
         raise click.BadParameter(f"unknown scopes: {' '.join(unknown)}", param_hint="--scopes")
-    if org_id is None and "platform:admin" not in scope_list:
+    if org_id is None and PLATFORM_SCOPE not in scope_list:
         raise click.BadParameter("required unless --scopes has platform:admin", param_hint="--org")
+    if org_id is not None and PLATFORM_SCOPE in scope_list:
+        raise click.BadParameter(
+            "platform:admin is valid only on a token without --org (an operator's token)",
+            param_hint="--scopes",
+        )
     if org_id is not None:
         uuid.UUID(org_id)
-    click.echo(issue_token(_settings(), sub=sub, org_id=org_id, scopes=scope_list, ttl=ttl))
+    settings = _settings()
+    if ttl > settings.jwt_max_lifetime_seconds:
+        raise click.BadParameter(
+            f"at most {settings.jwt_max_lifetime_seconds} seconds (JWT_MAX_LIFETIME_SECONDS)",
+            param_hint="--ttl",
+        )
+    click.echo(issue_token(settings, sub=sub, org_id=org_id, scopes=scope_list, ttl=ttl))
 
 
 @main.command("run")
@@ -167,7 +206,11 @@ def _print_dev_token(settings: Settings, host: str, port: int) -> None:
             org = create_organization(session, name=DEV_ORG_NAME, modules=["hse"])
             session.commit()
         token = issue_token(
-            settings, sub="dev-admin", org_id=str(org.id), scopes=list(TENANT_SCOPES), ttl=86400
+            settings,
+            sub="dev-admin",
+            org_id=str(org.id),
+            scopes=list(TENANT_SCOPES),
+            ttl=_day(settings),
         )
     click.echo(f"\nOrganization: {org.name} ({org.id})")
     click.echo(f"export TOKEN={token}")
@@ -249,7 +292,11 @@ def demo(if_missing: bool) -> None:
     if org is None:
         org = create_demo()
     token = issue_token(
-        settings, sub="demo-admin", org_id=str(org.id), scopes=list(TENANT_SCOPES), ttl=86400
+        settings,
+        sub="demo-admin",
+        org_id=str(org.id),
+        scopes=list(TENANT_SCOPES),
+        ttl=_day(settings),
     )
     click.echo(f"Demo organization: {org.name} ({org.id})")
     click.echo(f"export TOKEN={token}")

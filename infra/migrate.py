@@ -18,6 +18,7 @@ def alembic_config(settings: Settings) -> Config:
     cfg.set_main_option("file_template", "%%(year)d%%(month).2d%%(day).2d_%%(rev)s_%%(slug)s")
     cfg.attributes["url"] = settings.migration_database_url
     cfg.attributes["app_role"] = settings.db_app_role
+    cfg.attributes["platform_keys"] = settings.db_platform_keys
     return cfg
 
 

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 DEV_JWT_SECRET = "dev-insecure-jwt-secret-change-me"  # noqa: S105 - the known-weak default
+# Development/test only (production requires DB_PLATFORM_KEYS): the known, public default.
+DEV_DB_PLATFORM_KEY = "dev-insecure-db-platform-key-change-me"
+# Development/test only (production requires WEBHOOK_SECRET_KEYS): a Fernet key derived from a
+# public label, the same in every process and on every run, so a dev database stays readable.
+DEV_WEBHOOK_SECRET_KEY = base64.urlsafe_b64encode(
+    hashlib.sha256(b"certs: development webhook secret key (public)").digest()
+).decode()
 
 
 class ConfigError(RuntimeError):
@@ -26,12 +36,20 @@ class Settings:
     # Migrations run as the table owner; the app connects as a role the RLS policies bind.
     migration_database_url: str = ""
     db_app_role: str | None = None
+    # What lets a transaction act as the platform under row-level security (the relay across
+    # organizations, the scheduler, creating an organization): the app sets `app.platform` to
+    # the first key; the database accepts the sha256 of any of them, stored by `certs db
+    # upgrade` in a table only the owner reads. Several keys: rotation without downtime.
+    db_platform_keys: tuple[str, ...] = (DEV_DB_PLATFORM_KEY,)
     redis_url: str | None = None
     redis_namespace: str = "certs"
     jwt_secret_key: str = DEV_JWT_SECRET
     jwt_algorithm: str = "HS256"
     jwt_public_key: str | None = None
     jwt_private_key: str | None = None
+    # The longest a token may live (`exp - iat`, or `exp - now` without `iat`): a leaked
+    # token is good for at most this long, whatever `exp` its issuer wrote.
+    jwt_max_lifetime_seconds: int = 24 * 3600
     smtp_host: str | None = None
     smtp_port: int = 25
     smtp_username: str | None = None
@@ -43,6 +61,9 @@ class Settings:
     # Webhooks to private/loopback/link-local addresses (SSRF). Allowed for local development
     # and tests, refused in production unless WEBHOOK_ALLOW_PRIVATE_NETWORKS=true.
     webhook_allow_private: bool = True
+    # Fernet keys (32 url-safe base64 bytes each) encrypting the organizations' webhook secrets at
+    # rest: the first seals, all open (rotation: docs/operations.md). WEBHOOK_SECRET_KEYS.
+    webhook_secret_keys: tuple[str, ...] = (DEV_WEBHOOK_SECRET_KEY,)
     # `json` or `text` (text by default only in development).
     log_format: str = "text"
     # Notification delivery: attempts and exponential backoff between them.
@@ -81,6 +102,27 @@ def _read_key(value: str | None) -> str | None:
     return Path(value).read_text()
 
 
+def _list(value: str | None) -> tuple[str, ...]:
+    """A comma-separated list, blanks dropped."""
+    return tuple(item.strip() for item in (value or "").split(",") if item.strip())
+
+
+def _fernet_keys(env: dict[str, str], name: str, default: str) -> tuple[str, ...]:
+    keys = _list(env.get(name)) or (default,)
+    for key in keys:
+        try:
+            valid = len(base64.urlsafe_b64decode(key.encode())) == 32
+        except (binascii.Error, ValueError):
+            valid = False
+        if not valid:
+            raise ConfigError(
+                f"{name} must list Fernet keys (32 url-safe base64 bytes each, e.g. from "
+                "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key()"
+                ".decode())'`)"
+            )
+    return keys
+
+
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     """Settings from `environ` (the process environment when None): the only reader of it."""
     env = dict(os.environ if environ is None else environ)
@@ -102,12 +144,14 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         database_url=database_url,
         migration_database_url=env.get("MIGRATION_DATABASE_URL") or database_url,
         db_app_role=env.get("DB_APP_ROLE") or None,
+        db_platform_keys=_list(env.get("DB_PLATFORM_KEYS")) or (DEV_DB_PLATFORM_KEY,),
         redis_url=env.get("REDIS_URL") or None,
         redis_namespace=env.get("REDIS_NAMESPACE", "certs"),
         jwt_secret_key=secret,
         jwt_algorithm=algorithm,
         jwt_public_key=_read_key(env.get("JWT_PUBLIC_KEY")),
         jwt_private_key=_read_key(env.get("JWT_PRIVATE_KEY")),
+        jwt_max_lifetime_seconds=_int(env, "JWT_MAX_LIFETIME_SECONDS", 24 * 3600),
         smtp_host=env.get("SMTP_HOST") or None,
         smtp_port=_int(env, "SMTP_PORT", 25),
         smtp_username=env.get("SMTP_USERNAME") or None,
@@ -119,6 +163,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         webhook_allow_private=_bool(
             env.get("WEBHOOK_ALLOW_PRIVATE_NETWORKS"), default=mode != "production"
         ),
+        webhook_secret_keys=_fernet_keys(env, "WEBHOOK_SECRET_KEYS", DEV_WEBHOOK_SECRET_KEY),
         log_format=log_format,
         notification_max_attempts=_int(env, "NOTIFICATION_MAX_ATTEMPTS", 5),
         notification_retry_base_ms=_int(env, "NOTIFICATION_RETRY_BASE_MS", 30_000),
@@ -134,6 +179,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
 
 
 def _refuse_unsafe(s: Settings) -> None:
+    if s.jwt_max_lifetime_seconds <= 0:
+        raise ConfigError("JWT_MAX_LIFETIME_SECONDS must be a positive number of seconds")
     if s.jwt_algorithm == "RS256" and not s.jwt_public_key:
         raise ConfigError("JWT_ALGORITHM=RS256 needs JWT_PUBLIC_KEY (PEM text or a file path)")
     if s.env != "production":
@@ -147,5 +194,15 @@ def _refuse_unsafe(s: Settings) -> None:
         )
     if s.database_url.startswith("sqlite"):
         raise ConfigError("CERTS_ENV=production needs DATABASE_URL pointing at PostgreSQL")
+    if DEV_WEBHOOK_SECRET_KEY in s.webhook_secret_keys:
+        raise ConfigError(
+            "CERTS_ENV=production refuses a missing or default WEBHOOK_SECRET_KEYS "
+            "(comma-separated Fernet keys; the first encrypts, all decrypt)"
+        )
+    if any(k == DEV_DB_PLATFORM_KEY or len(k) < 32 for k in s.db_platform_keys):
+        raise ConfigError(
+            "CERTS_ENV=production refuses a missing, default or short DB_PLATFORM_KEYS "
+            "(comma-separated, each at least 32 random characters)"
+        )
     if not s.redis_url:
         raise ConfigError("CERTS_ENV=production needs REDIS_URL")

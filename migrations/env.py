@@ -8,6 +8,7 @@ from sqlalchemy import create_engine, text
 import certifications.tables  # noqa: F401 - registers every table on the metadata
 from infra.database import Base
 from infra.settings import load_settings
+from tenancy import rls
 
 config = context.config
 target_metadata = Base.metadata
@@ -26,6 +27,14 @@ def _grant_app_role(connection, role: str) -> None:  # type: ignore[no-untyped-d
     )
     connection.execute(text(f"REVOKE ALL ON alembic_version FROM {quoted}"))
     connection.execute(text(f"GRANT SELECT ON alembic_version TO {quoted}"))
+    # The blanket grant above also covered owner-only (platform_keys) and append-only
+    # (audit_events) tables: take that back (migration 0010).
+    rls.restrict_app_role(connection, role)
+
+
+def _platform_keys() -> tuple[str, ...]:
+    keys = config.attributes.get("platform_keys")
+    return tuple(keys) if keys else load_settings().db_platform_keys
 
 
 def run_migrations_offline() -> None:
@@ -57,6 +66,8 @@ def _run(connection) -> None:  # type: ignore[no-untyped-def]
         role = config.attributes.get("app_role") or load_settings().db_app_role
         if role and connection.dialect.name == "postgresql":
             _grant_app_role(connection, role)
+        # The digests of DB_PLATFORM_KEYS, as configured now (rotation: see docs/operations.md).
+        rls.store_platform_keys(connection, _platform_keys())
     connection.commit()
 
 

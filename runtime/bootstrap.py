@@ -1,9 +1,9 @@
 """The one bootstrap: settings in, a wired process out. Nothing in the project does this at import.
 
 `bootstrap(settings)` builds the engine and the session factory, installs tenant scoping, the
-audit trail and the after-commit outbox relay *on that factory*, builds the broker, and makes
-them the process's own. `api.create_app`, `certs worker|scheduler|tick|run`, the benchmarks and
-the tests all start here.
+audit trail and the after-commit outbox relay *on that factory*, builds the broker, sets the
+keys that open stored webhook secrets (`tenancy.sealed`), and makes them the process's own.
+`api.create_app`, `certs worker|scheduler|tick|run`, the benchmarks and the tests all start here.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from infra import database
 from infra.settings import Settings
 from jobs.broker import build_broker
 from jobs.relay import install_outbox_relay
+from tenancy import sealed
 from tenancy.scoping import install_tenant_scoping
 
 
@@ -42,7 +43,8 @@ def bootstrap(settings: Settings) -> Runtime:
     assert metadata.tables, "every capability's tables are known to the mapper"
     engine = database.make_engine(settings)
     sessions = database.session_factory(engine)
-    install_tenant_scoping(sessions)
+    install_tenant_scoping(sessions, settings.db_platform_keys[0])
+    sealed.use_keys(settings.webhook_secret_keys)
     install_audit_trail(sessions)
     broker = build_broker(settings)
     install_outbox_relay(sessions, broker)

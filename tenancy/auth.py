@@ -15,7 +15,7 @@ from functools import wraps
 from typing import Any, TypeVar, cast
 
 import jwt as pyjwt
-from flask import Flask
+from flask import Flask, current_app
 from flask_jwt_extended import JWTManager, get_current_user, get_jwt, verify_jwt_in_request
 from flask_jwt_extended.exceptions import (
     JWTExtendedException,
@@ -41,7 +41,9 @@ SCOPES = (
     "org:admin",
     "platform:admin",
 )
-TENANT_SCOPES = tuple(s for s in SCOPES if s != "platform:admin")
+PLATFORM_SCOPE = "platform:admin"
+TENANT_SCOPES = tuple(s for s in SCOPES if s != PLATFORM_SCOPE)
+_MAX_LIFETIME_KEY = "CERTS_JWT_MAX_LIFETIME_SECONDS"
 
 jwt_manager = JWTManager()
 F = TypeVar("F", bound=Callable[..., Any])
@@ -67,6 +69,7 @@ def init_auth(app: Flask, settings: Settings) -> None:
         JWT_ERROR_MESSAGE_KEY="message",
         JWT_DECODE_LEEWAY=0,
     )
+    app.config[_MAX_LIFETIME_KEY] = settings.jwt_max_lifetime_seconds
     jwt_manager.init_app(app)
     app.teardown_request(lambda _exc: context.set_actor(None))
 
@@ -89,21 +92,46 @@ def _verify() -> None:
 
 @jwt_manager.token_verification_loader
 def _claims_are_well_formed(_header: dict[str, Any], claims: dict[str, Any]) -> bool:
+    """Claim types and combinations (False → 401 "Token claims are invalid.").
+
+    Raises `Unauthorized` with its own message for a lifetime beyond the maximum and for
+    `platform:admin` on a token for an organization, so the operator sees why.
+    """
     scopes = claims.get("scopes")
     if not isinstance(claims.get("exp"), int | float):
         return False  # a hosted API accepts no token that never expires
+    _refuse_long_lived(claims)
     if not isinstance(claims.get("sub"), str) or not claims["sub"]:
         return False
     if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
         return False
     org = claims.get("org")
     if org is None:
-        return "platform:admin" in scopes
+        return PLATFORM_SCOPE in scopes
+    if PLATFORM_SCOPE in scopes:
+        # An operator scope on a tenant token would let any org admin whose IdP adds it
+        # create organizations: platform:admin is valid only on tokens without an org.
+        raise Unauthorized(f"{PLATFORM_SCOPE} is not valid on a token for an organization.")
     try:
         uuid.UUID(str(org))
     except ValueError:
         return False
     return isinstance(org, str)
+
+
+def _refuse_long_lived(claims: dict[str, Any]) -> None:
+    """`exp - iat` and `exp - now` must both stay within JWT_MAX_LIFETIME_SECONDS.
+
+    Without `iat` only `exp - now` can be judged; with it, a back-dated `iat` cannot hide a
+    long lifetime either. PyJWT has already checked `iat` is a number when present.
+    """
+    limit = int(current_app.config[_MAX_LIFETIME_KEY])
+    exp = float(claims["exp"])
+    iat = claims.get("iat")
+    now = datetime.now(UTC).timestamp()
+    too_long = exp - now > limit or (isinstance(iat, int | float) and exp - float(iat) > limit)
+    if too_long:
+        raise Unauthorized(f"Token lifetime exceeds the maximum of {limit} seconds.")
 
 
 @jwt_manager.user_lookup_loader
@@ -192,7 +220,18 @@ def issue_token(
     ttl: int = 3600,
     now: datetime | None = None,
 ) -> str:
-    """A signed access token (CLI, demo, tests); production IdPs issue their own."""
+    """A signed access token (CLI, demo, tests); production IdPs issue their own.
+
+    Refuses (ValueError) what the API would refuse: `platform:admin` with an organization, a
+    lifetime beyond `settings.jwt_max_lifetime_seconds`.
+    """
+    if org_id is not None and PLATFORM_SCOPE in scopes:
+        raise ValueError(f"{PLATFORM_SCOPE} is valid only on a token without an organization")
+    if ttl > settings.jwt_max_lifetime_seconds:
+        raise ValueError(
+            f"a token may live at most {settings.jwt_max_lifetime_seconds} seconds "
+            "(JWT_MAX_LIFETIME_SECONDS)"
+        )
     now = now or datetime.now(UTC)
     claims: dict[str, Any] = {
         "sub": sub,

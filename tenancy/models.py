@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, String
+from sqlalchemy import JSON, Column, ForeignKey, LargeBinary, String, Table
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from infra.database import Base, Timestamps
+from tenancy.sealed import SealedSecret, SealedText
 
 MODULES = ("hse",)
 
@@ -24,10 +25,22 @@ class Organization(Timestamps, Base):
     modules: Mapped[list[Any]] = mapped_column(JSON, default=list)
     admin_emails: Mapped[list[Any]] = mapped_column(JSON, default=list)
     webhook_url: Mapped[str | None] = mapped_column(String(2000))
-    webhook_secret: Mapped[str | None] = mapped_column(String(200))
+    # Encrypted at rest (tenancy/sealed.py); `reveal()` only where a webhook is signed.
+    webhook_secret: Mapped[SealedSecret | None] = mapped_column(SealedText)
 
     def has_module(self, module: str) -> bool:
         return module in (self.modules or [])
+
+
+# sha256 of each accepted platform key (Settings.db_platform_keys), written by `certs db upgrade`
+# as the owner (migrations/env.py). Only the owner may read it (migration 0010): the RLS
+# policies of platform tables ask `certs_platform()`, a SECURITY DEFINER function, whether the
+# transaction's `app.platform` setting hashes to one of them.
+platform_keys = Table(
+    "platform_keys",
+    Base.metadata,
+    Column("digest", LargeBinary(32), primary_key=True),
+)
 
 
 class TenantScoped:

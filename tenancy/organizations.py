@@ -7,11 +7,14 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from infra.database import get_or_not_found
 from infra.errors import NotFound
+from tenancy import sealed
 from tenancy.models import MODULES, Organization
+from tenancy.sealed import SealedSecret, SecretBox, SecretUnavailable
 
 
 def create_organization(session: Session, **fields: Any) -> Organization:
@@ -46,9 +49,37 @@ def get_organization(session: Session, org_id: uuid.UUID) -> Organization:
 
 
 def update_organization(session: Session, org: Organization, changes: dict[str, Any]) -> None:
+    """Apply validated changes; a new webhook secret is sealed (encrypted) before it is kept."""
     for key, value in changes.items():
+        if key == "webhook_secret" and value is not None:
+            value = SealedSecret.seal(value)
         setattr(org, key, value)
     session.flush()
+
+
+def reseal_webhook_secrets(session: Session, box: SecretBox | None = None) -> dict[str, Any]:
+    """Re-encrypt every stored webhook secret under the first key (`certs secrets rotate`).
+
+    Seals secrets stored in clear before encryption existed, and moves those sealed with an
+    older key to the first one, so the older key can then be dropped. Platform context (every
+    organization). Secrets no configured key opens are left as they are and listed.
+    """
+    box = box or sealed.box()
+    report: dict[str, Any] = {"checked": 0, "resealed": 0, "unreadable": []}
+    orgs = session.scalars(select(Organization).where(Organization.webhook_secret.is_not(None)))
+    for org in orgs:
+        current = org.webhook_secret
+        assert current is not None
+        report["checked"] += 1
+        try:
+            fresh = box.reseal(current.stored)
+        except SecretUnavailable:
+            report["unreadable"].append(str(org.id))
+            continue
+        org.webhook_secret = SealedSecret(fresh)
+        report["resealed"] += 1
+    session.flush()
+    return report
 
 
 def set_module(session: Session, org: Organization, module: str, enabled: bool) -> None:

@@ -66,18 +66,33 @@ def _stamp_new_rows(session: Session, _ctx: Any, _instances: Any) -> None:
             raise TenantMismatch(f"{type(obj).__name__} names another organization")
 
 
-def _set_rls_tenant(session: Session, _tx: SessionTransaction, connection: Any) -> None:
-    if connection.dialect.name != "postgresql":
-        return
-    org_id = current_org_id()
-    connection.execute(
-        text("SELECT set_config('app.org_id', :org, true), set_config('app.platform', :p, true)"),
-        {"org": str(org_id) if org_id else "", "p": "on" if in_platform_context() else ""},
-    )
+def _rls_setter(platform_key: str) -> Any:
+    """The after-begin hook: `app.org_id`, and `app.platform` = the platform key in platform
+    context (the policies accept the key's digest, never a mere 'on'; see tenancy/rls.py)."""
+
+    def _set_rls_tenant(session: Session, _tx: SessionTransaction, connection: Any) -> None:
+        if connection.dialect.name != "postgresql":
+            return
+        org_id = current_org_id()
+        connection.execute(
+            text(
+                "SELECT set_config('app.org_id', :org, true), set_config('app.platform', :p, true)"
+            ),
+            {
+                "org": str(org_id) if org_id else "",
+                "p": platform_key if in_platform_context() else "",
+            },
+        )
+
+    return _set_rls_tenant
 
 
-def install_tenant_scoping(factory: sessionmaker[Session]) -> None:
-    """Scope every session this factory makes to the tenant in context (see the module doc)."""
+def install_tenant_scoping(factory: sessionmaker[Session], platform_key: str) -> None:
+    """Scope every session this factory makes to the tenant in context (see the module doc).
+
+    `platform_key` is what platform-context transactions present to RLS on PostgreSQL (the
+    first of `Settings.db_platform_keys`).
+    """
     event.listen(factory, "do_orm_execute", _scope_to_tenant)
     event.listen(factory, "before_flush", _stamp_new_rows)
-    event.listen(factory, "after_begin", _set_rls_tenant)
+    event.listen(factory, "after_begin", _rls_setter(platform_key))

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import Uuid, bindparam, create_engine, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -126,3 +126,38 @@ def _as_org(session: Session, org_id: uuid.UUID) -> None:
     """The owner is bound by FORCE row-level security too: act as this organization."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT set_config('app.org_id', :org, true)"), {"org": str(org_id)})
+
+
+def test_downgrade_past_0010_refuses_to_strand_sealed_webhook_secrets(settings):  # type: ignore[no-untyped-def]
+    """The code before 0010 would sign with the `fernet:` text itself: refuse, change nothing."""
+    backend = create_backend()
+    try:
+        s = dataclasses.replace(
+            settings,
+            migration_database_url=backend.owner_url,
+            database_url=backend.app_url,
+            db_app_role=backend.app_role,
+        )
+        migrate.upgrade(s)
+        owner = create_engine(backend.owner_url)
+        org_id = uuid.uuid4()
+        with owner.begin() as conn:
+            if backend.is_postgres:  # FORCE row-level security binds the owner too
+                conn.execute(text("SELECT set_config('app.org_id', :o, true)"), {"o": str(org_id)})
+            conn.execute(
+                text(
+                    "INSERT INTO organizations (id, name, timezone, modules, admin_emails, "
+                    "webhook_secret, created_at, updated_at) VALUES (:i, 'Sealed', 'UTC', '[]', "
+                    "'[]', 'fernet:gAAAA', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                ).bindparams(bindparam("i", type_=Uuid())),
+                {"i": org_id},
+            )
+        try:
+            with pytest.raises(RuntimeError, match="sealed webhook secret"):
+                migrate.downgrade(s, "0009")
+            with owner.connect() as conn:
+                assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0010"
+        finally:
+            owner.dispose()
+    finally:
+        drop_backend(backend)

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import pytest
+from cryptography.fernet import Fernet
 
-from infra.settings import ConfigError, load_settings
+from infra.settings import (
+    DEV_DB_PLATFORM_KEY,
+    DEV_WEBHOOK_SECRET_KEY,
+    ConfigError,
+    load_settings,
+)
 
+PROD_FERNET_KEY = Fernet.generate_key().decode()
 PROD = {
     "CERTS_ENV": "production",
     "DATABASE_URL": "postgresql://app@db/certs",
     "REDIS_URL": "redis://redis:6379/0",
+    "DB_PLATFORM_KEYS": "p" * 40,
+    "WEBHOOK_SECRET_KEYS": PROD_FERNET_KEY,
 }
 
 
@@ -49,3 +58,53 @@ def test_rs256_needs_public_key():  # type: ignore[no-untyped-def]
 def test_unknown_algorithm_refused():  # type: ignore[no-untyped-def]
     with pytest.raises(ConfigError):
         load_settings({"JWT_ALGORITHM": "none"})
+
+
+def test_jwt_max_lifetime_defaults_to_a_day_and_must_be_positive():  # type: ignore[no-untyped-def]
+    assert load_settings({}).jwt_max_lifetime_seconds == 86400
+    assert load_settings({"JWT_MAX_LIFETIME_SECONDS": "900"}).jwt_max_lifetime_seconds == 900
+    for bad in ("0", "-5"):
+        with pytest.raises(ConfigError, match="JWT_MAX_LIFETIME_SECONDS"):
+            load_settings({"JWT_MAX_LIFETIME_SECONDS": bad})
+
+
+def test_platform_keys_default_in_development_only():  # type: ignore[no-untyped-def]
+    dev = load_settings({})
+    assert dev.db_platform_keys == (DEV_DB_PLATFORM_KEY,)
+    rotated = load_settings({"DB_PLATFORM_KEYS": " new-key , old-key ,"})
+    assert rotated.db_platform_keys == ("new-key", "old-key")  # first presented, all accepted
+
+
+@pytest.mark.parametrize("keys", [None, "", "short", DEV_DB_PLATFORM_KEY, "p" * 40 + ",short"])
+def test_production_refuses_weak_platform_keys(keys):  # type: ignore[no-untyped-def]
+    env = {**PROD, "JWT_SECRET_KEY": "k" * 40}
+    env.pop("DB_PLATFORM_KEYS")
+    if keys is not None:
+        env["DB_PLATFORM_KEYS"] = keys
+    with pytest.raises(ConfigError, match="DB_PLATFORM_KEYS"):
+        load_settings(env)
+
+
+def test_webhook_secret_keys_default_is_a_fixed_fernet_key_outside_production():  # type: ignore[no-untyped-def]
+    dev = load_settings({})
+    assert dev.webhook_secret_keys == (DEV_WEBHOOK_SECRET_KEY,)
+    assert load_settings({"CERTS_ENV": "test"}).webhook_secret_keys == (DEV_WEBHOOK_SECRET_KEY,)
+    Fernet(DEV_WEBHOOK_SECRET_KEY.encode())  # a usable key, the same in every process
+    new, old = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    assert load_settings({"WEBHOOK_SECRET_KEYS": f"{new}, {old}"}).webhook_secret_keys == (new, old)
+
+
+@pytest.mark.parametrize("keys", ["not-a-key", "c2hvcnQ=", PROD_FERNET_KEY + ",x"])
+def test_webhook_secret_keys_must_be_fernet_keys(keys):  # type: ignore[no-untyped-def]
+    with pytest.raises(ConfigError, match="WEBHOOK_SECRET_KEYS"):
+        load_settings({"WEBHOOK_SECRET_KEYS": keys})
+
+
+@pytest.mark.parametrize("keys", [None, "", DEV_WEBHOOK_SECRET_KEY])
+def test_production_requires_webhook_secret_keys(keys):  # type: ignore[no-untyped-def]
+    env = {**PROD, "JWT_SECRET_KEY": "k" * 40}
+    env.pop("WEBHOOK_SECRET_KEYS")
+    if keys is not None:
+        env["WEBHOOK_SECRET_KEYS"] = keys
+    with pytest.raises(ConfigError, match="WEBHOOK_SECRET_KEYS"):
+        load_settings(env)

@@ -6,6 +6,7 @@ import dramatiq
 from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 
+from infra import context
 from infra import database as db
 
 blp = Blueprint("health", __name__)
@@ -19,7 +20,7 @@ def healthz() -> Response:
 
 @blp.get("/readyz")
 def readyz() -> Response:
-    """The database and the broker are reachable."""
+    """The database and the broker are reachable (and the database accepts our platform key)."""
     checks: dict[str, str] = {}
     try:
         with db.get_engine().connect() as conn:
@@ -27,11 +28,29 @@ def readyz() -> Response:
         checks["database"] = "ok"
     except Exception as exc:  # any failure means not ready
         checks["database"] = f"error: {type(exc).__name__}"
+    if checks["database"] == "ok" and db.get_engine().dialect.name == "postgresql":
+        checks["platform_key"] = _platform_key_status()
     checks["broker"] = _broker_status()
     ready = all(v == "ok" for v in checks.values())
     resp = jsonify(status="ok" if ready else "unavailable", checks=checks)
     resp.status_code = 200 if ready else 503
     return resp
+
+
+def _platform_key_status() -> str:
+    """Whether RLS admits this process's platform work (the outbox relay, the scheduler).
+
+    A DB_PLATFORM_KEYS the last `certs db upgrade` did not store would leave every platform
+    transaction seeing no other organization's rows: jobs would silently never be relayed.
+    """
+    try:
+        with context.platform(), db.new_session() as session:
+            accepted = session.scalar(text("SELECT certs_platform(current_user, session_user)"))
+    except Exception as exc:  # e.g. the database is behind migration 0010
+        return f"error: {type(exc).__name__}"
+    if accepted:
+        return "ok"
+    return "error: DB_PLATFORM_KEYS not accepted (run `certs db upgrade` with these keys)"
 
 
 def _broker_status() -> str:

@@ -41,7 +41,7 @@ class OrganizationSchema(Schema):
     updated_at = fields.DateTime()
 
     def _secret_set(self, org: object) -> bool:
-        return bool(getattr(org, "webhook_secret", None))
+        return getattr(org, "webhook_secret", None) is not None  # never decrypted here
 
 
 class OrganizationCreateSchema(Schema):

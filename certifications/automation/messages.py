@@ -12,6 +12,7 @@ from typing import Any
 
 from infra import database as db
 from infra.settings import Settings
+from tenancy.sealed import SealedSecret
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class Outgoing:
     subject_id: uuid.UUID
     subject_name: str
     webhook_url: str | None
-    webhook_secret: str | None
+    webhook_secret: SealedSecret | None  # revealed only by the transport, to sign
 
 
 def _what(out: Outgoing) -> tuple[str, str, date]:

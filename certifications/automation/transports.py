@@ -24,6 +24,7 @@ from typing import Any
 
 from certifications.automation.messages import Outgoing, compose_email, webhook_payload
 from infra.settings import Settings
+from tenancy.sealed import SecretUnavailable
 
 log = logging.getLogger("certs.delivery")
 
@@ -111,8 +112,41 @@ def check_webhook_target(url: str, *, allow_private: bool) -> None:
         raise DeliveryError(f"webhook: cannot resolve {host}: {exc}") from exc
     for info in infos:
         address = ipaddress.ip_address(info[4][0])
-        if not address.is_global or address.is_multicast:
+        if not is_public_address(address):
             raise DeliveryError(f"webhook: refusing a non-public address ({address}) for {host}")
+
+
+# IPv6 addresses that carry an IPv4 address the packets end up at (a dual-stack socket, a
+# NAT64 gateway, a 6to4 relay): `is_global` judges the IPv6 form, not where it leads, and calls
+# `::127.0.0.1` or `64:ff9b::7f00:1` global.
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # deprecated (RFC 4291 2.5.5.1)
+_IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")  # SIIT (RFC 2765)
+_NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052
+_NAT64_LOCAL_USE = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215: a network's own NAT64
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if any(address in net for net in (_IPV4_COMPATIBLE, _IPV4_TRANSLATED, _NAT64_WELL_KNOWN)):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def is_public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Global unicast, and so is any IPv4 address an IPv6 form embeds (mapped, compatible,
+    translated, NAT64, 6to4). The local-use NAT64 prefix leads into the operator's network."""
+    if not address.is_global or address.is_multicast:
+        return False
+    if isinstance(address, ipaddress.IPv6Address):
+        if address in _NAT64_LOCAL_USE:
+            return False
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            return is_public_address(embedded)
+    return True
 
 
 def _post_webhook(out: Outgoing, settings: Settings) -> None:
@@ -128,8 +162,12 @@ def _post_webhook(out: Outgoing, settings: Settings) -> None:
         "X-Delivery-Id": str(out.notification_id),
         "X-Timestamp": str(timestamp),
     }
-    if out.webhook_secret:
-        headers["X-Signature"] = sign(out.webhook_secret, body)
+    if out.webhook_secret is not None:
+        try:
+            key = out.webhook_secret.reveal()
+        except SecretUnavailable as exc:  # never send unsigned what should be signed
+            raise DeliveryError(f"webhook: {exc}") from exc
+        headers["X-Signature"] = sign(key, body)
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310 - http(s) only, checked above
     try:
         with _opener.open(request, timeout=WEBHOOK_TIMEOUT) as resp:

@@ -70,7 +70,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{/* Secret environment of the API, worker and scheduler (never the owner role's URL). */}}
 {{- define "certs.secretEnv" -}}
 {{- $secret := include "certs.secretName" . -}}
-{{- range $key := list "DATABASE_URL" "REDIS_URL" "JWT_SECRET_KEY" "JWT_PRIVATE_KEY" "SMTP_USERNAME" "SMTP_PASSWORD" }}
+{{- range $key := list "DATABASE_URL" "REDIS_URL" "JWT_SECRET_KEY" "JWT_PRIVATE_KEY" "DB_PLATFORM_KEYS" "WEBHOOK_SECRET_KEYS" "SMTP_USERNAME" "SMTP_PASSWORD" }}
 - name: {{ $key }}
   valueFrom:
     secretKeyRef:

@@ -19,6 +19,7 @@ from certifications.automation.notifications import evaluate_rules
 from infra import context
 from infra import database as db
 from tenancy.models import Organization
+from tenancy.sealed import SealedSecret
 from tests.automation.conftest import TODAY
 from tests.support.suite import SMTP_PORT, SUBPROCESS_ENV
 from workers.delivery import deliver
@@ -245,7 +246,7 @@ def test_webhook_is_signed_with_the_org_secret_and_retried_on_non_2xx(
     secret = "s3cret-" + uuid.uuid4().hex
     with context.platform(), db.new_session() as s:
         row = s.get(Organization, org.id)
-        row.webhook_url, row.webhook_secret = webhook.url, secret
+        row.webhook_url, row.webhook_secret = webhook.url, SealedSecret.seal(secret)
         s.commit()
     cert = make_certification(
         org, name="Forklift", notification_rules=[{"trigger": "expired", "channels": ["webhook"]}]
@@ -271,6 +272,37 @@ def test_webhook_is_signed_with_the_org_secret_and_retried_on_non_2xx(
     (note,) = _notes(as_tenant, org)
     assert (note.status, note.attempts, note.delivered_via) == ("sent", 2, "webhook")
     assert second.headers["X-Delivery-Id"] == str(note.id)
+
+
+def test_a_secret_no_key_opens_fails_the_delivery_never_sends_it_unsigned(
+    make_org, arrange, webhook, settings, as_tenant
+):  # type: ignore[no-untyped-def]
+    from cryptography.fernet import Fernet
+
+    from tenancy.sealed import SecretBox
+
+    org = make_org()
+    lost_key = SecretBox([Fernet.generate_key().decode()])
+    with context.platform(), db.new_session() as s:
+        row = s.get(Organization, org.id)
+        row.webhook_url = webhook.url
+        row.webhook_secret = SealedSecret(lost_key.seal("s3cret-" + uuid.uuid4().hex))
+        s.commit()
+    a = arrange(org)
+    cert = a.certification(
+        name="Forklift", notification_rules=[{"trigger": "expired", "channels": ["webhook"]}]
+    )
+    a.assignment(
+        cert, a.employee(name="Bob"), expires_on=TODAY - timedelta(days=2), status="expired"
+    )
+    _evaluate(as_tenant, org)
+    assert [o.state for o in _deliver_all(org, settings)] == ["retry"]
+    assert webhook.received == []
+    (note,) = _notes(as_tenant, org)
+    assert "WEBHOOK_SECRET_KEYS" in note.last_error
+    with context.platform(), db.new_session() as s:  # nothing the suite's keys cannot open
+        s.get(Organization, org.id).webhook_secret = None
+        s.commit()
 
 
 def test_a_reminder_for_a_renewed_cycle_is_cancelled_not_sent(scenario, smtp, settings, as_tenant):  # type: ignore[no-untyped-def]

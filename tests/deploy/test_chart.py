@@ -199,6 +199,8 @@ SECRETS = {
     "databaseUrl": "postgresql://certs_app:app-pw@postgres:5432/certs",
     "redisUrl": "redis://redis:6379/0",
     "jwtSecretKey": "k" * 40,
+    "dbPlatformKeys": "platform-" + "p" * 40,
+    "webhookSecretKeys": "w" * 43 + "=",
 }
 OWNER_URL = "postgresql://certs_owner:owner-pw@postgres:5432/certs"
 # Characters YAML, Go's %q and shells treat specially, with a CRLF and non-ASCII text.
@@ -698,13 +700,27 @@ def test_every_spec_setting_reaches_every_long_running_process(helm: str) -> Non
             assert missing == [], f"{name}: {component} lacks {missing}"
             env = _env(deployment)
             assert "MIGRATION_DATABASE_URL" not in env, "the owner role stays with the migration"
-            for key in ("DATABASE_URL", "REDIS_URL", "JWT_SECRET_KEY", "SMTP_PASSWORD"):
+            for key in (
+                "DATABASE_URL",
+                "REDIS_URL",
+                "JWT_SECRET_KEY",
+                "DB_PLATFORM_KEYS",
+                "WEBHOOK_SECRET_KEYS",
+                "SMTP_PASSWORD",
+            ):
                 assert "secretKeyRef" in env[key]["valueFrom"], f"{key} comes from a Secret"
 
 
 def test_the_owner_role_and_secrets_stay_out_of_other_objects(helm: str) -> None:
     manifests = _rendered(helm, "production")
-    secret_values = [OWNER_URL, SECRETS["databaseUrl"], _keys()[0], TRICKY]
+    secret_values = [
+        OWNER_URL,
+        SECRETS["databaseUrl"],
+        SECRETS["dbPlatformKeys"],
+        SECRETS["webhookSecretKeys"],
+        _keys()[0],
+        TRICKY,
+    ]
     for source, obj in manifests.items:
         if obj["kind"] == "Secret":
             continue
@@ -793,6 +809,13 @@ def test_migration_job_is_a_pre_install_and_pre_upgrade_hook_as_the_owner_role(h
     assert secret["stringData"]["MIGRATION_DATABASE_URL"] == SECRETS["databaseUrl"]
     production = _rendered(helm, "production").get("Secret", f"{FULLNAME}-migrate")
     assert production["stringData"]["MIGRATION_DATABASE_URL"] == OWNER_URL
+    # It stores the platform keys' digests, and production settings need the webhook keys.
+    for key, value in (
+        ("DB_PLATFORM_KEYS", "dbPlatformKeys"),
+        ("WEBHOOK_SECRET_KEYS", "webhookSecretKeys"),
+    ):
+        assert env[key]["valueFrom"]["secretKeyRef"]["key"] == key
+        assert secret["stringData"][key] == SECRETS[value]
 
 
 def test_existing_secret_and_service_account(helm: str) -> None:
@@ -918,6 +941,9 @@ def test_missing_credentials_fail_the_render(helm: str) -> None:
     assert "secrets.databaseUrl (or secrets.existingSecret) is required" in render_error({})
     no_key = {"secrets": {**SECRETS, "jwtSecretKey": ""}}
     assert "secrets.jwtSecretKey is required with HS256" in render_error(no_key)
+    for value in ("dbPlatformKeys", "webhookSecretKeys"):
+        missing = {"secrets": {**SECRETS, value: ""}}
+        assert f"secrets.{value} is required" in render_error(missing)
     _, public_pem = _keys()
     rs256 = _template(
         helm, _merge(no_key, {"config": {"jwtAlgorithm": "RS256", "jwtPublicKey": public_pem}})

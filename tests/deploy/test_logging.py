@@ -88,7 +88,13 @@ def test_gunicorn_access_atoms_become_fields() -> None:
 
 def test_format_choice() -> None:
     def log_format(env: dict[str, str]) -> str:
-        base = {"JWT_SECRET_KEY": "k" * 40, "DATABASE_URL": "postgresql://x/y", "REDIS_URL": "r"}
+        base = {
+            "JWT_SECRET_KEY": "k" * 40,
+            "DATABASE_URL": "postgresql://x/y",
+            "REDIS_URL": "r",
+            "DB_PLATFORM_KEYS": "p" * 40,
+            "WEBHOOK_SECRET_KEYS": "w" * 43 + "=",
+        }
         return load_settings(base | env).log_format
 
     assert log_format({"CERTS_ENV": "production"}) == "json"

@@ -47,7 +47,7 @@ def _claims(org_id: str | None, **over: Any) -> dict[str, Any]:
     claims: dict[str, Any] = {
         "sub": "attacker",
         "org": org_id,
-        "scopes": list(support.TENANT_SCOPES) + ["platform:admin"],
+        "scopes": list(support.TENANT_SCOPES),
         "iat": now,
         "nbf": now,
         "exp": now + 3600,
@@ -63,6 +63,8 @@ def _bad_tokens(settings: Any, org_id: str) -> dict[str, str]:
     past = int((datetime.now(UTC) - timedelta(hours=2)).timestamp())
     future = int((datetime.now(UTC) + timedelta(hours=2)).timestamp())
     none_body = _unsigned({"alg": "none", "typ": "JWT"}, _claims(org_id))
+    now = int(datetime.now(UTC).timestamp())
+    over_max = settings.jwt_max_lifetime_seconds + 60
     return {
         "expired": hs(_claims(org_id, iat=past - 60, nbf=past - 60, exp=past)),
         "not-yet-valid": hs(_claims(org_id, nbf=future, exp=future + 60)),
@@ -81,6 +83,18 @@ def _bad_tokens(settings: Any, org_id: str) -> dict[str, str]:
         "org-not-uuid": hs(_claims("../../etc")),
         # Signed with the empty key that `kid: /dev/null` would select if kid chose keys.
         "kid-dev-null": _hs_raw(_claims(org_id), b"", kid="../../../dev/null", jku="http://x"),
+        # platform:admin belongs to operator tokens (no org) only.
+        "tenant-token-with-platform-admin": hs(
+            _claims(org_id, scopes=[*support.TENANT_SCOPES, "platform:admin"])
+        ),
+        # Lifetime beyond JWT_MAX_LIFETIME_SECONDS: by exp - iat, or by exp alone without iat.
+        "exp-1e20": _hs_raw(_claims(org_id, exp=1e20), secret.encode()),
+        "lifetime-over-max": hs(_claims(org_id, exp=now + over_max)),
+        "lifetime-over-max-backdated-iat": hs(_claims(org_id, iat=now - over_max, exp=now + 30)),
+        "no-iat-exp-beyond-max": hs(_claims(org_id, iat=..., exp=now + over_max)),
+        "platform-lifetime-over-max": hs(
+            _claims(None, scopes=["platform:admin"], exp=now + over_max)
+        ),
         "empty": "",
         "garbage": "a.b.c",
         "huge": "a" * 20000,

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import jwt as pyjwt
 import pytest
+from click.testing import CliRunner
 from flask.views import MethodView
 from flask_smorest import Blueprint
+from sqlalchemy import select
 
+from cli.main import main
+from infra import context
+from infra import database as db
 from tenancy.auth import issue_token, requires
+from tenancy.models import Organization
+from tests.support.suite import CLI_ENV
 
 
 def _b64(obj: dict) -> str:
@@ -144,6 +152,100 @@ def test_platform_endpoint_refuses_tenant_admin(api_for, org):  # type: ignore[n
     resp = api_for(org).post("/organizations", json={"name": "Sneaky"})
     assert resp.status_code == 403
     assert "platform:admin" in resp.get_json()["message"]
+
+
+# --- platform:admin is an operator scope: never on a token for an organization ----------------
+
+
+def test_tenant_token_carrying_platform_admin_is_401(app, org, settings):  # type: ignore[no-untyped-def]
+    """A token for org A with `platform:admin` created organizations (201) and read A (200)."""
+    claims = _claims(str(org.id), scopes=["platform:admin", "org:admin"])
+    token = pyjwt.encode(claims, settings.jwt_secret_key, algorithm="HS256")
+    name = f"Sneaky {uuid.uuid4().hex[:8]}"
+    resp = app.test_client().post(
+        "/api/v1/organizations",
+        json={"name": name},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    _assert_401(resp)
+    assert "platform:admin" in resp.get_json()["message"]
+    _assert_401(_get(app, token))
+    with context.platform(), db.new_session() as s:
+        assert s.scalars(select(Organization.id).where(Organization.name == name)).all() == []
+
+
+def test_issue_token_refuses_platform_admin_for_an_org(settings, org):  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match="platform:admin"):
+        issue_token(settings, sub="u1", org_id=str(org.id), scopes=["platform:admin"])
+
+
+def test_cli_refuses_to_mint_a_tenant_token_with_platform_admin(org):  # type: ignore[no-untyped-def]
+    args = ["token", "issue", "--org", str(org.id), "--sub", "ops"]
+    result = CliRunner(env=CLI_ENV).invoke(main, [*args, "--scopes", "platform:admin org:admin"])
+    assert result.exit_code == 2, result.output
+    assert "platform:admin" in result.output
+    ok = CliRunner(env=CLI_ENV).invoke(
+        main, ["token", "issue", "--sub", "ops", "--scopes", "platform:admin"]
+    )
+    assert ok.exit_code == 0, ok.output
+
+
+# --- a token lives at most JWT_MAX_LIFETIME_SECONDS ------------------------------------------
+
+
+def _epoch_claims(org_id: str, **over):  # type: ignore[no-untyped-def]
+    now = int(datetime.now(UTC).timestamp())
+    claims = {"sub": "u1", "org": org_id, "scopes": ["org:admin"], "iat": now, "exp": now + 60}
+    claims.update(over)
+    return {k: v for k, v in claims.items() if v is not ...}
+
+
+@pytest.mark.parametrize(
+    "lifetime",
+    ["exp-1e20", "exp-iat-over-max", "backdated-iat", "no-iat-exp-beyond-max"],
+)
+def test_token_living_longer_than_the_maximum_is_401(app, org, settings, lifetime):  # type: ignore[no-untyped-def]
+    now, top = int(datetime.now(UTC).timestamp()), settings.jwt_max_lifetime_seconds
+    over = {
+        "exp-1e20": {"exp": 1e20},
+        "exp-iat-over-max": {"exp": now + top + 1},
+        "backdated-iat": {"iat": now - top, "exp": now + 60},
+        "no-iat-exp-beyond-max": {"iat": ..., "exp": now + top + 60},
+    }[lifetime]
+    token = pyjwt.encode(_epoch_claims(str(org.id), **over), settings.jwt_secret_key, "HS256")
+    resp = _get(app, token)
+    _assert_401(resp)
+    assert "lifetime" in resp.get_json()["message"].lower()
+
+
+@pytest.mark.parametrize("with_iat", [True, False])
+def test_token_of_exactly_the_maximum_lifetime_is_accepted(app, org, settings, with_iat):  # type: ignore[no-untyped-def]
+    now, top = int(datetime.now(UTC).timestamp()), settings.jwt_max_lifetime_seconds
+    over = {"exp": now + top} if with_iat else {"iat": ..., "exp": now + top - 5}
+    token = pyjwt.encode(_epoch_claims(str(org.id), **over), settings.jwt_secret_key, "HS256")
+    assert _get(app, token).status_code == 200
+
+
+def test_max_lifetime_follows_the_setting(settings, runtime, org):  # type: ignore[no-untyped-def]
+    from api import create_app
+
+    short = dataclasses.replace(settings, jwt_max_lifetime_seconds=600)
+    app = create_app(short, runtime)
+    assert (
+        _get(app, issue_token(short, sub="u", org_id=str(org.id), scopes=[], ttl=600)).status_code
+        == 200
+    )
+    _assert_401(_get(app, issue_token(settings, sub="u", org_id=str(org.id), scopes=[], ttl=601)))
+
+
+def test_issue_token_and_cli_refuse_a_ttl_beyond_the_maximum(settings, org):  # type: ignore[no-untyped-def]
+    top = settings.jwt_max_lifetime_seconds
+    with pytest.raises(ValueError, match="JWT_MAX_LIFETIME_SECONDS"):
+        issue_token(settings, sub="u", org_id=str(org.id), scopes=[], ttl=top + 1)
+    args = ["token", "issue", "--org", str(org.id), "--sub", "u", "--ttl", str(top + 1)]
+    result = CliRunner(env=CLI_ENV).invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert "--ttl" in result.output
 
 
 @pytest.fixture(scope="module")

@@ -89,3 +89,147 @@ def test_every_org_table_has_forced_rls(backend):  # type: ignore[no-untyped-def
     assert unprotected == []
     assert tuple(role) == (False, False)
     assert backend.app_role not in owners
+
+
+# --- the platform flag is not the app role's to set -------------------------------------------
+
+
+@pytest.fixture
+def platform_rows(two_orgs, as_tenant):  # type: ignore[no-untyped-def]
+    """An outbox row and a recompute_state row for each org (rows the relay never picks up)."""
+    from datetime import date
+
+    from certifications.assignments.schedule import mark_recomputed
+    from infra import database as db
+    from jobs.models import OutboxMessage
+
+    for org in two_orgs:
+        with as_tenant(org.id) as s:
+            s.add(OutboxMessage(org_id=org.id, actor_name="rls_probe", payload={}, status="failed"))
+            mark_recomputed(s, org.id, date(2026, 1, 1), db.utcnow(), 0)
+            s.commit()
+    return two_orgs
+
+
+def _as_app_role(backend, org_id, statements):  # type: ignore[no-untyped-def]
+    """Run `statements` on the app's own role, tenant `org_id`, in one transaction."""
+    engine = create_engine(backend.app_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.scalar(text("SELECT current_user")) == backend.app_role
+            conn.execute(text("SELECT set_config('app.org_id', :o, true)"), {"o": str(org_id)})
+            return [conn.execute(text(sql)).all() for sql in statements]
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("flag", ["on", "true", "1", "platform"])
+def test_app_role_cannot_turn_platform_on(platform_rows, backend, flag):  # type: ignore[no-untyped-def]
+    """Any app connection could `set_config('app.platform', 'on')` and read every tenant's
+    outbox and tick state, and every organization (no RLS on organizations at all)."""
+    a, _b = platform_rows
+    _flag, outbox, states, orgs = _as_app_role(
+        backend,
+        a.id,
+        [
+            f"SELECT set_config('app.platform', '{flag}', true)",
+            "SELECT DISTINCT org_id FROM outbox WHERE actor_name = 'rls_probe'",
+            "SELECT org_id FROM recompute_state",
+            "SELECT id FROM organizations",
+        ],
+    )
+    assert [r[0] for r in outbox] == [a.id]
+    assert [r[0] for r in states] == [a.id]
+    assert [r[0] for r in orgs] == [a.id]
+
+
+def test_app_role_without_tenant_sees_no_organization(two_orgs, backend):  # type: ignore[no-untyped-def]
+    engine = create_engine(backend.app_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.scalar(text("SELECT count(*) FROM organizations")) == 0
+            conn.execute(text("SELECT set_config('app.platform', 'on', true)"))
+            assert conn.scalar(text("SELECT count(*) FROM organizations")) == 0
+    finally:
+        engine.dispose()
+
+
+def test_app_role_cannot_write_another_organization(two_orgs, backend):  # type: ignore[no-untyped-def]
+    a, b = two_orgs
+    engine = create_engine(backend.app_url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT set_config('app.org_id', :o, true)"), {"o": str(a.id)})
+            conn.execute(text("SELECT set_config('app.platform', 'on', true)"))
+            changed = conn.execute(
+                text("UPDATE organizations SET name = 'taken' WHERE id = :b"), {"b": b.id}
+            )
+            assert changed.rowcount == 0
+            with pytest.raises(ProgrammingError, match="row-level security"):
+                conn.execute(
+                    text(
+                        "INSERT INTO organizations (id, name, timezone, modules, admin_emails) "
+                        "VALUES (:i, 'rogue', 'UTC', '[]', '[]')"
+                    ),
+                    {"i": uuid.uuid4()},
+                )
+    finally:
+        engine.dispose()
+
+
+def test_platform_context_still_sees_every_org(platform_rows):  # type: ignore[no-untyped-def]
+    """The app's own platform work (relay, scheduler, org creation) keeps working."""
+    from infra import context
+    from infra import database as db
+
+    a, b = platform_rows
+    with context.platform(), db.new_session() as s:
+        outbox = s.scalars(
+            text("SELECT DISTINCT org_id FROM outbox WHERE actor_name = 'rls_probe'")
+        ).all()
+        orgs = s.scalars(text("SELECT id FROM organizations")).all()
+    assert {a.id, b.id} <= set(outbox)
+    assert {a.id, b.id} <= set(orgs)
+
+
+def test_organizations_rls_is_forced(backend):  # type: ignore[no-untyped-def]
+    engine = create_engine(backend.app_url)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(
+                text(
+                    "SELECT relrowsecurity, relforcerowsecurity FROM pg_class "
+                    "WHERE oid = 'public.organizations'::regclass"
+                )
+            ).one()
+    finally:
+        engine.dispose()
+    assert tuple(row) == (True, True)
+
+
+# --- audit events are append-only for the app ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "statement",
+    ["UPDATE audit_events SET action = 'forged'", "DELETE FROM audit_events"],
+)
+def test_audit_events_are_append_only_for_the_app_role(api, org, as_tenant, statement):  # type: ignore[no-untyped-def]
+    assert api.patch("/org", json={"name": "Audited"}).status_code == 200
+    with as_tenant(org.id) as s:
+        assert s.scalar(text("SELECT count(*) FROM audit_events")) >= 1
+        with pytest.raises(ProgrammingError, match="permission denied"):
+            s.execute(text(statement))
+
+
+def test_readyz_fails_on_a_platform_key_the_database_does_not_accept(api, runtime, monkeypatch):  # type: ignore[no-untyped-def]
+    """Keys changed without `certs db upgrade`: platform work would silently see nothing."""
+    from infra import database as db
+    from tenancy.scoping import install_tenant_scoping
+
+    factory = db.session_factory(runtime.engine)
+    install_tenant_scoping(factory, "x" * 40)
+    monkeypatch.setattr(db.registry, "factory", factory)
+    resp = api.get("/readyz")
+    assert resp.status_code == 503
+    assert "DB_PLATFORM_KEYS" in resp.get_json()["checks"]["platform_key"]
