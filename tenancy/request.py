@@ -37,6 +37,13 @@ def commit_request() -> None:
         session.commit()
 
 
+def discard_request_session() -> None:
+    """Roll back and drop the request's session: the next `request_session()` starts afresh."""
+    session = g.pop("db_session", None)
+    if session is not None:
+        session.close()
+
+
 def init_request_sessions(app: Flask, factory: sessionmaker[Session]) -> None:
     app.extensions[_FACTORY_KEY] = factory
 

@@ -1,0 +1,33 @@
+"""What a database error means for its caller, read from its SQLSTATE.
+
+psycopg raises deadlocks, serialization failures and statement timeouts as subclasses of
+`OperationalError`, like a lost connection; SQLAlchemy wraps them all in its own
+`OperationalError`. The class alone cannot tell "retry this transaction", "this statement ran
+too long" and "the database is gone" apart: the SQLSTATE can.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import DBAPIError
+
+SERIALIZATION_FAILURE = "40001"
+DEADLOCK_DETECTED = "40P01"
+# Transaction rollbacks the server asks the client to simply run again.
+RETRYABLE = frozenset({SERIALIZATION_FAILURE, DEADLOCK_DETECTED})
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a (wrapped) driver error, None when the server sent none."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    return code if isinstance(code, str) else None
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """A deadlock or serialization failure on a live connection: the transaction was rolled
+    back whole, so running it again from the start is safe and will most likely succeed."""
+    return (
+        isinstance(exc, DBAPIError)
+        and not exc.connection_invalidated
+        and sqlstate(exc) in RETRYABLE
+    )
