@@ -8,10 +8,14 @@ too long" and "the database is gone" apart: the SQLSTATE can.
 
 from __future__ import annotations
 
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 SERIALIZATION_FAILURE = "40001"
 DEADLOCK_DETECTED = "40P01"
+QUERY_CANCELED = "57014"  # statement_timeout, or pg_cancel_backend
+# The server going away or refusing connections: admin/crash shutdown, starting up, too many
+# connections. (Class 08 is "connection exception" as a whole.)
+_GONE = frozenset({"57P01", "57P02", "57P03", "53300"})
 # Transaction rollbacks the server asks the client to simply run again.
 RETRYABLE = frozenset({SERIALIZATION_FAILURE, DEADLOCK_DETECTED})
 
@@ -31,3 +35,21 @@ def is_retryable(exc: BaseException) -> bool:
         and not exc.connection_invalidated
         and sqlstate(exc) in RETRYABLE
     )
+
+
+def is_statement_timeout(exc: BaseException) -> bool:
+    return isinstance(exc, DBAPIError) and sqlstate(exc) == QUERY_CANCELED
+
+
+def is_disconnect(exc: BaseException) -> bool:
+    """The database cannot be reached: the connection broke or was refused, or the server is
+    shutting down. A driver error with no SQLSTATE never got an answer from a server (psycopg's
+    connection failures; SQLite's busy or I/O errors, the embedded database being unusable)."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    code = sqlstate(exc)
+    if code is None:
+        return isinstance(exc, OperationalError | InterfaceError)
+    return code.startswith("08") or code in _GONE
