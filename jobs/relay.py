@@ -40,8 +40,16 @@ def install_outbox_relay(factory: sessionmaker[Session], broker: dramatiq.Broker
     def _relay_after_commit(session: Session) -> None:
         session.info.pop(ONCE_KEY, None)
         ids = session.info.pop(PENDING_KEY, None)
-        if ids:
+        if not ids:
+            return
+        try:
             relay(ids, broker=broker)
+        except Exception:
+            # The transaction is committed: nothing after it may turn into the caller's error
+            # (a request answering 503 for a saved row). The sweep sends the rows later.
+            log.exception(
+                "outbox relay after commit failed; the sweep will send %d row(s)", len(ids)
+            )
 
     def _forget_after_rollback(session: Session) -> None:
         session.info.pop(ONCE_KEY, None)
