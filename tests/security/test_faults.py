@@ -217,7 +217,8 @@ def _kill_worker_mid_fanout(make_org, own_stack, n: int) -> None:  # type: ignor
         job = request_job(s, "fanout_certification", job_kind="fanout", certification_id=cert_id)
         s.commit()
         job_id = job.id
-    assert _outbox_states(org.id) == {"sent": 1}  # relayed to our Redis after commit
+    # Relayed to our Redis after commit (by the process's background publisher).
+    _wait(lambda: _outbox_states(org.id) == {"sent": 1}, 10, "the relay after commit")
 
     def job_state() -> str:
         with context.tenant(org.id), db.new_session() as s:
