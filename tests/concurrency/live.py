@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -128,6 +129,9 @@ def start_stack(tmp: Path, *, api_workers: int = 4, env: dict[str, str] | None =
         "GUNICORN_WORKERS": str(api_workers),
         "GUNICORN_BIND": f"127.0.0.1:{port}",
         "LOG_FORMAT": "json",
+        # Its own queues: the stack's worker has no test actors and must not take the suite's
+        # messages (a test's record_ping stayed `sent` for ever), nor the suite's worker its.
+        "REDIS_NAMESPACE": f"certs-live-{uuid.uuid4().hex[:8]}",
         "WORKER_METRICS_PORT": "0",
         **(env or {}),
     }

@@ -156,8 +156,11 @@ def _hung_redis(make_org, token_for, tmp_path, *, hang_s: int, rounds: int) -> N
     org = make_org()
     token = token_for(org)
     writes = rounds * WRITES_PER_ROUND
+    namespace = f"certs-hung-{uuid.uuid4().hex[:8]}"
     with _private_redis() as url:
-        with contextmanager(stack)(tmp_path, env={"REDIS_URL": url}) as live:
+        with contextmanager(stack)(
+            tmp_path, env={"REDIS_URL": url, "REDIS_NAMESPACE": namespace}
+        ) as live:
             try:
                 role = live.request("POST", "/roles", token, {"name": "Crew"}).json()["id"]
 
@@ -206,7 +209,9 @@ def _hung_redis(make_org, token_for, tmp_path, *, hang_s: int, rounds: int) -> N
                 # Redis answers again: what the publisher could not send, the sweep sends (as
                 # the scheduler's sweep would; here only this org's rows, to our Redis).
                 hung.join()
-                broker = build_broker(dataclasses.replace(SETTINGS, redis_url=url))
+                broker = build_broker(
+                    dataclasses.replace(SETTINGS, redis_url=url, redis_namespace=namespace)
+                )
                 deadline = time.monotonic() + 60
                 while Counter(_outbox(org.id, after=warm)) != {"done": writes}:
                     assert time.monotonic() < deadline, Counter(_outbox(org.id, after=warm))
