@@ -10,8 +10,9 @@ from flask import Flask, Response, g, request
 from flask_smorest import Api
 from flask_smorest import Blueprint as SmorestBlueprint
 
-from api.db import commit_request, init_request_sessions
+from api.db import init_request_sessions
 from api.errors import register_error_handlers
+from api.unit_of_work import run_and_commit
 from infra import context
 from infra.logging import ACCESS_ORG_KEY
 from infra.settings import Settings
@@ -53,11 +54,11 @@ class CertsFlask(Flask):
         """Run the view, then commit: the one commit owner of a request.
 
         A failing commit (e.g. a unique violation) becomes that request's error response, and
-        jobs written to the outbox are relayed only after the commit succeeded.
+        jobs written to the outbox are relayed only after the commit succeeded. A deadlock or
+        serialization failure runs view and commit again in a fresh transaction
+        (`api.unit_of_work`).
         """
-        rv = super().dispatch_request()
-        commit_request()
-        return rv
+        return run_and_commit(super().dispatch_request)
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> Flask:

@@ -1,5 +1,15 @@
 """The request's session: see `tenancy.request` (auth shares it for the organization lookup)."""
 
-from tenancy.request import commit_request, init_request_sessions, request_session
+from tenancy.request import (
+    commit_request,
+    discard_request_session,
+    init_request_sessions,
+    request_session,
+)
 
-__all__ = ["commit_request", "init_request_sessions", "request_session"]
+__all__ = [
+    "commit_request",
+    "discard_request_session",
+    "init_request_sessions",
+    "request_session",
+]

@@ -6,10 +6,12 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, g, jsonify
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException
 
+from api.unit_of_work import ATTEMPTS_KEY
+from infra import db_errors
 from infra.errors import DomainError
 
 log = logging.getLogger("certs.api")
@@ -75,10 +77,39 @@ def _integrity(exc: IntegrityError) -> Response:
     return error_response(409, "The change conflicts with existing data.")
 
 
+# Seconds a client should wait before sending the request again.
+CONFLICT_RETRY_AFTER = "1"
+TIMEOUT_RETRY_AFTER = "5"
+
+
 def _database(exc: DBAPIError) -> Response:
-    if isinstance(exc, OperationalError) or exc.connection_invalidated:
+    """Tell apart what psycopg raises alike as `OperationalError` (`infra.db_errors`)."""
+    if db_errors.is_retryable(exc):
+        # `api.unit_of_work` already ran the request again; it kept colliding.
+        attempts = g.get(ATTEMPTS_KEY, 1)
+        log.warning("transaction conflict after %d attempt(s): %s", attempts, exc.orig)
+        return error_response(
+            409,
+            f"The change kept colliding with concurrent changes to the same data ({attempts} "
+            "attempts); nothing was written. Send it again.",
+            code_name="conflict_retry",
+            headers={"Retry-After": CONFLICT_RETRY_AFTER},
+        )
+    if db_errors.is_statement_timeout(exc):
+        log.warning("statement timeout: %s", exc.orig)
+        return error_response(
+            503,
+            "The request took too long in the database and was cancelled; nothing was "
+            "written. Retry later, or narrow the request.",
+            code_name="statement_timeout",
+            headers={"Retry-After": TIMEOUT_RETRY_AFTER},
+        )
+    if db_errors.is_disconnect(exc):
         log.warning("database unavailable: %s", exc.orig)
         return error_response(503, "The database is unavailable; retry shortly.")
+    if isinstance(exc, OperationalError):  # the server is there but could not do it now
+        log.warning("database error: %s", exc.orig)
+        return error_response(503, "The database could not complete the request; retry shortly.")
     log.exception("database error")
     return error_response(500, "Internal error.")
 

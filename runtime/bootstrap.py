@@ -19,7 +19,7 @@ from certifications.tables import metadata
 from infra import database
 from infra.settings import Settings
 from jobs.broker import build_broker
-from jobs.relay import install_outbox_relay
+from jobs.relay import Publisher, install_outbox_relay
 from tenancy import sealed
 from tenancy.scoping import install_tenant_scoping
 
@@ -30,6 +30,8 @@ class Runtime:
     engine: Engine
     sessions: sessionmaker[Session]
     broker: dramatiq.Broker
+    # Publishes committed outbox ids off the committing thread (None: inline, in-process broker).
+    publisher: Publisher | None = None
 
 
 _current: Runtime | None = None
@@ -47,10 +49,13 @@ def bootstrap(settings: Settings) -> Runtime:
     sealed.use_keys(settings.webhook_secret_keys)
     install_audit_trail(sessions)
     broker = build_broker(settings)
-    install_outbox_relay(sessions, broker)
+    # A network broker can be slow or hang: never in the committing request's thread.
+    publisher = install_outbox_relay(sessions, broker, background=bool(settings.redis_url))
     database.use(engine, sessions)
     dramatiq.set_broker(broker)
-    _current = Runtime(settings=settings, engine=engine, sessions=sessions, broker=broker)
+    _current = Runtime(
+        settings=settings, engine=engine, sessions=sessions, broker=broker, publisher=publisher
+    )
     return _current
 
 

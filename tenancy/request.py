@@ -8,10 +8,14 @@ open before a tenant or an explicit platform context is set.
 
 from __future__ import annotations
 
+import logging
+
 from flask import Flask, current_app, g
 from sqlalchemy.orm import Session, sessionmaker
 
 from infra.context import current_org_id, in_platform_context
+
+log = logging.getLogger("certs.api")
 
 _FACTORY_KEY = "certs.sessions"
 
@@ -37,6 +41,13 @@ def commit_request() -> None:
         session.commit()
 
 
+def discard_request_session() -> None:
+    """Roll back and drop the request's session: the next `request_session()` starts afresh."""
+    session = g.pop("db_session", None)
+    if session is not None:
+        session.close()
+
+
 def init_request_sessions(app: Flask, factory: sessionmaker[Session]) -> None:
     app.extensions[_FACTORY_KEY] = factory
 
@@ -44,4 +55,9 @@ def init_request_sessions(app: Flask, factory: sessionmaker[Session]) -> None:
     def _close(_exc: BaseException | None) -> None:
         session = g.pop("db_session", None)
         if session is not None:
-            session.close()  # rolls back anything not committed
+            try:
+                session.close()  # rolls back anything not committed
+            except Exception:
+                # The answer is decided (maybe a commit's 201): closing must not turn it into
+                # a 500. The pool discards a connection it could not reset.
+                log.exception("closing the request's session failed")

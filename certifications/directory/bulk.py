@@ -97,6 +97,9 @@ def bulk_upsert(
         raise _atomic_error(_report(results, lines, job_id=None), errors)
 
     # The ids the database kept: a row created concurrently since our SELECT keeps its own.
+    # Written in external-id order, so two overlapping imports lock their common rows in the
+    # same order and queue behind each other instead of deadlocking.
+    writes.sort(key=lambda write: write["external_id"])
     ids = _upsert(session, kind, writes)
     for result in results.values():
         if result["status"] in ("created", "updated"):

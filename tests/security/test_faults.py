@@ -225,7 +225,8 @@ def _kill_worker_mid_fanout(make_org, crew, own_stack, n: int) -> None:  # type:
         s.commit()
         job_id = job.id
     fanout_states = lambda: _outbox_states(org.id, "fanout_certification")  # noqa: E731
-    assert fanout_states() == {"sent": 1}  # relayed to our Redis after commit
+    # Relayed to our Redis after commit (by the process's background publisher).
+    _wait(lambda: fanout_states() == {"sent": 1}, 10, "the relay after commit")
 
     def job_state() -> str:
         with context.tenant(org.id), db.new_session() as s:

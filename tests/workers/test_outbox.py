@@ -25,6 +25,12 @@ def _ping(as_tenant, org, marker):  # type: ignore[no-untyped-def]
     return job
 
 
+def _relayed(runtime) -> None:  # type: ignore[no-untyped-def]
+    """Wait for the after-commit relay (a background publisher with Redis) to have run."""
+    if runtime.publisher is not None:
+        assert runtime.publisher.flush()
+
+
 def _job(as_tenant, org, job_id):  # type: ignore[no-untyped-def]
     with as_tenant(org.id) as s:
         return s.get(Job, job_id)
@@ -58,6 +64,7 @@ def test_broker_down_at_commit_then_runs_after(org, as_tenant, jobs, runtime, mo
     dead = RedisBroker(url="redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
     monkeypatch.setattr(runtime.broker, "enqueue", dead.enqueue)
     job = _ping(as_tenant, org, "after outage")  # commit succeeds; relay fails quietly
+    _relayed(runtime)
     monkeypatch.undo()
     with context.platform(), db.new_session() as s:
         row = s.scalars(select(OutboxMessage).where(OutboxMessage.job_id == job.id)).one()
@@ -84,10 +91,11 @@ def test_sweep_skips_fresh_and_done_rows(org, as_tenant, jobs):  # type: ignore[
     assert after.attempts == before.attempts
 
 
-def test_outbox_row_needs_a_live_actor_name(org, as_tenant):  # type: ignore[no-untyped-def]
+def test_outbox_row_needs_a_live_actor_name(org, as_tenant, runtime):  # type: ignore[no-untyped-def]
     with as_tenant(org.id) as s:
         request_job(s, "no_such_actor", marker="x")
         s.commit()
+    _relayed(runtime)
     with context.platform(), db.new_session() as s:
         rows = s.scalars(
             select(OutboxMessage).where(OutboxMessage.actor_name == "no_such_actor")
@@ -124,3 +132,29 @@ def test_actor_cannot_see_other_org_job(org, make_org, as_tenant, runtime, messa
     finally:
         middleware.after_skip_message(runtime.broker, message)
     assert _job(as_tenant, owner, job.id).state == "queued"
+
+
+def test_unreachable_broker_fails_a_batch_once(org, as_tenant, runtime, monkeypatch):  # type: ignore[no-untyped-def]
+    """A broker that times out is asked once per batch, not once per row: each further row
+    would wait as long again while the batch holds its rows' locks."""
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    calls: list[str] = []
+
+    def hung(message, **_kw):  # type: ignore[no-untyped-def]
+        calls.append(message.options["outbox_id"])
+        raise RedisTimeoutError("Timeout reading from socket")
+
+    monkeypatch.setattr(runtime.broker, "enqueue", hung)
+    with as_tenant(org.id) as s:
+        for marker in ("a", "b", "c"):
+            request_job(s, "record_ping", job_kind="ping", marker=marker)
+        s.commit()
+    _relayed(runtime)
+    monkeypatch.undo()
+    assert len(calls) == 1
+    with context.platform(), db.new_session() as s:
+        rows = s.scalars(select(OutboxMessage).where(OutboxMessage.org_id == org.id)).all()
+    assert len(rows) == 3
+    assert all(r.status == "pending" and r.attempts == 1 for r in rows)
+    assert all("Timeout" in (r.last_error or "") for r in rows)
