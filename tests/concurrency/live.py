@@ -134,22 +134,26 @@ def start_stack(tmp: Path, *, api_workers: int = 4, env: dict[str, str] | None =
     api_env = base | {"PROMETHEUS_MULTIPROC_DIR": str(tmp / "prom-api")}
     worker_env = base | {"PROMETHEUS_MULTIPROC_DIR": str(tmp / "prom-worker")}
     gunicorn = Path(sys.executable).parent / "gunicorn"
-    api = subprocess.Popen(
-        [str(gunicorn), "-c", "gunicorn.conf.py", "wsgi:app"],
-        cwd=ROOT,
-        env=api_env,
-        stdout=(tmp / "api.out").open("wb"),
-        stderr=(tmp / "api.err").open("wb"),
-        start_new_session=True,
-    )
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "worker", "--processes", "1", "--threads", "4"],
-        cwd=ROOT,
-        env=worker_env,
-        stdout=(tmp / "worker.out").open("wb"),
-        stderr=(tmp / "worker.err").open("wb"),
-        start_new_session=True,
-    )
+    # The children keep their own copies of the log files; ours are closed at once (an unclosed
+    # file is a ResourceWarning, which the suite's filterwarnings turns into an error).
+    with (tmp / "api.out").open("wb") as out, (tmp / "api.err").open("wb") as err:
+        api = subprocess.Popen(
+            [str(gunicorn), "-c", "gunicorn.conf.py", "wsgi:app"],
+            cwd=ROOT,
+            env=api_env,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+        )
+    with (tmp / "worker.out").open("wb") as out, (tmp / "worker.err").open("wb") as err:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "worker", "--processes", "1", "--threads", "4"],
+            cwd=ROOT,
+            env=worker_env,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+        )
     try:
         _wait_http(port, api)
     except Exception:
