@@ -57,6 +57,74 @@ def _employees(live: Live, token: str, role_id: uuid.UUID, n: int) -> list[uuid.
 
 
 @pytest.mark.parametrize(
+    ("certs", "patches"),
+    [pytest.param(8, 160, id="quick"), pytest.param(30, 600, id="soak", marks=_soak)],
+)
+def test_concurrent_link_patches_replace_never_merge(  # type: ignore[no-untyped-def]
+    live, make_org, token_for, certs, patches
+):
+    org = make_org()
+    token = token_for(org)
+    roles = [_create(live, token, "/roles", {"name": f"Role {i}"}) for i in range(4)]
+    groups = [
+        _create(live, token, "/certification-groups", {"name": f"Group {i}"}) for i in range(4)
+    ]
+    for role_id in roles:
+        _employees(live, token, role_id, 5)
+    cert_ids = [
+        _create(live, token, "/certifications", {"name": f"Cert {i}", "type": "employee"})
+        for i in range(certs)
+    ]
+    drain()
+
+    # Consecutive requests edit the same certification, so the parallel ones overlap on it.
+    target = [cert_ids[i * certs // patches] for i in range(patches)]
+    rng = random.Random(2)
+    bodies: list[dict[str, Any]] = []
+    for i in range(patches):
+        body: dict[str, Any] = {}
+        if i % 3 != 2:
+            body["role_ids"] = [str(rng.choice(roles))]
+        if i % 3 != 1:
+            body["group_ids"] = [str(rng.choice(groups))]
+        bodies.append(body)
+
+    def patch(i: int) -> int:
+        path = f"/certifications/{target[i]}"
+        return live.request("PATCH", path, token, bodies[i]).status
+
+    statuses = parallel(patches, patch)
+    drain(timeout=120)
+
+    sent: dict[uuid.UUID, dict[str, set[frozenset[uuid.UUID]]]] = {
+        c: {"role_ids": set(), "group_ids": set()} for c in cert_ids
+    }
+    for i, body in enumerate(bodies):
+        for field, ids in body.items():
+            sent[target[i]][field].add(frozenset(uuid.UUID(x) for x in ids))
+    final = check.links(org.id)
+    merged = {
+        (c, field): sorted(map(str, final[c][field]))
+        for c in cert_ids
+        for field in ("role_ids", "group_ids")
+        if final[c][field] not in sent[c][field]
+    }
+    assert merged == {}, f"{len(merged)} link sets no request sent, of {2 * certs}"
+    assert {s: statuses.count(s) for s in statuses} == {200: patches}
+
+    members = check.active_members(org.id)
+    holders = check.role_holders(org.id)
+    wrong = {
+        c: (len(holders.get(c, set())), len(expected))
+        for c in cert_ids
+        if holders.get(c, set())
+        != (expected := set().union(*(members[r] for r in final[c]["role_ids"])))
+    }
+    assert wrong == {}, "certifications whose role assignments are not their roles' members"
+    assert check.failed_jobs(org.id) == []
+
+
+@pytest.mark.parametrize(
     ("members", "moves", "fanouts", "pace"),
     [
         pytest.param(5_000, 300, 8, 0.4, id="quick"),
