@@ -7,14 +7,17 @@ removals are one DELETE (unrecorded) and one UPDATE (recorded: no longer require
 A new assignment's first status is stored on the row (`status`, `created_at`); status events
 record changes from there on, as the recomputation and every later write do.
 
-Idempotent and safe to run twice at once: the conflict target is the live unique index
-`(org_id, certification_id, subject_id) WHERE revoked_at IS NULL`, so a concurrent run's rows
-are skipped.
+Idempotent. Fan-outs of one organization run one at a time (`lock_fanouts`, PostgreSQL): each
+reads the links and the directory only after every earlier fan-out of the org has committed, so
+the last one to run ends with exactly the membership at its end (see `lock_fanouts`). The
+conflict target, the live unique index `(org_id, certification_id, subject_id) WHERE revoked_at
+IS NULL`, still makes a duplicate row impossible whatever runs at once.
 """
 
 from __future__ import annotations
 
 import uuid
+import zlib
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
@@ -34,6 +37,7 @@ from sqlalchemy import (
     literal,
     null,
     select,
+    text,
     tuple_,
     update,
 )
@@ -56,6 +60,12 @@ SE = StatusEvent.__table__
 
 # Bound parameters per statement stay far below PostgreSQL's 65,535 and SQLite's 32,766.
 EMPLOYEE_CHUNK = 5_000
+# First key of the two-key advisory lock "the role fan-outs of one organization" (the
+# certification group tree's is 4_0001).
+FANOUT_LOCK_CLASS = 4_0002
+# How long a fan-out waits for the org's running one (instead of the statement timeout), kept
+# under the job's 15-minute time limit: the longest fan-out measured (100k rows) takes ~15 s.
+FANOUT_LOCK_WAIT_MS = 10 * 60_000
 
 
 def initial_record(cert: Certification, today: date) -> tuple[date | None, date | None, str]:
@@ -80,6 +90,7 @@ def fanout_certification(
     session: Session, org_id: uuid.UUID, certification_id: uuid.UUID, *, today: date, now: datetime
 ) -> dict[str, int]:
     """Bring one certification's role assignments in line with its roles (after a catalog edit)."""
+    lock_fanouts(session, org_id)
     # Retire first: it then scans only the assignments that existed before this change.
     changes = _retire(session, org_id, now, [A.c.certification_id == certification_id])
     cert = session.get(Certification, certification_id)
@@ -97,6 +108,7 @@ def fanout_employees(
     now: datetime,
 ) -> dict[str, int]:
     """Bring these employees' role assignments in line with their role and `active` flag."""
+    lock_fanouts(session, org_id)
     report = {"created": 0, "removed": 0, "not_required": 0, "required_again": 0}
     for chunk in _chunks(sorted(set(employee_ids)), EMPLOYEE_CHUNK):
         # subject_type first: the (org, type, subject) index then probes just these employees.
@@ -106,6 +118,36 @@ def fanout_employees(
         certs = _certifications_for(session, org_id, chunk)
         report["created"] += _insert_missing(session, org_id, certs, today, now, employee_ids=chunk)
     return report
+
+
+def lock_fanouts(session: Session, org_id: uuid.UUID) -> None:
+    """Wait for the org's running fan-out, then hold off the next one until this transaction ends.
+
+    Without it a certification fan-out's INSERT … SELECT reads the members as of its start: an
+    employee moved out or deactivated meanwhile gets a row, and that employee's own fan-out,
+    running before this one commits, cannot see the row to retire it (it stayed required
+    forever); two fan-outs of one certification likewise left the union of two role sets.
+    Serialized, every fan-out takes its snapshots after the previous one committed, and every
+    directory or link change commits before its own fan-out is queued, so whichever fan-out runs
+    last sees the final links and membership, and every row an earlier one wrote.
+    A transaction-level advisory lock per organization (PostgreSQL; SQLite has one writer at a
+    time anyway): fan-outs of different orgs still run in parallel. It is taken before the
+    fan-out touches any shared row (a job has locked only its own job row by then), so waiting
+    on it cannot close a cycle with row locks.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    org_key = zlib.crc32(org_id.bytes) - 2**31  # fits int4
+    # The wait is bounded by FANOUT_LOCK_WAIT_MS rather than the statement timeout (a 100k-row
+    # fan-out ahead would otherwise fail the waiting job), which is restored right after.
+    set_timeout = text("SELECT set_config('statement_timeout', :t, true)")  # SET LOCAL
+    timeout = session.execute(text("SELECT current_setting('statement_timeout')")).scalar_one()
+    session.execute(set_timeout, {"t": f"{FANOUT_LOCK_WAIT_MS}ms"})
+    session.execute(
+        text("SELECT pg_advisory_xact_lock(:cls, :obj)"),
+        {"cls": FANOUT_LOCK_CLASS, "obj": org_key},
+    )
+    session.execute(set_timeout, {"t": timeout})
 
 
 def count_role_members(session: Session, org_id: uuid.UUID, certification_id: uuid.UUID) -> int:

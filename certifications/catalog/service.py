@@ -31,7 +31,7 @@ from certifications.catalog.models import (
 from certifications.directory.models import Client, Employee, Role
 from infra.context import require_org_id
 from infra.database import get_or_not_found, utcnow
-from infra.errors import Conflict, Invalid
+from infra.errors import Conflict, Invalid, NotFound
 from jobs.models import Job
 from jobs.outbox import request_job
 
@@ -128,7 +128,7 @@ def update_certification(
     session: Session, certification_id: uuid.UUID, changes: dict[str, Any]
 ) -> dict[str, Any]:
     """Partial update with the create rules applied to the resulting definition."""
-    cert = get_certification(session, certification_id)
+    cert = _lock(session, certification_id)
     before = describe(session, [cert])[0]
     after = {**before, **changes}
     _validate(session, after, changes)
@@ -269,6 +269,28 @@ def _task_rule_errors(session: Session, rules: list[dict[str, Any]]) -> dict[int
         for index, rule in enumerate(rules)
         if rule["assignee"] in unknown
     }
+
+
+def _lock(session: Session, certification_id: uuid.UUID) -> Certification:
+    """The certification, re-read with its row locked until the transaction ends.
+
+    Edits of one certification then run one after another, and each reads the links (`before`)
+    only once the previous edit committed: replacing them is then really a replacement. Without
+    it, two PATCHes of `role_ids` each deleted the links they saw and inserted their own, and
+    the certification kept the union (which its fan-out then assigned).
+    FOR NO KEY UPDATE (PostgreSQL; SQLite has one writer): it excludes other edits just as well
+    but not the KEY SHARE locks of assignment inserts, so an edit neither waits for a running
+    fan-out nor holds one up.
+    """
+    cert = session.scalars(
+        select(Certification)
+        .where(Certification.id == certification_id)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+    if cert is None:
+        raise NotFound("certification", certification_id)
+    return cert
 
 
 def _has_assignments(session: Session, certification_id: uuid.UUID, lock: bool = False) -> bool:

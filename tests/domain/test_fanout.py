@@ -7,7 +7,7 @@ import uuid
 from datetime import date, timedelta
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
 from certifications.assignments import fanout
 from certifications.assignments.models import Assignment, StatusEvent
@@ -16,6 +16,7 @@ from infra import context
 from infra import database as db
 from infra.database import utcnow
 from jobs.models import Job
+from tests.support import factories
 from workers import actors
 
 TODAY = date(2026, 3, 31)
@@ -308,3 +309,64 @@ def test_employee_job_commits_batch_by_batch(
     with as_tenant(org.id) as s:
         done = s.get(Job, job.id)
     assert (done.state, done.done, done.total) == ("done", 5, 5)
+
+
+def _required_role_holders(as_tenant, org_id):  # type: ignore[no-untyped-def]
+    return {
+        a.subject_id
+        for a in _assignments(as_tenant, org_id, source="role", required=True, revoked_at=None)
+    }
+
+
+@pytest.mark.postgres
+def test_an_employee_fanout_waits_for_a_running_certification_fanout(org, as_tenant):  # type: ignore[no-untyped-def]
+    """A move committed while a certification fan-out is writing (after it read the members):
+    the mover's own fan-out waits for that one to commit, then retires the row it wrote."""
+    role, other = factories.create_role(org.id), factories.create_role(org.id)
+    people = factories.create_employees(org.id, 3, role_id=role.id)
+    cert = factories.create_certification(org.id, role_ids=[role.id])
+    mover, leaver = people[0].id, people[1].id
+    done: list[dict[str, int]] = []
+    with context.tenant(org.id), db.new_session() as first:
+        fanout.fanout_certification(first, org.id, cert.id, today=TODAY, now=utcnow())
+        _set_employee(as_tenant, org.id, mover, role_id=other.id)
+        _set_employee(as_tenant, org.id, leaver, active=False)
+        second = threading.Thread(target=lambda: done.append(_run_emps(org.id, [mover, leaver])))
+        second.start()
+        second.join(timeout=1.0)
+        waited = second.is_alive()
+        first.commit()
+    second.join(timeout=30)
+    assert _required_role_holders(as_tenant, org.id) == {people[2].id}
+    assert done == [{"created": 0, "removed": 2, "not_required": 0, "required_again": 0}]
+    assert waited
+
+
+@pytest.mark.postgres
+def test_fanouts_of_other_organizations_do_not_wait(org, make_org, as_tenant):  # type: ignore[no-untyped-def]
+    other = make_org()
+    mine, theirs = factories.create_role(org.id), factories.create_role(other.id)
+    factories.create_employees(org.id, 2, role_id=mine.id)
+    factories.create_certification(org.id, role_ids=[mine.id])
+    their_people = factories.create_employees(other.id, 2, role_id=theirs.id)
+    factories.create_certification(other.id, role_ids=[theirs.id])
+    done: list[dict[str, int]] = []
+    with context.tenant(org.id), db.new_session() as first:
+        fanout.fanout_employees(first, org.id, [], today=TODAY, now=utcnow())  # holds org's lock
+        t = threading.Thread(
+            target=lambda: done.append(_run_emps(other.id, [p.id for p in their_people]))
+        )
+        t.start()
+        t.join(timeout=30)
+        assert [d["created"] for d in done] == [2]
+        first.rollback()
+
+
+@pytest.mark.postgres
+def test_the_fanout_lock_wait_leaves_the_statement_timeout_as_it_was(org):  # type: ignore[no-untyped-def]
+    with context.tenant(org.id), db.new_session() as s:
+        before = s.execute(text("SELECT current_setting('statement_timeout')")).scalar_one()
+        fanout.lock_fanouts(s, org.id)
+        after = s.execute(text("SELECT current_setting('statement_timeout')")).scalar_one()
+        s.rollback()
+    assert after == before != "0"
