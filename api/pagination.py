@@ -14,7 +14,7 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy import Select, literal, tuple_
 from sqlalchemy.orm import Session
 
-from api.fields import Text
+from api.fields import Integer, Text
 from infra.errors import Invalid
 
 DEFAULT_LIMIT = 50
@@ -22,7 +22,7 @@ MAX_LIMIT = 500
 
 
 class PageArgs(Schema):
-    limit = fields.Integer(
+    limit = Integer(
         load_default=DEFAULT_LIMIT,
         validate=validate.Range(min=1, max=MAX_LIMIT),
         metadata={"description": f"Page size, 1 to {MAX_LIMIT}."},
