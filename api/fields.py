@@ -13,7 +13,7 @@ from typing import Any, TypedDict
 from marshmallow import ValidationError, fields, validate
 from marshmallow.types import Validator
 
-from infra.values import DATE_MESSAGE, parse_iso_date
+from infra.values import DATE_MESSAGE, NUL_MESSAGE, SURROGATE_MESSAGE, parse_iso_date, text_problem
 
 EXAMPLE_ID = "3f2b8c1e-7d4a-4c5e-9b1a-2d6f0e8a7c41"  # an id, as an example in the API docs
 MAX_MONEY = Decimal("9999999999.99")  # fits Numeric(12, 2)
@@ -37,14 +37,16 @@ class FieldOptions(TypedDict, total=False):
 
 
 class Text(fields.String):
-    """A string that refuses NUL bytes (PostgreSQL cannot store them) and trims nothing."""
+    """A string PostgreSQL can store: no NUL byte, no lone surrogate (`"\\ud800"` in JSON, which
+    UTF-8 cannot encode). Trims nothing."""
 
-    default_error_messages = {"nul": "NUL bytes are not allowed."}
+    default_error_messages = {"nul": NUL_MESSAGE, "surrogate": SURROGATE_MESSAGE}
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         result = super()._deserialize(value, attr, data, **kwargs)
-        if "\x00" in result:
-            raise self.make_error("nul")
+        problem = text_problem(result)
+        if problem is not None:
+            raise self.make_error("nul" if problem == NUL_MESSAGE else "surrogate")
         return result
 
 

@@ -10,7 +10,7 @@ import math
 from typing import Any
 
 from infra.errors import Invalid
-from infra.values import parse_iso_date
+from infra.values import parse_iso_date, text_problem
 
 MAX_TEXT = 10_000
 MAX_NUMBER = 1e15
@@ -62,8 +62,11 @@ def _check(field: dict[str, Any], value: Any) -> Any:
         return value
     if not isinstance(value, str):
         raise ValueError("Not a valid string.")
-    if "\x00" in value or len(value) > MAX_TEXT:
-        raise ValueError(f"Must be text of at most {MAX_TEXT} characters, without NUL bytes.")
+    if len(value) > MAX_TEXT:
+        raise ValueError(f"Must be text of at most {MAX_TEXT} characters.")
+    problem = text_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
     if kind == "date":
         return parse_iso_date(value).isoformat()
     if kind == "choice":
