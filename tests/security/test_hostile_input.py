@@ -4,6 +4,8 @@ naming where (attack run, defect 9).
 - a lone surrogate (`"x\\ud800"`) in any string or key of any JSON body: valid JSON, but
   not storable text (UTF-8 cannot encode it; it used to fail at the database driver);
 - JSON nested 100,000 deep (a RecursionError in the stdlib parser) and just past the limit;
+- garbage `cursor`s on every paginated list (NUL or a surrogate inside, non-base64, wrong
+  shapes), and NUL in every string query parameter.
 
 Operations come from the OpenAPI document (`tests/security/support.py`), so a new endpoint is
 covered the moment it is registered.
@@ -11,13 +13,14 @@ covered the moment it is registered.
 
 from __future__ import annotations
 
+import base64
 import copy
 import functools
 import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import pytest
 
@@ -32,6 +35,7 @@ from tests.support.suite import SETTINGS
 
 OPS = support.operations()
 BODY_OPS = [op for op in OPS if op.body_schema is not None]
+CURSOR_OPS = [op for op in OPS if any(p["name"] == "cursor" for p in op.query_params)]
 SURROGATE = "x\ud800"
 ERROR_KEYS = {"code", "status", "message", "errors"}
 
@@ -206,3 +210,60 @@ def test_nesting_up_to_the_limit_is_parsed() -> None:
     from api.body import loads
 
     assert loads("[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH) is not None
+
+
+# --- query strings ---------------------------------------------------------------------------
+
+
+def _cursor(values: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+
+
+def _raw_cursor(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+GARBAGE_CURSORS = {
+    "nul-in-value": _cursor(["a\x00b", str(uuid.uuid4())]),
+    "surrogate-in-value": _cursor([SURROGATE, str(uuid.uuid4())]),
+    "nul-in-id": _cursor(["a", "\x00"]),
+    "surrogate-in-id": _cursor(["a", SURROGATE]),
+    "not-base64": "!!!***",
+    "not-json": _raw_cursor(b"\xff\xfe\xfa garbage"),
+    "not-a-list": _cursor({"a": 1}),
+    "wrong-length": _cursor(["a"]),
+    "numbers": _cursor([1, 2]),
+    "nested": _raw_cursor(b"[" * 700 + b"]" * 700),
+    "utf16": _raw_cursor(json.dumps(["a", str(uuid.uuid4())]).encode("utf-16")),
+    "huge-int": _cursor(["9" * 40, str(uuid.uuid4())]),
+    "far-datetime": _cursor(["9999-12-31T23:59:59-14:00", str(uuid.uuid4())]),
+    "ancient-datetime": _cursor(["0001-01-01T00:00:00+14:00", str(uuid.uuid4())]),
+    "literal-nul": "abc\x00def",
+}
+
+
+@pytest.mark.parametrize("op", CURSOR_OPS, ids=lambda op: op.id)
+@pytest.mark.parametrize("cursor", GARBAGE_CURSORS.values(), ids=list(GARBAGE_CURSORS))
+def test_garbage_cursor_is_422_naming_cursor(call, op: Operation, cursor: str) -> None:
+    resp = call(op, query={"cursor": cursor})
+    if resp.status_code == 200:
+        # A value of the right type for this list's keys (e.g. a name): a position, not garbage.
+        positions = ("huge-int", "far-datetime", "ancient-datetime")
+        assert cursor in [GARBAGE_CURSORS[name] for name in positions], resp.get_json()
+        return
+    body = _error(resp, 422)
+    assert "cursor" in body["errors"].get("query", {}), body
+
+
+@pytest.mark.parametrize("op", [op for op in OPS if op.query_params], ids=lambda op: op.id)
+def test_nul_in_any_string_query_parameter_is_never_a_500(call, op: Operation) -> None:
+    for param in op.query_params:
+        schema = support.resolve(op.doc, param.get("schema")) or {}
+        if schema.get("type") not in ("string", None):
+            continue
+        # NUL; the UTF-8 bytes of a surrogate (invalid UTF-8); bytes that are no UTF-8 at all.
+        for value in ("a%00b", "%ED%A0%80", "%FF%FE", quote("\ufffd")):
+            resp = call(op, query=f"{param['name']}={value}")
+            assert resp.status_code < 500, (param["name"], value, resp.get_data()[:300])
+            if resp.status_code >= 400:
+                _error(resp, resp.status_code)
