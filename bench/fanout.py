@@ -205,11 +205,13 @@ def _median(fn: Callable[[], float], org_id: uuid.UUID, cert_id: uuid.UUID, size
 
 def main(size: int) -> None:
     settings = load_settings()
-    bootstrap(settings)
-    import workers.actors  # noqa: F401 - the broker and the fan-out actor
+    runtime = bootstrap(settings)
+    from workers.actors import register_actors
+
+    register_actors(runtime.broker, settings)  # the fan-out actor, run by a worker thread here
 
     org_id, role_id, cert_id = _setup(size)
-    worker = dramatiq.Worker(dramatiq.get_broker(), worker_threads=1)
+    worker = dramatiq.Worker(runtime.broker, worker_threads=1)
     worker.start()
     try:
         seconds = _median(lambda: run_api(org_id, role_id, cert_id), org_id, cert_id, size)

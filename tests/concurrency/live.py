@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -121,6 +122,9 @@ def _wait_http(port: int, proc: subprocess.Popen[bytes], timeout: float = 60.0) 
 def start_stack(tmp: Path, *, api_workers: int = 4, env: dict[str, str] | None = None) -> Live:
     """gunicorn + one `certs worker` process, with CERTS_ENV=production-like settings."""
     port = free_port()
+    # Own queues: the suite's worker process must not take the stack's messages (nor this
+    # stack's worker, which declares no test actors, the suite's).
+    namespace = f"certs-live-{uuid.uuid4().hex[:8]}"
     base = {
         **SUBPROCESS_ENV,
         "PYTHONPATH": str(ROOT),
@@ -129,33 +133,37 @@ def start_stack(tmp: Path, *, api_workers: int = 4, env: dict[str, str] | None =
         "GUNICORN_BIND": f"127.0.0.1:{port}",
         "LOG_FORMAT": "json",
         "WORKER_METRICS_PORT": "0",
+        "REDIS_NAMESPACE": namespace,
         **(env or {}),
     }
     api_env = base | {"PROMETHEUS_MULTIPROC_DIR": str(tmp / "prom-api")}
     worker_env = base | {"PROMETHEUS_MULTIPROC_DIR": str(tmp / "prom-worker")}
     gunicorn = Path(sys.executable).parent / "gunicorn"
-    api = subprocess.Popen(
-        [str(gunicorn), "-c", "gunicorn.conf.py", "wsgi:app"],
-        cwd=ROOT,
-        env=api_env,
-        stdout=(tmp / "api.out").open("wb"),
-        stderr=(tmp / "api.err").open("wb"),
-        start_new_session=True,
-    )
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "worker", "--processes", "1", "--threads", "4"],
-        cwd=ROOT,
-        env=worker_env,
-        stdout=(tmp / "worker.out").open("wb"),
-        stderr=(tmp / "worker.err").open("wb"),
-        start_new_session=True,
-    )
+    procs: list[subprocess.Popen[bytes]] = []
     try:
-        _wait_http(port, api)
-    except Exception:
-        stop([api, worker])
+        procs.append(
+            _spawn([str(gunicorn), "-c", "gunicorn.conf.py", "wsgi:app"], api_env, tmp / "api")
+        )
+        procs.append(
+            _spawn(
+                [sys.executable, "-m", "cli.main", "worker", "--processes", "1", "--threads", "4"],
+                worker_env,
+                tmp / "worker",
+            )
+        )
+        _wait_http(port, procs[0])
+    except BaseException:
+        stop(procs)
         raise
-    return Live(port, [api, worker])
+    return Live(port, procs)
+
+
+def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """A process in its own group, its output in `log`.out/.err (closed here once inherited)."""
+    with log.with_suffix(".out").open("wb") as out, log.with_suffix(".err").open("wb") as err:
+        return subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=out, stderr=err, start_new_session=True
+        )
 
 
 def stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
