@@ -13,6 +13,7 @@ from flask_smorest import Blueprint as SmorestBlueprint
 from api.body import ArgumentsParser, BodyRequest
 from api.db import commit_request, init_request_sessions
 from api.errors import register_error_handlers
+from api.limits import init_limits
 from infra import context
 from infra.logging import ACCESS_ORG_KEY
 from infra.settings import Settings
@@ -80,7 +81,6 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Flask:
             },
         },
         JSON_SORT_KEYS=False,
-        MAX_CONTENT_LENGTH=32 * 1024 * 1024,
     )
     init_auth(app, settings)
     init_request_sessions(app, runtime.sessions)
@@ -91,6 +91,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Flask:
     _register_blueprints(api)
     register_error_handlers(app)
     _request_ids(app)
+    init_limits(app, settings)  # after the request id, so a refusal carries one
     from api.metrics import init_metrics  # here: the CLI must not import prometheus_client
     from infra.logging import ensure_logging
 

@@ -10,12 +10,14 @@ near 1,000 levels, a 500 before) and lone surrogates anywhere, keys included (42
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import IO, Any, cast
 
 from flask import Request
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
+from werkzeug.utils import cached_property
 
+from api.limits import CappedStream
 from infra.errors import DomainError, Invalid
 from infra.values import SURROGATE_MESSAGE, text_problem
 
@@ -84,7 +86,8 @@ class _BodyJSON:
 
 
 class BodyRequest(Request):
-    """Flask's request, reading JSON bodies through `loads`.
+    """Flask's request, reading JSON bodies through `loads` and bodies without a length
+    through `CappedStream` (413 past MAX_REQUEST_BYTES).
 
     Flask points each request's `json_module` at the app's JSON provider, which also parses
     responses in the test client (a group tree is legitimately deeper than a body may be):
@@ -98,6 +101,17 @@ class BodyRequest(Request):
     @json_module.setter
     def json_module(self, _value: Any) -> None:
         pass
+
+    @cached_property
+    def stream(self) -> IO[bytes]:
+        limit = self.max_content_length
+        if (
+            self.content_length is None
+            and limit is not None
+            and self.environ.get("wsgi.input_terminated")
+        ):
+            return cast(IO[bytes], CappedStream(self.environ["wsgi.input"], limit))
+        return super().stream
 
 
 class ArgumentsParser(FlaskParser):

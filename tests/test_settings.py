@@ -49,3 +49,11 @@ def test_rs256_needs_public_key():  # type: ignore[no-untyped-def]
 def test_unknown_algorithm_refused():  # type: ignore[no-untyped-def]
     with pytest.raises(ConfigError):
         load_settings({"JWT_ALGORITHM": "none"})
+
+
+def test_request_body_limit():  # type: ignore[no-untyped-def]
+    assert load_settings({}).max_request_bytes == 10 * 1024 * 1024
+    assert load_settings({"MAX_REQUEST_BYTES": "2048"}).max_request_bytes == 2048
+    for bad in ("ten", "0", "-1"):
+        with pytest.raises(ConfigError, match="MAX_REQUEST_BYTES"):
+            load_settings({"MAX_REQUEST_BYTES": bad})
