@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from api import create_app
+from api.body import MAX_JSON_VALUES
 from tests.conftest import RUNTIME
 from tests.support.suite import SETTINGS
 
@@ -84,3 +85,56 @@ def test_a_streamed_body_within_the_limit_is_read_whole(post) -> None:  # type: 
     resp = _chunked(post, rows, "text/csv")
     assert resp.status_code == 200, resp.get_json()
     assert resp.get_json()["counts"]["created"] == 100
+
+
+# --- values in one body ----------------------------------------------------------------------
+
+
+def _too_many(resp: Any, location: str) -> None:
+    assert resp.status_code == 413, resp.get_data()[:300]
+    body = resp.get_json()
+    assert set(body) >= {"code", "status", "message", "errors"}
+    assert location in body["errors"], body
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"items": [' + b"{}," * MAX_JSON_VALUES + b"{}]}",  # the attack run's body, smaller
+        b'{"items": [' + b"[]," * MAX_JSON_VALUES + b"[]]}",
+        b'{"items": [{"name": [' + b'"ab",' * MAX_JSON_VALUES + b'"ab"]}]}',  # in one row
+    ],
+)
+def test_a_json_body_of_too_many_values_is_413_before_parsing(api, body: bytes) -> None:  # type: ignore[no-untyped-def]
+    for path in ("/roles/bulk", "/roles"):
+        resp = api.post(path, data=body, content_type="application/json")
+        _too_many(resp, "json")
+
+
+def test_a_csv_body_of_too_many_cells_is_413(api) -> None:  # type: ignore[no-untyped-def]
+    body = b"external_id,name\n" + b"a," * MAX_JSON_VALUES + b"b\n"
+    _too_many(api.post("/roles/bulk", data=body, content_type="text/csv"), "csv")
+
+
+def test_more_rows_than_the_maximum_are_422_naming_items(api) -> None:  # type: ignore[no-untyped-def]
+    body = {"items": [{}] * 10_001}
+    resp = api.post("/roles/bulk", json=body)
+    assert resp.status_code == 422, resp.get_json()
+    assert "items" in resp.get_json()["errors"]["json"]
+
+
+def test_the_counted_budget_fits_the_largest_bulk(api) -> None:  # type: ignore[no-untyped-def]
+    """10,000 rows of every employee field (commas in the names too) stay under the budget."""
+    rows = [
+        {
+            "external_id": f"E{i}",
+            "name": f"Doe, Jane {i}",
+            "email": f"jane{i}@example.com",
+            "role_id": None,
+            "active": True,
+        }
+        for i in range(10_000)
+    ]
+    resp = api.post("/employees/bulk", json={"items": rows})
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.get_json()["counts"]["created"] == 10_000
