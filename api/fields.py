@@ -1,18 +1,26 @@
-"""Shared marshmallow fields (the one string type, refusing NUL; emails; money) and `doc()`."""
+"""Shared marshmallow fields and `doc()`: the one string type (refusing what PostgreSQL cannot
+store), emails, money, dates and integers read strictly (ASCII digits, one date form)."""
 
 from __future__ import annotations
 
+import numbers
 import re
 from collections.abc import Iterable, Mapping
+from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypedDict
 
 from marshmallow import ValidationError, fields, validate
 from marshmallow.types import Validator
 
+from infra.values import DATE_MESSAGE, NUL_MESSAGE, SURROGATE_MESSAGE, parse_iso_date, text_problem
+
 EXAMPLE_ID = "3f2b8c1e-7d4a-4c5e-9b1a-2d6f0e8a7c41"  # an id, as an example in the API docs
 MAX_MONEY = Decimal("9999999999.99")  # fits Numeric(12, 2)
-_MONEY_RE = r"^\d{1,10}(\.\d{1,2})?$"
+_MONEY_RE = r"^[0-9]{1,10}(\.[0-9]{1,2})?$"
+# `\d` and `int()` also take other scripts' digits ("١٢٣" was stored as 123.00): ASCII only.
+_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?", re.ASCII)
+_INTEGER = re.compile(r"-?[0-9]+", re.ASCII)
 
 
 def doc(description: str, example: Any) -> dict[str, Any]:
@@ -29,14 +37,16 @@ class FieldOptions(TypedDict, total=False):
 
 
 class Text(fields.String):
-    """A string that refuses NUL bytes (PostgreSQL cannot store them) and trims nothing."""
+    """A string PostgreSQL can store: no NUL byte, no lone surrogate (`"\\ud800"` in JSON, which
+    UTF-8 cannot encode). Trims nothing."""
 
-    default_error_messages = {"nul": "NUL bytes are not allowed."}
+    default_error_messages = {"nul": NUL_MESSAGE, "surrogate": SURROGATE_MESSAGE}
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         result = super()._deserialize(value, attr, data, **kwargs)
-        if "\x00" in result:
-            raise self.make_error("nul")
+        problem = text_problem(result)
+        if problem is not None:
+            raise self.make_error("nul" if problem == NUL_MESSAGE else "surrogate")
         return result
 
 
@@ -95,20 +105,58 @@ class Money(fields.Field[Decimal]):
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
         if value is None:
             return None
-        return f"{Decimal(value).quantize(Decimal('0.01'))}"
+        amount = Decimal(value).quantize(Decimal("0.01"))
+        return f"{amount.copy_abs() if amount.is_zero() else amount}"  # never "-0.00"
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Decimal:
+        # No sign at all (a cost is never negative; "-0.00" used to be echoed back), no spaces,
+        # ASCII digits only.
         if isinstance(value, bool) or not isinstance(value, str | int):
             raise self.make_error("invalid")
-        text = str(value).strip()
-        if not re.fullmatch(r"-?\d+(\.\d+)?", text):
+        if isinstance(value, int):
+            if not 0 <= value <= MAX_MONEY:  # before str(): 10**5000 has too many digits
+                raise self.make_error("range")
+            return Decimal(value).quantize(Decimal("0.01"))
+        if value.startswith("-"):
+            raise self.make_error("range")
+        if not _DECIMAL.fullmatch(value):
             raise self.make_error("invalid")
         try:
-            amount = Decimal(text)
+            amount = Decimal(value)
         except InvalidOperation as exc:
             raise self.make_error("invalid") from exc
-        if amount < 0 or amount > MAX_MONEY:
+        if amount > MAX_MONEY:
             raise self.make_error("range")
         if amount != amount.quantize(Decimal("0.01")):
             raise self.make_error("invalid")
         return amount.quantize(Decimal("0.01"))
+
+
+class Date(fields.Date):
+    """A date as `YYYY-MM-DD` only (marshmallow's Date takes whatever `date.fromisoformat`
+    takes, which on Python 3.11 includes "20260101" and "2026-W01-1")."""
+
+    default_error_messages = {"invalid": DATE_MESSAGE}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> date:
+        if not isinstance(value, str):
+            raise self.make_error("invalid")
+        try:
+            return parse_iso_date(value)
+        except ValueError as exc:
+            raise self.make_error("invalid") from exc
+
+
+class Integer(fields.Integer):
+    """An integer, or (in a query string) its ASCII decimal digits with an optional `-`.
+
+    marshmallow's Integer calls `int()`, which takes "١٠", "1_0" and " 5 ", and truncates 5.5.
+    """
+
+    def _validated(self, value: Any) -> int:
+        if isinstance(value, str):
+            if not _INTEGER.fullmatch(value):
+                raise self.make_error("invalid", input=value)
+        elif isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise self.make_error("invalid", input=value)
+        return super()._validated(value)

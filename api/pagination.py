@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -14,15 +15,17 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy import Select, literal, tuple_
 from sqlalchemy.orm import Session
 
-from api.fields import Text
+from api.fields import Integer, Text
 from infra.errors import Invalid
+from infra.values import parse_iso_date, text_problem
 
+_INT = re.compile(r"-?[0-9]{1,19}", re.ASCII)
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 
 
 class PageArgs(Schema):
-    limit = fields.Integer(
+    limit = Integer(
         load_default=DEFAULT_LIMIT,
         validate=validate.Range(min=1, max=MAX_LIMIT),
         metadata={"description": f"Page size, 1 to {MAX_LIMIT}."},
@@ -58,18 +61,25 @@ def _encode(values: list[Any]) -> str:
 
 
 def _decode(cursor: str, columns: list[Any]) -> list[Any]:
+    """The key values of a cursor we issued; anything else is a 422 naming `cursor`.
+
+    A cursor is client input: its values reach the SQL as bind parameters, so text must be
+    storable (no NUL, no lone surrogate: both used to fail at the driver, a 500) and every
+    other value must be of its column's type and range.
+    """
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        raw = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        text = base64.urlsafe_b64decode(padded.encode("ascii")).decode("utf-8")
+        raw = json.loads(text)
         if not isinstance(raw, list) or len(raw) != len(columns):
             raise ValueError("shape")
         return [_parse(v, col) for v, col in zip(raw, columns, strict=True)]
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
-        raise Invalid({"cursor": ["Not a valid cursor."]}) from exc
+    except (ValueError, TypeError, binascii.Error, RecursionError) as exc:
+        raise Invalid({"query": {"cursor": ["Not a valid cursor."]}}) from exc
 
 
 def _parse(value: Any, column: Any) -> Any:
-    if not isinstance(value, str):
+    if not isinstance(value, str) or text_problem(value) is not None:
         raise ValueError("cursor value")
     kind = column.type.python_type
     if kind is object:  # a TypeDecorator (e.g. UTCDateTime): ask the type it decorates
@@ -79,9 +89,12 @@ def _parse(value: Any, column: Any) -> Any:
     if kind is datetime:
         return datetime.fromisoformat(value)
     if kind is date:
-        return date.fromisoformat(value)
+        return parse_iso_date(value)
     if kind is int:
-        return int(value)
+        number = int(value) if _INT.fullmatch(value) else None
+        if number is None or not -(2**63) <= number < 2**63:
+            raise ValueError("cursor integer")
+        return number
     if kind is bool:
         return value == "True"
     return value

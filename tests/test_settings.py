@@ -108,3 +108,11 @@ def test_production_requires_webhook_secret_keys(keys):  # type: ignore[no-untyp
         env["WEBHOOK_SECRET_KEYS"] = keys
     with pytest.raises(ConfigError, match="WEBHOOK_SECRET_KEYS"):
         load_settings(env)
+
+
+def test_request_body_limit():  # type: ignore[no-untyped-def]
+    assert load_settings({}).max_request_bytes == 10 * 1024 * 1024
+    assert load_settings({"MAX_REQUEST_BYTES": "2048"}).max_request_bytes == 2048
+    for bad in ("ten", "0", "-1"):
+        with pytest.raises(ConfigError, match="MAX_REQUEST_BYTES"):
+            load_settings({"MAX_REQUEST_BYTES": bad})

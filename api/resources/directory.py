@@ -15,6 +15,7 @@ from flask_smorest import Blueprint
 from marshmallow import ValidationError
 from werkzeug.exceptions import UnsupportedMediaType
 
+from api.body import check_csv
 from api.db import request_session
 from api.pagination import page_schema, paginate
 from api.schemas.directory import (
@@ -102,8 +103,10 @@ def directory_blueprint(plural: str) -> Blueprint:
 def read_bulk_body(plural: str) -> tuple[list[Any], dict[int, int] | None]:
     """The rows of a bulk request: JSON `{"items": [...]}`, or CSV rows with their line numbers."""
     if request.mimetype == "text/csv":
+        data = request.get_data()
+        check_csv(data)
         try:
-            text = request.get_data().decode("utf-8-sig")
+            text = data.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             raise Invalid({"csv": ["The body must be UTF-8 text."]}) from exc
         row_fields = SCHEMAS[plural]["csv"]().fields

@@ -7,7 +7,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from api.fields import FieldOptions, Text, name_field
+from api.fields import Date, FieldOptions, Text, name_field
 from api.pagination import PageArgs
 from certifications.vocabulary import ASSIGNMENT_SOURCES, STATUSES, SUBJECT_KINDS
 
@@ -19,8 +19,8 @@ def _bounded_date(value: date | None) -> None:
         raise ValidationError(f"Must be between {MIN_DATE} and {MAX_DATE}.")
 
 
-def _date(**kw: Any) -> fields.Date:
-    return fields.Date(allow_none=True, validate=_bounded_date, **kw)
+def _date(**kw: Any) -> Date:
+    return Date(allow_none=True, validate=_bounded_date, **kw)
 
 
 NOTES: FieldOptions = {"allow_none": True, "validate": validate.Length(max=10_000)}
@@ -36,9 +36,9 @@ class AssignmentSchema(Schema):
         metadata={"description": "False once a recorded role assignment's role no longer applies"}
     )
     cycle = fields.Integer()
-    issued_on = fields.Date(allow_none=True)
-    effective_on = fields.Date(allow_none=True)
-    expires_on = fields.Date(allow_none=True)
+    issued_on = Date(allow_none=True)
+    effective_on = Date(allow_none=True)
+    expires_on = Date(allow_none=True)
     expires_explicit = fields.Boolean(
         metadata={"description": "expires_on was given; false = computed from the validity"}
     )
@@ -105,9 +105,9 @@ class FormSubmissionSchema(Schema):
 
 class CycleSchema(Schema):
     cycle = fields.Integer()
-    issued_on = fields.Date(allow_none=True)
-    effective_on = fields.Date(allow_none=True)
-    expires_on = fields.Date(allow_none=True)
+    issued_on = Date(allow_none=True)
+    effective_on = Date(allow_none=True)
+    expires_on = Date(allow_none=True)
     notes = fields.String(allow_none=True)
     recorded_by = fields.String(
         allow_none=True, metadata={"description": "Who recorded this cycle (created or renewed)"}
@@ -121,7 +121,7 @@ class StatusEventSchema(Schema):
     cycle = fields.Integer()
     from_status = fields.String(allow_none=True)
     to_status = fields.String()
-    on_date = fields.Date()
+    on_date = Date()
     created_at = fields.DateTime()
 
 

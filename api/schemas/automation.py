@@ -6,7 +6,7 @@ from datetime import UTC
 
 from marshmallow import Schema, fields, validate
 
-from api.fields import Text
+from api.fields import Date, Text
 from api.pagination import PageArgs
 from certifications.vocabulary import (
     CHANNELS,
@@ -34,7 +34,7 @@ class NotificationSchema(Schema):
     delivered_via = fields.String(
         allow_none=True, metadata={"description": "smtp, log (no SMTP_HOST configured) or webhook"}
     )
-    triggered_on = fields.Date()
+    triggered_on = Date()
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
     sent_at = fields.DateTime(allow_none=True)
@@ -55,7 +55,7 @@ class TaskSchema(Schema):
     cycle = fields.Integer()
     rule_key = fields.String(metadata={"example": "renewal:30:holder"})
     assignee_id = fields.UUID(allow_none=True)
-    due_on = fields.Date()
+    due_on = Date()
     status = fields.String(metadata={"enum": list(TASK_STATUSES)})
     completed_at = fields.DateTime(allow_none=True)
     completed_by = fields.String(allow_none=True)
@@ -68,7 +68,7 @@ class TaskListArgs(PageArgs):
     status = Text(validate=validate.OneOf(TASK_STATUSES))
     assignee_id = fields.UUID()
     assignment_id = fields.UUID()
-    due_before = fields.Date(metadata={"description": "Tasks due on or before this date"})
+    due_before = Date(metadata={"description": "Tasks due on or before this date"})
 
 
 class TaskPatchSchema(Schema):

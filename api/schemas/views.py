@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 from webargs.fields import DelimitedList
 
-from api.fields import Text
+from api.fields import Date, Integer, Text
 from api.pagination import PageArgs, page_schema
 from certifications.vocabulary import STATUSES
 
@@ -55,7 +55,7 @@ class ClientViewArgs(SubjectViewArgs):
 
 
 class ForecastArgs(Schema):
-    months = fields.Integer(
+    months = Integer(
         load_default=12,
         validate=validate.Range(min=1, max=36),
         metadata={"description": "Calendar months, the current one first (1 to 36)."},
@@ -76,9 +76,9 @@ class SubjectCertificationSchema(Schema):
     name = fields.String()
     status = fields.String(metadata={"enum": list(STATUSES)})
     required = fields.Boolean()
-    issued_on = fields.Date(allow_none=True)
-    effective_on = fields.Date(allow_none=True)
-    expires_on = fields.Date(allow_none=True)
+    issued_on = Date(allow_none=True)
+    effective_on = Date(allow_none=True)
+    expires_on = Date(allow_none=True)
     assignment_id = fields.UUID()
 
 
@@ -161,8 +161,8 @@ class ForecastTotalSchema(Schema):
 
 
 class ForecastSchema(Schema):
-    today = fields.Date(metadata={"description": "Today in the organization's time zone"})
-    from_ = fields.Date(data_key="from", attribute="from")
-    to = fields.Date()
+    today = Date(metadata={"description": "Today in the organization's time zone"})
+    from_ = Date(data_key="from", attribute="from")
+    to = Date()
     months = fields.List(fields.Nested(ForecastMonthSchema))
     total = fields.Nested(ForecastTotalSchema)

@@ -7,10 +7,10 @@ fields is read the same way). Types: text, number, date, boolean, choice.
 from __future__ import annotations
 
 import math
-from datetime import date
 from typing import Any
 
 from infra.errors import Invalid
+from infra.values import parse_iso_date, text_problem
 
 MAX_TEXT = 10_000
 MAX_NUMBER = 1e15
@@ -62,13 +62,13 @@ def _check(field: dict[str, Any], value: Any) -> Any:
         return value
     if not isinstance(value, str):
         raise ValueError("Not a valid string.")
-    if "\x00" in value or len(value) > MAX_TEXT:
-        raise ValueError(f"Must be text of at most {MAX_TEXT} characters, without NUL bytes.")
+    if len(value) > MAX_TEXT:
+        raise ValueError(f"Must be text of at most {MAX_TEXT} characters.")
+    problem = text_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
     if kind == "date":
-        try:
-            return date.fromisoformat(value).isoformat()
-        except ValueError:
-            raise ValueError("Not a valid date (YYYY-MM-DD).") from None
+        return parse_iso_date(value).isoformat()
     if kind == "choice":
         choices = [c.get("value") if isinstance(c, dict) else c for c in field.get("choices", [])]
         if value not in choices:

@@ -179,6 +179,35 @@ def test_date_rules_are_422(api, cert, emp):  # type: ignore[no-untyped-def]
     assert "expires_on" in resp.get_json()["errors"]
 
 
+# Forms `date.fromisoformat` (hence marshmallow's Date) accepts on Python 3.11 besides
+# YYYY-MM-DD: compact and ISO-week dates (attack run, defect 18: "20260101" was stored).
+LENIENT_DATES = ["20260101", "2026-W01-1", "2026W011", "2026-01-01 ", "\uff12026-01-01"]
+
+
+@pytest.mark.parametrize("value", LENIENT_DATES)
+def test_dates_are_yyyy_mm_dd_only(api, cert, emp, value):  # type: ignore[no-untyped-def]
+    resp = _create(api, cert, emp, issued_on=value)
+    assert resp.status_code == 422, resp.get_json()
+    assert "YYYY-MM-DD" in resp.get_json()["errors"]["json"]["issued_on"][0]
+    aid = _create(api, cert, emp).get_json()["id"]
+    resp = api.patch(f"/assignments/{aid}", json={"expires_on": value})
+    assert resp.status_code == 422, resp.get_json()
+    assert "expires_on" in resp.get_json()["errors"]["json"]
+    resp = api.post(f"/assignments/{aid}/renew", json={"issued_on": value})
+    assert resp.status_code == 422, resp.get_json()
+    assert "issued_on" in resp.get_json()["errors"]["json"]
+
+
+@pytest.mark.parametrize("value", LENIENT_DATES)
+def test_form_date_answers_are_yyyy_mm_dd_only(api, org, emp, value, make_certification):  # type: ignore[no-untyped-def]
+    cert = make_certification(org.id, forms_required=True, form=FORM)
+    aid = _create(api, cert, emp).get_json()["id"]
+    answers = {"score": 1, "passed": True, "taken_on": value}
+    resp = api.post(f"/assignments/{aid}/form-submissions", json={"answers": answers})
+    assert resp.status_code == 422, resp.get_json()
+    assert list(resp.get_json()["errors"]["answers"]) == ["taken_on"]
+
+
 def test_one_live_assignment_per_subject(api, cert, emp):  # type: ignore[no-untyped-def]
     first = _create(api, cert, emp).get_json()
     resp = _create(api, cert, emp)

@@ -156,7 +156,32 @@ def test_cost_round_trip_is_exact(api, sent, answered):  # type: ignore[no-untyp
 
 
 @pytest.mark.parametrize(
-    "cost", ["1e20", 1e20, "-1", -1, "abc", "1.234", "12,50", 12.5, "", True, "99999999999.00"]
+    "cost",
+    [
+        "1e20",
+        1e20,
+        "-1",
+        -1,
+        "abc",
+        "1.234",
+        "12,50",
+        12.5,
+        "",
+        True,
+        "99999999999.00",
+        # Lenient forms that used to be stored (attack run, defect 18): other scripts' digits,
+        # a signed zero echoed as "-0.00", a sign, spaces, digit group separators.
+        "\u0661\u0662\u0663",  # Arabic-Indic 123
+        "\uff11\uff12",  # fullwidth 12
+        "-0.00",
+        "-0",
+        "+1",
+        " 1",
+        "1 ",
+        "1_000",
+        ".5",
+        "5.",
+    ],
 )
 def test_bad_cost_is_422(api, cost):  # type: ignore[no-untyped-def]
     resp = _post(api, cost=cost)

@@ -1,0 +1,62 @@
+"""Request size limits, checked before any view runs: the body (413, `MAX_REQUEST_BYTES`),
+answered in the one error shape."""
+
+from __future__ import annotations
+
+import io
+from typing import IO
+
+from flask import Flask, Response, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from api.errors import error_response
+from infra.settings import Settings
+
+
+def init_limits(app: Flask, settings: Settings) -> None:
+    limit = settings.max_request_bytes
+    # Werkzeug refuses a larger Content-Length as soon as the body is touched; a body without
+    # one (chunked) is read through `CappedStream` (`api.body.BodyRequest.stream`).
+    app.config["MAX_CONTENT_LENGTH"] = limit
+
+    def too_large(_exc: RequestEntityTooLarge | None = None) -> Response:
+        return error_response(
+            413,
+            f"The request body is larger than the limit of {limit} bytes.",
+            {"body": [f"At most {limit} bytes."]},
+        )
+
+    def check_body() -> Response | None:
+        """A declared length over the limit is refused before any byte of it is read."""
+        length = request.content_length
+        return too_large() if length is not None and length > limit else None
+
+    app.before_request(check_body)
+    app.register_error_handler(RequestEntityTooLarge, too_large)
+
+
+class CappedStream(io.RawIOBase):
+    """A body without Content-Length (chunked; gunicorn ends it), read up to `limit` bytes: one
+    byte more raises RequestEntityTooLarge (a 413).
+
+    Werkzeug's own max-length stream stops quietly at the limit instead, so such a body came
+    in truncated: invalid JSON at best, a CSV import missing its last rows at worst.
+    """
+
+    def __init__(self, stream: IO[bytes], limit: int) -> None:
+        super().__init__()
+        self._stream = stream
+        self._limit = limit
+        self._read = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+        wanted = min(len(buffer), self._limit + 1 - self._read)
+        data = self._stream.read(wanted) if wanted > 0 else b""
+        self._read += len(data)
+        if self._read > self._limit:
+            raise RequestEntityTooLarge()
+        buffer[: len(data)] = data
+        return len(data)

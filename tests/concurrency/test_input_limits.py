@@ -1,0 +1,234 @@
+"""Input limits through the production stack (gunicorn with gunicorn.conf.py): request bodies,
+headers, and the memory one request may cost an API worker (attack run, defects 7 and 16).
+
+Memory is read from /proc: each gunicorn worker's resident set before a request, and its peak
+(VmHWM, reset through /proc/<pid>/clear_refs) during it. The chart gives an API pod 768 Mi for
+several workers, so one request must stay well under a hundred or so megabytes.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.concurrency.live import Live, Response
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+MB = 1024 * 1024
+BODY_LIMIT = 10 * MB  # MAX_REQUEST_BYTES' default
+GROWTH_BOUND = 150 * MB  # one request, peak over the worker's resident set before it
+ERROR_KEYS = {"code", "status", "message", "errors"}
+
+
+# --- gunicorn workers' memory ----------------------------------------------------------------
+
+
+def _workers(live: Live) -> list[int]:
+    master = live.procs[0].pid
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    return [int(pid) for pid in children]
+
+
+def _status(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM of a process, in bytes."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(value.split()[0]) * 1024
+    return out
+
+
+@dataclass
+class Memory:
+    """Per worker: resident set before, peak during, resident set after (bytes)."""
+
+    before: dict[int, int] = field(default_factory=dict)
+    peak: dict[int, int] = field(default_factory=dict)
+    after: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def peak_growth(self) -> int:
+        return max(self.peak[p] - self.before[p] for p in self.before if p in self.peak)
+
+    @property
+    def retained(self) -> int:
+        return max(self.after[p] - self.before[p] for p in self.before if p in self.after)
+
+    def __str__(self) -> str:
+        return f"peak +{self.peak_growth / MB:.0f} MB, retained +{self.retained / MB:.0f} MB"
+
+
+@contextmanager
+def memory(live: Live) -> Iterator[Memory]:
+    m = Memory()
+    pids = _workers(live)
+    for pid in pids:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
+        m.before[pid] = _status(pid)["VmRSS"]
+    yield m
+    for pid in pids:
+        try:
+            status = _status(pid)
+        except FileNotFoundError:  # the worker died (e.g. killed): no figure
+            continue
+        m.peak[pid], m.after[pid] = status["VmHWM"], status["VmRSS"]
+
+
+@pytest.fixture(scope="module")
+def warm(live: Live, make_org_module: Any) -> tuple[Any, str]:
+    """An org and a token, every worker having served a few requests (imports, caches)."""
+    org, token = make_org_module
+    rows = [{"external_id": f"w{i}", "name": f"Warm {i}"} for i in range(200)]
+    for _ in range(12):  # sequential: gunicorn spreads new connections over the workers
+        live.request("POST", "/roles/bulk", token, {"items": rows})
+        live.request("GET", "/roles?limit=500", token)
+    return org, token
+
+
+@pytest.fixture(scope="module")
+def make_org_module() -> tuple[Any, str]:
+    from infra import context
+    from infra import database as db
+    from tenancy.auth import TENANT_SCOPES, issue_token
+    from tenancy.organizations import create_organization
+    from tests.support.suite import SETTINGS
+
+    with context.platform(), db.new_session() as s:
+        org = create_organization(s, name=f"Limits {uuid.uuid4().hex[:6]}", modules=["hse"])
+        s.commit()
+    token = issue_token(SETTINGS, sub="limits", org_id=str(org.id), scopes=list(TENANT_SCOPES))
+    return org, token
+
+
+# --- raw HTTP (bodies the client controls byte by byte) ---------------------------------------
+
+
+def _raw(live: Live, head: bytes, chunks: Iterable[bytes] = (), timeout: float = 30.0) -> Response:
+    """Send `head` then `chunks` (on a thread, so the answer is read even if the server
+    stops reading early), and read one response."""
+    sock = socket.create_connection(("127.0.0.1", live.port), timeout=timeout)
+
+    def send() -> None:
+        try:
+            for chunk in chunks:
+                sock.sendall(chunk)
+        except OSError:  # the server answered and closed: the rest is not wanted
+            pass
+
+    try:
+        sock.sendall(head)
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
+        resp = http.client.HTTPResponse(sock)
+        resp.begin()
+        body = resp.read()
+        sender.join(timeout)
+        return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, body)
+    finally:
+        sock.close()
+
+
+def _head(method: str, path: str, token: str, headers: dict[str, str]) -> bytes:
+    lines = [f"{method} /api/v1{path} HTTP/1.1", "Host: 127.0.0.1"]
+    lines += [f"Authorization: Bearer {token}", *(f"{k}: {v}" for k, v in headers.items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def _error(resp: Response, status: int) -> dict[str, Any]:
+    assert resp.status == status, (resp.status, resp.body[:300])
+    assert resp.headers.get("content-type", "").startswith("application/json"), resp.headers
+    body = resp.json()
+    assert set(body) >= ERROR_KEYS, body
+    return body
+
+
+# --- request bodies ----------------------------------------------------------------------------
+
+
+def test_a_declared_body_over_the_limit_is_413_before_it_is_sent(live: Live, warm: Any) -> None:
+    _, token = warm
+    head = _head(
+        "POST",
+        "/roles/bulk",
+        token,
+        {"Content-Type": "application/json", "Content-Length": str(BODY_LIMIT + 1)},
+    )
+    started = time.monotonic()
+    body = _error(_raw(live, head, timeout=20), 413)  # no byte of the body sent
+    assert time.monotonic() - started < 10
+    assert str(BODY_LIMIT) in body["message"], body
+
+
+def test_a_chunked_body_is_cut_off_at_the_limit(live: Live, warm: Any) -> None:
+    _, token = warm
+    head = _head(
+        "POST",
+        "/roles/bulk",
+        token,
+        {"Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+    )
+    piece = b'{"external_id": "x", "name": "' + b"y" * 65_000 + b'"},'
+
+    def chunks() -> Iterator[bytes]:
+        first = b'{"items": ['
+        yield b"%x\r\n%s\r\n" % (len(first), first)
+        sent = len(first)
+        while sent <= BODY_LIMIT + 64 * 1024:
+            yield b"%x\r\n%s\r\n" % (len(piece), piece)
+            sent += len(piece)
+        yield b"0\r\n\r\n"
+
+    body = _error(_raw(live, head, chunks()), 413)
+    assert str(BODY_LIMIT) in body["message"], body
+
+
+def test_a_bulk_body_just_under_the_limit_costs_little_memory(live: Live, warm: Any) -> None:
+    """The attack run's body: a 32 MB `{"items": [{}, ...]}` took a worker from 119 to 939 MB
+    and kept it there. Just under the limit, millions of empty rows must be refused before
+    they become Python objects."""
+    _, token = warm
+    prefix, item, suffix = b'{"items": [', b"{},", b"{}]}"
+    count = (BODY_LIMIT - len(prefix) - len(suffix) - 16) // len(item)
+    body = prefix + item * count + suffix
+    assert BODY_LIMIT - 64 < len(body) <= BODY_LIMIT
+    with memory(live) as m:
+        resp = live.request(
+            "POST", "/roles/bulk", token, body=body, headers={"Content-Type": "application/json"}
+        )
+    print(f"\n{count:,} empty rows ({len(body):,} bytes): {resp.status}, {m}")  # noqa: T201
+    assert 400 <= resp.status < 500, resp.body[:300]
+    _error(resp, resp.status)
+    assert m.peak_growth < GROWTH_BOUND, str(m)
+    assert m.retained < 50 * MB, str(m)
+
+
+def test_a_full_bulk_import_stays_within_the_bound(live: Live, warm: Any) -> None:
+    """10,000 rows (the documented maximum) of the longest fields: accepted, bounded."""
+    _, token = warm
+    rows = [
+        {"external_id": f"R{i:05d}" + "e" * 194, "name": f"Role {i:05d} " + "n" * 189}
+        for i in range(10_000)
+    ]
+    payload = json.dumps({"items": rows}).encode()
+    assert len(payload) < BODY_LIMIT
+    with memory(live) as m:
+        resp = live.request(
+            "POST", "/roles/bulk", token, body=payload, headers={"Content-Type": "application/json"}
+        )
+    print(f"\n10,000 roles ({len(payload):,} bytes): {resp.status}, {m}")  # noqa: T201
+    assert resp.status == 200, resp.body[:300]
+    assert resp.json()["counts"]["created"] == 10_000
+    assert m.peak_growth < GROWTH_BOUND, str(m)
