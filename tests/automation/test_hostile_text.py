@@ -21,7 +21,8 @@ from workers.delivery import deliver
 
 RULE = {"trigger": "before_expiry", "days": 30, "recipients": ["holder"], "channels": ["email"]}
 FAST = delivery.RetryPolicy(max_attempts=3, base_ms=10, max_ms=20)
-HOSTILE = "Fork\r\nlift\x00\x0b\u2028Bcc: victim@example.test"
+# (PostgreSQL stores no NUL; the composer folds it too, see the revoke reason below.)
+HOSTILE = "Fork\r\nlift\x07\x0b\u2028Bcc: victim@example.test"
 
 
 def _smtp_settings(settings):  # type: ignore[no-untyped-def]
@@ -82,7 +83,7 @@ def test_crlf_in_a_revoke_reason_keeps_the_subject_one_line(settings):  # type: 
         issued_on=TODAY - timedelta(days=30),
         expires_on=None,
         revoked_on=TODAY,
-        revoked_reason="forged\r\nBcc: victim@example.test\r\n\r\nbody",
+        revoked_reason="forged\r\nBcc: victim@example.test\x00\r\n\r\nbody",
         certification_id=uuid.uuid4(),
         certification_name="Crane",
         subject_type="employee",
