@@ -2,6 +2,8 @@
 
 The send happens outside any transaction (an SMTP server or webhook receiver may be slow). A
 failed send returns `retry` with the policy's delay; the actor turns that into Dramatiq's retry.
+Any exception while composing or sending (not only a refusal) is recorded the same way, so a row
+never stays `sending` with its attempts unbounded.
 """
 
 from __future__ import annotations
@@ -50,9 +52,14 @@ def deliver(
         via = send(out, settings)
     except DeliveryError as exc:
         log.warning("notification %s attempt %s failed: %s", notification_id, out.attempts, exc)
+        error = str(exc)
+    except Exception as exc:  # composing or sending broke: recorded the same way, never `sending`
+        log.exception("notification %s attempt %s broke", notification_id, out.attempts)
+        error = f"{type(exc).__name__}: {exc}"
+    else:
         with job_run(org_id) as run:
-            delay = mark_failure(run.session, out, str(exc), db.utcnow(), policy)
-        return Outcome("retry", delay) if delay is not None else Outcome("failed")
+            mark_sent(run.session, out, via, db.utcnow())
+        return Outcome("sent")
     with job_run(org_id) as run:
-        mark_sent(run.session, out, via, db.utcnow())
-    return Outcome("sent")
+        delay = mark_failure(run.session, out, error, db.utcnow(), policy)
+    return Outcome("retry", delay) if delay is not None else Outcome("failed")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import date
@@ -75,7 +77,34 @@ def _what(out: Outgoing) -> tuple[str, str, date]:
     )
 
 
+# Line breaks (CR, LF, NEL, U+2028/9, vertical tab, ...), other control characters and the
+# whitespace around them: one header value or body line must stay one line.
+_BREAKS = re.compile(r"[\s\x00-\x1f\x7f-\x9f]+")
+
+
+def one_line(text: str) -> str:
+    """`text` with every run of line breaks, control characters and spaces folded to one space.
+
+    Names and reasons come from imports and clients; a CR/LF in a header value would make the
+    email library refuse the message (or, in a laxer one, inject a header).
+    """
+    return _BREAKS.sub(" ", text).strip()
+
+
+def _single_lines(out: Outgoing) -> Outgoing:
+    """The free text of `out` folded to one line each (for the email; webhooks carry JSON)."""
+    return dataclasses.replace(
+        out,
+        org_name=one_line(out.org_name),
+        recipient=one_line(out.recipient),
+        certification_name=one_line(out.certification_name),
+        subject_name=one_line(out.subject_name),
+        revoked_reason=one_line(out.revoked_reason) if out.revoked_reason else None,
+    )
+
+
 def compose_email(out: Outgoing, settings: Settings) -> EmailMessage:
+    out = _single_lines(out)
     headline, todo, _when = _what(out)
     msg = EmailMessage()
     msg["Subject"] = f"[{out.org_name}] {headline}"
