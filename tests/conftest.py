@@ -66,22 +66,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def settings():  # type: ignore[no-untyped-def]
+def settings():
     return SETTINGS
 
 
 @pytest.fixture(scope="session")
-def backend():  # type: ignore[no-untyped-def]
+def backend():
     return BACKEND
 
 
 @pytest.fixture(scope="session")
-def runtime():  # type: ignore[no-untyped-def]
+def runtime():
     return RUNTIME
 
 
 @pytest.fixture(scope="session")
-def app():  # type: ignore[no-untyped-def]
+def app():
     return create_app(SETTINGS, RUNTIME)
 
 
@@ -141,14 +141,14 @@ def drain(timeout: float = 60.0) -> None:
 
 
 @pytest.fixture
-def count_queries():  # type: ignore[no-untyped-def]
+def count_queries():
     """`with count_queries(where=...) as q:` logs the SQL this test's thread runs (see
     `tests.support.queries`)."""
     return _count_queries
 
 
 @pytest.fixture
-def jobs(worker):  # type: ignore[no-untyped-def]
+def jobs(worker):
     """`jobs.drain()` waits for all queued work; requesting it starts the worker."""
 
     class _Jobs:
@@ -204,7 +204,7 @@ def token_for() -> Callable[..., str]:
 
 
 @pytest.fixture
-def api_for(app, token_for) -> Callable[..., ApiClient]:  # type: ignore[no-untyped-def]
+def api_for(app, token_for) -> Callable[..., ApiClient]:
     """`api_for(org, scopes=[...])`: a client for that org (all tenant scopes by default)."""
 
     def _client(org: Organization | None, scopes: list[str] | None = None, **kw: Any):
@@ -214,12 +214,12 @@ def api_for(app, token_for) -> Callable[..., ApiClient]:  # type: ignore[no-unty
 
 
 @pytest.fixture
-def org(make_org) -> Organization:  # type: ignore[no-untyped-def]
+def org(make_org) -> Organization:
     return make_org()
 
 
 @pytest.fixture
-def api(api_for, org) -> ApiClient:  # type: ignore[no-untyped-def]
+def api(api_for, org) -> ApiClient:
     return api_for(org)
 
 
@@ -231,5 +231,5 @@ def tenant_session(org_id: uuid.UUID) -> Iterator[Session]:
 
 
 @pytest.fixture
-def as_tenant():  # type: ignore[no-untyped-def]
+def as_tenant():
     return tenant_session

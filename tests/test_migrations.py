@@ -20,7 +20,7 @@ from tenancy.models import Organization
 from tests.support.backend import create_backend, drop_backend
 
 
-def test_single_head(settings):  # type: ignore[no-untyped-def]
+def test_single_head(settings):
     script = ScriptDirectory.from_config(migrate.alembic_config(settings))
     assert len(script.get_heads()) == 1
 
@@ -28,7 +28,7 @@ def test_single_head(settings):  # type: ignore[no-untyped-def]
 # SQLite cannot reflect the expression index on lower(name); PostgreSQL compares it.
 @pytest.mark.filterwarnings("ignore:Skipped unsupported reflection of expression-based index")
 @pytest.mark.filterwarnings("ignore:autogenerate skipping metadata-specified expression-based")
-def test_downgrade_base_upgrade_head_and_check(settings):  # type: ignore[no-untyped-def]
+def test_downgrade_base_upgrade_head_and_check(settings):
     backend = create_backend()
     try:
         s = dataclasses.replace(
@@ -45,7 +45,7 @@ def test_downgrade_base_upgrade_head_and_check(settings):  # type: ignore[no-unt
         drop_backend(backend)
 
 
-def test_0009_keeps_one_copy_of_each_cycle_recorded_twice(settings):  # type: ignore[no-untyped-def]
+def test_0009_keeps_one_copy_of_each_cycle_recorded_twice(settings):
     """Lost renewals left several rows for one closed cycle; 0009 keeps the one closed last.
 
     Two organizations: on PostgreSQL the clean-up must reach every org through RLS.
@@ -128,7 +128,7 @@ def _as_org(session: Session, org_id: uuid.UUID) -> None:
         session.execute(text("SELECT set_config('app.org_id', :org, true)"), {"org": str(org_id)})
 
 
-def test_downgrade_past_0010_refuses_to_strand_sealed_webhook_secrets(settings):  # type: ignore[no-untyped-def]
+def test_downgrade_past_0010_refuses_to_strand_sealed_webhook_secrets(settings):
     """The code before 0010 would sign with the `fernet:` text itself: refuse, change nothing."""
     backend = create_backend()
     try:

@@ -22,7 +22,7 @@ PROD = {
 }
 
 
-def test_development_defaults():  # type: ignore[no-untyped-def]
+def test_development_defaults():
     s = load_settings({})
     assert s.env == "development"
     assert s.database_url.startswith("sqlite:///")
@@ -31,7 +31,7 @@ def test_development_defaults():  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("secret", [None, "", "short", "dev-insecure-jwt-secret-change-me"])
-def test_production_refuses_weak_secret(secret):  # type: ignore[no-untyped-def]
+def test_production_refuses_weak_secret(secret):
     env = dict(PROD)
     if secret is not None:
         env["JWT_SECRET_KEY"] = secret
@@ -39,28 +39,28 @@ def test_production_refuses_weak_secret(secret):  # type: ignore[no-untyped-def]
         load_settings(env)
 
 
-def test_production_accepts_strong_secret():  # type: ignore[no-untyped-def]
+def test_production_accepts_strong_secret():
     s = load_settings({**PROD, "JWT_SECRET_KEY": "k" * 40})
     assert s.env == "production"
 
 
 @pytest.mark.parametrize(("key", "value"), [("DATABASE_URL", "sqlite:///x.db"), ("REDIS_URL", "")])
-def test_production_needs_real_services(key, value):  # type: ignore[no-untyped-def]
+def test_production_needs_real_services(key, value):
     with pytest.raises(ConfigError):
         load_settings({**PROD, "JWT_SECRET_KEY": "k" * 40, key: value})
 
 
-def test_rs256_needs_public_key():  # type: ignore[no-untyped-def]
+def test_rs256_needs_public_key():
     with pytest.raises(ConfigError, match="JWT_PUBLIC_KEY"):
         load_settings({"JWT_ALGORITHM": "RS256"})
 
 
-def test_unknown_algorithm_refused():  # type: ignore[no-untyped-def]
+def test_unknown_algorithm_refused():
     with pytest.raises(ConfigError):
         load_settings({"JWT_ALGORITHM": "none"})
 
 
-def test_jwt_max_lifetime_defaults_to_a_day_and_must_be_positive():  # type: ignore[no-untyped-def]
+def test_jwt_max_lifetime_defaults_to_a_day_and_must_be_positive():
     assert load_settings({}).jwt_max_lifetime_seconds == 86400
     assert load_settings({"JWT_MAX_LIFETIME_SECONDS": "900"}).jwt_max_lifetime_seconds == 900
     for bad in ("0", "-5"):
@@ -68,7 +68,7 @@ def test_jwt_max_lifetime_defaults_to_a_day_and_must_be_positive():  # type: ign
             load_settings({"JWT_MAX_LIFETIME_SECONDS": bad})
 
 
-def test_platform_keys_default_in_development_only():  # type: ignore[no-untyped-def]
+def test_platform_keys_default_in_development_only():
     dev = load_settings({})
     assert dev.db_platform_keys == (DEV_DB_PLATFORM_KEY,)
     rotated = load_settings({"DB_PLATFORM_KEYS": " new-key , old-key ,"})
@@ -76,7 +76,7 @@ def test_platform_keys_default_in_development_only():  # type: ignore[no-untyped
 
 
 @pytest.mark.parametrize("keys", [None, "", "short", DEV_DB_PLATFORM_KEY, "p" * 40 + ",short"])
-def test_production_refuses_weak_platform_keys(keys):  # type: ignore[no-untyped-def]
+def test_production_refuses_weak_platform_keys(keys):
     env = {**PROD, "JWT_SECRET_KEY": "k" * 40}
     env.pop("DB_PLATFORM_KEYS")
     if keys is not None:
@@ -85,7 +85,7 @@ def test_production_refuses_weak_platform_keys(keys):  # type: ignore[no-untyped
         load_settings(env)
 
 
-def test_webhook_secret_keys_default_is_a_fixed_fernet_key_outside_production():  # type: ignore[no-untyped-def]
+def test_webhook_secret_keys_default_is_a_fixed_fernet_key_outside_production():
     dev = load_settings({})
     assert dev.webhook_secret_keys == (DEV_WEBHOOK_SECRET_KEY,)
     assert load_settings({"CERTS_ENV": "test"}).webhook_secret_keys == (DEV_WEBHOOK_SECRET_KEY,)
@@ -95,13 +95,13 @@ def test_webhook_secret_keys_default_is_a_fixed_fernet_key_outside_production():
 
 
 @pytest.mark.parametrize("keys", ["not-a-key", "c2hvcnQ=", PROD_FERNET_KEY + ",x"])
-def test_webhook_secret_keys_must_be_fernet_keys(keys):  # type: ignore[no-untyped-def]
+def test_webhook_secret_keys_must_be_fernet_keys(keys):
     with pytest.raises(ConfigError, match="WEBHOOK_SECRET_KEYS"):
         load_settings({"WEBHOOK_SECRET_KEYS": keys})
 
 
 @pytest.mark.parametrize("keys", [None, "", DEV_WEBHOOK_SECRET_KEY])
-def test_production_requires_webhook_secret_keys(keys):  # type: ignore[no-untyped-def]
+def test_production_requires_webhook_secret_keys(keys):
     env = {**PROD, "JWT_SECRET_KEY": "k" * 40}
     env.pop("WEBHOOK_SECRET_KEYS")
     if keys is not None:
@@ -110,7 +110,7 @@ def test_production_requires_webhook_secret_keys(keys):  # type: ignore[no-untyp
         load_settings(env)
 
 
-def test_request_body_limit():  # type: ignore[no-untyped-def]
+def test_request_body_limit():
     assert load_settings({}).max_request_bytes == 10 * 1024 * 1024
     assert load_settings({"MAX_REQUEST_BYTES": "2048"}).max_request_bytes == 2048
     for bad in ("ten", "0", "-1"):

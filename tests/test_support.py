@@ -26,7 +26,7 @@ def _select_one() -> None:
         s.execute(text("SELECT 1"))
 
 
-def test_count_queries_counts_this_threads_statements_only(count_queries) -> None:  # type: ignore[no-untyped-def]
+def test_count_queries_counts_this_threads_statements_only(count_queries) -> None:
     with count_queries() as q:
         _select_one()
         other = threading.Thread(target=_select_one)
@@ -37,7 +37,7 @@ def test_count_queries_counts_this_threads_statements_only(count_queries) -> Non
     assert len(q.containing("SELECT 1")) == 1
 
 
-def test_count_queries_filters_and_normalises(count_queries) -> None:  # type: ignore[no-untyped-def]
+def test_count_queries_filters_and_normalises(count_queries) -> None:
     with count_queries(where=lambda sql: "42" in sql) as q:
         with context.platform(), db.new_session() as s:
             s.execute(text("SELECT\n   42"))
@@ -68,7 +68,7 @@ def test_random_looking_test_ids_are_refused() -> None:
     assert nondeterministic_ids(items(*random, *stable)) == random
 
 
-def test_factories_make_ordinary_rows_in_the_given_org(  # type: ignore[no-untyped-def]
+def test_factories_make_ordinary_rows_in_the_given_org(
     org, make_role, make_employee, make_employees, make_certification, make_assignment, as_tenant
 ):
     role = make_role(org)
@@ -90,7 +90,7 @@ def test_factories_make_ordinary_rows_in_the_given_org(  # type: ignore[no-untyp
         assert s.scalars(select(CertificationRole.role_id)).all() == [role.id]
 
 
-def test_make_world_has_one_row_of_every_kind_in_that_org_only(org, make_org, make_world):  # type: ignore[no-untyped-def]
+def test_make_world_has_one_row_of_every_kind_in_that_org_only(org, make_org, make_world):
     world = make_world(org)
     assert list(world) == list(factories.WORLD_KINDS)
     assert {str(i) for i in world.values()} <= support.all_ids(org.id)
@@ -116,7 +116,7 @@ def test_smtp_guard_refuses_and_reports_every_kind_of_connection() -> None:
     assert SmtpGuard().failure("t.py::test_y") is None
 
 
-def test_smtp_guard_fails_a_test_that_opens_smtp_without_the_fixture(pytester, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_smtp_guard_fails_a_test_that_opens_smtp_without_the_fixture(pytester, monkeypatch) -> None:
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1]))  # finds `tests`
     pytester.makepyfile(
         """
@@ -159,7 +159,7 @@ def test_smtp_guard_fails_a_test_that_opens_smtp_without_the_fixture(pytester, m
     )
 
 
-def test_collected_node_ids_are_unique(request) -> None:  # type: ignore[no-untyped-def]
+def test_collected_node_ids_are_unique(request) -> None:
     """What pytest-xdist schedules and reports by, `--lf` reruns and `pytest <id>` selects."""
     ids = [item.nodeid for item in request.session.items]
     assert len(ids) == len(set(ids)), sorted({i for i in ids if ids.count(i) > 1})[:10]

@@ -35,7 +35,7 @@ def _fail_broker(monkeypatch: Any, runtime: Any) -> None:
 
 
 @pytest.mark.parametrize("fail", [_fail_relay_database, _fail_broker], ids=["database", "broker"])
-def test_committed_write_answers_201_when_the_relay_fails(api, org, runtime, monkeypatch, fail):  # type: ignore[no-untyped-def]
+def test_committed_write_answers_201_when_the_relay_fails(api, org, runtime, monkeypatch, fail):
     role = api.post("/roles", json={"name": "Crew"}).get_json()
     fail(monkeypatch, runtime)
     try:
@@ -57,7 +57,7 @@ def test_committed_write_answers_201_when_the_relay_fails(api, org, runtime, mon
     assert states == ["pending"], "the sweep sends it later"
 
 
-def test_committed_write_answers_201_when_closing_the_session_fails(api, org, runtime, monkeypatch):  # type: ignore[no-untyped-def]
+def test_committed_write_answers_201_when_closing_the_session_fails(api, org, runtime, monkeypatch):
     """The request's session is closed at teardown, after the answer was decided."""
     close = Session.close
 

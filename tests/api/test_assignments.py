@@ -16,7 +16,7 @@ from tenancy.organizations import org_today
 
 
 @pytest.fixture
-def today(monkeypatch):  # type: ignore[no-untyped-def]
+def today(monkeypatch):
     """The org's today (its zone is UTC), with the API's clock held at the instant it was read,
     so the test's "today" and every request's agree even when the run crosses midnight."""
     import api.resources.assignments as resource
@@ -31,16 +31,16 @@ def _iso(d: date) -> str:
 
 
 @pytest.fixture
-def cert(org, make_certification):  # type: ignore[no-untyped-def]
+def cert(org, make_certification):
     return make_certification(org, validity_months=12, warning_days=30)
 
 
 @pytest.fixture
-def emp(org, make_employee):  # type: ignore[no-untyped-def]
+def emp(org, make_employee):
     return make_employee(org)
 
 
-def _create(api, cert, subject, **extra):  # type: ignore[no-untyped-def]
+def _create(api, cert, subject, **extra):
     body = {
         "certification_id": str(cert.id),
         "subject_type": cert.type,
@@ -50,7 +50,7 @@ def _create(api, cert, subject, **extra):  # type: ignore[no-untyped-def]
     return api.post("/assignments", json=body)
 
 
-def test_create_without_record_is_missing(api, cert, emp):  # type: ignore[no-untyped-def]
+def test_create_without_record_is_missing(api, cert, emp):
     resp = _create(api, cert, emp)
     assert resp.status_code == 201, resp.get_json()
     body = resp.get_json()
@@ -61,7 +61,7 @@ def test_create_without_record_is_missing(api, cert, emp):  # type: ignore[no-un
     assert api.get(f"/assignments/{body['id']}").get_json() == body
 
 
-def test_create_with_dates_computes_expiry_and_status(api, org, emp, make_certification):  # type: ignore[no-untyped-def]
+def test_create_with_dates_computes_expiry_and_status(api, org, emp, make_certification):
     cert = make_certification(org, validity_months=1, warning_days=10)
     issued = date(2024, 1, 31)
     body = _create(api, cert, emp, issued_on=_iso(issued)).get_json()
@@ -81,7 +81,7 @@ def test_create_with_dates_computes_expiry_and_status(api, org, emp, make_certif
         (5, 100, "upcoming"),
     ],
 )
-def test_statuses_from_dates(api, cert, emp, offset_issued, expires_in, status, today):  # type: ignore[no-untyped-def]
+def test_statuses_from_dates(api, cert, emp, offset_issued, expires_in, status, today):
     issued = today + timedelta(days=offset_issued)
     expires = today + timedelta(days=expires_in)
     resp = _create(api, cert, emp, issued_on=_iso(issued), expires_on=_iso(max(expires, issued)))
@@ -89,7 +89,7 @@ def test_statuses_from_dates(api, cert, emp, offset_issued, expires_in, status, 
     assert resp.get_json()["status"] == status
 
 
-def test_valid_when_added_records_today(api, org, emp, make_certification, today):  # type: ignore[no-untyped-def]
+def test_valid_when_added_records_today(api, org, emp, make_certification, today):
     cert = make_certification(org, valid_when_added=True, validity_days=90)
     body = _create(api, cert, emp).get_json()
     assert body["issued_on"] == _iso(today)
@@ -98,7 +98,7 @@ def test_valid_when_added_records_today(api, org, emp, make_certification, today
 
 
 @pytest.mark.parametrize("kind", ["asset", "client", "location"])
-def test_other_subject_types(api, org, kind, make_subject, make_certification):  # type: ignore[no-untyped-def]
+def test_other_subject_types(api, org, kind, make_subject, make_certification):
     cert = make_certification(org, type=kind)
     subject = make_subject(org, kind)
     resp = _create(api, cert, subject)
@@ -106,7 +106,7 @@ def test_other_subject_types(api, org, kind, make_subject, make_certification): 
     assert resp.get_json()["subject_type"] == kind
 
 
-def test_subject_type_must_match_certification(api, org, cert, make_subject):  # type: ignore[no-untyped-def]
+def test_subject_type_must_match_certification(api, org, cert, make_subject):
     asset = make_subject(org, "asset")
     resp = api.post(
         "/assignments",
@@ -122,7 +122,7 @@ def test_subject_type_must_match_certification(api, org, cert, make_subject):  #
 
 def test_unknown_or_foreign_subject_and_certification_are_422(
     api, make_org, cert, make_employee, make_certification
-):  # type: ignore[no-untyped-def]
+):
     other = make_org()
     foreign_emp = make_employee(other)
     foreign_cert = make_certification(other)
@@ -141,7 +141,7 @@ def test_unknown_or_foreign_subject_and_certification_are_422(
     assert "certification_id" in resp.get_json()["errors"]
 
 
-def test_archived_certification_refused(api, org, emp, make_certification):  # type: ignore[no-untyped-def]
+def test_archived_certification_refused(api, org, emp, make_certification):
     from infra.database import utcnow
 
     cert = make_certification(org, archived_at=utcnow())
@@ -150,7 +150,7 @@ def test_archived_certification_refused(api, org, emp, make_certification):  # t
     assert "certification_id" in resp.get_json()["errors"]
 
 
-def test_validation_names_fields(api, cert, emp):  # type: ignore[no-untyped-def]
+def test_validation_names_fields(api, cert, emp):
     resp = api.post(
         "/assignments",
         json={
@@ -170,7 +170,7 @@ def test_validation_names_fields(api, cert, emp):  # type: ignore[no-untyped-def
     assert "issued_on" in resp.get_json()["errors"]["json"]
 
 
-def test_date_rules_are_422(api, cert, emp):  # type: ignore[no-untyped-def]
+def test_date_rules_are_422(api, cert, emp):
     resp = _create(api, cert, emp, expires_on="2030-01-01")
     assert resp.status_code == 422
     assert "issued_on" in resp.get_json()["errors"]
@@ -185,7 +185,7 @@ LENIENT_DATES = ["20260101", "2026-W01-1", "2026W011", "2026-01-01 ", "\uff12026
 
 
 @pytest.mark.parametrize("value", LENIENT_DATES)
-def test_dates_are_yyyy_mm_dd_only(api, cert, emp, value):  # type: ignore[no-untyped-def]
+def test_dates_are_yyyy_mm_dd_only(api, cert, emp, value):
     resp = _create(api, cert, emp, issued_on=value)
     assert resp.status_code == 422, resp.get_json()
     assert "YYYY-MM-DD" in resp.get_json()["errors"]["json"]["issued_on"][0]
@@ -199,7 +199,7 @@ def test_dates_are_yyyy_mm_dd_only(api, cert, emp, value):  # type: ignore[no-un
 
 
 @pytest.mark.parametrize("value", LENIENT_DATES)
-def test_form_date_answers_are_yyyy_mm_dd_only(api, org, emp, value, make_certification):  # type: ignore[no-untyped-def]
+def test_form_date_answers_are_yyyy_mm_dd_only(api, org, emp, value, make_certification):
     cert = make_certification(org.id, forms_required=True, form=FORM)
     aid = _create(api, cert, emp).get_json()["id"]
     answers = {"score": 1, "passed": True, "taken_on": value}
@@ -208,7 +208,7 @@ def test_form_date_answers_are_yyyy_mm_dd_only(api, org, emp, value, make_certif
     assert list(resp.get_json()["errors"]["answers"]) == ["taken_on"]
 
 
-def test_one_live_assignment_per_subject(api, cert, emp):  # type: ignore[no-untyped-def]
+def test_one_live_assignment_per_subject(api, cert, emp):
     first = _create(api, cert, emp).get_json()
     resp = _create(api, cert, emp)
     assert resp.status_code == 409
@@ -217,7 +217,7 @@ def test_one_live_assignment_per_subject(api, cert, emp):  # type: ignore[no-unt
     assert _create(api, cert, emp).status_code == 201  # revoked ones do not hold the slot
 
 
-def test_scopes(api_for, org, cert, emp):  # type: ignore[no-untyped-def]
+def test_scopes(api_for, org, cert, emp):
     reader = api_for(org, scopes=["certifications:read"])
     assert _create(reader, cert, emp).status_code == 403
     created = _create(api_for(org, scopes=["certifications:create"]), cert, emp)
@@ -237,14 +237,14 @@ def test_scopes(api_for, org, cert, emp):  # type: ignore[no-untyped-def]
     assert nobody.get("/assignments").status_code == 403
 
 
-def test_module_disabled(api_for, make_org):  # type: ignore[no-untyped-def]
+def test_module_disabled(api_for, make_org):
     org = make_org(modules=())
     resp = api_for(org).get("/assignments")
     assert resp.status_code == 403
     assert resp.get_json()["code"] == "module_disabled"
 
 
-def test_list_filters_and_pagination(api, org, cert, make_employees, make_certification, today):  # type: ignore[no-untyped-def]
+def test_list_filters_and_pagination(api, org, cert, make_employees, make_certification, today):
     people = make_employees(org, 5)
     other_cert = make_certification(org)
     ids = []
@@ -273,7 +273,7 @@ def test_list_filters_and_pagination(api, org, cert, make_employees, make_certif
     assert api.get("/assignments?cursor=garbage").status_code == 422
 
 
-def test_patch_dates_and_notes(api, cert, emp, today):  # type: ignore[no-untyped-def]
+def test_patch_dates_and_notes(api, cert, emp, today):
     aid = _create(api, cert, emp).get_json()["id"]
     resp = api.patch(f"/assignments/{aid}", json={"issued_on": _iso(today), "notes": "scan"})
     assert resp.status_code == 200, resp.get_json()
@@ -300,7 +300,7 @@ def test_patch_dates_and_notes(api, cert, emp, today):  # type: ignore[no-untype
     assert "subject_id" in resp.get_json()["errors"]["json"]
 
 
-def test_every_status_change_writes_one_event(api, cert, emp, org, as_tenant, today):  # type: ignore[no-untyped-def]
+def test_every_status_change_writes_one_event(api, cert, emp, org, as_tenant, today):
     aid = _create(api, cert, emp).get_json()["id"]
     api.patch(f"/assignments/{aid}", json={"notes": "no status change"})
     api.patch(f"/assignments/{aid}", json={"issued_on": _iso(today)})
@@ -317,7 +317,7 @@ def test_every_status_change_writes_one_event(api, cert, emp, org, as_tenant, to
     ]
 
 
-def test_renew_keeps_previous_cycle(api, cert, emp, today):  # type: ignore[no-untyped-def]
+def test_renew_keeps_previous_cycle(api, cert, emp, today):
     first = _create(api, cert, emp, issued_on="2020-01-15").get_json()
     assert first["status"] == "expired"
     resp = api.post(f"/assignments/{first['id']}/renew", json={"issued_on": _iso(today)})
@@ -334,7 +334,7 @@ def test_renew_keeps_previous_cycle(api, cert, emp, today):  # type: ignore[no-u
     assert events == [("expired", "valid", 2)]
 
 
-def test_renew_defaults_and_explicit_expiry(api, cert, emp, today):  # type: ignore[no-untyped-def]
+def test_renew_defaults_and_explicit_expiry(api, cert, emp, today):
     aid = _create(api, cert, emp).get_json()["id"]
     body = api.post(f"/assignments/{aid}/renew", json={}).get_json()
     assert body["issued_on"] == _iso(today)
@@ -350,7 +350,7 @@ def test_renew_defaults_and_explicit_expiry(api, cert, emp, today):  # type: ign
     assert "issued_on" in resp.get_json()["errors"]["json"]
 
 
-def test_revoke(api, cert, emp, today):  # type: ignore[no-untyped-def]
+def test_revoke(api, cert, emp, today):
     aid = _create(api, cert, emp, issued_on=_iso(today)).get_json()["id"]
     resp = api.post(f"/assignments/{aid}/revoke", json={})
     assert resp.status_code == 422
@@ -368,7 +368,7 @@ def test_revoke(api, cert, emp, today):  # type: ignore[no-untyped-def]
     assert api.patch(f"/assignments/{aid}", json={"issued_on": _iso(today)}).status_code == 409
 
 
-def test_parallel_renewals_in_process_each_open_one_cycle(api, api_for, org, cert, emp, today):  # type: ignore[no-untyped-def]
+def test_parallel_renewals_in_process_each_open_one_cycle(api, api_for, org, cert, emp, today):
     """The embedded runtime serves requests on threads: renewals there take turns too.
 
     SQLite has no row locks; without the service's write lock 40 renewals ended at cycle 3-7
@@ -403,7 +403,7 @@ FORM = {
 }
 
 
-def test_form_submission_records_certification(api, org, emp, make_certification, today):  # type: ignore[no-untyped-def]
+def test_form_submission_records_certification(api, org, emp, make_certification, today):
     cert = make_certification(org, forms_required=True, form=FORM, validity_months=12)
     created = _create(api, cert, emp, issued_on=_iso(today)).get_json()
     assert created["status"] == "missing"  # forms required, none accepted yet
@@ -420,7 +420,7 @@ def test_form_submission_records_certification(api, org, emp, make_certification
     assert history["form_submissions"][0]["answers"]["score"] == 92
 
 
-def test_form_submission_without_record_issues_today(api, org, emp, make_certification, today):  # type: ignore[no-untyped-def]
+def test_form_submission_without_record_issues_today(api, org, emp, make_certification, today):
     cert = make_certification(org, forms_required=True, form=FORM, validity_days=30)
     aid = _create(api, cert, emp).get_json()["id"]
     resp = api.post(
@@ -432,7 +432,7 @@ def test_form_submission_without_record_issues_today(api, org, emp, make_certifi
     assert body["status"] == "expires_soon"
 
 
-def test_form_answers_validated(api, org, emp, make_certification):  # type: ignore[no-untyped-def]
+def test_form_answers_validated(api, org, emp, make_certification):
     cert = make_certification(org, forms_required=True, form=FORM)
     aid = _create(api, cert, emp).get_json()["id"]
     resp = api.post(
@@ -457,7 +457,7 @@ def test_form_answers_validated(api, org, emp, make_certification):  # type: ign
     assert "answers" in resp.get_json()["errors"]["json"]
 
 
-def test_form_submission_without_form_is_409(api, cert, emp):  # type: ignore[no-untyped-def]
+def test_form_submission_without_form_is_409(api, cert, emp):
     aid = _create(api, cert, emp).get_json()["id"]
     resp = api.post(f"/assignments/{aid}/form-submissions", json={"answers": {}})
     assert resp.status_code == 409
@@ -474,7 +474,7 @@ ID_ROUTES = [
 
 
 @pytest.mark.parametrize(("method", "path", "body"), ID_ROUTES)
-def test_cross_tenant_is_404_and_row_unchanged(  # type: ignore[no-untyped-def]
+def test_cross_tenant_is_404_and_row_unchanged(
     api_for, make_org, as_tenant, method, path, body, make_employee, make_certification
 ):
     owner, intruder = make_org(), make_org()
@@ -495,7 +495,7 @@ def test_cross_tenant_is_404_and_row_unchanged(  # type: ignore[no-untyped-def]
     assert (events, rows) == (0, 1)
 
 
-def test_list_never_shows_other_orgs(api_for, make_org, make_employee, make_certification):  # type: ignore[no-untyped-def]
+def test_list_never_shows_other_orgs(api_for, make_org, make_employee, make_certification):
     a, b = make_org(), make_org()
     cert = make_certification(a)
     _create(api_for(a), cert, make_employee(a))
@@ -515,7 +515,7 @@ def test_list_never_shows_other_orgs(api_for, make_org, make_employee, make_cert
         ({"score": 1, "passed": True, "level": {"value": "basic"}}, "level"),
     ],
 )
-def test_form_answer_edge_cases_are_422(api, org, emp, answers, field, make_certification):  # type: ignore[no-untyped-def]
+def test_form_answer_edge_cases_are_422(api, org, emp, answers, field, make_certification):
     cert = make_certification(org, forms_required=True, form=FORM)
     aid = _create(api, cert, emp).get_json()["id"]
     resp = api.post(f"/assignments/{aid}/form-submissions", json={"answers": answers})
@@ -523,7 +523,7 @@ def test_form_answer_edge_cases_are_422(api, org, emp, answers, field, make_cert
     assert list(resp.get_json()["errors"]["answers"]) == [field]
 
 
-def test_race_for_the_live_slot_is_409(api, cert, emp, monkeypatch):  # type: ignore[no-untyped-def]
+def test_race_for_the_live_slot_is_409(api, cert, emp, monkeypatch):
     """Two requests past the pre-check at once: the unique index answers, as a 409."""
     from certifications.assignments import service
 
@@ -535,7 +535,7 @@ def test_race_for_the_live_slot_is_409(api, cert, emp, monkeypatch):  # type: ig
     assert len(api.get(f"/assignments?subject_id={emp.id}").get_json()["items"]) == 1
 
 
-def test_each_cycle_records_who_recorded_it(api_for, org, cert, emp):  # type: ignore[no-untyped-def]
+def test_each_cycle_records_who_recorded_it(api_for, org, cert, emp):
     """The renewer is stamped on the cycle they recorded (it used to be the creator's name)."""
     creator, renewer = api_for(org, sub="hr-clerk"), api_for(org, sub="site-manager")
     first = _create(creator, cert, emp, issued_on="2020-01-15").get_json()

@@ -54,30 +54,30 @@ FULL = {
 }
 
 
-def _fields(resp):  # type: ignore[no-untyped-def]
+def _fields(resp):
     """The field errors of a 422, whether from the schema (under "json") or the service."""
     errors = resp.get_json()["errors"]
     return {**errors.get("json", {}), **{k: v for k, v in errors.items() if k != "json"}}
 
 
-def _post(client, **body):  # type: ignore[no-untyped-def]
+def _post(client, **body):
     body = {"name": f"Cert {uuid.uuid4().hex[:6]}", "type": "employee", **body}
     return client.post("/certifications", json=body)
 
 
-def _create(client, **body):  # type: ignore[no-untyped-def]
+def _create(client, **body):
     resp = _post(client, **body)
     assert resp.status_code == 201, resp.get_json()
     return resp.get_json()
 
 
-def _make(client, path, name):  # type: ignore[no-untyped-def]
+def _make(client, path, name):
     resp = client.post(path, json={"name": name})
     assert resp.status_code == 201, resp.get_json()
     return resp.get_json()["id"]
 
 
-def _outbox(as_tenant, org, actor=None):  # type: ignore[no-untyped-def]
+def _outbox(as_tenant, org, actor=None):
     with as_tenant(org.id) as s:
         stmt = select(OutboxMessage).where(OutboxMessage.org_id == org.id)
         if actor:
@@ -86,13 +86,13 @@ def _outbox(as_tenant, org, actor=None):  # type: ignore[no-untyped-def]
         return [(r.actor_name, dict(r.payload)) for r in rows]
 
 
-def _requested(as_tenant, org):  # type: ignore[no-untyped-def]
+def _requested(as_tenant, org):
     """The outbox rows of jobs requested through the API: all but the ticks a running worker
     requests when it finishes a job (there is one once any earlier test started it)."""
     return [row for row in _outbox(as_tenant, org) if row[0] != TICK_JOB]
 
 
-def _assign(as_tenant, org, cert_id, revoked=False):  # type: ignore[no-untyped-def]
+def _assign(as_tenant, org, cert_id, revoked=False):
     with as_tenant(org.id) as s:
         s.add(
             Assignment(
@@ -109,7 +109,7 @@ def _assign(as_tenant, org, cert_id, revoked=False):  # type: ignore[no-untyped-
 # --- create, get, round trips ------------------------------------------------------------------
 
 
-def test_create_with_every_field_and_read_it_back(api):  # type: ignore[no-untyped-def]
+def test_create_with_every_field_and_read_it_back(api):
     group = _make(api, "/certification-groups", "Safety")
     role = _make(api, "/roles", "Welder")
     client = _make(api, "/clients", "Northwind")
@@ -133,7 +133,7 @@ def test_create_with_every_field_and_read_it_back(api):  # type: ignore[no-untyp
     assert got["jobs"] == []
 
 
-def test_defaults(api):  # type: ignore[no-untyped-def]
+def test_defaults(api):
     body = _create(api, name="Forklift", type="asset")
     assert body["warning_days"] == 30
     assert body["validity"] is None
@@ -149,7 +149,7 @@ def test_defaults(api):  # type: ignore[no-untyped-def]
     ("sent", "answered"),
     [("129.50", "129.50"), ("129.5", "129.50"), ("0", "0.00"), (12, "12.00"), (None, None)],
 )
-def test_cost_round_trip_is_exact(api, sent, answered):  # type: ignore[no-untyped-def]
+def test_cost_round_trip_is_exact(api, sent, answered):
     created = _create(api, cost=sent)
     assert created["cost"] == answered
     assert api.get(f"/certifications/{created['id']}").get_json()["cost"] == answered
@@ -183,7 +183,7 @@ def test_cost_round_trip_is_exact(api, sent, answered):  # type: ignore[no-untyp
         "5.",
     ],
 )
-def test_bad_cost_is_422(api, cost):  # type: ignore[no-untyped-def]
+def test_bad_cost_is_422(api, cost):
     resp = _post(api, cost=cost)
     assert resp.status_code == 422, resp.get_json()
     assert "cost" in _fields(resp)
@@ -226,14 +226,14 @@ def test_bad_cost_is_422(api, cost):  # type: ignore[no-untyped-def]
         ({"archived_at": "2026-01-01T00:00:00Z"}, "archived_at"),
     ],
 )
-def test_field_rules(api, body, field):  # type: ignore[no-untyped-def]
+def test_field_rules(api, body, field):
     resp = _post(api, **body)
     assert resp.status_code == 422, resp.get_json()
     assert field in _fields(resp)
 
 
 @pytest.mark.parametrize("missing", ["name", "type"])
-def test_name_and_type_are_required(api, missing):  # type: ignore[no-untyped-def]
+def test_name_and_type_are_required(api, missing):
     body = {"name": "X", "type": "asset"}
     del body[missing]
     resp = api.post("/certifications", json=body)
@@ -243,7 +243,7 @@ def test_name_and_type_are_required(api, missing):  # type: ignore[no-untyped-de
 
 @pytest.mark.parametrize("kind", ["asset", "client", "location"])
 @pytest.mark.parametrize("field", ["role_ids", "client_ids"])
-def test_roles_and_clients_are_for_employee_certifications_only(api, kind, field):  # type: ignore[no-untyped-def]
+def test_roles_and_clients_are_for_employee_certifications_only(api, kind, field):
     ref = _make(api, "/roles" if field == "role_ids" else "/clients", f"ref {uuid.uuid4().hex[:6]}")
     resp = _post(api, type=kind, **{field: [ref]})
     assert resp.status_code == 422
@@ -251,7 +251,7 @@ def test_roles_and_clients_are_for_employee_certifications_only(api, kind, field
     assert kind in resp.get_json()["errors"][field][0]
 
 
-def test_ids_of_another_org_are_refused_like_unknown_ones(api, api_for, make_org):  # type: ignore[no-untyped-def]
+def test_ids_of_another_org_are_refused_like_unknown_ones(api, api_for, make_org):
     theirs = api_for(make_org())
     refs = {
         "group_ids": _make(theirs, "/certification-groups", "G"),
@@ -300,7 +300,7 @@ def test_ids_of_another_org_are_refused_like_unknown_ones(api, api_for, make_org
         ({"form": {"fields": [{"label": "A", "type": "text"}]}}, ["form"]),
     ],
 )
-def test_form_rules(api, body, path):  # type: ignore[no-untyped-def]
+def test_form_rules(api, body, path):
     resp = _post(api, **body)
     assert resp.status_code == 422, resp.get_json()
     errors = _fields(resp)
@@ -309,7 +309,7 @@ def test_form_rules(api, body, path):  # type: ignore[no-untyped-def]
         errors = errors[key]
 
 
-def _rule(**kw):  # type: ignore[no-untyped-def]
+def _rule(**kw):
     return {"trigger": "expired", "recipients": ["holder"], "channels": ["email"], **kw}
 
 
@@ -332,7 +332,7 @@ def _rule(**kw):  # type: ignore[no-untyped-def]
         _rule(extra=1),
     ],
 )
-def test_notification_rule_rules(api, rule):  # type: ignore[no-untyped-def]
+def test_notification_rule_rules(api, rule):
     resp = _post(api, notification_rules=[rule])
     assert resp.status_code == 422, resp.get_json()
     assert "notification_rules" in _fields(resp)
@@ -350,13 +350,13 @@ def test_notification_rule_rules(api, rule):  # type: ignore[no-untyped-def]
         {"days_before_expiry": 3, "assignee": str(uuid.uuid4())},
     ],
 )
-def test_task_rule_rules(api, rule):  # type: ignore[no-untyped-def]
+def test_task_rule_rules(api, rule):
     resp = _post(api, task_rules=[rule])
     assert resp.status_code == 422, resp.get_json()
     assert "task_rules" in _fields(resp)
 
 
-def test_too_many_rules_are_refused(api):  # type: ignore[no-untyped-def]
+def test_too_many_rules_are_refused(api):
     rules = [{"days_before_expiry": 1, "assignee": "holder"}] * 51
     assert _post(api, task_rules=rules).status_code == 422
 
@@ -364,7 +364,7 @@ def test_too_many_rules_are_refused(api):  # type: ignore[no-untyped-def]
 # --- names ---------------------------------------------------------------------------------------
 
 
-def test_name_is_unique_case_insensitively_and_409_names_the_existing_id(api):  # type: ignore[no-untyped-def]
+def test_name_is_unique_case_insensitively_and_409_names_the_existing_id(api):
     first = _create(api, name="First Aid")
     resp = _post(api, name="FIRST aid", type="asset")
     assert resp.status_code == 409
@@ -380,12 +380,12 @@ def test_name_is_unique_case_insensitively_and_409_names_the_existing_id(api):  
     assert resp.status_code == 200
 
 
-def test_same_name_in_another_org_is_fine(api, api_for, make_org):  # type: ignore[no-untyped-def]
+def test_same_name_in_another_org_is_fine(api, api_for, make_org):
     _create(api_for(make_org()), name="First Aid")
     assert _post(api, name="First Aid").status_code == 201
 
 
-def test_a_race_past_the_name_check_is_still_a_409(api, monkeypatch):  # type: ignore[no-untyped-def]
+def test_a_race_past_the_name_check_is_still_a_409(api, monkeypatch):
     """The unique index is the real guard; its IntegrityError becomes the same 409."""
     first = _create(api, name="First Aid")
     monkeypatch.setattr(catalog, "_check_name_free", lambda *a, **k: None)
@@ -402,7 +402,7 @@ def test_a_race_past_the_name_check_is_still_a_409(api, monkeypatch):  # type: i
 # --- PATCH ----------------------------------------------------------------------------------------
 
 
-def test_patch_changes_only_what_is_sent(api):  # type: ignore[no-untyped-def]
+def test_patch_changes_only_what_is_sent(api):
     created = _create(api, **FULL)
     resp = api.patch(f"/certifications/{created['id']}", json={"issuer": "NSC", "cost": "99.99"})
     assert resp.status_code == 200, resp.get_json()
@@ -415,7 +415,7 @@ def test_patch_changes_only_what_is_sent(api):  # type: ignore[no-untyped-def]
     assert after == {**api.get(f"/certifications/{created['id']}").get_json(), "jobs": []}
 
 
-def test_patch_applies_the_same_rules(api):  # type: ignore[no-untyped-def]
+def test_patch_applies_the_same_rules(api):
     cert = _create(api, name="Plain", type="employee")
     for body, field in [
         ({"forms_required": True}, "form"),
@@ -437,7 +437,7 @@ def test_patch_applies_the_same_rules(api):  # type: ignore[no-untyped-def]
     assert resp.status_code == 200
 
 
-def test_type_can_change_until_assigned_then_409_says_why(api, org, as_tenant):  # type: ignore[no-untyped-def]
+def test_type_can_change_until_assigned_then_409_says_why(api, org, as_tenant):
     cert = _create(api, type="employee")
     resp = api.patch(f"/certifications/{cert['id']}", json={"type": "asset"})
     assert resp.status_code == 200
@@ -455,7 +455,7 @@ def test_type_can_change_until_assigned_then_409_says_why(api, org, as_tenant): 
     assert api.patch(f"/certifications/{cert['id']}", json={"type": "asset"}).status_code == 200
 
 
-def test_type_change_away_from_employee_needs_roles_cleared(api):  # type: ignore[no-untyped-def]
+def test_type_change_away_from_employee_needs_roles_cleared(api):
     role = _make(api, "/roles", "Welder")
     cert = _create(api, role_ids=[role])
     resp = api.patch(f"/certifications/{cert['id']}", json={"type": "asset"})
@@ -468,7 +468,7 @@ def test_type_change_away_from_employee_needs_roles_cleared(api):  # type: ignor
 # --- outbox requests ------------------------------------------------------------------------------
 
 
-def test_create_with_roles_requests_a_fanout_in_the_same_transaction(api, org, as_tenant):  # type: ignore[no-untyped-def]
+def test_create_with_roles_requests_a_fanout_in_the_same_transaction(api, org, as_tenant):
     role = _make(api, "/roles", "Welder")
     assert _create(api, name="No roles")["jobs"] == []
     assert _outbox(as_tenant, org, "fanout_certification") == []
@@ -507,7 +507,7 @@ def test_create_with_roles_requests_a_fanout_in_the_same_transaction(api, org, a
         ),
     ],
 )
-def test_patch_requests_the_matching_jobs(api, org, as_tenant, change, actors):  # type: ignore[no-untyped-def]
+def test_patch_requests_the_matching_jobs(api, org, as_tenant, change, actors):
     role, other = _make(api, "/roles", "Welder"), _make(api, "/roles", "Rigger")
     cert = _create(api, role_ids=[role], validity={"months": 12})
     before = len(_requested(as_tenant, org))
@@ -526,7 +526,7 @@ def test_patch_requests_the_matching_jobs(api, org, as_tenant, change, actors): 
     assert [j["id"] for j in resp.get_json()["jobs"]] == [p["job_id"] for _, p in written]
 
 
-def test_a_refused_patch_writes_no_outbox_row(api, org, as_tenant):  # type: ignore[no-untyped-def]
+def test_a_refused_patch_writes_no_outbox_row(api, org, as_tenant):
     cert = _create(api, validity={"months": 12})
     _create(api, name="Taken")
     before = _outbox(as_tenant, org)
@@ -535,7 +535,7 @@ def test_a_refused_patch_writes_no_outbox_row(api, org, as_tenant):  # type: ign
     assert _outbox(as_tenant, org) == before
 
 
-def test_role_links_are_replaced_not_appended(api, org, as_tenant):  # type: ignore[no-untyped-def]
+def test_role_links_are_replaced_not_appended(api, org, as_tenant):
     a, b = _make(api, "/roles", "A"), _make(api, "/roles", "B")
     cert = _create(api, role_ids=[a])
     resp = api.patch(f"/certifications/{cert['id']}", json={"role_ids": [b, b]})
@@ -548,7 +548,7 @@ def test_role_links_are_replaced_not_appended(api, org, as_tenant):  # type: ign
 # --- archive and delete ---------------------------------------------------------------------------
 
 
-def test_archive_hides_from_the_default_list_and_unarchive_brings_back(api):  # type: ignore[no-untyped-def]
+def test_archive_hides_from_the_default_list_and_unarchive_brings_back(api):
     cert = _create(api, name="Old")
     live = _create(api, name="New")
     resp = api.post(f"/certifications/{cert['id']}/archive")
@@ -568,7 +568,7 @@ def test_archive_hides_from_the_default_list_and_unarchive_brings_back(api):  # 
     assert len(api.get("/certifications").get_json()["items"]) == 2
 
 
-def test_delete_only_while_unassigned(api, org, as_tenant):  # type: ignore[no-untyped-def]
+def test_delete_only_while_unassigned(api, org, as_tenant):
     group = _make(api, "/certification-groups", "G")
     role = _make(api, "/roles", "R")
     free = _create(api, group_ids=[group], role_ids=[role])
@@ -590,7 +590,7 @@ def test_delete_only_while_unassigned(api, org, as_tenant):  # type: ignore[no-u
 # --- lists ----------------------------------------------------------------------------------------
 
 
-def test_list_filters(api):  # type: ignore[no-untyped-def]
+def test_list_filters(api):
     safety = _make(api, "/certification-groups", "Safety")
     cranes = api.post("/certification-groups", json={"name": "Cranes", "parent_id": safety})
     cranes = cranes.get_json()["id"]
@@ -601,7 +601,7 @@ def test_list_filters(api):  # type: ignore[no-untyped-def]
     deep = _create(api, name="Deep 100%_x", type="asset", group_ids=[mobile, safety])["id"]
     loose = _create(api, name="Loose", type="location")["id"]
 
-    def ids(query):  # type: ignore[no-untyped-def]
+    def ids(query):
         resp = api.get(f"/certifications?{query}")
         assert resp.status_code == 200, resp.get_json()
         return {c["id"] for c in resp.get_json()["items"]}
@@ -628,7 +628,7 @@ def test_list_filters(api):  # type: ignore[no-untyped-def]
         assert api.get(f"/certifications?{bad}").status_code == 422, bad
 
 
-def test_list_pages_by_name(api):  # type: ignore[no-untyped-def]
+def test_list_pages_by_name(api):
     names = [f"Cert {i:02d}" for i in range(7)]
     for name in reversed(names):
         _create(api, name=name)
@@ -646,7 +646,7 @@ def test_list_pages_by_name(api):  # type: ignore[no-untyped-def]
 # --- tenancy, scopes, module ---
 
 
-def test_foreign_certification_is_404_on_every_id_route(api, api_for, make_org):  # type: ignore[no-untyped-def]
+def test_foreign_certification_is_404_on_every_id_route(api, api_for, make_org):
     theirs = api_for(make_org())
     cert = _create(theirs, name="Theirs")["id"]
     before = theirs.get(f"/certifications/{cert}").get_json()
@@ -681,7 +681,7 @@ CERT_SCOPES = [
 
 
 @pytest.mark.parametrize(("method", "path", "body", "scope"), OPS)
-def test_scopes_per_operation(api, api_for, org, method, path, body, scope):  # type: ignore[no-untyped-def]
+def test_scopes_per_operation(api, api_for, org, method, path, body, scope):
     url = path.format(id=_create(api)["id"])
     kw = {"json": body} if body is not None else {}
     denied = getattr(api_for(org, scopes=[s for s in CERT_SCOPES if s != scope]), method)(url, **kw)
@@ -691,7 +691,7 @@ def test_scopes_per_operation(api, api_for, org, method, path, body, scope):  # 
     assert allowed.status_code < 300, allowed.get_json()
 
 
-def test_missing_create_scope_names_it(api_for, org):  # type: ignore[no-untyped-def]
+def test_missing_create_scope_names_it(api_for, org):
     resp = api_for(org, scopes=["certifications:read"]).post(
         "/certifications", json={"name": "X", "type": "asset"}
     )
@@ -701,7 +701,7 @@ def test_missing_create_scope_names_it(api_for, org):  # type: ignore[no-untyped
 
 
 @pytest.mark.parametrize(("method", "path", "body", "scope"), OPS)
-def test_module_disabled_is_403(api_for, make_org, method, path, body, scope):  # type: ignore[no-untyped-def]
+def test_module_disabled_is_403(api_for, make_org, method, path, body, scope):
     client = api_for(make_org(modules=()))
     kw = {"json": body} if body is not None else {}
     resp = getattr(client, method)(path.format(id=uuid.uuid4()), **kw)
@@ -712,7 +712,7 @@ def test_module_disabled_is_403(api_for, make_org, method, path, body, scope):  
 # --- the OpenAPI document ---
 
 
-def test_every_catalog_field_is_documented(app):  # type: ignore[no-untyped-def]
+def test_every_catalog_field_is_documented(app):
     doc = app.test_client().get("/api/v1/openapi.json").get_json()
     schemas = doc["components"]["schemas"]
     names = [
@@ -752,7 +752,7 @@ def test_every_catalog_field_is_documented(app):  # type: ignore[no-untyped-def]
     } <= paths
 
 
-def test_the_requested_jobs_run_and_assign_the_role(api, jobs):  # type: ignore[no-untyped-def]
+def test_the_requested_jobs_run_and_assign_the_role(api, jobs):
     """End to end with the real worker: the catalog's outbox rows reach their actors."""
     role = _make(api, "/roles", "Welder")
     resp = api.post("/employees", json={"name": "Ann", "role_id": role})

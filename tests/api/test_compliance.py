@@ -20,7 +20,7 @@ def figures(item: dict[str, Any]) -> tuple[Any, ...]:
     return (item["counts"], item["required"], item["compliant"], item["compliance"])
 
 
-def test_summary(api, org, make_org, as_tenant):  # type: ignore[no-untyped-def]
+def test_summary(api, org, make_org, as_tenant):
     w = build_directory(as_tenant, org)
     build_directory(as_tenant, make_org())  # another org's identical data never counts
     resp = api.get("/compliance/summary")
@@ -56,7 +56,7 @@ def test_summary(api, org, make_org, as_tenant):  # type: ignore[no-untyped-def]
     )
 
 
-def test_summary_of_an_empty_org(api):  # type: ignore[no-untyped-def]
+def test_summary_of_an_empty_org(api):
     body = api.get("/compliance/summary").get_json()
     assert body == {
         "totals": {"counts": counts(), "required": 0, "compliant": 0, "compliance": None},
@@ -72,7 +72,7 @@ NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def forecast_org(make_org, api_for, as_tenant, monkeypatch):  # type: ignore[no-untyped-def]
+def forecast_org(make_org, api_for, as_tenant, monkeypatch):
     """Renewals around the org's today, in a zone far from UTC, plus what must not count."""
     import api.resources.compliance as resource
 
@@ -118,7 +118,7 @@ def forecast_org(make_org, api_for, as_tenant, monkeypatch):  # type: ignore[no-
     return api_for(org), today
 
 
-def test_forecast(forecast_org):  # type: ignore[no-untyped-def]
+def test_forecast(forecast_org):
     api, today = forecast_org
     resp = api.get("/compliance/forecast")
     assert resp.status_code == 200, resp.get_json()
@@ -144,13 +144,13 @@ def test_forecast(forecast_org):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("months", ["0", "37", "1000", "-1", "abc", "99999999999999999999"])
-def test_forecast_bounds(api, months):  # type: ignore[no-untyped-def]
+def test_forecast_bounds(api, months):
     resp = api.get(f"/compliance/forecast?months={months}")
     assert resp.status_code == 422
     assert "months" in resp.get_json()["errors"]["query"]
 
 
-def test_compliance_permissions(api_for, org, make_org):  # type: ignore[no-untyped-def]
+def test_compliance_permissions(api_for, org, make_org):
     reader = api_for(org, scopes=["directory:read"])
     for path in ("/compliance/summary", "/compliance/forecast"):
         resp = reader.get(path)

@@ -30,11 +30,11 @@ def _raise_sqlstate(session: Session, code: str, message: str) -> None:
 
 
 @pytest.fixture
-def no_wait(monkeypatch):  # type: ignore[no-untyped-def]
+def no_wait(monkeypatch):
     monkeypatch.setattr(unit_of_work, "WAIT_MAX_S", 0.001)
 
 
-def test_deadlock_reruns_the_request_in_a_fresh_transaction(api, monkeypatch, no_wait):  # type: ignore[no-untyped-def]
+def test_deadlock_reruns_the_request_in_a_fresh_transaction(api, monkeypatch, no_wait):
     """The first attempt writes the role, then deadlocks: the request runs again from scratch
     and answers 201 — one role, not a 409 against the first attempt's rolled-back row."""
     create = directory.create
@@ -57,7 +57,7 @@ def test_deadlock_reruns_the_request_in_a_fresh_transaction(api, monkeypatch, no
 
 
 @pytest.mark.parametrize("code", ["40P01", "40001"])
-def test_conflict_that_keeps_happening_is_409_conflict_retry(api, monkeypatch, no_wait, code):  # type: ignore[no-untyped-def]
+def test_conflict_that_keeps_happening_is_409_conflict_retry(api, monkeypatch, no_wait, code):
     calls: list[int] = []
 
     def always(session: Session, kind: Any, data: dict[str, Any]) -> Any:
@@ -77,7 +77,7 @@ def test_conflict_that_keeps_happening_is_409_conflict_retry(api, monkeypatch, n
 
 
 @pytest.mark.postgres
-def test_real_statement_timeout_is_503_statement_timeout(api, monkeypatch):  # type: ignore[no-untyped-def]
+def test_real_statement_timeout_is_503_statement_timeout(api, monkeypatch):
     calls: list[int] = []
 
     def slow(session: Session, kind: Any, data: dict[str, Any]) -> Any:
@@ -92,7 +92,7 @@ def test_real_statement_timeout_is_503_statement_timeout(api, monkeypatch):  # t
     assert api.get("/roles").get_json()["items"] == []
 
 
-def test_statement_timeout_is_503_statement_timeout(api, monkeypatch):  # type: ignore[no-untyped-def]
+def test_statement_timeout_is_503_statement_timeout(api, monkeypatch):
     def slow(session: Session, kind: Any, data: dict[str, Any]) -> Any:
         _raise_sqlstate(session, "57014", "canceling statement due to statement timeout")
 
@@ -109,7 +109,7 @@ def _assert_statement_timeout(resp: Any) -> None:
     assert resp.headers["Retry-After"] == "5"
 
 
-def test_other_server_errors_are_not_called_unavailable(api, monkeypatch):  # type: ignore[no-untyped-def]
+def test_other_server_errors_are_not_called_unavailable(api, monkeypatch):
     def full(session: Session, kind: Any, data: dict[str, Any]) -> Any:
         _raise_sqlstate(session, "53100", "could not extend file: No space left on device")
 
@@ -152,7 +152,7 @@ def _wrapped(exc: Exception, cls: type = OperationalError, **kw: Any) -> Any:
         (ValueError("not a database error"), False, False, False),
     ],
 )
-def test_classification(exc, retryable, timeout, disconnect):  # type: ignore[no-untyped-def]
+def test_classification(exc, retryable, timeout, disconnect):
     assert db_errors.is_retryable(exc) is retryable
     assert db_errors.is_statement_timeout(exc) is timeout
     assert db_errors.is_disconnect(exc) is disconnect

@@ -27,7 +27,7 @@ BODIES = {
 PLURALS = sorted(KINDS)
 
 
-def _create(client, plural, **extra):  # type: ignore[no-untyped-def]
+def _create(client, plural, **extra):
     body = dict(BODIES[plural][0])
     body.pop("external_id", None)
     body.update(extra)
@@ -36,7 +36,7 @@ def _create(client, plural, **extra):  # type: ignore[no-untyped-def]
     return resp.get_json()
 
 
-def _fanouts(as_tenant, org):  # type: ignore[no-untyped-def]
+def _fanouts(as_tenant, org):
     with as_tenant(org.id) as s:
         rows = s.scalars(
             select(OutboxMessage)
@@ -47,7 +47,7 @@ def _fanouts(as_tenant, org):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("plural", PLURALS)
-def test_crud_happy_path(api, plural):  # type: ignore[no-untyped-def]
+def test_crud_happy_path(api, plural):
     body, change = BODIES[plural]
     resp = api.post(f"/{plural}", json=body)
     assert resp.status_code == 201, resp.get_json()
@@ -82,7 +82,7 @@ def test_crud_happy_path(api, plural):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("plural", PLURALS)
-def test_list_filters_and_pagination(api, plural):  # type: ignore[no-untyped-def]
+def test_list_filters_and_pagination(api, plural):
     names = ["delta", "Alpha", "charlie", "bravo", "alpha 100%"]
     ids = {n: _create(api, plural, name=n)["id"] for n in names}
     api.delete(f"/{plural}/{ids['charlie']}")
@@ -112,7 +112,7 @@ def test_list_filters_and_pagination(api, plural):  # type: ignore[no-untyped-de
     assert seen == sorted(names)
 
 
-def test_employee_role_filter_and_location_client_filter(api):  # type: ignore[no-untyped-def]
+def test_employee_role_filter_and_location_client_filter(api):
     welder = _create(api, "roles", name="Welder")["id"]
     rigger = _create(api, "roles", name="Rigger")["id"]
     _create(api, "employees", name="Ann", role_id=welder)
@@ -141,7 +141,7 @@ def test_employee_role_filter_and_location_client_filter(api):  # type: ignore[n
         ("?q=" + "x" * 201, "q"),
     ],
 )
-def test_list_query_validation(api, query, field):  # type: ignore[no-untyped-def]
+def test_list_query_validation(api, query, field):
     resp = api.get(f"/employees{query}")
     assert resp.status_code == 422, resp.get_json()
     errors = resp.get_json()["errors"]
@@ -173,7 +173,7 @@ def test_list_query_validation(api, query, field):  # type: ignore[no-untyped-de
         ("locations", {"name": "A", "client_id": 12}, {"client_id"}),
     ],
 )
-def test_create_validation(api, plural, body, fields):  # type: ignore[no-untyped-def]
+def test_create_validation(api, plural, body, fields):
     resp = api.post(f"/{plural}", json=body)
     assert resp.status_code == 422, resp.get_json()
     assert set(resp.get_json()["errors"]["json"]) == fields
@@ -181,7 +181,7 @@ def test_create_validation(api, plural, body, fields):  # type: ignore[no-untype
 
 
 @pytest.mark.parametrize("plural", PLURALS)
-def test_patch_validation(api, plural):  # type: ignore[no-untyped-def]
+def test_patch_validation(api, plural):
     item = _create(api, plural)
     for body, field in [
         ({"name": ""}, "name"),
@@ -196,7 +196,7 @@ def test_patch_validation(api, plural):  # type: ignore[no-untyped-def]
     assert api.get(f"/{plural}/{item['id']}").get_json() == item
 
 
-def test_references_must_be_this_orgs_active_rows(api_for, make_org, as_tenant):  # type: ignore[no-untyped-def]
+def test_references_must_be_this_orgs_active_rows(api_for, make_org, as_tenant):
     mine, other = make_org(), make_org()
     api, theirs = api_for(mine), api_for(other)
     foreign_role = _create(theirs, "roles", name="Theirs")["id"]
@@ -222,7 +222,7 @@ def test_references_must_be_this_orgs_active_rows(api_for, make_org, as_tenant):
     assert "inactive" in resp.get_json()["errors"]["role_id"][0]
 
 
-def test_taken_external_id_and_role_name_are_409(api):  # type: ignore[no-untyped-def]
+def test_taken_external_id_and_role_name_are_409(api):
     _create(api, "employees", name="Ann", external_id="E-1")
     resp = api.post("/employees", json={"name": "Bob", "external_id": "E-1"})
     assert resp.status_code == 409
@@ -238,7 +238,7 @@ def test_taken_external_id_and_role_name_are_409(api):  # type: ignore[no-untype
     assert api.patch(f"/roles/{rigger['id']}", json={"name": "Rigger"}).status_code == 200
 
 
-def test_role_held_by_active_employees_cannot_be_deleted(api):  # type: ignore[no-untyped-def]
+def test_role_held_by_active_employees_cannot_be_deleted(api):
     role = _create(api, "roles", name="Welder")["id"]
     ann = _create(api, "employees", name="Ann", role_id=role)["id"]
     _create(api, "employees", name="Bob", role_id=role)
@@ -257,7 +257,7 @@ def test_role_held_by_active_employees_cannot_be_deleted(api):  # type: ignore[n
 
 
 @pytest.mark.parametrize("plural", PLURALS)
-def test_scopes(api_for, org, plural):  # type: ignore[no-untyped-def]
+def test_scopes(api_for, org, plural):
     writer = api_for(org, scopes=["directory:write", "directory:read"])
     item = _create(writer, plural)
     reader = api_for(org, scopes=["directory:read"])
@@ -281,7 +281,7 @@ def test_scopes(api_for, org, plural):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("plural", PLURALS)
-def test_another_orgs_ids_are_404(api_for, make_org, plural):  # type: ignore[no-untyped-def]
+def test_another_orgs_ids_are_404(api_for, make_org, plural):
     mine, other = make_org(), make_org()
     api, theirs = api_for(mine), api_for(other)
     foreign = _create(theirs, plural)
@@ -297,7 +297,7 @@ def test_another_orgs_ids_are_404(api_for, make_org, plural):  # type: ignore[no
     assert api.get(f"/{plural}").get_json()["items"] == []
 
 
-def test_employee_changes_request_role_fanout(api, org, as_tenant):  # type: ignore[no-untyped-def]
+def test_employee_changes_request_role_fanout(api, org, as_tenant):
     welder = _create(api, "roles", name="Welder")["id"]
     rigger = _create(api, "roles", name="Rigger")["id"]
     no_role = _create(api, "employees", name="Cy")["id"]
@@ -323,7 +323,7 @@ def test_employee_changes_request_role_fanout(api, org, as_tenant):  # type: ign
     assert job.get_json()["kind"] == "role_fanout"
 
 
-def test_failed_request_writes_no_fanout(api, org, as_tenant):  # type: ignore[no-untyped-def]
+def test_failed_request_writes_no_fanout(api, org, as_tenant):
     role = _create(api, "roles", name="Welder")["id"]
     resp = api.post("/employees", json={"name": "Ann", "role_id": role, "external_id": "E"})
     assert resp.status_code == 201
@@ -332,7 +332,7 @@ def test_failed_request_writes_no_fanout(api, org, as_tenant):  # type: ignore[n
     assert len(_fanouts(as_tenant, org)) == 1
 
 
-def test_openapi_documents_every_directory_route(api):  # type: ignore[no-untyped-def]
+def test_openapi_documents_every_directory_route(api):
     doc = api.get("/openapi.json").get_json()
     schemas = doc["components"]["schemas"]
     for plural, kind in KINDS.items():

@@ -11,7 +11,7 @@ from certifications.directory.models import Employee
 from jobs.models import OutboxMessage
 
 
-def _fanouts(as_tenant, org):  # type: ignore[no-untyped-def]
+def _fanouts(as_tenant, org):
     with as_tenant(org.id) as s:
         rows = s.scalars(
             select(OutboxMessage)
@@ -21,13 +21,13 @@ def _fanouts(as_tenant, org):  # type: ignore[no-untyped-def]
         return [dict(r.payload) for r in rows]
 
 
-def _bulk(client, plural, items, query=""):  # type: ignore[no-untyped-def]
+def _bulk(client, plural, items, query=""):
     resp = client.post(f"/{plural}/bulk{query}", json={"items": items})
     assert resp.status_code == 200, resp.get_json()
     return resp.get_json()
 
 
-def _csv(client, plural, text, query="", status=200):  # type: ignore[no-untyped-def]
+def _csv(client, plural, text, query="", status=200):
     resp = client.post(
         f"/{plural}/bulk{query}", data=text.encode(), headers={"Content-Type": "text/csv"}
     )
@@ -35,7 +35,7 @@ def _csv(client, plural, text, query="", status=200):  # type: ignore[no-untyped
     return resp.get_json()
 
 
-def test_bulk_creates_updates_and_reports_every_row(api):  # type: ignore[no-untyped-def]
+def test_bulk_creates_updates_and_reports_every_row(api):
     first = _bulk(
         api,
         "assets",
@@ -91,7 +91,7 @@ def test_bulk_creates_updates_and_reports_every_row(api):  # type: ignore[no-unt
     assert api.get(f"/assets/{a1}").get_json()["serial_number"] == "S1"
 
 
-def test_bulk_atomic_writes_nothing_when_a_row_fails(api):  # type: ignore[no-untyped-def]
+def test_bulk_atomic_writes_nothing_when_a_row_fails(api):
     items = [{"external_id": "C1", "name": "Acme"}, {"external_id": "C2", "contact_email": "x"}]
     resp = api.post("/clients/bulk?atomic=true", json={"items": items})
     assert resp.status_code == 422
@@ -105,7 +105,7 @@ def test_bulk_atomic_writes_nothing_when_a_row_fails(api):  # type: ignore[no-un
     assert ok["counts"]["created"] == 1
 
 
-def test_bulk_duplicates_and_foreign_references(api_for, make_org):  # type: ignore[no-untyped-def]
+def test_bulk_duplicates_and_foreign_references(api_for, make_org):
     mine, other = make_org(), make_org()
     api, theirs = api_for(mine), api_for(other)
     foreign_client = theirs.post("/clients", json={"name": "Theirs"}).get_json()["id"]
@@ -134,7 +134,7 @@ def test_bulk_duplicates_and_foreign_references(api_for, make_org):  # type: ign
     assert theirs.get("/locations").get_json()["items"] == []
 
 
-def test_bulk_roles_refuse_taken_names(api):  # type: ignore[no-untyped-def]
+def test_bulk_roles_refuse_taken_names(api):
     api.post("/roles", json={"name": "Welder"})  # no external id
     report = _bulk(
         api,
@@ -151,7 +151,7 @@ def test_bulk_roles_refuse_taken_names(api):  # type: ignore[no-untyped-def]
     assert again["rows"][0]["status"] == "unchanged"
 
 
-def test_bulk_limits_and_envelope(api):  # type: ignore[no-untyped-def]
+def test_bulk_limits_and_envelope(api):
     too_many = [{"external_id": str(i), "name": "x"} for i in range(10_001)]
     resp = api.post("/employees/bulk", json={"items": too_many})
     assert resp.status_code == 422
@@ -167,7 +167,7 @@ def test_bulk_limits_and_envelope(api):  # type: ignore[no-untyped-def]
     assert _bulk(api, "employees", [])["counts"]["created"] == 0
 
 
-def test_bulk_employees_request_one_fanout(api, org, as_tenant):  # type: ignore[no-untyped-def]
+def test_bulk_employees_request_one_fanout(api, org, as_tenant):
     welder = api.post("/roles", json={"name": "Welder"}).get_json()["id"]
     rigger = api.post("/roles", json={"name": "Rigger"}).get_json()["id"]
     first = _bulk(
@@ -207,7 +207,7 @@ def test_bulk_employees_request_one_fanout(api, org, as_tenant):  # type: ignore
     assert len(_fanouts(as_tenant, org)) == 2
 
 
-def test_csv_import_reports_rows_with_line_numbers(api, org, as_tenant):  # type: ignore[no-untyped-def]
+def test_csv_import_reports_rows_with_line_numbers(api, org, as_tenant):
     role = api.post("/roles", json={"name": "Welder"}).get_json()["id"]
     text = (
         "\ufeffexternal_id,name,email,role_id,active\r\n"
@@ -250,13 +250,13 @@ def test_csv_import_reports_rows_with_line_numbers(api, org, as_tenant):  # type
         ("id,external_id,name\nx,E1,Ann\n", "header"),
     ],
 )
-def test_csv_bad_header_is_422(api, text, key):  # type: ignore[no-untyped-def]
+def test_csv_bad_header_is_422(api, text, key):
     body = _csv(api, "employees", text, status=422)
     assert key in body["errors"]["csv"]
     assert api.get("/employees").get_json()["items"] == []
 
 
-def test_csv_odd_rows_and_encoding(api):  # type: ignore[no-untyped-def]
+def test_csv_odd_rows_and_encoding(api):
     report = _csv(api, "assets", "external_id,name\nA1,Crane,extra\nA2,Drill\nA3,bad\x00\n")
     assert [r["status"] for r in report["rows"]] == ["error", "created", "error"]
     assert "more cells" in report["rows"][0]["message"]
@@ -273,7 +273,7 @@ def test_csv_odd_rows_and_encoding(api):  # type: ignore[no-untyped-def]
     assert [i["external_id"] for i in api.get("/assets").get_json()["items"]] == ["A2"]
 
 
-def test_bulk_is_tenant_scoped(api_for, make_org, as_tenant):  # type: ignore[no-untyped-def]
+def test_bulk_is_tenant_scoped(api_for, make_org, as_tenant):
     a, b = make_org(), make_org()
     _bulk(api_for(b), "employees", [{"external_id": "E1", "name": "B's Ann"}])
     report = _bulk(api_for(a), "employees", [{"external_id": "E1", "name": "A's Ann"}])
@@ -310,13 +310,13 @@ def test_bulk_is_tenant_scoped(api_for, make_org, as_tenant):  # type: ignore[no
         "",
     ],
 )
-def test_directory_email_agrees_with_email_validator(address):  # type: ignore[no-untyped-def]
+def test_directory_email_agrees_with_email_validator(address):
     from marshmallow import ValidationError
 
     from api.fields import Email
     from api.schemas.directory import DirectoryEmail
 
-    def outcome(field):  # type: ignore[no-untyped-def]
+    def outcome(field):
         try:
             return field.deserialize(address)
         except ValidationError as exc:
@@ -325,7 +325,7 @@ def test_directory_email_agrees_with_email_validator(address):  # type: ignore[n
     assert outcome(DirectoryEmail()) == outcome(Email())
 
 
-def test_a_kept_reference_may_be_inactive(api):  # type: ignore[no-untyped-def]
+def test_a_kept_reference_may_be_inactive(api):
     client = api.post("/clients", json={"name": "Acme"}).get_json()["id"]
     row = {"external_id": "L1", "name": "Pier", "client_id": client}
     location = _bulk(api, "locations", [row])["rows"][0]["id"]
@@ -340,7 +340,7 @@ def test_a_kept_reference_may_be_inactive(api):  # type: ignore[no-untyped-def]
     assert api.patch(f"/locations/{other}", json={"client_id": client}).status_code == 422
 
 
-def test_a_held_role_cannot_be_deactivated_by_patch_or_bulk(api):  # type: ignore[no-untyped-def]
+def test_a_held_role_cannot_be_deactivated_by_patch_or_bulk(api):
     roles = _bulk(api, "roles", [{"external_id": "R1", "name": "Welder"}])
     role = roles["rows"][0]["id"]
     _bulk(api, "employees", [{"external_id": "E1", "name": "Ann", "role_id": role}])
@@ -356,7 +356,7 @@ def test_a_held_role_cannot_be_deactivated_by_patch_or_bulk(api):  # type: ignor
     assert report["rows"][0]["status"] == "updated"
 
 
-def test_bulk_upsert_writes_one_audit_event(api, org, as_tenant):  # type: ignore[no-untyped-def]
+def test_bulk_upsert_writes_one_audit_event(api, org, as_tenant):
     from sqlalchemy import select
 
     from certifications.audit.models import AuditEvent

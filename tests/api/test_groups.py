@@ -11,37 +11,37 @@ from certifications.catalog import groups as groups_service
 from certifications.catalog.models import CertificationGroup
 
 
-def _group(client, name="Safety", parent_id=None):  # type: ignore[no-untyped-def]
+def _group(client, name="Safety", parent_id=None):
     body = {"name": name} if parent_id is None else {"name": name, "parent_id": parent_id}
     resp = client.post("/certification-groups", json=body)
     assert resp.status_code == 201, resp.get_json()
     return resp.get_json()["id"]
 
 
-def _cert(client, name="OSHA 10", **extra):  # type: ignore[no-untyped-def]
+def _cert(client, name="OSHA 10", **extra):
     resp = client.post("/certifications", json={"name": name, "type": "employee", **extra})
     assert resp.status_code == 201, resp.get_json()
     return resp.get_json()["id"]
 
 
-def _fields(resp):  # type: ignore[no-untyped-def]
+def _fields(resp):
     """The field errors of a 422, whether from the schema (under "json") or the service."""
     errors = resp.get_json()["errors"]
     return {**errors.get("json", {}), **{k: v for k, v in errors.items() if k != "json"}}
 
 
-def _chain(client, depth):  # type: ignore[no-untyped-def]
+def _chain(client, depth):
     ids = [_group(client, "level 0")]
     for level in range(1, depth):
         ids.append(_group(client, f"level {level}", ids[-1]))
     return ids
 
 
-def _parent_of(client, group_id):  # type: ignore[no-untyped-def]
+def _parent_of(client, group_id):
     return client.get(f"/certification-groups/{group_id}").get_json()["parent_id"]
 
 
-def test_create_nested_and_get_with_contents(api):  # type: ignore[no-untyped-def]
+def test_create_nested_and_get_with_contents(api):
     safety = _group(api, "Safety")
     cranes = _group(api, "Cranes", safety)
     cert = _cert(api, group_ids=[safety])
@@ -73,13 +73,13 @@ def test_create_nested_and_get_with_contents(api):  # type: ignore[no-untyped-de
         ({"name": "ok", "org_id": str(uuid.uuid4())}, "org_id"),
     ],
 )
-def test_create_refuses_bad_input(api, body, field):  # type: ignore[no-untyped-def]
+def test_create_refuses_bad_input(api, body, field):
     resp = api.post("/certification-groups", json=body)
     assert resp.status_code == 422, resp.get_json()
     assert field in _fields(resp)
 
 
-def test_foreign_parent_is_refused_like_an_unknown_one(api, api_for, make_org):  # type: ignore[no-untyped-def]
+def test_foreign_parent_is_refused_like_an_unknown_one(api, api_for, make_org):
     foreign = _group(api_for(make_org()), "Theirs")
     resp = api.post("/certification-groups", json={"name": "Mine", "parent_id": foreign})
     unknown = api.post(
@@ -92,7 +92,7 @@ def test_foreign_parent_is_refused_like_an_unknown_one(api, api_for, make_org): 
     assert "parent_id" in _fields(moved)
 
 
-def test_rename(api):  # type: ignore[no-untyped-def]
+def test_rename(api):
     gid = _group(api, "Safty")
     resp = api.patch(f"/certification-groups/{gid}", json={"name": "Safety"})
     assert resp.status_code == 200
@@ -105,7 +105,7 @@ def test_rename(api):  # type: ignore[no-untyped-def]
     assert "parent_id" in _fields(resp)
 
 
-def test_flat_list_pages_by_name_with_parent_ids(api):  # type: ignore[no-untyped-def]
+def test_flat_list_pages_by_name_with_parent_ids(api):
     root = _group(api, "B root")
     child = _group(api, "A child", root)
     _group(api, "C other")
@@ -121,7 +121,7 @@ def test_flat_list_pages_by_name_with_parent_ids(api):  # type: ignore[no-untype
     assert api.get("/certification-groups?view=forest").status_code == 422
 
 
-def test_tree_nests_children_by_name_with_counts(api):  # type: ignore[no-untyped-def]
+def test_tree_nests_children_by_name_with_counts(api):
     safety = _group(api, "Safety")
     equipment = _group(api, "Equipment")
     cranes = _group(api, "Cranes", equipment)
@@ -132,7 +132,7 @@ def test_tree_nests_children_by_name_with_counts(api):  # type: ignore[no-untype
 
     items = api.get("/certification-groups?view=tree").get_json()["items"]
 
-    def shape(nodes):  # type: ignore[no-untyped-def]
+    def shape(nodes):
         return [(n["name"], n["certification_count"], shape(n["children"])) for n in nodes]
 
     assert shape(items) == [
@@ -142,7 +142,7 @@ def test_tree_nests_children_by_name_with_counts(api):  # type: ignore[no-untype
     assert items[0]["children"][1]["parent_id"] == equipment
 
 
-def test_tree_of_1200_groups_is_one_query(api, org, as_tenant, count_queries):  # type: ignore[no-untyped-def]
+def test_tree_of_1200_groups_is_one_query(api, org, as_tenant, count_queries):
     """A wide and deep tree: built from one SELECT, not one per node."""
     rows, parents = [], [None]
     for i in range(1200):
@@ -159,7 +159,7 @@ def test_tree_of_1200_groups_is_one_query(api, org, as_tenant, count_queries):  
     assert resp.status_code == 200
     assert q.verbs.count("SELECT") == 1, q
 
-    def total(nodes):  # type: ignore[no-untyped-def]
+    def total(nodes):
         return sum(1 + total(n["children"]) for n in nodes)
 
     items = resp.get_json()["items"]
@@ -167,7 +167,7 @@ def test_tree_of_1200_groups_is_one_query(api, org, as_tenant, count_queries):  
     assert [n["name"] for n in items] == ["g0000", "g0001", "g0002"]
 
 
-def test_move_to_another_parent_and_back_to_root(api):  # type: ignore[no-untyped-def]
+def test_move_to_another_parent_and_back_to_root(api):
     safety = _group(api, "Safety")
     equipment = _group(api, "Equipment")
     cranes = _group(api, "Cranes", safety)
@@ -189,20 +189,20 @@ def test_move_to_another_parent_and_back_to_root(api):  # type: ignore[no-untype
 
 
 @pytest.mark.parametrize("body", [{}, {"parent_id": "x"}, {"parent": None}])
-def test_move_needs_a_parent_id(api, body):  # type: ignore[no-untyped-def]
+def test_move_needs_a_parent_id(api, body):
     resp = api.post(f"/certification-groups/{_group(api)}/move", json=body)
     assert resp.status_code == 422
     assert resp.get_json()["errors"]
 
 
-def test_move_into_itself_is_409(api):  # type: ignore[no-untyped-def]
+def test_move_into_itself_is_409(api):
     gid = _group(api)
     resp = api.post(f"/certification-groups/{gid}/move", json={"parent_id": gid})
     assert resp.status_code == 409
     assert "parent_id" in _fields(resp)
 
 
-def test_deep_move_into_own_subtree_is_409_and_changes_nothing(api):  # type: ignore[no-untyped-def]
+def test_deep_move_into_own_subtree_is_409_and_changes_nothing(api):
     chain = _chain(api, 40)
     for target in (chain[1], chain[20], chain[-1]):
         resp = api.post(f"/certification-groups/{chain[0]}/move", json={"parent_id": target})
@@ -225,14 +225,14 @@ def test_deep_move_into_own_subtree_is_409_and_changes_nothing(api):  # type: ig
     assert tree[0]["id"] == chain[-1]
 
 
-def test_delete_empty_group(api):  # type: ignore[no-untyped-def]
+def test_delete_empty_group(api):
     gid = _group(api)
     assert api.delete(f"/certification-groups/{gid}").status_code == 204
     assert api.get(f"/certification-groups/{gid}").status_code == 404
     assert api.delete(f"/certification-groups/{gid}").status_code == 404
 
 
-def test_delete_refuses_a_group_holding_things_and_names_them(api):  # type: ignore[no-untyped-def]
+def test_delete_refuses_a_group_holding_things_and_names_them(api):
     gid = _group(api, "Safety")
     sub = _group(api, "Cranes", gid)
     cert = _cert(api, group_ids=[gid])
@@ -251,7 +251,7 @@ def test_delete_refuses_a_group_holding_things_and_names_them(api):  # type: ign
     assert api.delete(f"/certification-groups/{gid}").status_code == 204
 
 
-def test_foreign_group_is_404_on_every_id_route(api, api_for, make_org):  # type: ignore[no-untyped-def]
+def test_foreign_group_is_404_on_every_id_route(api, api_for, make_org):
     theirs = api_for(make_org())
     gid = _group(theirs, "Theirs")
     before = theirs.get(f"/certification-groups/{gid}").get_json()
@@ -282,7 +282,7 @@ def test_foreign_group_is_404_on_every_id_route(api, api_for, make_org):  # type
         ("delete", "/certification-groups/{id}", None, "certifications:delete"),
     ],
 )
-def test_scopes_per_operation(api, api_for, org, method, path, body, scope):  # type: ignore[no-untyped-def]
+def test_scopes_per_operation(api, api_for, org, method, path, body, scope):
     gid = _group(api)
     url = path.format(id=gid)
     kw = {"json": body} if body is not None else {}
@@ -303,7 +303,7 @@ def test_scopes_per_operation(api, api_for, org, method, path, body, scope):  # 
     assert allowed.status_code < 300, allowed.get_json()
 
 
-def test_module_disabled_is_403(api_for, make_org):  # type: ignore[no-untyped-def]
+def test_module_disabled_is_403(api_for, make_org):
     client = api_for(make_org(modules=()))
     for resp in (
         client.get("/certification-groups"),
@@ -314,7 +314,7 @@ def test_module_disabled_is_403(api_for, make_org):  # type: ignore[no-untyped-d
         assert resp.get_json()["code"] == "module_disabled"
 
 
-def test_nesting_depth_is_bounded(api, monkeypatch):  # type: ignore[no-untyped-def]
+def test_nesting_depth_is_bounded(api, monkeypatch):
     monkeypatch.setattr(groups_service, "MAX_DEPTH", 4)
     chain = _chain(api, 4)
     resp = api.post("/certification-groups", json={"name": "too deep", "parent_id": chain[-1]})

@@ -7,7 +7,7 @@ import uuid
 from jobs.models import Job
 
 
-def test_job_visible_to_owner_404_to_others(api_for, make_org, as_tenant):  # type: ignore[no-untyped-def]
+def test_job_visible_to_owner_404_to_others(api_for, make_org, as_tenant):
     a, b = make_org(), make_org()
     with as_tenant(a.id) as s:
         job = Job(kind="role_fanout", total=10)

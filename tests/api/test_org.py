@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 
-def test_platform_admin_creates_org(api_for):  # type: ignore[no-untyped-def]
+def test_platform_admin_creates_org(api_for):
     ops = api_for(None, scopes=["platform:admin"], sub="operator")
     resp = ops.post(
         "/organizations",
@@ -24,12 +24,12 @@ def test_platform_admin_creates_org(api_for):  # type: ignore[no-untyped-def]
     assert body["webhook_secret_set"] is False
 
 
-def test_platform_token_cannot_use_tenant_endpoints(api_for):  # type: ignore[no-untyped-def]
+def test_platform_token_cannot_use_tenant_endpoints(api_for):
     resp = api_for(None, scopes=["platform:admin"]).get("/org")
     assert resp.status_code == 403
 
 
-def test_create_org_validation(api_for):  # type: ignore[no-untyped-def]
+def test_create_org_validation(api_for):
     ops = api_for(None, scopes=["platform:admin"])
     resp = ops.post(
         "/organizations", json={"name": "", "timezone": "Mars/Base", "modules": ["nope"], "id": "x"}
@@ -40,13 +40,13 @@ def test_create_org_validation(api_for):  # type: ignore[no-untyped-def]
     assert "json.name" in resp.get_json()["message"]
 
 
-def test_nul_bytes_refused(api):  # type: ignore[no-untyped-def]
+def test_nul_bytes_refused(api):
     resp = api.patch("/org", json={"name": "bad\x00name"})
     assert resp.status_code == 422
     assert "name" in resp.get_json()["errors"]["json"]
 
 
-def test_patch_org_and_secret_is_write_only(api, org):  # type: ignore[no-untyped-def]
+def test_patch_org_and_secret_is_write_only(api, org):
     resp = api.patch(
         "/org",
         json={
@@ -68,7 +68,7 @@ def test_patch_org_and_secret_is_write_only(api, org):  # type: ignore[no-untype
     assert api.get("/org").get_json()["name"] == "Renamed"
 
 
-def test_patch_org_refuses_mass_assignment(api, org):  # type: ignore[no-untyped-def]
+def test_patch_org_refuses_mass_assignment(api, org):
     for field, value in [
         ("id", str(uuid.uuid4())),
         ("modules", ["hse"]),
@@ -81,7 +81,7 @@ def test_patch_org_refuses_mass_assignment(api, org):  # type: ignore[no-untyped
     assert api.get("/org").get_json()["id"] == str(org.id)
 
 
-def test_module_toggle(api_for, make_org):  # type: ignore[no-untyped-def]
+def test_module_toggle(api_for, make_org):
     org = make_org(modules=())
     client = api_for(org)
     resp = client.put("/org/modules/hse", json={"enabled": True})
@@ -95,13 +95,13 @@ def test_module_toggle(api_for, make_org):  # type: ignore[no-untyped-def]
     assert reader.put("/org/modules/hse", json={"enabled": True}).status_code == 403
 
 
-def test_orgs_do_not_see_each_other(api_for, make_org):  # type: ignore[no-untyped-def]
+def test_orgs_do_not_see_each_other(api_for, make_org):
     a, b = make_org(name="A"), make_org(name="B")
     api_for(a).patch("/org", json={"name": "A renamed"})
     assert api_for(b).get("/org").get_json()["name"] == "B"
 
 
-def test_unknown_route_and_method_are_json(api):  # type: ignore[no-untyped-def]
+def test_unknown_route_and_method_are_json(api):
     resp = api.get("/nope")
     assert resp.status_code == 404
     assert resp.get_json()["code"] == 404
@@ -110,13 +110,13 @@ def test_unknown_route_and_method_are_json(api):  # type: ignore[no-untyped-def]
     assert "GET" in resp.headers["Allow"]
 
 
-def test_invalid_json_body_is_400_json(api):  # type: ignore[no-untyped-def]
+def test_invalid_json_body_is_400_json(api):
     resp = api.patch("/org", data="{not json", content_type="application/json")
     assert resp.status_code in (400, 422)
     assert resp.get_json()["message"]
 
 
-def test_health_and_ready(api, backend):  # type: ignore[no-untyped-def]
+def test_health_and_ready(api, backend):
     assert api.get("/healthz").get_json() == {"status": "ok"}
     resp = api.get("/readyz")
     assert resp.status_code == 200, resp.get_json()
@@ -126,7 +126,7 @@ def test_health_and_ready(api, backend):  # type: ignore[no-untyped-def]
     assert resp.get_json()["checks"] == expected
 
 
-def test_openapi_document(api):  # type: ignore[no-untyped-def]
+def test_openapi_document(api):
     doc = api.get("/openapi.json").get_json()
     assert doc["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
     patch = doc["paths"]["/api/v1/org"]["patch"]
@@ -136,19 +136,19 @@ def test_openapi_document(api):  # type: ignore[no-untyped-def]
     assert api.get("/docs").status_code == 200
 
 
-def test_empty_patch_is_422(api):  # type: ignore[no-untyped-def]
+def test_empty_patch_is_422(api):
     for kw in ({}, {"json": {}}):
         resp = api.patch("/org", **kw)
         assert resp.status_code == 422
         assert resp.get_json()["errors"]["json"]["_schema"]
 
 
-def test_module_toggle_needs_a_json_boolean(api):  # type: ignore[no-untyped-def]
+def test_module_toggle_needs_a_json_boolean(api):
     for value in (1, "true", None):
         assert api.put("/org/modules/hse", json={"enabled": value}).status_code == 422
 
 
-def test_get_org_reads_the_organization_once(api, org, count_queries):  # type: ignore[no-untyped-def]
+def test_get_org_reads_the_organization_once(api, org, count_queries):
     with count_queries() as q:
         assert api.get("/org").status_code == 200
     assert len(q.containing("FROM organizations")) == 1, q

@@ -138,7 +138,7 @@ def build_directory(as_tenant: Any, org: Any) -> SimpleNamespace:
 
 
 @pytest.fixture
-def world(org, make_org, as_tenant, api_for):  # type: ignore[no-untyped-def]
+def world(org, make_org, as_tenant, api_for):
     """This org's directory, and another org's identical one that must never show."""
     ns = build_directory(as_tenant, org)
     ns.other_org = make_org()
@@ -196,7 +196,7 @@ def names(resp: Any) -> list[str]:
     return [i["name"] for i in resp.get_json()["items"]]
 
 
-def test_employees_view_cell_by_cell(api, world):  # type: ignore[no-untyped-def]
+def test_employees_view_cell_by_cell(api, world):
     resp = api.get("/views/employees")
     assert resp.status_code == 200, resp.get_json()
     body = resp.get_json()
@@ -207,7 +207,7 @@ def test_employees_view_cell_by_cell(api, world):  # type: ignore[no-untyped-def
     assert theirs == expected_employees(world.other)
 
 
-def test_assets_clients_locations_views(api, world):  # type: ignore[no-untyped-def]
+def test_assets_clients_locations_views(api, world):
     w = world
     assets = api.get("/views/assets").get_json()["items"]
     assert assets == [
@@ -242,7 +242,7 @@ def test_assets_clients_locations_views(api, world):  # type: ignore[no-untyped-
     assert locations[0]["certifications"] == [entry(w.x_site, w.permit)]
 
 
-def test_group_tree(api, world):  # type: ignore[no-untyped-def]
+def test_group_tree(api, world):
     w = world
     resp = api.get("/views/groups")
     assert resp.status_code == 200, resp.get_json()
@@ -282,20 +282,20 @@ def test_group_tree(api, world):  # type: ignore[no-untyped-def]
         ("active=true&q=d", {"Dan": []}),
     ],
 )
-def test_employee_filters(api, world, query, expected):  # type: ignore[no-untyped-def]
+def test_employee_filters(api, world, query, expected):
     resp = api.get(f"/views/employees?{query}")
     assert resp.status_code == 200, resp.get_json()
     got = {i["name"]: [c["name"] for c in i["certifications"]] for i in resp.get_json()["items"]}
     assert got == expected
 
 
-def test_status_filter_keeps_the_full_summary(api, world):  # type: ignore[no-untyped-def]
+def test_status_filter_keeps_the_full_summary(api, world):
     [alice] = api.get("/views/employees?status=expired&q=alice").get_json()["items"]
     assert [c["status"] for c in alice["certifications"]] == ["expired"]
     assert alice["summary"] == counts(valid=1, expires_soon=1, expired=1)
 
 
-def test_id_filters(api, world):  # type: ignore[no-untyped-def]
+def test_id_filters(api, world):
     w = world
 
     def got(query: str) -> dict[str, list[str]]:
@@ -327,7 +327,7 @@ def test_id_filters(api, world):  # type: ignore[no-untyped-def]
     assert got(f"role_id={w.other.welder.id}") == {}
 
 
-def test_pagination_through_all_pages(api, world, as_tenant, org):  # type: ignore[no-untyped-def]
+def test_pagination_through_all_pages(api, world, as_tenant, org):
     with as_tenant(org.id) as s:
         s.add_all([Employee(name=f"Zed {i:02d}") for i in range(7)] + [Employee(name="Alice")])
         s.commit()
@@ -368,14 +368,14 @@ def test_pagination_through_all_pages(api, world, as_tenant, org):  # type: igno
         ("cursor=!!!", "cursor"),
     ],
 )
-def test_bad_filters_are_422(api, world, query, field):  # type: ignore[no-untyped-def]
+def test_bad_filters_are_422(api, world, query, field):
     resp = api.get(f"/views/employees?{query}")
     assert resp.status_code == 422, resp.get_json()
     body = resp.get_json()
     assert field in str(body["errors"]), body
 
 
-def test_permissions(api_for, org, make_org, world):  # type: ignore[no-untyped-def]
+def test_permissions(api_for, org, make_org, world):
     no_scope = api_for(org, scopes=["directory:read"])
     for path in ("/views/groups", "/views/employees", "/views/assets?format=csv"):
         assert no_scope.get(path).status_code == 403
@@ -390,7 +390,7 @@ def data_statement(sql: str) -> bool:
     return data_only(sql) and "FROM organizations" not in sql
 
 
-def test_a_page_costs_a_fixed_number_of_statements(api, world, as_tenant, org, count_queries):  # type: ignore[no-untyped-def]
+def test_a_page_costs_a_fixed_number_of_statements(api, world, as_tenant, org, count_queries):
     with as_tenant(org.id) as s:
         people = [Employee(name=f"P{i:03d}") for i in range(60)]
         s.add_all(people)
@@ -421,7 +421,7 @@ def read_csv(resp: Any) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(resp.get_data(as_text=True))))
 
 
-def test_csv_cell_by_cell(api, world):  # type: ignore[no-untyped-def]
+def test_csv_cell_by_cell(api, world):
     w = world
     resp = api.get("/views/employees?format=csv")
     assert resp.status_code == 200
@@ -476,7 +476,7 @@ def test_csv_cell_by_cell(api, world):  # type: ignore[no-untyped-def]
     assert rows[6]["subject_external_id"] == "'=1+2"  # no formula runs in a spreadsheet
 
 
-def test_csv_filters_and_chunks(api, world, monkeypatch):  # type: ignore[no-untyped-def]
+def test_csv_filters_and_chunks(api, world, monkeypatch):
     import api.resources.views as views_resource
 
     monkeypatch.setattr(views_resource, "CSV_CHUNK", 1)
@@ -498,7 +498,7 @@ def test_csv_filters_and_chunks(api, world, monkeypatch):  # type: ignore[no-unt
         assert str(world.other.site.id) not in body
 
 
-def test_csv_is_utf8(api, as_tenant, org):  # type: ignore[no-untyped-def]
+def test_csv_is_utf8(api, as_tenant, org):
     with as_tenant(org.id) as s:
         s.add(Employee(name='Zoë Ørsted, "Jr"'))
         s.commit()
@@ -508,7 +508,7 @@ def test_csv_is_utf8(api, as_tenant, org):  # type: ignore[no-untyped-def]
     assert row["subject_name"] == 'Zoë Ørsted, "Jr"'
 
 
-def test_group_tree_and_summary_cost_fixed_statements(api, world, as_tenant, org, count_queries):  # type: ignore[no-untyped-def]
+def test_group_tree_and_summary_cost_fixed_statements(api, world, as_tenant, org, count_queries):
     def cost(path: str) -> int:
         with count_queries(where=data_statement) as q:
             assert api.get(path).status_code == 200

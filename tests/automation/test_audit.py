@@ -13,14 +13,14 @@ from certifications.directory.models import Role
 from infra import context
 
 
-def _events(api, **params):  # type: ignore[no-untyped-def]
+def _events(api, **params):
     query = "&".join(f"{k}={quote(str(v))}" for k, v in params.items())
     resp = api.get(f"/audit-events?{query}")
     assert resp.status_code == 200, resp.get_json()
     return resp.get_json()["items"]
 
 
-def test_create_update_delete_are_audited_with_who_and_request_id(org, api_for):  # type: ignore[no-untyped-def]
+def test_create_update_delete_are_audited_with_who_and_request_id(org, api_for):
     api = api_for(org, sub="alice")
     created = api.post(
         "/employees",
@@ -55,7 +55,7 @@ def test_create_update_delete_are_audited_with_who_and_request_id(org, api_for):
     assert deleted["after"] is None
 
 
-def test_org_patch_is_audited_with_the_secret_redacted_and_never_returned(org, api_for):  # type: ignore[no-untyped-def]
+def test_org_patch_is_audited_with_the_secret_redacted_and_never_returned(org, api_for):
     api = api_for(org)
     resp = api.patch(
         "/org",
@@ -79,7 +79,7 @@ def test_org_patch_is_audited_with_the_secret_redacted_and_never_returned(org, a
     assert "a-very-long-webhook-secret" not in str(event)
 
 
-def test_a_rolled_back_request_leaves_no_audit_event(org, api_for, as_tenant):  # type: ignore[no-untyped-def]
+def test_a_rolled_back_request_leaves_no_audit_event(org, api_for, as_tenant):
     api = api_for(org)
     assert api.post("/roles", json={"name": "Welder"}).status_code == 201
     assert api.post("/roles", json={"name": "Welder"}).status_code == 409
@@ -90,7 +90,7 @@ def test_a_rolled_back_request_leaves_no_audit_event(org, api_for, as_tenant):  
     assert [e.entity_id for e in events] == [roles[0].id]
 
 
-def test_changes_without_an_actor_are_not_audited_and_record_covers_bulk(org, as_tenant):  # type: ignore[no-untyped-def]
+def test_changes_without_an_actor_are_not_audited_and_record_covers_bulk(org, as_tenant):
     with as_tenant(org.id) as s:  # a worker or the CLI: nobody to attribute it to
         s.add(Role(name="Rigger"))
         s.commit()
@@ -111,7 +111,7 @@ def test_changes_without_an_actor_are_not_audited_and_record_covers_bulk(org, as
     )
 
 
-def test_audit_events_filters_scope_and_isolation(org, api_for, make_org):  # type: ignore[no-untyped-def]
+def test_audit_events_filters_scope_and_isolation(org, api_for, make_org):
     api = api_for(org)
     before = datetime.now(UTC) - timedelta(seconds=1)
     first = api.post("/roles", json={"name": "A"}).get_json()

@@ -24,7 +24,7 @@ N = int(os.environ.get("BENCH_NOTIFICATIONS", "1000"))
 
 @pytest.mark.slow
 @pytest.mark.parametrize("threads", [1, 4])
-def test_delivery_throughput(make_org, smtp, settings, as_tenant, threads, make_certification):  # type: ignore[no-untyped-def]
+def test_delivery_throughput(make_org, smtp, settings, as_tenant, threads, make_certification):
     org = make_org()
     rule = {"trigger": "before_expiry", "days": 30, "recipients": ["holder"], "channels": ["email"]}
     cert = make_certification(org, notification_rules=[rule])
@@ -55,7 +55,7 @@ def test_delivery_throughput(make_org, smtp, settings, as_tenant, threads, make_
     t_eval = time.perf_counter() - t0
     smtp_settings = dataclasses.replace(settings, smtp_host="127.0.0.1", smtp_port=SMTP_PORT)
 
-    def run(nid):  # type: ignore[no-untyped-def]
+    def run(nid):
         with context.tenant(org.id):
             return deliver(org.id, nid, settings=smtp_settings).state
 

@@ -33,7 +33,7 @@ RULE = {
 FAST = delivery.RetryPolicy(max_attempts=3, base_ms=10, max_ms=20)
 
 
-def _smtp_settings(settings):  # type: ignore[no-untyped-def]
+def _smtp_settings(settings):
     return dataclasses.replace(
         settings,
         smtp_host="127.0.0.1",
@@ -42,20 +42,20 @@ def _smtp_settings(settings):  # type: ignore[no-untyped-def]
     )
 
 
-def _evaluate(as_tenant, org, today=TODAY):  # type: ignore[no-untyped-def]
+def _evaluate(as_tenant, org, today=TODAY):
     with as_tenant(org.id) as s:
         report = evaluate_rules(s, org.id, today)
         s.commit()
     return report
 
 
-def _notes(as_tenant, org, **where):  # type: ignore[no-untyped-def]
+def _notes(as_tenant, org, **where):
     with as_tenant(org.id) as s:
         stmt = select(Notification).filter_by(**where).order_by(Notification.recipient)
         return list(s.scalars(stmt))
 
 
-def _deliver_all(org, settings, policy=FAST, now=None):  # type: ignore[no-untyped-def]
+def _deliver_all(org, settings, policy=FAST, now=None):
     outcomes = []
     with context.tenant(org.id):
         with db.new_session() as s:
@@ -66,7 +66,7 @@ def _deliver_all(org, settings, policy=FAST, now=None):  # type: ignore[no-untyp
 
 
 @pytest.fixture
-def scenario(make_org, make_employee, make_certification, make_assignment):  # type: ignore[no-untyped-def]
+def scenario(make_org, make_employee, make_certification, make_assignment):
     """An org with one admin, an employee whose certification expires in 10 days."""
     org = make_org(name="Acme Field Services", admin_emails=["boss@example.test"])
     cert = make_certification(org, name="Working at Heights", notification_rules=[RULE])
@@ -75,7 +75,7 @@ def scenario(make_org, make_employee, make_certification, make_assignment):  # t
     return org, asg
 
 
-def test_right_message_reaches_the_right_recipients(scenario, smtp, settings, as_tenant):  # type: ignore[no-untyped-def]
+def test_right_message_reaches_the_right_recipients(scenario, smtp, settings, as_tenant):
     org, asg = scenario
     _evaluate(as_tenant, org, TODAY - timedelta(days=21))  # 31 days before expiry: too early
     assert _deliver_all(org, _smtp_settings(settings)) == []
@@ -103,7 +103,7 @@ def test_right_message_reaches_the_right_recipients(scenario, smtp, settings, as
     assert {m.message_id for m in smtp.messages} == {f"<{n.id}@example.test>" for n in notes}
 
 
-def test_exactly_one_email_across_reruns_and_redeliveries(scenario, smtp, settings, as_tenant):  # type: ignore[no-untyped-def]
+def test_exactly_one_email_across_reruns_and_redeliveries(scenario, smtp, settings, as_tenant):
     org, _asg = scenario
     smtp_settings = _smtp_settings(settings)
     for day in range(3):  # the daily tick on three days of the window
@@ -118,7 +118,7 @@ def test_exactly_one_email_across_reruns_and_redeliveries(scenario, smtp, settin
 
 def test_two_concurrent_workers_send_each_email_once(
     make_org, smtp, settings, as_tenant, make_employee, make_certification, make_assignment
-):  # type: ignore[no-untyped-def]
+):
     org = make_org(admin_emails=["boss@example.test"])
     cert = make_certification(org, notification_rules=[{**RULE, "recipients": ["holder"]}])
     for i in range(15):
@@ -176,7 +176,7 @@ with context.tenant(uuid.UUID(sys.argv[1])):
 
 def test_worker_killed_mid_delivery_resends_with_the_same_message_id(
     scenario, smtp, settings, as_tenant
-):  # type: ignore[no-untyped-def]
+):
     org, _asg = scenario
     _evaluate(as_tenant, org)
     note = _notes(as_tenant, org, recipient="ada@example.test")[0]
@@ -207,7 +207,7 @@ def test_worker_killed_mid_delivery_resends_with_the_same_message_id(
 
 def test_refusing_smtp_server_retries_then_fails_visibly(
     scenario, smtp, settings, as_tenant, api_for
-):  # type: ignore[no-untyped-def]
+):
     org, asg = scenario
     smtp.refuse = True
     _evaluate(as_tenant, org)
@@ -228,7 +228,7 @@ def test_refusing_smtp_server_retries_then_fails_visibly(
     assert {i["recipient"] for i in body["items"]} == {"ada@example.test", "boss@example.test"}
 
 
-def test_without_smtp_host_email_goes_to_the_log(scenario, smtp, settings, as_tenant, caplog):  # type: ignore[no-untyped-def]
+def test_without_smtp_host_email_goes_to_the_log(scenario, smtp, settings, as_tenant, caplog):
     org, _asg = scenario
     _evaluate(as_tenant, org)
     no_smtp = dataclasses.replace(settings, smtp_host=None)
@@ -241,7 +241,7 @@ def test_without_smtp_host_email_goes_to_the_log(scenario, smtp, settings, as_te
 
 def test_webhook_is_signed_with_the_org_secret_and_retried_on_non_2xx(
     make_org, webhook, settings, as_tenant, make_employee, make_certification, make_assignment
-):  # type: ignore[no-untyped-def]
+):
     org = make_org()
     secret = "s3cret-" + uuid.uuid4().hex
     with context.platform(), db.new_session() as s:
@@ -276,7 +276,7 @@ def test_webhook_is_signed_with_the_org_secret_and_retried_on_non_2xx(
 
 def test_a_secret_no_key_opens_fails_the_delivery_never_sends_it_unsigned(
     make_org, arrange, webhook, settings, as_tenant
-):  # type: ignore[no-untyped-def]
+):
     from cryptography.fernet import Fernet
 
     from tenancy.sealed import SecretBox
@@ -305,7 +305,7 @@ def test_a_secret_no_key_opens_fails_the_delivery_never_sends_it_unsigned(
         s.commit()
 
 
-def test_a_reminder_for_a_renewed_cycle_is_cancelled_not_sent(scenario, smtp, settings, as_tenant):  # type: ignore[no-untyped-def]
+def test_a_reminder_for_a_renewed_cycle_is_cancelled_not_sent(scenario, smtp, settings, as_tenant):
     from certifications.assignments.models import Assignment
 
     org, asg = scenario
@@ -322,7 +322,7 @@ def test_a_reminder_for_a_renewed_cycle_is_cancelled_not_sent(scenario, smtp, se
 
 def test_a_refused_attempt_then_success_sends_exactly_one_email(
     scenario, smtp, settings, as_tenant
-):  # type: ignore[no-untyped-def]
+):
     org, _asg = scenario
     _evaluate(as_tenant, org)
     smtp.refuse = True

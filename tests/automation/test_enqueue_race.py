@@ -93,7 +93,7 @@ def _messages_per_notification(org_id: Any) -> Counter[str]:
 
 
 @pytest.fixture
-def quiet_broker(runtime, monkeypatch):  # type: ignore[no-untyped-def]
+def quiet_broker(runtime, monkeypatch):
     """The relay publishes into a list; the org's outbox rows are closed afterwards."""
     published: list[Any] = []
     monkeypatch.setattr(runtime.broker, "enqueue", lambda m, **_k: published.append(m) or m)
@@ -106,7 +106,7 @@ def quiet_broker(runtime, monkeypatch):  # type: ignore[no-untyped-def]
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("step", ["enqueue_deliveries", "tick_org"])
-def test_concurrent_ticks_queue_each_delivery_once(make_org, quiet_broker, step):  # type: ignore[no-untyped-def]
+def test_concurrent_ticks_queue_each_delivery_once(make_org, quiet_broker, step):
     published, orgs = quiet_broker
     org = make_org()
     orgs.append(org.id)
@@ -125,7 +125,7 @@ def test_concurrent_ticks_queue_each_delivery_once(make_org, quiet_broker, step)
     assert len(published) == NOTIFICATIONS
 
 
-def test_a_stuck_send_is_queued_again_once_per_claim(make_org, quiet_broker):  # type: ignore[no-untyped-def]
+def test_a_stuck_send_is_queued_again_once_per_claim(make_org, quiet_broker):
     from certifications.automation.delivery import LEASE
 
     published, orgs = quiet_broker

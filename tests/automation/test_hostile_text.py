@@ -25,13 +25,13 @@ FAST = delivery.RetryPolicy(max_attempts=3, base_ms=10, max_ms=20)
 HOSTILE = "Fork\r\nlift\x07\x0b\u2028Bcc: victim@example.test"
 
 
-def _smtp_settings(settings):  # type: ignore[no-untyped-def]
+def _smtp_settings(settings):
     return dataclasses.replace(
         settings, smtp_host="127.0.0.1", smtp_port=SMTP_PORT, mail_from="certs@example.test"
     )
 
 
-def _pending_note(make_org, arrange, as_tenant, cert_name=HOSTILE, holder="Ada\r\nLovelace"):  # type: ignore[no-untyped-def]
+def _pending_note(make_org, arrange, as_tenant, cert_name=HOSTILE, holder="Ada\r\nLovelace"):
     org = make_org(name="Acme\nField")
     a = arrange(org)
     cert = a.certification(name=cert_name, notification_rules=[RULE])
@@ -44,12 +44,12 @@ def _pending_note(make_org, arrange, as_tenant, cert_name=HOSTILE, holder="Ada\r
     return org, note
 
 
-def _row(as_tenant, org, note):  # type: ignore[no-untyped-def]
+def _row(as_tenant, org, note):
     with as_tenant(org.id) as s:
         return s.get(Notification, note.id)
 
 
-def test_crlf_in_names_sends_one_clean_email(make_org, arrange, as_tenant, smtp, settings):  # type: ignore[no-untyped-def]
+def test_crlf_in_names_sends_one_clean_email(make_org, arrange, as_tenant, smtp, settings):
     org, note = _pending_note(make_org, arrange, as_tenant)
     with context.tenant(org.id):
         outcome = deliver(org.id, note.id, settings=_smtp_settings(settings), policy=FAST)
@@ -67,7 +67,7 @@ def test_crlf_in_names_sends_one_clean_email(make_org, arrange, as_tenant, smtp,
     assert _row(as_tenant, org, note).status == "sent"
 
 
-def test_crlf_in_a_revoke_reason_keeps_the_subject_one_line(settings):  # type: ignore[no-untyped-def]
+def test_crlf_in_a_revoke_reason_keeps_the_subject_one_line(settings):
     out = Outgoing(
         notification_id=uuid.uuid4(),
         org_id=uuid.uuid4(),
@@ -105,10 +105,10 @@ def test_crlf_in_a_revoke_reason_keeps_the_subject_one_line(settings):  # type: 
 
 def test_an_unexpected_error_while_composing_is_recorded_then_fails(
     make_org, arrange, as_tenant, settings, monkeypatch
-):  # type: ignore[no-untyped-def]
+):
     org, note = _pending_note(make_org, arrange, as_tenant, cert_name="Crane", holder="Ada")
 
-    def broken(*_a, **_k):  # type: ignore[no-untyped-def]
+    def broken(*_a, **_k):
         raise ValueError("the email library refused a header")
 
     monkeypatch.setattr(transports, "compose_email", broken)

@@ -15,21 +15,21 @@ from tests.automation.conftest import TODAY
 EMAIL_30 = {"trigger": "before_expiry", "days": 30, "recipients": ["holder"], "channels": ["email"]}
 
 
-def _evaluate(as_tenant, org, today=TODAY):  # type: ignore[no-untyped-def]
+def _evaluate(as_tenant, org, today=TODAY):
     with as_tenant(org.id) as s:
         report = evaluate_rules(s, org.id, today)
         s.commit()
     return report
 
 
-def _rows(as_tenant, org):  # type: ignore[no-untyped-def]
+def _rows(as_tenant, org):
     with as_tenant(org.id) as s:
         return list(s.scalars(select(Notification).order_by(Notification.recipient)))
 
 
 def test_before_expiry_fires_on_the_day_not_before_and_only_once(
     org, as_tenant, make_employee, make_certification, make_assignment
-):  # type: ignore[no-untyped-def]
+):
     cert = make_certification(org, notification_rules=[EMAIL_30])
     emp = make_employee(org, email="ada@example.test")
     asg = make_assignment(cert, emp, expires_on=TODAY + timedelta(days=31))
@@ -54,7 +54,7 @@ def test_before_expiry_fires_on_the_day_not_before_and_only_once(
 
 def test_recipients_holder_admins_and_literal_addresses(
     make_org, as_tenant, make_employee, make_certification, make_assignment
-):  # type: ignore[no-untyped-def]
+):
     org = make_org(admin_emails=["boss@example.test", "hr@example.test"])
     rule = {**EMAIL_30, "recipients": ["holder", "admins", "safety@example.test"]}
     cert = make_certification(org, notification_rules=[rule])
@@ -73,7 +73,7 @@ def test_recipients_holder_admins_and_literal_addresses(
 
 def test_holder_without_email_falls_back_to_admins(
     make_org, as_tenant, make_employee, make_asset, make_client, make_certification, make_assignment
-):  # type: ignore[no-untyped-def]
+):
     org = make_org(admin_emails=["boss@example.test"])
     crane = make_certification(org, type="asset", notification_rules=[EMAIL_30])
     make_assignment(crane, make_asset(org), expires_on=TODAY + timedelta(days=5))
@@ -95,7 +95,7 @@ def test_holder_without_email_falls_back_to_admins(
 
 def test_expired_revoked_and_missing_triggers(
     make_org, as_tenant, make_employee, make_certification, make_assignment
-):  # type: ignore[no-untyped-def]
+):
     org = make_org(admin_emails=["boss@example.test"])
     rules = [
         {"trigger": t, "recipients": ["admins"], "channels": ["email"]}
@@ -143,7 +143,7 @@ def test_expired_revoked_and_missing_triggers(
 
 def test_before_expiry_skips_expired_and_revoked(
     org, as_tenant, make_employee, make_certification, make_assignment
-):  # type: ignore[no-untyped-def]
+):
     cert = make_certification(org, notification_rules=[EMAIL_30])
     make_assignment(
         cert, make_employee(org), expires_on=TODAY - timedelta(days=1), status="expired"
@@ -156,7 +156,7 @@ def test_before_expiry_skips_expired_and_revoked(
 
 def test_webhook_channel_needs_a_webhook_url(
     make_org, as_tenant, make_employee, make_certification, make_assignment
-):  # type: ignore[no-untyped-def]
+):
     org = make_org()
     rule = {**EMAIL_30, "channels": ["email", "webhook"]}
     cert = make_certification(org, notification_rules=[rule])
@@ -178,7 +178,7 @@ def test_webhook_channel_needs_a_webhook_url(
 
 def test_new_cycle_gets_its_own_notification_and_cancels_the_old_pending_one(
     org, as_tenant, make_employee, make_certification, make_assignment
-):  # type: ignore[no-untyped-def]
+):
     from certifications.assignments.models import Assignment
 
     cert = make_certification(org, notification_rules=[EMAIL_30])
@@ -195,7 +195,7 @@ def test_new_cycle_gets_its_own_notification_and_cancels_the_old_pending_one(
 
 def test_rules_of_other_orgs_and_archived_certifications_do_nothing(
     make_org, as_tenant, make_employee, make_certification, make_assignment
-):  # type: ignore[no-untyped-def]
+):
     from datetime import UTC, datetime
 
     org, other = make_org(), make_org()
@@ -209,7 +209,7 @@ def test_rules_of_other_orgs_and_archived_certifications_do_nothing(
 
 def test_two_concurrent_evaluations_create_each_notification_once(
     make_org, as_tenant, make_employee, make_certification, make_assignment
-):  # type: ignore[no-untyped-def]
+):
     org = make_org(admin_emails=["boss@example.test"])
     rule = {**EMAIL_30, "recipients": ["holder", "admins"]}
     cert = make_certification(org, notification_rules=[rule])

@@ -27,7 +27,7 @@ from tests.support.suite import free_port as _free_port
 from workers.delivery import deliver
 
 
-def _self_signed(tmp_path):  # type: ignore[no-untyped-def]
+def _self_signed(tmp_path):
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = dt.datetime.now(dt.UTC)
@@ -59,13 +59,13 @@ def _self_signed(tmp_path):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def tls_smtp(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+def tls_smtp(tmp_path, monkeypatch):
     cert_file, key_file = _self_signed(tmp_path)
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_ctx.load_cert_chain(cert_file, key_file)
     logins: list[str] = []
 
-    def authenticator(server, session, envelope, mechanism, auth_data):  # type: ignore[no-untyped-def]
+    def authenticator(server, session, envelope, mechanism, auth_data):
         ok = isinstance(auth_data, LoginPassword) and auth_data.password == b"hunter2-long"
         logins.append(auth_data.login.decode())
         return AuthResult(success=ok)
@@ -95,7 +95,7 @@ def tls_smtp(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
 
 def test_starttls_and_login_then_delivered(
     make_org, as_tenant, settings, tls_smtp, make_employee, make_certification, make_assignment
-):  # type: ignore[no-untyped-def]
+):
     sink, port, logins = tls_smtp
     org = make_org()
     rule = {"trigger": "before_expiry", "days": 30, "recipients": ["holder"], "channels": ["email"]}

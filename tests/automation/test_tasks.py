@@ -15,21 +15,21 @@ from tests.automation.conftest import TODAY
 HOLDER_14 = {"days_before_expiry": 14, "assignee": "holder"}
 
 
-def _evaluate(as_tenant, org, today=TODAY):  # type: ignore[no-untyped-def]
+def _evaluate(as_tenant, org, today=TODAY):
     with as_tenant(org.id) as s:
         report = evaluate_task_rules(s, org.id, today)
         s.commit()
     return report
 
 
-def _tasks(as_tenant, org):  # type: ignore[no-untyped-def]
+def _tasks(as_tenant, org):
     with as_tenant(org.id) as s:
         return list(s.scalars(select(Task).order_by(Task.cycle, Task.due_on)))
 
 
 def test_task_opens_on_the_day_for_the_holder_once(
     org, as_tenant, make_employee, make_certification, make_assignment
-):  # type: ignore[no-untyped-def]
+):
     cert = make_certification(org, name="First Aid", task_rules=[HOLDER_14])
     emp = make_employee(org)
     expires = TODAY + timedelta(days=15)
@@ -50,7 +50,7 @@ def test_task_opens_on_the_day_for_the_holder_once(
 
 def test_named_assignee_and_unassigned_for_subjects_that_are_not_employees(
     org, as_tenant, make_employee, make_asset, make_certification, make_assignment
-):  # type: ignore[no-untyped-def]
+):
     manager = make_employee(org, name="Manager")
     cert = make_certification(
         org, task_rules=[{"days_before_expiry": 30, "assignee": str(manager.id)}]
@@ -71,7 +71,7 @@ def test_named_assignee_and_unassigned_for_subjects_that_are_not_employees(
 
 def test_renewal_closes_the_open_task_and_the_new_cycle_gets_its_own(
     org, as_tenant, make_employee, make_certification, make_assignment
-):  # type: ignore[no-untyped-def]
+):
     cert = make_certification(org, task_rules=[HOLDER_14])
     asg = make_assignment(cert, make_employee(org), expires_on=TODAY + timedelta(days=5))
     _evaluate(as_tenant, org)
@@ -90,7 +90,7 @@ def test_renewal_closes_the_open_task_and_the_new_cycle_gets_its_own(
 
 def test_revoked_assignment_gets_no_task_and_its_open_task_closes(
     org, as_tenant, make_employee, make_certification, make_assignment
-):  # type: ignore[no-untyped-def]
+):
     from datetime import UTC, datetime
 
     cert = make_certification(org, task_rules=[HOLDER_14])
@@ -106,7 +106,7 @@ def test_revoked_assignment_gets_no_task_and_its_open_task_closes(
 
 def test_tasks_api_lists_filters_and_completes(
     org, as_tenant, api_for, make_org, make_employee, make_certification, make_assignment
-):  # type: ignore[no-untyped-def]
+):
     cert = make_certification(org, task_rules=[HOLDER_14])
     ada, bob = make_employee(org, name="Ada"), make_employee(org, name="Bob")
     make_assignment(cert, ada, expires_on=TODAY + timedelta(days=3))
@@ -155,7 +155,7 @@ def test_tasks_api_lists_filters_and_completes(
 
 def test_closed_task_cannot_be_completed(
     org, as_tenant, api, make_employee, make_certification, make_assignment
-):  # type: ignore[no-untyped-def]
+):
     cert = make_certification(org, task_rules=[HOLDER_14])
     asg = make_assignment(cert, make_employee(org), expires_on=TODAY + timedelta(days=5))
     _evaluate(as_tenant, org)
@@ -168,7 +168,7 @@ def test_closed_task_cannot_be_completed(
     assert api.patch(f"/tasks/{task.id}", json={"status": "done"}).status_code == 409
 
 
-def test_tasks_need_the_hse_module(make_org, api_for):  # type: ignore[no-untyped-def]
+def test_tasks_need_the_hse_module(make_org, api_for):
     resp = api_for(make_org(modules=())).get("/tasks")
     assert resp.status_code == 403
     assert resp.get_json()["code"] == "module_disabled"

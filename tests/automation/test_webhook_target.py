@@ -32,13 +32,13 @@ PRIVATE = [
 
 
 @pytest.mark.parametrize("url", PRIVATE)
-def test_private_targets_refused_when_not_allowed(url):  # type: ignore[no-untyped-def]
+def test_private_targets_refused_when_not_allowed(url):
     with pytest.raises(DeliveryError, match="non-public address"):
         check_webhook_target(url, allow_private=False)
 
 
 @pytest.mark.parametrize("url", PRIVATE)
-def test_private_targets_allowed_when_configured(url):  # type: ignore[no-untyped-def]
+def test_private_targets_allowed_when_configured(url):
     check_webhook_target(url, allow_private=True)  # local development and tests
 
 
@@ -53,11 +53,11 @@ def test_private_targets_allowed_when_configured(url):  # type: ignore[no-untype
         "https://[::ffff:8.8.8.8]/h",
     ],
 )
-def test_public_addresses_pass(url):  # type: ignore[no-untyped-def]
+def test_public_addresses_pass(url):
     check_webhook_target(url, allow_private=False)  # literal IPs: no DNS query, no traffic
 
 
-def test_production_refuses_private_by_default():  # type: ignore[no-untyped-def]
+def test_production_refuses_private_by_default():
     prod = {
         "CERTS_ENV": "production",
         "DATABASE_URL": "postgresql://a@db/c",

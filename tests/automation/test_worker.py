@@ -16,10 +16,10 @@ NOW = datetime(TODAY.year, TODAY.month, TODAY.day, 12, tzinfo=UTC)
 
 
 @pytest.fixture
-def org_due(make_org, make_certification, make_employee, make_assignment):  # type: ignore[no-untyped-def]
+def org_due(make_org, make_certification, make_employee, make_assignment):
     """`org_due(n)`: an org with one admin and `n` holders whose certification expires soon."""
 
-    def build(n: int = 3):  # type: ignore[no-untyped-def]
+    def build(n: int = 3):
         org = make_org(admin_emails=["boss@example.test"])
         cert = make_certification(
             org,
@@ -39,7 +39,7 @@ def org_due(make_org, make_certification, make_employee, make_assignment):  # ty
 
 def test_tick_creates_tasks_and_delivers_notifications_through_the_worker(
     org_due, smtp, jobs, as_tenant
-):  # type: ignore[no-untyped-def]
+):
     org = org_due()
     report = tick_now(now=NOW, org_id=org.id)["ticks"][str(org.id)]
     assert report["notifications"]["created"] == 3
@@ -61,7 +61,7 @@ def test_tick_creates_tasks_and_delivers_notifications_through_the_worker(
         assert len(s.scalars(select(Task)).all()) == 3
 
 
-def test_refusing_server_through_the_worker_ends_failed_and_visible(org_due, smtp, jobs, api_for):  # type: ignore[no-untyped-def]
+def test_refusing_server_through_the_worker_ends_failed_and_visible(org_due, smtp, jobs, api_for):
     org = org_due(n=1)
     smtp.refuse = True
     tick_now(now=NOW, org_id=org.id)
@@ -75,7 +75,7 @@ def test_refusing_server_through_the_worker_ends_failed_and_visible(org_due, smt
     assert items[0]["sent_at"] is None
 
 
-def test_notifications_api_filters_pages_and_guards(org_due, make_org, api_for, as_tenant):  # type: ignore[no-untyped-def]
+def test_notifications_api_filters_pages_and_guards(org_due, make_org, api_for, as_tenant):
     from certifications.automation.notifications import evaluate_rules
 
     org = org_due(n=3)
@@ -120,7 +120,7 @@ def test_notifications_api_filters_pages_and_guards(org_due, make_org, api_for, 
     assert api_for(make_org()).get("/notifications").get_json()["items"] == []
 
 
-def test_deliveries_are_queued_once_and_a_stuck_send_again_after_its_lease(org_due, as_tenant):  # type: ignore[no-untyped-def]
+def test_deliveries_are_queued_once_and_a_stuck_send_again_after_its_lease(org_due, as_tenant):
     from certifications.automation.delivery import LEASE
     from certifications.automation.notifications import evaluate_rules
     from certifications.automation.pipeline import enqueue_deliveries

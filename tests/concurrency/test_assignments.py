@@ -51,7 +51,7 @@ def _assign(live: Live, token: str, cert_id: uuid.UUID, subject_id: uuid.UUID, i
 
 
 @pytest.mark.parametrize("n", sizes(50, 400))
-def test_parallel_renewals_each_open_one_cycle(live, make_org, token_for, n):  # type: ignore[no-untyped-def]
+def test_parallel_renewals_each_open_one_cycle(live, make_org, token_for, n):
     org = make_org()
     token = token_for(org)
     cert = factories.create_certification(org.id, validity_months=12)
@@ -79,7 +79,7 @@ def test_parallel_renewals_each_open_one_cycle(live, make_org, token_for, n):  #
 
 
 @pytest.mark.parametrize("n", sizes(40, 80))
-def test_revoke_racing_renew_and_patch_stays_revoked(live, make_org, token_for, n):  # type: ignore[no-untyped-def]
+def test_revoke_racing_renew_and_patch_stays_revoked(live, make_org, token_for, n):
     """Per assignment: revoke, two renewals and a date correction, all at once.
 
     Every assignment starts expired, so a renewal or a correction that ignores a concurrent

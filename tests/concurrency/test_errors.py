@@ -81,14 +81,14 @@ def _overlapping_bulk(live: Live, token: str, requests: int, rows: int, pool: in
     assert set(seen) == union
 
 
-def test_overlapping_bulk_upserts_all_succeed(live, make_org, token_for):  # type: ignore[no-untyped-def]
+def test_overlapping_bulk_upserts_all_succeed(live, make_org, token_for):
     org = make_org()
     _overlapping_bulk(live, token_for(org), requests=24, rows=200, pool=300)
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not SOAK, reason="SOAK=1 runs the attack run's figures")
-def test_overlapping_bulk_upserts_soak(live, make_org, token_for):  # type: ignore[no-untyped-def]
+def test_overlapping_bulk_upserts_soak(live, make_org, token_for):
     org = make_org()
     _overlapping_bulk(live, token_for(org), requests=200, rows=500, pool=800)
 
@@ -137,20 +137,20 @@ def _outbox(org_id: uuid.UUID, *, ids: bool = False, after: Any = None) -> list[
         return list(s.scalars(stmt))
 
 
-def test_hung_redis_does_not_hold_writes(make_org, token_for, tmp_path):  # type: ignore[no-untyped-def]
+def test_hung_redis_does_not_hold_writes(make_org, token_for, tmp_path):
     _hung_redis(make_org, token_for, tmp_path, hang_s=6, rounds=1)
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not SOAK, reason="SOAK=1 runs the longer variant")
-def test_hung_redis_does_not_hold_writes_soak(make_org, token_for, tmp_path):  # type: ignore[no-untyped-def]
+def test_hung_redis_does_not_hold_writes_soak(make_org, token_for, tmp_path):
     _hung_redis(make_org, token_for, tmp_path, hang_s=30, rounds=8)
 
 
 WRITES_PER_ROUND = 4  # with as many reads: one request per gunicorn worker and a half
 
 
-def _hung_redis(make_org, token_for, tmp_path, *, hang_s: int, rounds: int) -> None:  # type: ignore[no-untyped-def]
+def _hung_redis(make_org, token_for, tmp_path, *, hang_s: int, rounds: int) -> None:
     """Redis hangs: job-requesting writes still answer 201 within 500 ms (reads too), round
     after round, their outbox rows stay pending; Redis answers again: the rows are sent and
     the jobs run."""
@@ -253,17 +253,17 @@ def _kill_app_backends(admin: Any, backend: Any) -> int:
         )
 
 
-def test_backend_kill_storm_never_answers_5xx_for_a_saved_write(live, make_org, token_for, backend):  # type: ignore[no-untyped-def]
+def test_backend_kill_storm_never_answers_5xx_for_a_saved_write(live, make_org, token_for, backend):
     _kill_storm(live, make_org, token_for, backend, writes=60)
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not SOAK, reason="SOAK=1 runs the longer variant")
-def test_backend_kill_storm_soak(live, make_org, token_for, backend):  # type: ignore[no-untyped-def]
+def test_backend_kill_storm_soak(live, make_org, token_for, backend):
     _kill_storm(live, make_org, token_for, backend, writes=300)
 
 
-def _kill_storm(live, make_org, token_for, backend, *, writes: int) -> None:  # type: ignore[no-untyped-def]
+def _kill_storm(live, make_org, token_for, backend, *, writes: int) -> None:
     """Every app-role backend is terminated every 250 ms while job-requesting writes run: a
     write is either saved and answered 201, or answered 503 and not saved."""
     from sqlalchemy import create_engine

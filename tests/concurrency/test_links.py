@@ -60,9 +60,7 @@ def _employees(live: Live, token: str, role_id: uuid.UUID, n: int) -> list[uuid.
     ("certs", "patches"),
     [pytest.param(8, 160, id="quick"), pytest.param(30, 600, id="soak", marks=_soak)],
 )
-def test_concurrent_link_patches_replace_never_merge(  # type: ignore[no-untyped-def]
-    live, make_org, token_for, certs, patches
-):
+def test_concurrent_link_patches_replace_never_merge(live, make_org, token_for, certs, patches):
     org = make_org()
     token = token_for(org)
     roles = [_create(live, token, "/roles", {"name": f"Role {i}"}) for i in range(4)]
@@ -131,7 +129,7 @@ def test_concurrent_link_patches_replace_never_merge(  # type: ignore[no-untyped
         pytest.param(20_000, 400, 1, 0, id="soak", marks=_soak),
     ],
 )
-def test_fanout_ends_with_the_membership_at_its_end(  # type: ignore[no-untyped-def]
+def test_fanout_ends_with_the_membership_at_its_end(
     live, make_org, token_for, members, moves, fanouts, pace
 ):
     org = make_org()

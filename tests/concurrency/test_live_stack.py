@@ -9,7 +9,7 @@ from tests.concurrency.live import parallel
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 
-def test_stack_serves_parallel_requests(live, make_org, token_for):  # type: ignore[no-untyped-def]
+def test_stack_serves_parallel_requests(live, make_org, token_for):
     org = make_org()
     token = token_for(org)
     statuses = parallel(40, lambda i: live.request("GET", "/org", token).status)

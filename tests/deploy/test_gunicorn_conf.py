@@ -8,7 +8,7 @@ from pathlib import Path
 CONF = Path(__file__).resolve().parents[2] / "gunicorn.conf.py"
 
 
-def _load(monkeypatch, tmp_path, **env: str) -> dict:  # type: ignore[no-untyped-def]
+def _load(monkeypatch, tmp_path, **env: str) -> dict:
     # The file exports PROMETHEUS_MULTIPROC_DIR; monkeypatch restores the environment after.
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "prom"))
     for name, value in env.items():
@@ -16,7 +16,7 @@ def _load(monkeypatch, tmp_path, **env: str) -> dict:  # type: ignore[no-untyped
     return runpy.run_path(str(CONF))
 
 
-def test_production_settings(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_production_settings(monkeypatch, tmp_path) -> None:
     (tmp_path / "prom").mkdir()
     (tmp_path / "prom" / "counter_123.db").write_bytes(b"stale")
     monkeypatch.delenv("GUNICORN_WORKERS", raising=False)
@@ -32,7 +32,7 @@ def test_production_settings(monkeypatch, tmp_path) -> None:  # type: ignore[no-
     assert not list((tmp_path / "prom").glob("*.db")), "stale metric files are removed at start"
 
 
-def test_environment_overrides(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_environment_overrides(monkeypatch, tmp_path) -> None:
     conf = _load(
         monkeypatch,
         tmp_path,

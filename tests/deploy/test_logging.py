@@ -18,7 +18,7 @@ from infra.logging import (
 from infra.settings import load_settings
 
 
-def _line(formatter: logging.Formatter, emit) -> dict:  # type: ignore[no-untyped-def]
+def _line(formatter: logging.Formatter, emit) -> dict:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)

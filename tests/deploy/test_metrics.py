@@ -103,7 +103,7 @@ def _org_endpoint(families: Families) -> str:
     )
 
 
-def test_requests_are_counted_by_endpoint_and_status(api) -> None:  # type: ignore[no-untyped-def]
+def test_requests_are_counted_by_endpoint_and_status(api) -> None:
     before = scrape(api)
     for _ in range(3):
         assert api.get("/org").status_code == 200
@@ -126,7 +126,7 @@ def test_requests_are_counted_by_endpoint_and_status(api) -> None:  # type: igno
     assert not scraped, "scrapes are not traffic"
 
 
-def test_requests_are_merged_over_gunicorn_workers(tmp_path, org, token_for) -> None:  # type: ignore[no-untyped-def]
+def test_requests_are_merged_over_gunicorn_workers(tmp_path, org, token_for) -> None:
     """gunicorn.conf.py with 2 workers: every worker's requests are in every scrape."""
     port, prom_dir = free_port(), tmp_path / "prom"
     env = {
@@ -185,7 +185,7 @@ def test_requests_are_merged_over_gunicorn_workers(tmp_path, org, token_for) -> 
 # --- database gauges --------------------------------------------------------------------------
 
 
-def test_outbox_backlog_and_age_of_the_oldest_entry(api, org) -> None:  # type: ignore[no-untyped-def]
+def test_outbox_backlog_and_age_of_the_oldest_entry(api, org) -> None:
     row_id = uuid.uuid4()
     with context.platform(), db.new_session() as s:
         s.add(
@@ -212,7 +212,7 @@ def test_outbox_backlog_and_age_of_the_oldest_entry(api, org) -> None:  # type: 
             s.commit()
 
 
-def test_jobs_by_state_count_every_organization(api, make_org, as_tenant) -> None:  # type: ignore[no-untyped-def]
+def test_jobs_by_state_count_every_organization(api, make_org, as_tenant) -> None:
     # A state of its own, so jobs other tests leave running cannot move the figure.
     state = f"probe-{uuid.uuid4().hex[:10]}"
     for other in (make_org(), make_org()):  # row-level security admits one org at a time
@@ -229,7 +229,7 @@ def test_a_scrape_runs_no_ddl() -> None:
     """The gauges are queries (PostgreSQL: one call of the migration's function), never DDL."""
     statements: list[str] = []
 
-    def record(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
+    def record(conn, cursor, statement, *args) -> None:
         statements.append(statement)
 
     engine = db.get_engine()
@@ -246,7 +246,7 @@ def test_a_scrape_runs_no_ddl() -> None:
 
 
 @pytest.mark.postgres
-def test_the_gauges_function_counts_every_tenant_for_the_app_role(make_org, as_tenant) -> None:  # type: ignore[no-untyped-def]
+def test_the_gauges_function_counts_every_tenant_for_the_app_role(make_org, as_tenant) -> None:
     """Migration 0008's function: owned by the owner, SECURITY DEFINER with a fixed
     search_path, executable by the app role (not PUBLIC); as the RLS-bound app role it returns
     the totals over every organization, which the app role itself cannot see."""
@@ -320,7 +320,7 @@ def test_worker_metrics_are_dramatiqs_middleware_on_the_settings_port() -> None:
 
 
 @pytest.mark.redis
-def test_certs_worker_counts_done_and_failed_messages(tmp_path, org, settings) -> None:  # type: ignore[no-untyped-def]
+def test_certs_worker_counts_done_and_failed_messages(tmp_path, org, settings) -> None:
     """`certs worker` (2 processes): Dramatiq's Prometheus middleware counts what they process
     and its exposition server merges both processes' figures on WORKER_METRICS_PORT."""
     from dramatiq.brokers.redis import RedisBroker

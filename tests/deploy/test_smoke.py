@@ -37,7 +37,7 @@ def _free_port() -> int:
 
 def _call(
     base: str, method: str, path: str, token: str | None = None, body: Any = None, **headers: str
-):  # type: ignore[no-untyped-def]
+):
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(base + path, data=data, method=method)  # noqa: S310 - loopback
     for name, value in headers.items():
@@ -90,7 +90,7 @@ def _counter(base: str, endpoint_part: str, status: str) -> float:
 
 
 @pytest.fixture
-def production_layout(tmp_path, settings):  # type: ignore[no-untyped-def]
+def production_layout(tmp_path, settings):
     port, metrics_port = _free_port(), _free_port()
     env = {
         **SUBPROCESS_ENV,
@@ -153,7 +153,7 @@ def production_layout(tmp_path, settings):  # type: ignore[no-untyped-def]
 
 @pytest.mark.postgres
 @pytest.mark.redis
-def test_gunicorn_and_worker_serve_the_product(production_layout, settings) -> None:  # type: ignore[no-untyped-def]
+def test_gunicorn_and_worker_serve_the_product(production_layout, settings) -> None:
     base = production_layout["base"]
     assert _call(base, "GET", "/readyz")[0] == 200
 

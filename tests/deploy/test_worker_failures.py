@@ -13,7 +13,7 @@ from jobs.models import OutboxMessage
 from jobs.outbox import request_job
 
 
-def test_final_failure_marks_the_outbox_row_failed(org, as_tenant, jobs) -> None:  # type: ignore[no-untyped-def]
+def test_final_failure_marks_the_outbox_row_failed(org, as_tenant, jobs) -> None:
     with as_tenant(org.id) as s:
         # record_ping has max_retries=0 and raises for a job it cannot see.
         request_job(s, "record_ping", job_id=str(uuid.uuid4()), marker="never")

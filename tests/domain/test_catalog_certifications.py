@@ -36,7 +36,7 @@ def _change_type(org_id: Any, cert_id: uuid.UUID, out: dict[str, Any]) -> None:
             out["result"] = "conflict"
 
 
-def test_describe_and_defaults(org) -> None:  # type: ignore[no-untyped-def]
+def test_describe_and_defaults(org) -> None:
     cert_id = _create(org.id, validity={"days": 90})
     with context.tenant(org.id), db.new_session() as s:
         [item] = catalog.describe(s, [catalog.get_certification(s, cert_id)])
@@ -46,7 +46,7 @@ def test_describe_and_defaults(org) -> None:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.postgres
-def test_type_change_waits_for_an_assignment_being_inserted_then_refuses(org) -> None:  # type: ignore[no-untyped-def]
+def test_type_change_waits_for_an_assignment_being_inserted_then_refuses(org) -> None:
     cert_id = _create(org.id)
     out: dict[str, Any] = {}
     with context.tenant(org.id), db.new_session() as first:
@@ -70,7 +70,7 @@ def test_type_change_waits_for_an_assignment_being_inserted_then_refuses(org) ->
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("attempt", range(3))
-def test_concurrent_creates_of_one_name_give_one_201_and_one_409(api, attempt) -> None:  # type: ignore[no-untyped-def]
+def test_concurrent_creates_of_one_name_give_one_201_and_one_409(api, attempt) -> None:
     barrier = threading.Barrier(2)
     answers: list[Any] = []
 
@@ -114,7 +114,7 @@ def _edit_in_thread(
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("field", ["role_ids", "group_ids"])
-def test_a_concurrent_link_edit_waits_and_then_replaces_the_links(org, field) -> None:  # type: ignore[no-untyped-def]
+def test_a_concurrent_link_edit_waits_and_then_replaces_the_links(org, field) -> None:
     """Two PATCHes of one certification's links at once: the second waits for the first and
     replaces what it committed; the certification never keeps the union of both."""
     roles, tree = _roles_and_groups(org.id, 3)
@@ -135,7 +135,7 @@ def test_a_concurrent_link_edit_waits_and_then_replaces_the_links(org, field) ->
 
 
 @pytest.mark.postgres
-def test_a_link_edit_does_not_wait_for_a_fanout_inserting_assignments(org) -> None:  # type: ignore[no-untyped-def]
+def test_a_link_edit_does_not_wait_for_a_fanout_inserting_assignments(org) -> None:
     """The edit's row lock (FOR NO KEY UPDATE) leaves the KEY SHARE of an assignment insert
     alone: a long fan-out holds up no PATCH of its certification, and no PATCH holds it up."""
     roles, _ = _roles_and_groups(org.id, 2)

@@ -40,7 +40,7 @@ def _has_cycle(parents: dict[Any, Any]) -> bool:
     return False
 
 
-def test_ancestors_and_subtree_follow_the_whole_chain(org) -> None:  # type: ignore[no-untyped-def]
+def test_ancestors_and_subtree_follow_the_whole_chain(org) -> None:
     chain = _make_chain(org.id, 30)
     with context.tenant(org.id), db.new_session() as s:
         assert groups.ancestors_of(s, chain[-1]) == set(chain)
@@ -48,7 +48,7 @@ def test_ancestors_and_subtree_follow_the_whole_chain(org) -> None:  # type: ign
         assert set(s.scalars(groups.subtree_ids(chain[10]))) == set(chain[10:])
 
 
-def test_ancestry_never_crosses_organizations(org, make_org) -> None:  # type: ignore[no-untyped-def]
+def test_ancestry_never_crosses_organizations(org, make_org) -> None:
     other = make_org()
     theirs = _make_chain(other.id, 3)
     with context.tenant(org.id), db.new_session() as s:
@@ -67,7 +67,7 @@ def _move_in_thread(org_id: Any, group_id: Any, parent_id: Any, out: dict[str, A
 
 
 @pytest.mark.postgres
-def test_a_crossing_move_waits_for_the_first_and_then_sees_the_cycle(org) -> None:  # type: ignore[no-untyped-def]
+def test_a_crossing_move_waits_for_the_first_and_then_sees_the_cycle(org) -> None:
     """A→under B holds the org's tree lock; B→under A blocks, then re-checks and is refused."""
     a = _make_chain(org.id, 1)[0]
     b = _make_chain(org.id, 1)[0]
@@ -85,7 +85,7 @@ def test_a_crossing_move_waits_for_the_first_and_then_sees_the_cycle(org) -> Non
 
 
 @pytest.mark.postgres
-def test_other_organizations_do_not_wait_for_the_lock(org, make_org) -> None:  # type: ignore[no-untyped-def]
+def test_other_organizations_do_not_wait_for_the_lock(org, make_org) -> None:
     other = make_org()
     a, b = _make_chain(org.id, 1)[0], _make_chain(org.id, 1)[0]
     x, y = _make_chain(other.id, 1)[0], _make_chain(other.id, 1)[0]
@@ -101,7 +101,7 @@ def test_other_organizations_do_not_wait_for_the_lock(org, make_org) -> None:  #
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("attempt", range(5))
-def test_concurrent_crossing_moves_over_http_never_make_a_cycle(api, org, attempt) -> None:  # type: ignore[no-untyped-def]
+def test_concurrent_crossing_moves_over_http_never_make_a_cycle(api, org, attempt) -> None:
     """Two requests at once, A→under B and B→under A: exactly one succeeds."""
     ids = [api.post("/certification-groups", json={"name": n}).get_json()["id"] for n in "AB"]
     # Put each under its own chain so the ancestry walk has some depth.
@@ -127,7 +127,7 @@ def test_concurrent_crossing_moves_over_http_never_make_a_cycle(api, org, attemp
     assert not _has_cycle(_parents(org.id))
 
 
-def test_subtree_height_counts_levels(org) -> None:  # type: ignore[no-untyped-def]
+def test_subtree_height_counts_levels(org) -> None:
     chain = _make_chain(org.id, 7)
     with context.tenant(org.id), db.new_session() as s:
         assert groups.subtree_height(s, chain[0]) == 7

@@ -19,7 +19,7 @@ def _rows(n: int, role_id: object, prefix: str = "") -> list[tuple[int, dict]]:
 
 
 @pytest.mark.parametrize("size", [10, 3000])
-def test_statement_count_does_not_grow_per_row(org, as_tenant, count_queries, size):  # type: ignore[no-untyped-def]
+def test_statement_count_does_not_grow_per_row(org, as_tenant, count_queries, size):
     with as_tenant(org.id) as s:
         role = Role(name="Welder")
         s.add(role)
@@ -49,7 +49,7 @@ def test_statement_count_does_not_grow_per_row(org, as_tenant, count_queries, si
         assert s.scalar(select(func.count()).select_from(Employee)) == size
 
 
-def test_unchanged_rows_are_not_written(org, as_tenant, count_queries):  # type: ignore[no-untyped-def]
+def test_unchanged_rows_are_not_written(org, as_tenant, count_queries):
     with as_tenant(org.id) as s:
         kind = KINDS["assets"]
         rows = [(0, {"external_id": "A", "name": "Crane"})]

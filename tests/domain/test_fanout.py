@@ -22,32 +22,32 @@ from workers import actors
 TODAY = date(2026, 3, 31)
 
 
-def _run_cert(org_id, cert_id, today=TODAY):  # type: ignore[no-untyped-def]
+def _run_cert(org_id, cert_id, today=TODAY):
     with context.tenant(org_id), db.new_session() as s:
         report = fanout.fanout_certification(s, org_id, cert_id, today=today, now=utcnow())
         s.commit()
     return report
 
 
-def _run_emps(org_id, ids, today=TODAY):  # type: ignore[no-untyped-def]
+def _run_emps(org_id, ids, today=TODAY):
     with context.tenant(org_id), db.new_session() as s:
         report = fanout.fanout_employees(s, org_id, ids, today=today, now=utcnow())
         s.commit()
     return report
 
 
-def _assignments(as_tenant, org_id, **where):  # type: ignore[no-untyped-def]
+def _assignments(as_tenant, org_id, **where):
     with as_tenant(org_id) as s:
         stmt = select(Assignment).filter_by(**where).order_by(Assignment.subject_id)
         return list(s.scalars(stmt))
 
 
-def _events(as_tenant, org_id):  # type: ignore[no-untyped-def]
+def _events(as_tenant, org_id):
     with as_tenant(org_id) as s:
         return s.scalar(select(func.count()).select_from(StatusEvent))
 
 
-def _set_employee(as_tenant, org_id, emp_id, **values):  # type: ignore[no-untyped-def]
+def _set_employee(as_tenant, org_id, emp_id, **values):
     with as_tenant(org_id) as s:
         s.execute(update(Employee).where(Employee.id == emp_id).values(**values))
         s.commit()
@@ -55,7 +55,7 @@ def _set_employee(as_tenant, org_id, emp_id, **values):  # type: ignore[no-untyp
 
 def test_creates_missing_role_assignments_in_one_insert(
     org, as_tenant, count_queries, make_role, make_employee, make_employees, make_certification
-):  # type: ignore[no-untyped-def]
+):
     role, other_role = make_role(org), make_role(org)
     members = make_employees(org, 4, role_id=role.id)
     make_employees(org, 2, role_id=other_role.id)
@@ -76,7 +76,7 @@ def test_creates_missing_role_assignments_in_one_insert(
     assert _events(as_tenant, org.id) == 0  # the first status lives on the row
 
 
-def test_rerun_changes_nothing(org, as_tenant, make_role, make_employees, make_certification):  # type: ignore[no-untyped-def]
+def test_rerun_changes_nothing(org, as_tenant, make_role, make_employees, make_certification):
     role = make_role(org)
     make_employees(org, 3, role_id=role.id)
     cert = make_certification(org, role_ids=[role.id])
@@ -99,7 +99,7 @@ def test_rerun_changes_nothing(org, as_tenant, make_role, make_employees, make_c
 )
 def test_valid_when_added_in_the_same_statement(
     org, as_tenant, fields, issued, expires, status, make_role, make_employees, make_certification
-):  # type: ignore[no-untyped-def]
+):
     role = make_role(org)
     make_employees(org, 2, role_id=role.id)
     cert = make_certification(org, role_ids=[role.id], valid_when_added=True, **fields)
@@ -112,7 +112,7 @@ def test_valid_when_added_in_the_same_statement(
 
 def test_employees_fanout_applies_each_certifications_rules(
     org, as_tenant, count_queries, make_role, make_employee, make_certification
-):  # type: ignore[no-untyped-def]
+):
     role = make_role(org)
     plain = make_certification(org, role_ids=[role.id])
     instant = make_certification(org, role_ids=[role.id], valid_when_added=True, validity_days=10)
@@ -131,7 +131,7 @@ def test_employees_fanout_applies_each_certifications_rules(
 
 def test_leaving_the_role_removes_unrecorded_and_unrequires_recorded(
     org, as_tenant, make_role, make_employees, make_certification
-):  # type: ignore[no-untyped-def]
+):
     role, other = make_role(org), make_role(org)
     cert = make_certification(org, role_ids=[role.id])
     recorded, unrecorded = make_employees(org, 2, role_id=role.id)
@@ -159,7 +159,7 @@ def test_leaving_the_role_removes_unrecorded_and_unrequires_recorded(
 
 def test_deactivated_employee_loses_unrecorded(
     org, as_tenant, make_role, make_employee, make_certification
-):  # type: ignore[no-untyped-def]
+):
     role = make_role(org)
     cert = make_certification(org, role_ids=[role.id])
     person = make_employee(org, role_id=role.id)
@@ -171,7 +171,7 @@ def test_deactivated_employee_loses_unrecorded(
 
 def test_role_removed_from_certification(
     org, as_tenant, make_role, make_employees, make_certification
-):  # type: ignore[no-untyped-def]
+):
     from certifications.catalog.models import CertificationRole
 
     role = make_role(org)
@@ -186,7 +186,7 @@ def test_role_removed_from_certification(
 
 def test_manual_and_revoked_assignments_are_respected(
     org, as_tenant, api, make_role, make_employees, make_certification, make_certification_role
-):  # type: ignore[no-untyped-def]
+):
     role = make_role(org)
     cert = make_certification(org)
     manual, revoked = make_employees(org, 2, role_id=role.id)
@@ -206,7 +206,7 @@ def test_manual_and_revoked_assignments_are_respected(
 
 def test_other_organizations_untouched(
     make_org, as_tenant, make_role, make_employees, make_certification
-):  # type: ignore[no-untyped-def]
+):
     a, b = make_org(), make_org()
     certs = {}
     for org in (a, b):
@@ -219,7 +219,7 @@ def test_other_organizations_untouched(
     assert _assignments(as_tenant, b.id) == []
 
 
-def test_job_progress(org, as_tenant, make_role, make_employees, make_certification):  # type: ignore[no-untyped-def]
+def test_job_progress(org, as_tenant, make_role, make_employees, make_certification):
     role = make_role(org)
     make_employees(org, 3, role_id=role.id)
     cert = make_certification(org, role_ids=[role.id])
@@ -236,13 +236,13 @@ def test_job_progress(org, as_tenant, make_role, make_employees, make_certificat
     assert done.finished_at is not None
 
 
-def test_failed_job_is_recorded(org, as_tenant, monkeypatch):  # type: ignore[no-untyped-def]
+def test_failed_job_is_recorded(org, as_tenant, monkeypatch):
     with as_tenant(org.id) as s:
         job = Job(kind="role_fanout")
         s.add(job)
         s.commit()
 
-    def boom(*_a, **_k):  # type: ignore[no-untyped-def]
+    def boom(*_a, **_k):
         raise RuntimeError("database on fire")
 
     monkeypatch.setattr(fanout, "fanout_certification", boom)
@@ -257,7 +257,7 @@ def test_failed_job_is_recorded(org, as_tenant, monkeypatch):  # type: ignore[no
 @pytest.mark.postgres
 def test_two_workers_at_once_create_each_row_once(
     org, as_tenant, make_role, make_employees, make_certification
-):  # type: ignore[no-untyped-def]
+):
     role = make_role(org)
     make_employees(org, 300, role_id=role.id)
     cert = make_certification(org, role_ids=[role.id])
@@ -284,7 +284,7 @@ def test_two_workers_at_once_create_each_row_once(
 
 def test_employee_job_commits_batch_by_batch(
     org, as_tenant, monkeypatch, make_role, make_employees, make_certification
-):  # type: ignore[no-untyped-def]
+):
     monkeypatch.setattr(fanout, "EMPLOYEE_CHUNK", 2)
     role = make_role(org)
     make_certification(org, role_ids=[role.id])
@@ -296,7 +296,7 @@ def test_employee_job_commits_batch_by_batch(
     seen: list[int] = []
     real = fanout.fanout_employees
 
-    def spy(session, org_id, ids, **kw):  # type: ignore[no-untyped-def]
+    def spy(session, org_id, ids, **kw):
         with as_tenant(org.id) as other:  # what a polling client sees, from outside
             seen.append(other.get(Job, job.id).done)
         return real(session, org_id, ids, **kw)
@@ -311,7 +311,7 @@ def test_employee_job_commits_batch_by_batch(
     assert (done.state, done.done, done.total) == ("done", 5, 5)
 
 
-def _required_role_holders(as_tenant, org_id):  # type: ignore[no-untyped-def]
+def _required_role_holders(as_tenant, org_id):
     return {
         a.subject_id
         for a in _assignments(as_tenant, org_id, source="role", required=True, revoked_at=None)
@@ -319,7 +319,7 @@ def _required_role_holders(as_tenant, org_id):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.postgres
-def test_an_employee_fanout_waits_for_a_running_certification_fanout(org, as_tenant):  # type: ignore[no-untyped-def]
+def test_an_employee_fanout_waits_for_a_running_certification_fanout(org, as_tenant):
     """A move committed while a certification fan-out is writing (after it read the members):
     the mover's own fan-out waits for that one to commit, then retires the row it wrote."""
     role, other = factories.create_role(org.id), factories.create_role(org.id)
@@ -343,7 +343,7 @@ def test_an_employee_fanout_waits_for_a_running_certification_fanout(org, as_ten
 
 
 @pytest.mark.postgres
-def test_fanouts_of_other_organizations_do_not_wait(org, make_org, as_tenant):  # type: ignore[no-untyped-def]
+def test_fanouts_of_other_organizations_do_not_wait(org, make_org, as_tenant):
     other = make_org()
     mine, theirs = factories.create_role(org.id), factories.create_role(other.id)
     factories.create_employees(org.id, 2, role_id=mine.id)
@@ -363,7 +363,7 @@ def test_fanouts_of_other_organizations_do_not_wait(org, make_org, as_tenant):  
 
 
 @pytest.mark.postgres
-def test_the_fanout_lock_wait_leaves_the_statement_timeout_as_it_was(org):  # type: ignore[no-untyped-def]
+def test_the_fanout_lock_wait_leaves_the_statement_timeout_as_it_was(org):
     with context.tenant(org.id), db.new_session() as s:
         before = s.execute(text("SELECT current_setting('statement_timeout')")).scalar_one()
         fanout.lock_fanouts(s, org.id)

@@ -24,7 +24,7 @@ SIZE = 50_000
 
 @pytest.mark.postgres
 @pytest.mark.slow
-def test_fanout_after_bulk_delete_stays_linear(org, as_tenant, make_role, make_certification):  # type: ignore[no-untyped-def]
+def test_fanout_after_bulk_delete_stays_linear(org, as_tenant, make_role, make_certification):
     role = make_role(org)
     cert = make_certification(org, role_ids=[role.id])
     now = utcnow()

@@ -53,7 +53,7 @@ def _events(s: Any, assignment_id: uuid.UUID | None = None) -> list[StatusEvent]
 
 
 @pytest.fixture
-def seeded(org, as_tenant):  # type: ignore[no-untyped-def]
+def seeded(org, as_tenant):
     """One assignment per status (stored as 'missing'), over two certifications."""
     with as_tenant(org.id) as s:
         plain = add_cert(s, warning_days=30)
@@ -79,7 +79,7 @@ def seeded(org, as_tenant):  # type: ignore[no-untyped-def]
         return {k: v.id for k, v in rows.items()}, plain.id, forms.id
 
 
-def test_recompute_sets_every_status_and_writes_one_event_per_change(org, as_tenant, seeded):  # type: ignore[no-untyped-def]
+def test_recompute_sets_every_status_and_writes_one_event_per_change(org, as_tenant, seeded):
     ids, _, _ = seeded
     with as_tenant(org.id) as s:
         changed = recompute_statuses(s, org.id, TODAY, now=NOW)
@@ -108,7 +108,7 @@ def test_recompute_sets_every_status_and_writes_one_event_per_change(org, as_ten
         assert _events(s, ids["missing"]) == []
 
 
-def test_recompute_is_idempotent_and_follows_the_date(org, as_tenant, seeded):  # type: ignore[no-untyped-def]
+def test_recompute_is_idempotent_and_follows_the_date(org, as_tenant, seeded):
     ids, _, _ = seeded
     with as_tenant(org.id) as s:
         assert recompute_statuses(s, org.id, TODAY) == 7
@@ -132,7 +132,7 @@ def test_recompute_is_idempotent_and_follows_the_date(org, as_tenant, seeded):  
 
 @pytest.mark.parametrize("chunk_rows", [1, 2, 3, 100, 0])
 @pytest.mark.parametrize("by_blocks", [False, True], ids=["id-ranges", "block-ranges"])
-def test_chunking_gives_the_same_result(org, as_tenant, seeded, chunk_rows, by_blocks, monkeypatch):  # type: ignore[no-untyped-def]
+def test_chunking_gives_the_same_result(org, as_tenant, seeded, chunk_rows, by_blocks, monkeypatch):
     ids, _, _ = seeded
     if by_blocks:
         if not BACKEND.is_postgres:
@@ -156,7 +156,7 @@ def test_chunking_gives_the_same_result(org, as_tenant, seeded, chunk_rows, by_b
     assert progress == [(i, total) for i in range(1, total + 1)]
 
 
-def test_scope_by_assignment_ids_and_certification(org, as_tenant, seeded):  # type: ignore[no-untyped-def]
+def test_scope_by_assignment_ids_and_certification(org, as_tenant, seeded):
     ids, _plain, forms = seeded
     with as_tenant(org.id) as s:
         assert recompute_statuses(s, org.id, TODAY, assignment_ids=[ids["expired"]]) == 1
@@ -174,7 +174,7 @@ def test_scope_by_assignment_ids_and_certification(org, as_tenant, seeded):  # t
         s.commit()
 
 
-def test_another_orgs_rows_are_never_touched(make_org, as_tenant, org, seeded):  # type: ignore[no-untyped-def]
+def test_another_orgs_rows_are_never_touched(make_org, as_tenant, org, seeded):
     other = make_org()
     with as_tenant(other.id) as s:
         cert = add_cert(s)
@@ -205,7 +205,7 @@ def test_another_orgs_rows_are_never_touched(make_org, as_tenant, org, seeded): 
 )
 def test_refresh_expiries_recomputes_computed_ones_only(
     org, as_tenant, validity, effective, expected
-):  # type: ignore[no-untyped-def]
+):
     with as_tenant(org.id) as s:
         cert = add_cert(s, **validity)
         computed = add_assignment(
@@ -227,7 +227,7 @@ def test_refresh_expiries_recomputes_computed_ones_only(
 
 
 @pytest.mark.postgres
-def test_concurrent_recomputes_record_each_change_once(org, as_tenant, seeded):  # type: ignore[no-untyped-def]
+def test_concurrent_recomputes_record_each_change_once(org, as_tenant, seeded):
     """The second recompute waits on the first one's row locks, re-checks, and finds nothing."""
     import threading
 

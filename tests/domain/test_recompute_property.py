@@ -63,7 +63,7 @@ def _d(spec: tuple[str, int] | None, today: date, warning_days: int) -> date | N
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(certs=certs, rows=rows, today_offset=near, chunk_rows=st.sampled_from([0, 1, 5]))
-def test_sql_matches_compute_status(make_org, as_tenant, certs, rows, today_offset, chunk_rows):  # type: ignore[no-untyped-def]
+def test_sql_matches_compute_status(make_org, as_tenant, certs, rows, today_offset, chunk_rows):
     org = make_org()
     today = BASE + timedelta(days=today_offset)
     expected: dict[uuid.UUID, tuple[str, str]] = {}

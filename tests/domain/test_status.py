@@ -26,7 +26,7 @@ def _status(**kw: object) -> str:
         "today": TODAY,
     }
     base.update(kw)
-    return compute_status(**base)  # type: ignore[arg-type]
+    return compute_status(**base)
 
 
 STATUS_CASES = [

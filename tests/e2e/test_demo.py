@@ -20,7 +20,7 @@ def _org_and_token(output: str) -> tuple[uuid.UUID, str]:
     return org_id, lines[-1].removeprefix("export TOKEN=")
 
 
-def test_demo_covers_every_status_and_is_reused(app, as_tenant, jobs, smtp):  # type: ignore[no-untyped-def]
+def test_demo_covers_every_status_and_is_reused(app, as_tenant, jobs, smtp):
     runner = CliRunner(env=CLI_ENV)
     first = runner.invoke(main, ["demo", "--if-missing"])
     assert first.exit_code == 0, first.output

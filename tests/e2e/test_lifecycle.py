@@ -20,21 +20,21 @@ from jobs.outbox import request_job
 from tenancy.organizations import org_today
 
 
-def _ok(resp, code=200):  # type: ignore[no-untyped-def]
+def _ok(resp, code=200):
     assert resp.status_code == code, resp.get_json()
     return resp.get_json()
 
 
-def _assignments(api, **filters):  # type: ignore[no-untyped-def]
+def _assignments(api, **filters):
     query = "&".join(f"{k}={v}" for k, v in {"limit": 500, **filters}.items())
     return _ok(api.get(f"/assignments?{query}"))["items"]
 
 
-def _by_subject(api, cert_id):  # type: ignore[no-untyped-def]
+def _by_subject(api, cert_id):
     return {a["subject_id"]: a for a in _assignments(api, certification_id=cert_id)}
 
 
-def _rerun_every_job(org, as_tenant):  # type: ignore[no-untyped-def]
+def _rerun_every_job(org, as_tenant):
     with context.platform(), db.new_session() as s:
         done = s.execute(
             select(OutboxMessage.actor_name, OutboxMessage.payload)
@@ -50,12 +50,12 @@ def _rerun_every_job(org, as_tenant):  # type: ignore[no-untyped-def]
     return len(done)
 
 
-def _events(as_tenant, org):  # type: ignore[no-untyped-def]
+def _events(as_tenant, org):
     with as_tenant(org.id) as s:
         return s.scalar(select(func.count()).select_from(StatusEvent))
 
 
-def test_role_certification_lifecycle(api, org, as_tenant, jobs):  # type: ignore[no-untyped-def]
+def test_role_certification_lifecycle(api, org, as_tenant, jobs):
     role = _ok(api.post("/roles", json={"name": "Welder"}), 201)
     people = [
         _ok(api.post("/employees", json={"name": f"Welder {i}", "role_id": role["id"]}), 201)

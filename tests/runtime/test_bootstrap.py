@@ -76,7 +76,7 @@ def test_importing_every_module_reads_no_environment_and_opens_no_connection() -
     assert report["reads"] == [], "modules read the environment at import"
 
 
-def test_create_app_uses_the_database_its_settings_name(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_create_app_uses_the_database_its_settings_name(tmp_path) -> None:
     """Whatever DATABASE_URL the environment holds, the app serves from its settings' database."""
     url = f"sqlite:///{tmp_path / 'other.db'}"
     env = {**SUBPROCESS_ENV, "DATABASE_URL": "sqlite:////nonexistent/dir/env.db"}
@@ -112,7 +112,7 @@ print(resp.status_code)
     assert status == "200"
 
 
-def test_bootstrap_installs_scoping_on_its_own_factory_only(runtime) -> None:  # type: ignore[no-untyped-def]
+def test_bootstrap_installs_scoping_on_its_own_factory_only(runtime) -> None:
     """A plain session of another factory is not scoped: scoping is the bootstrap's, not the
     Session class's, so nothing depends on which modules happen to be imported."""
     from sqlalchemy import event

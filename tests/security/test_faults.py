@@ -108,7 +108,7 @@ class Worker:
 
 
 @pytest.fixture
-def own_stack(monkeypatch, runtime) -> Iterator[tuple[OwnRedis, Callable[[], Worker]]]:  # type: ignore[no-untyped-def]
+def own_stack(monkeypatch, runtime) -> Iterator[tuple[OwnRedis, Callable[[], Worker]]]:
     """Own Redis + a broker on it that the outbox relay uses; workers made on demand."""
     from dramatiq.brokers.redis import RedisBroker
 
@@ -169,15 +169,15 @@ def _outbox_states(org_id: uuid.UUID, actor: str | None = None) -> dict[str, int
         if actor:
             stmt = stmt.where(OutboxMessage.actor_name == actor)
         rows = s.execute(stmt.group_by(OutboxMessage.status)).all()
-    return dict(rows)  # type: ignore[arg-type]
+    return dict(rows)
 
 
 @pytest.fixture
-def crew(make_role, make_certification):  # type: ignore[no-untyped-def]
+def crew(make_role, make_certification):
     """`crew(org, n)`: a role of `n` employees (inserted set-based) and a certification for it."""
     from certifications.directory.models import Employee
 
-    def build(org, n: int):  # type: ignore[no-untyped-def]
+    def build(org, n: int):
         role = make_role(org, name="Crew")
         with context.tenant(org.id), db.new_session() as s:
             for start in range(0, n, 10_000):
@@ -213,7 +213,7 @@ def _assignment_counts(org_id: uuid.UUID, cert_id: uuid.UUID) -> tuple[int, int]
     return total, distinct
 
 
-def _kill_worker_mid_fanout(make_org, crew, own_stack, n: int) -> None:  # type: ignore[no-untyped-def]
+def _kill_worker_mid_fanout(make_org, crew, own_stack, n: int) -> None:
     import jobs.relay as relay
 
     _server, make_worker = own_stack
@@ -260,16 +260,16 @@ def _kill_worker_mid_fanout(make_org, crew, own_stack, n: int) -> None:  # type:
     assert job_state() == "done"
 
 
-def test_sigkill_worker_mid_fanout(make_org, crew, own_stack):  # type: ignore[no-untyped-def]
+def test_sigkill_worker_mid_fanout(make_org, crew, own_stack):
     _kill_worker_mid_fanout(make_org, crew, own_stack, 20_000)
 
 
 @pytest.mark.slow
-def test_sigkill_worker_mid_fanout_100k(make_org, crew, own_stack):  # type: ignore[no-untyped-def]
+def test_sigkill_worker_mid_fanout_100k(make_org, crew, own_stack):
     _kill_worker_mid_fanout(make_org, crew, own_stack, 100_000)
 
 
-def test_redis_outage_loses_no_job(make_org, own_stack, api_for, make_role, make_certification):  # type: ignore[no-untyped-def]
+def test_redis_outage_loses_no_job(make_org, own_stack, api_for, make_role, make_certification):
     """Redis down: every write still answers 2xx (jobs wait in the outbox); Redis back: all run."""
     import jobs.relay as relay
     from certifications.assignments.models import Assignment
@@ -318,7 +318,7 @@ def test_redis_outage_loses_no_job(make_org, own_stack, api_for, make_role, make
     ("method", "path", "body"),
     [("patch", "/org", {"name": "Renamed during outage"}), ("post", "/roles", {"name": "Welder"})],
 )
-def test_postgres_backends_killed_mid_request(method, path, body, org, api_for, backend):  # type: ignore[no-untyped-def]
+def test_postgres_backends_killed_mid_request(method, path, body, org, api_for, backend):
     """Every app-role backend is terminated between the view's flush and the commit: a clear
     503, nothing written, and the next request succeeds (pool pre-ping replaces dead links)."""
     from tests.support.backend import _admin_url
@@ -364,7 +364,7 @@ def test_postgres_backends_killed_mid_request(method, path, body, org, api_for, 
     assert again.status_code in (200, 201), again.get_json()
 
 
-def test_idle_pool_connections_killed_between_requests(org, api_for, backend):  # type: ignore[no-untyped-def]
+def test_idle_pool_connections_killed_between_requests(org, api_for, backend):
     """Backends terminated while the pool holds them idle (a PostgreSQL restart or failover):
     the next request still succeeds — pool pre-ping swaps the dead connections out."""
     from tests.support.backend import _admin_url

@@ -57,13 +57,11 @@ def _platform_token() -> str:
 
 
 @pytest.fixture
-def call(app):  # type: ignore[no-untyped-def]
+def call(app):
     world, tenant_token = _world()
     client = app.test_client()
 
-    def _call(  # type: ignore[no-untyped-def]
-        op: Operation, *, body: Any = None, raw: bytes | None = None, query: Any = None
-    ):
+    def _call(op: Operation, *, body: Any = None, raw: bytes | None = None, query: Any = None):
         path = "/api/v1" + support.build_path(op, world)
         token = _platform_token() if op.is_platform else tenant_token
         kw: dict[str, Any] = {"headers": {"Authorization": f"Bearer {token}"}}
@@ -180,11 +178,11 @@ def test_text_fields_refuse_lone_surrogates_on_their_own() -> None:
     schema = Schema.from_dict({"name": Text()})()
     with pytest.raises(ValidationError) as info:
         schema.load({"name": SURROGATE})
-    assert "surrogate" in str(info.value.messages["name"]).lower()  # type: ignore[index]
+    assert "surrogate" in str(info.value.messages["name"]).lower()
     assert schema.load({"name": "emoji \U0001f600 ok"}) == {"name": "emoji \U0001f600 ok"}
 
 
-def test_a_valid_surrogate_pair_is_just_a_character(call) -> None:  # type: ignore[no-untyped-def]
+def test_a_valid_surrogate_pair_is_just_a_character(call) -> None:
     op = next(op for op in OPS if op.id == "POST /roles")
     resp = call(op, raw=b'{"name": "smile \\ud83d\\ude00"}')
     assert resp.status_code == 201, resp.get_json()

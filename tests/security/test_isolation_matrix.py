@@ -33,7 +33,7 @@ REF_OPS = [
         pytest.param(True, id="rls-only", marks=pytest.mark.postgres),
     ]
 )
-def walls(request, monkeypatch):  # type: ignore[no-untyped-def]
+def walls(request, monkeypatch):
     """`rls-only` switches the ORM tenant filter off: PostgreSQL RLS must hold on its own."""
     if request.param:
         monkeypatch.setattr(tenancy_session, "ORM_FILTER_ENABLED", False)
@@ -41,7 +41,7 @@ def walls(request, monkeypatch):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def tenants(make_org, make_world):  # type: ignore[no-untyped-def]
+def tenants(make_org, make_world):
     """Org A (the caller) and org B (the victim), each with one row of every kind."""
     a, b = make_org(name="Org A"), make_org(name="Org B")
     return a, make_world(a), b, make_world(b)
@@ -54,7 +54,7 @@ def _call(client: Any, op: Operation, path: str, body: Any, query: dict[str, Any
     return getattr(client, op.method)(path, **kw)
 
 
-def test_inventory_matches_url_map(app):  # type: ignore[no-untyped-def]
+def test_inventory_matches_url_map(app):
     """The document lists every /api/v1 route of the URL map, so nothing escapes the matrices."""
     documented = {(op.method.upper(), op.path) for op in OPS}
     for method, rule in support.route_inventory(app):
@@ -81,7 +81,7 @@ def test_every_id_kind_has_a_factory() -> None:
 
 
 @pytest.mark.parametrize("op", ID_OPS, ids=lambda op: op.id)
-def test_foreign_id_is_404_and_changes_nothing(op, walls, tenants, api_for):  # type: ignore[no-untyped-def]
+def test_foreign_id_is_404_and_changes_nothing(op, walls, tenants, api_for):
     a, world_a, b, world_b = tenants
     for p in op.uuid_params:
         kind = support.kind_for_route(op, p)
@@ -126,7 +126,7 @@ def test_foreign_id_is_404_and_changes_nothing(op, walls, tenants, api_for):  # 
 
 
 @pytest.mark.parametrize("op", REF_OPS, ids=lambda op: op.id)
-def test_foreign_reference_in_body_is_refused(op, walls, tenants, api_for):  # type: ignore[no-untyped-def]
+def test_foreign_reference_in_body_is_refused(op, walls, tenants, api_for):
     """A body naming another org's row (role_id, certification_id, subject_id, ...) is refused
     exactly like an id that exists nowhere, and nothing is written."""
     a, world_a, b, world_b = tenants
@@ -198,7 +198,7 @@ def _filter_combos(op: Operation, world_a: dict, world_b: dict) -> list[dict[str
 
 
 @pytest.mark.parametrize("op", LIST_OPS, ids=lambda op: op.id)
-def test_lists_and_exports_never_carry_foreign_ids(op, walls, tenants, api_for):  # type: ignore[no-untyped-def]
+def test_lists_and_exports_never_carry_foreign_ids(op, walls, tenants, api_for):
     a, world_a, b, world_b = tenants
     client = api_for(a)
     foreign = support.all_ids(b.id)

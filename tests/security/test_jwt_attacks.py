@@ -102,13 +102,13 @@ def _bad_tokens(settings: Any, org_id: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def target(make_org, make_world):  # type: ignore[no-untyped-def]
+def target(make_org, make_world):
     org = make_org()
     return org, make_world(org)
 
 
 @pytest.mark.parametrize("op", OPS, ids=lambda op: op.id)
-def test_every_bad_token_is_401_on_every_operation(op, target, app, settings):  # type: ignore[no-untyped-def]
+def test_every_bad_token_is_401_on_every_operation(op, target, app, settings):
     org, world = target
     client = app.test_client()
     path = "/api/v1" + support.build_path(op, world)
@@ -131,7 +131,7 @@ def test_every_bad_token_is_401_on_every_operation(op, target, app, settings):  
 
 
 @pytest.fixture(scope="module")
-def rsa_keys():  # type: ignore[no-untyped-def]
+def rsa_keys():
     def pair() -> tuple[str, str]:
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         private = key.private_bytes(
@@ -152,7 +152,7 @@ def rsa_keys():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def rs256_app(settings, runtime, rsa_keys):  # type: ignore[no-untyped-def]
+def rs256_app(settings, runtime, rsa_keys):
     from api import create_app
 
     (private, public), _other = rsa_keys
@@ -166,7 +166,7 @@ def _get(app: Any, token: str, path: str = "/api/v1/org") -> Any:
     return app.test_client().get(path, headers={"Authorization": f"Bearer {token}"})
 
 
-def test_rs256_accepts_the_identity_providers_token(rs256_app, org):  # type: ignore[no-untyped-def]
+def test_rs256_accepts_the_identity_providers_token(rs256_app, org):
     app, rs = rs256_app
     token = pyjwt.encode(_claims(str(org.id)), rs.jwt_private_key, algorithm="RS256")
     resp = _get(app, token)
@@ -186,7 +186,7 @@ def test_rs256_accepts_the_identity_providers_token(rs256_app, org):  # type: ig
         "rs256-unknown-org",
     ],
 )
-def test_rs256_attacks_are_401(rs256_app, rsa_keys, org, attack):  # type: ignore[no-untyped-def]
+def test_rs256_attacks_are_401(rs256_app, rsa_keys, org, attack):
     app, rs = rs256_app
     _mine, (other_private, _other_public) = rsa_keys
     claims = _claims(str(org.id))

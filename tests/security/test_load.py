@@ -54,7 +54,7 @@ def _gunicorn(port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("gunicorn did not start")
 
 
-def _run_load(make_org, make_world, token_for, seconds: float, threads: int = 8) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def _run_load(make_org, make_world, token_for, seconds: float, threads: int = 8) -> dict[str, Any]:
     orgs = [make_org(name=f"Load {i}") for i in range(5)]
     worlds = {o.id: make_world(o) for o in orgs}
     tokens = {o.id: token_for(o) for o in orgs}
@@ -146,10 +146,10 @@ def _check(stats: dict[str, Any]) -> None:
     assert stats["leaks"] == [], stats["leaks"][:5]
 
 
-def test_load_short(make_org, make_world, token_for):  # type: ignore[no-untyped-def]
+def test_load_short(make_org, make_world, token_for):
     _check(_run_load(make_org, make_world, token_for, float(os.environ.get("LOAD_SECONDS", "10"))))
 
 
 @pytest.mark.slow
-def test_load_soak(make_org, make_world, token_for):  # type: ignore[no-untyped-def]
+def test_load_soak(make_org, make_world, token_for):
     _check(_run_load(make_org, make_world, token_for, 60.0))

@@ -20,7 +20,7 @@ INJECTED = {"org_id": None, "id": None, "status": "valid", "scopes": ["platform:
 
 
 @pytest.fixture
-def own(make_org, make_world):  # type: ignore[no-untyped-def]
+def own(make_org, make_world):
     org = make_org()
     return org, make_world(org)
 
@@ -33,7 +33,7 @@ def _call(client: Any, op: Operation, world: dict, body: Any = None) -> Any:
 
 
 @pytest.mark.parametrize("op", OPS, ids=lambda op: op.id)
-def test_every_operation_declares_what_it_needs(op) -> None:  # type: ignore[no-untyped-def]
+def test_every_operation_declares_what_it_needs(op) -> None:
     assert op.required_scopes is not None, (
         f"{op.id} has no `requires` (no 'Requires scope' in its description)"
     )
@@ -41,7 +41,7 @@ def test_every_operation_declares_what_it_needs(op) -> None:  # type: ignore[no-
 
 
 @pytest.mark.parametrize("op", OPS, ids=lambda op: op.id)
-def test_no_token_is_401(op, own, app) -> None:  # type: ignore[no-untyped-def]
+def test_no_token_is_401(op, own, app) -> None:
     _org, world = own
     client = app.test_client()
     kw: dict[str, Any] = {"query_string": support.required_query(op, world)}
@@ -54,7 +54,7 @@ def test_no_token_is_401(op, own, app) -> None:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("op", [op for op in OPS if op.required_scopes], ids=lambda op: op.id)
-def test_every_scope_but_the_needed_one_is_403(op, own, api_for) -> None:  # type: ignore[no-untyped-def]
+def test_every_scope_but_the_needed_one_is_403(op, own, api_for) -> None:
     org, world = own
     needed = op.required_scopes
     # A platform endpoint gets a tenant token with every tenant scope.
@@ -69,7 +69,7 @@ def test_every_scope_but_the_needed_one_is_403(op, own, api_for) -> None:  # typ
 
 
 @pytest.mark.parametrize("op", [op for op in OPS if not op.is_platform], ids=lambda op: op.id)
-def test_module_flag(op, make_org, api_for, make_world) -> None:  # type: ignore[no-untyped-def]
+def test_module_flag(op, make_org, api_for, make_world) -> None:
     """HSE families answer 403 module_disabled for an org without the module; others never do."""
     off = make_org(modules=())
     world = make_world(off)
@@ -87,7 +87,7 @@ def test_module_flag(op, make_org, api_for, make_world) -> None:  # type: ignore
 
 @pytest.mark.parametrize("op", WRITE_OPS, ids=lambda op: op.id)
 @pytest.mark.parametrize("field", sorted(INJECTED))
-def test_mass_assignment_is_422(op, field, own, api_for, make_org) -> None:  # type: ignore[no-untyped-def]
+def test_mass_assignment_is_422(op, field, own, api_for, make_org) -> None:
     org, world = own
     if field in op.body_schema.get("properties", {}):
         pytest.skip(f"{field} is a documented input of {op.id}")
@@ -141,7 +141,7 @@ def _allowed_scopes(op: Operation) -> set[str] | None:
 
 
 @pytest.mark.parametrize("op", OPS, ids=lambda op: op.id)
-def test_declared_scope_follows_the_spec(op) -> None:  # type: ignore[no-untyped-def]
+def test_declared_scope_follows_the_spec(op) -> None:
     """A weakened declaration (e.g. a write accepting a read scope) fails here, since the
     matrix above trusts the declaration."""
     allowed = _allowed_scopes(op)

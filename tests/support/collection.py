@@ -43,4 +43,4 @@ def restore_param_ids(items: Iterable[pytest.Item]) -> None:
         original = getattr(item, "originalname", item.name)
         if item.name != original and item.nodeid.endswith("::" + original):
             params = item.name.removeprefix(original + "[").removesuffix("]")
-            item._id = item._id.with_params(params)  # type: ignore[attr-defined]
+            item._id = item._id.with_params(params)

@@ -73,7 +73,7 @@ def count_queries(where: Callable[[str], bool] | None = None) -> Iterator[Querie
     queries = Queries()
     me = threading.get_ident()
 
-    def _record(_conn, _cursor, statement, *_rest) -> None:  # type: ignore[no-untyped-def]
+    def _record(_conn, _cursor, statement, *_rest) -> None:
         if threading.get_ident() != me:
             return
         normalised = " ".join(statement.split())

@@ -27,7 +27,7 @@ def _b64(obj: dict) -> str:
     return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
 
 
-def _assert_401(resp) -> None:  # type: ignore[no-untyped-def]
+def _assert_401(resp) -> None:
     assert resp.status_code == 401, resp.get_data(as_text=True)
     body = resp.get_json()
     assert body["code"] == 401
@@ -36,7 +36,7 @@ def _assert_401(resp) -> None:  # type: ignore[no-untyped-def]
     assert "msg" not in body
 
 
-def test_missing_token_is_401(app):  # type: ignore[no-untyped-def]
+def test_missing_token_is_401(app):
     _assert_401(app.test_client().get("/api/v1/org"))
 
 
@@ -44,11 +44,11 @@ def test_missing_token_is_401(app):  # type: ignore[no-untyped-def]
     "header",
     ["Bearer", "Bearer not.a.jwt", "Basic abc", "Bearer a.b.c", "Token xyz"],
 )
-def test_malformed_headers_are_401(app, header):  # type: ignore[no-untyped-def]
+def test_malformed_headers_are_401(app, header):
     _assert_401(app.test_client().get("/api/v1/org", headers={"Authorization": header}))
 
 
-def _claims(org_id: str, **over):  # type: ignore[no-untyped-def]
+def _claims(org_id: str, **over):
     now = datetime.now(UTC)
     claims = {
         "sub": "u1",
@@ -62,18 +62,18 @@ def _claims(org_id: str, **over):  # type: ignore[no-untyped-def]
     return claims
 
 
-def _get(app, token):  # type: ignore[no-untyped-def]
+def _get(app, token):
     return app.test_client().get("/api/v1/org", headers={"Authorization": f"Bearer {token}"})
 
 
-def test_valid_token_reads_its_org(app, org, settings):  # type: ignore[no-untyped-def]
+def test_valid_token_reads_its_org(app, org, settings):
     token = issue_token(settings, sub="u1", org_id=str(org.id), scopes=[])
     resp = _get(app, token)
     assert resp.status_code == 200
     assert resp.get_json()["id"] == str(org.id)
 
 
-def test_tampered_token_is_401(app, org, settings):  # type: ignore[no-untyped-def]
+def test_tampered_token_is_401(app, org, settings):
     token = issue_token(settings, sub="u1", org_id=str(org.id), scopes=["org:admin"])
     header, payload, sig = token.split(".")
     forged = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
@@ -81,12 +81,12 @@ def test_tampered_token_is_401(app, org, settings):  # type: ignore[no-untyped-d
     _assert_401(_get(app, f"{header}.{_b64(forged)}.{sig}"))
 
 
-def test_wrong_secret_is_401(app, org):  # type: ignore[no-untyped-def]
+def test_wrong_secret_is_401(app, org):
     token = pyjwt.encode(_claims(str(org.id)), "another-secret-" + "y" * 32, algorithm="HS256")
     _assert_401(_get(app, token))
 
 
-def test_expired_token_is_401(app, org, settings):  # type: ignore[no-untyped-def]
+def test_expired_token_is_401(app, org, settings):
     past = datetime.now(UTC) - timedelta(hours=2)
     token = issue_token(settings, sub="u1", org_id=str(org.id), scopes=[], ttl=60, now=past)
     resp = _get(app, token)
@@ -94,20 +94,20 @@ def test_expired_token_is_401(app, org, settings):  # type: ignore[no-untyped-de
     assert "expired" in resp.get_json()["message"].lower()
 
 
-def test_not_yet_valid_token_is_401(app, org, settings):  # type: ignore[no-untyped-def]
+def test_not_yet_valid_token_is_401(app, org, settings):
     future = datetime.now(UTC) + timedelta(hours=1)
     token = issue_token(settings, sub="u1", org_id=str(org.id), scopes=[], now=future)
     _assert_401(_get(app, token))
 
 
-def test_alg_none_is_401(app, org):  # type: ignore[no-untyped-def]
+def test_alg_none_is_401(app, org):
     claims = _claims(str(org.id))
     claims = {k: int(v.timestamp()) if isinstance(v, datetime) else v for k, v in claims.items()}
     token = f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(claims)}."
     _assert_401(_get(app, token))
 
 
-def test_unknown_org_is_401(app, settings):  # type: ignore[no-untyped-def]
+def test_unknown_org_is_401(app, settings):
     token = issue_token(settings, sub="u1", org_id=str(uuid.uuid4()), scopes=["org:admin"])
     resp = _get(app, token)
     _assert_401(resp)
@@ -126,20 +126,20 @@ def test_unknown_org_is_401(app, settings):  # type: ignore[no-untyped-def]
         {"org": None},  # only platform operators may omit the org
     ],
 )
-def test_malformed_claims_are_401(app, org, settings, over):  # type: ignore[no-untyped-def]
+def test_malformed_claims_are_401(app, org, settings, over):
     token = pyjwt.encode(_claims(str(org.id), **over), settings.jwt_secret_key, algorithm="HS256")
     _assert_401(_get(app, token))
 
 
 @pytest.mark.parametrize("missing", ["sub", "scopes", "exp", "org"])
-def test_missing_claims_are_401(app, org, settings, missing):  # type: ignore[no-untyped-def]
+def test_missing_claims_are_401(app, org, settings, missing):
     claims = _claims(str(org.id))
     del claims[missing]
     token = pyjwt.encode(claims, settings.jwt_secret_key, algorithm="HS256")
     _assert_401(_get(app, token))
 
 
-def test_missing_scope_is_403_naming_it(api_for, org):  # type: ignore[no-untyped-def]
+def test_missing_scope_is_403_naming_it(api_for, org):
     resp = api_for(org, scopes=["directory:read"]).patch("/org", json={"name": "X"})
     assert resp.status_code == 403
     body = resp.get_json()
@@ -148,7 +148,7 @@ def test_missing_scope_is_403_naming_it(api_for, org):  # type: ignore[no-untype
     assert body["errors"] == {"scope": ["org:admin"]}
 
 
-def test_platform_endpoint_refuses_tenant_admin(api_for, org):  # type: ignore[no-untyped-def]
+def test_platform_endpoint_refuses_tenant_admin(api_for, org):
     resp = api_for(org).post("/organizations", json={"name": "Sneaky"})
     assert resp.status_code == 403
     assert "platform:admin" in resp.get_json()["message"]
@@ -157,7 +157,7 @@ def test_platform_endpoint_refuses_tenant_admin(api_for, org):  # type: ignore[n
 # --- platform:admin is an operator scope: never on a token for an organization ----------------
 
 
-def test_tenant_token_carrying_platform_admin_is_401(app, org, settings):  # type: ignore[no-untyped-def]
+def test_tenant_token_carrying_platform_admin_is_401(app, org, settings):
     """A token for org A with `platform:admin` created organizations (201) and read A (200)."""
     claims = _claims(str(org.id), scopes=["platform:admin", "org:admin"])
     token = pyjwt.encode(claims, settings.jwt_secret_key, algorithm="HS256")
@@ -174,12 +174,12 @@ def test_tenant_token_carrying_platform_admin_is_401(app, org, settings):  # typ
         assert s.scalars(select(Organization.id).where(Organization.name == name)).all() == []
 
 
-def test_issue_token_refuses_platform_admin_for_an_org(settings, org):  # type: ignore[no-untyped-def]
+def test_issue_token_refuses_platform_admin_for_an_org(settings, org):
     with pytest.raises(ValueError, match="platform:admin"):
         issue_token(settings, sub="u1", org_id=str(org.id), scopes=["platform:admin"])
 
 
-def test_cli_refuses_to_mint_a_tenant_token_with_platform_admin(org):  # type: ignore[no-untyped-def]
+def test_cli_refuses_to_mint_a_tenant_token_with_platform_admin(org):
     args = ["token", "issue", "--org", str(org.id), "--sub", "ops"]
     result = CliRunner(env=CLI_ENV).invoke(main, [*args, "--scopes", "platform:admin org:admin"])
     assert result.exit_code == 2, result.output
@@ -193,7 +193,7 @@ def test_cli_refuses_to_mint_a_tenant_token_with_platform_admin(org):  # type: i
 # --- a token lives at most JWT_MAX_LIFETIME_SECONDS ------------------------------------------
 
 
-def _epoch_claims(org_id: str, **over):  # type: ignore[no-untyped-def]
+def _epoch_claims(org_id: str, **over):
     now = int(datetime.now(UTC).timestamp())
     claims = {"sub": "u1", "org": org_id, "scopes": ["org:admin"], "iat": now, "exp": now + 60}
     claims.update(over)
@@ -204,7 +204,7 @@ def _epoch_claims(org_id: str, **over):  # type: ignore[no-untyped-def]
     "lifetime",
     ["exp-1e20", "exp-iat-over-max", "backdated-iat", "no-iat-exp-beyond-max"],
 )
-def test_token_living_longer_than_the_maximum_is_401(app, org, settings, lifetime):  # type: ignore[no-untyped-def]
+def test_token_living_longer_than_the_maximum_is_401(app, org, settings, lifetime):
     now, top = int(datetime.now(UTC).timestamp()), settings.jwt_max_lifetime_seconds
     over = {
         "exp-1e20": {"exp": 1e20},
@@ -219,14 +219,14 @@ def test_token_living_longer_than_the_maximum_is_401(app, org, settings, lifetim
 
 
 @pytest.mark.parametrize("with_iat", [True, False])
-def test_token_of_exactly_the_maximum_lifetime_is_accepted(app, org, settings, with_iat):  # type: ignore[no-untyped-def]
+def test_token_of_exactly_the_maximum_lifetime_is_accepted(app, org, settings, with_iat):
     now, top = int(datetime.now(UTC).timestamp()), settings.jwt_max_lifetime_seconds
     over = {"exp": now + top} if with_iat else {"iat": ..., "exp": now + top - 5}
     token = pyjwt.encode(_epoch_claims(str(org.id), **over), settings.jwt_secret_key, "HS256")
     assert _get(app, token).status_code == 200
 
 
-def test_max_lifetime_follows_the_setting(settings, runtime, org):  # type: ignore[no-untyped-def]
+def test_max_lifetime_follows_the_setting(settings, runtime, org):
     from api import create_app
 
     short = dataclasses.replace(settings, jwt_max_lifetime_seconds=600)
@@ -238,7 +238,7 @@ def test_max_lifetime_follows_the_setting(settings, runtime, org):  # type: igno
     _assert_401(_get(app, issue_token(settings, sub="u", org_id=str(org.id), scopes=[], ttl=601)))
 
 
-def test_issue_token_and_cli_refuse_a_ttl_beyond_the_maximum(settings, org):  # type: ignore[no-untyped-def]
+def test_issue_token_and_cli_refuse_a_ttl_beyond_the_maximum(settings, org):
     top = settings.jwt_max_lifetime_seconds
     with pytest.raises(ValueError, match="JWT_MAX_LIFETIME_SECONDS"):
         issue_token(settings, sub="u", org_id=str(org.id), scopes=[], ttl=top + 1)
@@ -249,7 +249,7 @@ def test_issue_token_and_cli_refuse_a_ttl_beyond_the_maximum(settings, org):  # 
 
 
 @pytest.fixture(scope="module")
-def module_app(settings):  # type: ignore[no-untyped-def]
+def module_app(settings):
     """An app with one extra endpoint that needs the hse module, like certification routes."""
     from api import create_app
 
@@ -259,14 +259,14 @@ def module_app(settings):  # type: ignore[no-untyped-def]
     @blp.route("")
     class Probe(MethodView):
         @requires("certifications:read", module="hse")
-        def get(self):  # type: ignore[no-untyped-def]
+        def get(self):
             return {"ok": True}
 
     app.extensions["flask-smorest"]["apis"][""]["ext_obj"].register_blueprint(blp)
     return app
 
 
-def test_module_disabled_is_403(module_app, make_org, settings):  # type: ignore[no-untyped-def]
+def test_module_disabled_is_403(module_app, make_org, settings):
     off = make_org(modules=())
     token = issue_token(settings, sub="u", org_id=str(off.id), scopes=["certifications:read"])
     resp = module_app.test_client().get(
@@ -285,7 +285,7 @@ def test_module_disabled_is_403(module_app, make_org, settings):  # type: ignore
     assert resp.status_code == 200
 
 
-def test_auth_and_view_share_one_connection(api, org):  # type: ignore[no-untyped-def]
+def test_auth_and_view_share_one_connection(api, org):
     """The organization lookup runs in the request's own session: one pooled connection and
     one transaction per request, not one for auth and another for the view."""
     import threading

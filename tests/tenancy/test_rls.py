@@ -15,7 +15,7 @@ pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-def two_orgs(make_org, as_tenant):  # type: ignore[no-untyped-def]
+def two_orgs(make_org, as_tenant):
     a, b = make_org(), make_org()
     for org in (a, b):
         with as_tenant(org.id) as s:
@@ -24,14 +24,14 @@ def two_orgs(make_org, as_tenant):  # type: ignore[no-untyped-def]
     return a, b
 
 
-def test_raw_sql_sees_only_current_org(two_orgs, as_tenant):  # type: ignore[no-untyped-def]
+def test_raw_sql_sees_only_current_org(two_orgs, as_tenant):
     a, b = two_orgs
     with as_tenant(a.id) as s:
         orgs = s.execute(text("SELECT DISTINCT org_id FROM roles")).scalars().all()
         assert orgs == [a.id]
 
 
-def test_raw_sql_without_orm_filter(two_orgs, as_tenant, monkeypatch):  # type: ignore[no-untyped-def]
+def test_raw_sql_without_orm_filter(two_orgs, as_tenant, monkeypatch):
     a, _b = two_orgs
     monkeypatch.setattr(tenant_session, "ORM_FILTER_ENABLED", False)
     with as_tenant(a.id) as s:
@@ -39,7 +39,7 @@ def test_raw_sql_without_orm_filter(two_orgs, as_tenant, monkeypatch):  # type: 
     assert names == [f"role of {a.name}"]
 
 
-def test_insert_with_other_org_id_refused(two_orgs, as_tenant):  # type: ignore[no-untyped-def]
+def test_insert_with_other_org_id_refused(two_orgs, as_tenant):
     a, b = two_orgs
     with as_tenant(a.id) as s, pytest.raises(ProgrammingError, match="row-level security"):
         s.execute(
@@ -48,20 +48,20 @@ def test_insert_with_other_org_id_refused(two_orgs, as_tenant):  # type: ignore[
         )
 
 
-def test_update_cannot_move_row_to_other_org(two_orgs, as_tenant):  # type: ignore[no-untyped-def]
+def test_update_cannot_move_row_to_other_org(two_orgs, as_tenant):
     a, b = two_orgs
     with as_tenant(a.id) as s, pytest.raises(ProgrammingError, match="row-level security"):
         s.execute(text("UPDATE roles SET org_id = :o"), {"o": b.id})
 
 
-def test_no_tenant_sees_no_rows(two_orgs, backend):  # type: ignore[no-untyped-def]
+def test_no_tenant_sees_no_rows(two_orgs, backend):
     engine = create_engine(backend.app_url)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM roles")).scalar() == 0
     engine.dispose()
 
 
-def test_every_org_table_has_forced_rls(backend):  # type: ignore[no-untyped-def]
+def test_every_org_table_has_forced_rls(backend):
     engine = create_engine(backend.app_url)
     with engine.connect() as conn:
         rows = conn.execute(
@@ -95,7 +95,7 @@ def test_every_org_table_has_forced_rls(backend):  # type: ignore[no-untyped-def
 
 
 @pytest.fixture
-def platform_rows(two_orgs, as_tenant):  # type: ignore[no-untyped-def]
+def platform_rows(two_orgs, as_tenant):
     """An outbox row and a recompute_state row for each org (rows the relay never picks up)."""
     from datetime import date
 
@@ -111,7 +111,7 @@ def platform_rows(two_orgs, as_tenant):  # type: ignore[no-untyped-def]
     return two_orgs
 
 
-def _as_app_role(backend, org_id, statements):  # type: ignore[no-untyped-def]
+def _as_app_role(backend, org_id, statements):
     """Run `statements` on the app's own role, tenant `org_id`, in one transaction."""
     engine = create_engine(backend.app_url)
     try:
@@ -124,7 +124,7 @@ def _as_app_role(backend, org_id, statements):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("flag", ["on", "true", "1", "platform"])
-def test_app_role_cannot_turn_platform_on(platform_rows, backend, flag):  # type: ignore[no-untyped-def]
+def test_app_role_cannot_turn_platform_on(platform_rows, backend, flag):
     """Any app connection could `set_config('app.platform', 'on')` and read every tenant's
     outbox and tick state, and every organization (no RLS on organizations at all)."""
     a, _b = platform_rows
@@ -143,7 +143,7 @@ def test_app_role_cannot_turn_platform_on(platform_rows, backend, flag):  # type
     assert [r[0] for r in orgs] == [a.id]
 
 
-def test_app_role_without_tenant_sees_no_organization(two_orgs, backend):  # type: ignore[no-untyped-def]
+def test_app_role_without_tenant_sees_no_organization(two_orgs, backend):
     engine = create_engine(backend.app_url)
     try:
         with engine.connect() as conn:
@@ -154,7 +154,7 @@ def test_app_role_without_tenant_sees_no_organization(two_orgs, backend):  # typ
         engine.dispose()
 
 
-def test_app_role_cannot_write_another_organization(two_orgs, backend):  # type: ignore[no-untyped-def]
+def test_app_role_cannot_write_another_organization(two_orgs, backend):
     a, b = two_orgs
     engine = create_engine(backend.app_url)
     try:
@@ -177,7 +177,7 @@ def test_app_role_cannot_write_another_organization(two_orgs, backend):  # type:
         engine.dispose()
 
 
-def test_platform_context_still_sees_every_org(platform_rows):  # type: ignore[no-untyped-def]
+def test_platform_context_still_sees_every_org(platform_rows):
     """The app's own platform work (relay, scheduler, org creation) keeps working."""
     from infra import context
     from infra import database as db
@@ -192,7 +192,7 @@ def test_platform_context_still_sees_every_org(platform_rows):  # type: ignore[n
     assert {a.id, b.id} <= set(orgs)
 
 
-def test_organizations_rls_is_forced(backend):  # type: ignore[no-untyped-def]
+def test_organizations_rls_is_forced(backend):
     engine = create_engine(backend.app_url)
     try:
         with engine.connect() as conn:
@@ -214,7 +214,7 @@ def test_organizations_rls_is_forced(backend):  # type: ignore[no-untyped-def]
     "statement",
     ["UPDATE audit_events SET action = 'forged'", "DELETE FROM audit_events"],
 )
-def test_audit_events_are_append_only_for_the_app_role(api, org, as_tenant, statement):  # type: ignore[no-untyped-def]
+def test_audit_events_are_append_only_for_the_app_role(api, org, as_tenant, statement):
     assert api.patch("/org", json={"name": "Audited"}).status_code == 200
     with as_tenant(org.id) as s:
         assert s.scalar(text("SELECT count(*) FROM audit_events")) >= 1
@@ -222,7 +222,7 @@ def test_audit_events_are_append_only_for_the_app_role(api, org, as_tenant, stat
             s.execute(text(statement))
 
 
-def test_readyz_fails_on_a_platform_key_the_database_does_not_accept(api, runtime, monkeypatch):  # type: ignore[no-untyped-def]
+def test_readyz_fails_on_a_platform_key_the_database_does_not_accept(api, runtime, monkeypatch):
     """Keys changed without `certs db upgrade`: platform work would silently see nothing."""
     from infra import database as db
     from tenancy.scoping import install_tenant_scoping

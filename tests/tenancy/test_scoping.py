@@ -12,7 +12,7 @@ from tenancy.scoping import TenantMismatch
 
 
 @pytest.fixture
-def two_orgs(make_org, as_tenant):  # type: ignore[no-untyped-def]
+def two_orgs(make_org, as_tenant):
     a, b = make_org(), make_org()
     for org, names in ((a, ["Welder", "Driver"]), (b, ["Secret role"])):
         with as_tenant(org.id) as s:
@@ -21,7 +21,7 @@ def two_orgs(make_org, as_tenant):  # type: ignore[no-untyped-def]
     return a, b
 
 
-def test_orm_reads_only_current_org(two_orgs, as_tenant):  # type: ignore[no-untyped-def]
+def test_orm_reads_only_current_org(two_orgs, as_tenant):
     a, b = two_orgs
     with as_tenant(a.id) as s:
         assert sorted(s.scalars(select(Role.name)).all()) == ["Driver", "Welder"]
@@ -30,7 +30,7 @@ def test_orm_reads_only_current_org(two_orgs, as_tenant):  # type: ignore[no-unt
         assert s.scalars(select(Role.name)).all() == ["Secret role"]
 
 
-def test_get_of_other_org_row_is_none(two_orgs, as_tenant):  # type: ignore[no-untyped-def]
+def test_get_of_other_org_row_is_none(two_orgs, as_tenant):
     a, b = two_orgs
     with as_tenant(b.id) as s:
         secret = s.scalars(select(Role)).one()
@@ -38,7 +38,7 @@ def test_get_of_other_org_row_is_none(two_orgs, as_tenant):  # type: ignore[no-u
         assert s.get(Role, secret.id) is None
 
 
-def test_bulk_update_is_scoped(two_orgs, as_tenant):  # type: ignore[no-untyped-def]
+def test_bulk_update_is_scoped(two_orgs, as_tenant):
     a, b = two_orgs
     with as_tenant(a.id) as s:
         s.execute(update(Role).values(active=False))
@@ -47,14 +47,14 @@ def test_bulk_update_is_scoped(two_orgs, as_tenant):  # type: ignore[no-untyped-
         assert s.scalars(select(Role.active)).all() == [True]
 
 
-def test_no_tenant_sees_nothing(two_orgs):  # type: ignore[no-untyped-def]
+def test_no_tenant_sees_nothing(two_orgs):
     with db.new_session() as s:
         assert s.scalars(select(Role)).all() == []
     with context.platform(), db.new_session() as s:
         assert s.scalars(select(Role)).all() == []
 
 
-def test_insert_for_other_org_refused(two_orgs, as_tenant):  # type: ignore[no-untyped-def]
+def test_insert_for_other_org_refused(two_orgs, as_tenant):
     a, b = two_orgs
     with as_tenant(a.id) as s:
         s.add(Role(name="Intruder", org_id=b.id))
@@ -62,7 +62,7 @@ def test_insert_for_other_org_refused(two_orgs, as_tenant):  # type: ignore[no-u
             s.flush()
 
 
-def test_insert_without_tenant_refused():  # type: ignore[no-untyped-def]
+def test_insert_without_tenant_refused():
     with db.new_session() as s:
         s.add(Role(name="Orphan"))
         with pytest.raises(TenantMismatch):

@@ -13,13 +13,13 @@ RAW = text("SELECT webhook_secret FROM organizations WHERE id = :i").bindparams(
 )
 
 
-def _stored(as_tenant, org_id):  # type: ignore[no-untyped-def]
+def _stored(as_tenant, org_id):
     """The column as the database holds it (no ORM type in between)."""
     with as_tenant(org_id) as s:
         return s.scalar(RAW, {"i": org_id})
 
 
-def test_webhook_secret_is_encrypted_at_rest(api, org, as_tenant):  # type: ignore[no-untyped-def]
+def test_webhook_secret_is_encrypted_at_rest(api, org, as_tenant):
     """The column held the HMAC key in clear: a database dump or a read bug gave it away."""
     secret = "whsec-" + "q" * 30
     resp = api.patch("/org", json={"webhook_secret": secret})
@@ -30,7 +30,7 @@ def test_webhook_secret_is_encrypted_at_rest(api, org, as_tenant):  # type: igno
     assert stored.startswith("fernet:")
 
 
-def test_the_secret_signs_webhooks_and_is_never_returned(api, org, as_tenant):  # type: ignore[no-untyped-def]
+def test_the_secret_signs_webhooks_and_is_never_returned(api, org, as_tenant):
     from tenancy.models import Organization
 
     secret = "whsec-" + "r" * 30
@@ -48,14 +48,14 @@ def test_the_secret_signs_webhooks_and_is_never_returned(api, org, as_tenant):  
     assert _stored(as_tenant, org.id) is None
 
 
-def test_a_plain_string_is_never_stored(org, as_tenant):  # type: ignore[no-untyped-def]
+def test_a_plain_string_is_never_stored(org, as_tenant):
     """A write that forgets to seal fails instead of putting the secret back in clear."""
     from sqlalchemy.exc import StatementError
 
     from tenancy.models import Organization
 
     with as_tenant(org.id) as s:
-        s.get(Organization, org.id).webhook_secret = "forgot-to-seal-" + "x" * 20  # type: ignore[assignment]
+        s.get(Organization, org.id).webhook_secret = "forgot-to-seal-" + "x" * 20
         with pytest.raises(StatementError, match="SealedSecret"):
             s.flush()
     assert _stored(as_tenant, org.id) is None
@@ -64,7 +64,7 @@ def test_a_plain_string_is_never_stored(org, as_tenant):  # type: ignore[no-unty
 OLD, NEW = Fernet.generate_key().decode(), Fernet.generate_key().decode()
 
 
-def test_multifernet_rotation_first_key_seals_every_key_opens():  # type: ignore[no-untyped-def]
+def test_multifernet_rotation_first_key_seals_every_key_opens():
     stored = SecretBox([OLD]).seal("rotate-me-" + "z" * 20)
     both = SecretBox([NEW, OLD])
     assert both.open(stored) == "rotate-me-" + "z" * 20
@@ -75,7 +75,7 @@ def test_multifernet_rotation_first_key_seals_every_key_opens():  # type: ignore
     assert both.open("legacy-clear-secret") == "legacy-clear-secret"  # stored before sealing
 
 
-def _put_raw(as_tenant, org_id, value):  # type: ignore[no-untyped-def]
+def _put_raw(as_tenant, org_id, value):
     with as_tenant(org_id) as s:
         s.execute(
             text("UPDATE organizations SET webhook_secret = :v WHERE id = :i").bindparams(
@@ -86,7 +86,7 @@ def _put_raw(as_tenant, org_id, value):  # type: ignore[no-untyped-def]
         s.commit()
 
 
-def test_reseal_encrypts_legacy_clear_secrets_and_moves_old_keys_forward(make_org, as_tenant):  # type: ignore[no-untyped-def]
+def test_reseal_encrypts_legacy_clear_secrets_and_moves_old_keys_forward(make_org, as_tenant):
     from infra import context
     from infra import database as db
     from tenancy.organizations import reseal_webhook_secrets
@@ -111,7 +111,7 @@ def test_reseal_encrypts_legacy_clear_secrets_and_moves_old_keys_forward(make_or
             _put_raw(as_tenant, org.id, None)
 
 
-def test_cli_secrets_rotate_seals_clear_secrets(make_org, as_tenant):  # type: ignore[no-untyped-def]
+def test_cli_secrets_rotate_seals_clear_secrets(make_org, as_tenant):
     import json
 
     from click.testing import CliRunner

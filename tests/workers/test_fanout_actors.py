@@ -8,14 +8,14 @@ from certifications.assignments.models import Assignment, StatusEvent
 from jobs.outbox import request_job
 
 
-def _count(as_tenant, org_id, model=Assignment):  # type: ignore[no-untyped-def]
+def _count(as_tenant, org_id, model=Assignment):
     with as_tenant(org_id) as s:
         return s.scalar(select(func.count()).select_from(model))
 
 
 def test_certification_fanout_job_runs_to_done(
     org, as_tenant, jobs, api, make_role, make_employees, make_certification
-):  # type: ignore[no-untyped-def]
+):
     role = make_role(org)
     make_employees(org, 5, role_id=role.id)
     cert = make_certification(org, role_ids=[role.id])
@@ -34,7 +34,7 @@ def test_certification_fanout_job_runs_to_done(
 
 def test_duplicate_requests_create_each_row_once(
     org, as_tenant, jobs, make_role, make_employees, make_certification
-):  # type: ignore[no-untyped-def]
+):
     role = make_role(org)
     people = make_employees(org, 4, role_id=role.id)
     cert = make_certification(org, role_ids=[role.id])
@@ -50,7 +50,7 @@ def test_duplicate_requests_create_each_row_once(
 
 def test_directory_changes_drive_employee_fanout(
     org, as_tenant, jobs, api, make_role, make_certification
-):  # type: ignore[no-untyped-def]
+):
     role = make_role(org)
     cert = make_certification(org, role_ids=[role.id])
     resp = api.post("/employees", json={"name": "Ann", "role_id": str(role.id)})

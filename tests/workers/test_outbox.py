@@ -18,25 +18,25 @@ from tests.support.actors import record_ping
 from workers.middleware import TenantMiddleware
 
 
-def _ping(as_tenant, org, marker):  # type: ignore[no-untyped-def]
+def _ping(as_tenant, org, marker):
     with as_tenant(org.id) as s:
         job = request_job(s, "record_ping", job_kind="ping", marker=marker)
         s.commit()
     return job
 
 
-def _relayed(runtime) -> None:  # type: ignore[no-untyped-def]
+def _relayed(runtime) -> None:
     """Wait for the after-commit relay (a background publisher with Redis) to have run."""
     if runtime.publisher is not None:
         assert runtime.publisher.flush()
 
 
-def _job(as_tenant, org, job_id):  # type: ignore[no-untyped-def]
+def _job(as_tenant, org, job_id):
     with as_tenant(org.id) as s:
         return s.get(Job, job_id)
 
 
-def test_committed_job_runs_as_its_org(org, as_tenant, jobs):  # type: ignore[no-untyped-def]
+def test_committed_job_runs_as_its_org(org, as_tenant, jobs):
     job = _ping(as_tenant, org, "hello")
     jobs.drain()
     done = _job(as_tenant, org, job.id)
@@ -48,7 +48,7 @@ def test_committed_job_runs_as_its_org(org, as_tenant, jobs):  # type: ignore[no
     assert row.done_at is not None
 
 
-def test_rolled_back_job_never_runs(org, as_tenant, jobs):  # type: ignore[no-untyped-def]
+def test_rolled_back_job_never_runs(org, as_tenant, jobs):
     with as_tenant(org.id) as s:
         job = request_job(s, "record_ping", job_kind="ping", marker="ghost")
         job_id = job.id
@@ -59,7 +59,7 @@ def test_rolled_back_job_never_runs(org, as_tenant, jobs):  # type: ignore[no-un
         assert s.scalars(select(OutboxMessage).where(OutboxMessage.job_id == job_id)).all() == []
 
 
-def test_broker_down_at_commit_then_runs_after(org, as_tenant, jobs, runtime, monkeypatch):  # type: ignore[no-untyped-def]
+def test_broker_down_at_commit_then_runs_after(org, as_tenant, jobs, runtime, monkeypatch):
     """A real Redis client pointed at a port nobody listens on stands in for Redis being down."""
     dead = RedisBroker(url="redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
     monkeypatch.setattr(runtime.broker, "enqueue", dead.enqueue)
@@ -79,7 +79,7 @@ def test_broker_down_at_commit_then_runs_after(org, as_tenant, jobs, runtime, mo
     assert _job(as_tenant, org, job.id).state == "done"
 
 
-def test_sweep_skips_fresh_and_done_rows(org, as_tenant, jobs):  # type: ignore[no-untyped-def]
+def test_sweep_skips_fresh_and_done_rows(org, as_tenant, jobs):
     job = _ping(as_tenant, org, "once")
     jobs.drain()
     with context.platform(), db.new_session() as s:
@@ -91,7 +91,7 @@ def test_sweep_skips_fresh_and_done_rows(org, as_tenant, jobs):  # type: ignore[
     assert after.attempts == before.attempts
 
 
-def test_outbox_row_needs_a_live_actor_name(org, as_tenant, runtime):  # type: ignore[no-untyped-def]
+def test_outbox_row_needs_a_live_actor_name(org, as_tenant, runtime):
     with as_tenant(org.id) as s:
         request_job(s, "no_such_actor", marker="x")
         s.commit()
@@ -109,7 +109,7 @@ def test_outbox_row_needs_a_live_actor_name(org, as_tenant, runtime):  # type: i
 
 
 @pytest.mark.parametrize("message_org", ["another org", "no org", "unknown org"])
-def test_actor_cannot_see_other_org_job(org, make_org, as_tenant, runtime, message_org):  # type: ignore[no-untyped-def]
+def test_actor_cannot_see_other_org_job(org, make_org, as_tenant, runtime, message_org):
     """An actor runs as the message's org: a job id of another org is invisible to it."""
     owner = make_org()
     with as_tenant(owner.id) as s:
@@ -134,14 +134,14 @@ def test_actor_cannot_see_other_org_job(org, make_org, as_tenant, runtime, messa
     assert _job(as_tenant, owner, job.id).state == "queued"
 
 
-def test_unreachable_broker_fails_a_batch_once(org, as_tenant, runtime, monkeypatch):  # type: ignore[no-untyped-def]
+def test_unreachable_broker_fails_a_batch_once(org, as_tenant, runtime, monkeypatch):
     """A broker that times out is asked once per batch, not once per row: each further row
     would wait as long again while the batch holds its rows' locks."""
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
     calls: list[str] = []
 
-    def hung(message, **_kw):  # type: ignore[no-untyped-def]
+    def hung(message, **_kw):
         calls.append(message.options["outbox_id"])
         raise RedisTimeoutError("Timeout reading from socket")
 

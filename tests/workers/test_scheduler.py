@@ -30,11 +30,11 @@ from workers.tick import queue_due_ticks, tick_now
 
 
 @pytest.fixture
-def recorded(make_certification, make_employee, make_assignment):  # type: ignore[no-untyped-def]
+def recorded(make_certification, make_employee, make_assignment):
     """`recorded(org, expires_on=d, **certification)`: (certification id, assignment id) of a
     valid record issued a year before `d`."""
 
-    def build(org, *, expires_on: date, **cert_kw):  # type: ignore[no-untyped-def]
+    def build(org, *, expires_on: date, **cert_kw):
         cert = make_certification(org, **cert_kw)
         issued = expires_on - timedelta(days=365)
         a = make_assignment(cert, make_employee(org), issued_on=issued, expires_on=expires_on)
@@ -43,7 +43,7 @@ def recorded(make_certification, make_employee, make_assignment):  # type: ignor
     return build
 
 
-def _status(as_tenant, org, assignment_id):  # type: ignore[no-untyped-def]
+def _status(as_tenant, org, assignment_id):
     with as_tenant(org.id) as s:
         return s.get(Assignment, assignment_id).status
 
@@ -70,7 +70,7 @@ def _changed(now: datetime, org_id: uuid.UUID) -> int:
     return int(report["ticks"][str(org_id)]["changed"])
 
 
-def test_tick_recomputes_now_in_the_org_timezone(make_org, as_tenant, recorded):  # type: ignore[no-untyped-def]
+def test_tick_recomputes_now_in_the_org_timezone(make_org, as_tenant, recorded):
     now = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)  # Auckland: the 30th; LA: the 29th
     nz = make_org(timezone="Pacific/Auckland")
     la = make_org(timezone="America/Los_Angeles")
@@ -86,7 +86,7 @@ def test_tick_recomputes_now_in_the_org_timezone(make_org, as_tenant, recorded):
     assert (state.local_date, state.changed, state.done_at) == (date(2026, 11, 30), 0, now)
 
 
-def test_scheduler_claims_each_due_org_once(make_org, as_tenant, recorded, monkeypatch):  # type: ignore[no-untyped-def]
+def test_scheduler_claims_each_due_org_once(make_org, as_tenant, recorded, monkeypatch):
     # Keep the queued jobs in the outbox: a worker left running by an earlier test would
     # otherwise run tick_org at the real "now" and move the state row under our feet.
     monkeypatch.setattr(outbox, "relay", lambda ids, **_kw: 0)
@@ -108,7 +108,7 @@ def test_scheduler_claims_each_due_org_once(make_org, as_tenant, recorded, monke
     assert (state.version, state.done_at) == (3, None)
 
 
-def test_claim_is_compare_and_set(make_org):  # type: ignore[no-untyped-def]
+def test_claim_is_compare_and_set(make_org):
     org = make_org()
     now = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
     today = date(2026, 11, 29)
@@ -129,7 +129,7 @@ def test_claim_is_compare_and_set(make_org):  # type: ignore[no-untyped-def]
     assert wins == [True, False]
 
 
-def test_run_periodic_queues_ticks_only_when_leading(monkeypatch):  # type: ignore[no-untyped-def]
+def test_run_periodic_queues_ticks_only_when_leading(monkeypatch):
     seen: list[int] = []
 
     def fake_queue() -> dict[str, int]:
@@ -149,7 +149,7 @@ def test_run_periodic_queues_ticks_only_when_leading(monkeypatch):  # type: igno
 
 
 @pytest.mark.postgres
-def test_only_one_scheduler_leads_and_a_standby_takes_over():  # type: ignore[no-untyped-def]
+def test_only_one_scheduler_leads_and_a_standby_takes_over():
     key = int(uuid.uuid4().int % (1 << 62))
     first, second = Leadership(key), Leadership(key)
     try:
@@ -164,7 +164,7 @@ def test_only_one_scheduler_leads_and_a_standby_takes_over():  # type: ignore[no
         second.release()
 
 
-def test_certs_tick_prints_a_json_report(make_org, as_tenant, recorded, jobs):  # type: ignore[no-untyped-def]
+def test_certs_tick_prints_a_json_report(make_org, as_tenant, recorded, jobs):
     org = make_org()
     _, a = recorded(org, expires_on=date(2000, 1, 1))
     result = CliRunner(env=CLI_ENV).invoke(cli, ["tick", "--org", str(org.id), "--timeout", "30"])
@@ -179,7 +179,7 @@ def test_certs_tick_prints_a_json_report(make_org, as_tenant, recorded, jobs):  
     assert "--org" in bad.output
 
 
-def test_recompute_actors_through_the_outbox_and_a_worker(make_org, as_tenant, recorded, jobs):  # type: ignore[no-untyped-def]
+def test_recompute_actors_through_the_outbox_and_a_worker(make_org, as_tenant, recorded, jobs):
     org = make_org()
     today = org_today("UTC", db.utcnow())
     cert_id, a = recorded(
