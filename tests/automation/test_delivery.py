@@ -21,6 +21,7 @@ from infra import database as db
 from tenancy.models import Organization
 from tenancy.sealed import SealedSecret
 from tests.automation.conftest import TODAY
+from tests.support import factories
 from tests.support.suite import SMTP_PORT, SUBPROCESS_ENV
 from workers.delivery import deliver
 
@@ -275,7 +276,7 @@ def test_webhook_is_signed_with_the_org_secret_and_retried_on_non_2xx(
 
 
 def test_a_secret_no_key_opens_fails_the_delivery_never_sends_it_unsigned(
-    make_org, arrange, webhook, settings, as_tenant
+    make_org, webhook, settings, as_tenant
 ):
     from cryptography.fernet import Fernet
 
@@ -288,12 +289,14 @@ def test_a_secret_no_key_opens_fails_the_delivery_never_sends_it_unsigned(
         row.webhook_url = webhook.url
         row.webhook_secret = SealedSecret(lost_key.seal("s3cret-" + uuid.uuid4().hex))
         s.commit()
-    a = arrange(org)
-    cert = a.certification(
-        name="Forklift", notification_rules=[{"trigger": "expired", "channels": ["webhook"]}]
+    cert = factories.create_certification(
+        org, name="Forklift", notification_rules=[{"trigger": "expired", "channels": ["webhook"]}]
     )
-    a.assignment(
-        cert, a.employee(name="Bob"), expires_on=TODAY - timedelta(days=2), status="expired"
+    factories.create_assignment(
+        cert,
+        factories.create_employee(org, name="Bob"),
+        expires_on=TODAY - timedelta(days=2),
+        status="expired",
     )
     _evaluate(as_tenant, org)
     assert [o.state for o in _deliver_all(org, settings)] == ["retry"]

@@ -16,6 +16,7 @@ from certifications.automation.models import Notification
 from certifications.automation.notifications import evaluate_rules
 from infra import context
 from tests.automation.conftest import TODAY
+from tests.support import factories
 from tests.support.suite import SMTP_PORT
 from workers.delivery import deliver
 
@@ -31,12 +32,11 @@ def _smtp_settings(settings):
     )
 
 
-def _pending_note(make_org, arrange, as_tenant, cert_name=HOSTILE, holder="Ada\r\nLovelace"):
+def _pending_note(make_org, as_tenant, cert_name=HOSTILE, holder="Ada\r\nLovelace"):
     org = make_org(name="Acme\nField")
-    a = arrange(org)
-    cert = a.certification(name=cert_name, notification_rules=[RULE])
-    emp = a.employee(name=holder, email="ada@example.test")
-    a.assignment(cert, emp, expires_on=TODAY + timedelta(days=10))
+    cert = factories.create_certification(org, name=cert_name, notification_rules=[RULE])
+    emp = factories.create_employee(org, name=holder, email="ada@example.test")
+    factories.create_assignment(cert, emp, expires_on=TODAY + timedelta(days=10))
     with as_tenant(org.id) as s:
         evaluate_rules(s, org.id, TODAY)
         s.commit()
@@ -49,8 +49,8 @@ def _row(as_tenant, org, note):
         return s.get(Notification, note.id)
 
 
-def test_crlf_in_names_sends_one_clean_email(make_org, arrange, as_tenant, smtp, settings):
-    org, note = _pending_note(make_org, arrange, as_tenant)
+def test_crlf_in_names_sends_one_clean_email(make_org, as_tenant, smtp, settings):
+    org, note = _pending_note(make_org, as_tenant)
     with context.tenant(org.id):
         outcome = deliver(org.id, note.id, settings=_smtp_settings(settings), policy=FAST)
     assert outcome.state == "sent"
@@ -104,9 +104,9 @@ def test_crlf_in_a_revoke_reason_keeps_the_subject_one_line(settings):
 
 
 def test_an_unexpected_error_while_composing_is_recorded_then_fails(
-    make_org, arrange, as_tenant, settings, monkeypatch
+    make_org, as_tenant, settings, monkeypatch
 ):
-    org, note = _pending_note(make_org, arrange, as_tenant, cert_name="Crane", holder="Ada")
+    org, note = _pending_note(make_org, as_tenant, cert_name="Crane", holder="Ada")
 
     def broken(*_a, **_k):
         raise ValueError("the email library refused a header")

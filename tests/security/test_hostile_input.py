@@ -31,6 +31,7 @@ from tenancy.auth import TENANT_SCOPES, issue_token
 from tenancy.organizations import create_organization
 from tests.security import support
 from tests.security.support import Operation
+from tests.support import factories
 from tests.support.suite import SETTINGS
 
 OPS = support.operations()
@@ -41,12 +42,12 @@ ERROR_KEYS = {"code", "status", "message", "errors"}
 
 
 @functools.cache
-def _world() -> tuple[support.World, str]:
+def _world() -> tuple[factories.World, str]:
     """One org with the HSE module and a row of every kind; a token with every scope."""
     with context.platform(), db.new_session() as s:
         org = create_organization(s, name=f"Hostile {uuid.uuid4().hex[:6]}", modules=["hse"])
         s.commit()
-    world = support.make_world(org.id)
+    world = factories.create_world(org.id)
     token = issue_token(SETTINGS, sub="attacker", org_id=str(org.id), scopes=list(TENANT_SCOPES))
     return world, token
 
@@ -144,7 +145,9 @@ def _with(body: Any, slot: tuple[Any, ...], value: Any) -> Any:
     return body
 
 
-def _surrogate_cases(op: Operation, world: support.World) -> list[tuple[str, Any, tuple[str, ...]]]:
+def _surrogate_cases(
+    op: Operation, world: factories.World
+) -> list[tuple[str, Any, tuple[str, ...]]]:
     base = support.sample_body(op, world)
     cases = []
     for slot in _string_slots(op.body_schema or {}):
