@@ -54,7 +54,7 @@ bench: $(STAMP)
 
 ## Long reliability runs (soak, load, faults at full size).
 soak: $(STAMP)
-	CERTS_TEST_BACKEND=postgres REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/0} \
+	SOAK=1 CERTS_TEST_BACKEND=postgres REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/0} \
 	  $(BIN)/pytest -q -p no:cacheprovider -m slow
 
 clean:
