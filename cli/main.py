@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 import uuid
+from typing import Any
 
 import click
 
@@ -205,15 +206,8 @@ def _print_dev_token(settings: Settings, host: str, port: int) -> None:
         if org is None:
             org = create_organization(session, name=DEV_ORG_NAME, modules=["hse"])
             session.commit()
-        token = issue_token(
-            settings,
-            sub="dev-admin",
-            org_id=str(org.id),
-            scopes=list(TENANT_SCOPES),
-            ttl=_day(settings),
-        )
-    click.echo(f"\nOrganization: {org.name} ({org.id})")
-    click.echo(f"export TOKEN={token}")
+    click.echo()
+    _print_org_token(settings, org, sub="dev-admin", label="Organization")
     click.echo(f'curl -H "Authorization: Bearer $TOKEN" http://{host}:{port}/api/v1/org\n')
 
 
@@ -291,14 +285,15 @@ def demo(if_missing: bool) -> None:
             org = find_demo_org(session)
     if org is None:
         org = create_demo()
+    _print_org_token(settings, org, sub="demo-admin", label="Demo organization")
+
+
+def _print_org_token(settings: Settings, org: Any, *, sub: str, label: str) -> None:
+    """Print the organization and an all-scopes token for it (development conveniences)."""
     token = issue_token(
-        settings,
-        sub="demo-admin",
-        org_id=str(org.id),
-        scopes=list(TENANT_SCOPES),
-        ttl=_day(settings),
+        settings, sub=sub, org_id=str(org.id), scopes=list(TENANT_SCOPES), ttl=_day(settings)
     )
-    click.echo(f"Demo organization: {org.name} ({org.id})")
+    click.echo(f"{label}: {org.name} ({org.id})")
     click.echo(f"export TOKEN={token}")
 
 
