@@ -414,14 +414,20 @@ def recompute_org(
 
 
 def recompute_certification(
-    session: Session, org_id: uuid.UUID, certification_id: uuid.UUID, now: datetime
+    session: Session,
+    org_id: uuid.UUID,
+    certification_id: uuid.UUID,
+    now: datetime,
+    *,
+    apply_to_current: bool = False,
 ) -> dict[str, Any]:
-    """After a certification's `validity` or `warning_days` changed: computed expiries, then
-    statuses of its assignments (flushes only; idempotent)."""
+    """After a certification's `validity` or `warning_days` changed: statuses of its
+    assignments, after moving computed expiries of current cycles only when `apply_to_current`
+    (a recorded expiry does not move otherwise); `expiries` = how many moved. Flushes only."""
     org = session.get(Organization, org_id)
     if org is None:
         return {"expiries": 0, "changed": 0}
     today = org_today(org.timezone, now)
-    expiries = refresh_expiries(session, org_id, certification_id)
+    expiries = refresh_expiries(session, org_id, certification_id) if apply_to_current else 0
     changed = recompute_statuses(session, org_id, today, certification_id=certification_id, now=now)
     return {"expiries": expiries, "changed": changed}
