@@ -51,6 +51,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
+from certifications.assignments.exemptions import lift_expired
 from certifications.assignments.models import Assignment, StatusEvent
 from certifications.assignments.schedule import mark_recomputed
 from certifications.catalog.models import Certification
@@ -408,9 +409,10 @@ def recompute_org(
     if org is None:
         return {"changed": 0}
     today = org_today(org.timezone, now)
+    ended = lift_expired(session, org_id, today, now)  # exemptions whose `until` has passed
     changed = recompute_statuses(session, org_id, today, now=now, on_chunk=on_chunk)
     mark_recomputed(session, org_id, today, now, changed)
-    return {"today": today.isoformat(), "changed": changed}
+    return {"today": today.isoformat(), "changed": changed, "exemptions_ended": ended}
 
 
 def recompute_certification(

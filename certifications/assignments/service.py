@@ -74,8 +74,15 @@ def create_assignment(
     if data["subject_type"] != cert.type:
         raise Invalid({"subject_type": [f"This certification applies to {cert.type}s."]})
     model = SUBJECT_MODELS[data["subject_type"]]
-    if session.get(model, data["subject_id"]) is None:
+    subject = session.get(model, data["subject_id"])
+    if subject is None:
         raise Invalid({"subject_id": [f"No {data['subject_type']} with this id."]})
+    if not subject.active:
+        raise Conflict(
+            f"This {data['subject_type']} is inactive (a leaver): reactivate it before "
+            "assigning certifications to it.",
+            {"subject_id": ["Inactive."]},
+        )
     _refuse_second_live(session, cert.id, data["subject_id"])
     today = org_today_for(session, require_org_id(), now)
     issued = data.get("issued_on")
@@ -123,7 +130,7 @@ def update_assignment(
         assignment.notes = changes["notes"]
     date_changes = {k: v for k, v in changes.items() if k in DATE_FIELDS}
     if date_changes:
-        _refuse_revoked(assignment)
+        refuse_revoked(assignment)
         cert = get_certification(session, assignment.certification_id)
         issued = date_changes.get("issued_on", assignment.issued_on)
         effective = date_changes.get("effective_on", assignment.effective_on)
@@ -156,7 +163,7 @@ def renew_assignment(
 ) -> Assignment:
     """Record a new cycle; the previous one is kept in the assignment's history."""
     assignment = lock_assignment(session, assignment)
-    _refuse_revoked(assignment)
+    refuse_revoked(assignment)
     cert = get_certification(session, assignment.certification_id)
     today = org_today_for(session, require_org_id(), now)
     issued, effective, expires = _dates(
@@ -194,7 +201,7 @@ def revoke_assignment(
 ) -> Assignment:
     """Cancel on purpose, with a documented reason; the row stays as history."""
     assignment = lock_assignment(session, assignment)
-    _refuse_revoked(assignment)
+    refuse_revoked(assignment)
     assignment.revoked_at = now
     assignment.revoked_reason = reason
     assignment.revoked_by = actor
@@ -215,7 +222,7 @@ def submit_form(
 ) -> FormSubmission:
     """Validate answers against the certification's form; an accepted one records the cycle."""
     assignment = lock_assignment(session, assignment)
-    _refuse_revoked(assignment)
+    refuse_revoked(assignment)
     cert = get_certification(session, assignment.certification_id)
     fields = forms.form_fields(cert.form)
     if not fields:
@@ -375,6 +382,6 @@ def _live_conflict(existing: uuid.UUID | None = None) -> Conflict:
     return Conflict("This subject already holds a live assignment of this certification.", errors)
 
 
-def _refuse_revoked(assignment: Assignment) -> None:
+def refuse_revoked(assignment: Assignment) -> None:
     if assignment.revoked_at is not None:
         raise Conflict("This assignment is revoked; assign the certification anew instead.")

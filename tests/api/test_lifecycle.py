@@ -4,7 +4,7 @@ safe renewals, and validity changes that leave recorded expiries alone."""
 from __future__ import annotations
 
 import uuid
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -14,6 +14,7 @@ from certifications.automation.notifications import evaluate_rules
 from certifications.automation.tasks import evaluate_task_rules
 from infra.database import utcnow
 from tenancy.organizations import org_today
+from workers.tick import tick_now
 
 RULE = {
     "trigger": "before_expiry",
@@ -102,6 +103,251 @@ def current(api, org, make_certification, make_employee):
     body = _assign(api, cert, emp, issued_on="2026-03-01").get_json()
     assert body["expires_on"] == "2028-03-01"
     return body["id"]
+
+
+# --- 2. exemptions -------------------------------------------------------------------------
+
+
+def test_exemption_shape_set_and_lift(api, org, expiring_quietly, today):
+    _cert, _emp, aid = expiring_quietly
+    assert api.get(f"/assignments/{aid}").get_json()["exemption"] is None
+    until = _iso(today + timedelta(days=90))
+    resp = api.post(f"/assignments/{aid}/exemption", json={"reason": "On leave", "until": until})
+    assert resp.status_code == 200, resp.get_json()
+    body = resp.get_json()
+    assert body["status"] == "expires_soon"  # keeps its computed status
+    ex = body["exemption"]
+    assert (ex["reason"], ex["until"], ex["by"]) == ("On leave", until, "tester")
+    assert datetime.fromisoformat(ex["at"]).tzinfo is not None
+    assert api.get(f"/assignments/{aid}").get_json()["exemption"] == ex
+
+    lifted = api.delete(f"/assignments/{aid}/exemption")
+    assert lifted.status_code == 200
+    assert lifted.get_json()["exemption"] is None
+    assert api.delete(f"/assignments/{aid}/exemption").status_code == 200  # idempotent
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "reason"),
+        ({"reason": ""}, "reason"),
+        ({"reason": "x", "until": "2001-01-01"}, "until"),
+        ({"reason": "x", "until": "soon"}, "until"),
+    ],
+)
+def test_exemption_input_is_checked(api, expiring, body, field):
+    _cert, _emp, aid = expiring
+    resp = api.post(f"/assignments/{aid}/exemption", json=body)
+    assert resp.status_code == 422, resp.get_json()
+    assert field in str(resp.get_json()["errors"])
+
+
+def test_an_exempt_assignment_changes_the_compliance_ratio(
+    api, org, make_certification, make_employee, today
+):
+    cert = make_certification(org, name="Working at Height", validity_months=12)
+    fine, lapsed = make_employee(org), make_employee(org)
+    _assign(api, cert, fine, issued_on=_iso(today - timedelta(days=10)))
+    lapsed_id = _assign(api, cert, lapsed, issued_on=_iso(today - timedelta(days=800))).get_json()[
+        "id"
+    ]
+    totals = api.get("/compliance/summary").get_json()["totals"]
+    assert (totals["required"], totals["compliant"], totals["compliance"]) == (2, 1, 0.5)
+    assert totals["exempt"] == 0
+
+    api.post(f"/assignments/{lapsed_id}/exemption", json={"reason": "Long-term sick leave"})
+
+    body = api.get("/compliance/summary").get_json()
+    totals = body["totals"]
+    assert (totals["required"], totals["compliant"], totals["compliance"]) == (1, 1, 1.0)
+    assert totals["exempt"] == 1
+    assert totals["counts"]["expired"] == 0
+    assert body["certifications"][0]["exempt"] == 1
+    tree = api.get("/views/groups").get_json()
+    assert tree["ungrouped"][0]["compliance"] == 1.0
+    # Views: the exempt one is listed with its status, counted under `exempt`.
+    exempt_only = api.get("/views/employees?exempt=true").get_json()["items"]
+    assert [r["id"] for r in exempt_only] == [str(lapsed.id)]
+    entry = exempt_only[0]["certifications"][0]
+    assert (entry["status"], entry["exempt"]) == ("expired", True)
+    assert exempt_only[0]["summary"]["exempt"] == 1
+    assert exempt_only[0]["summary"]["expired"] == 0
+    not_exempt = api.get("/views/employees?exempt=false").get_json()["items"]
+    assert [r["id"] for r in not_exempt] == [str(fine.id)]
+    assert api.get("/views/employees?status=expired&exempt=false").get_json()["items"] == []
+
+
+def test_an_exempt_assignment_gets_no_reminders_nor_tasks(
+    api, org, expiring, as_tenant, today, smtp, jobs
+):
+    _cert, _emp, aid = expiring
+    _automate(as_tenant, org, today)
+    api.post(f"/assignments/{aid}/exemption", json={"reason": "Contract ends next week"})
+    # What was pending is withdrawn by the exemption itself...
+    assert _automation_of(as_tenant, org, aid) == (["cancelled"], ["closed"])
+    assert api.get("/compliance/forecast").get_json()["total"]["renewals"] == 0
+    # ...and the rules create nothing new for it (a new rule on the next evaluation either).
+    with as_tenant(org.id) as s:
+        s.execute(
+            Notification.__table__.delete().where(Notification.assignment_id == uuid.UUID(aid))
+        )
+        s.execute(Task.__table__.delete().where(Task.assignment_id == uuid.UUID(aid)))
+        s.commit()
+    _automate(as_tenant, org, today)
+    assert _automation_of(as_tenant, org, aid) == ([], [])
+    api.delete(f"/assignments/{aid}/exemption")  # asks for the org's tick, which delivers
+    jobs.drain()
+    _automate(as_tenant, org, today)
+    notes, tasks = _automation_of(as_tenant, org, aid)
+    assert notes == ["sent"]
+    assert tasks == ["open"]
+    assert ["ada@example.test"] in [m.rcpt_tos for m in smtp.messages]
+
+
+def test_an_exemption_ends_by_itself_after_its_until_day(api, org, expiring_quietly, today):
+    _cert, _emp, aid = expiring_quietly
+    api.post(f"/assignments/{aid}/exemption", json={"reason": "x", "until": _iso(today)})
+    now = utcnow()
+    tick_now(now=now, org_id=org.id)  # still its last day
+    assert api.get(f"/assignments/{aid}").get_json()["exemption"] is not None
+    report = tick_now(now=now + timedelta(days=1), org_id=org.id)["ticks"][str(org.id)]
+    assert report["exemptions_ended"] == 1
+    assert api.get(f"/assignments/{aid}").get_json()["exemption"] is None
+
+
+# --- 3. leavers ----------------------------------------------------------------------------
+
+
+def test_a_deactivated_employee_receives_nothing_across_two_ticks(
+    make_org, api_for, make_certification, make_employee, make_assignment, as_tenant, smtp, jobs
+):
+    boss = f"boss.{uuid.uuid4().hex[:8]}@example.test"
+    org = make_org(admin_emails=[boss])
+    api = api_for(org)
+    cert = make_certification(org, validity_months=12, notification_rules=[RULE])
+    leaver = make_employee(org, name="Leaver", email=f"leaver.{uuid.uuid4().hex[:8]}@example.test")
+    stayer = make_employee(org, name="Stayer", email=f"stayer.{uuid.uuid4().hex[:8]}@example.test")
+    now = datetime.now(UTC)
+    today = org_today("UTC", now)
+    for holder in (leaver, stayer):
+        make_assignment(
+            cert,
+            holder,
+            issued_on=today - timedelta(days=355),
+            expires_on=today + timedelta(days=5),
+            status="expires_soon",
+        )
+    _automate(as_tenant, org, today)  # the reminders exist, pending, not queued yet
+    resp = api.patch(f"/employees/{leaver.id}", json={"active": False})
+    assert resp.status_code == 200, resp.get_json()
+    for hour in (1, 2):  # two ticks, each delivering what it queued
+        tick_now(now=now + timedelta(hours=hour), org_id=org.id)
+        jobs.drain()
+    ours = {boss, leaver.email, stayer.email}
+    recipients = sorted(r for m in smtp.messages for r in m.rcpt_tos if r in ours)
+    # The stayer's reminder went to the stayer and the admin; nothing about the leaver.
+    assert recipients == sorted([boss, stayer.email])
+    for m in smtp.messages:
+        if boss in m.rcpt_tos:
+            assert "Leaver" not in m.part("plain")
+
+
+def test_leavers_are_out_of_views_summary_and_forecast_unless_asked(
+    api, org, make_certification, make_employee, today
+):
+    cert = make_certification(org, validity_months=12)
+    stays, leaves = make_employee(org, name="Stays"), make_employee(org, name="Leaves")
+    expiring = {
+        "issued_on": _iso(today - timedelta(days=355)),
+        "expires_on": _iso(today + timedelta(days=5)),
+    }
+    _assign(api, cert, stays, **expiring)
+    _assign(api, cert, leaves, **expiring)
+    assert api.delete(f"/employees/{leaves.id}").status_code == 204
+
+    names = [r["name"] for r in api.get("/views/employees").get_json()["items"]]
+    assert names == ["Stays"]
+    soon = api.get("/views/employees?status=expires_soon").get_json()["items"]
+    assert [r["name"] for r in soon] == ["Stays"]
+    every = api.get("/views/employees?include_inactive=true").get_json()["items"]
+    assert sorted(r["name"] for r in every) == ["Leaves", "Stays"]
+    inactive = api.get("/views/employees?active=false").get_json()["items"]
+    assert [r["name"] for r in inactive] == ["Leaves"]
+    assert api.get("/compliance/summary").get_json()["totals"]["required"] == 1
+    assert (
+        api.get("/compliance/summary?include_inactive=true").get_json()["totals"]["required"] == 2
+    )
+    assert api.get("/compliance/forecast").get_json()["total"]["renewals"] == 1
+    assert (
+        api.get("/compliance/forecast?include_inactive=true").get_json()["total"]["renewals"] == 2
+    )
+
+
+@pytest.mark.parametrize("kind", ["employee", "asset", "client", "location"])
+def test_a_manual_assignment_to_an_inactive_subject_is_refused(
+    api, org, make_certification, make_subject, kind
+):
+    cert = make_certification(org, type=kind, validity_months=12)
+    subject = make_subject(org, kind, active=False)
+    resp = _assign(api, cert, subject)
+    assert resp.status_code == 409, resp.get_json()
+    assert "inactive" in resp.get_json()["message"]
+    assert api.get("/assignments").get_json()["items"] == []
+
+
+def test_deactivating_cancels_pending_reminders_and_closes_open_tasks(
+    api, org, expiring, as_tenant, today
+):
+    _cert, emp, aid = expiring
+    _automate(as_tenant, org, today)
+    assert api.patch(f"/employees/{emp.id}", json={"active": False}).status_code == 200
+    assert _automation_of(as_tenant, org, aid) == (["cancelled"], ["closed"])
+    _automate(as_tenant, org, today)
+    assert _automation_of(as_tenant, org, aid) == (["cancelled"], ["closed"])
+
+
+def test_deactivating_an_asset_in_bulk_withdraws_its_reminders(
+    api, org, make_certification, make_subject, make_assignment, as_tenant, today
+):
+    to_safety = {**RULE, "recipients": ["safety@example.test"]}
+    cert = make_certification(org, type="asset", validity_months=12, notification_rules=[to_safety])
+    asset = make_subject(org, "asset", name="Crane", external_id="CR-1")
+    aid = make_assignment(
+        cert,
+        asset,
+        issued_on=today - timedelta(days=355),
+        expires_on=today + timedelta(days=5),
+        status="expires_soon",
+    ).id
+    _automate(as_tenant, org, today)
+    assert _automation_of(as_tenant, org, aid) == (["pending"], [])
+    resp = api.post(
+        "/assets/bulk", json={"items": [{"external_id": "CR-1", "name": "Crane", "active": False}]}
+    )
+    assert resp.status_code in (200, 207), resp.get_json()
+    assert _automation_of(as_tenant, org, aid) == (["cancelled"], [])
+
+
+def test_reactivation_restores_role_requirements(api, org, make_role, make_employee, jobs):
+    role = make_role(org)
+    emp = make_employee(org, role_id=role.id)
+    body = {"name": "Induction", "type": "employee", "role_ids": [str(role.id)]}
+    assert api.post("/certifications", json=body).status_code == 201
+    jobs.drain()
+
+    def required() -> list[bool]:
+        items = api.get(f"/assignments?subject_id={emp.id}").get_json()["items"]
+        return [a["required"] for a in items]
+
+    api.patch(f"/employees/{emp.id}", json={"active": False})
+    jobs.drain()
+    assert required() == []  # never recorded: the leaver's role assignment goes
+    assert api.get("/compliance/summary").get_json()["totals"]["required"] == 0
+    api.patch(f"/employees/{emp.id}", json={"active": True})
+    jobs.drain()
+    assert required() == [True]
+    assert api.get("/compliance/summary").get_json()["totals"]["required"] == 1
 
 
 # --- 5. validity changes apply to new records ----------------------------------------------
