@@ -25,6 +25,7 @@ from certifications.assignments.models import (
     StatusEvent,
 )
 from certifications.assignments.schedule import request_tick
+from certifications.automation.withdraw import withdraw
 from certifications.catalog import forms
 from certifications.catalog.models import Certification
 from certifications.catalog.service import get_certification
@@ -165,10 +166,15 @@ def renew_assignment(
     assignment = lock_assignment(session, assignment)
     refuse_revoked(assignment)
     cert = get_certification(session, assignment.certification_id)
-    today = org_today_for(session, require_org_id(), now)
+    org_id = require_org_id()
+    today = org_today_for(session, org_id, now)
     issued, effective, expires = _dates(
         cert, data.get("issued_on") or today, data.get("effective_on"), data.get("expires_on")
     )
+    current = (assignment.issued_on, assignment.effective_on, assignment.expires_on)
+    if (issued, effective, expires) == current:
+        return assignment  # the current cycle already (a repeated request): no new cycle
+    _refuse_going_back(assignment, effective)
     session.add(
         AssignmentCycle(
             assignment_id=assignment.id,
@@ -192,6 +198,15 @@ def renew_assignment(
         assignment.notes = data["notes"]
     assignment.updated_at = now
     session.flush()
+    # The old cycle's open renewal tasks and unsent reminders go with it, in this transaction.
+    withdraw(
+        session,
+        org_id,
+        [assignment.id],
+        "superseded by a renewal",
+        now,
+        before_cycle=assignment.cycle,
+    )
     restatus(session, assignment, cert, today, now, cycle_started=True)
     return assignment
 
@@ -346,6 +361,8 @@ def _dates(
             given = "effective_on" if effective is not None else "expires_on"
             raise Invalid({"issued_on": [f"Required when {given} is given."]})
         return None, None, None
+    if effective is not None and effective < issued:
+        raise Invalid({"effective_on": ["Must not be before issued_on."]})
     effective = effective or issued
     if expires is None:
         expires = rules.compute_expiry(effective, cert.validity_months, cert.validity_days)
@@ -380,6 +397,24 @@ def _refuse_second_live(
 def _live_conflict(existing: uuid.UUID | None = None) -> Conflict:
     errors = {"assignment_id": [str(existing)]} if existing else {}
     return Conflict("This subject already holds a live assignment of this certification.", errors)
+
+
+def _refuse_going_back(assignment: Assignment, effective: date | None) -> None:
+    """A renewal starts a later cycle: going back in time is a correction (PATCH), not one."""
+    current = assignment.effective_on or assignment.issued_on
+    if current is None or effective is None or effective >= current:
+        return
+    raise Conflict(
+        f"The current cycle is effective from {current.isoformat()} (issued "
+        f"{_iso(assignment.issued_on)}, expires {_iso(assignment.expires_on)}); a renewal "
+        f"cannot start before it (effective_on {effective.isoformat()}). To correct the "
+        f"current cycle's dates, use PATCH /assignments/{assignment.id}.",
+        {"effective_on": [f"Must be on or after {current.isoformat()}."]},
+    )
+
+
+def _iso(value: date | None) -> str:
+    return value.isoformat() if value is not None else "never"
 
 
 def refuse_revoked(assignment: Assignment) -> None:

@@ -350,6 +350,57 @@ def test_reactivation_restores_role_requirements(api, org, make_role, make_emplo
     assert api.get("/compliance/summary").get_json()["totals"]["required"] == 1
 
 
+# --- 4. safe renewals ----------------------------------------------------------------------
+
+
+def test_a_renewal_before_the_current_cycle_is_refused(api, current):
+    resp = api.post(f"/assignments/{current}/renew", json={"issued_on": "2020-01-01"})
+    assert resp.status_code == 409, resp.get_json()
+    message = resp.get_json()["message"]
+    assert "2026-03-01" in message
+    assert "2028-03-01" in message
+    assert "PATCH" in message
+    body = api.get(f"/assignments/{current}").get_json()
+    assert (body["cycle"], body["expires_on"], body["status"]) == (1, "2028-03-01", "valid")
+
+
+def test_renewing_with_the_current_dates_opens_no_cycle(api, current):
+    resp = api.post(f"/assignments/{current}/renew", json={"issued_on": "2026-03-01"})
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.get_json()["cycle"] == 1
+    history = api.get(f"/assignments/{current}/history").get_json()
+    assert len(history["cycles"]) == 1
+    later = api.post(f"/assignments/{current}/renew", json={"issued_on": "2026-04-01"})
+    assert later.get_json()["cycle"] == 2
+
+
+@pytest.mark.parametrize("how", ["create", "patch", "renew"])
+def test_effective_before_issued_is_refused_everywhere(
+    api, org, make_certification, make_employee, current, how
+):
+    bad = {"issued_on": "2026-06-01", "effective_on": "2026-05-01"}
+    if how == "create":
+        cert = make_certification(org, validity_months=12)
+        resp = _assign(api, cert, make_employee(org), **bad)
+    elif how == "patch":
+        resp = api.patch(f"/assignments/{current}", json=bad)
+    else:
+        resp = api.post(f"/assignments/{current}/renew", json=bad)
+    assert resp.status_code == 422, resp.get_json()
+    assert "effective_on" in resp.get_json()["errors"]
+
+
+def test_renewing_closes_tasks_and_cancels_reminders_at_once(api, org, expiring, as_tenant, today):
+    _cert, _emp, aid = expiring
+    _automate(as_tenant, org, today)
+    assert _automation_of(as_tenant, org, aid) == (["pending"], ["open"])
+    resp = api.post(f"/assignments/{aid}/renew", json={"issued_on": _iso(today)})
+    assert resp.status_code == 200, resp.get_json()
+    notes, tasks = _automation_of(as_tenant, org, aid)
+    assert set(notes) == {"cancelled"}
+    assert tasks == ["closed"]
+
+
 # --- 5. validity changes apply to new records ----------------------------------------------
 
 
