@@ -69,6 +69,16 @@ class AssignmentResource(MethodView):
         assignment = service.get_assignment(session, assignment_id)
         return service.update_assignment(session, assignment, changes, now=utcnow())
 
+    @requires("certifications:delete", module="hse")
+    @blp.response(204)
+    def delete(self, assignment_id: uuid.UUID) -> None:
+        """Remove an assignment made by hand by mistake (gone from lists, views, figures,
+        reminders and tasks; its history stays in the audit trail).
+
+        An assignment a rule requires (`source` `role`) answers 409: exempt it instead."""
+        session = request_session()
+        service.delete_assignment(session, service.get_assignment(session, assignment_id))
+
 
 @blp.route("/<uuid:assignment_id>/exemption")
 class Exemption(MethodView):

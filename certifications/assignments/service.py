@@ -1,4 +1,4 @@
-"""Assignments (SPEC §4): create, change dates, renew, revoke, form submissions, history.
+"""Assignments (SPEC §4): create, change dates, renew, revoke, delete, form submissions, history.
 
 Services only flush; the caller (request or job) owns the commit. Every write stores the status
 the rules give for "today" in the organization's time zone and records a status event when it
@@ -25,6 +25,7 @@ from certifications.assignments.models import (
     StatusEvent,
 )
 from certifications.assignments.schedule import request_tick
+from certifications.audit.trail import record
 from certifications.automation.withdraw import withdraw
 from certifications.catalog import forms
 from certifications.catalog.models import Certification
@@ -211,6 +212,31 @@ def renew_assignment(
     return assignment
 
 
+def delete_assignment(session: Session, assignment: Assignment) -> None:
+    """Remove an assignment made by hand by mistake: the row and everything hanging off it
+    (cycles, status events, notifications, tasks) go; the audit trail keeps its history.
+
+    A rule-sourced assignment (a role) would come back at the next fan-out: 409, exempt it.
+    """
+    assignment = lock_assignment(session, assignment)
+    if assignment.source != "manual":
+        raise Conflict(
+            f"This assignment is required by a rule ({assignment.source}) and cannot be "
+            f"deleted; exempt it instead: POST /assignments/{assignment.id}/exemption "
+            '{"reason": "...", "until": null}.',
+            {"source": [assignment.source]},
+        )
+    record(
+        session,
+        "delete",
+        "assignment_history",
+        assignment.id,
+        before=_history_json(session, assignment),
+    )
+    session.delete(assignment)
+    session.flush()
+
+
 def revoke_assignment(
     session: Session, assignment: Assignment, reason: str, *, actor: str, now: datetime
 ) -> Assignment:
@@ -312,6 +338,33 @@ def history(session: Session, assignment: Assignment) -> dict[str, Any]:
         "cycles": cycles,
         "status_events": list(events),
         "form_submissions": list(submissions),
+    }
+
+
+def _history_json(session: Session, assignment: Assignment) -> dict[str, Any]:
+    """`history()` as plain values, for the audit trail."""
+    h = history(session, assignment)
+    return {
+        "cycles": h["cycles"],
+        "status_events": [
+            {
+                "cycle": e.cycle,
+                "from_status": e.from_status,
+                "to_status": e.to_status,
+                "on_date": e.on_date,
+                "created_at": e.created_at,
+            }
+            for e in h["status_events"]
+        ],
+        "form_submissions": [
+            {
+                "cycle": f.cycle,
+                "answers": f.answers,
+                "submitted_by": f.submitted_by,
+                "created_at": f.created_at,
+            }
+            for f in h["form_submissions"]
+        ],
     }
 
 

@@ -105,6 +105,59 @@ def current(api, org, make_certification, make_employee):
     return body["id"]
 
 
+# --- 1. remove a mistake -------------------------------------------------------------------
+
+
+def test_delete_a_manual_assignment_removes_it_everywhere_but_the_audit_trail(
+    api, org, expiring, as_tenant, today
+):
+    cert, emp, aid = expiring
+    _automate(as_tenant, org, today)
+    assert _automation_of(as_tenant, org, aid) == (["pending"], ["open"])
+    assert api.get("/compliance/summary").get_json()["totals"]["required"] == 1
+
+    resp = api.delete(f"/assignments/{aid}")
+    assert resp.status_code == 204, resp.get_json()
+
+    assert api.get(f"/assignments/{aid}").status_code == 404
+    assert api.get("/assignments").get_json()["items"] == []
+    assert api.get(f"/notifications?assignment_id={aid}").get_json()["items"] == []
+    assert api.get(f"/tasks?assignment_id={aid}").get_json()["items"] == []
+    assert api.get("/compliance/summary").get_json()["totals"]["required"] == 0
+    assert api.get("/compliance/forecast").get_json()["total"]["renewals"] == 0
+    view = api.get("/views/employees").get_json()["items"]
+    assert [v["certifications"] for v in view] == [[]]
+    _automate(as_tenant, org, today)  # the rules find nothing to remind any more
+    assert _automation_of(as_tenant, org, aid) == ([], [])
+    events = api.get(f"/audit-events?entity_id={aid}").get_json()["items"]
+    actions = {(e["entity_type"], e["action"]) for e in events}
+    assert ("assignment", "delete") in actions  # the row as it was
+    history = next(e for e in events if e["entity_type"] == "assignment_history")
+    assert history["before"]["cycles"][0]["expires_on"] == _iso(today + timedelta(days=10))
+    # Deleted, so the same certification can be assigned again.
+    assert _assign(api, cert, emp).status_code == 201
+    assert api.delete(f"/assignments/{aid}").status_code == 404
+
+
+def test_delete_a_rule_required_assignment_points_to_an_exemption(
+    api, org, make_certification, make_employee, make_assignment
+):
+    cert = make_certification(org, validity_months=12)
+    emp = make_employee(org)
+    a = make_assignment(cert, emp, source="role")
+    resp = api.delete(f"/assignments/{a.id}")
+    assert resp.status_code == 409
+    assert "exempt" in resp.get_json()["message"]
+    assert api.get(f"/assignments/{a.id}").status_code == 200
+
+
+def test_delete_needs_the_delete_scope(api_for, org, expiring):
+    _cert, _emp, aid = expiring
+    api = api_for(org, scopes=["certifications:read", "certifications:update"])
+    assert api.delete(f"/assignments/{aid}").status_code == 403
+    assert api.get(f"/assignments/{aid}").status_code == 200
+
+
 # --- 2. exemptions -------------------------------------------------------------------------
 
 
