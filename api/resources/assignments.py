@@ -15,7 +15,7 @@ from api.schemas.assignments import (
     AssignmentListArgs,
     AssignmentPatchSchema,
     AssignmentSchema,
-    ExemptSchema,
+    ExemptionRequestSchema,
     FormSubmissionCreateSchema,
     FormSubmissionSchema,
     HistorySchema,
@@ -72,10 +72,10 @@ class AssignmentResource(MethodView):
     @requires("certifications:delete", module="hse")
     @blp.response(204)
     def delete(self, assignment_id: uuid.UUID) -> None:
-        """Remove an assignment made by hand by mistake (gone from lists, views, figures,
-        reminders and tasks; its history stays in the audit trail).
+        """Delete an assignment made by hand by mistake.
 
-        An assignment a rule requires (`source` `role`) answers 409: exempt it instead."""
+        It leaves lists, views, figures, reminders and tasks; its history stays in the audit
+        trail. An assignment a rule requires (`source` `role`) answers 409: exempt it instead."""
         session = request_session()
         service.delete_assignment(session, service.get_assignment(session, assignment_id))
 
@@ -83,11 +83,13 @@ class AssignmentResource(MethodView):
 @blp.route("/<uuid:assignment_id>/exemption")
 class Exemption(MethodView):
     @requires("certifications:update", module="hse")
-    @blp.arguments(ExemptSchema)
+    @blp.arguments(ExemptionRequestSchema)
     @blp.response(200, AssignmentSchema)
     def post(self, data: dict[str, Any], assignment_id: uuid.UUID) -> Any:
-        """Exempt the assignment: outside compliance, no reminders nor tasks, until `until`
-        (inclusive) or until lifted; sets or replaces `exemption`."""
+        """Exempt the assignment from compliance (sets or replaces `exemption`).
+
+        It keeps its computed status but gets no reminders nor tasks (pending ones are
+        cancelled) and counts under `exempt`, until `until` (inclusive) or until lifted."""
         session = request_session()
         assignment = service.get_assignment(session, assignment_id)
         return exemptions.exempt(
@@ -102,7 +104,7 @@ class Exemption(MethodView):
     @requires("certifications:delete", module="hse")  # SPEC §3: DELETE takes the delete scope
     @blp.response(200, AssignmentSchema)
     def delete(self, assignment_id: uuid.UUID) -> Any:
-        """Lift the exemption (the assignment counts again); without one, changes nothing."""
+        """Lift the exemption: the assignment counts again (without one, changes nothing)."""
         session = request_session()
         assignment = service.get_assignment(session, assignment_id)
         return exemptions.lift(session, assignment, now=utcnow())

@@ -98,7 +98,7 @@ class RenewSchema(_DatesSchema):
     issued_on = _date(metadata={"description": "Defaults to today in the org's time zone"})
 
 
-class ExemptSchema(Schema):
+class ExemptionRequestSchema(Schema):
     reason = name_field(max_length=2000, required=True)
     until = _date(
         load_default=None,
