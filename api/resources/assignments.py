@@ -15,13 +15,14 @@ from api.schemas.assignments import (
     AssignmentListArgs,
     AssignmentPatchSchema,
     AssignmentSchema,
+    ExemptionRequestSchema,
     FormSubmissionCreateSchema,
     FormSubmissionSchema,
     HistorySchema,
     RenewSchema,
     RevokeSchema,
 )
-from certifications.assignments import service
+from certifications.assignments import exemptions, service
 from certifications.reporting.listings import assignments_query
 from infra.database import utcnow
 from tenancy.auth import current_subject, requires
@@ -67,6 +68,46 @@ class AssignmentResource(MethodView):
         session = request_session()
         assignment = service.get_assignment(session, assignment_id)
         return service.update_assignment(session, assignment, changes, now=utcnow())
+
+    @requires("certifications:delete", module="hse")
+    @blp.response(204)
+    def delete(self, assignment_id: uuid.UUID) -> None:
+        """Delete an assignment made by hand by mistake.
+
+        It leaves lists, views, figures, reminders and tasks; its history stays in the audit
+        trail. An assignment a rule requires (`source` `role`) answers 409: exempt it instead."""
+        session = request_session()
+        service.delete_assignment(session, service.get_assignment(session, assignment_id))
+
+
+@blp.route("/<uuid:assignment_id>/exemption")
+class Exemption(MethodView):
+    @requires("certifications:update", module="hse")
+    @blp.arguments(ExemptionRequestSchema)
+    @blp.response(200, AssignmentSchema)
+    def post(self, data: dict[str, Any], assignment_id: uuid.UUID) -> Any:
+        """Exempt the assignment from compliance (sets or replaces `exemption`).
+
+        It keeps its computed status but gets no reminders nor tasks (pending ones are
+        cancelled) and counts under `exempt`, until `until` (inclusive) or until lifted."""
+        session = request_session()
+        assignment = service.get_assignment(session, assignment_id)
+        return exemptions.exempt(
+            session,
+            assignment,
+            data["reason"],
+            data["until"],
+            actor=current_subject(),
+            now=utcnow(),
+        )
+
+    @requires("certifications:delete", module="hse")  # SPEC §3: DELETE takes the delete scope
+    @blp.response(200, AssignmentSchema)
+    def delete(self, assignment_id: uuid.UUID) -> Any:
+        """Lift the exemption: the assignment counts again (without one, changes nothing)."""
+        session = request_session()
+        assignment = service.get_assignment(session, assignment_id)
+        return exemptions.lift(session, assignment, now=utcnow())
 
 
 @blp.route("/<uuid:assignment_id>/renew")

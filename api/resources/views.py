@@ -20,6 +20,7 @@ from api.schemas.views import (
     ClientViewArgs,
     EmployeeViewArgs,
     GroupTreeSchema,
+    IncludeInactiveArgs,
     LocationViewArgs,
     SubjectViewArgs,
     SubjectViewPageSchema,
@@ -39,10 +40,11 @@ CSV_CHUNK = 1000  # subjects per keyset chunk of an export: memory stays flat wh
 @blp.route("/groups")
 class GroupTreeView(MethodView):
     @requires("certifications:read", module="hse")
+    @blp.arguments(IncludeInactiveArgs, location="query")
     @blp.response(200, GroupTreeSchema)
-    def get(self) -> Any:
+    def get(self, args: dict[str, Any]) -> Any:
         """The group tree: each group with its certifications and a count per status."""
-        return group_tree(request_session())
+        return group_tree(request_session(), args["include_inactive"])
 
 
 def _filters(args: dict[str, Any]) -> ViewFilters:
@@ -54,6 +56,8 @@ def _filters(args: dict[str, Any]) -> ViewFilters:
         client_id=args.get("client_id"),
         q=args["q"],
         active=args["active"],
+        include_inactive=args["include_inactive"],
+        exempt=args["exempt"],
     )
 
 

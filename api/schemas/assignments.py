@@ -26,6 +26,16 @@ def _date(**kw: Any) -> Date:
 NOTES: FieldOptions = {"allow_none": True, "validate": validate.Length(max=10_000)}
 
 
+class ExemptionSchema(Schema):
+    reason = fields.String(metadata={"description": "Why it is exempt"})
+    until = Date(
+        allow_none=True,
+        metadata={"description": "Last exempt day (org's time zone); null = until lifted"},
+    )
+    by = fields.String(allow_none=True, metadata={"description": "Who exempted it"})
+    at = fields.DateTime(metadata={"description": "When it was exempted"})
+
+
 class AssignmentSchema(Schema):
     id = fields.UUID()
     certification_id = fields.UUID()
@@ -52,6 +62,14 @@ class AssignmentSchema(Schema):
     created_by = fields.String(allow_none=True)
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
+    exemption = fields.Nested(
+        ExemptionSchema,
+        allow_none=True,
+        metadata={
+            "description": "Set while exempt: outside compliance (no reminders nor tasks, "
+            "counted under `exempt`), the status still computed; null when not exempt"
+        },
+    )
 
 
 class _DatesSchema(Schema):
@@ -78,6 +96,17 @@ class AssignmentPatchSchema(_DatesSchema):
 
 class RenewSchema(_DatesSchema):
     issued_on = _date(metadata={"description": "Defaults to today in the org's time zone"})
+
+
+class ExemptionRequestSchema(Schema):
+    reason = name_field(max_length=2000, required=True)
+    until = _date(
+        load_default=None,
+        metadata={
+            "description": "Last exempt day (today or later); null or absent = until lifted",
+            "example": "2027-06-30",
+        },
+    )
 
 
 class RevokeSchema(Schema):

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeEngine
 
 from certifications.assignments.models import Assignment
+from certifications.assignments.scope import in_compliance
 from certifications.automation.models import Task
 from certifications.catalog.models import Certification
 from certifications.directory.models import Employee
@@ -140,6 +141,7 @@ def _insert(session: Session, org_id: uuid.UUID, targets: list[TaskTarget], now:
             a.c.revoked_at.is_(None),
             a.c.status != "revoked",
             a.c.required.is_(True),
+            in_compliance(org_id, a),
         )
     )
     return insert_ignoring_conflicts(session, Task.__table__, _INSERT_COLUMNS, stmt, _KEY)

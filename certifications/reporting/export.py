@@ -21,6 +21,7 @@ CSV_COLUMNS = (
     "effective_on",
     "expires_on",
     "assignment_id",
+    "exempt",
 )
 
 
@@ -44,6 +45,7 @@ def csv_lines(kind: str, rows: Iterable[SubjectRow], f: ViewFilters) -> Iterable
                 _date(c["effective_on"]),
                 _date(c["expires_on"]),
                 str(c["assignment_id"]),
+                _bool(c["exempt"]),
             ]
 
 
