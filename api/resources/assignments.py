@@ -23,6 +23,7 @@ from api.schemas.assignments import (
 )
 from certifications.assignments import service
 from certifications.reporting.listings import assignments_query
+from certifications.reporting.names import attach_names, names_by_assignment
 from infra.database import utcnow
 from tenancy.auth import current_subject, requires
 
@@ -39,16 +40,19 @@ class Assignments(MethodView):
     def get(self, args: dict[str, Any]) -> Any:
         """List assignments, filtered by certification, subject, status, source or required."""
         stmt, keys = assignments_query(args)
-        return paginate(request_session(), stmt, keys, args["limit"], args.get("cursor"))
+        session = request_session()
+        return attach_names(
+            session, paginate(session, stmt, keys, args["limit"], args.get("cursor"))
+        )
 
     @requires("certifications:create", module="hse")
     @blp.arguments(AssignmentCreateSchema)
     @blp.response(201, AssignmentSchema)
     def post(self, data: dict[str, Any]) -> Any:
         """Assign a certification to an employee, asset, client or location."""
-        return service.create_assignment(
-            request_session(), data, actor=current_subject(), now=utcnow()
-        )
+        session = request_session()
+        assignment = service.create_assignment(session, data, actor=current_subject(), now=utcnow())
+        return attach_names(session, assignment)
 
 
 @blp.route("/<uuid:assignment_id>")
@@ -57,7 +61,8 @@ class AssignmentResource(MethodView):
     @blp.response(200, AssignmentSchema)
     def get(self, assignment_id: uuid.UUID) -> Any:
         """One assignment with its stored status."""
-        return service.get_assignment(request_session(), assignment_id)
+        session = request_session()
+        return attach_names(session, service.get_assignment(session, assignment_id))
 
     @requires("certifications:update", module="hse")
     @blp.arguments(AssignmentPatchSchema)
@@ -66,7 +71,8 @@ class AssignmentResource(MethodView):
         """Correct the current cycle's dates or notes (expiry follows unless given)."""
         session = request_session()
         assignment = service.get_assignment(session, assignment_id)
-        return service.update_assignment(session, assignment, changes, now=utcnow())
+        updated = service.update_assignment(session, assignment, changes, now=utcnow())
+        return attach_names(session, updated)
 
 
 @blp.route("/<uuid:assignment_id>/renew")
@@ -78,9 +84,10 @@ class Renew(MethodView):
         """Record a new cycle; the previous one stays in the history."""
         session = request_session()
         assignment = service.get_assignment(session, assignment_id)
-        return service.renew_assignment(
+        renewed = service.renew_assignment(
             session, assignment, data, actor=current_subject(), now=utcnow()
         )
+        return attach_names(session, renewed)
 
 
 @blp.route("/<uuid:assignment_id>/revoke")
@@ -92,9 +99,10 @@ class Revoke(MethodView):
         """Revoke with a documented reason (records who and when)."""
         session = request_session()
         assignment = service.get_assignment(session, assignment_id)
-        return service.revoke_assignment(
+        revoked = service.revoke_assignment(
             session, assignment, data["reason"], actor=current_subject(), now=utcnow()
         )
+        return attach_names(session, revoked)
 
 
 @blp.route("/<uuid:assignment_id>/form-submissions")
@@ -106,9 +114,10 @@ class FormSubmissions(MethodView):
         """Submit the certification's form; an accepted submission records the certification."""
         session = request_session()
         assignment = service.get_assignment(session, assignment_id)
-        return service.submit_form(
+        submission = service.submit_form(
             session, assignment, data["answers"], actor=current_subject(), now=utcnow()
         )
+        return attach_names(session, submission)
 
 
 @blp.route("/<uuid:assignment_id>/history")
@@ -118,4 +127,12 @@ class History(MethodView):
     def get(self, assignment_id: uuid.UUID) -> Any:
         """Every cycle, status change and form submission of the assignment."""
         session = request_session()
-        return service.history(session, service.get_assignment(session, assignment_id))
+        found = service.history(session, service.get_assignment(session, assignment_id))
+        names = vars(names_by_assignment(session, [assignment_id])[assignment_id])
+        for entry in [*found["cycles"], *found["status_events"], *found["form_submissions"]]:
+            if isinstance(entry, dict):
+                entry.update(names)
+            else:
+                for key, value in names.items():
+                    setattr(entry, key, value)
+        return found | names

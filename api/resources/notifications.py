@@ -11,6 +11,7 @@ from api.db import request_session
 from api.pagination import page_schema, paginate
 from api.schemas.automation import NotificationListArgs, NotificationSchema
 from certifications.reporting.listings import notifications_query
+from certifications.reporting.names import attach_names
 from tenancy.auth import requires
 
 blp = Blueprint(
@@ -26,4 +27,7 @@ class Notifications(MethodView):
     def get(self, args: dict[str, Any]) -> Any:
         """Notifications with delivery status, attempts, channel, recipient and last error."""
         stmt, keys = notifications_query(args)
-        return paginate(request_session(), stmt, keys, args["limit"], args.get("cursor"))
+        session = request_session()
+        return attach_names(
+            session, paginate(session, stmt, keys, args["limit"], args.get("cursor"))
+        )

@@ -14,13 +14,13 @@ from certifications.vocabulary import ASSIGNMENT_SOURCES, STATUSES, SUBJECT_KIND
 MIN_DATE, MAX_DATE = date(1900, 1, 1), date(2999, 12, 31)
 
 
-def _bounded_date(value: date | None) -> None:
+def bounded_date(value: date | None) -> None:
     if value is not None and not MIN_DATE <= value <= MAX_DATE:
         raise ValidationError(f"Must be between {MIN_DATE} and {MAX_DATE}.")
 
 
 def _date(**kw: Any) -> Date:
-    return Date(allow_none=True, validate=_bounded_date, **kw)
+    return Date(allow_none=True, validate=bounded_date, **kw)
 
 
 NOTES: FieldOptions = {"allow_none": True, "validate": validate.Length(max=10_000)}
@@ -29,6 +29,8 @@ NOTES: FieldOptions = {"allow_none": True, "validate": validate.Length(max=10_00
 class AssignmentSchema(Schema):
     id = fields.UUID()
     certification_id = fields.UUID()
+    certification_name = fields.String(metadata={"example": "Excavation Permit"})
+    subject_name = fields.String(metadata={"example": "Site North"})
     subject_type = fields.String(metadata={"enum": list(SUBJECT_KINDS)})
     subject_id = fields.UUID()
     source = fields.String(metadata={"enum": list(ASSIGNMENT_SOURCES)})
@@ -93,7 +95,16 @@ class FormSubmissionCreateSchema(Schema):
     )
 
 
-class FormSubmissionSchema(Schema):
+class NamesSchema(Schema):
+    """What an entry's ids name (one query per page, never one per row)."""
+
+    certification_name = fields.String(metadata={"example": "Excavation Permit"})
+    subject_type = fields.String(metadata={"enum": list(SUBJECT_KINDS)})
+    subject_id = fields.UUID()
+    subject_name = fields.String(metadata={"example": "Site North"})
+
+
+class FormSubmissionSchema(NamesSchema):
     id = fields.UUID()
     assignment_id = fields.UUID()
     cycle = fields.Integer()
@@ -103,7 +114,7 @@ class FormSubmissionSchema(Schema):
     created_at = fields.DateTime()
 
 
-class CycleSchema(Schema):
+class CycleSchema(NamesSchema):
     cycle = fields.Integer()
     issued_on = Date(allow_none=True)
     effective_on = Date(allow_none=True)
@@ -116,7 +127,7 @@ class CycleSchema(Schema):
     current = fields.Boolean()
 
 
-class StatusEventSchema(Schema):
+class StatusEventSchema(NamesSchema):
     id = fields.UUID()
     cycle = fields.Integer()
     from_status = fields.String(allow_none=True)
@@ -125,7 +136,7 @@ class StatusEventSchema(Schema):
     created_at = fields.DateTime()
 
 
-class HistorySchema(Schema):
+class HistorySchema(NamesSchema):
     assignment_id = fields.UUID()
     cycles = fields.List(fields.Nested(CycleSchema))
     status_events = fields.List(fields.Nested(StatusEventSchema))

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 from datetime import UTC
+from typing import Any
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from api.fields import Date, Text
 from api.pagination import PageArgs
+from api.schemas.assignments import NamesSchema, bounded_date
 from certifications.vocabulary import (
     CHANNELS,
     NOTIFICATION_STATUSES,
     RECIPIENT_SOURCES,
     SETTABLE_TASK_STATUSES,
+    SUBJECT_KINDS,
     TASK_STATUSES,
     TRIGGERS,
 )
 
 
-class NotificationSchema(Schema):
+class NotificationSchema(NamesSchema):
     id = fields.UUID()
     assignment_id = fields.UUID()
     certification_id = fields.UUID()
@@ -46,7 +49,7 @@ class NotificationListArgs(PageArgs):
     assignment_id = fields.UUID()
 
 
-class TaskSchema(Schema):
+class TaskSchema(NamesSchema):
     id = fields.UUID()
     kind = fields.String(metadata={"example": "renewal"})
     title = fields.String()
@@ -59,7 +62,10 @@ class TaskSchema(Schema):
     status = fields.String(metadata={"enum": list(TASK_STATUSES)})
     completed_at = fields.DateTime(allow_none=True)
     completed_by = fields.String(allow_none=True)
-    closed_at = fields.DateTime(allow_none=True)
+    closed_at = fields.DateTime(
+        allow_none=True, metadata={"description": "When a renewal closed it or it was cancelled"}
+    )
+    note = fields.String(allow_none=True)
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
 
@@ -68,15 +74,30 @@ class TaskListArgs(PageArgs):
     status = Text(validate=validate.OneOf(TASK_STATUSES))
     assignee_id = fields.UUID()
     assignment_id = fields.UUID()
-    due_before = Date(metadata={"description": "Tasks due on or before this date"})
+    certification_id = fields.UUID()
+    subject_type = Text(validate=validate.OneOf(SUBJECT_KINDS))
+    subject_id = fields.UUID()
+    due_before = Date(
+        validate=bounded_date, metadata={"description": "Tasks due on or before this date"}
+    )
 
 
 class TaskPatchSchema(Schema):
-    status = Text(
-        required=True,
-        validate=validate.OneOf(SETTABLE_TASK_STATUSES),
-        metadata={"description": "`done` completes the task, `open` reopens it"},
+    assignee_id = fields.UUID(
+        allow_none=True,
+        metadata={"description": "An employee of the organization; null leaves it unassigned"},
     )
+    status = Text(
+        validate=validate.OneOf(SETTABLE_TASK_STATUSES),
+        metadata={"description": "`done` completes the task, `open` reopens it, `cancelled`"},
+    )
+    due_on = Date(validate=bounded_date)
+    note = Text(allow_none=True, validate=validate.Length(max=10_000))
+
+    @validates_schema
+    def _not_empty(self, data: dict[str, Any], **_kw: Any) -> None:
+        if not data:
+            raise ValidationError("Give at least one of: assignee_id, status, due_on, note.")
 
 
 class AuditEventSchema(Schema):
