@@ -14,6 +14,7 @@ from certifications.vocabulary import (
     CHANNELS,
     NOTIFICATION_STATUSES,
     RECIPIENT_SOURCES,
+    RETRYABLE_NOTIFICATION_STATUSES,
     SETTABLE_TASK_STATUSES,
     SUBJECT_KINDS,
     TASK_STATUSES,
@@ -47,6 +48,27 @@ class NotificationListArgs(PageArgs):
     status = Text(validate=validate.OneOf(NOTIFICATION_STATUSES))
     channel = Text(validate=validate.OneOf(CHANNELS))
     assignment_id = fields.UUID()
+
+
+class NotificationRetrySchema(Schema):
+    status = Text(
+        required=True,
+        validate=validate.OneOf(RETRYABLE_NOTIFICATION_STATUSES),
+        metadata={"description": "Resend the notifications in this state", "example": "failed"},
+    )
+    since = fields.AwareDateTime(
+        required=True,
+        default_timezone=UTC,
+        metadata={
+            "description": "Only those that reached the state at or after this time (UTC when "
+            "no offset is given)",
+            "example": "2026-11-30T00:00:00Z",
+        },
+    )
+
+
+class RetryCountSchema(Schema):
+    count = fields.Integer(metadata={"description": "How many notifications were queued again"})
 
 
 class TaskSchema(NamesSchema):
