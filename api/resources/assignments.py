@@ -5,12 +5,16 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from flask import jsonify
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from api.db import request_session
 from api.pagination import page_schema, paginate
 from api.schemas.assignments import (
+    AssignmentBulkArgsSchema,
+    AssignmentBulkReportSchema,
+    AssignmentBulkSchema,
     AssignmentCreateSchema,
     AssignmentListArgs,
     AssignmentPatchSchema,
@@ -22,10 +26,11 @@ from api.schemas.assignments import (
     RevokeSchema,
 )
 from certifications.assignments import service
+from certifications.assignments.bulk import bulk_assignments
 from certifications.reporting.listings import assignments_query
 from certifications.reporting.names import attach_names, names_by_assignment
 from infra.database import utcnow
-from tenancy.auth import current_subject, requires
+from tenancy.auth import current_subject, require_scope, requires
 
 blp = Blueprint(
     "assignments", __name__, url_prefix="/assignments", description="Certification assignments"
@@ -53,6 +58,25 @@ class Assignments(MethodView):
         session = request_session()
         assignment = service.create_assignment(session, data, actor=current_subject(), now=utcnow())
         return attach_names(session, assignment)
+
+
+@blp.route("/bulk")
+class Bulk(MethodView):
+    @requires("certifications:update", module="hse")
+    @blp.arguments(AssignmentBulkArgsSchema, location="query")
+    @blp.arguments(AssignmentBulkSchema)
+    @blp.response(200, AssignmentBulkReportSchema)
+    def post(self, args: dict[str, Any], data: dict[str, Any]) -> Any:
+        """Assign, renew or revoke one certification for up to 10,000 subjects at once.
+
+        `assign` also needs `certifications:create`."""
+        if data["action"] == "assign":
+            require_scope("certifications:create")
+        report = bulk_assignments(
+            request_session(), data, atomic=args["atomic"], actor=current_subject(), now=utcnow()
+        )
+        # Already plain JSON types: skip a 10,000-row marshmallow dump (the schema documents).
+        return jsonify(report)
 
 
 @blp.route("/<uuid:assignment_id>")
