@@ -250,9 +250,17 @@ def _plan_change(
 def _renewal_dates(
     cert: Certification, data: dict[str, Any], today: date
 ) -> tuple[date | None, date | None, date | None]:
-    return _dates(
-        cert, data.get("issued_on") or today, data.get("effective_on"), data.get("expires_on")
-    )
+    return _checked_dates(cert, data.get("issued_on") or today, data)
+
+
+def _checked_dates(
+    cert: Certification, issued: date | None, data: dict[str, Any]
+) -> tuple[date | None, date | None, date | None]:
+    """`service._dates`, refusing an `effective_on` before the (possibly defaulted) issue date."""
+    effective = data.get("effective_on")
+    if issued is not None and effective is not None and effective < issued:
+        raise Invalid({"effective_on": [f"Must not be before issued_on ({issued})."]})
+    return _dates(cert, issued, effective, data.get("expires_on"))
 
 
 def _lock_live(
@@ -308,9 +316,7 @@ def _assign(
     issued = data.get("issued_on")
     if issued is None and cert.valid_when_added:
         issued = today
-    issued, effective, expires = _dates(
-        cert, issued, data.get("effective_on"), data.get("expires_on")
-    )
+    issued, effective, expires = _checked_dates(cert, issued, data)
     shape = _Row(issued, effective, expires)
     status = rules.assignment_status(shape, cert, today)
     a = Assignment.__table__

@@ -132,6 +132,11 @@ def test_renew_rules_same_dates_earlier_effective_and_order_of_dates(
     bad = _bulk(api, body | {"effective_on": "2026-11-19"})
     assert bad.status_code == 422
     assert "effective_on" in str(bad.get_json())
+    # issued_on defaults to today: an effective_on before it is refused as well
+    undated = {k: v for k, v in body.items() if k != "issued_on"}
+    bad = _bulk(api, undated | {"effective_on": "2000-01-01"})
+    assert bad.status_code == 422
+    assert "effective_on" in bad.get_json()["errors"]
     assert len(_audit(api, "bulk_renew")) == 1  # the request that changed nothing is not one
 
 
