@@ -117,7 +117,11 @@ def test_retry_in_bulk_since_a_time_answers_the_count(
             .where(Notification.id == old.id)
             .values(status="failed", updated_at=long_ago)
         )
-        s.execute(update(Notification).where(Notification.id == recent.id).values(status="failed"))
+        s.execute(
+            update(Notification)
+            .where(Notification.id == recent.id)
+            .values(status="failed", attempts=3)
+        )
         s.execute(
             update(Notification).where(Notification.id == cancelled.id).values(status="cancelled")
         )
@@ -126,8 +130,9 @@ def test_retry_in_bulk_since_a_time_answers_the_count(
     got = api.post("/notifications/retry", json={"status": "failed", "since": since})
     assert got.status_code == 202, got.get_json()
     assert got.get_json() == {"count": 1}
+    jobs.drain()
     statuses = {n.id: (n.status, n.attempts) for n in _notes(as_tenant, org)}
-    assert statuses[recent.id] == ("pending", 0)
+    assert statuses[recent.id] == ("sent", 1)  # attempts reset, then one send
     assert statuses[old.id][0] == "failed"
     assert statuses[cancelled.id][0] == "cancelled"
     got = api.post("/notifications/retry", json={"status": "cancelled", "since": since})
