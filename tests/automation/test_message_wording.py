@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import uuid
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 
-from certifications.assignments.models import Assignment
 from certifications.automation.messages import relative_day
 from certifications.automation.models import Notification
 from certifications.automation.notifications import evaluate_rules
@@ -53,7 +51,7 @@ def _deliver_pending(org, settings):
 
 
 def test_a_revocation_is_dated_in_the_orgs_time_zone(
-    make_org, api_for, as_tenant, smtp, webhook, settings, make_employee, make_certification
+    make_org, as_tenant, smtp, webhook, settings, make_employee, make_certification, make_assignment
 ):
     """Revoked at 12:00 UTC on the 29th: the 30th on Kiritimati, and the email says so."""
     org = make_org(timezone=KIRITIMATI)
@@ -63,26 +61,18 @@ def test_a_revocation_is_dated_in_the_orgs_time_zone(
     rule = {"trigger": "revoked", "recipients": ["holder"], "channels": ["email", "webhook"]}
     cert = make_certification(org, name="Excavation Permit", notification_rules=[rule])
     holder = make_employee(org, name="Ana", email="ana@example.test")
-    api = api_for(org)
-    made = api.post(
-        "/assignments",
-        json={
-            "certification_id": str(cert.id),
-            "subject_type": "employee",
-            "subject_id": str(holder.id),
-            "issued_on": "2026-01-10",
-        },
+    # Arranged directly, not through POST /revoke: its tick request would let a running worker
+    # evaluate and send at the real clock's time before this test does at NOW.
+    make_assignment(
+        cert,
+        holder,
+        issued_on=date(2026, 1, 10),
+        expires_on=date(2027, 1, 10),
+        status="revoked",
+        revoked_at=datetime(2026, 11, 29, 12, 0, tzinfo=UTC),
+        revoked_reason="Card withdrawn",
     )
-    assert made.status_code == 201, made.get_json()
-    asg = made.get_json()["id"]
-    got = api.post(f"/assignments/{asg}/revoke", json={"reason": "Card withdrawn"})
-    assert got.status_code == 200, got.get_json()
     with as_tenant(org.id) as s:
-        s.execute(
-            update(Assignment)
-            .where(Assignment.id == uuid.UUID(asg))
-            .values(revoked_at=datetime(2026, 11, 29, 12, 0, tzinfo=UTC))
-        )
         evaluate_rules(s, org.id, LOCAL_TODAY, NOW)
         s.commit()
     assert _deliver_pending(org, _smtp_settings(settings)) == ["sent", "sent"]
