@@ -266,8 +266,11 @@ def tick(org_id: str | None, timeout: float) -> None:
     from workers.tick import tick_now, wait_for_queued
 
     started = db.utcnow()
-    report = {"outbox_sweep": {"sent": sweep(started)}, "tick": tick_now(started, oid)}
-    report["queued_work"] = wait_for_queued(started, timeout)
+    swept = sweep(started)
+    ticked = tick_now(started, oid)
+    report: dict[str, Any] = {"outbox_sweep": {"sent": swept}, "tick": ticked}
+    org_ids = [uuid.UUID(key) for key in ticked["ticks"]]
+    report["queued_work"] = wait_for_queued(started, timeout, org_ids)
     click.echo(json.dumps(report, default=str))
 
 

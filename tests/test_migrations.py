@@ -67,17 +67,20 @@ def test_0009_keeps_one_copy_of_each_cycle_recorded_twice(settings):
                 org, assignment_id = uuid.uuid4(), uuid.uuid4()
                 with Session(engine) as session:
                     _as_org(session, org)
-                    cert = Certification(org_id=org, name="Crane", type="employee")
-                    session.add(Organization(id=org, name="Org"))
-                    session.flush()
-                    session.add(cert)
-                    session.flush()
-                    # Core with the columns named: the model has columns added after 0008.
+                    # Core inserts of the columns given (and defaulted): the models have
+                    # columns later migrations add.
+                    cert_id = uuid.uuid4()
+                    session.execute(insert(Organization.__table__).values(id=org, name="Org"))
+                    session.execute(
+                        insert(Certification.__table__).values(
+                            org_id=org, id=cert_id, name="Crane", type="employee"
+                        )
+                    )
                     session.execute(
                         insert(Assignment.__table__).values(
                             org_id=org,
                             id=assignment_id,
-                            certification_id=cert.id,
+                            certification_id=cert_id,
                             subject_type="employee",
                             subject_id=uuid.uuid4(),
                             cycle=4,

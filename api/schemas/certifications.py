@@ -297,6 +297,14 @@ def _certification_fields() -> dict[str, fields.Field[Any]]:
                 [{"days_before_expiry": 30, "assignee": "holder"}],
             ),
         ),
+        "task_assignee_id": fields.UUID(
+            allow_none=True,
+            metadata=doc(
+                "An employee who gets the renewal tasks of this certification's assets, clients "
+                "and locations; null: the organization's default_task_assignee_id.",
+                None,
+            ),
+        ),
     }
 
 

@@ -1,9 +1,10 @@
 """Take back what automation queued for assignments that no longer call for it.
 
 An exempt assignment, one whose subject left (deactivated), or the old cycle of a renewed one:
-its unsent (`pending`) notifications are cancelled and its open renewal tasks closed, in the
-transaction of the change that made them moot (set-based, one statement each). The tick runs
-`withdraw_out_of_compliance` too, so a change that bypassed the services is caught within a tick.
+its unsent (`pending`) notifications are cancelled and its open renewal tasks cancelled
+(`closed` for a renewal: the work was done), in the transaction of the change that made them
+moot (set-based, one statement each). The tick runs `withdraw_out_of_compliance` too, so a
+change that bypassed the services is caught within a tick.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def withdraw(
         if before_cycle is not None:
             n_where.append(N.c.cycle < before_cycle)
             t_where.append(T.c.cycle < before_cycle)
-        counts = _apply(session, org_id, n_where, t_where, reason, now)
+        task_status = "closed" if before_cycle is not None else "cancelled"
+        counts = _apply(session, org_id, n_where, t_where, reason, now, task_status)
         for key, value in counts.items():
             report[key] += value
     return report
@@ -66,6 +68,7 @@ def withdraw_for_subjects(
             [T.c.assignment_id.in_(of_subjects)],
             "subject deactivated",
             now,
+            "cancelled",
         )
         for key, value in counts.items():
             report[key] += value
@@ -81,7 +84,7 @@ def withdraw_out_of_compliance(session: Session, org_id: uuid.UUID, now: datetim
     outside_t = ~exists().where(
         A.c.org_id == org_id, A.c.id == T.c.assignment_id, in_compliance(org_id, A)
     )
-    counts = _apply(session, org_id, [outside], [outside_t], "outside compliance", now)
+    counts = _apply(session, org_id, [outside], [outside_t], "outside compliance", now, "cancelled")
     return sum(counts.values())
 
 
@@ -92,6 +95,7 @@ def _apply(
     t_where: list[ColumnElement[bool]],
     reason: str,
     now: datetime,
+    task_status: str,
 ) -> dict[str, int]:
     cancelled = session.execute(
         update(N)
@@ -101,7 +105,7 @@ def _apply(
     closed = session.execute(
         update(T)
         .where(T.c.org_id == org_id, T.c.status == "open", *t_where)
-        .values(status="closed", closed_at=now, updated_at=now)
+        .values(status=task_status, closed_at=now, updated_at=now)
     )
     return {
         "notifications_cancelled": _count(cancelled),

@@ -52,6 +52,7 @@ _COLUMNS = (
     "form",
     "notification_rules",
     "task_rules",
+    "task_assignee_id",
 )
 # Link field -> (association model, its column, referenced model, entity name).
 _LINKS: dict[str, tuple[Any, str, Any, str]] = {
@@ -71,6 +72,7 @@ DEFAULTS: dict[str, Any] = {
     "form": None,
     "notification_rules": [],
     "task_rules": [],
+    "task_assignee_id": None,
     "group_ids": [],
     "role_ids": [],
     "client_ids": [],
@@ -263,6 +265,9 @@ def _validate(session: Session, values: dict[str, Any], given: dict[str, Any]) -
             unknown = _unknown_ids(session, target, given[field])
             if unknown:
                 errors[field] = [f"Unknown {entity} id: {i}" for i in unknown]
+    if given.get("task_assignee_id") is not None:
+        if _unknown_ids(session, Employee, [given["task_assignee_id"]]):
+            errors["task_assignee_id"] = ["Unknown employee id."]
     if "task_rules" in given:
         rule_errors = _task_rule_errors(session, given["task_rules"])
         if rule_errors:

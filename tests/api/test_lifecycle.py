@@ -238,7 +238,7 @@ def test_an_exempt_assignment_gets_no_reminders_nor_tasks(
     _automate(as_tenant, org, today)
     api.post(f"/assignments/{aid}/exemption", json={"reason": "Contract ends next week"})
     # What was pending is withdrawn by the exemption itself...
-    assert _automation_of(as_tenant, org, aid) == (["cancelled"], ["closed"])
+    assert _automation_of(as_tenant, org, aid) == (["cancelled"], ["cancelled"])
     assert api.get("/compliance/forecast").get_json()["total"]["renewals"] == 0
     # ...and the rules create nothing new for it (a new rule on the next evaluation either).
     with as_tenant(org.id) as s:
@@ -349,15 +349,15 @@ def test_a_manual_assignment_to_an_inactive_subject_is_refused(
     assert api.get("/assignments").get_json()["items"] == []
 
 
-def test_deactivating_cancels_pending_reminders_and_closes_open_tasks(
+def test_deactivating_cancels_pending_reminders_and_open_tasks(
     api, org, expiring, as_tenant, today
 ):
     _cert, emp, aid = expiring
     _automate(as_tenant, org, today)
     assert api.patch(f"/employees/{emp.id}", json={"active": False}).status_code == 200
-    assert _automation_of(as_tenant, org, aid) == (["cancelled"], ["closed"])
+    assert _automation_of(as_tenant, org, aid) == (["cancelled"], ["cancelled"])
     _automate(as_tenant, org, today)
-    assert _automation_of(as_tenant, org, aid) == (["cancelled"], ["closed"])
+    assert _automation_of(as_tenant, org, aid) == (["cancelled"], ["cancelled"])
 
 
 def test_deactivating_an_asset_in_bulk_withdraws_its_reminders(
