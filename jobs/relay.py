@@ -329,6 +329,29 @@ def requeue(
     return len(rows)
 
 
+def stuck(statuses: tuple[str, ...] = ("dead",), limit: int = 100) -> list[dict[str, Any]]:
+    """The rows in `statuses` (oldest first failure first), for operators: `certs jobs list`."""
+    row = OutboxMessage
+    with context.platform(), db.new_session() as session:
+        rows = session.execute(
+            select(
+                row.id,
+                row.org_id,
+                row.actor_name,
+                row.job_id,
+                row.status,
+                row.failures,
+                row.first_failed_at,
+                row.retry_at,
+                row.last_error,
+            )
+            .where(row.status.in_(statuses))
+            .order_by(row.first_failed_at, row.created_at)
+            .limit(limit)
+        ).all()
+    return [dict(r._mapping) for r in rows]
+
+
 def counts() -> dict[str, int]:
     """Rows by status, `done` left out (it only grows): pending, sent, failed, dead."""
     with context.platform(), db.new_session() as session:

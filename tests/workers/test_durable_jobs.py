@@ -4,6 +4,7 @@ a message Redis lost is sent again. Time is driven by passing `now` to the sweep
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import timedelta
 
@@ -243,3 +244,30 @@ def test_failed_run_of_a_relayed_job_goes_back_to_queued(org, as_tenant):
     with context.tenant(org.id), pytest.raises(RuntimeError):
         failing_ping(str(org.id), str(job.id), "direct")
     assert (_job(as_tenant, org, job.id).state) == "failed"
+
+
+def test_operators_list_and_requeue_dead_jobs_from_the_cli(org, as_tenant):
+    from click.testing import CliRunner
+
+    from cli.main import main as cli
+    from tests.support.suite import CLI_ENV
+
+    job_id = _request(as_tenant, org, "failing_ping", "cli")
+    row_id = _row(job_id).id
+    _set_row(row_id, status="dead", failures=3, last_error="RuntimeError('cli')")
+    listed = CliRunner().invoke(cli, ["jobs", "list", "--limit", "1000"], env=CLI_ENV)
+    assert listed.exit_code == 0, listed.output
+    lines = [json.loads(line) for line in listed.output.splitlines() if line.startswith("{")]
+    mine = [line for line in lines if line["id"] == str(row_id)]
+    assert mine
+    assert mine[0]["actor_name"] == "failing_ping"
+    assert mine[0]["last_error"] == "RuntimeError('cli')"
+
+    done = CliRunner().invoke(cli, ["jobs", "requeue", "--id", str(row_id)], env=CLI_ENV)
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.output.splitlines()[-1]) == {"requeued": 1}
+    assert _row(job_id).status == "pending"
+    _set_row(row_id, status="dead")  # keep later drains from running it
+
+    bad = CliRunner().invoke(cli, ["jobs", "requeue", "--id", "nope"], env=CLI_ENV)
+    assert bad.exit_code == 2
