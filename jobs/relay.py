@@ -380,9 +380,12 @@ _NO_EPOCH = object()
 
 
 def _send_locked(stmt: Any, broker: dramatiq.Broker, *, epoch: Any = _NO_EPOCH) -> int:
-    sent: list[uuid.UUID] = []
+    # Each row as it was read: the update after publishing applies only to rows a fast worker
+    # has not moved on meanwhile (SQLite has no row locks to hold it off): done, failed again.
+    sent: dict[tuple[str, int], list[uuid.UUID]] = {}
     with context.platform(), db.new_session() as session:
         rows = session.scalars(stmt.with_for_update(skip_locked=True)).all()
+        read = {row.id: (row.status, row.failures or 0) for row in rows}
         unreachable: Exception | None = None
         for row in rows:
             try:
@@ -403,15 +406,18 @@ def _send_locked(stmt: Any, broker: dramatiq.Broker, *, epoch: Any = _NO_EPOCH) 
                     update(OutboxMessage)
                     .where(OutboxMessage.id == row.id)
                     .values(attempts=OutboxMessage.attempts + 1, last_error=repr(exc)[:2000])
+                    .execution_options(synchronize_session=False)
                 )
                 continue
-            sent.append(row.id)
-        if sent:
-            # Conditional: a fast worker may already have marked the row done (no row locks on
-            # SQLite), and done must never go back to sent.
+            sent.setdefault(read[row.id], []).append(row.id)
+        for (status, failures), ids in sent.items():
             session.execute(
                 update(OutboxMessage)
-                .where(OutboxMessage.id.in_(sent), OutboxMessage.status.in_(SENDABLE))
+                .where(
+                    OutboxMessage.id.in_(ids),
+                    OutboxMessage.status == status,
+                    OutboxMessage.failures == failures,
+                )
                 .values(
                     status="sent",
                     sent_at=db.utcnow(),
@@ -421,9 +427,10 @@ def _send_locked(stmt: Any, broker: dramatiq.Broker, *, epoch: Any = _NO_EPOCH) 
                     claimed_by=None,
                     retry_at=None,
                 )
+                .execution_options(synchronize_session=False)
             )
         session.commit()
-    return len(sent)
+    return sum(len(ids) for ids in sent.values())
 
 
 def _message(broker: dramatiq.Broker, row: OutboxMessage) -> dramatiq.Message[Any]:

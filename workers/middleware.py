@@ -93,17 +93,19 @@ def _mark_done(outbox_id: uuid.UUID) -> None:
 
 
 def _mine(outbox_id: uuid.UUID, message_id: str) -> Any:
-    """The row, if this delivery holds it (or nobody does): another's lease is not ours to end."""
+    """The row, if this delivery holds it (or nobody does): another's lease is not ours to end.
+    Any status but done/dead: without row locks (SQLite) a fast worker may get here before the
+    relay that published the message marked the row `sent` (it then leaves the row alone)."""
     row = OutboxMessage
     return (
         (row.id == outbox_id)
-        & (row.status == "sent")
+        & row.status.in_(relay.SENDABLE)
         & or_(row.claimed_by.is_(None), row.claimed_by == message_id)
     )
 
 
 def _release(outbox_id: uuid.UUID, message_id: str, exception: BaseException) -> None:
-    """A failed run Dramatiq will retry: the lease goes, the row stays `sent`."""
+    """A failed run Dramatiq will retry: the lease goes, the status stays."""
     with context.platform(), db.new_session() as session:
         session.execute(
             update(OutboxMessage)

@@ -96,6 +96,7 @@ RETURN_OUTBOX_ROWS = """RETURN QUERY SELECT 'outbox_rows', s.k, coalesce(
       (outbox_by_status ->> s.k)::double precision, 0)
     FROM unnest(ARRAY['pending', 'sent', 'failed', 'dead']) AS s(k);"""
 
+
 def _columns() -> list[sa.Column[object]]:
     return [
         sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=True),
