@@ -274,3 +274,20 @@ def test_operators_list_and_requeue_dead_jobs_from_the_cli(org, as_tenant):
 
     bad = CliRunner().invoke(cli, ["jobs", "requeue", "--id", "nope"], env=CLI_ENV)
     assert bad.exit_code == 2
+
+
+def test_retry_and_lease_settings():
+    from infra.settings import ConfigError, load_settings
+
+    policy = relay.RetryPolicy.from_settings(
+        load_settings({"JOB_RETRY_BASE_SECONDS": "10", "JOB_LEASE_SECONDS": "9"})
+    )
+    assert policy == relay.RetryPolicy(
+        base=timedelta(seconds=10),
+        cap=timedelta(hours=1),
+        window=timedelta(hours=24),
+        lease=timedelta(seconds=9),
+    )
+    for bad in ({"JOB_LEASE_SECONDS": "1"}, {"JOB_RETRY_MAX_SECONDS": "5"}):
+        with pytest.raises(ConfigError):
+            load_settings(bad)
