@@ -138,7 +138,7 @@ def test_downgrade_past_0010_refuses_to_strand_sealed_webhook_secrets(settings):
             database_url=backend.app_url,
             db_app_role=backend.app_role,
         )
-        migrate.upgrade(s, "0010")  # not head: later revisions would change what "nothing" is
+        migrate.upgrade(s, "0010")  # later revisions would be rolled back with it on PostgreSQL
         owner = create_engine(backend.owner_url)
         org_id = uuid.uuid4()
         with owner.begin() as conn:
