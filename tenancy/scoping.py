@@ -39,7 +39,7 @@ from sqlalchemy.orm import (
 )
 from sqlalchemy.sql import ClauseElement, Delete, Insert, Update
 from sqlalchemy.sql.elements import BindParameter, ColumnClause, Label, TextClause
-from sqlalchemy.sql.selectable import Alias, FromClause, Select, SelectBase
+from sqlalchemy.sql.selectable import Alias, FromClause, Join, Select, SelectBase
 from sqlalchemy.sql.visitors import HasTraverseInternals
 
 from infra.context import current_org_id, in_platform_context
@@ -63,11 +63,11 @@ class UnscopedStatement(RuntimeError):
     `tenant_statement` scopes to the current organization."""
 
 
-def tenant_statement(stmt: S, *tables: FromClause) -> S:
+def tenant_statement(stmt: S, *tables: Any) -> S:
     """The one way to scope what the session's criteria cannot: `stmt` with
-    `<table>.org_id = <current tenant>` added to its WHERE for each of `tables`, marked so the
-    guard accepts those tables' raw occurrences *at this statement's level* (a nested select
-    is checked on its own).
+    `<table>.org_id = <current tenant>` added to its WHERE for each of `tables` (tables or
+    mapped classes), marked so the guard accepts those tables *at this statement's level* (a
+    nested select is checked on its own).
 
     For a statement whose rows it cannot filter (text SQL reading no tenant rows, an INSERT
     whose written `org_id` the guard cannot see), call it with no tables: the mark alone says
@@ -76,10 +76,12 @@ def tenant_statement(stmt: S, *tables: FromClause) -> S:
     org_id = current_org_id()
     if org_id is None:
         raise UnscopedStatement("tenant_statement needs a tenant in context")
-    if tables:
-        stmt = stmt.where(*(t.c.org_id == org_id for t in tables))  # type: ignore[attr-defined]
-    names = frozenset(_base_table(t).name for t in tables)
-    return stmt.execution_options(**{EXPLICIT: names})  # type: ignore[attr-defined,no-any-return]
+    names = set()
+    for table in tables:
+        column = table.c.org_id if isinstance(table, FromClause) else table.org_id
+        stmt = stmt.where(column == org_id)  # type: ignore[attr-defined]
+        names.add(_base_table(column.table).name)
+    return stmt.execution_options(**{EXPLICIT: frozenset(names)})  # type: ignore[attr-defined,no-any-return]
 
 
 def _scope_to_tenant(state: ORMExecuteState) -> None:
@@ -172,10 +174,11 @@ def _check_level(level: Any, nested: list[Any]) -> set[str]:
         return set()
     mapped: set[str] = set()
     bare: set[str] = set()
-    stack: list[Any] = list(_children(level))
+    joined: set[str] = set()
+    stack: list[tuple[Any, bool]] = [(child, False) for child in _children(level)]
     seen: set[int] = set()
     while stack:
-        element = stack.pop()
+        element, in_join = stack.pop()
         if id(element) in seen:
             continue
         seen.add(id(element))
@@ -192,20 +195,20 @@ def _check_level(level: Any, nested: list[Any]) -> set[str]:
             if name in tenant:
                 (mapped if _orm(element) or _orm(table) else bare).add(name)
             elif not isinstance(table, (Table, Alias)):
-                stack.append(table)  # a subquery or CTE: its select is a nested level
+                stack.append((table, False))  # a subquery or CTE: its select is a nested level
             continue
         if isinstance(element, (Table, Alias)):
             name = getattr(_base_table(element), "name", None)
             if name in tenant:
-                (mapped if _orm(element) else bare).add(name)
+                # The criteria does not reach into a join built beforehand (`a.join(b)`,
+                # `orm.join(A, B)`) and given to select_from: join with `Select.join` instead.
+                (joined if in_join else mapped if _orm(element) else bare).add(name)
                 continue  # an ORM alias's bare element is the mapper's business
             if isinstance(element, Table):
                 continue
-        stack.extend(_children(element))
-    unscoped = bare - mapped
-    if isinstance(level, (Update, Delete)):
-        target = _base_table(level.table).name
-        unscoped |= (mapped | bare) - {target}  # a second table: no criteria reaches it
+        in_join = in_join or isinstance(element, Join)
+        stack.extend((child, in_join) for child in _children(element))
+    unscoped = (bare - mapped) | joined
     return unscoped - marked
 
 

@@ -107,12 +107,12 @@ def expand_task_targets(
 
 
 def _insert(session: Session, org_id: uuid.UUID, targets: list[TaskTarget], now: datetime) -> int:
-    a = Assignment.__table__
+    a = Assignment
     rows = [(t.certification_id, t.rule_key, t.until_on, t.assignee_id, t.title) for t in targets]
     t = literal_table(session, "task_targets", _TARGET_COLUMNS, rows)
     assignee = case(
         (t.c.assignee_id.is_not(None), t.c.assignee_id),
-        (a.c.subject_type == "employee", a.c.subject_id),
+        (a.subject_type == "employee", a.subject_id),
         else_=None,
     )
     stamp = Task.__table__.c.created_at.type
@@ -120,26 +120,26 @@ def _insert(session: Session, org_id: uuid.UUID, targets: list[TaskTarget], now:
         select(
             new_uuid_sql(session.get_bind().dialect.name),
             literal(org_id, Uuid()),
-            a.c.id,
-            a.c.certification_id,
+            a.id,
+            a.certification_id,
             t.c.rule_key,
-            a.c.cycle,
+            a.cycle,
             literal("renewal"),
             t.c.title,
             assignee,
-            a.c.expires_on,
+            a.expires_on,
             literal("open"),
             literal(now, stamp),
             literal(now, stamp),
         )
-        .select_from(a.join(t, t.c.certification_id == a.c.certification_id))
+        .select_from(a)
+        .join(t, t.c.certification_id == a.certification_id)
         .where(
-            a.c.org_id == org_id,
-            a.c.expires_on.is_not(None),
-            a.c.expires_on <= t.c.until_on,
-            a.c.revoked_at.is_(None),
-            a.c.status != "revoked",
-            a.c.required.is_(True),
+            a.expires_on.is_not(None),
+            a.expires_on <= t.c.until_on,
+            a.revoked_at.is_(None),
+            a.status != "revoked",
+            a.required.is_(True),
         )
     )
     return insert_ignoring_conflicts(session, Task.__table__, _INSERT_COLUMNS, stmt, _KEY)
@@ -147,17 +147,17 @@ def _insert(session: Session, org_id: uuid.UUID, targets: list[TaskTarget], now:
 
 def close_superseded_tasks(session: Session, org_id: uuid.UUID, now: datetime) -> int:
     """Open tasks of an older cycle (renewed) or of a revoked assignment are closed."""
-    tk = Task.__table__
-    a = Assignment.__table__
+    tk, a = Task, Assignment
     superseded = exists().where(
-        a.c.org_id == tk.c.org_id,
-        a.c.id == tk.c.assignment_id,
-        or_(a.c.cycle > tk.c.cycle, a.c.revoked_at.is_not(None)),
+        a.org_id == tk.org_id,
+        a.id == tk.assignment_id,
+        or_(a.cycle > tk.cycle, a.revoked_at.is_not(None)),
     )
     result = session.execute(
         update(tk)
-        .where(tk.c.org_id == org_id, tk.c.status == "open", superseded)
-        .values(status="closed", closed_at=now, updated_at=now)
+        .where(tk.status == "open", superseded)
+        .values(status="closed", closed_at=now, updated_at=now),
+        execution_options={"synchronize_session": False},
     )
     return max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
 
