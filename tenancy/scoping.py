@@ -209,6 +209,9 @@ def _check_level(level: Any, nested: list[Any]) -> set[str]:
         in_join = in_join or isinstance(element, Join)
         stack.extend((child, in_join) for child in _children(element))
     unscoped = (bare - mapped) | joined
+    if isinstance(level, (Update, Delete)):
+        target = _base_table(level.table).name
+        unscoped |= (mapped | bare) - {target}  # a second table: no criteria reaches it
     return unscoped - marked
 
 

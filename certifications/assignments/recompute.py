@@ -197,9 +197,11 @@ def _heap_blocks_if_dominant(session: Session, count: int) -> int | None:
     if session.get_bind().dialect.name != "postgresql":
         return None
     table_rows, blocks = session.execute(
-        text(
-            "SELECT reltuples, pg_relation_size(oid) / current_setting('block_size')::int"
-            " FROM pg_class WHERE oid = 'assignments'::regclass"
+        tenant_statement(  # the table's size from the catalog: no tenant rows are read
+            text(
+                "SELECT reltuples, pg_relation_size(oid) / current_setting('block_size')::int"
+                " FROM pg_class WHERE oid = 'assignments'::regclass"
+            )
         )
     ).one()
     if count * 2 >= max(table_rows, count):
