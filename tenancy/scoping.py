@@ -37,7 +37,7 @@ from sqlalchemy.orm import (
     sessionmaker,
     with_loader_criteria,
 )
-from sqlalchemy.sql import ClauseElement, Delete, Insert, Update
+from sqlalchemy.sql import ClauseElement, Delete, Executable, Insert, Update
 from sqlalchemy.sql.elements import BindParameter, ColumnClause, Label, TextClause
 from sqlalchemy.sql.selectable import Alias, FromClause, Join, Select, SelectBase
 from sqlalchemy.sql.visitors import HasTraverseInternals
@@ -138,7 +138,7 @@ def _explicit(element: Any) -> frozenset[str] | None:
     return None if marked is None else frozenset(marked)
 
 
-def unscoped_tables(statement: ClauseElement) -> set[str]:
+def unscoped_tables(statement: Executable | ClauseElement) -> set[str]:
     """Tenant tables `statement` reads or changes that no tenant criteria covers.
 
     Checked per statement level (a select, a subquery's or CTE's select, an UPDATE/DELETE):

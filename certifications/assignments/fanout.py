@@ -41,7 +41,6 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from certifications.assignments import status as rules
@@ -50,7 +49,7 @@ from certifications.catalog.models import Certification, CertificationRole
 from certifications.directory.models import Employee
 from certifications.vocabulary import MISSING, REVOKED
 from infra.database import UTCDateTime
-from infra.dialect import new_uuid_sql
+from infra.dialect import new_uuid_sql, upsert_insert
 
 # Written on the mapped classes: the session's tenant criteria scopes every statement here.
 A = Assignment
@@ -303,13 +302,6 @@ def _per_cert(initial: dict[uuid.UUID, tuple[Any, ...]], index: int, type_: Any)
         *[(CR.certification_id == cid, literal(v, type_)) for cid, v in values.items()],
         else_=null(),
     )
-
-
-def upsert_insert(dialect_name: str, table: Any) -> Any:
-    """The dialect's INSERT that supports ON CONFLICT (PostgreSQL and SQLite)."""
-    if dialect_name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
 
 
 def _chunks(items: list[uuid.UUID], size: int) -> Iterable[list[uuid.UUID]]:
