@@ -277,9 +277,7 @@ def main(size: int) -> None:
     load = time.perf_counter() - started
     with context.tenant(org_id), db.new_session() as s:
         by_status = dict(
-            s.execute(
-                select(A.c.status, func.count()).where(A.c.org_id == org_id).group_by(A.c.status)
-            ).all()
+            s.execute(select(Assignment.status, func.count()).group_by(Assignment.status)).all()
         )
     _reset(org_id)
     _, changed = run_recompute(org_id)
