@@ -85,22 +85,24 @@ def tenant_statement(stmt: S, *tables: Any) -> S:
 
 
 def _scope_to_tenant(state: ORMExecuteState) -> None:
-    if not ORM_FILTER_ENABLED:
-        return
-    if not (state.is_select or state.is_update or state.is_delete or state.is_insert):
-        return  # (an INSERT gets them for the SELECT of its INSERT … SELECT)
+    """The session's one `do_orm_execute` hook: add the tenant criteria, then guard."""
     if state.is_column_load or state.is_relationship_load:
         return  # the criteria already travel with the parent load's options
     if state.execution_options.get("all_tenants", False):
         return
-    org_id = current_org_id()  # read here: a contextvar inside the lambda raises
-    if org_id is None:
-        criteria = with_loader_criteria(TenantScoped, lambda cls: false(), include_aliases=True)
-    else:
-        criteria = with_loader_criteria(
-            TenantScoped, lambda cls: cls.org_id == org_id, include_aliases=True
-        )
-    state.statement = state.statement.options(criteria)
+    original = state.statement
+    if ORM_FILTER_ENABLED and (
+        state.is_select or state.is_update or state.is_delete or state.is_insert
+    ):  # (an INSERT gets the criteria for the SELECT of its INSERT … SELECT)
+        org_id = current_org_id()  # read here: a contextvar inside the lambda raises
+        if org_id is None:
+            criteria = with_loader_criteria(TenantScoped, lambda cls: false(), include_aliases=True)
+        else:
+            criteria = with_loader_criteria(
+                TenantScoped, lambda cls: cls.org_id == org_id, include_aliases=True
+            )
+        state.statement = state.statement.options(criteria)
+    _guard(original, state.statement, state.parameters)
 
 
 # --- The guard ------------------------------------------------------------------------------
@@ -179,8 +181,8 @@ def _check_level(level: Any, nested: list[Any]) -> set[str]:
     seen: set[int] = set()
     while stack:
         element, in_join = stack.pop()
-        if id(element) in seen:
-            continue
+        if isinstance(element, BindParameter) or id(element) in seen:
+            continue  # (bound values: most of a big statement's nodes, and leaves)
         seen.add(id(element))
         if isinstance(element, (SelectBase, Insert, Update, Delete, TextClause)):
             nested.append(element)
@@ -261,21 +263,39 @@ def _check_insert(insert: Insert, parameters: Any, org_id: uuid.UUID | None) -> 
             raise TenantMismatch(f"an INSERT into {insert.table} names another organization")
 
 
-def _guard(state: ORMExecuteState) -> None:
-    if state.is_column_load or state.is_relationship_load:
-        return
-    if state.execution_options.get("all_tenants", False):
-        return
-    statement = state.statement
-    unscoped = unscoped_tables(statement)
+# Verdicts by statement shape: the cache key of the statement as executed, which SQLAlchemy
+# memoizes on it and reuses for its compiled cache (bound values are not part of it), and the
+# top-level `tenant_statement` mark (execution options are not part of it either).
+_VERDICTS: dict[tuple[Any, ...], frozenset[str]] = {}
+_VERDICTS_MAX = 10_000
+
+
+def _unscoped_cached(original: Any, executed: Any) -> frozenset[str]:
+    cache_key = executed._generate_cache_key() if isinstance(executed, ClauseElement) else None
+    if cache_key is None:  # not cacheable: walk it every time
+        return frozenset(unscoped_tables(original))
+    key = (cache_key.key, _explicit(original))
+    found = _VERDICTS.get(key)
+    if found is None:
+        found = frozenset(unscoped_tables(original))
+        if len(_VERDICTS) >= _VERDICTS_MAX:
+            _VERDICTS.clear()
+        _VERDICTS[key] = found
+    return found
+
+
+def _guard(original: Any, executed: Any, parameters: Any) -> None:
+    """Refuse `original` (as written; `executed` is it with the criteria) if it touches a tenant
+    table outside the criteria and `tenant_statement`, or INSERTs another org's rows."""
+    unscoped = _unscoped_cached(original, executed)
     if unscoped:
         raise UnscopedStatement(
             f"statement touches tenant table(s) {', '.join(sorted(unscoped))} outside the"
             " session's tenant criteria: write it on mapped classes, or scope it with"
             " tenancy.scoping.tenant_statement"
         )
-    if isinstance(statement, Insert):
-        _check_insert(statement, state.parameters, current_org_id())
+    if isinstance(original, Insert):
+        _check_insert(original, parameters, current_org_id())
 
 
 def _stamp_new_rows(session: Session, _ctx: Any, _instances: Any) -> None:
@@ -318,7 +338,6 @@ def install_tenant_scoping(factory: sessionmaker[Session], platform_key: str) ->
     `platform_key` is what platform-context transactions present to RLS on PostgreSQL (the
     first of `Settings.db_platform_keys`).
     """
-    event.listen(factory, "do_orm_execute", _guard)
     event.listen(factory, "do_orm_execute", _scope_to_tenant)
     event.listen(factory, "before_flush", _stamp_new_rows)
     event.listen(factory, "after_begin", _rls_setter(platform_key))
