@@ -256,8 +256,11 @@ def _check_insert(insert: Insert, parameters: Any, org_id: uuid.UUID | None) -> 
         values.append(parameters)
     elif isinstance(parameters, Sequence):
         values.extend(parameters)
-    written = getattr(insert, "_values", None) or {}
-    values.append({getattr(k, "key", k): getattr(v, "value", v) for k, v in written.items()})
+    written = [getattr(insert, "_values", None) or {}]
+    for multi in getattr(insert, "_multi_values", ()):  # .values([{...}, {...}])
+        written.extend(r for r in multi if isinstance(r, Mapping))
+    for given in written:
+        values.append({getattr(k, "key", k): getattr(v, "value", v) for k, v in given.items()})
     for row in values:
         if "org_id" in row and (org_id is None or row["org_id"] != org_id):
             raise TenantMismatch(f"an INSERT into {insert.table} names another organization")

@@ -148,6 +148,10 @@ def test_insert_naming_another_org_is_refused(two_orgs, as_tenant):
         with pytest.raises(TenantMismatch):
             s.execute(insert(Role).values(org_id=b.id, id=uuid.uuid4(), name="Intruder"))
         s.rollback()
+        rows = [{"org_id": o, "id": uuid.uuid4(), "name": "Intruder"} for o in (a.id, b.id)]
+        with pytest.raises(TenantMismatch):
+            s.execute(insert(ROLES).values(rows))
+        s.rollback()
         source = select(literal(b.id), Role.id, Role.name)
         with pytest.raises(UnscopedStatement):
             s.execute(insert(Role).from_select(["org_id", "id", "name"], source))
@@ -270,3 +274,13 @@ def test_domain_reads_never_see_other_orgs(
         assert certification_stats(s) == {}
         assert fanout.count_role_members(s, a.id, theirs["cert"].id) == 0
         assert s.scalar(select(func.count()).select_from(Certification)) == 0
+
+
+def test_a_verdict_is_kept_per_shape_and_mark(two_orgs, as_tenant):
+    """The same SQL vouched for once by `tenant_statement` is still refused without it."""
+    a, _b = two_orgs
+    sql = "SELECT count(*) FROM roles"
+    with as_tenant(a.id) as s:
+        assert s.scalar(tenant_statement(text(sql))) >= 2
+        with pytest.raises(UnscopedStatement):
+            s.scalar(text(sql))
