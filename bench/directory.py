@@ -27,6 +27,7 @@ from infra.settings import load_settings
 from runtime import bootstrap
 from tenancy.auth import issue_token
 from tenancy.organizations import create_organization
+from tenancy.scoping import tenant_statement
 
 DEFAULT_SIZE = 10_000
 BATCH = 10_000
@@ -113,7 +114,7 @@ def run_floor(size: int) -> float:
         for rows in _batches(size, role_id, "Employee"):
             if postgres:
                 s.execute(
-                    FLOOR_PG,
+                    tenant_statement(FLOOR_PG),  # the raw floor writes :org_id's rows only
                     {
                         "org_id": org_id,
                         "role_id": role_id,

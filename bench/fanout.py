@@ -31,6 +31,7 @@ from jobs.models import Job
 from runtime import bootstrap
 from tenancy.auth import issue_token
 from tenancy.organizations import create_organization
+from tenancy.scoping import tenant_statement
 
 DEFAULT_SIZE = 10_000
 REPEATS = 3
@@ -71,13 +72,9 @@ def _setup(size: int) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID]:
 
 def _reset(org_id: uuid.UUID, cert_id: uuid.UUID) -> None:
     with context.tenant(org_id), db.new_session() as s:
-        s.execute(delete(StatusEvent.__table__).where(StatusEvent.org_id == org_id))
-        s.execute(delete(Assignment.__table__).where(Assignment.org_id == org_id))
-        s.execute(
-            delete(CertificationRole.__table__).where(
-                CertificationRole.org_id == org_id, CertificationRole.certification_id == cert_id
-            )
-        )
+        s.execute(delete(StatusEvent))  # the session's tenant criteria: this org's rows
+        s.execute(delete(Assignment))
+        s.execute(delete(CertificationRole).where(CertificationRole.certification_id == cert_id))
         s.commit()
     _analyze()
 
@@ -140,14 +137,16 @@ def run_floor(org_id: uuid.UUID, role_id: uuid.UUID, cert_id: uuid.UUID) -> floa
         new_id = "gen_random_uuid()" if dialect == "postgresql" else "lower(hex(randomblob(16)))"
         now = "now()" if dialect == "postgresql" else "CURRENT_TIMESTAMP"
         ident = (lambda v: str(v)) if dialect == "postgresql" else (lambda v: v.hex)
-        sql = text(
-            f"INSERT INTO assignments (id, org_id, certification_id, subject_type, subject_id,"
-            f" source, required, cycle, status, status_changed_at, created_at, updated_at)"
-            f" SELECT {new_id}, e.org_id, :cert, 'employee', e.id, 'role', true, 1, 'missing',"
-            f" {now}, {now}, {now} FROM employees e"
-            f" WHERE e.org_id = :org AND e.role_id = :role AND e.active"
-            f" ON CONFLICT (org_id, certification_id, subject_id) WHERE revoked_at IS NULL"
-            f" DO NOTHING"
+        sql = tenant_statement(  # the raw floor filters its org by hand (e.org_id = :org)
+            text(
+                f"INSERT INTO assignments (id, org_id, certification_id, subject_type, subject_id,"
+                f" source, required, cycle, status, status_changed_at, created_at, updated_at)"
+                f" SELECT {new_id}, e.org_id, :cert, 'employee', e.id, 'role', true, 1, 'missing',"
+                f" {now}, {now}, {now} FROM employees e"
+                f" WHERE e.org_id = :org AND e.role_id = :role AND e.active"
+                f" ON CONFLICT (org_id, certification_id, subject_id) WHERE revoked_at IS NULL"
+                f" DO NOTHING"
+            )
         )
         params = {"cert": ident(cert_id), "org": ident(org_id), "role": ident(role_id)}
         started = time.perf_counter()

@@ -41,6 +41,7 @@ from infra import database as db
 from infra.settings import load_settings
 from runtime import bootstrap
 from tenancy.organizations import create_organization
+from tenancy.scoping import tenant_statement
 
 DEFAULT_SIZE = 100_000
 REPEATS = 3
@@ -111,7 +112,7 @@ def _setup(size: int) -> tuple[uuid.UUID, list[uuid.UUID]]:
         if s.get_bind().dialect.name == "postgresql":
             for lo in range(0, size, 100_000):
                 s.execute(
-                    text(PG_LOAD),
+                    tenant_statement(text(PG_LOAD)),  # writes :org's rows only
                     {
                         "org": org.id,
                         "certs": cert_ids,
@@ -181,7 +182,7 @@ def _reset(org_id: uuid.UUID) -> None:
     """Back to the day-0 statuses, no events."""
     with context.tenant(org_id), db.new_session() as s:
         recompute_statuses(s, org_id, DAY0)
-        s.execute(delete(StatusEvent.__table__).where(StatusEvent.org_id == org_id))
+        s.execute(delete(StatusEvent))  # the session's tenant criteria: this org's rows
         s.commit()
     _vacuum()
 
@@ -197,18 +198,15 @@ def run_recompute(org_id: uuid.UUID) -> tuple[float, int]:
 def run_floor(
     org_id: uuid.UUID, day: date = DAY0 + timedelta(days=SHIFT_DAYS)
 ) -> tuple[float, int]:
-    new = status_case_sql(day)
-    stmt = (
-        update(A)
-        .where(
-            A.c.org_id == org_id,
-            C.c.org_id == A.c.org_id,
-            C.c.id == A.c.certification_id,
-            new != A.c.status,
-        )
-        .values(status=new, status_changed_at=func.now())
-    )
+    new = status_case_sql(day, A, C)
     with context.tenant(org_id), db.new_session() as s:
+        stmt = tenant_statement(  # the raw floor: Core tables, scoped by hand
+            update(A)
+            .where(C.c.org_id == A.c.org_id, C.c.id == A.c.certification_id, new != A.c.status)
+            .values(status=new, status_changed_at=func.now()),
+            A,
+            C,
+        )
         started = time.perf_counter()
         changed = s.execute(stmt).rowcount  # type: ignore[attr-defined]
         s.commit()
@@ -279,9 +277,7 @@ def main(size: int) -> None:
     load = time.perf_counter() - started
     with context.tenant(org_id), db.new_session() as s:
         by_status = dict(
-            s.execute(
-                select(A.c.status, func.count()).where(A.c.org_id == org_id).group_by(A.c.status)
-            ).all()
+            s.execute(select(Assignment.status, func.count()).group_by(Assignment.status)).all()
         )
     _reset(org_id)
     _, changed = run_recompute(org_id)

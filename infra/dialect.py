@@ -51,15 +51,20 @@ def batches(rows: Sequence[Any], size: int = BATCH) -> Iterable[Sequence[Any]]:
         yield rows[start : start + size]
 
 
+def upsert_insert(dialect_name: str, table: Any) -> Any:
+    """The dialect's INSERT that takes ON CONFLICT (PostgreSQL and SQLite): the one place the
+    project picks it (`table` a Table or a mapped class)."""
+    if dialect_name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
 def insert_ignoring_conflicts(
     session: Session, table: Table, columns: list[str], select_stmt: Any, keys: list[str]
 ) -> int:
     """`INSERT … SELECT … ON CONFLICT (keys) DO NOTHING`; returns the rows inserted."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = (
-        insert(table).from_select(columns, select_stmt).on_conflict_do_nothing(index_elements=keys)
-    )
+    insert = upsert_insert(session.get_bind().dialect.name, table)
+    stmt = insert.from_select(columns, select_stmt).on_conflict_do_nothing(index_elements=keys)
     # SQLAlchemy 2.x only keeps an INSERT's rowcount when asked to.
     result = session.execute(stmt, execution_options={"preserve_rowcount": True})
     return max(result.rowcount or 0, 0)  # type: ignore[attr-defined]

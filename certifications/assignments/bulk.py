@@ -155,28 +155,23 @@ def _plan_assign(
     subjects: list[tuple[int, uuid.UUID]],
     results: dict[int, dict[str, Any]],
 ) -> Plan:
-    model = SUBJECT_MODELS[cert.type]
-    table = model.__table__  # type: ignore[attr-defined]
-    org_id = require_org_id()
+    table: Any = SUBJECT_MODELS[cert.type]
     ids = [s for _, s in subjects]
     active: dict[uuid.UUID, bool] = {}
     held: dict[uuid.UUID, uuid.UUID] = {}
-    a = Assignment.__table__
+    a = Assignment
     for chunk in _chunks(session, ids):
         active.update(
             session.execute(
-                select(table.c.id, table.c.active).where(
-                    table.c.org_id == org_id, _member(session, table.c.id, chunk)
-                )
+                select(table.id, table.active).where(_member(session, table.id, chunk))
             ).all()
         )
         held.update(
             session.execute(
-                select(a.c.subject_id, a.c.id).where(
-                    a.c.org_id == org_id,
-                    a.c.certification_id == cert.id,
-                    a.c.revoked_at.is_(None),
-                    _member(session, a.c.subject_id, chunk),
+                select(a.subject_id, a.id).where(
+                    a.certification_id == cert.id,
+                    a.revoked_at.is_(None),
+                    _member(session, a.subject_id, chunk),
                 )
             ).all()
         )
@@ -267,30 +262,26 @@ def _lock_live(
     session: Session, certification_id: uuid.UUID, subject_ids: list[uuid.UUID]
 ) -> dict[uuid.UUID, Live]:
     """The live assignments of these subjects, locked until commit (in id order)."""
-    a = Assignment.__table__
-    org_id = require_org_id()
+    a = Assignment
     if session.get_bind().dialect.name == "sqlite":
         # No row locks on SQLite: a no-op write takes its database write lock first, as
         # `service.lock_assignment` does, so concurrent writers take turns.
         session.execute(
-            update(Certification.__table__)
-            .where(
-                Certification.__table__.c.org_id == org_id,
-                Certification.__table__.c.id == certification_id,
-            )
-            .values(updated_at=Certification.__table__.c.updated_at)
+            update(Certification)
+            .where(Certification.id == certification_id)
+            .values(updated_at=Certification.updated_at),
+            execution_options={"synchronize_session": False},
         )
     found: dict[uuid.UUID, Live] = {}
     for chunk in _chunks(session, subject_ids):
         rows = session.execute(
-            select(a.c.id, a.c.subject_id, a.c.issued_on, a.c.effective_on, a.c.expires_on)
+            select(a.id, a.subject_id, a.issued_on, a.effective_on, a.expires_on)
             .where(
-                a.c.org_id == org_id,
-                a.c.certification_id == certification_id,
-                a.c.revoked_at.is_(None),
-                _member(session, a.c.subject_id, chunk),
+                a.certification_id == certification_id,
+                a.revoked_at.is_(None),
+                _member(session, a.subject_id, chunk),
             )
-            .order_by(a.c.id)
+            .order_by(a.id)
             .with_for_update()
         )
         for row in rows:
@@ -319,7 +310,6 @@ def _assign(
     issued, effective, expires = _checked_dates(cert, issued, data)
     shape = _Row(issued, effective, expires)
     status = rules.assignment_status(shape, cert, today)
-    a = Assignment.__table__
     constants = {
         "org_id": org_id,
         "certification_id": cert.id,
@@ -342,7 +332,7 @@ def _assign(
     created: dict[uuid.UUID, uuid.UUID] = {}
     for chunk in _chunks(session, plan.write_ids):
         pairs = [(uuid.uuid4(), subject_id) for subject_id in chunk]
-        created.update(_insert_assignments(session, a, constants, pairs))
+        created.update(_insert_assignments(session, Assignment, constants, pairs))
     for result in plan.results.values():
         if result["status"] != "created":
             continue
@@ -364,7 +354,9 @@ def _insert_assignments(
     constants: dict[str, Any],
     pairs: list[tuple[uuid.UUID, uuid.UUID]],
 ) -> dict[uuid.UUID, uuid.UUID]:
-    """INSERT … ON CONFLICT (the live slot) DO NOTHING RETURNING subject_id, id."""
+    """INSERT … ON CONFLICT (the live slot) DO NOTHING RETURNING subject_id, id (every row
+    carries the tenant's `org_id`, which the tenant guard checks)."""
+    a = a.__table__
     live_slot = {
         "index_elements": [a.c.org_id, a.c.certification_id, a.c.subject_id],
         "index_where": a.c.revoked_at.is_(None),
@@ -409,11 +401,11 @@ def _renew(
     """Close the current cycles, record the events, start the new cycles: 3 statements."""
     issued, effective, expires = _renewal_dates(cert, data, today)
     status = rules.assignment_status(_Row(issued, effective, expires), cert, today)
-    a = Assignment.__table__
-    c = AssignmentCycle.__table__
+    a = Assignment
+    c = AssignmentCycle
     new_id = new_uuid_sql(session.get_bind().dialect.name)
     values: dict[str, Any] = {
-        "cycle": a.c.cycle + 1,
+        "cycle": a.cycle + 1,
         "issued_on": issued,
         "effective_on": effective,
         "expires_on": expires,
@@ -421,13 +413,13 @@ def _renew(
         "form_accepted_at": None,  # a new cycle needs its own accepted form
         "cycle_recorded_by": actor,
         "status": status,
-        "status_changed_at": case((a.c.status != status, now), else_=a.c.status_changed_at),
+        "status_changed_at": case((a.status != status, now), else_=a.status_changed_at),
         "updated_at": now,
     }
     if "notes" in data:
         values["notes"] = data["notes"]
     for chunk in _chunks(session, ids):
-        mine = and_(a.c.org_id == org_id, _member(session, a.c.id, chunk))
+        mine = _member(session, a.id, chunk)
         session.execute(
             insert(c).from_select(
                 [
@@ -445,21 +437,24 @@ def _renew(
                 ],
                 select(
                     new_id,
-                    a.c.org_id,
-                    a.c.id,
-                    a.c.cycle,
-                    a.c.issued_on,
-                    a.c.effective_on,
-                    a.c.expires_on,
-                    a.c.notes,
-                    a.c.cycle_recorded_by,
-                    a.c.updated_at,
-                    literal(now, c.c.closed_at.type),
+                    a.org_id,
+                    a.id,
+                    a.cycle,
+                    a.issued_on,
+                    a.effective_on,
+                    a.expires_on,
+                    a.notes,
+                    a.cycle_recorded_by,
+                    a.updated_at,
+                    literal(now, AssignmentCycle.__table__.c.closed_at.type),
                 ).where(mine),
             )
         )
-        _record_events(session, a, mine, a.c.cycle + 1, status, today, now)
-        session.execute(update(a).where(mine).values(**values))
+        _record_events(session, a, mine, a.cycle + 1, status, today, now)
+        session.execute(
+            update(a).where(mine).values(**values),
+            execution_options={"synchronize_session": False},
+        )
     close_superseded_tasks(session, org_id, now)
     _cancel_superseded_reminders(session, org_id, ids, now)
 
@@ -474,12 +469,10 @@ def _revoke(
     actor: str,
     now: datetime,
 ) -> None:
-    a = Assignment.__table__
+    a = Assignment
     for chunk in _chunks(session, ids):
-        mine = and_(a.c.org_id == org_id, _member(session, a.c.id, chunk))
-        _record_events(
-            session, a, and_(mine, a.c.status != REVOKED), a.c.cycle, REVOKED, today, now
-        )
+        mine = _member(session, a.id, chunk)
+        _record_events(session, a, and_(mine, a.status != REVOKED), a.cycle, REVOKED, today, now)
         session.execute(
             update(a)
             .where(mine)
@@ -488,9 +481,10 @@ def _revoke(
                 revoked_reason=reason,
                 revoked_by=actor,
                 status=REVOKED,
-                status_changed_at=case((a.c.status != REVOKED, now), else_=a.c.status_changed_at),
+                status_changed_at=case((a.status != REVOKED, now), else_=a.status_changed_at),
                 updated_at=now,
-            )
+            ),
+            execution_options={"synchronize_session": False},
         )
     close_superseded_tasks(session, org_id, now)
 
@@ -498,7 +492,7 @@ def _revoke(
 def _record_events(
     session: Session, a: Any, where: Any, cycle: Any, status: str, today: date, now: datetime
 ) -> None:
-    e = StatusEvent.__table__
+    e = StatusEvent
     new_id = new_uuid_sql(session.get_bind().dialect.name)
     session.execute(
         insert(e).from_select(
@@ -514,13 +508,13 @@ def _record_events(
             ],
             select(
                 new_id,
-                a.c.org_id,
-                a.c.id,
+                a.org_id,
+                a.id,
                 cycle,
-                a.c.status,
+                a.status,
                 literal(status, String(16)),
                 literal(today, Date()),
-                literal(now, e.c.created_at.type),
+                literal(now, StatusEvent.__table__.c.created_at.type),
             ).where(where),
         )
     )
@@ -530,23 +524,19 @@ def _cancel_superseded_reminders(
     session: Session, org_id: uuid.UUID, ids: list[uuid.UUID], now: datetime
 ) -> None:
     """Unsent reminders of the cycles just closed are never sent (as the tick would decide)."""
-    n = Notification.__table__
-    a = Assignment.__table__
-    current = (
-        select(a.c.cycle)
-        .where(a.c.org_id == n.c.org_id, a.c.id == n.c.assignment_id)
-        .scalar_subquery()
-    )
+    n = Notification
+    a = Assignment
+    current = select(a.cycle).where(a.org_id == n.org_id, a.id == n.assignment_id).scalar_subquery()
     for chunk in _chunks(session, ids):
         session.execute(
             update(n)
             .where(
-                n.c.org_id == org_id,
-                _member(session, n.c.assignment_id, chunk),
-                n.c.status == "pending",
-                n.c.cycle < current,
+                _member(session, n.assignment_id, chunk),
+                n.status == "pending",
+                n.cycle < current,
             )
-            .values(status="cancelled", last_error="superseded by a renewal", updated_at=now)
+            .values(status="cancelled", last_error="superseded by a renewal", updated_at=now),
+            execution_options={"synchronize_session": False},
         )
 
 

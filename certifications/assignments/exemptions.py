@@ -22,7 +22,7 @@ from infra.context import require_org_id
 from infra.errors import Invalid
 from tenancy.organizations import org_today_for
 
-A = Assignment.__table__
+A = Assignment
 
 
 def exempt(
@@ -66,10 +66,11 @@ def lift_expired(session: Session, org_id: uuid.UUID, today: date, now: datetime
     """Exemptions whose `until` day has passed end (set-based); returns how many ended."""
     result = session.execute(
         update(A)
-        .where(A.c.org_id == org_id, A.c.exempt_at.is_not(None), A.c.exempt_until < today)
+        .where(A.exempt_at.is_not(None), A.exempt_until < today)
         .values(
             exempt_reason=None, exempt_until=None, exempt_by=None, exempt_at=None, updated_at=now
-        )
+        ),
+        execution_options={"synchronize_session": False},
     )
     return max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
 

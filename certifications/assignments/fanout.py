@@ -41,22 +41,20 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from certifications.assignments import status as rules
-from certifications.assignments.models import Assignment, StatusEvent
+from certifications.assignments.models import Assignment
 from certifications.catalog.models import Certification, CertificationRole
 from certifications.directory.models import Employee
 from certifications.vocabulary import MISSING, REVOKED
 from infra.database import UTCDateTime
-from infra.dialect import new_uuid_sql
+from infra.dialect import new_uuid_sql, upsert_insert
 
-A = Assignment.__table__
-E = Employee.__table__
-CR = CertificationRole.__table__
-C = Certification.__table__
-SE = StatusEvent.__table__
+# Written on the mapped classes: the session's tenant criteria scopes every statement here.
+A = Assignment
+E = Employee
+CR = CertificationRole
 
 # Bound parameters per statement stay far below PostgreSQL's 65,535 and SQLite's 32,766.
 EMPLOYEE_CHUNK = 5_000
@@ -66,6 +64,8 @@ FANOUT_LOCK_CLASS = 4_0002
 # How long a fan-out waits for the org's running one (instead of the statement timeout), kept
 # under the job's 15-minute time limit: the longest fan-out measured (100k rows) takes ~15 s.
 FANOUT_LOCK_WAIT_MS = 10 * 60_000
+# ORM UPDATE/DELETE as plain set-based SQL: no matching of rows to objects in the session.
+_CORE_LIKE = {"synchronize_session": False}
 
 
 def initial_record(cert: Certification, today: date) -> tuple[date | None, date | None, str]:
@@ -92,7 +92,7 @@ def fanout_certification(
     """Bring one certification's role assignments in line with its roles (after a catalog edit)."""
     lock_fanouts(session, org_id)
     # Retire first: it then scans only the assignments that existed before this change.
-    changes = _retire(session, org_id, now, [A.c.certification_id == certification_id])
+    changes = _retire(session, now, [A.certification_id == certification_id])
     cert = session.get(Certification, certification_id)
     live = [cert] if cert is not None and _fans_out(cert) else []
     created = _insert_missing(session, org_id, live, today, now, employee_ids=None)
@@ -112,10 +112,10 @@ def fanout_employees(
     report = {"created": 0, "removed": 0, "not_required": 0, "required_again": 0}
     for chunk in _chunks(sorted(set(employee_ids)), EMPLOYEE_CHUNK):
         # subject_type first: the (org, type, subject) index then probes just these employees.
-        scope = [A.c.subject_type == "employee", A.c.subject_id.in_(chunk)]
-        for key, value in _retire(session, org_id, now, scope).items():
+        scope = [A.subject_type == "employee", A.subject_id.in_(chunk)]
+        for key, value in _retire(session, now, scope).items():
             report[key] += value
-        certs = _certifications_for(session, org_id, chunk)
+        certs = _certifications_for(session, chunk)
         report["created"] += _insert_missing(session, org_id, certs, today, now, employee_ids=chunk)
     return report
 
@@ -154,8 +154,9 @@ def count_role_members(session: Session, org_id: uuid.UUID, certification_id: uu
     """Active employees in the certification's roles (the size of a fan-out, for job progress)."""
     stmt = (
         select(func.count())
-        .select_from(E.join(CR, and_(CR.c.org_id == E.c.org_id, CR.c.role_id == E.c.role_id)))
-        .where(E.c.org_id == org_id, E.c.active, CR.c.certification_id == certification_id)
+        .select_from(E)
+        .join(CR, and_(CR.org_id == E.org_id, CR.role_id == E.role_id))
+        .where(E.active, CR.certification_id == certification_id)
     )
     return int(session.execute(stmt).scalar_one())
 
@@ -164,12 +165,10 @@ def _fans_out(cert: Certification) -> bool:
     return cert.type == "employee" and cert.archived_at is None
 
 
-def _certifications_for(
-    session: Session, org_id: uuid.UUID, employee_ids: Sequence[uuid.UUID]
-) -> list[Certification]:
+def _certifications_for(session: Session, employee_ids: Sequence[uuid.UUID]) -> list[Certification]:
     """The live employee certifications of the roles these employees hold (a few, not rows)."""
-    roles = select(E.c.role_id).where(E.c.org_id == org_id, E.c.id.in_(employee_ids))
-    cert_ids = select(CR.c.certification_id).where(CR.c.org_id == org_id, CR.c.role_id.in_(roles))
+    roles = select(E.role_id).where(E.id.in_(employee_ids))
+    cert_ids = select(CR.certification_id).where(CR.role_id.in_(roles))
     stmt = select(Certification).where(Certification.id.in_(cert_ids))
     return [c for c in session.scalars(stmt) if _fans_out(c)]
 
@@ -196,9 +195,9 @@ def _insert_missing(
         select(
             new_uuid_sql(dialect),
             literal(org_id, Uuid()),
-            CR.c.certification_id,
+            CR.certification_id,
             literal("employee", String()),
-            E.c.id,
+            E.id,
             literal("role", String()),
             literal(True, Boolean()),
             literal(1, Integer()),
@@ -210,26 +209,25 @@ def _insert_missing(
             stamp,
             stamp,
         )
-        .select_from(E.join(CR, and_(CR.c.org_id == E.c.org_id, CR.c.role_id == E.c.role_id)))
+        .select_from(E)
+        .join(CR, and_(CR.org_id == E.org_id, CR.role_id == E.role_id))
         .where(
-            E.c.org_id == org_id,
-            E.c.active,
-            CR.c.certification_id.in_(list(initial)),
+            E.active,
+            CR.certification_id.in_(list(initial)),
             # A revoked certificate stays the subject's record until someone assigns it anew.
             # NOT IN over the (few) revoked pairs: one hashed pass, whatever the statistics say
             # (a per-employee NOT EXISTS probe degrades to a quadratic plan on fresh tables).
-            tuple_(CR.c.certification_id, E.c.id).not_in(
-                select(A.c.certification_id, A.c.subject_id).where(
-                    A.c.org_id == org_id,
-                    A.c.certification_id.in_(list(initial)),
-                    A.c.status == REVOKED,  # probes (org, certification, status)
-                    A.c.revoked_at.is_not(None),
+            tuple_(CR.certification_id, E.id).not_in(
+                select(A.certification_id, A.subject_id).where(
+                    A.certification_id.in_(list(initial)),
+                    A.status == REVOKED,  # probes (org, certification, status)
+                    A.revoked_at.is_not(None),
                 )
             ),
         )
     )
     if employee_ids is not None:
-        rows = rows.where(E.c.id.in_(list(employee_ids)))
+        rows = rows.where(E.id.in_(list(employee_ids)))
     columns = [
         "id",
         "org_id",
@@ -249,8 +247,8 @@ def _insert_missing(
     ]
     stmt = upsert_insert(dialect, A).from_select(columns, rows, include_defaults=False)
     stmt = stmt.on_conflict_do_nothing(
-        index_elements=[A.c.org_id, A.c.certification_id, A.c.subject_id],
-        index_where=A.c.revoked_at.is_(None),
+        index_elements=[A.org_id, A.certification_id, A.subject_id],
+        index_where=A.revoked_at.is_(None),
     )
     return _rowcount(session, stmt)
 
@@ -261,28 +259,30 @@ def _rowcount(session: Session, stmt: Any) -> int:
     return max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
 
 
-def _retire(
-    session: Session, org_id: uuid.UUID, now: datetime, scope: list[ColumnElement[bool]]
-) -> dict[str, int]:
+def _retire(session: Session, now: datetime, scope: list[ColumnElement[bool]]) -> dict[str, int]:
     """Role assignments whose role no longer applies: unrecorded ones go, recorded ones stay
     (history) but stop counting as required; ones whose role applies again count again."""
     applies = exists().where(
-        E.c.org_id == A.c.org_id,
-        E.c.id == A.c.subject_id,
-        E.c.active,
-        CR.c.org_id == A.c.org_id,
-        CR.c.certification_id == A.c.certification_id,
-        CR.c.role_id == E.c.role_id,
+        E.org_id == A.org_id,
+        E.id == A.subject_id,
+        E.active,
+        CR.org_id == A.org_id,
+        CR.certification_id == A.certification_id,
+        CR.role_id == E.role_id,
     )
-    role_live = [A.c.org_id == org_id, A.c.source == "role", A.c.revoked_at.is_(None), *scope]
-    removed = session.execute(delete(A).where(*role_live, A.c.issued_on.is_(None), ~applies))
+    role_live = [A.source == "role", A.revoked_at.is_(None), *scope]
+    removed = session.execute(
+        delete(A).where(*role_live, A.issued_on.is_(None), ~applies), execution_options=_CORE_LIKE
+    )
     unrequired = session.execute(
         update(A)
-        .where(*role_live, A.c.issued_on.is_not(None), A.c.required, ~applies)
-        .values(required=False, updated_at=now)
+        .where(*role_live, A.issued_on.is_not(None), A.required, ~applies)
+        .values(required=False, updated_at=now),
+        execution_options=_CORE_LIKE,
     )
     required_again = session.execute(
-        update(A).where(*role_live, ~A.c.required, applies).values(required=True, updated_at=now)
+        update(A).where(*role_live, ~A.required, applies).values(required=True, updated_at=now),
+        execution_options=_CORE_LIKE,
     )
     return {
         "removed": max(removed.rowcount or 0, 0),  # type: ignore[attr-defined]
@@ -299,16 +299,9 @@ def _per_cert(initial: dict[uuid.UUID, tuple[Any, ...]], index: int, type_: Any)
         (only,) = distinct
         return literal(only, type_) if only is not None else null()
     return case(
-        *[(CR.c.certification_id == cid, literal(v, type_)) for cid, v in values.items()],
+        *[(CR.certification_id == cid, literal(v, type_)) for cid, v in values.items()],
         else_=null(),
     )
-
-
-def upsert_insert(dialect_name: str, table: Any) -> Any:
-    """The dialect's INSERT that supports ON CONFLICT (PostgreSQL and SQLite)."""
-    if dialect_name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
 
 
 def _chunks(items: list[uuid.UUID], size: int) -> Iterable[list[uuid.UUID]]:

@@ -14,8 +14,10 @@ joined to `certifications`; a Hypothesis test keeps it in agreement with `comput
   (writers are serialized there, so the two statements see the same rows).
 
 Large orgs are chunked by ranges of the (random UUID) id, about `chunk_rows` rows per statement,
-so no statement holds locks on, or builds a change set of, more than a chunk. Every Core
-statement filters `org_id` itself (the ORM tenant filter does not apply to Core).
+so no statement holds locks on, or builds a change set of, more than a chunk. Statements are
+written on the mapped classes, so the session's tenant criteria scopes them (`org_id` of the
+tenant on every read of assignments and certifications, also inside the CTEs); the one it
+cannot reach, SQLite's `UPDATE … FROM certifications`, goes through `tenant_statement`.
 """
 
 from __future__ import annotations
@@ -60,13 +62,16 @@ from infra.database import UTCDateTime, utcnow
 from infra.dialect import new_uuid_sql
 from tenancy.models import Organization
 from tenancy.organizations import org_today
+from tenancy.scoping import tenant_statement
 
 CHUNK_ROWS = 50_000
 ID_BATCH = 5_000  # explicit assignment ids per statement (well under SQLite's bind limit)
 
-A = Assignment.__table__
-C = Certification.__table__
-E = StatusEvent.__table__
+A = Assignment
+C = Certification
+E = StatusEvent
+# ORM UPDATE as plain set-based SQL: no matching of rows to objects in the session.
+_CORE_LIKE = {"synchronize_session": False}
 
 ChunkCallback = Callable[[int, int], None]  # (chunks done, chunks total)
 
@@ -95,8 +100,10 @@ def _days_between_sqlite(element: days_between, compiler: Any, **kw: Any) -> str
 
 
 def status_case_sql(today: date, assignments: Any = A, certifications: Any = C) -> Any:
-    """SPEC §4's status of each assignment row on `today`, first match wins (see compute_status)."""
-    a, c = assignments.c, certifications.c
+    """SPEC §4's status of each assignment row on `today`, first match wins (see compute_status).
+
+    `assignments` and `certifications`: the mapped classes (default) or their tables."""
+    a, c = getattr(assignments, "c", assignments), getattr(certifications, "c", certifications)
     t = literal(today, Date)
     return case(
         (a.revoked_at.is_not(None), REVOKED),
@@ -115,18 +122,20 @@ def status_case_sql(today: date, assignments: Any = A, certifications: Any = C) 
     )
 
 
-def _joined() -> Any:
-    return A.join(C, and_(C.c.org_id == A.c.org_id, C.c.id == A.c.certification_id))
+def _certification_of_assignment() -> ColumnElement[bool]:
+    """The ON clause of assignments JOIN certifications (joined with `Select.join`, which the
+    tenant criteria reaches; a join built beforehand and given to select_from it does not)."""
+    return and_(C.org_id == A.org_id, C.id == A.certification_id)
 
 
 def _filters(
-    org_id: uuid.UUID, certification_id: uuid.UUID | None, ids: list[uuid.UUID] | None
+    certification_id: uuid.UUID | None, ids: list[uuid.UUID] | None
 ) -> list[ColumnElement[bool]]:
-    where: list[ColumnElement[bool]] = [A.c.org_id == org_id, C.c.org_id == org_id]
+    where: list[ColumnElement[bool]] = []
     if certification_id is not None:
-        where.append(A.c.certification_id == certification_id)
+        where.append(A.certification_id == certification_id)
     if ids is not None:
-        where.append(A.c.id.in_(ids))
+        where.append(A.id.in_(ids))
     return where
 
 
@@ -139,9 +148,9 @@ def _id_ranges(parts: int) -> Iterator[list[ColumnElement[bool]]]:
     for i in range(parts):
         where: list[ColumnElement[bool]] = []
         if i > 0:
-            where.append(A.c.id >= uuid.UUID(int=i * step))
+            where.append(A.id >= uuid.UUID(int=i * step))
         if i < parts - 1:
-            where.append(A.c.id < uuid.UUID(int=(i + 1) * step))
+            where.append(A.id < uuid.UUID(int=(i + 1) * step))
         yield where
 
 
@@ -160,7 +169,7 @@ def _block_ranges(parts: int, blocks: int) -> Iterator[list[ColumnElement[bool]]
 
 
 def _ranges(
-    session: Session, org_id: uuid.UUID, certification_id: uuid.UUID | None, chunk_rows: int
+    session: Session, certification_id: uuid.UUID | None, chunk_rows: int
 ) -> list[list[ColumnElement[bool]]]:
     """How to cut the org's assignments into statements of about `chunk_rows` rows.
 
@@ -171,9 +180,9 @@ def _ranges(
     """
     if chunk_rows <= 0:
         return [[]]
-    count_where = [A.c.org_id == org_id]  # no join: an index-only count
+    count_where: list[ColumnElement[bool]] = []  # no join: an index-only count
     if certification_id is not None:
-        count_where.append(A.c.certification_id == certification_id)
+        count_where.append(A.certification_id == certification_id)
     count = session.execute(select(func.count()).select_from(A).where(*count_where)).scalar_one()
     parts = math.ceil(count / chunk_rows)
     if parts <= 1:
@@ -189,9 +198,11 @@ def _heap_blocks_if_dominant(session: Session, count: int) -> int | None:
     if session.get_bind().dialect.name != "postgresql":
         return None
     table_rows, blocks = session.execute(
-        text(
-            "SELECT reltuples, pg_relation_size(oid) / current_setting('block_size')::int"
-            " FROM pg_class WHERE oid = 'assignments'::regclass"
+        tenant_statement(  # the table's size from the catalog: no tenant rows are read
+            text(
+                "SELECT reltuples, pg_relation_size(oid) / current_setting('block_size')::int"
+                " FROM pg_class WHERE oid = 'assignments'::regclass"
+            )
         )
     ).one()
     if count * 2 >= max(table_rows, count):
@@ -230,14 +241,14 @@ def recompute_statuses(
             return 0
         chunks = [(batch, []) for batch in _batches(ids, ID_BATCH)]
     else:
-        chunks = [(None, where) for where in _ranges(session, org_id, certification_id, chunk_rows)]
+        chunks = [(None, where) for where in _ranges(session, certification_id, chunk_rows)]
     changed = 0
     for done, (batch, ranges) in enumerate(chunks, start=1):
-        where = _filters(org_id, certification_id, batch) + ranges
+        where = _filters(certification_id, batch) + ranges
         if dialect == "postgresql":
             changed += _recompute_pg(session, org_id, today, now, where)
         else:
-            changed += _recompute_generic(session, org_id, today, now, where, dialect)
+            changed += _recompute_generic(session, today, now, where, dialect)
         if on_chunk is not None:
             on_chunk(done, len(chunks))
     return changed
@@ -245,14 +256,14 @@ def recompute_statuses(
 
 def _event_columns() -> list[Any]:
     return [
-        E.c.org_id,
-        E.c.id,
-        E.c.assignment_id,
-        E.c.cycle,
-        E.c.from_status,
-        E.c.to_status,
-        E.c.on_date,
-        E.c.created_at,
+        E.org_id,
+        E.id,
+        E.assignment_id,
+        E.cycle,
+        E.from_status,
+        E.to_status,
+        E.on_date,
+        E.created_at,
     ]
 
 
@@ -267,13 +278,14 @@ def _recompute_pg(
     changed = (
         select(
             literal_column("assignments.ctid").label("row_ctid"),
-            A.c.id,
-            A.c.cycle,
-            A.c.status.label("old_status"),
+            A.id,
+            A.cycle,
+            A.status.label("old_status"),
             new_status.label("new_status"),
         )
-        .select_from(_joined())
-        .where(*where, new_status != A.c.status)
+        .select_from(A)
+        .join(C, _certification_of_assignment())
+        .where(*where, new_status != A.status)
         .with_for_update(of=A)
         .cte("changed")
     )
@@ -302,19 +314,17 @@ def _recompute_pg(
     stmt = (
         update(A)
         .where(
-            A.c.org_id == org_id,
             literal_column("assignments.ctid") == any_(changed_tids),
-            A.c.id == changed.c.id,
+            A.id == changed.c.id,
         )
         .values(status=changed.c.new_status, status_changed_at=now, updated_at=now)
         .add_cte(events)
     )
-    return session.execute(stmt).rowcount  # type: ignore[attr-defined,no-any-return]
+    return session.execute(stmt, execution_options=_CORE_LIKE).rowcount  # type: ignore[attr-defined,no-any-return]
 
 
 def _recompute_generic(
     session: Session,
-    org_id: uuid.UUID,
     today: date,
     now: datetime,
     where: list[ColumnElement[bool]],
@@ -325,30 +335,33 @@ def _recompute_generic(
         insert(E).from_select(
             _event_columns(),
             select(
-                A.c.org_id,
+                A.org_id,
                 new_uuid_sql(dialect),
-                A.c.id,
-                A.c.cycle,
-                A.c.status,
+                A.id,
+                A.cycle,
+                A.status,
                 new_status,
                 literal(today, Date),
                 literal(now, UTCDateTime),
             )
-            .select_from(_joined())
-            .where(*where, new_status != A.c.status),
+            .select_from(A)
+            .join(C, _certification_of_assignment())
+            .where(*where, new_status != A.status),
         )
     )
-    stmt = (
+    # UPDATE … FROM: the criteria binds only the updated table, so the joined one is scoped here.
+    stmt = tenant_statement(
         update(A)
         .where(
-            C.c.org_id == A.c.org_id,
-            C.c.id == A.c.certification_id,
+            C.org_id == A.org_id,
+            C.id == A.certification_id,
             *where,
-            new_status != A.c.status,
+            new_status != A.status,
         )
-        .values(status=new_status, status_changed_at=now, updated_at=now)
+        .values(status=new_status, status_changed_at=now, updated_at=now),
+        C,
     )
-    return session.execute(stmt).rowcount  # type: ignore[attr-defined,no-any-return]
+    return session.execute(stmt, execution_options=_CORE_LIKE).rowcount  # type: ignore[attr-defined,no-any-return]
 
 
 def expiry_sql(dialect: str, effective: Any, months: int | None, days: int | None) -> Any:
@@ -378,20 +391,19 @@ def refresh_expiries(session: Session, org_id: uuid.UUID, certification_id: uuid
     if cert is None:
         return 0
     dialect = session.get_bind().dialect.name
-    effective = func.coalesce(A.c.effective_on, A.c.issued_on)
+    effective = func.coalesce(A.effective_on, A.issued_on)
     computed = expiry_sql(dialect, effective, cert.validity_months, cert.validity_days)
     stmt = (
         update(A)
         .where(
-            A.c.org_id == org_id,
-            A.c.certification_id == certification_id,
-            A.c.expires_explicit == false(),
-            A.c.revoked_at.is_(None),
-            A.c.expires_on.is_distinct_from(computed),
+            A.certification_id == certification_id,
+            A.expires_explicit == false(),
+            A.revoked_at.is_(None),
+            A.expires_on.is_distinct_from(computed),
         )
         .values(expires_on=computed, updated_at=utcnow())
     )
-    return session.execute(stmt).rowcount  # type: ignore[attr-defined,no-any-return]
+    return session.execute(stmt, execution_options=_CORE_LIKE).rowcount  # type: ignore[attr-defined,no-any-return]
 
 
 # --- Per organization -----------------------------------------------------------------------

@@ -12,11 +12,11 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Date, ForeignKey, Integer, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from infra.context import require_org_id
 from infra.database import Base, UTCDateTime
+from infra.dialect import upsert_insert
 from jobs.models import OutboxMessage
 from jobs.outbox import request_job
 from tenancy.models import Organization
@@ -47,7 +47,7 @@ RS = RecomputeState.__table__
 
 
 def _upsert(dialect: str) -> Any:
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(RS)
+    return upsert_insert(dialect, RS)
 
 
 def mark_recomputed(

@@ -53,19 +53,19 @@ def retry_policy(settings: Settings) -> RetryPolicy:
 
 def claim(session: Session, notification_id: uuid.UUID, now: datetime) -> Outgoing | None:
     """Take the row for sending (conditional UPDATE: one winner); None if nothing to send."""
-    n = Notification.__table__
+    n = Notification
     org_id = require_org_id()
     result = session.execute(
         update(n)
         .where(
-            n.c.org_id == org_id,
-            n.c.id == notification_id,
+            n.id == notification_id,
             or_(
-                n.c.status == "pending",
-                and_(n.c.status == "sending", n.c.claimed_at < now - LEASE),
+                n.status == "pending",
+                and_(n.status == "sending", n.claimed_at < now - LEASE),
             ),
         )
-        .values(status="sending", attempts=n.c.attempts + 1, claimed_at=now, updated_at=now)
+        .values(status="sending", attempts=n.attempts + 1, claimed_at=now, updated_at=now),
+        execution_options={"synchronize_session": False},
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         return None
@@ -115,11 +115,12 @@ def claim(session: Session, notification_id: uuid.UUID, now: datetime) -> Outgoi
 
 
 def mark_sent(session: Session, out: Outgoing, via: str, now: datetime) -> None:
-    n = Notification.__table__
+    n = Notification
     session.execute(
         update(n)
-        .where(n.c.org_id == out.org_id, n.c.id == out.notification_id, n.c.status != "sent")
-        .values(status="sent", delivered_via=via, sent_at=now, last_error=None, updated_at=now)
+        .where(n.id == out.notification_id, n.status != "sent")
+        .values(status="sent", delivered_via=via, sent_at=now, last_error=None, updated_at=now),
+        execution_options={"synchronize_session": False},
     )
 
 
@@ -128,34 +129,34 @@ def mark_failure(
 ) -> int | None:
     """Back to `pending` with the error (returns the retry delay), or `failed` when exhausted."""
     final = out.attempts >= policy.max_attempts
-    n = Notification.__table__
+    n = Notification
     session.execute(
         update(n)
         .where(
-            n.c.org_id == out.org_id,
-            n.c.id == out.notification_id,
-            n.c.status == "sending",
-            n.c.attempts == out.attempts,  # a newer claim owns the row now
+            n.id == out.notification_id,
+            n.status == "sending",
+            n.attempts == out.attempts,  # a newer claim owns the row now
         )
         .values(
             status="failed" if final else "pending",
             last_error=error[:2000],
             claimed_at=None,
             updated_at=now,
-        )
+        ),
+        execution_options={"synchronize_session": False},
     )
     return None if final else policy.delay_ms(out.attempts)
 
 
 def mark_exhausted(session: Session, notification_id: uuid.UUID, error: str, now: datetime) -> None:
     """`failed` for good: the retries ran out before a failure could be recorded."""
-    n = Notification.__table__
+    n = Notification
     session.execute(
         update(n)
         .where(
-            n.c.org_id == require_org_id(),
-            n.c.id == notification_id,
-            n.c.status.in_(("pending", "sending")),
+            n.id == notification_id,
+            n.status.in_(("pending", "sending")),
         )
-        .values(status="failed", last_error=error[:2000], claimed_at=None, updated_at=now)
+        .values(status="failed", last_error=error[:2000], claimed_at=None, updated_at=now),
+        execution_options={"synchronize_session": False},
     )

@@ -136,24 +136,22 @@ def _trigger_matches(a: Any, t: Any, today: date) -> Any:
     return or_(
         and_(
             t.c.trigger == "before_expiry",
-            a.c.expires_on.is_not(None),
-            a.c.expires_on >= today,
-            a.c.expires_on <= t.c.until_on,
-            a.c.status.not_in(("expired", "revoked")),
-            a.c.revoked_at.is_(None),
+            a.expires_on.is_not(None),
+            a.expires_on >= today,
+            a.expires_on <= t.c.until_on,
+            a.status.not_in(("expired", "revoked")),
+            a.revoked_at.is_(None),
         ),
-        and_(t.c.trigger == "expired", a.c.status == "expired"),
-        and_(t.c.trigger == "revoked", a.c.status == "revoked"),
-        and_(t.c.trigger == "missing", a.c.status == "missing", a.c.required.is_(True)),
+        and_(t.c.trigger == "expired", a.status == "expired"),
+        and_(t.c.trigger == "revoked", a.status == "revoked"),
+        and_(t.c.trigger == "missing", a.status == "missing", a.required.is_(True)),
     )
 
 
 def _inserts(
     session: Session, org: Organization, targets: list[Target], today: date, now: datetime
 ) -> int:
-    a = Assignment.__table__
-    e = Employee.__table__
-    c = Client.__table__
+    a, e, c = Assignment, Employee, Client
     rows = [
         (
             t.certification_id,
@@ -169,31 +167,32 @@ def _inserts(
     ]
     t = literal_table(session, "rule_targets", _TARGET_COLUMNS, rows)
     dialect = session.get_bind().dialect.name
-    holder = func.coalesce(func.nullif(e.c.email, ""), func.nullif(c.c.contact_email, ""))
-    joined = (
-        a.join(t, t.c.certification_id == a.c.certification_id)
-        .outerjoin(
-            e,
-            and_(
-                a.c.subject_type == "employee", e.c.org_id == a.c.org_id, e.c.id == a.c.subject_id
-            ),
+    holder = func.coalesce(func.nullif(e.email, ""), func.nullif(c.contact_email, ""))
+
+    def joined(stmt: Any) -> Any:  # `Select.join`: the tenant criteria reaches every table
+        return (
+            stmt.select_from(a)
+            .join(t, t.c.certification_id == a.certification_id)
+            .outerjoin(
+                e,
+                and_(a.subject_type == "employee", e.org_id == a.org_id, e.id == a.subject_id),
+            )
+            .outerjoin(
+                c,
+                and_(a.subject_type == "client", c.org_id == a.org_id, c.id == a.subject_id),
+            )
         )
-        .outerjoin(
-            c,
-            and_(a.c.subject_type == "client", c.c.org_id == a.c.org_id, c.c.id == a.c.subject_id),
-        )
-    )
 
     def _select(source: Any, recipient: Any, recipient_source: Any, *where: Any) -> Any:
-        return (
+        return source(
             select(
                 new_uuid_sql(dialect),
                 literal(org.id, Uuid()),
-                a.c.id,
-                a.c.certification_id,
+                a.id,
+                a.certification_id,
                 t.c.rule_key,
                 t.c.trigger,
-                a.c.cycle,
+                a.cycle,
                 t.c.channel,
                 recipient,
                 recipient_source,
@@ -203,14 +202,7 @@ def _inserts(
                 literal(now, Notification.__table__.c.created_at.type),
                 literal(now, Notification.__table__.c.updated_at.type),
             )
-            .select_from(source)
-            .where(
-                a.c.org_id == org.id,
-                _trigger_matches(a, t, today),
-                in_compliance(org.id, a),
-                *where,
-            )
-        )
+        ).where(_trigger_matches(a, t, today), in_compliance(a), *where)
 
     statements = [
         _select(joined, t.c.recipient, t.c.source, t.c.kind == "fixed"),
@@ -221,7 +213,7 @@ def _inserts(
         adm = literal_table(session, "org_admins", [("email", String(320))], [(x,) for x in admins])
         statements.append(
             _select(
-                joined.join(adm, true()),
+                lambda stmt: joined(stmt).join(adm, true()),
                 adm.c.email,
                 literal("holder_fallback_admins"),
                 t.c.kind == "holder",
@@ -236,17 +228,15 @@ def _inserts(
 
 def cancel_superseded(session: Session, org_id: uuid.UUID, now: datetime) -> int:
     """Pending notifications of an older cycle (the assignment was renewed) are never sent."""
-    n = Notification.__table__
-    a = Assignment.__table__
+    n, a = Notification, Assignment
     current_cycle = (
-        select(a.c.cycle)
-        .where(a.c.org_id == n.c.org_id, a.c.id == n.c.assignment_id)
-        .scalar_subquery()
+        select(a.cycle).where(a.org_id == n.org_id, a.id == n.assignment_id).scalar_subquery()
     )
     result = session.execute(
         update(n)
-        .where(n.c.org_id == org_id, n.c.status == "pending", n.c.cycle < current_cycle)
-        .values(status="cancelled", last_error="superseded by a renewal", updated_at=now)
+        .where(n.status == "pending", n.cycle < current_cycle)
+        .values(status="cancelled", last_error="superseded by a renewal", updated_at=now),
+        execution_options={"synchronize_session": False},
     )
     return max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
 

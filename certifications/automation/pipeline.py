@@ -21,7 +21,6 @@ from certifications.automation.models import Notification
 from certifications.automation.notifications import evaluate_rules
 from certifications.automation.tasks import evaluate_task_rules
 from certifications.automation.withdraw import withdraw_out_of_compliance
-from infra import context
 from jobs.outbox import request_job
 from tenancy.organizations import org_today
 
@@ -48,29 +47,29 @@ def enqueue_deliveries(session: Session, now: datetime) -> int:
     `FOR UPDATE SKIP LOCKED` pick): only the ids this call stamped get a message, so concurrent
     ticks of one org queue each notification once between them.
     """
-    n = Notification.__table__
-    org_id = context.require_org_id()
+    n = Notification
     due = or_(
-        and_(n.c.status == "pending", n.c.enqueued_at.is_(None)),
+        and_(n.status == "pending", n.enqueued_at.is_(None)),
         # A worker died mid-send (lease expired) and the row was not queued since its claim.
         and_(
-            n.c.status == "sending",
-            n.c.claimed_at < now - LEASE,
-            or_(n.c.enqueued_at.is_(None), n.c.enqueued_at <= n.c.claimed_at),
+            n.status == "sending",
+            n.claimed_at < now - LEASE,
+            or_(n.enqueued_at.is_(None), n.enqueued_at <= n.claimed_at),
         ),
     )
     pick = (
-        select(n.c.id)
-        .where(n.c.org_id == org_id, due)
-        .order_by(n.c.created_at)
+        select(n.id)
+        .where(due)
+        .order_by(n.created_at)
         .limit(ENQUEUE_BATCH)
         .with_for_update(skip_locked=True)
     )
     claimed = session.execute(
         update(n)
-        .where(n.c.org_id == org_id, n.c.id.in_(pick.scalar_subquery()), due)
+        .where(n.id.in_(pick.scalar_subquery()), due)
         .values(enqueued_at=now)
-        .returning(n.c.id, n.c.created_at)
+        .returning(n.id, n.created_at),
+        execution_options={"synchronize_session": False},
     ).all()
     for notification_id, _created in sorted(claimed, key=lambda row: (row[1], row[0])):
         request_job(session, "deliver_notification", notification_id=notification_id)

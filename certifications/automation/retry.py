@@ -17,7 +17,6 @@ from sqlalchemy.orm import Session
 from certifications.assignments.schedule import request_tick
 from certifications.automation.models import Notification
 from certifications.vocabulary import RETRYABLE_NOTIFICATION_STATUSES
-from infra.context import require_org_id
 from infra.database import get_or_not_found
 from infra.errors import Conflict
 from jobs.outbox import request_job
@@ -40,15 +39,15 @@ def _reset(now: datetime) -> dict[str, object]:
 def retry_notification(session: Session, notification_id: uuid.UUID, now: datetime) -> Notification:
     """Queue one failed or cancelled notification again (409 in any other state)."""
     note = get_or_not_found(session, Notification, notification_id, "notification")
-    n = Notification.__table__
+    n = Notification
     result = session.execute(
         update(n)
         .where(
-            n.c.org_id == require_org_id(),
-            n.c.id == note.id,
-            n.c.status.in_(RETRYABLE_NOTIFICATION_STATUSES),
+            n.id == note.id,
+            n.status.in_(RETRYABLE_NOTIFICATION_STATUSES),
         )
-        .values(**_reset(now))
+        .values(**_reset(now)),
+        execution_options={"synchronize_session": False},
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise Conflict(
@@ -63,16 +62,14 @@ def retry_notification(session: Session, notification_id: uuid.UUID, now: dateti
 
 def retry_notifications(session: Session, status: str, since: datetime, now: datetime) -> int:
     """Queue again every notification in `status` that reached it at or after `since`."""
-    n = Notification.__table__
-    org_id = require_org_id()
+    n = Notification
     ids = (
         session.execute(
             update(n)
-            .where(
-                n.c.org_id == org_id, n.c.status == status, n.c.updated_at >= since.astimezone(UTC)
-            )
+            .where(n.status == status, n.updated_at >= since.astimezone(UTC))
             .values(**(_reset(now) | {"enqueued_at": None}))
-            .returning(n.c.id)
+            .returning(n.id),
+            execution_options={"synchronize_session": False},
         )
         .scalars()
         .all()
@@ -81,7 +78,8 @@ def retry_notifications(session: Session, status: str, since: datetime, now: dat
     queued = ids[:RETRY_BATCH]
     if queued:
         session.execute(
-            update(n).where(n.c.org_id == org_id, n.c.id.in_(queued)).values(enqueued_at=now)
+            update(n).where(n.id.in_(queued)).values(enqueued_at=now),
+            execution_options={"synchronize_session": False},
         )
     for notification_id in queued:
         request_job(session, DELIVER, notification_id=notification_id)

@@ -25,7 +25,7 @@ from certifications.assignments.scope import in_compliance
 from certifications.automation.models import Task
 from certifications.catalog.models import Certification
 from certifications.directory.models import Employee
-from certifications.reporting.names import subject_name_sql
+from certifications.reporting.names import outerjoin_all, subject_name_joins
 from certifications.vocabulary import MAX_DAYS
 from infra.database import get_or_not_found, utcnow
 from infra.dialect import batches, insert_ignoring_conflicts, literal_table, new_uuid_sql
@@ -131,7 +131,7 @@ def expand_task_targets(
 
 
 def _insert(session: Session, org_id: uuid.UUID, targets: list[TaskTarget], now: datetime) -> int:
-    a = Assignment.__table__
+    a = Assignment
     rows = [
         (t.certification_id, t.rule_key, t.until_on, t.assignee_id, t.fallback_id, t.title)
         for t in targets
@@ -139,57 +139,56 @@ def _insert(session: Session, org_id: uuid.UUID, targets: list[TaskTarget], now:
     t = literal_table(session, "task_targets", _TARGET_COLUMNS, rows)
     assignee = case(
         (t.c.assignee_id.is_not(None), t.c.assignee_id),
-        (a.c.subject_type == "employee", a.c.subject_id),
+        (a.subject_type == "employee", a.subject_id),
         else_=t.c.fallback_id,
     )
-    source, subject_name = subject_name_sql(
-        a, a.join(t, t.c.certification_id == a.c.certification_id)
-    )
+    subjects, subject_name = subject_name_joins(a)
     title = func.substr(t.c.title + literal(" — ") + func.coalesce(subject_name, "?"), 1, 500)
     stamp = Task.__table__.c.created_at.type
     stmt = (
         select(
             new_uuid_sql(session.get_bind().dialect.name),
             literal(org_id, Uuid()),
-            a.c.id,
-            a.c.certification_id,
+            a.id,
+            a.certification_id,
             t.c.rule_key,
-            a.c.cycle,
+            a.cycle,
             literal("renewal"),
             title,
             assignee,
-            a.c.expires_on,
+            a.expires_on,
             literal("open"),
             literal(now, stamp),
             literal(now, stamp),
         )
-        .select_from(source)
+        .select_from(a)
+        .join(t, t.c.certification_id == a.certification_id)
         .where(
-            a.c.org_id == org_id,
-            a.c.expires_on.is_not(None),
-            a.c.expires_on <= t.c.until_on,
-            a.c.revoked_at.is_(None),
-            a.c.status != "revoked",
-            a.c.required.is_(True),
-            in_compliance(org_id, a),
+            a.expires_on.is_not(None),
+            a.expires_on <= t.c.until_on,
+            a.revoked_at.is_(None),
+            a.status != "revoked",
+            a.required.is_(True),
+            in_compliance(a),
         )
     )
+    stmt = outerjoin_all(stmt, subjects)
     return insert_ignoring_conflicts(session, Task.__table__, _INSERT_COLUMNS, stmt, _KEY)
 
 
 def close_superseded_tasks(session: Session, org_id: uuid.UUID, now: datetime) -> int:
     """Open tasks of an older cycle (renewed) or of a revoked assignment are closed."""
-    tk = Task.__table__
-    a = Assignment.__table__
+    tk, a = Task, Assignment
     superseded = exists().where(
-        a.c.org_id == tk.c.org_id,
-        a.c.id == tk.c.assignment_id,
-        or_(a.c.cycle > tk.c.cycle, a.c.revoked_at.is_not(None)),
+        a.org_id == tk.org_id,
+        a.id == tk.assignment_id,
+        or_(a.cycle > tk.cycle, a.revoked_at.is_not(None)),
     )
     result = session.execute(
         update(tk)
-        .where(tk.c.org_id == org_id, tk.c.status == "open", superseded)
-        .values(status="closed", closed_at=now, updated_at=now)
+        .where(tk.status == "open", superseded)
+        .values(status="closed", closed_at=now, updated_at=now),
+        execution_options={"synchronize_session": False},
     )
     return max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
 

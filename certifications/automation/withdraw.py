@@ -22,9 +22,9 @@ from certifications.assignments.scope import in_compliance
 from certifications.automation.models import Notification, Task
 from infra.dialect import batches
 
-A = Assignment.__table__
-N = Notification.__table__
-T = Task.__table__
+A = Assignment
+N = Notification
+T = Task
 
 
 def withdraw(
@@ -41,11 +41,11 @@ def withdraw(
     report = {"notifications_cancelled": 0, "tasks_closed": 0}
     for chunk in batches(list(dict.fromkeys(assignment_ids))):
         ids = list(chunk)
-        n_where: list[ColumnElement[bool]] = [N.c.assignment_id.in_(ids)]
-        t_where: list[ColumnElement[bool]] = [T.c.assignment_id.in_(ids)]
+        n_where: list[ColumnElement[bool]] = [N.assignment_id.in_(ids)]
+        t_where: list[ColumnElement[bool]] = [T.assignment_id.in_(ids)]
         if before_cycle is not None:
-            n_where.append(N.c.cycle < before_cycle)
-            t_where.append(T.c.cycle < before_cycle)
+            n_where.append(N.cycle < before_cycle)
+            t_where.append(T.cycle < before_cycle)
         task_status = "closed" if before_cycle is not None else "cancelled"
         counts = _apply(session, org_id, n_where, t_where, reason, now, task_status)
         for key, value in counts.items():
@@ -60,12 +60,12 @@ def withdraw_for_subjects(
     ids = list(dict.fromkeys(subject_ids))
     report = {"notifications_cancelled": 0, "tasks_closed": 0}
     for chunk in batches(ids):
-        of_subjects = select(A.c.id).where(A.c.org_id == org_id, A.c.subject_id.in_(list(chunk)))
+        of_subjects = select(A.id).where(A.subject_id.in_(list(chunk)))
         counts = _apply(
             session,
             org_id,
-            [N.c.assignment_id.in_(of_subjects)],
-            [T.c.assignment_id.in_(of_subjects)],
+            [N.assignment_id.in_(of_subjects)],
+            [T.assignment_id.in_(of_subjects)],
             "subject deactivated",
             now,
             "cancelled",
@@ -78,12 +78,8 @@ def withdraw_for_subjects(
 def withdraw_out_of_compliance(session: Session, org_id: uuid.UUID, now: datetime) -> int:
     """The tick's sweep: pending notifications and open tasks of exempt assignments or inactive
     subjects (returns how many rows changed)."""
-    outside = ~exists().where(
-        A.c.org_id == org_id, A.c.id == N.c.assignment_id, in_compliance(org_id, A)
-    )
-    outside_t = ~exists().where(
-        A.c.org_id == org_id, A.c.id == T.c.assignment_id, in_compliance(org_id, A)
-    )
+    outside = ~exists().where(A.id == N.assignment_id, in_compliance(A))
+    outside_t = ~exists().where(A.id == T.assignment_id, in_compliance(A))
     counts = _apply(session, org_id, [outside], [outside_t], "outside compliance", now, "cancelled")
     return sum(counts.values())
 
@@ -99,13 +95,15 @@ def _apply(
 ) -> dict[str, int]:
     cancelled = session.execute(
         update(N)
-        .where(N.c.org_id == org_id, N.c.status == "pending", *n_where)
-        .values(status="cancelled", last_error=reason, updated_at=now)
+        .where(N.status == "pending", *n_where)
+        .values(status="cancelled", last_error=reason, updated_at=now),
+        execution_options={"synchronize_session": False},
     )
     closed = session.execute(
         update(T)
-        .where(T.c.org_id == org_id, T.c.status == "open", *t_where)
-        .values(status=task_status, closed_at=now, updated_at=now)
+        .where(T.status == "open", *t_where)
+        .values(status=task_status, closed_at=now, updated_at=now),
+        execution_options={"synchronize_session": False},
     )
     return {
         "notifications_cancelled": _count(cancelled),

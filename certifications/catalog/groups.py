@@ -27,7 +27,7 @@ from infra.database import get_or_not_found
 from infra.errors import Conflict, Invalid
 from tenancy.keys import tenant_join
 
-_GROUPS = CertificationGroup.__table__
+_GROUPS = CertificationGroup  # the session's tenant criteria scopes every statement on it
 # First key of the two-key advisory lock: "the certification group tree of one organization".
 _TREE_LOCK_CLASS = 4_0001
 _HELD_SAMPLE = 20  # how many held ids a 409 lists
@@ -92,12 +92,11 @@ class GroupNode:
 
 def group_nodes(session: Session) -> dict[uuid.UUID, GroupNode]:
     """Every group by name, each linked to its subgroups (by name too): one query."""
-    org_id = require_org_id()
     member = CertificationGroupMember
     live = (
         select(member.group_id, member.certification_id)
         .join(Certification, tenant_join(Certification, member, "certification_id"))
-        .where(member.org_id == org_id, Certification.archived_at.is_(None))
+        .where(Certification.archived_at.is_(None))
         .subquery()
     )
     g = CertificationGroup
@@ -105,7 +104,6 @@ def group_nodes(session: Session) -> dict[uuid.UUID, GroupNode]:
     rows = session.execute(
         select(g.id, g.name, g.parent_id, live.c.certification_id)
         .outerjoin(live, live.c.group_id == g.id)
-        .where(g.org_id == org_id)
         .order_by(g.name, g.id)
     )
     nodes: dict[uuid.UUID, GroupNode] = {}
@@ -217,49 +215,34 @@ def delete_group(session: Session, group_id: uuid.UUID) -> None:
 
 def ancestors_of(session: Session, group_id: uuid.UUID) -> set[uuid.UUID]:
     """`group_id` and every group above it, by one recursive query."""
-    org_id = require_org_id()
     up = (
-        select(_GROUPS.c.id, _GROUPS.c.parent_id)
-        .where(_GROUPS.c.org_id == org_id, _GROUPS.c.id == group_id)
+        select(_GROUPS.id, _GROUPS.parent_id)
+        .where(_GROUPS.id == group_id)
         .cte("ancestors", recursive=True)
     )
     # UNION (not UNION ALL) so even corrupt data with a cycle terminates.
-    up = up.union(
-        select(_GROUPS.c.id, _GROUPS.c.parent_id)
-        .join(up, _GROUPS.c.id == up.c.parent_id)
-        .where(_GROUPS.c.org_id == org_id)
-    )
+    up = up.union(select(_GROUPS.id, _GROUPS.parent_id).join(up, _GROUPS.id == up.c.parent_id))
     return set(session.scalars(select(up.c.id)))
 
 
 def subtree_ids(group_id: uuid.UUID) -> Select[Any]:
     """A select of `group_id` and every group below it (recursive CTE), for `IN (...)` filters."""
-    org_id = require_org_id()
-    down = (
-        select(_GROUPS.c.id)
-        .where(_GROUPS.c.org_id == org_id, _GROUPS.c.id == group_id)
-        .cte("subtree", recursive=True)
-    )
-    down = down.union(
-        select(_GROUPS.c.id)
-        .join(down, _GROUPS.c.parent_id == down.c.id)
-        .where(_GROUPS.c.org_id == org_id)
-    )
+    down = select(_GROUPS.id).where(_GROUPS.id == group_id).cte("subtree", recursive=True)
+    down = down.union(select(_GROUPS.id).join(down, _GROUPS.parent_id == down.c.id))
     return select(down.c.id)
 
 
 def subtree_height(session: Session, group_id: uuid.UUID) -> int:
     """Levels in the subtree of `group_id` (1 = no subgroups), by one recursive query."""
-    org_id = require_org_id()
     down = (
-        select(_GROUPS.c.id, literal(1).label("level"))
-        .where(_GROUPS.c.org_id == org_id, _GROUPS.c.id == group_id)
+        select(_GROUPS.id, literal(1).label("level"))
+        .where(_GROUPS.id == group_id)
         .cte("levels", recursive=True)
     )
     down = down.union_all(
-        select(_GROUPS.c.id, down.c.level + 1)
-        .join(down, _GROUPS.c.parent_id == down.c.id)
-        .where(_GROUPS.c.org_id == org_id, down.c.level <= MAX_DEPTH)  # bounded even if corrupt
+        select(_GROUPS.id, down.c.level + 1)
+        .join(down, _GROUPS.parent_id == down.c.id)
+        .where(down.c.level <= MAX_DEPTH)  # bounded even if corrupt
     )
     return int(session.scalar(select(func.max(down.c.level))) or 0)
 

@@ -29,6 +29,7 @@ from certifications.directory.service import (
 )
 from infra.context import require_org_id
 from infra.database import utcnow
+from infra.dialect import upsert_insert
 from infra.errors import Invalid
 
 MAX_ROWS = 10_000
@@ -297,12 +298,12 @@ def _upsert(session: Session, kind: Kind, writes: list[dict[str, Any]]) -> dict[
             literal(now, table.c.created_at.type),
             literal(now, table.c.updated_at.type),
         )
-        stmt: postgresql.Insert | sqlite.Insert = postgresql.insert(table).from_select(
+        stmt: postgresql.Insert | sqlite.Insert = upsert_insert("postgresql", table).from_select(
             ["org_id", *columns, "created_at", "updated_at"], source
         )
         params: list[dict[str, Any]] | None = None
     else:
-        stmt = sqlite.insert(table)
+        stmt = upsert_insert("sqlite", table)
         params = [w | {"org_id": org_id, "created_at": now, "updated_at": now} for w in writes]
     changed = {f: stmt.excluded[f] for f in kind.fields if f != "external_id"}
     upsert = stmt.on_conflict_do_update(

@@ -24,7 +24,6 @@ from certifications.catalog.groups import GroupNode, group_nodes, top_level
 from certifications.catalog.models import Certification
 from certifications.reporting.subjects import empty_counts, newer_cycle_exists
 from certifications.vocabulary import COMPLIANT_STATUSES
-from infra.context import require_org_id
 from infra.database import without_jit
 
 
@@ -61,12 +60,9 @@ def certification_stats(
     without_jit(session)
     # Live rows and latest revoked rows as two branches: inside an OR, the "latest" probe ran
     # once per revoked row as a subplan and the live rows paid for its estimate.
-    org_id = require_org_id()
     exempt = Assignment.exempt_at.is_not(None).label("exempt")
     cols = (Assignment.certification_id, Assignment.status, Assignment.required, exempt)
-    scope = [Assignment.org_id == org_id]
-    if not include_inactive:
-        scope.append(subject_active(org_id, Assignment))
+    scope = [] if include_inactive else [subject_active(Assignment)]
     live = select(*cols).where(*scope, Assignment.revoked_at.is_(None))
     revoked = select(*cols).where(
         *scope,

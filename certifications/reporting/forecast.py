@@ -13,7 +13,6 @@ from certifications.assignments.models import Assignment
 from certifications.assignments.scope import not_exempt, subject_active
 from certifications.assignments.status import add_months
 from certifications.catalog.models import Certification
-from infra.context import require_org_id
 from infra.database import without_jit
 from tenancy.keys import tenant_join
 
@@ -50,7 +49,7 @@ def renewal_forecast(
         .group_by(Assignment.expires_on, Certification.cost)
     )
     if not include_inactive:
-        stmt = stmt.where(subject_active(require_org_id(), Assignment))
+        stmt = stmt.where(subject_active(Assignment))
     # (renewals, cost) per month
     buckets = {add_months(first, i).strftime("%Y-%m"): (0, Decimal(0)) for i in range(months)}
     for r in session.execute(stmt):

@@ -13,13 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, func, select
-from sqlalchemy.orm import Session
-from sqlalchemy.sql import FromClause
+from sqlalchemy.orm import Session, aliased
 
 from certifications.assignments.models import Assignment
 from certifications.catalog.models import Certification
 from certifications.directory.models import SUBJECT_MODELS
-from infra.context import require_org_id
 
 
 @dataclass(frozen=True)
@@ -30,18 +28,23 @@ class Names:
     subject_name: str
 
 
-def subject_name_sql(a: Any, source: FromClause) -> tuple[FromClause, Any]:
-    """(`source` outer-joined to the four subject tables, the subject's name) for assignments
-    `a` (a table); one LEFT JOIN per kind, each only matching its own `subject_type`."""
+def subject_name_joins(a: Any) -> tuple[list[tuple[Any, Any]], Any]:
+    """The outer joins from assignments `a` (the entity or an alias) to the four subject
+    entities, each matching only its own `subject_type`, and the subject's name over them.
+    Apply them with `outerjoin_all` (`Select.outerjoin`, so the tenant scoping reaches them)."""
+    joins: list[tuple[Any, Any]] = []
     names = []
     for kind, model in SUBJECT_MODELS.items():
-        s = model.__table__.alias(f"subject_{kind}")  # type: ignore[attr-defined]
-        source = source.outerjoin(
-            s,
-            and_(a.c.subject_type == kind, s.c.org_id == a.c.org_id, s.c.id == a.c.subject_id),
-        )
-        names.append(s.c.name)
-    return source, func.coalesce(*names)
+        s = aliased(model, name=f"subject_{kind}")
+        joins.append((s, and_(a.subject_type == kind, s.id == a.subject_id)))
+        names.append(s.name)
+    return joins, func.coalesce(*names)
+
+
+def outerjoin_all(stmt: Any, joins: list[tuple[Any, Any]]) -> Any:
+    for target, on in joins:
+        stmt = stmt.outerjoin(target, on)
+    return stmt
 
 
 def names_by_assignment(
@@ -51,17 +54,15 @@ def names_by_assignment(
     ids = list(dict.fromkeys(assignment_ids))
     if not ids:
         return {}
-    a = Assignment.__table__
-    c = Certification.__table__
-    certified = a.join(c, and_(c.c.org_id == a.c.org_id, c.c.id == a.c.certification_id))
-    joined, subject_name = subject_name_sql(a, certified)
-    # Core statement: the ORM tenant criteria do not reach it, so the tenant filter is explicit.
-    org_filter = a.c.org_id == require_org_id()
-    rows = session.execute(
-        select(a.c.id, c.c.name, a.c.subject_type, a.c.subject_id, subject_name)
-        .select_from(joined)
-        .where(org_filter, a.c.id.in_(ids))
+    a, c = Assignment, Certification
+    subjects, subject_name = subject_name_joins(a)
+    stmt = (
+        select(a.id, c.name, a.subject_type, a.subject_id, subject_name)
+        .select_from(a)
+        .join(c, c.id == a.certification_id)
+        .where(a.id.in_(ids))
     )
+    rows = session.execute(outerjoin_all(stmt, subjects))
     return {row[0]: Names(row[1], row[2], row[3], row[4] or f"{row[2]} (deleted)") for row in rows}
 
 

@@ -13,6 +13,9 @@ from tenancy import scoping as tenant_session
 
 pytestmark = pytest.mark.postgres
 
+# Raw SQL that the session guard (tenancy.scoping) would refuse: these tests prove RLS alone.
+RAW = {"all_tenants": True}
+
 
 @pytest.fixture
 def two_orgs(make_org, as_tenant):
@@ -27,7 +30,11 @@ def two_orgs(make_org, as_tenant):
 def test_raw_sql_sees_only_current_org(two_orgs, as_tenant):
     a, b = two_orgs
     with as_tenant(a.id) as s:
-        orgs = s.execute(text("SELECT DISTINCT org_id FROM roles")).scalars().all()
+        orgs = (
+            s.execute(text("SELECT DISTINCT org_id FROM roles"), execution_options=RAW)
+            .scalars()
+            .all()
+        )
         assert orgs == [a.id]
 
 
@@ -35,7 +42,7 @@ def test_raw_sql_without_orm_filter(two_orgs, as_tenant, monkeypatch):
     a, _b = two_orgs
     monkeypatch.setattr(tenant_session, "ORM_FILTER_ENABLED", False)
     with as_tenant(a.id) as s:
-        names = s.scalars(text("SELECT name FROM roles")).all()
+        names = s.scalars(text("SELECT name FROM roles"), execution_options=RAW).all()
     assert names == [f"role of {a.name}"]
 
 
@@ -45,13 +52,14 @@ def test_insert_with_other_org_id_refused(two_orgs, as_tenant):
         s.execute(
             text("INSERT INTO roles (org_id, id, name) VALUES (:o, :i, 'x')"),
             {"o": b.id, "i": uuid.uuid4()},
+            execution_options=RAW,
         )
 
 
 def test_update_cannot_move_row_to_other_org(two_orgs, as_tenant):
     a, b = two_orgs
     with as_tenant(a.id) as s, pytest.raises(ProgrammingError, match="row-level security"):
-        s.execute(text("UPDATE roles SET org_id = :o"), {"o": b.id})
+        s.execute(text("UPDATE roles SET org_id = :o"), {"o": b.id}, execution_options=RAW)
 
 
 def test_no_tenant_sees_no_rows(two_orgs, backend):
@@ -217,9 +225,9 @@ def test_organizations_rls_is_forced(backend):
 def test_audit_events_are_append_only_for_the_app_role(api, org, as_tenant, statement):
     assert api.patch("/org", json={"name": "Audited"}).status_code == 200
     with as_tenant(org.id) as s:
-        assert s.scalar(text("SELECT count(*) FROM audit_events")) >= 1
+        assert s.scalar(text("SELECT count(*) FROM audit_events"), execution_options=RAW) >= 1
         with pytest.raises(ProgrammingError, match="permission denied"):
-            s.execute(text(statement))
+            s.execute(text(statement), execution_options=RAW)
 
 
 def test_readyz_fails_on_a_platform_key_the_database_does_not_accept(api, runtime, monkeypatch):
