@@ -27,11 +27,11 @@ from infra import context
 from infra import database as db
 from jobs.models import Job
 
-A = Assignment.__table__
-E = Employee.__table__
-CR = CertificationRole.__table__
-CG = CertificationGroupMember.__table__
-C = Certification.__table__
+A = Assignment
+E = Employee
+CR = CertificationRole
+CG = CertificationGroupMember
+C = Certification
 
 
 @dataclass
@@ -48,18 +48,18 @@ def _snapshot(org_id: uuid.UUID) -> _Snapshot:
     with context.tenant(org_id), db.new_session() as s:
         employees = {
             row.id: (row.role_id, row.active)
-            for row in s.execute(select(E.c.id, E.c.role_id, E.c.active))
+            for row in s.execute(select(E.id, E.role_id, E.active))
         }
         roles: dict[uuid.UUID, set[uuid.UUID]] = defaultdict(set)
         groups: dict[uuid.UUID, set[uuid.UUID]] = defaultdict(set)
         fans_out = set()
-        for cert_id, kind, archived_at in s.execute(select(C.c.id, C.c.type, C.c.archived_at)):
+        for cert_id, kind, archived_at in s.execute(select(C.id, C.type, C.archived_at)):
             roles[cert_id], groups[cert_id] = set(), set()
             if kind == "employee" and archived_at is None:
                 fans_out.add(cert_id)
-        for cert_id, role_id in s.execute(select(CR.c.certification_id, CR.c.role_id)):
+        for cert_id, role_id in s.execute(select(CR.certification_id, CR.role_id)):
             roles[cert_id].add(role_id)
-        for cert_id, group_id in s.execute(select(CG.c.certification_id, CG.c.group_id)):
+        for cert_id, group_id in s.execute(select(CG.certification_id, CG.group_id)):
             groups[cert_id].add(group_id)
         assignments = [
             (
@@ -72,13 +72,13 @@ def _snapshot(org_id: uuid.UUID) -> _Snapshot:
             )
             for row in s.execute(
                 select(
-                    A.c.certification_id,
-                    A.c.subject_id,
-                    A.c.source,
-                    A.c.required,
-                    A.c.revoked_at.is_not(None).label("revoked"),
-                    A.c.status,
-                ).where(A.c.subject_type == "employee")
+                    A.certification_id,
+                    A.subject_id,
+                    A.source,
+                    A.required,
+                    A.revoked_at.is_not(None).label("revoked"),
+                    A.status,
+                ).where(A.subject_type == "employee")
             )
         ]
     return _Snapshot(employees, roles, groups, fans_out, assignments)
