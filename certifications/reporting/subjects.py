@@ -27,6 +27,11 @@ from certifications.directory.models import SUBJECT_MODELS
 from certifications.vocabulary import STATUSES
 from tenancy.keys import tenant_join
 
+# Certification entries one JSON page may hold: a page of `limit` subjects stops early once its
+# subjects' applicable certifications would pass this (500 subjects × 300 certifications would
+# be 150,000); `next_cursor` continues with the next subject.
+MAX_PAGE_ENTRIES = 20_000
+
 
 @dataclass(frozen=True)
 class ViewFilters:
@@ -100,7 +105,7 @@ def current_assignment(a: Any = Assignment) -> ColumnElement[bool]:
     return or_(a.revoked_at.is_(None), ~newer_cycle_exists(a))
 
 
-def _certification_conditions(kind: str, f: ViewFilters) -> list[ColumnElement[bool]]:
+def certification_conditions(kind: str, f: ViewFilters) -> list[ColumnElement[bool]]:
     """Which certifications a view lists: filters on the certification, never on the status."""
     conds: list[ColumnElement[bool]] = [
         Certification.archived_at.is_(None),
@@ -160,7 +165,7 @@ def subject_query(kind: str, f: ViewFilters) -> tuple[Select[Any], list[Any]]:
             .where(
                 Assignment.org_id == model.org_id,
                 Assignment.subject_id == model.id,
-                *_certification_conditions(kind, f),
+                *certification_conditions(kind, f),
             )
         )
         if f.status:
@@ -169,19 +174,13 @@ def subject_query(kind: str, f: ViewFilters) -> tuple[Select[Any], list[Any]]:
     return stmt, [model.name, model.id]
 
 
-def attach_certifications(
-    session: Session, kind: str, subjects: Sequence[Any], f: ViewFilters
-) -> list[SubjectRow]:
-    """The page's subjects with their certifications: one statement for the whole page.
-
-    The summary counts every applicable certification (certification filters applied); the
-    listed certifications are also narrowed by `status` when given.
-    """
-    rows = [_subject_row(kind, s) for s in subjects]
-    if not rows:
-        return rows
-    by_id = {r.id: r for r in rows}
-    stmt = (
+def certification_rows(
+    kind: str, f: ViewFilters, subject_ids: Sequence[uuid.UUID]
+) -> Select[*tuple[Any, ...]]:
+    """The current assignments of these subjects that the view lists (certification filters,
+    not `status`), in the view's order: by subject (name, id), then certification (name, id)."""
+    model: Any = SUBJECT_MODELS[kind]
+    return (
         select(
             Assignment.subject_id,
             Assignment.id,
@@ -194,12 +193,48 @@ def attach_certifications(
             Assignment.expires_on,
         )
         .join(Certification, tenant_join(Certification, Assignment, "certification_id"))
-        .where(Assignment.subject_id.in_(list(by_id)), *_certification_conditions(kind, f))
-        .order_by(Certification.name, Certification.id)
+        .join(model, tenant_join(model, Assignment, "subject_id"))
+        .where(Assignment.subject_id.in_(list(subject_ids)), *certification_conditions(kind, f))
+        .order_by(model.name, model.id, Certification.name, Certification.id, Assignment.id)
     )
+
+
+def attach_certifications(
+    session: Session,
+    kind: str,
+    subjects: Sequence[Any],
+    f: ViewFilters,
+    max_entries: int | None = None,
+) -> list[SubjectRow]:
+    """The page's subjects with their certifications: one statement for the whole page.
+
+    The summary counts every applicable certification (certification filters applied); the
+    listed certifications are also narrowed by `status` when given. With `max_entries`, only
+    the leading subjects whose applicable certifications fit in it are returned (always the
+    first one, whole): a page of subjects with very many certifications stops early.
+    """
+    rows = [_subject_row(kind, s) for s in subjects]
+    if not rows:
+        return rows
+    stmt = certification_rows(kind, f, [r.id for r in rows])
+    if max_entries is None:
+        found: Sequence[Any] = session.execute(stmt).all()
+    else:
+        found = session.execute(stmt.limit(max_entries + 1)).all()
+        if len(found) > max_entries:
+            # The last subject reached may go on past the limit: it starts the next page.
+            cut = found[-1].subject_id
+            keep = next(i for i, r in enumerate(rows) if r.id == cut)
+            if keep == 0:  # one subject alone has more: it is listed whole all the same
+                rows = rows[:1]
+                found = session.execute(certification_rows(kind, f, [cut])).all()
+            else:
+                rows = rows[:keep]
+                found = [r for r in found if r.subject_id != cut]
+    by_id = {r.id: r for r in rows}
     wanted = set(f.status)
     # Plain tuples: this loop runs once per assignment of the page (50 x 20 at default size).
-    for sid, aid, cid, name, status, required, issued, effective, expires in session.execute(stmt):
+    for sid, aid, cid, name, status, required, issued, effective, expires in found:
         row = by_id[sid]
         row.summary[status] += 1
         if wanted and status not in wanted:

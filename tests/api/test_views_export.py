@@ -10,20 +10,25 @@ from __future__ import annotations
 
 import csv
 import io
+import uuid
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+import api.resources.views as views_resource
 from api.pagination import paginate
 from certifications.assignments.models import Assignment
 from certifications.catalog.models import Certification
+from certifications.directory.models import Asset, Employee
+from certifications.reporting import export
 from certifications.reporting.subjects import (
     ViewFilters,
-    _certification_conditions,
+    certification_conditions,
     narrows_certifications,
     subject_query,
 )
@@ -78,7 +83,7 @@ def legacy_csv(session: Session, kind: str, f: ViewFilters, chunk: int = 200) ->
                     Assignment.expires_on,
                 )
                 .join(Certification, tenant_join(Certification, Assignment, "certification_id"))
-                .where(Assignment.subject_id.in_(list(listed)), *_certification_conditions(kind, f))
+                .where(Assignment.subject_id.in_(list(listed)), *certification_conditions(kind, f))
                 .order_by(Certification.name, Certification.id)
             )
             for row in rows:
@@ -130,3 +135,148 @@ def test_the_legacy_reference_is_the_export(api, world):
         resp = api.get(f"/views/{kind}s?format=csv{query}")
         assert resp.status_code == 200
         assert resp.get_data(as_text=True) == legacy_text(org_id, kind, f), (kind, query)
+
+
+@pytest.fixture
+def uneven(org, as_tenant) -> Any:
+    """30 employees (names repeating) with 0 to 12 of 12 certifications each, every status,
+    revoked history; an archived certification; and 3 assets."""
+    statuses = ("valid", "expires_soon", "expired", "missing", "upcoming", "revoked")
+    with as_tenant(org.id) as s:
+        certs = [
+            Certification(name=f"{'=' if i % 5 == 0 else ''}Cert {i:02d}", type="employee")
+            for i in range(12)
+        ]
+        certs.append(
+            Certification(
+                name="Archived", type="employee", archived_at=datetime(2026, 1, 1, tzinfo=UTC)
+            )
+        )
+        people = [
+            Employee(name=f"Person {i % 7}", external_id=f"{'@' if i % 4 == 0 else ''}E{i}",
+                     active=i % 6 != 0)
+            for i in range(30)
+        ]  # fmt: skip
+        s.add_all(certs + people)
+        s.flush()
+        rows: list[dict[str, Any]] = []
+        for i, p in enumerate(people):
+            for j, c in enumerate(certs[: i % 13]):
+                status = statuses[(i + j) % len(statuses)]
+                day = date(2025, 1 + j, 1 + i % 28)
+                base = {
+                    "org_id": org.id, "certification_id": c.id, "subject_type": "employee",
+                    "subject_id": p.id, "required": (i + j) % 4 != 0,
+                }  # fmt: skip
+                if (i + j) % 3 == 0:  # an older revoked cycle, never listed
+                    rows.append(
+                        base | {"id": uuid.uuid4(), "status": "revoked", "issued_on": day,
+                                "revoked_at": datetime(2024, 1, 1, tzinfo=UTC)}
+                    )  # fmt: skip
+                current = base | {"id": uuid.uuid4(), "status": status}
+                if status != "missing":
+                    current |= {"issued_on": day, "effective_on": day, "expires_on": day}
+                if status == "revoked":
+                    current["revoked_at"] = datetime(2025, 6, 1, tzinfo=UTC)
+                rows.append(current)
+        s.execute(insert(Assignment), rows)
+        s.add_all([Asset(name=f"Asset {i}") for i in range(3)])
+        s.commit()
+    return SimpleNamespace(org=org, certs=certs, people=people)
+
+
+@pytest.mark.parametrize("rows_per_page", [1, 2, 3, 5, 8, 13, 10_000])
+@pytest.mark.parametrize("subjects_per_page", [1, 2, 7, 1_000])
+def test_the_paged_export_is_byte_identical(
+    api, uneven, monkeypatch, rows_per_page, subjects_per_page
+):
+    """Every page boundary: a page cut inside a subject's rows, a subject with more rows than a
+    page, pages of one subject, subjects without any certification, repeated names."""
+    monkeypatch.setattr(export, "ROWS_PER_PAGE", rows_per_page)
+    monkeypatch.setattr(export, "SUBJECTS_PER_PAGE", subjects_per_page)
+    cert = uneven.certs[3]
+    for kind, query, f in [
+        ("employee", "", ViewFilters()),
+        ("employee", "&status=expired,revoked", ViewFilters(status=("expired", "revoked"))),
+        ("employee", f"&certification_id={cert.id}", ViewFilters(certification_id=cert.id)),
+        ("employee", "&active=false&q=person%201", ViewFilters(active=False, q="person 1")),
+        ("asset", "", ViewFilters()),
+        ("client", "", ViewFilters()),
+    ]:
+        resp = api.get(f"/views/{kind}s?format=csv{query}")
+        assert resp.status_code == 200
+        text = resp.get_data(as_text=True)
+        assert text == legacy_text(uneven.org.id, kind, f), (kind, query)
+    assert text.count("\r\n") == 1  # clients: the header alone
+
+
+def test_the_export_reads_bounded_pages(api, uneven, monkeypatch, count_queries):
+    """No statement returns more than a page of rows, whatever the view's size."""
+    monkeypatch.setattr(export, "ROWS_PER_PAGE", 4)
+    largest = []
+    real = export._lines
+
+    def spy(kind: str, subjects: Any, rows: Any, blank: bool) -> Any:
+        largest.append(len(rows))
+        return real(kind, subjects, rows, blank)
+
+    monkeypatch.setattr(export, "_lines", spy)
+    body = api.get("/views/employees?format=csv").get_data(as_text=True)
+    assert body.count("\r\n") > 100
+    assert max(largest) <= 4
+
+
+# --- the JSON page's certification entries ---------------------------------------------------
+
+
+def _walk(api: Any, path: str) -> list[list[dict[str, Any]]]:
+    pages, cursor = [], None
+    while True:
+        body = api.get(path + (f"&cursor={cursor}" if cursor else "")).get_json()
+        pages.append(body["items"])
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return pages
+
+
+@pytest.mark.parametrize("cap", [1, 5, 12, 40])
+def test_a_json_page_stops_at_its_entry_cap(api, uneven, monkeypatch, cap):
+    """Capped pages hold whole subjects within the cap (one subject alone may pass it) and,
+    followed by their cursors, list exactly what the uncapped pages list."""
+    paths = ("/views/employees?limit=500", "/views/employees?limit=500&status=expired")
+    full = {path: [i for page in _walk(api, path) for i in page] for path in paths}
+    assert len(full[paths[0]]) == 30
+    monkeypatch.setattr(views_resource, "MAX_PAGE_ENTRIES", cap)
+    for path in paths:
+        pages = _walk(api, path)
+        assert [i for page in pages for i in page] == full[path]
+        assert len(pages) > 1
+        for page in pages:
+            # applicable certifications (the summary's), also under a status filter
+            entries = sum(sum(i["summary"].values()) for i in page)
+            assert entries <= cap or len(page) == 1, (cap, entries, len(page))
+
+
+def test_a_json_page_holds_at_most_20000_certification_entries(api, org, as_tenant):
+    """The documented cap at its size: 70 employees × 300 certifications, `limit=100`."""
+    with as_tenant(org.id) as s:
+        certs = [Certification(name=f"C{i:03d}", type="employee") for i in range(300)]
+        people = [Employee(name=f"P{i:03d}") for i in range(70)]
+        s.add_all(certs + people)
+        s.flush()
+        s.execute(
+            insert(Assignment),
+            [
+                {"org_id": org.id, "id": uuid.uuid4(), "certification_id": c.id,
+                 "subject_type": "employee", "subject_id": p.id, "status": "missing"}
+                for p in people for c in certs
+            ],
+        )  # fmt: skip
+        s.commit()
+    first = api.get("/views/employees?limit=100").get_json()
+    assert len(first["items"]) == 66  # 66 × 300 = 19,800; a 67th would pass 20,000
+    assert first["items"][-1]["name"] == "P065"
+    assert sum(len(i["certifications"]) for i in first["items"]) == 19_800
+    rest = api.get(f"/views/employees?limit=100&cursor={first['next_cursor']}").get_json()
+    assert [i["name"] for i in rest["items"]] == ["P066", "P067", "P068", "P069"]
+    assert rest["next_cursor"] is None
