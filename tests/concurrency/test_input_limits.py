@@ -335,3 +335,62 @@ def test_a_csv_export_of_2000_by_300_costs_little_memory(live: Live, big_view: A
             expected.update(piece.encode())
     assert hashlib.sha256(resp.body).hexdigest() == expected.hexdigest()
     assert m.peak_growth < EXPORT_BOUND, str(m)
+
+
+def test_a_json_view_page_stops_at_20000_certification_entries(live: Live, big_view: Any) -> None:
+    """`limit=500` of 300 certifications each would be 150,000 entries in one page."""
+    _, token = big_view
+    with memory(live) as m:
+        resp = live.request("GET", "/views/employees?limit=500", token)
+    body = resp.json()
+    print(  # noqa: T201
+        f"\nJSON page limit=500 of {EXPORT_CERTS}: {len(body['items'])} subjects, "
+        f"{len(resp.body) / MB:.1f} MB, {m}"
+    )
+    assert resp.status == 200
+    assert len(body["items"]) == 20_000 // EXPORT_CERTS  # 66 × 300 = 19,800
+    assert body["next_cursor"] is not None
+    assert m.peak_growth < EXPORT_BOUND, str(m)
+
+
+# --- headers: gunicorn's own errors in the error shape -------------------------------------------
+
+
+@pytest.mark.parametrize("size", [9_000, 20_000])
+def test_an_oversized_header_is_a_json_431(live: Live, warm: Any, size: int) -> None:
+    """gunicorn refuses a header line over 8,190 bytes before the app runs (attack run: a 9 KB
+    bearer got its HTML page); the answer is the API's JSON error."""
+    body = _error(_raw(live, _head("GET", "/roles", "a" * size, {})), 431)
+    assert body["code"] == 431
+    assert "8190" in body["message"], body
+    assert "headers" in body["errors"], body
+
+
+def test_too_many_headers_is_a_json_431(live: Live, warm: Any) -> None:
+    _, token = warm
+    many = {f"X-Filler-{i}": "x" for i in range(120)}
+    body = _error(_raw(live, _head("GET", "/roles", token, many)), 431)
+    assert "100" in body["message"], body
+
+
+def test_a_header_just_under_the_limit_reaches_the_app(live: Live, warm: Any) -> None:
+    """An 8,000-byte bearer is the app's to judge: not a token, 401."""
+    assert _error(_raw(live, _head("GET", "/roles", "a" * 8_000, {})), 401)["code"] == 401
+
+
+@pytest.mark.parametrize(
+    ("head", "status"),
+    [
+        (b"GARBAGE\r\n\r\n", 400),
+        (b"GET /api/v1/roles HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", 400),
+        (b"GET /api/v1/roles HTTP/9.9\r\nHost: x\r\n\r\n", 400),
+        (b"GET /api/v1/roles?" + b"q" * 5_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    ],
+    ids=["request-line", "header-without-colon", "http-version", "long-url"],
+)
+def test_every_error_gunicorn_answers_is_json(
+    live: Live, warm: Any, head: bytes, status: int
+) -> None:
+    body = _error(_raw(live, head), status)
+    assert body["code"] == status, body
+    assert body["message"], body
