@@ -119,7 +119,9 @@ def _subject_view(path: str, kind: str, args_schema: type[SubjectViewArgs]) -> N
 
     SubjectView.get.__doc__ = (
         f"The {path} view: each subject with its certifications and a count per status.\n\n"
-        "Keyset-paginated; `format=csv` streams the whole filtered view instead "
+        "Keyset-paginated: `limit` subjects, but a page ends early once its subjects' "
+        f"certifications would pass {MAX_PAGE_ENTRIES:,} (at least one whole subject); follow "
+        "`next_cursor` until it is null. `format=csv` streams the whole filtered view instead "
         "(one line per subject per certification)."
     )
     SubjectView.__name__ = f"{kind.title()}View"
