@@ -1,10 +1,10 @@
 """CSV export of a subject view: one line per subject per listed certification, streamed.
 
 Memory stays flat whatever the view's size: the export reads keyset pages of subjects (plain
-columns, no ORM objects) and, for each, at most `ROWS_PER_PAGE` assignment rows in the view's
-order (subject, then certification), and writes each page's lines before reading the next.
-A page that reaches the row limit ends before its last subject, which starts the next page; a
-subject with more certifications than the limit on its own is read in keyset pages of its rows.
+columns, no ORM objects), counts their rows in one statement, then reads the rows of runs of
+consecutive subjects holding at most `ROWS_PER_PAGE` rows together, writing each run's lines
+before reading the next; a subject with more rows than that on its own is read in keyset pages
+of its rows.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Row, Select, literal, tuple_
+from sqlalchemy import Row, literal, tuple_
 from sqlalchemy.orm import Session
 
 from certifications.assignments.models import Assignment
@@ -24,7 +24,9 @@ from certifications.catalog.models import Certification
 from certifications.directory.models import SUBJECT_MODELS
 from certifications.reporting.subjects import (
     ViewFilters,
+    certification_counts,
     certification_rows,
+    leading_within,
     narrows_certifications,
     subject_query,
 )
@@ -68,7 +70,7 @@ def csv_chunks(session: Session, kind: str, f: ViewFilters) -> Iterator[str]:
 
 
 def _pages(session: Session, kind: str, f: ViewFilters) -> Iterator[list[list[str]]]:
-    """Lists of CSV lines, each from one subject page and at most `ROWS_PER_PAGE` rows."""
+    """Lists of CSV lines, each of at most `ROWS_PER_PAGE` assignment rows."""
     model: Any = SUBJECT_MODELS[kind]
     stmt, _keys = subject_query(kind, f)
     subjects_stmt = stmt.with_only_columns(
@@ -76,7 +78,6 @@ def _pages(session: Session, kind: str, f: ViewFilters) -> Iterator[list[list[st
     ).order_by(model.name, model.id)
     blank = not narrows_certifications(kind, f)
     after: tuple[str, uuid.UUID] | None = None
-    span = SUBJECTS_PER_PAGE
     while True:
         page_stmt = subjects_stmt
         if after is not None:
@@ -84,48 +85,35 @@ def _pages(session: Session, kind: str, f: ViewFilters) -> Iterator[list[list[st
                 tuple_(model.name, model.id)
                 > tuple_(literal(after[0], model.name.type), literal(after[1], model.id.type))
             )
-        subjects = session.execute(page_stmt.limit(span)).all()
+        subjects = session.execute(page_stmt.limit(SUBJECTS_PER_PAGE)).all()
         if not subjects:
             return
-        rows = session.execute(
-            _listed(kind, f, [s.id for s in subjects]).limit(ROWS_PER_PAGE + 1)
-        ).all()
-        if len(rows) <= ROWS_PER_PAGE:
-            yield _lines(kind, subjects, rows, blank)
-            if len(subjects) < span:
-                return
-            done = len(subjects)
-            span = min(SUBJECTS_PER_PAGE, 2 * span)
-        else:
-            # The last subject reached may go on past the limit: it starts the next page.
-            cut = rows[-1].subject_id
-            done = next(i for i, s in enumerate(subjects) if s.id == cut)
-            if done == 0:  # one subject with more rows than a page: its rows in pages
-                yield from _one_subject(session, kind, f, subjects[0])
-                done = 1
+        ids = [s.id for s in subjects]
+        counts = certification_counts(session, kind, f, ids, f.status)
+        start = 0
+        while start < len(ids):  # consecutive subjects with at most a page of rows together
+            n = leading_within(ids[start:], counts, ROWS_PER_PAGE)
+            batch = subjects[start : start + n]
+            if counts.get(batch[0].id, 0) > ROWS_PER_PAGE:  # alone more than a page
+                yield from _one_subject(session, kind, f, batch[0])
             else:
-                yield _lines(kind, subjects[:done], [r for r in rows if r.subject_id != cut], blank)
-            # About twice the subjects that fitted: the next page reaches the limit without
-            # sorting many more rows than it writes.
-            span = min(SUBJECTS_PER_PAGE, 2 * done)
-        last = subjects[done - 1]
-        after = (last.name, last.id)
-
-
-def _listed(
-    kind: str, f: ViewFilters, subject_ids: Sequence[uuid.UUID]
-) -> Select[*tuple[Any, ...]]:
-    """The rows an export lists for these subjects, in the view's order."""
-    stmt = certification_rows(kind, f, subject_ids)
-    return stmt.where(Assignment.status.in_(f.status)) if f.status else stmt
+                rows = session.execute(
+                    certification_rows(kind, f, ids[start : start + n], f.status)
+                )
+                yield _lines(kind, batch, rows.all(), blank)
+            start += n
+        if len(subjects) < SUBJECTS_PER_PAGE:
+            return
+        after = (subjects[-1].name, subjects[-1].id)
 
 
 def _one_subject(
     session: Session, kind: str, f: ViewFilters, subject: Row[*tuple[Any, ...]]
 ) -> Iterator[list[list[str]]]:
+    """A subject with more rows than a page: keyset pages of its rows."""
     after: tuple[Any, ...] | None = None
     while True:
-        stmt = _listed(kind, f, [subject.id])
+        stmt = certification_rows(kind, f, [subject.id], f.status)
         if after is not None:
             stmt = stmt.where(
                 tuple_(Certification.name, Certification.id, Assignment.id)

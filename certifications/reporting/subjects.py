@@ -175,12 +175,12 @@ def subject_query(kind: str, f: ViewFilters) -> tuple[Select[Any], list[Any]]:
 
 
 def certification_rows(
-    kind: str, f: ViewFilters, subject_ids: Sequence[uuid.UUID]
+    kind: str, f: ViewFilters, subject_ids: Sequence[uuid.UUID], statuses: Sequence[str] = ()
 ) -> Select[*tuple[Any, ...]]:
-    """The current assignments of these subjects that the view lists (certification filters,
-    not `status`), in the view's order: by subject (name, id), then certification (name, id)."""
-    model: Any = SUBJECT_MODELS[kind]
-    return (
+    """The current assignments of these subjects that the view lists (certification filters;
+    `statuses` narrows them further), by certification (name, id): each subject's in its
+    order. No join to the subject tables: a plan on stale statistics stays the old one."""
+    stmt = (
         select(
             Assignment.subject_id,
             Assignment.id,
@@ -193,10 +193,41 @@ def certification_rows(
             Assignment.expires_on,
         )
         .join(Certification, tenant_join(Certification, Assignment, "certification_id"))
-        .join(model, tenant_join(model, Assignment, "subject_id"))
         .where(Assignment.subject_id.in_(list(subject_ids)), *certification_conditions(kind, f))
-        .order_by(model.name, model.id, Certification.name, Certification.id, Assignment.id)
+        .order_by(Certification.name, Certification.id, Assignment.id)
     )
+    return stmt.where(Assignment.status.in_(statuses)) if statuses else stmt
+
+
+def certification_counts(
+    session: Session,
+    kind: str,
+    f: ViewFilters,
+    subject_ids: Sequence[uuid.UUID],
+    statuses: Sequence[str] = (),
+) -> dict[uuid.UUID, int]:
+    """How many rows `certification_rows` has for each of these subjects (absent: none)."""
+    stmt = (
+        select(Assignment.subject_id, func.count())
+        .join(Certification, tenant_join(Certification, Assignment, "certification_id"))
+        .where(Assignment.subject_id.in_(list(subject_ids)), *certification_conditions(kind, f))
+        .group_by(Assignment.subject_id)
+    )
+    if statuses:
+        stmt = stmt.where(Assignment.status.in_(statuses))
+    return {sid: n for sid, n in session.execute(stmt)}
+
+
+def leading_within(
+    subject_ids: Sequence[uuid.UUID], counts: dict[uuid.UUID, int], limit: int
+) -> int:
+    """How many leading subjects have at most `limit` rows together (at least one)."""
+    total = 0
+    for i, sid in enumerate(subject_ids):
+        total += counts.get(sid, 0)
+        if total > limit:
+            return max(1, i)
+    return len(subject_ids)
 
 
 def attach_certifications(
@@ -211,26 +242,22 @@ def attach_certifications(
     The summary counts every applicable certification (certification filters applied); the
     listed certifications are also narrowed by `status` when given. With `max_entries`, only
     the leading subjects whose applicable certifications fit in it are returned (always the
-    first one, whole): a page of subjects with very many certifications stops early.
+    first one, whole): a page of subjects with very many certifications stops early (two more
+    statements, for such a page only).
     """
     rows = [_subject_row(kind, s) for s in subjects]
     if not rows:
         return rows
-    stmt = certification_rows(kind, f, [r.id for r in rows])
+    ids = [r.id for r in rows]
+    stmt = certification_rows(kind, f, ids)
     if max_entries is None:
         found: Sequence[Any] = session.execute(stmt).all()
     else:
         found = session.execute(stmt.limit(max_entries + 1)).all()
         if len(found) > max_entries:
-            # The last subject reached may go on past the limit: it starts the next page.
-            cut = found[-1].subject_id
-            keep = next(i for i, r in enumerate(rows) if r.id == cut)
-            if keep == 0:  # one subject alone has more: it is listed whole all the same
-                rows = rows[:1]
-                found = session.execute(certification_rows(kind, f, [cut])).all()
-            else:
-                rows = rows[:keep]
-                found = [r for r in found if r.subject_id != cut]
+            keep = leading_within(ids, certification_counts(session, kind, f, ids), max_entries)
+            rows = rows[:keep]
+            found = session.execute(certification_rows(kind, f, ids[:keep])).all()
     by_id = {r.id: r for r in rows}
     wanted = set(f.status)
     # Plain tuples: this loop runs once per assignment of the page (50 x 20 at default size).

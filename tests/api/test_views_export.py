@@ -273,7 +273,9 @@ def test_a_json_page_holds_at_most_20000_certification_entries(api, org, as_tena
             ],
         )  # fmt: skip
         s.commit()
-    first = api.get("/views/employees?limit=100").get_json()
+    resp = api.get("/views/employees?limit=100")
+    assert resp.status_code == 200, resp.get_json()
+    first = resp.get_json()
     assert len(first["items"]) == 66  # 66 × 300 = 19,800; a 67th would pass 20,000
     assert first["items"][-1]["name"] == "P065"
     assert sum(len(i["certifications"]) for i in first["items"]) == 19_800
