@@ -13,7 +13,6 @@ import csv
 import io
 import uuid
 from collections.abc import Iterator, Sequence
-from datetime import date
 from typing import Any
 
 from sqlalchemy import Row, literal, tuple_
@@ -137,33 +136,31 @@ def _lines(
     rows: Sequence[Row[*tuple[Any, ...]]],
     blank: bool,
 ) -> list[list[str]]:
-    """One line per subject per row (rows in the subjects' order); a subject without any: one
-    blank line when `blank` (no filter asked for certifications)."""
-    listed: dict[uuid.UUID, list[Row[*tuple[Any, ...]]]] = {}
-    for r in rows:
-        listed.setdefault(r.subject_id, []).append(r)
+    """One line per subject per row, subjects in their order, each one's rows in theirs; a
+    subject without any: one blank line when `blank` (no filter asked for certifications)."""
+    listed: dict[uuid.UUID, list[list[str]]] = {}
+    # Plain tuples unpacked: this loop runs once per line of the export.
+    for sid, aid, cid, name, status, required, issued, effective, expires in rows:
+        listed.setdefault(sid, []).append(
+            [
+                str(cid),
+                _cell(name),
+                status,
+                "true" if required else "false",
+                issued.isoformat() if issued else "",
+                effective.isoformat() if effective else "",
+                expires.isoformat() if expires else "",
+                str(aid),
+            ]
+        )
     lines: list[list[str]] = []
     for s in subjects:
         subject = [kind, str(s.id), _cell(s.name), _cell(s.external_id), _bool(s.active)]
         mine = listed.get(s.id)
-        if not mine:
-            if blank:
-                lines.append(subject + [""] * (len(CSV_COLUMNS) - len(subject)))
-            continue
-        lines.extend(
-            subject
-            + [
-                str(r.certification_id),
-                _cell(r.name),
-                r.status,
-                _bool(r.required),
-                _date(r.issued_on),
-                _date(r.effective_on),
-                _date(r.expires_on),
-                str(r.id),
-            ]
-            for r in mine
-        )
+        if mine:
+            lines.extend(subject + entry for entry in mine)
+        elif blank:
+            lines.append(subject + [""] * (len(CSV_COLUMNS) - len(subject)))
     return lines
 
 
@@ -175,7 +172,3 @@ def _cell(value: str | None) -> str:
 
 def _bool(value: bool) -> str:
     return "true" if value else "false"
-
-
-def _date(value: date | None) -> str:
-    return value.isoformat() if value else ""
