@@ -46,7 +46,7 @@ CSV_COLUMNS = (
     "assignment_id",
 )
 # Assignment rows read per statement (~400 KB of CSV; 10,000 cost +40 MB of peak RSS at
-# 2,000 × 300, 2,000 cost +6 MB in the same time); and at most this many subjects per page.
+# 2,000 × 300, 2,000 under +10 MB, in the same time); at most this many subjects per page.
 ROWS_PER_PAGE = 2_000
 SUBJECTS_PER_PAGE = 1_000
 
