@@ -9,12 +9,12 @@ whichever worker gets it, merges them (`GunicornInternalPrometheusMetrics`); the
 a dead worker's files in `child_exit`. Elsewhere (`certs run`, tests) each app has a registry of
 its own.
 
-**Database gauges** (outbox backlog, jobs by state, notifications by status) are facts about the
-shared database, not about a process: computed at scrape time and cached per process for
-`METRICS_DB_CACHE_SECONDS`. The app role is bound by row-level security, so on PostgreSQL the
-cross-tenant totals come from `certs_metrics_gauges()`, a SECURITY DEFINER function created by
-migration 0007 that returns aggregates only; a scrape runs no DDL. SQLite has no RLS: plain
-aggregate queries there.
+**Database gauges** (outbox backlog and rows by status, jobs by state, notifications by
+status) are facts about the shared database, not about a process: computed at scrape time and
+cached per process for `METRICS_DB_CACHE_SECONDS`. The app role is bound by row-level
+security, so on PostgreSQL the cross-tenant totals come from `certs_metrics_gauges()`, a
+SECURITY DEFINER function created by migration 0008 (extended by 0011) that returns aggregates
+only; a scrape runs no DDL. SQLite has no RLS: plain aggregate queries there.
 
 `/metrics` itself is `api/resources/metrics.py`: the request metrics, then the gauges.
 """
@@ -62,6 +62,13 @@ GAUGES = (
         "Age of the oldest outbox row not yet processed (0 when the backlog is empty).",
         None,
     ),
+    (
+        "outbox_rows",
+        "certs_outbox_rows",
+        "Outbox rows by status, done excepted: failed ones wait for their retry, dead ones "
+        "were given up (docs/operations.md).",
+        "status",
+    ),
     ("jobs", "certs_jobs", "Jobs by state (all organizations).", "state"),
     (
         "notifications",
@@ -70,7 +77,9 @@ GAUGES = (
         "state",
     ),
 )
-# Created by migrations/versions/20261130_0007_metrics_gauges_function.py.
+# `certs_outbox_rows` always has these (done rows left out: they only grow).
+OUTBOX_STATUSES = ("pending", "sent", "failed", "dead")
+# Created by migrations/versions/20261130_0008_metrics_gauges_function.py (0011: outbox_rows).
 GAUGES_FUNCTION = "certs_metrics_gauges"
 
 
@@ -182,6 +191,15 @@ def _plain_counts(conn: Any) -> list[tuple[str, str, float]]:
     ).one()
     age = max(0.0, (db.utcnow() - oldest).total_seconds()) if oldest else 0.0
     rows = [("outbox_backlog", "", float(count)), ("outbox_oldest_age_seconds", "", age)]
+    by_status = dict(
+        conn.execute(
+            select(outbox.c.status, func.count())
+            .where(outbox.c.status != "done")
+            .group_by(outbox.c.status)
+        ).all()
+    )
+    for status in OUTBOX_STATUSES:
+        rows.append(("outbox_rows", status, float(by_status.get(status, 0))))
     for key, table, column in (
         ("jobs", jobs, jobs.c.state),
         ("notifications", notifications, notifications.c.status),

@@ -48,6 +48,9 @@ RECIPIENT_SOURCES = (HOLDER, ADMINS, "address", "holder_fallback_admins", "webho
 # --- automation ------------------------------------------------------------------------------
 
 NOTIFICATION_STATUSES = ("pending", "sending", "sent", "failed", "cancelled")
-TASK_STATUSES = ("open", "done", "closed")
-# What a user may set a task to (complete, reopen); `closed` comes from a renewal or revocation.
-SETTABLE_TASK_STATUSES = ("done", "open")
+# What `POST /notifications/{id}/retry` sends again.
+RETRYABLE_NOTIFICATION_STATUSES = ("failed", "cancelled")
+TASK_STATUSES = ("open", "done", "closed", "cancelled")
+# What a user may set a task to (complete, reopen, cancel); `closed` comes from a renewal or
+# revocation.
+SETTABLE_TASK_STATUSES = ("open", "done", "cancelled")

@@ -256,6 +256,9 @@ def _spread_statuses(session: Session, rng: random.Random, today: date, now: dat
             issued, expires = today + timedelta(days=rng.randint(1, 30)), None
         dates = {"issued_on": issued, "expires_on": expires} if expires else {"issued_on": issued}
         if rng.random() < 0.2:
+            # A renewal moves forward: record an earlier cycle first, then renew into these dates.
+            earlier = {"issued_on": issued - timedelta(days=400), "expires_on": None}
+            service.update_assignment(session, assignment, earlier, now=now)
             service.renew_assignment(session, assignment, dates, actor=DEMO_ACTOR, now=now)
         else:
             service.update_assignment(session, assignment, dates, now=now)

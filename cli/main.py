@@ -266,9 +266,47 @@ def tick(org_id: str | None, timeout: float) -> None:
     from workers.tick import tick_now, wait_for_queued
 
     started = db.utcnow()
-    report = {"outbox_sweep": {"sent": sweep(started)}, "tick": tick_now(started, oid)}
-    report["queued_work"] = wait_for_queued(started, timeout)
+    swept = sweep(started)
+    ticked = tick_now(started, oid)
+    report: dict[str, Any] = {"outbox_sweep": {"sent": swept}, "tick": ticked}
+    org_ids = [uuid.UUID(key) for key in ticked["ticks"]]
+    report["queued_work"] = wait_for_queued(started, timeout, org_ids)
     click.echo(json.dumps(report, default=str))
+
+
+@main.group("jobs")
+def jobs_group() -> None:
+    """Background jobs whose retries ran out (docs/operations.md)."""
+
+
+_JOB_STATUSES = click.Choice(["dead", "failed"])
+
+
+@jobs_group.command("list")
+@click.option("--status", "statuses", multiple=True, type=_JOB_STATUSES, default=("dead",))
+@click.option("--limit", default=100, show_default=True, type=int)
+def jobs_list(statuses: tuple[str, ...], limit: int) -> None:
+    """One JSON line per outbox row given up (`dead`) or waiting for its next retry (`failed`)."""
+    _bootstrap()
+    from jobs.relay import stuck
+
+    for row in stuck(statuses, limit):
+        click.echo(json.dumps(row, default=str))
+
+
+@jobs_group.command("requeue")
+@click.option("--status", "statuses", multiple=True, type=_JOB_STATUSES, default=("dead",))
+@click.option("--id", "ids", multiple=True, help="Only these outbox row ids (repeatable).")
+def jobs_requeue(statuses: tuple[str, ...], ids: tuple[str, ...]) -> None:
+    """Send rows again at the next sweep with a fresh retry window; their jobs are `queued`."""
+    try:
+        row_ids = [uuid.UUID(i) for i in ids] or None
+    except ValueError:
+        raise click.BadParameter("not a UUID", param_hint="--id") from None
+    _bootstrap()
+    from jobs.relay import requeue
+
+    click.echo(json.dumps({"requeued": requeue(row_ids, statuses=statuses)}))
 
 
 @main.command("demo")

@@ -80,6 +80,15 @@ class Settings:
     # The largest request body the API reads (413 above it, before parsing): a 10,000-row bulk
     # import of the longest fields fits in under 5 MB.
     max_request_bytes: int = 10 * 1024 * 1024
+    # Background jobs (jobs/relay.py): a message whose retries ran out is sent again by the
+    # outbox sweep after JOB_RETRY_BASE_SECONDS x 2^(failures-1), at most JOB_RETRY_MAX_SECONDS
+    # apart, until JOB_RETRY_WINDOW_HOURS after its first failure (then `dead`). A worker
+    # running a message renews its lease every third of JOB_LEASE_SECONDS; the sweep re-sends
+    # a message whose lease ran out (its worker died).
+    job_retry_base_seconds: int = 60
+    job_retry_max_seconds: int = 3600
+    job_retry_window_hours: int = 24
+    job_lease_seconds: int = 30
 
     @property
     def is_postgres(self) -> bool:
@@ -177,6 +186,10 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         worker_processes=_int(env, "WORKER_PROCESSES", 2),
         worker_threads=_int(env, "WORKER_THREADS", 4),
         max_request_bytes=_int(env, "MAX_REQUEST_BYTES", 10 * 1024 * 1024),
+        job_retry_base_seconds=_int(env, "JOB_RETRY_BASE_SECONDS", 60),
+        job_retry_max_seconds=_int(env, "JOB_RETRY_MAX_SECONDS", 3600),
+        job_retry_window_hours=_int(env, "JOB_RETRY_WINDOW_HOURS", 24),
+        job_lease_seconds=_int(env, "JOB_LEASE_SECONDS", 30),
     )
     _refuse_unsafe(settings)
     return settings
@@ -187,6 +200,13 @@ def _refuse_unsafe(s: Settings) -> None:
         raise ConfigError("JWT_MAX_LIFETIME_SECONDS must be a positive number of seconds")
     if s.max_request_bytes < 1024:
         raise ConfigError(f"MAX_REQUEST_BYTES must be at least 1024, not {s.max_request_bytes}")
+    if min(s.job_retry_base_seconds, s.job_retry_window_hours) < 1 or s.job_lease_seconds < 3:
+        raise ConfigError(
+            "JOB_RETRY_BASE_SECONDS and JOB_RETRY_WINDOW_HOURS must be at least 1, "
+            "JOB_LEASE_SECONDS at least 3"
+        )
+    if s.job_retry_max_seconds < s.job_retry_base_seconds:
+        raise ConfigError("JOB_RETRY_MAX_SECONDS must be at least JOB_RETRY_BASE_SECONDS")
     if s.jwt_algorithm == "RS256" and not s.jwt_public_key:
         raise ConfigError("JWT_ALGORITHM=RS256 needs JWT_PUBLIC_KEY (PEM text or a file path)")
     if s.env != "production":

@@ -2,11 +2,25 @@
 
 Each row is locked (`FOR UPDATE SKIP LOCKED` on PostgreSQL) while it is sent, so two relays or
 sweepers never send the same row at once. A broker outage leaves rows `pending` with the error;
-the sweep sends them when the broker is back. Rows sent but not reported done within
-`RESEND_AFTER` (a message lost by a Redis crash) are sent again; actors are idempotent.
+the sweep sends them when the broker is back.
 
-`install_outbox_relay(factory, broker, background=...)` (called by `runtime.bootstrap`) hooks
-the after-commit relay onto one session factory; nothing is installed by importing this module.
+The life of a row: `pending` → `sent` → `done`, or `failed` once Dramatiq's own retries ran
+out (`workers.middleware`), which the sweep sends again after `RetryPolicy.delay` (1 min, 2, 4,
+… capped at 1 h) until `RetryPolicy.window` after its first failure (24 h): then it is `dead`,
+and its Job `failed` with the error. The sweep (`certs scheduler`, every 5 s) also sends again:
+
+* a `sent` row whose lease ran out: a worker claimed it (`lease_expires_at`, renewed by the
+  worker's heartbeat, `workers.lease`) and died (SIGKILL, OOM, node lost) — within a lease;
+* a `sent` row published into an earlier life of Redis (`jobs.broker.broker_epoch`): the
+  message went with Redis' data — at the next sweep;
+* a `sent` row neither claimed nor done after `RESEND_AFTER` (anything else).
+
+Actors are idempotent and a worker skips a message whose row is done or held by a live lease,
+so a message sent twice costs at most a second run.
+
+`install_outbox_relay(factory, broker, background=..., policy=...)` (called by
+`runtime.bootstrap`) hooks the after-commit relay onto one session factory; nothing is
+installed by importing this module.
 With a network broker (Redis) the ids go to a `Publisher`: one background thread per process
 that sends them, so a slow or hung broker never holds the request (or job) that committed them.
 The in-process broker publishes inline (a memory append cannot hang).
@@ -24,17 +38,21 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import dramatiq
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy import event, func, or_, select, update
+from sqlalchemy import and_, event, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from infra import context
 from infra import database as db
+from infra.settings import Settings
+from jobs import state
+from jobs.broker import broker_epoch
 from jobs.catalog import kind_of
 from jobs.models import OutboxMessage
 from jobs.outbox import ONCE_KEY, PENDING_KEY
@@ -46,6 +64,41 @@ RESEND_AFTER = timedelta(minutes=15)
 SWEEP_BATCH = 500
 # Errors meaning the broker cannot be reached right now (refused, reset, timed out).
 BROKER_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+# Statuses a row leaves only by being sent (again); `done` and `dead` are final.
+SENDABLE = ("pending", "sent", "failed")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When a failed row is sent again, when it is given up, how long a worker's lease lasts."""
+
+    base: timedelta = timedelta(minutes=1)
+    cap: timedelta = timedelta(hours=1)
+    window: timedelta = timedelta(hours=24)
+    lease: timedelta = timedelta(seconds=30)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        return cls(
+            base=timedelta(seconds=settings.job_retry_base_seconds),
+            cap=timedelta(seconds=settings.job_retry_max_seconds),
+            window=timedelta(hours=settings.job_retry_window_hours),
+            lease=timedelta(seconds=settings.job_lease_seconds),
+        )
+
+    def delay(self, failures: int) -> timedelta:
+        """Before the sweep sends a row again after its `failures`-th failure: base × 2^(n-1)."""
+        exponent = min(max(failures, 1) - 1, 30)  # 2^30 minutes is past any cap
+        delay: timedelta = min(self.base * (2**exponent), self.cap)
+        return delay
+
+
+_policy = RetryPolicy()
+
+
+def policy() -> RetryPolicy:
+    """This process's policy (set by `install_outbox_relay`, from settings)."""
+    return _policy
 
 
 class Publisher:
@@ -116,10 +169,17 @@ class Publisher:
 
 
 def install_outbox_relay(
-    factory: sessionmaker[Session], broker: dramatiq.Broker, *, background: bool = False
+    factory: sessionmaker[Session],
+    broker: dramatiq.Broker,
+    *,
+    background: bool = False,
+    retry_policy: RetryPolicy | None = None,
 ) -> Publisher | None:
     """After each commit of this factory's sessions, publish the jobs that commit requested:
-    from a background `Publisher` (returned) when `background`, else inline."""
+    from a background `Publisher` (returned) when `background`, else inline. `retry_policy`
+    becomes the process's (the sweep's and the workers' bookkeeping)."""
+    global _policy
+    _policy = retry_policy or RetryPolicy()
     publisher = Publisher(broker) if background else None
 
     def _relay_after_commit(session: Session) -> None:
@@ -155,22 +215,154 @@ def relay(ids: Iterable[uuid.UUID], *, broker: dramatiq.Broker | None = None) ->
     return _send_locked(stmt, broker or dramatiq.get_broker())
 
 
-def sweep(now: Any = None, *, broker: dramatiq.Broker | None = None) -> int:
-    """Send rows the immediate relay missed (broker down, process died) or that got lost."""
+def sweep(now: datetime | None = None, *, broker: dramatiq.Broker | None = None) -> int:
+    """Send what the immediate relay missed, what a dead worker or a lost Redis dropped, and
+    failed rows whose retry time came; give up (`dead`) on rows failing for too long."""
     now = now or db.utcnow()
-    stmt = (
-        select(OutboxMessage)
-        .where(
-            or_(
-                (OutboxMessage.status == "pending")
-                & (OutboxMessage.created_at <= now - SWEEP_MIN_AGE),
-                (OutboxMessage.status == "sent") & (OutboxMessage.sent_at <= now - RESEND_AFTER),
+    broker = broker or dramatiq.get_broker()
+    give_up(now)
+    try:
+        epoch = broker_epoch(broker)
+    except Exception as exc:  # broker unreachable: the sends below will say so on the rows
+        log.warning("outbox sweep cannot read the broker's epoch: %r", exc)
+        epoch = None
+    row = OutboxMessage
+    unclaimed = row.lease_expires_at.is_(None)
+    due = [
+        (row.status == "pending") & (row.created_at <= now - SWEEP_MIN_AGE),
+        # claimed by a worker that stopped renewing its lease: it died
+        (row.status == "sent") & (row.lease_expires_at < now),
+        # neither claimed nor done for long: lost somewhere we cannot see
+        (row.status == "sent") & unclaimed & (row.sent_at <= now - RESEND_AFTER),
+        # Dramatiq gave up: again after the backoff, within the window
+        and_(
+            row.status == "failed",
+            row.retry_at <= now,
+            row.first_failed_at > now - _policy.window,
+        ),
+    ]
+    if epoch is not None:
+        # published into a Redis that has since lost its data
+        due.append(
+            (row.status == "sent")
+            & unclaimed
+            & (row.broker_epoch != epoch)
+            & (row.sent_at <= now - SWEEP_MIN_AGE)
+        )
+    stmt = select(row).where(or_(*due)).order_by(row.created_at).limit(SWEEP_BATCH)
+    return _send_locked(stmt, broker, epoch=epoch)
+
+
+def give_up(now: datetime | None = None) -> int:
+    """`failed` rows whose first failure is older than the window become `dead`, and their Job
+    `failed` with the last error (visible in `GET /jobs/{id}` and `certs_outbox_rows`)."""
+    now = now or db.utcnow()
+    with context.platform(), db.new_session() as session:
+        rows = session.execute(
+            select(
+                OutboxMessage.id,
+                OutboxMessage.org_id,
+                OutboxMessage.job_id,
+                OutboxMessage.failures,
+                OutboxMessage.last_error,
+            )
+            .where(
+                OutboxMessage.status == "failed",
+                OutboxMessage.first_failed_at <= now - _policy.window,
+            )
+            .limit(SWEEP_BATCH)
+            .with_for_update(skip_locked=True)
+        ).all()
+        if not rows:
+            return 0
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_([r.id for r in rows]), OutboxMessage.status == "failed")
+            .values(status="dead", retry_at=None)
+        )
+        session.commit()
+    for r in rows:
+        log.error(
+            "job %s (outbox %s) is dead after %d failures: %s",
+            r.job_id, r.id, r.failures, r.last_error,
+        )  # fmt: skip
+        if r.job_id is not None and r.org_id is not None:
+            error = f"gave up after {r.failures} failed runs: {r.last_error or 'unknown error'}"
+            with context.tenant(r.org_id), db.new_session() as session:
+                state.give_up_job(session, r.job_id, error)
+                session.commit()
+    return len(rows)
+
+
+def requeue(
+    ids: Iterable[uuid.UUID] | None = None, *, statuses: tuple[str, ...] = ("dead",)
+) -> int:
+    """Send rows again at the next sweep, with a fresh retry window: the given ids, or every row
+    in `statuses` (default: the dead ones). Their jobs go back to `queued`."""
+    with context.platform(), db.new_session() as session:
+        stmt = select(OutboxMessage.id, OutboxMessage.org_id, OutboxMessage.job_id).where(
+            OutboxMessage.status.in_(statuses)
+        )
+        if ids is not None:
+            stmt = stmt.where(OutboxMessage.id.in_(list(ids)))
+        rows = session.execute(stmt.with_for_update(skip_locked=True)).all()
+        if not rows:
+            return 0
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_([r.id for r in rows]))
+            .values(
+                status="pending",
+                created_at=db.utcnow() - SWEEP_MIN_AGE,
+                failures=0,
+                first_failed_at=None,
+                retry_at=None,
+                lease_expires_at=None,
             )
         )
-        .order_by(OutboxMessage.created_at)
-        .limit(SWEEP_BATCH)
-    )
-    return _send_locked(stmt, broker or dramatiq.get_broker())
+        session.commit()
+    for r in rows:
+        if r.job_id is not None and r.org_id is not None:
+            with context.tenant(r.org_id), db.new_session() as session:
+                state.requeue_job(session, r.job_id)
+                session.commit()
+    return len(rows)
+
+
+def stuck(statuses: tuple[str, ...] = ("dead",), limit: int = 100) -> list[dict[str, Any]]:
+    """The rows in `statuses` (oldest first failure first), for operators: `certs jobs list`."""
+    row = OutboxMessage
+    with context.platform(), db.new_session() as session:
+        rows = session.execute(
+            select(
+                row.id,
+                row.org_id,
+                row.actor_name,
+                row.job_id,
+                row.status,
+                row.failures,
+                row.first_failed_at,
+                row.retry_at,
+                row.last_error,
+            )
+            .where(row.status.in_(statuses))
+            .order_by(row.first_failed_at, row.created_at)
+            .limit(limit)
+        ).all()
+    return [dict(r._mapping) for r in rows]
+
+
+def counts() -> dict[str, int]:
+    """Rows by status, `done` left out (it only grows): pending, sent, failed, dead."""
+    with context.platform(), db.new_session() as session:
+        found = dict(
+            session.execute(
+                select(OutboxMessage.status, func.count())
+                .where(OutboxMessage.status != "done")
+                .group_by(OutboxMessage.status)
+            ).all()
+        )
+    return {status: found.get(status, 0) for status in ("pending", "sent", "failed", "dead")}
 
 
 def backlog() -> dict[str, Any]:
@@ -184,15 +376,23 @@ def backlog() -> dict[str, Any]:
     return {"count": count, "oldest": oldest}
 
 
-def _send_locked(stmt: Any, broker: dramatiq.Broker) -> int:
-    sent: list[uuid.UUID] = []
+_NO_EPOCH = object()
+
+
+def _send_locked(stmt: Any, broker: dramatiq.Broker, *, epoch: Any = _NO_EPOCH) -> int:
+    # Each row as it was read: the update after publishing applies only to rows a fast worker
+    # has not moved on meanwhile (SQLite has no row locks to hold it off): done, failed again.
+    sent: dict[tuple[str, int], list[uuid.UUID]] = {}
     with context.platform(), db.new_session() as session:
         rows = session.scalars(stmt.with_for_update(skip_locked=True)).all()
+        read = {row.id: (row.status, row.failures or 0) for row in rows}
         unreachable: Exception | None = None
         for row in rows:
             try:
                 if unreachable is not None:
                     raise unreachable
+                if epoch is _NO_EPOCH:  # read once, before the first publish
+                    epoch = broker_epoch(broker)
                 broker.enqueue(_message(broker, row))
             except Exception as exc:  # broker down or actor unknown: keep the row, say why
                 if unreachable is None:
@@ -206,19 +406,31 @@ def _send_locked(stmt: Any, broker: dramatiq.Broker) -> int:
                     update(OutboxMessage)
                     .where(OutboxMessage.id == row.id)
                     .values(attempts=OutboxMessage.attempts + 1, last_error=repr(exc)[:2000])
+                    .execution_options(synchronize_session=False)
                 )
                 continue
-            sent.append(row.id)
-        if sent:
-            # Conditional: a fast worker may already have marked the row done (no row locks on
-            # SQLite), and done must never go back to sent.
+            sent.setdefault(read[row.id], []).append(row.id)
+        for (status, failures), ids in sent.items():
             session.execute(
                 update(OutboxMessage)
-                .where(OutboxMessage.id.in_(sent), OutboxMessage.status.in_(("pending", "sent")))
-                .values(status="sent", sent_at=db.utcnow(), attempts=OutboxMessage.attempts + 1)
+                .where(
+                    OutboxMessage.id.in_(ids),
+                    OutboxMessage.status == status,
+                    OutboxMessage.failures == failures,
+                )
+                .values(
+                    status="sent",
+                    sent_at=db.utcnow(),
+                    attempts=OutboxMessage.attempts + 1,
+                    broker_epoch=epoch if isinstance(epoch, str) else None,
+                    lease_expires_at=None,
+                    claimed_by=None,
+                    retry_at=None,
+                )
+                .execution_options(synchronize_session=False)
             )
         session.commit()
-    return len(sent)
+    return sum(len(ids) for ids in sent.values())
 
 
 def _message(broker: dramatiq.Broker, row: OutboxMessage) -> dramatiq.Message[Any]:

@@ -1,5 +1,8 @@
 """Job state for long work clients poll (SPEC §5): queued → running → done | failed.
 
+A run that fails while its message will run again goes back to `queued` with the error
+(`retry_job`); `failed` is final: the outbox sweep gave up on it (`give_up_job`, jobs/relay.py).
+
 Each helper is a conditional UPDATE (tenant-scoped by the ORM), so an absent job id is a no-op
 and a job already `done` is never moved back by a late retry.
 """
@@ -62,3 +65,18 @@ def finish_job(
 
 def fail_job(session: Session, job_id: uuid.UUID | str | None, error: BaseException) -> None:
     _set(session, job_id, state="failed", error=repr(error)[:2000], finished_at=db.utcnow())
+
+
+def retry_job(session: Session, job_id: uuid.UUID | str | None, error: BaseException) -> None:
+    """A run failed and its message will run again: back to `queued`, the error kept."""
+    _set(session, job_id, state="queued", error=f"will retry: {error!r}"[:2000])
+
+
+def give_up_job(session: Session, job_id: uuid.UUID | str | None, error: str) -> None:
+    """Retries ran out for good (the outbox row is `dead`)."""
+    _set(session, job_id, state="failed", error=error[:2000], finished_at=db.utcnow())
+
+
+def requeue_job(session: Session, job_id: uuid.UUID | str | None) -> None:
+    """An operator sent a dead job again (`certs jobs requeue`)."""
+    _set(session, job_id, state="queued", finished_at=None)

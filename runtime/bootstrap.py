@@ -19,7 +19,7 @@ from certifications.tables import metadata
 from infra import database
 from infra.settings import Settings
 from jobs.broker import build_broker
-from jobs.relay import Publisher, install_outbox_relay
+from jobs.relay import Publisher, RetryPolicy, install_outbox_relay
 from tenancy import sealed
 from tenancy.scoping import install_tenant_scoping
 
@@ -50,7 +50,12 @@ def bootstrap(settings: Settings) -> Runtime:
     install_audit_trail(sessions)
     broker = build_broker(settings)
     # A network broker can be slow or hang: never in the committing request's thread.
-    publisher = install_outbox_relay(sessions, broker, background=bool(settings.redis_url))
+    publisher = install_outbox_relay(
+        sessions,
+        broker,
+        background=bool(settings.redis_url),
+        retry_policy=RetryPolicy.from_settings(settings),
+    )
     database.use(engine, sessions)
     dramatiq.set_broker(broker)
     _current = Runtime(

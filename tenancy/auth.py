@@ -155,6 +155,13 @@ def current_subject() -> str:
     return str(get_jwt()["sub"])
 
 
+def require_scope(scope: str) -> None:
+    """Inside an endpoint: 403 unless the token also has `scope` (for a request whose body
+    asks for more than the endpoint's declared scope, e.g. a bulk `assign`)."""
+    if scope not in get_jwt().get("scopes", []):
+        raise Forbidden(f"Missing scope {scope}.", errors={"scope": [scope]})
+
+
 def requires(
     scope: str | tuple[str, ...] | None = None, *, module: str | None = None, tenant: bool = True
 ) -> Callable[[F], F]:

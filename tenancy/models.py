@@ -27,6 +27,9 @@ class Organization(Timestamps, Base):
     webhook_url: Mapped[str | None] = mapped_column(String(2000))
     # Encrypted at rest (tenancy/sealed.py); `reveal()` only where a webhook is signed.
     webhook_secret: Mapped[SealedSecret | None] = mapped_column(SealedText)
+    # An employee of this org who gets renewal tasks of assets, clients and locations. No foreign
+    # key (this table is not tenant-scoped): checked when set, ignored once it is no employee.
+    default_task_assignee_id: Mapped[uuid.UUID | None] = mapped_column()
 
     def has_module(self, module: str) -> bool:
         return module in (self.modules or [])

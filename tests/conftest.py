@@ -114,8 +114,12 @@ def worker() -> Iterator[Any]:
         w.stop()
 
 
-def drain(timeout: float = 60.0) -> None:
-    """Wait until every relayed outbox message has been processed (done or failed)."""
+def drain(timeout: float = 60.0, *, broker: dramatiq.Broker | None = None) -> None:
+    """Wait until every relayed outbox message has been processed (done or failed).
+
+    Rows still pending are relayed through `broker` (the suite's by default): a live stack
+    (tests/concurrency) passes its own, whose worker listens on another namespace.
+    """
     deadline = time.monotonic() + timeout
     while True:
         with context.platform(), db.new_session() as s:
@@ -126,7 +130,7 @@ def drain(timeout: float = 60.0) -> None:
                 select(OutboxMessage.id).where(OutboxMessage.status == "sent").limit(1)
             )
         if pending:
-            outbox.relay(pending)
+            outbox.relay(pending, broker=broker)
         if not pending and in_flight is None:
             return
         if time.monotonic() > deadline:

@@ -94,7 +94,11 @@ def test_webhook_secret_keys_default_is_a_fixed_fernet_key_outside_production():
     assert load_settings({"WEBHOOK_SECRET_KEYS": f"{new}, {old}"}).webhook_secret_keys == (new, old)
 
 
-@pytest.mark.parametrize("keys", ["not-a-key", "c2hvcnQ=", PROD_FERNET_KEY + ",x"])
+@pytest.mark.parametrize(
+    "keys",
+    ["not-a-key", "c2hvcnQ=", PROD_FERNET_KEY + ",x"],
+    ids=["not-a-key", "too-short", "second-not-a-key"],  # stable ids: xdist workers must agree
+)
 def test_webhook_secret_keys_must_be_fernet_keys(keys):
     with pytest.raises(ConfigError, match="WEBHOOK_SECRET_KEYS"):
         load_settings({"WEBHOOK_SECRET_KEYS": keys})

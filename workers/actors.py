@@ -70,13 +70,20 @@ def fanout_employees(org_id: str, employee_ids: list[str], job_id: str | None = 
         run.finish(report, done=len(ids))
 
 
-def recompute_certification(org_id: str, certification_id: str, job_id: str | None = None) -> None:
-    """After a certification's validity or warning window changed: expiries, then statuses."""
+def recompute_certification(
+    org_id: str, certification_id: str, job_id: str | None = None, apply_to_current: bool = False
+) -> None:
+    """After a certification's validity or warning window changed: statuses (and, when asked,
+    the computed expiries of current cycles first)."""
     oid = uuid.UUID(org_id)
     with job_run(oid, job_id) as run:
         run.progress(0, 1)
         report = recompute.recompute_certification(
-            run.session, oid, uuid.UUID(certification_id), db.utcnow()
+            run.session,
+            oid,
+            uuid.UUID(certification_id),
+            db.utcnow(),
+            apply_to_current=apply_to_current,
         )
         request_tick(run.session)
         run.finish(report, done=1)

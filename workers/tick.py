@@ -9,7 +9,8 @@
 3. Writes that change a status or its rules request the same tick (`request_tick`).
 
 `certs tick` runs the same `tick_org()` for every org right here (`tick_now`), then waits for
-the deliveries it queued.
+the deliveries it queued and reports how they ended (`delivery_outcomes`): a delivery that
+failed for good is a failure of the run even though its job ended normally.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from sqlalchemy import func, select
 
 from certifications.assignments import schedule
 from certifications.assignments.recompute import recompute_org
+from certifications.automation.models import Notification
 from certifications.automation.pipeline import enqueue_deliveries, evaluate_org
 from infra import context
 from infra import database as db
@@ -76,9 +78,29 @@ def tick_now(now: datetime | None = None, org_id: uuid.UUID | None = None) -> di
     return {"orgs": len(orgs), "ticks": report}
 
 
-def wait_for_queued(since: datetime, timeout: float = 300.0) -> dict[str, int]:
+def delivery_outcomes(org_ids: list[uuid.UUID], since: datetime) -> dict[str, int]:
+    """How the notifications queued since `since` stand, by status, over these orgs."""
+    counts = {status: 0 for status in ("sent", "failed", "cancelled", "pending", "sending")}
+    for oid in org_ids:
+        with context.tenant(oid), db.new_session() as session:
+            rows = session.execute(
+                select(Notification.status, func.count())
+                .where(Notification.enqueued_at >= since)
+                .group_by(Notification.status)
+            ).all()
+        for status, count in rows:
+            counts[status] = counts.get(status, 0) + count
+    return counts
+
+
+def wait_for_queued(
+    since: datetime, timeout: float = 300.0, org_ids: list[uuid.UUID] | None = None
+) -> dict[str, Any]:
     """Wait until the work queued (through the outbox) since `since` is done or failed.
 
+    `failed` counts the jobs that failed and, for `org_ids`, the notifications queued since
+    `since` whose delivery failed for good (their job ends normally after recording the
+    failure); `deliveries` breaks those notifications down by status.
     On the in-process broker nobody else would run it, so a worker thread is started here for
     the wait; on Redis the deployment's workers do the work.
     """
@@ -107,10 +129,12 @@ def wait_for_queued(since: datetime, timeout: float = 300.0) -> dict[str, int]:
                 relay.relay(pending)
             waiting = counts.get("pending", 0) + counts.get("sent", 0)
             if not waiting or time.monotonic() > deadline:
+                deliveries = delivery_outcomes(org_ids or [], since)
                 return {
                     "done": counts.get("done", 0),
-                    "failed": counts.get("failed", 0),
+                    "failed": counts.get("failed", 0) + deliveries["failed"],
                     "waiting": waiting,
+                    "deliveries": deliveries,
                 }
             time.sleep(0.1)
     finally:

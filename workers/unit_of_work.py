@@ -6,7 +6,12 @@
 
 `run.checkpoint(done, total)` commits what is done so far (long, chunked jobs: every chunk is
 idempotent, so a retry only finishes what is left). A failure rolls back, is recorded on the Job
-in its own short transaction and re-raised, so Dramatiq retries the message.
+in its own short transaction and re-raised, so Dramatiq retries the message: the Job goes back
+to `queued` with the error when its message will run again (it came from the outbox, whose sweep
+retries for `JOB_RETRY_WINDOW_HOURS`), `failed` otherwise (a direct call).
+
+While the run lasts, the worker's heartbeat keeps the message's outbox row leased
+(`workers.lease`): if this process dies, the sweep sends the message again within a lease.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from sqlalchemy.orm import Session
 from infra import context
 from infra import database as db
 from jobs import state
+from workers import lease
 
 
 @dataclass
@@ -59,7 +65,10 @@ def job_run(org_id: uuid.UUID, job_id: uuid.UUID | str | None = None) -> Iterato
                 session.rollback()
                 if job_id:
                     with db.new_session() as failed:
-                        state.fail_job(failed, job_id, exc)
+                        if lease.current_outbox_id() is not None:
+                            state.retry_job(failed, job_id, exc)
+                        else:
+                            state.fail_job(failed, job_id, exc)
                         failed.commit()
                 raise
 

@@ -5,26 +5,33 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from flask import jsonify
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from api.db import request_session
 from api.pagination import page_schema, paginate
 from api.schemas.assignments import (
+    AssignmentBulkArgsSchema,
+    AssignmentBulkReportSchema,
+    AssignmentBulkSchema,
     AssignmentCreateSchema,
     AssignmentListArgs,
     AssignmentPatchSchema,
     AssignmentSchema,
+    ExemptionRequestSchema,
     FormSubmissionCreateSchema,
     FormSubmissionSchema,
     HistorySchema,
     RenewSchema,
     RevokeSchema,
 )
-from certifications.assignments import service
+from certifications.assignments import exemptions, service
+from certifications.assignments.bulk import bulk_assignments
 from certifications.reporting.listings import assignments_query
+from certifications.reporting.names import attach_names, names_by_assignment
 from infra.database import utcnow
-from tenancy.auth import current_subject, requires
+from tenancy.auth import current_subject, require_scope, requires
 
 blp = Blueprint(
     "assignments", __name__, url_prefix="/assignments", description="Certification assignments"
@@ -39,16 +46,38 @@ class Assignments(MethodView):
     def get(self, args: dict[str, Any]) -> Any:
         """List assignments, filtered by certification, subject, status, source or required."""
         stmt, keys = assignments_query(args)
-        return paginate(request_session(), stmt, keys, args["limit"], args.get("cursor"))
+        session = request_session()
+        return attach_names(
+            session, paginate(session, stmt, keys, args["limit"], args.get("cursor"))
+        )
 
     @requires("certifications:create", module="hse")
     @blp.arguments(AssignmentCreateSchema)
     @blp.response(201, AssignmentSchema)
     def post(self, data: dict[str, Any]) -> Any:
         """Assign a certification to an employee, asset, client or location."""
-        return service.create_assignment(
-            request_session(), data, actor=current_subject(), now=utcnow()
+        session = request_session()
+        assignment = service.create_assignment(session, data, actor=current_subject(), now=utcnow())
+        return attach_names(session, assignment)
+
+
+@blp.route("/bulk")
+class Bulk(MethodView):
+    @requires("certifications:update", module="hse")
+    @blp.arguments(AssignmentBulkArgsSchema, location="query")
+    @blp.arguments(AssignmentBulkSchema)
+    @blp.response(200, AssignmentBulkReportSchema)
+    def post(self, args: dict[str, Any], data: dict[str, Any]) -> Any:
+        """Assign, renew or revoke one certification for up to 10,000 subjects at once.
+
+        `assign` also needs `certifications:create`."""
+        if data["action"] == "assign":
+            require_scope("certifications:create")
+        report = bulk_assignments(
+            request_session(), data, atomic=args["atomic"], actor=current_subject(), now=utcnow()
         )
+        # Already plain JSON types: skip a 10,000-row marshmallow dump (the schema documents).
+        return jsonify(report)
 
 
 @blp.route("/<uuid:assignment_id>")
@@ -57,7 +86,8 @@ class AssignmentResource(MethodView):
     @blp.response(200, AssignmentSchema)
     def get(self, assignment_id: uuid.UUID) -> Any:
         """One assignment with its stored status."""
-        return service.get_assignment(request_session(), assignment_id)
+        session = request_session()
+        return attach_names(session, service.get_assignment(session, assignment_id))
 
     @requires("certifications:update", module="hse")
     @blp.arguments(AssignmentPatchSchema)
@@ -66,7 +96,49 @@ class AssignmentResource(MethodView):
         """Correct the current cycle's dates or notes (expiry follows unless given)."""
         session = request_session()
         assignment = service.get_assignment(session, assignment_id)
-        return service.update_assignment(session, assignment, changes, now=utcnow())
+        updated = service.update_assignment(session, assignment, changes, now=utcnow())
+        return attach_names(session, updated)
+
+    @requires("certifications:delete", module="hse")
+    @blp.response(204)
+    def delete(self, assignment_id: uuid.UUID) -> None:
+        """Delete an assignment made by hand by mistake.
+
+        It leaves lists, views, figures, reminders and tasks; its history stays in the audit
+        trail. An assignment a rule requires (`source` `role`) answers 409: exempt it instead."""
+        session = request_session()
+        service.delete_assignment(session, service.get_assignment(session, assignment_id))
+
+
+@blp.route("/<uuid:assignment_id>/exemption")
+class Exemption(MethodView):
+    @requires("certifications:update", module="hse")
+    @blp.arguments(ExemptionRequestSchema)
+    @blp.response(200, AssignmentSchema)
+    def post(self, data: dict[str, Any], assignment_id: uuid.UUID) -> Any:
+        """Exempt the assignment from compliance (sets or replaces `exemption`).
+
+        It keeps its computed status but gets no reminders nor tasks (pending ones are
+        cancelled) and counts under `exempt`, until `until` (inclusive) or until lifted."""
+        session = request_session()
+        assignment = service.get_assignment(session, assignment_id)
+        exempted = exemptions.exempt(
+            session,
+            assignment,
+            data["reason"],
+            data["until"],
+            actor=current_subject(),
+            now=utcnow(),
+        )
+        return attach_names(session, exempted)
+
+    @requires("certifications:delete", module="hse")  # SPEC §3: DELETE takes the delete scope
+    @blp.response(200, AssignmentSchema)
+    def delete(self, assignment_id: uuid.UUID) -> Any:
+        """Lift the exemption: the assignment counts again (without one, changes nothing)."""
+        session = request_session()
+        assignment = service.get_assignment(session, assignment_id)
+        return attach_names(session, exemptions.lift(session, assignment, now=utcnow()))
 
 
 @blp.route("/<uuid:assignment_id>/renew")
@@ -78,9 +150,10 @@ class Renew(MethodView):
         """Record a new cycle; the previous one stays in the history."""
         session = request_session()
         assignment = service.get_assignment(session, assignment_id)
-        return service.renew_assignment(
+        renewed = service.renew_assignment(
             session, assignment, data, actor=current_subject(), now=utcnow()
         )
+        return attach_names(session, renewed)
 
 
 @blp.route("/<uuid:assignment_id>/revoke")
@@ -92,9 +165,10 @@ class Revoke(MethodView):
         """Revoke with a documented reason (records who and when)."""
         session = request_session()
         assignment = service.get_assignment(session, assignment_id)
-        return service.revoke_assignment(
+        revoked = service.revoke_assignment(
             session, assignment, data["reason"], actor=current_subject(), now=utcnow()
         )
+        return attach_names(session, revoked)
 
 
 @blp.route("/<uuid:assignment_id>/form-submissions")
@@ -106,9 +180,10 @@ class FormSubmissions(MethodView):
         """Submit the certification's form; an accepted submission records the certification."""
         session = request_session()
         assignment = service.get_assignment(session, assignment_id)
-        return service.submit_form(
+        submission = service.submit_form(
             session, assignment, data["answers"], actor=current_subject(), now=utcnow()
         )
+        return attach_names(session, submission)
 
 
 @blp.route("/<uuid:assignment_id>/history")
@@ -118,4 +193,12 @@ class History(MethodView):
     def get(self, assignment_id: uuid.UUID) -> Any:
         """Every cycle, status change and form submission of the assignment."""
         session = request_session()
-        return service.history(session, service.get_assignment(session, assignment_id))
+        found = service.history(session, service.get_assignment(session, assignment_id))
+        names = vars(names_by_assignment(session, [assignment_id])[assignment_id])
+        for entry in [*found["cycles"], *found["status_events"], *found["form_submissions"]]:
+            if isinstance(entry, dict):
+                entry.update(names)
+            else:
+                for key, value in names.items():
+                    setattr(entry, key, value)
+        return found | names

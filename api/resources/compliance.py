@@ -8,7 +8,12 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from api.db import request_session
-from api.schemas.views import ComplianceSummarySchema, ForecastArgs, ForecastSchema
+from api.schemas.views import (
+    ComplianceSummarySchema,
+    ForecastArgs,
+    ForecastSchema,
+    IncludeInactiveArgs,
+)
 from certifications.reporting.compliance import compliance_summary
 from certifications.reporting.forecast import renewal_forecast
 from infra.database import utcnow
@@ -23,11 +28,15 @@ blp = Blueprint(
 @blp.route("/summary")
 class ComplianceSummary(MethodView):
     @requires("certifications:read", module="hse")
+    @blp.arguments(IncludeInactiveArgs, location="query")
     @blp.response(200, ComplianceSummarySchema)
-    def get(self) -> Any:
+    def get(self, args: dict[str, Any]) -> Any:
         """Counts per status and the share of required assignments that are valid: per
-        certification, per group (with its subgroups) and org-wide."""
-        return compliance_summary(request_session())
+        certification, per group (with its subgroups) and org-wide.
+
+        Exempt assignments count under `exempt`, outside the ratio; assignments of inactive
+        subjects (leavers) are left out unless `include_inactive=true`."""
+        return compliance_summary(request_session(), args["include_inactive"])
 
 
 @blp.route("/forecast")
@@ -38,4 +47,4 @@ class RenewalForecast(MethodView):
     def get(self, args: dict[str, Any]) -> Any:
         """Renewals falling due per calendar month from today, and their cost."""
         today = org_today(current_organization().timezone, utcnow())
-        return renewal_forecast(request_session(), today, args["months"])
+        return renewal_forecast(request_session(), today, args["months"], args["include_inactive"])

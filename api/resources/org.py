@@ -14,6 +14,7 @@ from api.schemas.org import (
     OrganizationPatchSchema,
     OrganizationSchema,
 )
+from certifications.automation.tasks import check_assignee
 from infra import context
 from tenancy.auth import requires
 from tenancy.organizations import (
@@ -48,9 +49,11 @@ class CurrentOrganization(MethodView):
     @blp.arguments(OrganizationPatchSchema)
     @blp.response(200, OrganizationSchema)
     def patch(self, changes: dict[str, Any]) -> Any:
-        """Change name, time zone, admin emails, webhook URL and secret."""
+        """Change name, time zone, admin emails, webhook URL and secret, default task assignee."""
         session = request_session()
         org = get_organization(session, context.require_org_id())
+        if "default_task_assignee_id" in changes:
+            check_assignee(session, changes["default_task_assignee_id"], "default_task_assignee_id")
         update_organization(session, org, changes)
         return org
 

@@ -1,4 +1,4 @@
-"""Renewal tasks (SPEC §5): list them, complete them."""
+"""Renewal tasks (SPEC §5): list them, reassign, reschedule, annotate, complete or cancel them."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from flask_smorest import Blueprint
 from api.db import request_session
 from api.pagination import page_schema, paginate
 from api.schemas.automation import TaskListArgs, TaskPatchSchema, TaskSchema
-from certifications.automation.tasks import get_task, set_task_status
+from certifications.automation.tasks import get_task, update_task
 from certifications.reporting.listings import tasks_query
+from certifications.reporting.names import attach_names
 from tenancy.auth import current_subject, requires
 
 blp = Blueprint("tasks", __name__, url_prefix="/tasks", description="Renewal tasks")
@@ -24,9 +25,13 @@ class Tasks(MethodView):
     @blp.arguments(TaskListArgs, location="query")
     @blp.response(200, page_schema(TaskSchema))
     def get(self, args: dict[str, Any]) -> Any:
-        """Tasks by due date; filter by status, assignee, assignment, due before a date."""
+        """Tasks by due date; filter by status, assignee, assignment, certification, subject,
+        due before a date."""
         stmt, keys = tasks_query(args)
-        return paginate(request_session(), stmt, keys, args["limit"], args.get("cursor"))
+        session = request_session()
+        return attach_names(
+            session, paginate(session, stmt, keys, args["limit"], args.get("cursor"))
+        )
 
 
 @blp.route("/<uuid:task_id>")
@@ -35,11 +40,13 @@ class TaskResource(MethodView):
     @blp.response(200, TaskSchema)
     def get(self, task_id: uuid.UUID) -> Any:
         """One task."""
-        return get_task(request_session(), task_id)
+        session = request_session()
+        return attach_names(session, get_task(session, task_id))
 
     @requires("certifications:update", module="hse")
     @blp.arguments(TaskPatchSchema)
     @blp.response(200, TaskSchema)
     def patch(self, data: dict[str, Any], task_id: uuid.UUID) -> Any:
-        """Complete (`{"status": "done"}`) or reopen a task."""
-        return set_task_status(request_session(), task_id, data["status"], current_subject())
+        """Change any of assignee_id, status (open, done, cancelled), due_on, note."""
+        session = request_session()
+        return attach_names(session, update_task(session, task_id, data, current_subject()))

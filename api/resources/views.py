@@ -18,6 +18,7 @@ from api.schemas.views import (
     ClientViewArgs,
     EmployeeViewArgs,
     GroupTreeSchema,
+    IncludeInactiveArgs,
     LocationViewArgs,
     SubjectViewArgs,
     SubjectViewPageSchema,
@@ -40,10 +41,11 @@ blp = Blueprint("views", __name__, url_prefix="/views", description="Compliance 
 @blp.route("/groups")
 class GroupTreeView(MethodView):
     @requires("certifications:read", module="hse")
+    @blp.arguments(IncludeInactiveArgs, location="query")
     @blp.response(200, GroupTreeSchema)
-    def get(self) -> Any:
+    def get(self, args: dict[str, Any]) -> Any:
         """The group tree: each group with its certifications and a count per status."""
-        return group_tree(request_session())
+        return group_tree(request_session(), args["include_inactive"])
 
 
 def _filters(args: dict[str, Any]) -> ViewFilters:
@@ -55,6 +57,8 @@ def _filters(args: dict[str, Any]) -> ViewFilters:
         client_id=args.get("client_id"),
         q=args["q"],
         active=args["active"],
+        include_inactive=args["include_inactive"],
+        exempt=args["exempt"],
     )
 
 

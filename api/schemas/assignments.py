@@ -9,26 +9,41 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from api.fields import Date, FieldOptions, Text, name_field
 from api.pagination import PageArgs
+from certifications.assignments.bulk import ACTIONS as BULK_ACTIONS
+from certifications.assignments.bulk import MAX_SUBJECTS as MAX_BULK_SUBJECTS
+from certifications.assignments.bulk import ROW_STATUSES as BULK_ROW_STATUSES
 from certifications.vocabulary import ASSIGNMENT_SOURCES, STATUSES, SUBJECT_KINDS
 
 MIN_DATE, MAX_DATE = date(1900, 1, 1), date(2999, 12, 31)
 
 
-def _bounded_date(value: date | None) -> None:
+def bounded_date(value: date | None) -> None:
     if value is not None and not MIN_DATE <= value <= MAX_DATE:
         raise ValidationError(f"Must be between {MIN_DATE} and {MAX_DATE}.")
 
 
 def _date(**kw: Any) -> Date:
-    return Date(allow_none=True, validate=_bounded_date, **kw)
+    return Date(allow_none=True, validate=bounded_date, **kw)
 
 
 NOTES: FieldOptions = {"allow_none": True, "validate": validate.Length(max=10_000)}
 
 
+class ExemptionSchema(Schema):
+    reason = fields.String(metadata={"description": "Why it is exempt"})
+    until = Date(
+        allow_none=True,
+        metadata={"description": "Last exempt day (org's time zone); null = until lifted"},
+    )
+    by = fields.String(allow_none=True, metadata={"description": "Who exempted it"})
+    at = fields.DateTime(metadata={"description": "When it was exempted"})
+
+
 class AssignmentSchema(Schema):
     id = fields.UUID()
     certification_id = fields.UUID()
+    certification_name = fields.String(metadata={"example": "Excavation Permit"})
+    subject_name = fields.String(metadata={"example": "Site North"})
     subject_type = fields.String(metadata={"enum": list(SUBJECT_KINDS)})
     subject_id = fields.UUID()
     source = fields.String(metadata={"enum": list(ASSIGNMENT_SOURCES)})
@@ -52,6 +67,14 @@ class AssignmentSchema(Schema):
     created_by = fields.String(allow_none=True)
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
+    exemption = fields.Nested(
+        ExemptionSchema,
+        allow_none=True,
+        metadata={
+            "description": "Set while exempt: outside compliance (no reminders nor tasks, "
+            "counted under `exempt`), the status still computed; null when not exempt"
+        },
+    )
 
 
 class _DatesSchema(Schema):
@@ -80,6 +103,17 @@ class RenewSchema(_DatesSchema):
     issued_on = _date(metadata={"description": "Defaults to today in the org's time zone"})
 
 
+class ExemptionRequestSchema(Schema):
+    reason = name_field(max_length=2000, required=True)
+    until = _date(
+        load_default=None,
+        metadata={
+            "description": "Last exempt day (today or later); null or absent = until lifted",
+            "example": "2027-06-30",
+        },
+    )
+
+
 class RevokeSchema(Schema):
     reason = name_field(max_length=2000, required=True)
 
@@ -93,7 +127,16 @@ class FormSubmissionCreateSchema(Schema):
     )
 
 
-class FormSubmissionSchema(Schema):
+class NamesSchema(Schema):
+    """What an entry's ids name (one query per page, never one per row)."""
+
+    certification_name = fields.String(metadata={"example": "Excavation Permit"})
+    subject_type = fields.String(metadata={"enum": list(SUBJECT_KINDS)})
+    subject_id = fields.UUID()
+    subject_name = fields.String(metadata={"example": "Site North"})
+
+
+class FormSubmissionSchema(NamesSchema):
     id = fields.UUID()
     assignment_id = fields.UUID()
     cycle = fields.Integer()
@@ -103,7 +146,7 @@ class FormSubmissionSchema(Schema):
     created_at = fields.DateTime()
 
 
-class CycleSchema(Schema):
+class CycleSchema(NamesSchema):
     cycle = fields.Integer()
     issued_on = Date(allow_none=True)
     effective_on = Date(allow_none=True)
@@ -116,7 +159,7 @@ class CycleSchema(Schema):
     current = fields.Boolean()
 
 
-class StatusEventSchema(Schema):
+class StatusEventSchema(NamesSchema):
     id = fields.UUID()
     cycle = fields.Integer()
     from_status = fields.String(allow_none=True)
@@ -125,7 +168,7 @@ class StatusEventSchema(Schema):
     created_at = fields.DateTime()
 
 
-class HistorySchema(Schema):
+class HistorySchema(NamesSchema):
     assignment_id = fields.UUID()
     cycles = fields.List(fields.Nested(CycleSchema))
     status_events = fields.List(fields.Nested(StatusEventSchema))
@@ -139,3 +182,65 @@ class AssignmentListArgs(PageArgs):
     status = Text(validate=validate.OneOf(STATUSES))
     source = Text(validate=validate.OneOf(ASSIGNMENT_SOURCES))
     required = fields.Boolean()
+
+
+class AssignmentBulkArgsSchema(Schema):
+    atomic = fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "All or nothing: any refused subject answers 422, nothing written."
+        },
+    )
+
+
+class AssignmentBulkSchema(Schema):
+    action = Text(
+        required=True,
+        validate=validate.OneOf(BULK_ACTIONS),
+        metadata={"description": "assign, renew or revoke", "example": "renew"},
+    )
+    certification_id = fields.UUID(required=True)
+    subject_type = Text(required=True, validate=validate.OneOf(SUBJECT_KINDS))
+    subject_ids = fields.List(
+        fields.UUID(),
+        required=True,
+        validate=validate.Length(min=1, max=MAX_BULK_SUBJECTS),
+        metadata={"description": f"1 to {MAX_BULK_SUBJECTS} subjects; reported by position"},
+    )
+    issued_on = _date(metadata={"description": "assign: as POST /assignments; renew: today"})
+    effective_on = _date(metadata={"description": "Defaults to issued_on"})
+    expires_on = _date(metadata={"description": "Defaults to effective_on + validity"})
+    reason = name_field(max_length=2000, metadata={"description": "Required to revoke"})
+    notes = Text(**NOTES)
+
+    @validates_schema
+    def _consistent(self, data: dict[str, Any], **_kw: Any) -> None:
+        if data.get("action") == "revoke" and not data.get("reason"):
+            raise ValidationError("Required to revoke.", "reason")
+        issued, effective = data.get("issued_on"), data.get("effective_on")
+        if issued is not None and effective is not None and effective < issued:
+            raise ValidationError("Must not be before issued_on.", "effective_on")
+
+
+class AssignmentBulkRowSchema(Schema):
+    index = fields.Integer(metadata={"description": "0-based position in `subject_ids`"})
+    subject_id = fields.UUID()
+    assignment_id = fields.UUID(metadata={"description": "The assignment created or changed"})
+    status = fields.String(metadata={"enum": list(BULK_ROW_STATUSES)})
+    errors = fields.Dict(metadata={"description": "Why the subject was refused, by field"})
+    message = fields.String()
+
+
+class AssignmentBulkCountsSchema(Schema):
+    created = fields.Integer()
+    renewed = fields.Integer()
+    revoked = fields.Integer()
+    unchanged = fields.Integer()
+    conflict = fields.Integer()
+    error = fields.Integer()
+
+
+class AssignmentBulkReportSchema(Schema):
+    action = fields.String(metadata={"enum": list(BULK_ACTIONS)})
+    counts = fields.Nested(AssignmentBulkCountsSchema)
+    rows = fields.List(fields.Nested(AssignmentBulkRowSchema))

@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 from datetime import UTC
+from typing import Any
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from api.fields import Date, Text
 from api.pagination import PageArgs
+from api.schemas.assignments import NamesSchema, bounded_date
 from certifications.vocabulary import (
     CHANNELS,
     NOTIFICATION_STATUSES,
     RECIPIENT_SOURCES,
+    RETRYABLE_NOTIFICATION_STATUSES,
     SETTABLE_TASK_STATUSES,
+    SUBJECT_KINDS,
     TASK_STATUSES,
     TRIGGERS,
 )
 
 
-class NotificationSchema(Schema):
+class NotificationSchema(NamesSchema):
     id = fields.UUID()
     assignment_id = fields.UUID()
     certification_id = fields.UUID()
@@ -46,7 +50,28 @@ class NotificationListArgs(PageArgs):
     assignment_id = fields.UUID()
 
 
-class TaskSchema(Schema):
+class NotificationRetrySchema(Schema):
+    status = Text(
+        required=True,
+        validate=validate.OneOf(RETRYABLE_NOTIFICATION_STATUSES),
+        metadata={"description": "Resend the notifications in this state", "example": "failed"},
+    )
+    since = fields.AwareDateTime(
+        required=True,
+        default_timezone=UTC,
+        metadata={
+            "description": "Only those that reached the state at or after this time (UTC when "
+            "no offset is given)",
+            "example": "2026-11-30T00:00:00Z",
+        },
+    )
+
+
+class RetryCountSchema(Schema):
+    count = fields.Integer(metadata={"description": "How many notifications were queued again"})
+
+
+class TaskSchema(NamesSchema):
     id = fields.UUID()
     kind = fields.String(metadata={"example": "renewal"})
     title = fields.String()
@@ -59,7 +84,10 @@ class TaskSchema(Schema):
     status = fields.String(metadata={"enum": list(TASK_STATUSES)})
     completed_at = fields.DateTime(allow_none=True)
     completed_by = fields.String(allow_none=True)
-    closed_at = fields.DateTime(allow_none=True)
+    closed_at = fields.DateTime(
+        allow_none=True, metadata={"description": "When a renewal closed it or it was cancelled"}
+    )
+    note = fields.String(allow_none=True)
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
 
@@ -68,15 +96,30 @@ class TaskListArgs(PageArgs):
     status = Text(validate=validate.OneOf(TASK_STATUSES))
     assignee_id = fields.UUID()
     assignment_id = fields.UUID()
-    due_before = Date(metadata={"description": "Tasks due on or before this date"})
+    certification_id = fields.UUID()
+    subject_type = Text(validate=validate.OneOf(SUBJECT_KINDS))
+    subject_id = fields.UUID()
+    due_before = Date(
+        validate=bounded_date, metadata={"description": "Tasks due on or before this date"}
+    )
 
 
 class TaskPatchSchema(Schema):
-    status = Text(
-        required=True,
-        validate=validate.OneOf(SETTABLE_TASK_STATUSES),
-        metadata={"description": "`done` completes the task, `open` reopens it"},
+    assignee_id = fields.UUID(
+        allow_none=True,
+        metadata={"description": "An employee of the organization; null leaves it unassigned"},
     )
+    status = Text(
+        validate=validate.OneOf(SETTABLE_TASK_STATUSES),
+        metadata={"description": "`done` completes the task, `open` reopens it, `cancelled`"},
+    )
+    due_on = Date(validate=bounded_date)
+    note = Text(allow_none=True, validate=validate.Length(max=10_000))
+
+    @validates_schema
+    def _not_empty(self, data: dict[str, Any], **_kw: Any) -> None:
+        if not data:
+            raise ValidationError("Give at least one of: assignee_id, status, due_on, note.")
 
 
 class AuditEventSchema(Schema):

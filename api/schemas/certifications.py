@@ -297,6 +297,14 @@ def _certification_fields() -> dict[str, fields.Field[Any]]:
                 [{"days_before_expiry": 30, "assignee": "holder"}],
             ),
         ),
+        "task_assignee_id": fields.UUID(
+            allow_none=True,
+            metadata=doc(
+                "An employee who gets the renewal tasks of this certification's assets, clients "
+                "and locations; null: the organization's default_task_assignee_id.",
+                None,
+            ),
+        ),
     }
 
 
@@ -308,9 +316,23 @@ def _create_fields() -> dict[str, fields.Field[Any]]:
 
 
 CertificationCreateSchema = Schema.from_dict(_create_fields(), name="CertificationCreateSchema")
-CertificationPatchSchema = Schema.from_dict(
-    _certification_fields(), name="CertificationPatchSchema"
-)
+
+
+def _patch_fields() -> dict[str, fields.Field[Any]]:
+    spec = _certification_fields()
+    spec["apply_to_current"] = StrictBoolean(
+        load_only=True,
+        metadata=doc(
+            "With `validity`: also move the computed expiry of every current cycle (the "
+            "`recompute` job's result counts them in `expiries`). Default false: a new "
+            "validity applies to cycles recorded from now on.",
+            True,
+        ),
+    )
+    return spec
+
+
+CertificationPatchSchema = Schema.from_dict(_patch_fields(), name="CertificationPatchSchema")
 
 
 class JobRefSchema(Schema):

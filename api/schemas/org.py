@@ -37,6 +37,7 @@ class OrganizationSchema(Schema):
     admin_emails = fields.List(fields.String())
     webhook_url = fields.String(allow_none=True)
     webhook_secret_set = fields.Method("_secret_set", metadata={"type": "boolean"})
+    default_task_assignee_id = fields.UUID(allow_none=True)
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
 
@@ -63,6 +64,13 @@ class OrganizationPatchSchema(Schema):
         load_only=True,
         validate=validate.Length(min=16, max=200),
         metadata={"description": "Write-only HMAC key for webhook signatures; never returned."},
+    )
+    default_task_assignee_id = fields.UUID(
+        allow_none=True,
+        metadata={
+            "description": "An employee who gets the renewal tasks of assets, clients and "
+            "locations (a certification's task_assignee_id overrides it); null: unassigned."
+        },
     )
 
     @validates_schema(pass_original=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from marshmallow import Schema, fields, validate
 from webargs.fields import DelimitedList
 
@@ -28,7 +30,24 @@ class SubjectViewArgs(PageArgs):
         validate=validate.Length(min=1, max=200),
         metadata={"description": "Case-insensitive substring of the subject's name."},
     )
-    active = fields.Boolean(load_default=None, metadata={"description": "Unset: all subjects."})
+    active = fields.Boolean(
+        load_default=None,
+        metadata={
+            "description": "true: active subjects only, false: inactive ones (leavers) only. "
+            "Unset: active subjects, or all of them with `include_inactive=true`."
+        },
+    )
+    include_inactive = fields.Boolean(
+        load_default=False,
+        metadata={"description": "List inactive subjects (leavers) too; default false."},
+    )
+    exempt = fields.Boolean(
+        load_default=None,
+        metadata={
+            "description": "true: only exempt assignments, false: only assignments inside "
+            "compliance. Unset: both."
+        },
+    )
     format = fields.String(
         load_default="json",
         validate=validate.OneOf(("json", "csv")),
@@ -54,7 +73,16 @@ class ClientViewArgs(SubjectViewArgs):
     client_id = fields.UUID(load_default=None, metadata={"description": "Only this client."})
 
 
-class ForecastArgs(Schema):
+class IncludeInactiveArgs(Schema):
+    include_inactive = fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "Count assignments of inactive subjects (leavers) too; default false."
+        },
+    )
+
+
+class ForecastArgs(IncludeInactiveArgs):
     months = Integer(
         load_default=12,
         validate=validate.Range(min=1, max=36),
@@ -80,6 +108,17 @@ class SubjectCertificationSchema(Schema):
     effective_on = Date(allow_none=True)
     expires_on = Date(allow_none=True)
     assignment_id = fields.UUID()
+    exempt = fields.Boolean(metadata={"description": "Exempt: outside compliance"})
+
+
+_SUMMARY_FIELDS: dict[str, fields.Field[Any]] = {s: fields.Integer() for s in STATUSES}
+_SUMMARY_FIELDS["exempt"] = fields.Integer(
+    metadata={"description": "Exempt (not in the status counts)"}
+)
+SubjectSummarySchema = Schema.from_dict(
+    _SUMMARY_FIELDS,
+    name="SubjectSummarySchema",
+)
 
 
 class SubjectViewSchema(Schema):
@@ -92,8 +131,11 @@ class SubjectViewSchema(Schema):
     client_id = fields.UUID(allow_none=True, metadata={"description": "Job locations only."})
     certifications = fields.List(fields.Nested(SubjectCertificationSchema))
     summary = fields.Nested(
-        StatusCountsSchema,
-        metadata={"description": "Count per status over the subject's applicable certifications."},
+        SubjectSummarySchema,
+        metadata={
+            "description": "Count per status over the subject's applicable certifications "
+            "inside compliance; exempt ones count under `exempt` only."
+        },
     )
 
 
@@ -109,6 +151,11 @@ class ComplianceFiguresSchema(Schema):
     compliance = fields.Float(
         allow_none=True,
         metadata={"description": "compliant / required, 0 to 1 (null without requirements)"},
+    )
+    exempt = fields.Integer(
+        metadata={
+            "description": "Exempt assignments: outside counts, required, compliant and ratio"
+        }
     )
 
 

@@ -80,6 +80,24 @@ class Assignment(TenantEntity, Timestamps, Base):
     created_by: Mapped[str | None] = mapped_column(String(200))
     # Who recorded the current cycle: the creator for cycle 1, the renewer after a renewal.
     cycle_recorded_by: Mapped[str | None] = mapped_column(String(200))
+    # An exemption (set when `exempt_at` is): outside compliance, no reminders or tasks, until
+    # `exempt_until` (inclusive; null = until lifted). See `assignments.exemptions`.
+    exempt_reason: Mapped[str | None] = mapped_column(Text)
+    exempt_until: Mapped[date | None] = mapped_column(Date)
+    exempt_by: Mapped[str | None] = mapped_column(String(200))
+    exempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @property
+    def exemption(self) -> dict[str, Any] | None:
+        """The API's `exemption` object, or None when not exempt."""
+        if self.exempt_at is None:
+            return None
+        return {
+            "reason": self.exempt_reason,
+            "until": self.exempt_until,
+            "by": self.exempt_by,
+            "at": self.exempt_at,
+        }
 
 
 class AssignmentCycle(TenantEntity, Base):

@@ -51,6 +51,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
+from certifications.assignments.exemptions import lift_expired
 from certifications.assignments.models import Assignment, StatusEvent
 from certifications.assignments.schedule import mark_recomputed
 from certifications.catalog.models import Certification
@@ -408,20 +409,27 @@ def recompute_org(
     if org is None:
         return {"changed": 0}
     today = org_today(org.timezone, now)
+    ended = lift_expired(session, org_id, today, now)  # exemptions whose `until` has passed
     changed = recompute_statuses(session, org_id, today, now=now, on_chunk=on_chunk)
     mark_recomputed(session, org_id, today, now, changed)
-    return {"today": today.isoformat(), "changed": changed}
+    return {"today": today.isoformat(), "changed": changed, "exemptions_ended": ended}
 
 
 def recompute_certification(
-    session: Session, org_id: uuid.UUID, certification_id: uuid.UUID, now: datetime
+    session: Session,
+    org_id: uuid.UUID,
+    certification_id: uuid.UUID,
+    now: datetime,
+    *,
+    apply_to_current: bool = False,
 ) -> dict[str, Any]:
-    """After a certification's `validity` or `warning_days` changed: computed expiries, then
-    statuses of its assignments (flushes only; idempotent)."""
+    """After a certification's `validity` or `warning_days` changed: statuses of its
+    assignments, after moving computed expiries of current cycles only when `apply_to_current`
+    (a recorded expiry does not move otherwise); `expiries` = how many moved. Flushes only."""
     org = session.get(Organization, org_id)
     if org is None:
         return {"expiries": 0, "changed": 0}
     today = org_today(org.timezone, now)
-    expiries = refresh_expiries(session, org_id, certification_id)
+    expiries = refresh_expiries(session, org_id, certification_id) if apply_to_current else 0
     changed = recompute_statuses(session, org_id, today, certification_id=certification_id, now=now)
     return {"expiries": expiries, "changed": changed}

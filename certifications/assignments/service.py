@@ -1,4 +1,4 @@
-"""Assignments (SPEC §4): create, change dates, renew, revoke, form submissions, history.
+"""Assignments (SPEC §4): create, change dates, renew, revoke, delete, form submissions, history.
 
 Services only flush; the caller (request or job) owns the commit. Every write stores the status
 the rules give for "today" in the organization's time zone and records a status event when it
@@ -25,6 +25,8 @@ from certifications.assignments.models import (
     StatusEvent,
 )
 from certifications.assignments.schedule import request_tick
+from certifications.audit.trail import record
+from certifications.automation.withdraw import withdraw
 from certifications.catalog import forms
 from certifications.catalog.models import Certification
 from certifications.catalog.service import get_certification
@@ -74,8 +76,15 @@ def create_assignment(
     if data["subject_type"] != cert.type:
         raise Invalid({"subject_type": [f"This certification applies to {cert.type}s."]})
     model = SUBJECT_MODELS[data["subject_type"]]
-    if session.get(model, data["subject_id"]) is None:
+    subject = session.get(model, data["subject_id"])
+    if subject is None:
         raise Invalid({"subject_id": [f"No {data['subject_type']} with this id."]})
+    if not subject.active:
+        raise Conflict(
+            f"This {data['subject_type']} is inactive (a leaver): reactivate it before "
+            "assigning certifications to it.",
+            {"subject_id": ["Inactive."]},
+        )
     _refuse_second_live(session, cert.id, data["subject_id"])
     today = org_today_for(session, require_org_id(), now)
     issued = data.get("issued_on")
@@ -123,7 +132,7 @@ def update_assignment(
         assignment.notes = changes["notes"]
     date_changes = {k: v for k, v in changes.items() if k in DATE_FIELDS}
     if date_changes:
-        _refuse_revoked(assignment)
+        refuse_revoked(assignment)
         cert = get_certification(session, assignment.certification_id)
         issued = date_changes.get("issued_on", assignment.issued_on)
         effective = date_changes.get("effective_on", assignment.effective_on)
@@ -156,12 +165,17 @@ def renew_assignment(
 ) -> Assignment:
     """Record a new cycle; the previous one is kept in the assignment's history."""
     assignment = lock_assignment(session, assignment)
-    _refuse_revoked(assignment)
+    refuse_revoked(assignment)
     cert = get_certification(session, assignment.certification_id)
-    today = org_today_for(session, require_org_id(), now)
+    org_id = require_org_id()
+    today = org_today_for(session, org_id, now)
     issued, effective, expires = _dates(
         cert, data.get("issued_on") or today, data.get("effective_on"), data.get("expires_on")
     )
+    current = (assignment.issued_on, assignment.effective_on, assignment.expires_on)
+    if (issued, effective, expires) == current:
+        return assignment  # the current cycle already (a repeated request): no new cycle
+    _refuse_going_back(assignment, effective)
     session.add(
         AssignmentCycle(
             assignment_id=assignment.id,
@@ -185,8 +199,42 @@ def renew_assignment(
         assignment.notes = data["notes"]
     assignment.updated_at = now
     session.flush()
+    # The old cycle's open renewal tasks and unsent reminders go with it, in this transaction.
+    withdraw(
+        session,
+        org_id,
+        [assignment.id],
+        "superseded by a renewal",
+        now,
+        before_cycle=assignment.cycle,
+    )
     restatus(session, assignment, cert, today, now, cycle_started=True)
     return assignment
+
+
+def delete_assignment(session: Session, assignment: Assignment) -> None:
+    """Remove an assignment made by hand by mistake: the row and everything hanging off it
+    (cycles, status events, notifications, tasks) go; the audit trail keeps its history.
+
+    A rule-sourced assignment (a role) would come back at the next fan-out: 409, exempt it.
+    """
+    assignment = lock_assignment(session, assignment)
+    if assignment.source != "manual":
+        raise Conflict(
+            f"This assignment is required by a rule ({assignment.source}) and cannot be "
+            f"deleted; exempt it instead: POST /assignments/{assignment.id}/exemption "
+            '{"reason": "...", "until": null}.',
+            {"source": [assignment.source]},
+        )
+    record(
+        session,
+        "delete",
+        "assignment_history",
+        assignment.id,
+        before=_history_json(session, assignment),
+    )
+    session.delete(assignment)
+    session.flush()
 
 
 def revoke_assignment(
@@ -194,7 +242,7 @@ def revoke_assignment(
 ) -> Assignment:
     """Cancel on purpose, with a documented reason; the row stays as history."""
     assignment = lock_assignment(session, assignment)
-    _refuse_revoked(assignment)
+    refuse_revoked(assignment)
     assignment.revoked_at = now
     assignment.revoked_reason = reason
     assignment.revoked_by = actor
@@ -215,7 +263,7 @@ def submit_form(
 ) -> FormSubmission:
     """Validate answers against the certification's form; an accepted one records the cycle."""
     assignment = lock_assignment(session, assignment)
-    _refuse_revoked(assignment)
+    refuse_revoked(assignment)
     cert = get_certification(session, assignment.certification_id)
     fields = forms.form_fields(cert.form)
     if not fields:
@@ -293,6 +341,33 @@ def history(session: Session, assignment: Assignment) -> dict[str, Any]:
     }
 
 
+def _history_json(session: Session, assignment: Assignment) -> dict[str, Any]:
+    """`history()` as plain values, for the audit trail."""
+    h = history(session, assignment)
+    return {
+        "cycles": h["cycles"],
+        "status_events": [
+            {
+                "cycle": e.cycle,
+                "from_status": e.from_status,
+                "to_status": e.to_status,
+                "on_date": e.on_date,
+                "created_at": e.created_at,
+            }
+            for e in h["status_events"]
+        ],
+        "form_submissions": [
+            {
+                "cycle": f.cycle,
+                "answers": f.answers,
+                "submitted_by": f.submitted_by,
+                "created_at": f.created_at,
+            }
+            for f in h["form_submissions"]
+        ],
+    }
+
+
 def restatus(
     session: Session,
     assignment: Assignment,
@@ -339,6 +414,8 @@ def _dates(
             given = "effective_on" if effective is not None else "expires_on"
             raise Invalid({"issued_on": [f"Required when {given} is given."]})
         return None, None, None
+    if effective is not None and effective < issued:
+        raise Invalid({"effective_on": ["Must not be before issued_on."]})
     effective = effective or issued
     if expires is None:
         expires = rules.compute_expiry(effective, cert.validity_months, cert.validity_days)
@@ -375,6 +452,24 @@ def _live_conflict(existing: uuid.UUID | None = None) -> Conflict:
     return Conflict("This subject already holds a live assignment of this certification.", errors)
 
 
-def _refuse_revoked(assignment: Assignment) -> None:
+def _refuse_going_back(assignment: Assignment, effective: date | None) -> None:
+    """A renewal starts a later cycle: going back in time is a correction (PATCH), not one."""
+    current = assignment.effective_on or assignment.issued_on
+    if current is None or effective is None or effective >= current:
+        return
+    raise Conflict(
+        f"The current cycle is effective from {current.isoformat()} (issued "
+        f"{_iso(assignment.issued_on)}, expires {_iso(assignment.expires_on)}); a renewal "
+        f"cannot start before it (effective_on {effective.isoformat()}). To correct the "
+        f"current cycle's dates, use PATCH /assignments/{assignment.id}.",
+        {"effective_on": [f"Must be on or after {current.isoformat()}."]},
+    )
+
+
+def _iso(value: date | None) -> str:
+    return value.isoformat() if value is not None else "never"
+
+
+def refuse_revoked(assignment: Assignment) -> None:
     if assignment.revoked_at is not None:
         raise Conflict("This assignment is revoked; assign the certification anew instead.")

@@ -34,6 +34,16 @@ def compute_expiry(
     return None
 
 
+def validity_days(months: int | None, days: int | None) -> int | None:
+    """The shortest cycle a validity gives, in days (12 months: 365; 1 month: 28); None =
+    never expires. A warning window this long or longer is "expires soon" from day one."""
+    if months:
+        # Every combination of month lengths occurs within four years from a leap year's start.
+        starts = (date(2000, 1, 1) + timedelta(days=i) for i in range(4 * 366))
+        return min((add_months(d, months) - d).days for d in starts)
+    return days or None
+
+
 def compute_status(
     *,
     revoked: bool,

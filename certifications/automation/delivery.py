@@ -13,6 +13,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
@@ -26,6 +27,7 @@ from infra.context import require_org_id
 from infra.settings import Settings
 from tenancy.keys import tenant_join
 from tenancy.models import Organization
+from tenancy.organizations import org_today
 
 LEASE = timedelta(minutes=5)  # a `sending` row older than this belongs to a dead worker
 
@@ -81,6 +83,7 @@ def claim(session: Session, notification_id: uuid.UUID, now: datetime) -> Outgoi
         session.flush()
         return None
     subject = session.get(SUBJECT_MODELS[assignment.subject_type], assignment.subject_id)
+    zone = ZoneInfo(org.timezone)
     return Outgoing(
         notification_id=note.id,
         org_id=org_id,
@@ -91,11 +94,13 @@ def claim(session: Session, notification_id: uuid.UUID, now: datetime) -> Outgoi
         trigger=note.trigger,
         cycle=note.cycle,
         triggered_on=note.triggered_on,
+        today=org_today(org.timezone, now),
+        timezone=org.timezone,
         assignment_id=assignment.id,
         status=assignment.status,
         issued_on=assignment.issued_on,
         expires_on=assignment.expires_on,
-        revoked_on=assignment.revoked_at.date() if assignment.revoked_at else None,
+        revoked_on=assignment.revoked_at.astimezone(zone).date() if assignment.revoked_at else None,
         revoked_reason=assignment.revoked_reason,
         certification_id=cert.id,
         certification_name=cert.name,

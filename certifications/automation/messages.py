@@ -1,4 +1,9 @@
-"""What a notification says: the email and the webhook payload, from one wording per trigger."""
+"""What a notification says: the email and the webhook payload, from one wording per trigger.
+
+Dates are the organization's: `today` is its local date when the message is composed, a
+revocation's date is the local date of its timestamp, and how far a date is from today is said
+in plain English ("today", "in 1 day", "3 days ago").
+"""
 
 from __future__ import annotations
 
@@ -30,11 +35,13 @@ class Outgoing:
     trigger: str
     cycle: int
     triggered_on: date
+    today: date  # the organization's local date when the message is composed
+    timezone: str  # the organization's IANA time zone
     assignment_id: uuid.UUID
     status: str
     issued_on: date | None
     expires_on: date | None
-    revoked_on: date | None
+    revoked_on: date | None  # the local date (org time zone) of the revocation
     revoked_reason: str | None
     certification_id: uuid.UUID
     certification_name: str
@@ -45,33 +52,46 @@ class Outgoing:
     webhook_secret: SealedSecret | None  # revealed only by the transport, to sign
 
 
+def relative_day(day: date, today: date) -> str:
+    """How far `day` is from `today`, in plain English: "today", "in 1 day", "3 days ago"."""
+    days = (day - today).days
+    if days == 0:
+        return "today"
+    if days == -1:
+        return "yesterday"
+    unit = "day" if abs(days) == 1 else "days"
+    return f"in {days} {unit}" if days > 0 else f"{-days} {unit} ago"
+
+
 def _what(out: Outgoing) -> tuple[str, str, date]:
     """(headline, what to do, the date that matters) for the trigger."""
     who = f"{out.certification_name} for {out.subject_name}"
     if out.trigger == "before_expiry" and out.expires_on is not None:
-        days = (out.expires_on - out.triggered_on).days
+        when = out.expires_on
+        verb = "expires" if when >= out.today else "expired"
         return (
-            f"{who} expires on {out.expires_on.isoformat()} (in {days} days)",
+            f"{who} {verb} on {when.isoformat()} ({relative_day(when, out.today)})",
             "Arrange the renewal before that date and record the new certificate.",
-            out.expires_on,
+            when,
         )
     if out.trigger == "expired":
         when = out.expires_on or out.triggered_on
         return (
-            f"{who} expired on {when.isoformat()}",
+            f"{who} expired on {when.isoformat()} ({relative_day(when, out.today)})",
             "Renew it now and record the new certificate; until then it does not count as valid.",
             when,
         )
     if out.trigger == "revoked":
         when = out.revoked_on or out.triggered_on
-        reason = f" (reason: {out.revoked_reason})" if out.revoked_reason else ""
+        reason = f"; reason: {out.revoked_reason}" if out.revoked_reason else ""
         return (
-            f"{who} was revoked on {when.isoformat()}{reason}",
+            f"{who} was revoked on {when.isoformat()} ({relative_day(when, out.today)}{reason})",
             "Arrange a new certification, or reassign duties that require it.",
             when,
         )
     return (
-        f"{who} is missing (as of {out.triggered_on.isoformat()})",
+        f"{who} is missing (as of {out.triggered_on.isoformat()}, "
+        f"{relative_day(out.triggered_on, out.today)})",
         "Record the certificate (issue date and any required form) so it counts as valid.",
         out.triggered_on,
     )
@@ -157,6 +177,8 @@ def webhook_payload(out: Outgoing, timestamp: int) -> dict[str, Any]:
         "timestamp": timestamp,
         "organization_id": str(out.org_id),
         "date": when.isoformat(),
+        "today": out.today.isoformat(),
+        "timezone": out.timezone,
         "message": headline,
         "action": todo,
         "certification": {"id": str(out.certification_id), "name": out.certification_name},

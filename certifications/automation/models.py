@@ -86,4 +86,6 @@ class Task(TenantEntity, Timestamps, Base):
     status: Mapped[str] = mapped_column(String(16), default="open", server_default="open")
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completed_by: Mapped[str | None] = mapped_column(String(200))
+    # Closed by a renewal/revocation, or cancelled by a person.
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    note: Mapped[str | None] = mapped_column(Text)

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeEngine
 
 from certifications.assignments.models import Assignment
+from certifications.assignments.scope import in_compliance
 from certifications.automation.models import Notification
 from certifications.catalog.models import Certification
 from certifications.directory.models import Client, Employee
@@ -203,7 +204,12 @@ def _inserts(
                 literal(now, Notification.__table__.c.updated_at.type),
             )
             .select_from(source)
-            .where(a.c.org_id == org.id, _trigger_matches(a, t, today), *where)
+            .where(
+                a.c.org_id == org.id,
+                _trigger_matches(a, t, today),
+                in_compliance(org.id, a),
+                *where,
+            )
         )
 
     statements = [

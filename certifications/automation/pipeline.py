@@ -20,6 +20,7 @@ from certifications.automation.delivery import LEASE
 from certifications.automation.models import Notification
 from certifications.automation.notifications import evaluate_rules
 from certifications.automation.tasks import evaluate_task_rules
+from certifications.automation.withdraw import withdraw_out_of_compliance
 from infra import context
 from jobs.outbox import request_job
 from tenancy.organizations import org_today
@@ -32,7 +33,9 @@ def evaluate_org(
 ) -> dict[str, Any]:
     """Tasks and notifications for one org on its local today (flushes only)."""
     today = org_today(timezone, now)
+    withdrawn = withdraw_out_of_compliance(session, org_id, now)  # exempt, or the subject left
     return {
+        "withdrawn": withdrawn,
         "tasks": evaluate_task_rules(session, org_id, today, now),
         "notifications": evaluate_rules(session, org_id, today, now),
     }

@@ -1,8 +1,12 @@
 """Renewal tasks (SPEC §4 `task_rules`, §5): one per (assignment, rule, cycle), set-based.
 
 A task rule `{days_before_expiry: N, assignee: "holder" | employee id}` opens a task N days
-before the assignment expires, due on the expiry date. Renewing (the assignment's `cycle`
-grows) or revoking the assignment closes its open tasks of older cycles.
+before the assignment expires, due on the expiry date, titled with the certification and the
+subject ("Renew Excavation Permit — Site North"). `holder` means the employee who holds it; an
+asset's, client's or location's task goes to the certification's `task_assignee_id`, else the
+organization's `default_task_assignee_id`. Renewing (the assignment's `cycle` grows) or revoking
+the assignment closes its open tasks of older cycles. People reassign, reschedule, annotate,
+complete, reopen or cancel a task (`update_task`).
 """
 
 from __future__ import annotations
@@ -12,24 +16,28 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Date, String, Uuid, case, exists, literal, or_, select, update
+from sqlalchemy import Date, String, Uuid, case, exists, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeEngine
 
 from certifications.assignments.models import Assignment
+from certifications.assignments.scope import in_compliance
 from certifications.automation.models import Task
 from certifications.catalog.models import Certification
 from certifications.directory.models import Employee
+from certifications.reporting.names import subject_name_sql
 from certifications.vocabulary import MAX_DAYS
 from infra.database import get_or_not_found, utcnow
 from infra.dialect import batches, insert_ignoring_conflicts, literal_table, new_uuid_sql
-from infra.errors import Conflict
+from infra.errors import Conflict, Invalid
+from tenancy.models import Organization
 
 _TARGET_COLUMNS: list[tuple[str, TypeEngine[Any]]] = [
     ("certification_id", Uuid()),
     ("rule_key", String(64)),
     ("until_on", Date()),
     ("assignee_id", Uuid()),
+    ("fallback_id", Uuid()),
     ("title", String(500)),
 ]
 _INSERT_COLUMNS = [
@@ -55,7 +63,8 @@ class TaskTarget:
     certification_id: uuid.UUID
     rule_key: str
     until_on: date
-    assignee_id: uuid.UUID | None  # None: the holder when it is an employee, else unassigned
+    assignee_id: uuid.UUID | None  # None: the holder when it is an employee, else fallback_id
+    fallback_id: uuid.UUID | None  # who gets the tasks of non-employee subjects
     title: str
 
 
@@ -73,11 +82,18 @@ def _parse(rule: Any) -> tuple[int, str] | None:
 
 
 def expand_task_targets(
-    session: Session, certs: list[Certification], today: date
+    session: Session,
+    certs: list[Certification],
+    today: date,
+    default_assignee_id: uuid.UUID | None = None,
 ) -> list[TaskTarget]:
     named: dict[str, uuid.UUID] = {}
     parsed: list[tuple[Certification, dict[str, Any], int, str]] = []
+    if default_assignee_id is not None:
+        named["default"] = default_assignee_id
     for cert in certs:
+        if cert.task_assignee_id is not None:
+            named[str(cert.task_assignee_id)] = cert.task_assignee_id
         for rule in cert.task_rules or []:
             got = _parse(rule)
             if got is None:
@@ -96,11 +112,19 @@ def expand_task_targets(
         assignee_id = named.get(assignee) if assignee != "holder" else None
         if assignee_id is not None and assignee_id not in known:
             assignee_id = None
+        fallback = cert.task_assignee_id or default_assignee_id
+        if fallback not in known:
+            fallback = None
         key = task_rule_key(rule)
         out.setdefault(
             (cert.id, key),
             TaskTarget(
-                cert.id, key, today + timedelta(days=days), assignee_id, f"Renew {cert.name}"
+                cert.id,
+                key,
+                today + timedelta(days=days),
+                assignee_id,
+                fallback,
+                f"Renew {cert.name}",
             ),
         )
     return list(out.values())
@@ -108,13 +132,20 @@ def expand_task_targets(
 
 def _insert(session: Session, org_id: uuid.UUID, targets: list[TaskTarget], now: datetime) -> int:
     a = Assignment.__table__
-    rows = [(t.certification_id, t.rule_key, t.until_on, t.assignee_id, t.title) for t in targets]
+    rows = [
+        (t.certification_id, t.rule_key, t.until_on, t.assignee_id, t.fallback_id, t.title)
+        for t in targets
+    ]
     t = literal_table(session, "task_targets", _TARGET_COLUMNS, rows)
     assignee = case(
         (t.c.assignee_id.is_not(None), t.c.assignee_id),
         (a.c.subject_type == "employee", a.c.subject_id),
-        else_=None,
+        else_=t.c.fallback_id,
     )
+    source, subject_name = subject_name_sql(
+        a, a.join(t, t.c.certification_id == a.c.certification_id)
+    )
+    title = func.substr(t.c.title + literal(" — ") + func.coalesce(subject_name, "?"), 1, 500)
     stamp = Task.__table__.c.created_at.type
     stmt = (
         select(
@@ -125,14 +156,14 @@ def _insert(session: Session, org_id: uuid.UUID, targets: list[TaskTarget], now:
             t.c.rule_key,
             a.c.cycle,
             literal("renewal"),
-            t.c.title,
+            title,
             assignee,
             a.c.expires_on,
             literal("open"),
             literal(now, stamp),
             literal(now, stamp),
         )
-        .select_from(a.join(t, t.c.certification_id == a.c.certification_id))
+        .select_from(source)
         .where(
             a.c.org_id == org_id,
             a.c.expires_on.is_not(None),
@@ -140,6 +171,7 @@ def _insert(session: Session, org_id: uuid.UUID, targets: list[TaskTarget], now:
             a.c.revoked_at.is_(None),
             a.c.status != "revoked",
             a.c.required.is_(True),
+            in_compliance(org_id, a),
         )
     )
     return insert_ignoring_conflicts(session, Task.__table__, _INSERT_COLUMNS, stmt, _KEY)
@@ -167,8 +199,10 @@ def evaluate_task_rules(
 ) -> dict[str, int]:
     """Open the renewal tasks due by `today`, close superseded ones (idempotent; flushes only)."""
     now = now or utcnow()
+    org = session.get(Organization, org_id)
+    default = org.default_task_assignee_id if org is not None else None
     certs = session.scalars(select(Certification).where(Certification.archived_at.is_(None)))
-    targets = expand_task_targets(session, [c for c in certs if c.task_rules], today)
+    targets = expand_task_targets(session, [c for c in certs if c.task_rules], today, default)
     created = sum(_insert(session, org_id, list(chunk), now) for chunk in batches(targets))
     closed = close_superseded_tasks(session, org_id, now)
     session.flush()
@@ -179,23 +213,39 @@ def get_task(session: Session, task_id: uuid.UUID) -> Task:
     return get_or_not_found(session, Task, task_id, "task")
 
 
-def set_task_status(
+def check_assignee(session: Session, employee_id: uuid.UUID | None, field: str) -> None:
+    """422 naming `field` unless `employee_id` is None or an employee of this organization
+    (another organization's employee is as unknown here as a made-up id)."""
+    if employee_id is not None and session.get(Employee, employee_id) is None:
+        raise Invalid({field: ["No employee with this id."]})
+
+
+def update_task(
     session: Session,
     task_id: uuid.UUID,
-    status: str,
+    changes: dict[str, Any],
     actor: str | None,
     now: datetime | None = None,
 ) -> Task:
-    """Complete (`done`) or reopen (`open`) a task; closed tasks belong to an old cycle."""
+    """Reassign, reschedule, annotate, complete (`done`), reopen (`open`) or cancel a task.
+
+    A task a renewal or revocation closed belongs to an old cycle: 409. `assignee_id` must be
+    an employee of this organization (another org's id is as unknown as a made-up one: 422).
+    """
     task = get_task(session, task_id)
     if task.status == "closed":
         raise Conflict("This task was closed by a renewal and can no longer change.")
-    if status == "done" and task.status != "done":
-        task.completed_at = now or utcnow()
-        task.completed_by = actor
-    elif status == "open":
-        task.completed_at = None
-        task.completed_by = None
-    task.status = status
+    now = now or utcnow()
+    check_assignee(session, changes.get("assignee_id"), "assignee_id")
+    for field in ("assignee_id", "due_on", "note"):
+        if field in changes:
+            setattr(task, field, changes[field])
+    status = changes.get("status")
+    if status is not None and status != task.status:
+        task.completed_at = now if status == "done" else None
+        task.completed_by = actor if status == "done" else None
+        task.closed_at = now if status == "cancelled" else None
+        task.status = status
+    task.updated_at = now
     session.flush()
     return task

@@ -46,6 +46,7 @@ class Certification(TenantEntity, Timestamps, Base):
         CheckConstraint("cost IS NULL OR cost >= 0", name="cost_not_negative"),
         CheckConstraint("warning_days >= 0", name="warning_days_not_negative"),
         Index("uq_certifications_org_lower_name", "org_id", func.lower("name"), unique=True),
+        tenant_fk("task_assignee_id", "employees"),
     )
 
     name: Mapped[str] = mapped_column(String(200))
@@ -62,6 +63,9 @@ class Certification(TenantEntity, Timestamps, Base):
     form: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     notification_rules: Mapped[list[Any]] = mapped_column(JSON, default=list)
     task_rules: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # Who gets the renewal tasks of this certification's non-employee subjects (overrides the
+    # organization's `default_task_assignee_id`).
+    task_assignee_id: Mapped[uuid.UUID | None] = mapped_column()
     archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from certifications.assignments.models import Assignment
 from certifications.assignments.schedule import request_tick
+from certifications.assignments.status import validity_days
 from certifications.catalog import groups
 from certifications.catalog.models import (
     Certification,
@@ -51,6 +52,7 @@ _COLUMNS = (
     "form",
     "notification_rules",
     "task_rules",
+    "task_assignee_id",
 )
 # Link field -> (association model, its column, referenced model, entity name).
 _LINKS: dict[str, tuple[Any, str, Any, str]] = {
@@ -70,6 +72,7 @@ DEFAULTS: dict[str, Any] = {
     "form": None,
     "notification_rules": [],
     "task_rules": [],
+    "task_assignee_id": None,
     "group_ids": [],
     "role_ids": [],
     "client_ids": [],
@@ -127,7 +130,13 @@ def create_certification(session: Session, data: dict[str, Any]) -> dict[str, An
 def update_certification(
     session: Session, certification_id: uuid.UUID, changes: dict[str, Any]
 ) -> dict[str, Any]:
-    """Partial update with the create rules applied to the resulting definition."""
+    """Partial update with the create rules applied to the resulting definition.
+
+    A new `validity` applies to cycles recorded from now on; with `apply_to_current` the
+    recompute job also moves the computed expiries of current cycles (its result counts them).
+    """
+    changes = dict(changes)
+    apply_to_current = bool(changes.pop("apply_to_current", False))
     cert = _lock(session, certification_id)
     before = describe(session, [cert])[0]
     after = {**before, **changes}
@@ -156,7 +165,9 @@ def update_certification(
     ):
         jobs.append(_fanout(session, cert))
     if after["validity"] != before["validity"] or after["warning_days"] != before["warning_days"]:
-        jobs.append(_recompute(session, cert))  # its job requests the tick when done
+        jobs.append(_recompute(session, cert, apply_to_current))  # requests the tick when done
+    elif apply_to_current:
+        jobs.append(_recompute(session, cert, True))  # apply the unchanged validity to current
     elif any(after[k] != before[k] for k in ("notification_rules", "task_rules")):
         request_tick(session)
     return describe(session, [cert], jobs)[0]
@@ -241,11 +252,22 @@ def _validate(session: Session, values: dict[str, Any], given: dict[str, Any]) -
                 ]
     if values["forms_required"] and not values["form"]:
         errors["form"] = ["Required when forms_required is true."]
+    if ("warning_days" in given or "validity" in given) and values["validity"]:
+        shortest = validity_days(values["validity"].get("months"), values["validity"].get("days"))
+        if values["warning_days"] >= shortest:
+            field = "warning_days" if "warning_days" in given else "validity"
+            errors[field] = [
+                f"warning_days ({values['warning_days']}) must be shorter than the validity "
+                f"({shortest} days at the shortest), or every record would always expire soon."
+            ]
     for field, (_model, _column, target, entity) in _LINKS.items():
         if field in given and field not in errors:
             unknown = _unknown_ids(session, target, given[field])
             if unknown:
                 errors[field] = [f"Unknown {entity} id: {i}" for i in unknown]
+    if given.get("task_assignee_id") is not None:
+        if _unknown_ids(session, Employee, [given["task_assignee_id"]]):
+            errors["task_assignee_id"] = ["Unknown employee id."]
     if "task_rules" in given:
         rule_errors = _task_rule_errors(session, given["task_rules"])
         if rule_errors:
@@ -364,9 +386,10 @@ def _fanout(session: Session, cert: Certification) -> Job | None:
     return request_job(session, FANOUT_ACTOR, job_kind=FANOUT_JOB_KIND, certification_id=cert.id)
 
 
-def _recompute(session: Session, cert: Certification) -> Job | None:
+def _recompute(session: Session, cert: Certification, apply_to_current: bool) -> Job | None:
+    extra: dict[str, Any] = {"apply_to_current": True} if apply_to_current else {}
     return request_job(
-        session, RECOMPUTE_ACTOR, job_kind=RECOMPUTE_JOB_KIND, certification_id=cert.id
+        session, RECOMPUTE_ACTOR, job_kind=RECOMPUTE_JOB_KIND, certification_id=cert.id, **extra
     )
 
 

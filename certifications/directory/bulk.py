@@ -20,7 +20,13 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from certifications.audit import trail as audit
-from certifications.directory.service import Kind, active_holders, held_message, request_fanout
+from certifications.directory.service import (
+    Kind,
+    active_holders,
+    activity_changed,
+    held_message,
+    request_fanout,
+)
 from infra.context import require_org_id
 from infra.database import utcnow
 from infra.errors import Invalid
@@ -82,6 +88,8 @@ def bulk_upsert(
     results: dict[int, dict[str, Any]] = {}
     writes: list[dict[str, Any]] = []
     fanout: list[str] = []
+    leavers: list[str] = []  # subjects this request deactivates
+    activity = False
     for index, status, old, new, item_id in planned:
         external_id = new["external_id"]
         results[index] = {"index": index, "external_id": external_id, "status": status}
@@ -90,6 +98,10 @@ def bulk_upsert(
             writes.append(new | {"id": item_id})
             if kind.name == "employee" and _affects_roles(old, new):
                 fanout.append(external_id)
+            if kind.name != "role" and old is not None and old["active"] != new["active"]:
+                activity = True
+                if not new["active"]:
+                    leavers.append(external_id)
 
     for index, errs in errors.items():
         results[index] = _error_row(index, errs)
@@ -105,6 +117,8 @@ def bulk_upsert(
         if result["status"] in ("created", "updated"):
             result["id"] = ids[result["external_id"]]
     job = request_fanout(session, [ids[e] for e in fanout])
+    if activity:
+        activity_changed(session, [ids[e] for e in leavers])
     _audit(session, kind.name, results.values())
     return _report(results, lines, job_id=job.id if job else None)
 

@@ -15,8 +15,11 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
+from certifications.assignments.schedule import request_tick
+from certifications.automation.withdraw import withdraw_for_subjects
 from certifications.directory.models import Asset, Client, Employee, Location, Role
-from infra.database import get_or_not_found
+from infra.context import require_org_id
+from infra.database import get_or_not_found, utcnow
 from infra.errors import Conflict, Invalid
 from jobs.models import Job
 from jobs.outbox import request_job
@@ -119,12 +122,24 @@ def update(session: Session, kind: Kind, item_id: uuid.UUID, changes: dict[str, 
     _check_reference(session, kind, changes, item)
     _check_unique(session, kind, changes, item.id)
     before = _fanout_state(kind, item)
+    was_active = item.active
     for key, value in changes.items():
         setattr(item, key, value)
     session.flush()
     if before != _fanout_state(kind, item):
         request_fanout(session, [item.id])
+    if kind.name != "role" and was_active != item.active:
+        activity_changed(session, [item.id] if was_active else [])
     return item
+
+
+def activity_changed(session: Session, deactivated: Iterable[uuid.UUID]) -> None:
+    """Subjects were deactivated or reactivated: a leaver's pending reminders and open tasks
+    are withdrawn now, and the tick re-evaluates the rules (a returner's resume)."""
+    ids = list(deactivated)
+    if ids:
+        withdraw_for_subjects(session, require_org_id(), ids, utcnow())
+    request_tick(session)
 
 
 def delete(session: Session, kind: Kind, item_id: uuid.UUID) -> None:

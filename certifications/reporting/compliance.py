@@ -3,7 +3,9 @@
 The group tree and the summary cost two statements each, whatever the size of the catalog: the
 counts per status of every certification's current assignments (`certification_stats`), and the
 group tree (`catalog.groups.group_nodes`), rolled up here. A required assignment is compliant
-while it is valid or expires soon.
+while it is valid or expires soon. Exempt assignments are outside the ratio (and the counts per
+status): they count under `exempt`. Assignments of inactive subjects (leavers) are left out
+unless `include_inactive`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from sqlalchemy import func, select, union_all
 from sqlalchemy.orm import Session
 
 from certifications.assignments.models import Assignment
+from certifications.assignments.scope import subject_active
 from certifications.catalog.groups import GroupNode, group_nodes, top_level
 from certifications.catalog.models import Certification
 from certifications.reporting.subjects import empty_counts, newer_cycle_exists
@@ -33,8 +36,12 @@ class CertificationStats:
     counts: dict[str, int] = field(default_factory=empty_counts)
     required: int = 0
     compliant: int = 0
+    exempt: int = 0
 
-    def add(self, status: str, required: bool, n: int) -> None:
+    def add(self, status: str, required: bool, exempt: bool, n: int) -> None:
+        if exempt:
+            self.exempt += n
+            return
         self.counts[status] += n
         if required:
             self.required += n
@@ -47,16 +54,22 @@ def compliance_share(required: int, compliant: int) -> float | None:
     return round(compliant / required, 4) if required else None
 
 
-def certification_stats(session: Session) -> dict[uuid.UUID, CertificationStats]:
+def certification_stats(
+    session: Session, include_inactive: bool = False
+) -> dict[uuid.UUID, CertificationStats]:
     """Counts per status of every active certification's current assignments (one statement)."""
     without_jit(session)
     # Live rows and latest revoked rows as two branches: inside an OR, the "latest" probe ran
     # once per revoked row as a subplan and the live rows paid for its estimate.
     org_id = require_org_id()
-    cols = (Assignment.certification_id, Assignment.status, Assignment.required)
-    live = select(*cols).where(Assignment.org_id == org_id, Assignment.revoked_at.is_(None))
+    exempt = Assignment.exempt_at.is_not(None).label("exempt")
+    cols = (Assignment.certification_id, Assignment.status, Assignment.required, exempt)
+    scope = [Assignment.org_id == org_id]
+    if not include_inactive:
+        scope.append(subject_active(org_id, Assignment))
+    live = select(*cols).where(*scope, Assignment.revoked_at.is_(None))
     revoked = select(*cols).where(
-        Assignment.org_id == org_id,
+        *scope,
         Assignment.revoked_at.is_not(None),
         ~newer_cycle_exists(),
     )
@@ -76,7 +89,7 @@ def certification_stats(session: Session) -> dict[uuid.UUID, CertificationStats]
     for r in session.execute(stmt):
         s = stats.setdefault(r.id, CertificationStats(r.id, r.name, r.type))
         if r.status is not None:
-            s.add(r.status, bool(r.required), r.n)
+            s.add(r.status, bool(r.required), bool(r.exempt), r.n)
     return stats
 
 
@@ -89,28 +102,31 @@ def _cert_json(s: CertificationStats) -> dict[str, Any]:
         "required": s.required,
         "compliant": s.compliant,
         "compliance": compliance_share(s.required, s.compliant),
+        "exempt": s.exempt,
     }
 
 
 def _rollup(stats: Iterable[CertificationStats]) -> dict[str, Any]:
-    counts, required, compliant = empty_counts(), 0, 0
+    counts, required, compliant, exempt = empty_counts(), 0, 0, 0
     for s in stats:
         for k, v in s.counts.items():
             counts[k] += v
         required += s.required
         compliant += s.compliant
+        exempt += s.exempt
     return {
         "counts": counts,
         "required": required,
         "compliant": compliant,
         "compliance": compliance_share(required, compliant),
+        "exempt": exempt,
     }
 
 
-def group_tree(session: Session) -> dict[str, Any]:
+def group_tree(session: Session, include_inactive: bool = False) -> dict[str, Any]:
     """The group tree; each node lists its own certifications with counts per status, its own
     counts, and `subtree` counts over itself and its descendants (each certification once)."""
-    stats = certification_stats(session)
+    stats = certification_stats(session, include_inactive)
     nodes = group_nodes(session)
 
     def render(node: GroupNode) -> dict[str, Any]:
@@ -135,9 +151,9 @@ def group_tree(session: Session) -> dict[str, Any]:
     }
 
 
-def compliance_summary(session: Session) -> dict[str, Any]:
+def compliance_summary(session: Session, include_inactive: bool = False) -> dict[str, Any]:
     """Org-wide: per certification, per group (with its subgroups) and in total."""
-    stats = certification_stats(session)
+    stats = certification_stats(session, include_inactive)
     nodes = group_nodes(session)
     groups = []
     for node in nodes.values():

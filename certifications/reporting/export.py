@@ -44,6 +44,7 @@ CSV_COLUMNS = (
     "effective_on",
     "expires_on",
     "assignment_id",
+    "exempt",
 )
 # Assignment rows read per statement (~400 KB of CSV; 10,000 cost +40 MB of peak RSS at
 # 2,000 × 300, 2,000 under +10 MB, in the same time); at most this many subjects per page.
@@ -140,7 +141,7 @@ def _lines(
     subject without any: one blank line when `blank` (no filter asked for certifications)."""
     listed: dict[uuid.UUID, list[list[str]]] = {}
     # Plain tuples unpacked: this loop runs once per line of the export.
-    for sid, aid, cid, name, status, required, issued, effective, expires in rows:
+    for sid, aid, cid, name, status, required, issued, effective, expires, exempt_at in rows:
         listed.setdefault(sid, []).append(
             [
                 str(cid),
@@ -151,6 +152,7 @@ def _lines(
                 effective.isoformat() if effective else "",
                 expires.isoformat() if expires else "",
                 str(aid),
+                "true" if exempt_at is not None else "false",
             ]
         )
     lines: list[list[str]] = []

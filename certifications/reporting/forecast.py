@@ -10,8 +10,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from certifications.assignments.models import Assignment
+from certifications.assignments.scope import not_exempt, subject_active
 from certifications.assignments.status import add_months
 from certifications.catalog.models import Certification
+from infra.context import require_org_id
 from infra.database import without_jit
 from tenancy.keys import tenant_join
 
@@ -22,9 +24,12 @@ def _money(value: Decimal) -> str:
     return f"{value.quantize(CENTS)}"
 
 
-def renewal_forecast(session: Session, today: date, months: int) -> dict[str, Any]:
-    """Live, required assignments of active certifications expiring from `today` to the end of
-    the `months`-th calendar month (the current month first), with the sum of their costs.
+def renewal_forecast(
+    session: Session, today: date, months: int, include_inactive: bool = False
+) -> dict[str, Any]:
+    """Live, required, not exempt assignments of active certifications expiring from `today` to
+    the end of the `months`-th calendar month (the current month first), with the sum of their
+    costs; assignments of inactive subjects only with `include_inactive`.
 
     One statement grouped by (expiry date, cost): the months are bucketed here, exact in Decimal.
     """
@@ -40,9 +45,12 @@ def renewal_forecast(session: Session, today: date, months: int) -> dict[str, An
             Certification.archived_at.is_(None),
             Assignment.expires_on >= today,
             Assignment.expires_on <= end,
+            not_exempt(Assignment),
         )
         .group_by(Assignment.expires_on, Certification.cost)
     )
+    if not include_inactive:
+        stmt = stmt.where(subject_active(require_org_id(), Assignment))
     # (renewals, cost) per month
     buckets = {add_months(first, i).strftime("%Y-%m"): (0, Decimal(0)) for i in range(months)}
     for r in session.execute(stmt):

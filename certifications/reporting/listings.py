@@ -16,6 +16,7 @@ from certifications.assignments.models import Assignment
 from certifications.audit.models import AuditEvent
 from certifications.automation.models import Notification, Task
 from infra.errors import Invalid
+from tenancy.keys import tenant_join
 
 
 def _equal(model: Any, args: dict[str, Any], names: Iterable[str]) -> Select[Any]:
@@ -46,7 +47,12 @@ def notifications_query(args: dict[str, Any]) -> tuple[Select[Any], list[Any]]:
 
 
 def tasks_query(args: dict[str, Any]) -> tuple[Select[Any], list[Any]]:
-    stmt = _equal(Task, args, ("status", "assignee_id", "assignment_id"))
+    stmt = _equal(Task, args, ("status", "assignee_id", "assignment_id", "certification_id"))
+    if args.get("subject_type") is not None or args.get("subject_id") is not None:
+        stmt = stmt.join(Assignment, tenant_join(Assignment, Task, "assignment_id"))
+        for name in ("subject_type", "subject_id"):
+            if args.get(name) is not None:
+                stmt = stmt.where(getattr(Assignment, name) == args[name])
     if args.get("due_before") is not None:
         stmt = stmt.where(Task.due_on <= args["due_before"])
     return stmt, [Task.due_on, Task.id]

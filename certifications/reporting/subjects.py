@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement, Select, and_, exists, func, literal, or_, 
 from sqlalchemy.orm import Session, aliased
 
 from certifications.assignments.models import Assignment
+from certifications.assignments.scope import not_exempt
 from certifications.catalog.groups import subtree_ids
 from certifications.catalog.models import (
     Certification,
@@ -44,6 +45,9 @@ class ViewFilters:
     client_id: uuid.UUID | None = None
     q: str | None = None
     active: bool | None = None
+    # Unset `active`: active subjects only, unless `include_inactive` (leavers stay out).
+    include_inactive: bool = False
+    exempt: bool | None = None  # only exempt (true) or only not exempt (false) assignments
 
 
 def empty_counts() -> dict[str, int]:
@@ -61,7 +65,8 @@ class SubjectRow:
     active: bool
     extra: dict[str, Any] = field(default_factory=dict)
     certifications: list[dict[str, Any]] = field(default_factory=list)
-    summary: dict[str, int] = field(default_factory=empty_counts)
+    # Counts per status of the assignments inside compliance, and `exempt` for the others.
+    summary: dict[str, int] = field(default_factory=lambda: empty_counts() | {"exempt": 0})
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -114,6 +119,8 @@ def certification_conditions(kind: str, f: ViewFilters) -> list[ColumnElement[bo
     ]
     if f.certification_id is not None:
         conds.append(Assignment.certification_id == f.certification_id)
+    if f.exempt is not None:
+        conds.append(Assignment.exempt_at.is_not(None) if f.exempt else not_exempt(Assignment))
     if f.group_id is not None:
         conds.append(
             Assignment.certification_id.in_(
@@ -136,6 +143,7 @@ def certification_conditions(kind: str, f: ViewFilters) -> list[ColumnElement[bo
 def narrows_certifications(kind: str, f: ViewFilters) -> bool:
     return bool(
         f.status
+        or f.exempt is not None
         or f.certification_id
         or f.group_id
         or (kind == "employee" and f.client_id is not None)
@@ -150,6 +158,8 @@ def subject_query(kind: str, f: ViewFilters) -> tuple[Select[Any], list[Any]]:
         stmt = stmt.where(func.lower(model.name).contains(f.q.lower(), autoescape=True))
     if f.active is not None:
         stmt = stmt.where(model.active.is_(f.active))
+    elif not f.include_inactive:
+        stmt = stmt.where(model.active.is_(True))
     if kind == "employee" and f.role_id is not None:
         stmt = stmt.where(model.role_id == f.role_id)
     if kind == "location" and f.client_id is not None:
@@ -191,6 +201,7 @@ def certification_rows(
             Assignment.issued_on,
             Assignment.effective_on,
             Assignment.expires_on,
+            Assignment.exempt_at,
         )
         .join(Certification, tenant_join(Certification, Assignment, "certification_id"))
         .where(Assignment.subject_id.in_(list(subject_ids)), *certification_conditions(kind, f))
@@ -261,9 +272,9 @@ def attach_certifications(
     by_id = {r.id: r for r in rows}
     wanted = set(f.status)
     # Plain tuples: this loop runs once per assignment of the page (50 x 20 at default size).
-    for sid, aid, cid, name, status, required, issued, effective, expires in found:
+    for sid, aid, cid, name, status, required, issued, effective, expires, exempt_at in found:
         row = by_id[sid]
-        row.summary[status] += 1
+        row.summary["exempt" if exempt_at is not None else status] += 1
         if wanted and status not in wanted:
             continue
         row.certifications.append(
@@ -276,6 +287,7 @@ def attach_certifications(
                 "effective_on": effective,
                 "expires_on": expires,
                 "assignment_id": aid,
+                "exempt": exempt_at is not None,
             }
         )
     return rows

@@ -382,7 +382,11 @@ def test_parallel_renewals_in_process_each_open_one_cycle(api, api_for, org, cer
         client = api_for(org)
         if i < threads:
             barrier.wait(timeout=30)
-        return int(client.post(f"/assignments/{aid}/renew", json={}).status_code)
+        # Distinct expiries: a renewal repeating the current cycle's dates opens no cycle.
+        expires = _iso(today + timedelta(days=400 + i))
+        return int(
+            client.post(f"/assignments/{aid}/renew", json={"expires_on": expires}).status_code
+        )
 
     with ThreadPoolExecutor(threads) as pool:
         statuses = list(pool.map(renew, range(40)))
@@ -540,7 +544,12 @@ def test_each_cycle_records_who_recorded_it(api_for, org, cert, emp):
     creator, renewer = api_for(org, sub="hr-clerk"), api_for(org, sub="site-manager")
     first = _create(creator, cert, emp, issued_on="2020-01-15").get_json()
     assert renewer.post(f"/assignments/{first['id']}/renew", json={}).status_code == 200
-    assert renewer.post(f"/assignments/{first['id']}/renew", json={}).status_code == 200
+    assert (
+        renewer.post(
+            f"/assignments/{first['id']}/renew", json={"expires_on": "2099-01-01"}
+        ).status_code
+        == 200
+    )
     cycles = creator.get(f"/assignments/{first['id']}/history").get_json()["cycles"]
     assert [(c["cycle"], c["recorded_by"]) for c in cycles] == [
         (1, "hr-clerk"),

@@ -766,7 +766,7 @@ def test_the_requested_jobs_run_and_assign_the_role(api, jobs):
     listed = api.get(f"/assignments?certification_id={created['id']}").get_json()["items"]
     assert [(a["subject_id"], a["source"]) for a in listed] == [(employee, "role")]
 
-    resp = api.patch(f"/certifications/{created['id']}", json={"validity": {"days": 30}})
+    resp = api.patch(f"/certifications/{created['id']}", json={"validity": {"days": 60}})
     [job] = resp.get_json()["jobs"]
     jobs.drain()
     assert api.get(f"/jobs/{job['id']}").get_json()["state"] == "done"

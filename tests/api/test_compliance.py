@@ -28,8 +28,8 @@ def test_summary(api, org, make_org, as_tenant):
     body = resp.get_json()
     by_cert = {c["name"]: figures(c) for c in body["certifications"]}
     assert by_cert == {
-        # Carol's expired First Aid is no longer required; Alice's old revoked cycle is history.
-        "First Aid": (counts(valid=1, missing=1, expired=1), 2, 1, 0.5),
+        # Carol left (her expired First Aid is out); Alice's old revoked cycle is history.
+        "First Aid": (counts(valid=1, missing=1), 2, 1, 0.5),
         "Harness": (counts(expires_soon=1, upcoming=1), 2, 1, 0.5),
         "ISO 9001": (counts(expired=1, revoked=1), 2, 0, 0.0),
         "Inspection": (counts(expires_soon=1), 1, 1, 1.0),
@@ -42,13 +42,21 @@ def test_summary(api, org, make_org, as_tenant):
     by_group = {g["name"]: figures(g) for g in body["groups"]}
     assert by_group == {
         "Heights": (counts(expires_soon=1, upcoming=1), 2, 1, 0.5),
-        "Quality": (counts(valid=1, missing=1, expired=2, revoked=1), 4, 1, 0.25),
+        "Quality": (counts(valid=1, missing=1, expired=1, revoked=1), 4, 1, 0.25),
         # Safety includes its subgroup Heights.
-        "Safety": (counts(valid=1, missing=1, expired=1, expires_soon=2, upcoming=1), 5, 3, 0.6),
+        "Safety": (counts(valid=1, missing=1, expires_soon=2, upcoming=1), 5, 3, 0.6),
     }
     heights = next(g for g in body["groups"] if g["name"] == "Heights")
     assert heights["parent_id"] == str(w.safety.id)
     assert figures(body["totals"]) == (
+        counts(valid=2, expires_soon=2, missing=2, expired=1, upcoming=1, revoked=1),
+        9,
+        4,
+        0.4444,
+    )
+    # With the leavers: Carol's expired First Aid (no longer required) counts, not the ratio.
+    every = api.get("/compliance/summary?include_inactive=true").get_json()
+    assert figures(every["totals"]) == (
         counts(valid=2, expires_soon=2, missing=2, expired=2, upcoming=1, revoked=1),
         9,
         4,
@@ -59,7 +67,13 @@ def test_summary(api, org, make_org, as_tenant):
 def test_summary_of_an_empty_org(api):
     body = api.get("/compliance/summary").get_json()
     assert body == {
-        "totals": {"counts": counts(), "required": 0, "compliant": 0, "compliance": None},
+        "totals": {
+            "counts": counts(),
+            "required": 0,
+            "compliant": 0,
+            "compliance": None,
+            "exempt": 0,
+        },
         "certifications": [],
         "groups": [],
     }

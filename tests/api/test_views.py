@@ -28,6 +28,11 @@ def counts(**kw: int) -> dict[str, int]:
     return {**ZERO, **kw}
 
 
+def vcounts(**kw: int) -> dict[str, int]:
+    """A view's per-subject summary: the counts per status, and `exempt`."""
+    return {**ZERO, "exempt": 0, **kw}
+
+
 def build_directory(as_tenant: Any, org: Any) -> SimpleNamespace:
     """A directory with every status, revoked history, nested groups and an archived one."""
     ns = SimpleNamespace()
@@ -158,6 +163,7 @@ def entry(a: Assignment, c: Certification) -> dict[str, Any]:
         "effective_on": iso(a.effective_on),
         "expires_on": iso(a.expires_on),
         "assignment_id": str(a.id),
+        "exempt": False,
     }
 
 
@@ -170,12 +176,12 @@ def employee(e: Employee, certs: list[dict[str, Any]], summary: dict[str, int]) 
         "email": e.email,
         "role_id": str(e.role_id) if e.role_id else None,
         "certifications": certs,
-        "summary": summary,
+        "summary": summary | {"exempt": 0},
     }
 
 
-def expected_employees(w: SimpleNamespace) -> list[dict[str, Any]]:
-    return [
+def expected_employees(w: SimpleNamespace, include_inactive: bool = False) -> list[dict[str, Any]]:
+    every = [
         employee(
             w.alice,
             [entry(w.a_aid, w.aid), entry(w.a_harness, w.harness), entry(w.a_iso, w.iso)],
@@ -189,6 +195,8 @@ def expected_employees(w: SimpleNamespace) -> list[dict[str, Any]]:
         employee(w.carol, [entry(w.c_aid, w.aid)], counts(expired=1)),
         employee(w.dan, [], counts()),
     ]
+    # Carol left (inactive): listed only when asked for.
+    return [e for e in every if include_inactive or e["active"]]
 
 
 def names(resp: Any) -> list[str]:
@@ -205,6 +213,8 @@ def test_employees_view_cell_by_cell(api, world):
     # The other org sees its own copy, never ours.
     theirs = world.other_api.get("/views/employees").get_json()["items"]
     assert theirs == expected_employees(world.other)
+    every = api.get("/views/employees?include_inactive=true").get_json()["items"]
+    assert every == expected_employees(world, include_inactive=True)
 
 
 def test_assets_clients_locations_views(api, world):
@@ -217,7 +227,7 @@ def test_assets_clients_locations_views(api, world):
             "external_id": None,
             "active": True,
             "certifications": [entry(w.x_crane, w.inspect)],
-            "summary": counts(expires_soon=1),
+            "summary": vcounts(expires_soon=1),
         },
         {
             "id": str(w.drill.id),
@@ -225,19 +235,19 @@ def test_assets_clients_locations_views(api, world):
             "external_id": None,
             "active": True,
             "certifications": [],
-            "summary": counts(),
+            "summary": vcounts(),
         },
     ]
     clients = api.get("/views/clients").get_json()["items"]
     assert [(c["name"], c["summary"]) for c in clients] == [
-        ("Acme", counts(missing=1)),
-        ("Globex", counts()),
+        ("Acme", vcounts(missing=1)),
+        ("Globex", vcounts()),
     ]
     assert clients[0]["certifications"] == [entry(w.x_acme, w.insurance)]
     locations = api.get("/views/locations").get_json()["items"]
     assert [(x["name"], x["client_id"], x["summary"]) for x in locations] == [
-        ("Site A", str(w.acme.id), counts(valid=1)),
-        ("Yard", None, counts()),
+        ("Site A", str(w.acme.id), vcounts(valid=1)),
+        ("Yard", None, vcounts()),
     ]
     assert locations[0]["certifications"] == [entry(w.x_site, w.permit)]
 
@@ -251,16 +261,19 @@ def test_group_tree(api, world):
     quality, safety = body["groups"]
     assert [c["name"] for c in quality["certifications"]] == ["First Aid", "ISO 9001"]
     aid = quality["certifications"][0]
-    # First Aid: Alice valid, Bob missing, Carol expired (not required); revoked history hidden.
-    assert aid["counts"] == counts(valid=1, missing=1, expired=1)
+    # First Aid: Alice valid, Bob missing (Carol left); revoked history hidden.
+    assert aid["counts"] == counts(valid=1, missing=1)
     assert (aid["required"], aid["compliant"], aid["compliance"]) == (2, 1, 0.5)
-    assert quality["counts"] == counts(valid=1, missing=1, expired=2, revoked=1)
+    assert quality["counts"] == counts(valid=1, missing=1, expired=1, revoked=1)
     assert quality["children"] == []
     assert [c["name"] for c in safety["certifications"]] == ["First Aid", "Inspection"]
-    assert safety["counts"] == counts(valid=1, missing=1, expired=1, expires_soon=1)
-    assert safety["subtree"]["counts"] == counts(
-        valid=1, missing=1, expired=1, expires_soon=2, upcoming=1
-    )
+    assert safety["counts"] == counts(valid=1, missing=1, expires_soon=1)
+    assert safety["subtree"]["counts"] == counts(valid=1, missing=1, expires_soon=2, upcoming=1)
+    # With the leavers: Carol's expired record (no longer required) counts, the ratio stays.
+    every = api.get("/views/groups?include_inactive=true").get_json()
+    aid = every["groups"][0]["certifications"][0]
+    assert aid["counts"] == counts(valid=1, missing=1, expired=1)
+    assert (aid["required"], aid["compliant"], aid["compliance"]) == (2, 1, 0.5)
     [heights] = safety["children"]
     assert heights["name"] == "Heights"
     assert heights["parent_id"] == str(w.safety.id)
@@ -273,7 +286,8 @@ def test_group_tree(api, world):
 @pytest.mark.parametrize(
     ("query", "expected"),
     [
-        ("status=expired", {"Alice": ["ISO 9001"], "Carol": ["First Aid"]}),
+        ("status=expired", {"Alice": ["ISO 9001"]}),
+        ("status=expired&include_inactive=true", {"Alice": ["ISO 9001"], "Carol": ["First Aid"]}),
         ("status=missing,upcoming", {"Bob": ["First Aid", "Harness"]}),
         ("status=revoked", {"Bob": ["ISO 9001"]}),
         ("q=AL", {"Alice": ["First Aid", "Harness", "ISO 9001"]}),
@@ -292,7 +306,7 @@ def test_employee_filters(api, world, query, expected):
 def test_status_filter_keeps_the_full_summary(api, world):
     [alice] = api.get("/views/employees?status=expired&q=alice").get_json()["items"]
     assert [c["status"] for c in alice["certifications"]] == ["expired"]
-    assert alice["summary"] == counts(valid=1, expires_soon=1, expired=1)
+    assert alice["summary"] == vcounts(valid=1, expires_soon=1, expired=1)
 
 
 def test_id_filters(api, world):
@@ -310,10 +324,10 @@ def test_id_filters(api, world):
     assert got(f"group_id={w.safety.id}") == {
         "Alice": ["First Aid", "Harness"],
         "Bob": ["First Aid", "Harness"],
-        "Carol": ["First Aid"],
     }
     assert got(f"group_id={w.heights.id}&status=upcoming") == {"Bob": ["Harness"]}
-    assert got(f"role_id={w.welder.id}") == {
+    assert got(f"role_id={w.welder.id}") == {"Alice": ["First Aid", "Harness", "ISO 9001"]}
+    assert got(f"role_id={w.welder.id}&include_inactive=true") == {
         "Alice": ["First Aid", "Harness", "ISO 9001"],
         "Carol": ["First Aid"],
     }
@@ -331,14 +345,16 @@ def test_pagination_through_all_pages(api, world, as_tenant, org):
     with as_tenant(org.id) as s:
         s.add_all([Employee(name=f"Zed {i:02d}") for i in range(7)] + [Employee(name="Alice")])
         s.commit()
-    full = api.get("/views/employees?limit=500").get_json()["items"]
+    full = api.get("/views/employees?limit=500&include_inactive=true").get_json()["items"]
     assert len(full) == 12
     alices = [i for i in full if i["name"] == "Alice"]
     assert [a["id"] for a in alices] == sorted(a["id"] for a in alices)  # ties broken by id
     for limit in (1, 3, 5):
         seen, cursor, pages = [], None, 0
         while True:
-            path = f"/views/employees?limit={limit}" + (f"&cursor={cursor}" if cursor else "")
+            path = f"/views/employees?include_inactive=true&limit={limit}" + (
+                f"&cursor={cursor}" if cursor else ""
+            )
             body = api.get(path).get_json()
             seen += body["items"]
             pages += 1
@@ -433,7 +449,7 @@ def test_csv_cell_by_cell(api, world):
     assert header == (
         "subject_type,subject_id,subject_name,subject_external_id,subject_active,"
         "certification_id,certification_name,status,required,issued_on,effective_on,"
-        "expires_on,assignment_id"
+        "expires_on,assignment_id,exempt"
     )
     rows = read_csv(resp)
 
@@ -449,7 +465,7 @@ def test_csv_cell_by_cell(api, world):
         if a is None or c is None:
             return row | dict.fromkeys(
                 ["certification_id", "certification_name", "status", "required", "issued_on",
-                 "effective_on", "expires_on", "assignment_id"], "",
+                 "effective_on", "expires_on", "assignment_id", "exempt"], "",
             )  # fmt: skip
         iso = lambda v: v.isoformat() if v else ""  # noqa: E731
         return row | {
@@ -461,6 +477,7 @@ def test_csv_cell_by_cell(api, world):
             "effective_on": iso(a.effective_on),
             "expires_on": iso(a.expires_on),
             "assignment_id": str(a.id),
+            "exempt": "false",
         }
 
     assert rows == [
@@ -470,10 +487,11 @@ def test_csv_cell_by_cell(api, world):
         line(w.bob, w.b_aid, w.aid),
         line(w.bob, w.b_harness, w.harness),
         line(w.bob, w.b_iso, w.iso),
-        line(w.carol, w.c_aid, w.aid),
         line(w.dan, None, None),
     ]
-    assert rows[6]["subject_external_id"] == "'=1+2"  # no formula runs in a spreadsheet
+    every = read_csv(api.get("/views/employees?format=csv&include_inactive=true"))
+    assert every[6] == line(w.carol, w.c_aid, w.aid)
+    assert every[6]["subject_external_id"] == "'=1+2"  # no formula runs in a spreadsheet
 
 
 def test_csv_filters_and_chunks(api, world, monkeypatch):
@@ -484,7 +502,6 @@ def test_csv_filters_and_chunks(api, world, monkeypatch):
     assert [(r["subject_name"], r["certification_name"], r["status"]) for r in rows] == [
         ("Alice", "ISO 9001", "expired"),
         ("Bob", "First Aid", "missing"),
-        ("Carol", "First Aid", "expired"),
     ]
     assets = read_csv(api.get("/views/assets?format=csv"))
     assert [(r["subject_name"], r["certification_name"]) for r in assets] == [

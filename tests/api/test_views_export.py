@@ -39,7 +39,7 @@ from tests.api.test_views import build_directory
 
 LEGACY_COLUMNS = (
     "subject_type,subject_id,subject_name,subject_external_id,subject_active,certification_id,"
-    "certification_name,status,required,issued_on,effective_on,expires_on,assignment_id"
+    "certification_name,status,required,issued_on,effective_on,expires_on,assignment_id,exempt"
 )
 
 
@@ -81,6 +81,7 @@ def legacy_csv(session: Session, kind: str, f: ViewFilters, chunk: int = 200) ->
                     Assignment.issued_on,
                     Assignment.effective_on,
                     Assignment.expires_on,
+                    Assignment.exempt_at,
                 )
                 .join(Certification, tenant_join(Certification, Assignment, "certification_id"))
                 .where(Assignment.subject_id.in_(list(listed)), *certification_conditions(kind, f))
@@ -95,13 +96,24 @@ def legacy_csv(session: Session, kind: str, f: ViewFilters, chunk: int = 200) ->
             subject = [kind, str(s.id), _cell(s.name), _cell(s.external_id), _flag(s.active)]
             if not listed[s.id]:
                 if not narrows_certifications(kind, f):
-                    writer.writerow(subject + [""] * 8)
+                    writer.writerow(subject + [""] * 9)
                 continue
-            for _sid, aid, cid, name, status, required, issued, effective, expires in listed[s.id]:
+            for (
+                _sid,
+                aid,
+                cid,
+                name,
+                status,
+                required,
+                issued,
+                effective,
+                expires,
+                exempt_at,
+            ) in listed[s.id]:
                 writer.writerow(
                     subject
                     + [str(cid), _cell(name), status, _flag(required), _day(issued)]
-                    + [_day(effective), _day(expires), str(aid)]
+                    + [_day(effective), _day(expires), str(aid), _flag(exempt_at is not None)]
                 )
         session.expunge_all()
         yield buf.getvalue()
@@ -176,6 +188,8 @@ def uneven(org, as_tenant) -> Any:
                 current = base | {"id": uuid.uuid4(), "status": status}
                 if status != "missing":
                     current |= {"issued_on": day, "effective_on": day, "expires_on": day}
+                if (i + j) % 5 == 0:
+                    current["exempt_at"] = datetime(2025, 3, 1, tzinfo=UTC)
                 if status == "revoked":
                     current["revoked_at"] = datetime(2025, 6, 1, tzinfo=UTC)
                 rows.append(current)
@@ -200,6 +214,8 @@ def test_the_paged_export_is_byte_identical(
         ("employee", "&status=expired,revoked", ViewFilters(status=("expired", "revoked"))),
         ("employee", f"&certification_id={cert.id}", ViewFilters(certification_id=cert.id)),
         ("employee", "&active=false&q=person%201", ViewFilters(active=False, q="person 1")),
+        ("employee", "&include_inactive=true", ViewFilters(include_inactive=True)),
+        ("employee", "&exempt=true", ViewFilters(exempt=True)),
         ("asset", "", ViewFilters()),
         ("client", "", ViewFilters()),
     ]:
@@ -245,7 +261,7 @@ def test_a_json_page_stops_at_its_entry_cap(api, uneven, monkeypatch, cap):
     followed by their cursors, list exactly what the uncapped pages list."""
     paths = ("/views/employees?limit=500", "/views/employees?limit=500&status=expired")
     full = {path: [i for page in _walk(api, path) for i in page] for path in paths}
-    assert len(full[paths[0]]) == 30
+    assert len(full[paths[0]]) == 25  # the 5 inactive employees only with include_inactive
     monkeypatch.setattr(views_resource, "MAX_PAGE_ENTRIES", cap)
     for path in paths:
         pages = _walk(api, path)

@@ -78,6 +78,8 @@ def test_crlf_in_a_revoke_reason_keeps_the_subject_one_line(settings):
         trigger="revoked",
         cycle=1,
         triggered_on=TODAY,
+        today=TODAY,
+        timezone="UTC",
         assignment_id=uuid.uuid4(),
         status="revoked",
         issued_on=TODAY - timedelta(days=30),
@@ -96,7 +98,7 @@ def test_crlf_in_a_revoke_reason_keeps_the_subject_one_line(settings):
     subject = str(msg["Subject"])
     assert subject == (
         f"[Acme] Crane for Ada was revoked on {TODAY.isoformat()} "
-        "(reason: forged Bcc: victim@example.test body)"
+        "(today; reason: forged Bcc: victim@example.test body)"
     )
     assert msg["Bcc"] is None
     wire = msg.as_bytes()

@@ -45,7 +45,7 @@ def test_task_opens_on_the_day_for_the_holder_once(
         "open",
         1,
     )
-    assert task.title == "Renew First Aid"
+    assert task.title == f"Renew First Aid — {emp.name}"
 
 
 def test_named_assignee_and_unassigned_for_subjects_that_are_not_employees(

@@ -18,11 +18,12 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tests.support.suite import SUBPROCESS_ENV, free_port
+from jobs.broker import build_broker
+from tests.support.suite import SETTINGS, SUBPROCESS_ENV, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -41,10 +42,21 @@ class Response:
 class Live:
     """The running stack: `request()` speaks HTTP to gunicorn on loopback."""
 
-    def __init__(self, port: int, procs: list[subprocess.Popen[bytes]]) -> None:
+    def __init__(
+        self, port: int, procs: list[subprocess.Popen[bytes]], namespace: str = ""
+    ) -> None:
         self.port = port
         self.procs = procs
         self._local = threading.local()
+        # Publishes into the stack's own namespace (its worker's queues), for `drain`.
+        self.broker = build_broker(replace(SETTINGS, redis_namespace=namespace))
+
+    def drain(self, timeout: float = 60.0) -> None:
+        """Wait until the stack's jobs are done; a row still pending goes to the stack's worker
+        (the suite's own broker would put it on queues nobody here reads)."""
+        from tests.conftest import drain
+
+        drain(timeout, broker=self.broker)
 
     def _conn(self) -> http.client.HTTPConnection:
         conn = getattr(self._local, "conn", None)
@@ -155,7 +167,7 @@ def start_stack(tmp: Path, *, api_workers: int = 4, env: dict[str, str] | None =
     except BaseException:
         stop(procs)
         raise
-    return Live(port, procs)
+    return Live(port, procs, namespace)
 
 
 def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

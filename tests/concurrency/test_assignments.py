@@ -63,7 +63,11 @@ def test_parallel_renewals_each_open_one_cycle(live, make_org, token_for, n):
         n,
         lambda i: (
             live.request(
-                "POST", f"/assignments/{assignment_id}/renew", token, {"notes": f"renewal {i}"}
+                "POST",
+                f"/assignments/{assignment_id}/renew",
+                token,
+                # Distinct expiries: repeating the current cycle's dates opens no cycle.
+                {"notes": f"renewal {i}", "expires_on": (today + timedelta(400 + i)).isoformat()},
             ).status
         ),
     )
@@ -100,7 +104,9 @@ def test_revoke_racing_renew_and_patch_stays_revoked(live, make_org, token_for, 
                 "POST", f"/assignments/{assignment_id}/revoke", token, {"reason": "audit"}
             )
         elif what == "renew":
-            resp = live.request("POST", f"/assignments/{assignment_id}/renew", token, {})
+            # Distinct expiries: repeating the current cycle's dates opens no cycle.
+            body = {"expires_on": (today + timedelta(days=400 + k)).isoformat()}
+            resp = live.request("POST", f"/assignments/{assignment_id}/renew", token, body)
         else:
             recent = (today - timedelta(days=10)).isoformat()
             resp = live.request(

@@ -24,7 +24,6 @@ import pytest
 
 from tests.concurrency import consistency_links as check
 from tests.concurrency.live import Live, parallel
-from tests.conftest import drain
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -73,7 +72,7 @@ def test_concurrent_link_patches_replace_never_merge(live, make_org, token_for, 
         _create(live, token, "/certifications", {"name": f"Cert {i}", "type": "employee"})
         for i in range(certs)
     ]
-    drain()
+    live.drain()
 
     # Consecutive requests edit the same certification, so the parallel ones overlap on it.
     target = [cert_ids[i * certs // patches] for i in range(patches)]
@@ -92,7 +91,7 @@ def test_concurrent_link_patches_replace_never_merge(live, make_org, token_for, 
         return live.request("PATCH", path, token, bodies[i]).status
 
     statuses = parallel(patches, patch)
-    drain(timeout=120)
+    live.drain(timeout=120)
 
     sent: dict[uuid.UUID, dict[str, set[frozenset[uuid.UUID]]]] = {
         c: {"role_ids": set(), "group_ids": set()} for c in cert_ids
@@ -141,7 +140,7 @@ def test_fanout_ends_with_the_membership_at_its_end(
         _create(live, token, "/certifications", {"name": f"Cert {i}", "type": "employee"})
         for i in range(fanouts)
     ]
-    drain(timeout=120)
+    live.drain(timeout=120)
 
     # Certification fan-outs over every member, started one after another while people move
     # out of the role or leave; each certification is linked once, so its one fan-out races
@@ -169,7 +168,7 @@ def test_fanout_ends_with_the_membership_at_its_end(
         driver.join(timeout=120)
     assert set(statuses) == {200}, sorted(set(statuses))
     assert linked == [200] * fanouts
-    drain(timeout=600 if SOAK else 180)
+    live.drain(timeout=600 if SOAK else 180)
 
     stale = check.stale_role_requirements(org.id)
     assert stale == [], f"{len(stale)} stale role requirements"

@@ -913,6 +913,23 @@ def test_ingress_routes_to_the_api_service(helm: str) -> None:
             }
 
 
+def test_ingress_passes_bodies_up_to_the_apis_own_limit(helm: str) -> None:
+    """nginx refuses bodies over 1 MB by default, below MAX_REQUEST_BYTES (bulk imports): the
+    Ingress carries the API's limit unless the values set the annotation themselves."""
+    ingress = {"enabled": True, "annotations": {"cert-manager.io/cluster-issuer": "letsencrypt"}}
+    manifests = _template(helm, {"secrets": SECRETS, "api": {"ingress": ingress}})
+    annotations = manifests.get("Ingress", FULLNAME)["metadata"]["annotations"]
+    assert annotations == {
+        "cert-manager.io/cluster-issuer": "letsencrypt",
+        "nginx.ingress.kubernetes.io/proxy-body-size": "10485760",
+    }
+    assert manifests.get("ConfigMap", f"{FULLNAME}-config")["data"]["MAX_REQUEST_BYTES"] == (
+        "10485760"
+    )
+    by_hand = _rendered(helm, "production").get("Ingress", FULLNAME)["metadata"]["annotations"]
+    assert by_hand["nginx.ingress.kubernetes.io/proxy-body-size"] == "8m"
+
+
 def test_pods_roll_when_configuration_or_secret_change(helm: str) -> None:
     def checksums(override: dict[str, Any]) -> dict[str, dict[str, str]]:
         manifests = _template(helm, _merge({"secrets": SECRETS}, override))

@@ -207,7 +207,10 @@ FIELD_KINDS = {
     "job_id": "job",
     "task_id": "task",
     "assignee_id": "employee",
+    "default_task_assignee_id": "employee",
+    "task_assignee_id": "employee",
     "subject_id": "employee",
+    "subject_ids": "employee",
 }
 
 
@@ -283,6 +286,14 @@ SAMPLES: dict[str, Any] = {
     "POST /organizations": {"name": "Sample org"},
     "PATCH /org": {"name": "Renamed org"},
     "PUT /org/modules/{module}": {"enabled": True},
+    # Renew the world's own assignment (assign would need a second scope, and the world's
+    # employee already holds the certification).
+    "POST /assignments/bulk": lambda w: {
+        "action": "renew",
+        "certification_id": str(w["certification"]),
+        "subject_type": "employee",
+        "subject_ids": [str(w["employee"])],
+    },
 }
 # "METHOD /path" -> {param: value} for non-uuid path parameters.
 PATH_SAMPLES: dict[str, dict[str, str]] = {

@@ -13,9 +13,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -80,8 +82,8 @@ class OwnRedis:
 class Worker:
     """A `dramatiq` worker process (own process group, so SIGKILL takes its children too)."""
 
-    def __init__(self, redis_url: str, namespace: str) -> None:
-        self.env = SUBPROCESS_ENV | {"REDIS_URL": redis_url, "REDIS_NAMESPACE": namespace}
+    def __init__(self, redis_url: str, namespace: str, **env: str) -> None:
+        self.env = SUBPROCESS_ENV | {"REDIS_URL": redis_url, "REDIS_NAMESPACE": namespace} | env
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -127,10 +129,12 @@ def own_stack(monkeypatch, runtime) -> Iterator[tuple[OwnRedis, Callable[[], Wor
     # the sweep and explicit relays on dramatiq's global one: both go to ours instead.
     monkeypatch.setattr(shared, "enqueue", broker.enqueue)
     monkeypatch.setattr(dramatiq, "get_broker", lambda: broker)
+    if runtime.publisher is not None:  # so that rows carry the epoch of our Redis
+        monkeypatch.setattr(runtime.publisher, "broker", broker)
     started: list[Worker] = []
 
-    def make_worker() -> Worker:
-        w = Worker(server.url, namespace)
+    def make_worker(**env: str) -> Worker:
+        w = Worker(server.url, namespace, **env)
         started.append(w)
         return w
 
@@ -139,13 +143,14 @@ def own_stack(monkeypatch, runtime) -> Iterator[tuple[OwnRedis, Callable[[], Wor
         w.stop()
     server.stop()
     broker.close()
-    # Never leave rows "sent" that the suite's drain() would wait for.
+    # Never leave rows "sent" that the suite's drain() would wait for, nor rows the sweep
+    # would send again.
     with context.platform(), db.new_session() as s:
         s.execute(
             update(OutboxMessage)
-            .where(OutboxMessage.status.in_(("pending", "sent")))
+            .where(OutboxMessage.status.in_(("pending", "sent", "failed")))
             .where(OutboxMessage.org_id.in_(FAULT_ORGS))
-            .values(status="failed", last_error="fault test cleanup")
+            .values(status="dead", last_error="fault test cleanup")
         )
         s.commit()
 
@@ -267,6 +272,105 @@ def test_sigkill_worker_mid_fanout(make_org, crew, own_stack):
 @pytest.mark.slow
 def test_sigkill_worker_mid_fanout_100k(make_org, crew, own_stack):
     _kill_worker_mid_fanout(make_org, crew, own_stack, 100_000)
+
+
+# A short lease, so that the test waits seconds, not the default's half minute.
+SHORT_LEASE = {"JOB_LEASE_SECONDS": "6"}
+
+
+@contextmanager
+def _sweeping(every: float = 5.0) -> Iterator[None]:
+    """What `certs scheduler` does for the outbox: `jobs.relay.sweep()` every few seconds."""
+    import jobs.relay as relay
+
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(every):
+            try:
+                relay.sweep()
+            except Exception:  # noqa: S112 - like the scheduler: log-and-continue
+                continue
+
+    thread = threading.Thread(target=loop, name="test-sweep", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+
+
+def _recover_after_sigkill(make_org, crew, own_stack, n: int, timeout: float) -> float:
+    """SIGKILL the worker mid fan-out, start another, let the periodic sweep alone recover:
+    seconds from the kill to the job being `done` (with exactly one assignment per member)."""
+    _server, make_worker = own_stack
+    org = make_org()
+    FAULT_ORGS.append(org.id)
+    cert_id = crew(org, n).id
+    with context.tenant(org.id), db.new_session() as s:
+        job = request_job(s, "fanout_certification", job_kind="fanout", certification_id=cert_id)
+        s.commit()
+        job_id = job.id
+
+    def job_state() -> str:
+        with context.tenant(org.id), db.new_session() as s:
+            return s.scalar(select(Job.state).where(Job.id == job_id))
+
+    _wait(lambda: _outbox_states(org.id, "fanout_certification") == {"sent": 1}, 10, "relay")
+    worker = make_worker(**SHORT_LEASE)
+    worker.start()
+    _wait(lambda: job_state() == "running", 60, "the fan-out to start")
+    time.sleep(0.05)
+    worker.kill()
+    killed_at = time.monotonic()
+    assert job_state() == "running", "the fan-out finished before the kill: nothing was tested"
+    make_worker(**SHORT_LEASE).start()
+    with _sweeping():
+        _wait(lambda: job_state() == "done", timeout, "the job to be reclaimed and done")
+    took = time.monotonic() - killed_at
+    print(f"\nrecovered {n} members after SIGKILL in {took:.1f} s")
+    assert _assignment_counts(org.id, cert_id) == (n, n), "lost or duplicated assignments"
+    return took
+
+
+def test_sigkill_worker_recovered_by_the_sweep_within_a_minute(make_org, crew, own_stack):
+    """No manual sweep: the dead worker's lease expires and the scheduler's sweep re-sends."""
+    took = _recover_after_sigkill(make_org, crew, own_stack, 20_000, timeout=120)
+    assert took < 60, f"recovery took {took:.0f} s"
+
+
+def _recover_after_redis_crash(make_org, own_stack, api_for, make_role, make_certification, n):
+    """`n` jobs published to Redis, Redis crashes (no persistence) before a worker takes them;
+    Redis and a worker come back and the periodic sweep alone recovers: seconds until all done."""
+    server, make_worker = own_stack
+    org = make_org()
+    FAULT_ORGS.append(org.id)
+    role_id = make_role(org, name="Crew").id
+    make_certification(org, name="First aid", validity_months=12, role_ids=[role_id])
+    client = api_for(org)
+    for i in range(n):
+        resp = client.post("/employees", json={"name": f"Hire {i}", "role_id": str(role_id)})
+        assert resp.status_code == 201, resp.get_json()
+    _wait(lambda: set(_outbox_states(org.id)) == {"sent"}, 30, "every job published")
+    server.stop()  # SIGTERM without persistence: every queued message is gone
+    crashed_at = time.monotonic()
+    server.start()
+    make_worker().start()
+    with _sweeping():
+        _wait(lambda: set(_outbox_states(org.id)) == {"done"}, 1200, "every lost job to run")
+    took = time.monotonic() - crashed_at
+    print(f"\n{n} jobs lost in a Redis crash ran {took:.1f} s after it")
+    return took
+
+
+def test_redis_crash_lost_messages_sent_again_within_a_minute(
+    make_org, own_stack, api_for, make_role, make_certification
+):
+    took = _recover_after_redis_crash(
+        make_org, own_stack, api_for, make_role, make_certification, 25
+    )
+    assert took < 60, f"recovery took {took:.0f} s"
 
 
 def test_redis_outage_loses_no_job(make_org, own_stack, api_for, make_role, make_certification):

@@ -138,7 +138,7 @@ def test_foreign_reference_in_body_is_refused(op, walls, tenants, api_for):
     for name, is_list in support.body_uuid_fields(op):
         kinds = (
             ["employee", "asset", "client", "location"]
-            if name == "subject_id"
+            if name in ("subject_id", "subject_ids")
             else [support.FIELD_KINDS[name]]
         )
         for kind in kinds:
@@ -147,12 +147,19 @@ def test_foreign_reference_in_body_is_refused(op, walls, tenants, api_for):
             results = []
             for value in (world_b[kind], uuid.uuid4()):
                 body = support.sample_body(op, world_a) or {}
-                if name == "subject_id" and "subject_type" in body:
+                if name in ("subject_id", "subject_ids") and "subject_type" in body:
                     body["subject_type"] = kind
                 body[name] = [str(value)] if is_list else str(value)
                 resp = _call(client, op, path, body, query)
                 results.append(resp)
             foreign, nowhere = results
+            if foreign.status_code == 200 and "rows" in (foreign.get_json() or {}):
+                # A bulk request reports each refused row (as the directory bulk import does):
+                # the foreign id is refused like an unknown one, and nothing is written.
+                assert _row_refusals(foreign) == _row_refusals(nowhere), op.id
+                assert {r["status"] for r in foreign.get_json()["rows"]} == {"error"}, op.id
+                tried += 1
+                continue
             assert 400 <= foreign.status_code < 500, (
                 f"{op.id} accepted org B's {kind} in {name}: {foreign.status_code} "
                 f"{foreign.get_data(as_text=True)[:300]}"
@@ -165,6 +172,14 @@ def test_foreign_reference_in_body_is_refused(op, walls, tenants, api_for):
     assert tried
     assert support.snapshot(b.id) == before_b
     assert support.snapshot(a.id) == before_a, f"{op.id} wrote something despite refusing"
+
+
+def _row_refusals(resp: Any) -> list[tuple[Any, ...]]:
+    """(index, status, message without ids) of each row of a bulk report."""
+    return [
+        (r["index"], r["status"], r.get("message", "").split(" ")[0])
+        for r in resp.get_json()["rows"]
+    ]
 
 
 def _filter_combos(op: Operation, world_a: dict, world_b: dict) -> list[dict[str, Any]]:

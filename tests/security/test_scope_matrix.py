@@ -125,7 +125,8 @@ def _allowed_scopes(op: Operation) -> set[str] | None:
             return {"certifications:delete"}
         if op.method == "patch":
             return {"certifications:update"}
-        is_action = op.path.count("/") >= 3  # POST /x/{id}/renew, /move, /archive, ...
+        # POST /x/{id}/renew, /move, /archive, ...; POST /assignments/bulk, /notifications/retry
+        is_action = op.path.count("/") >= 3 or op.path.endswith(("/bulk", "/retry"))
         return (
             {"certifications:create", "certifications:update"}
             if is_action

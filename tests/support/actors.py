@@ -24,8 +24,20 @@ def record_ping(org_id: str, job_id: str, marker: str) -> None:
         session.commit()
 
 
+def failing_ping(org_id: str, job_id: str, marker: str) -> None:
+    """A job that fails every run (the retry bookkeeping's probe), through the job unit of work."""
+    from workers.unit_of_work import job_run
+
+    with job_run(uuid.UUID(org_id), job_id):
+        raise RuntimeError(f"failing on purpose: {marker}")
+
+
 RECORD_PING = catalog.register(catalog.JobKind("record_ping", max_retries=0))
-TEST_ACTORS: dict[catalog.JobKind, Callable[..., None]] = {RECORD_PING: record_ping}
+FAILING_PING = catalog.register(catalog.JobKind("failing_ping", max_retries=0))
+TEST_ACTORS: dict[catalog.JobKind, Callable[..., None]] = {
+    RECORD_PING: record_ping,
+    FAILING_PING: failing_ping,
+}
 
 
 def setup_worker() -> None:

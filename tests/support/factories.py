@@ -32,7 +32,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from certifications.assignments.models import Assignment, AssignmentCycle, StatusEvent
-from certifications.automation.models import Task
+from certifications.automation.models import Notification, Task
 from certifications.catalog.models import (
     Certification,
     CertificationClient,
@@ -270,6 +270,24 @@ WORLD_KINDS: dict[str, Callable[[Session, World], Any]] = {
             title="Renew",
             assignee_id=w["employee"],
             due_on=_UNTIL,
+        ),
+    ),  # fmt: skip
+    # A failed webhook notification (the world's org has no webhook: a resend fails again,
+    # never reaching a mail server).
+    "notification": lambda s, w: _added(
+        s,
+        Notification(
+            assignment_id=w["assignment"],
+            certification_id=w["certification"],
+            rule_key="expired",
+            trigger="expired",
+            cycle=1,
+            channel="webhook",
+            recipient="webhook",
+            recipient_source="webhook",
+            triggered_on=_UNTIL,
+            status="failed",
+            attempts=3,
         ),
     ),  # fmt: skip
 }

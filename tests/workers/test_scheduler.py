@@ -193,7 +193,11 @@ def test_recompute_actors_through_the_outbox_and_a_worker(make_org, as_tenant, r
         assignment = s.get(Assignment, a)
         assignment.effective_on = today - timedelta(days=20)
         job = request_job(
-            s, "recompute_certification", job_kind="recompute", certification_id=cert_id
+            s,
+            "recompute_certification",
+            job_kind="recompute",
+            certification_id=cert_id,
+            apply_to_current=True,  # move recorded expiries too (by default they stay)
         )
         s.commit()
         job_id = job.id
