@@ -69,6 +69,11 @@ worker_tmp_dir = os.environ.get("GUNICORN_WORKER_TMP_DIR") or (
 # gunicorn 27 opens a control socket in $HOME by default: useless in a container, and $HOME
 # is read-only there (STACK-NOTES 2). Equivalent of --no-control-socket.
 control_socket_disable = True
+# Request line and headers, refused by gunicorn before the app (414/431; gunicorn's defaults,
+# stated here): a JWT or a cookie fits well within one 8 KB header.
+limit_request_line = 4094
+limit_request_fields = 100
+limit_request_field_size = 8190
 # Behind an ingress/load balancer: trust its X-Forwarded-* headers.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "*")
 
@@ -84,3 +89,19 @@ def child_exit(server, worker) -> None:  # type: ignore[no-untyped-def]
     from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 
     GunicornInternalPrometheusMetrics.mark_process_dead_on_child_exit(worker.pid)
+
+
+def post_worker_init(worker) -> None:  # type: ignore[no-untyped-def]
+    """The errors gunicorn answers itself (a malformed request, a request line or headers over
+    the limits above) in the API's JSON error shape, not gunicorn's HTML page."""
+    from gunicorn import util
+
+    from api.limits import server_error_writer
+
+    cfg = worker.cfg
+    util.write_error = server_error_writer(
+        util.write_nonblock,
+        cfg.limit_request_line,
+        cfg.limit_request_fields,
+        cfg.limit_request_field_size,
+    )

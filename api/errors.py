@@ -24,6 +24,19 @@ def error_response(
     code_name: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
+    resp = jsonify(error_body(status, message, errors, code_name))
+    resp.status_code = status
+    for k, v in (headers or {}).items():
+        resp.headers[k] = v
+    return resp
+
+
+def error_body(
+    status: int,
+    message: str,
+    errors: dict[str, Any] | None = None,
+    code_name: str | None = None,
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "code": status,
         "status": HTTPStatus(status).phrase,
@@ -34,11 +47,7 @@ def error_response(
         # A stable machine-readable reason next to the HTTP code, e.g. "module_disabled".
         body["code"] = code_name
         body["http_status"] = status
-    resp = jsonify(body)
-    resp.status_code = status
-    for k, v in (headers or {}).items():
-        resp.headers[k] = v
-    return resp
+    return body
 
 
 def _http(exc: HTTPException) -> Response:

@@ -1,15 +1,19 @@
 """Request size limits, checked before any view runs: the body (413, `MAX_REQUEST_BYTES`),
-answered in the one error shape."""
+and the request line and headers (gunicorn's limits, 414/431), answered in the one error
+shape."""
 
 from __future__ import annotations
 
 import io
-from typing import IO
+import json
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import IO, Any
 
 from flask import Flask, Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from api.errors import error_response
+from api.errors import error_body, error_response
 from infra.settings import Settings
 
 
@@ -60,3 +64,40 @@ class CappedStream(io.RawIOBase):
             raise RequestEntityTooLarge()
         buffer[: len(data)] = data
         return len(data)
+
+
+def server_error_writer(
+    send: Callable[[Any, bytes], None], request_line: int, header_fields: int, header_bytes: int
+) -> Callable[[Any, int, str, str], None]:
+    """A replacement for gunicorn's `util.write_error`, for the errors gunicorn answers itself
+    before the app runs (a malformed request, a request line or headers over its limits):
+    the one JSON error shape instead of gunicorn's HTML page. Installed by gunicorn.conf.py
+    with gunicorn's `send` and limits."""
+    headers_rule = f"At most {header_fields} headers, each at most {header_bytes} bytes."
+
+    def write_error(sock: Any, status: int, reason: str, mesg: str) -> None:
+        if status == 431:
+            body = error_body(
+                431,
+                f"The request headers are too large. {headers_rule}",
+                {"headers": [headers_rule]},
+            )
+        elif status == 414:
+            rule = f"The request line (method, path and query) is at most {request_line} bytes."
+            body = error_body(414, f"The URL is too long. {rule}", {"url": [rule]})
+        elif status >= 500 and not mesg:
+            body = error_body(status, "Internal error.")
+        elif status == 400:  # e.g. "Invalid Request Line '...'": gunicorn's reason, cut short
+            body = error_body(400, f"Malformed HTTP request: {mesg[:200]}")
+        else:
+            body = error_body(status, f"{reason}: {mesg[:200]}" if mesg else reason)
+        payload = json.dumps(body).encode()
+        head = (
+            f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
+            "Connection: close\r\n"
+            "Content-Type: application/json\r\n"
+            f"Content-Length: {len(payload)}\r\n\r\n"
+        )
+        send(sock, head.encode("latin-1") + payload)
+
+    return write_error

@@ -114,8 +114,10 @@ def paginate(
         stmt = stmt.where(tuple_(*key_columns) > tuple_(*typed))
     rows = session.scalars(stmt.order_by(*key_columns).limit(limit + 1)).all()
     items = list(rows[:limit])
-    next_cursor = None
-    if len(rows) > limit:
-        last = items[-1]
-        next_cursor = _encode([getattr(last, col.key) for col in key_columns])
+    next_cursor = cursor_after(items[-1], key_columns) if len(rows) > limit else None
     return Page(items=items, next_cursor=next_cursor)
+
+
+def cursor_after(item: Any, key_columns: list[Any]) -> str:
+    """The cursor of the page after `item` (also for a page a view cut short itself)."""
+    return _encode([getattr(item, col.key) for col in key_columns])

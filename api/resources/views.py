@@ -3,8 +3,6 @@ of JSON or as one streamed CSV file."""
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -15,7 +13,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from api.db import request_session
-from api.pagination import paginate
+from api.pagination import cursor_after, paginate
 from api.schemas.views import (
     ClientViewArgs,
     EmployeeViewArgs,
@@ -26,15 +24,18 @@ from api.schemas.views import (
     SubjectViewPageSchema,
 )
 from certifications.reporting.compliance import group_tree
-from certifications.reporting.export import CSV_COLUMNS, csv_lines
-from certifications.reporting.subjects import ViewFilters, attach_certifications, subject_query
+from certifications.reporting.export import CSV_COLUMNS, csv_chunks
+from certifications.reporting.subjects import (
+    MAX_PAGE_ENTRIES,
+    ViewFilters,
+    attach_certifications,
+    subject_query,
+)
 from infra import context
 from infra import database as db
 from tenancy.auth import requires
 
 blp = Blueprint("views", __name__, url_prefix="/views", description="Compliance views")
-
-CSV_CHUNK = 1000  # subjects per keyset chunk of an export: memory stays flat whatever the size
 
 
 @blp.route("/groups")
@@ -69,8 +70,11 @@ def _page(kind: str, args: dict[str, Any]) -> Any:
     db.without_jit(session)
     stmt, keys = subject_query(kind, f)
     page = paginate(session, stmt, keys, args["limit"], args["cursor"])
-    rows = attach_certifications(session, kind, page.items, f)
-    body = {"items": [r.to_dict() for r in rows], "next_cursor": page.next_cursor}
+    rows = attach_certifications(session, kind, page.items, f, max_entries=MAX_PAGE_ENTRIES)
+    next_cursor = page.next_cursor
+    if len(rows) < len(page.items):  # the page reached its certification entries' limit
+        next_cursor = cursor_after(page.items[len(rows) - 1], keys)
+    body = {"items": [r.to_dict() for r in rows], "next_cursor": next_cursor}
     # Already JSON-shaped (the documented SubjectViewPageSchema, checked by the tests): a page
     # holds ~1,000 nested entries; marshmallow's dump was half of the request's time, orjson
     # (native UUIDs and dates) takes about a millisecond.
@@ -78,30 +82,14 @@ def _page(kind: str, args: dict[str, Any]) -> Any:
 
 
 def _csv_response(kind: str, f: ViewFilters) -> Response:
-    """Stream the whole filtered view; the request's session is gone by then, so the generator
-    opens its own, as the same tenant, and reads keyset chunks."""
+    """Stream the whole filtered view in pages of bounded size (`reporting.export`); the
+    request's session is gone by then, so the generator opens its own, as the same tenant."""
     org_id = context.require_org_id()
 
     def generate() -> Iterator[str]:
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\r\n")
-        writer.writerow(CSV_COLUMNS)
         with context.tenant(org_id), db.new_session() as session:
             db.without_jit(session)
-            stmt, keys = subject_query(kind, f)
-            cursor = None
-            while True:
-                page = paginate(session, stmt, keys, CSV_CHUNK, cursor)
-                writer.writerows(
-                    csv_lines(kind, attach_certifications(session, kind, page.items, f), f)
-                )
-                session.expunge_all()
-                yield buf.getvalue()
-                buf.seek(0)
-                buf.truncate()
-                if page.next_cursor is None:
-                    return
-                cursor = page.next_cursor
+            yield from csv_chunks(session, kind, f)
 
     stamp = datetime.now(UTC).strftime("%Y%m%d")
     resp = Response(stream_with_context(generate()), mimetype="text/csv")
@@ -135,7 +123,9 @@ def _subject_view(path: str, kind: str, args_schema: type[SubjectViewArgs]) -> N
 
     SubjectView.get.__doc__ = (
         f"The {path} view: each subject with its certifications and a count per status.\n\n"
-        "Keyset-paginated; `format=csv` streams the whole filtered view instead "
+        "Keyset-paginated: `limit` subjects, but a page ends early once its subjects' "
+        f"certifications would pass {MAX_PAGE_ENTRIES:,} (at least one whole subject); follow "
+        "`next_cursor` until it is null. `format=csv` streams the whole filtered view instead "
         "(one line per subject per certification)."
     )
     SubjectView.__name__ = f"{kind.title()}View"

@@ -28,6 +28,11 @@ from certifications.directory.models import SUBJECT_MODELS
 from certifications.vocabulary import STATUSES
 from tenancy.keys import tenant_join
 
+# Certification entries one JSON page may hold: a page of `limit` subjects stops early once its
+# subjects' applicable certifications would pass this (500 subjects × 300 certifications would
+# be 150,000); `next_cursor` continues with the next subject.
+MAX_PAGE_ENTRIES = 20_000
+
 
 @dataclass(frozen=True)
 class ViewFilters:
@@ -105,7 +110,7 @@ def current_assignment(a: Any = Assignment) -> ColumnElement[bool]:
     return or_(a.revoked_at.is_(None), ~newer_cycle_exists(a))
 
 
-def _certification_conditions(kind: str, f: ViewFilters) -> list[ColumnElement[bool]]:
+def certification_conditions(kind: str, f: ViewFilters) -> list[ColumnElement[bool]]:
     """Which certifications a view lists: filters on the certification, never on the status."""
     conds: list[ColumnElement[bool]] = [
         Certification.archived_at.is_(None),
@@ -170,7 +175,7 @@ def subject_query(kind: str, f: ViewFilters) -> tuple[Select[Any], list[Any]]:
             .where(
                 Assignment.org_id == model.org_id,
                 Assignment.subject_id == model.id,
-                *_certification_conditions(kind, f),
+                *certification_conditions(kind, f),
             )
         )
         if f.status:
@@ -179,18 +184,12 @@ def subject_query(kind: str, f: ViewFilters) -> tuple[Select[Any], list[Any]]:
     return stmt, [model.name, model.id]
 
 
-def attach_certifications(
-    session: Session, kind: str, subjects: Sequence[Any], f: ViewFilters
-) -> list[SubjectRow]:
-    """The page's subjects with their certifications: one statement for the whole page.
-
-    The summary counts every applicable certification (certification filters applied); the
-    listed certifications are also narrowed by `status` when given.
-    """
-    rows = [_subject_row(kind, s) for s in subjects]
-    if not rows:
-        return rows
-    by_id = {r.id: r for r in rows}
+def certification_rows(
+    kind: str, f: ViewFilters, subject_ids: Sequence[uuid.UUID], statuses: Sequence[str] = ()
+) -> Select[*tuple[Any, ...]]:
+    """The current assignments of these subjects that the view lists (certification filters;
+    `statuses` narrows them further), by certification (name, id): each subject's in its
+    order. No join to the subject tables: a plan on stale statistics stays the old one."""
     stmt = (
         select(
             Assignment.subject_id,
@@ -205,23 +204,75 @@ def attach_certifications(
             Assignment.exempt_at,
         )
         .join(Certification, tenant_join(Certification, Assignment, "certification_id"))
-        .where(Assignment.subject_id.in_(list(by_id)), *_certification_conditions(kind, f))
-        .order_by(Certification.name, Certification.id)
+        .where(Assignment.subject_id.in_(list(subject_ids)), *certification_conditions(kind, f))
+        .order_by(Certification.name, Certification.id, Assignment.id)
     )
+    return stmt.where(Assignment.status.in_(statuses)) if statuses else stmt
+
+
+def certification_counts(
+    session: Session,
+    kind: str,
+    f: ViewFilters,
+    subject_ids: Sequence[uuid.UUID],
+    statuses: Sequence[str] = (),
+) -> dict[uuid.UUID, int]:
+    """How many rows `certification_rows` has for each of these subjects (absent: none)."""
+    stmt = (
+        select(Assignment.subject_id, func.count())
+        .join(Certification, tenant_join(Certification, Assignment, "certification_id"))
+        .where(Assignment.subject_id.in_(list(subject_ids)), *certification_conditions(kind, f))
+        .group_by(Assignment.subject_id)
+    )
+    if statuses:
+        stmt = stmt.where(Assignment.status.in_(statuses))
+    return {sid: n for sid, n in session.execute(stmt)}
+
+
+def leading_within(
+    subject_ids: Sequence[uuid.UUID], counts: dict[uuid.UUID, int], limit: int
+) -> int:
+    """How many leading subjects have at most `limit` rows together (at least one)."""
+    total = 0
+    for i, sid in enumerate(subject_ids):
+        total += counts.get(sid, 0)
+        if total > limit:
+            return max(1, i)
+    return len(subject_ids)
+
+
+def attach_certifications(
+    session: Session,
+    kind: str,
+    subjects: Sequence[Any],
+    f: ViewFilters,
+    max_entries: int | None = None,
+) -> list[SubjectRow]:
+    """The page's subjects with their certifications: one statement for the whole page.
+
+    The summary counts every applicable certification (certification filters applied); the
+    listed certifications are also narrowed by `status` when given. With `max_entries`, only
+    the leading subjects whose applicable certifications fit in it are returned (always the
+    first one, whole): a page of subjects with very many certifications stops early (two more
+    statements, for such a page only).
+    """
+    rows = [_subject_row(kind, s) for s in subjects]
+    if not rows:
+        return rows
+    ids = [r.id for r in rows]
+    stmt = certification_rows(kind, f, ids)
+    if max_entries is None:
+        found: Sequence[Any] = session.execute(stmt).all()
+    else:
+        found = session.execute(stmt.limit(max_entries + 1)).all()
+        if len(found) > max_entries:
+            keep = leading_within(ids, certification_counts(session, kind, f, ids), max_entries)
+            rows = rows[:keep]
+            found = session.execute(certification_rows(kind, f, ids[:keep])).all()
+    by_id = {r.id: r for r in rows}
     wanted = set(f.status)
     # Plain tuples: this loop runs once per assignment of the page (50 x 20 at default size).
-    for (
-        sid,
-        aid,
-        cid,
-        name,
-        status,
-        required,
-        issued,
-        effective,
-        expires,
-        exempt_at,
-    ) in session.execute(stmt):
+    for sid, aid, cid, name, status, required, issued, effective, expires, exempt_at in found:
         row = by_id[sid]
         row.summary["exempt" if exempt_at is not None else status] += 1
         if wanted and status not in wanted:

@@ -495,9 +495,9 @@ def test_csv_cell_by_cell(api, world):
 
 
 def test_csv_filters_and_chunks(api, world, monkeypatch):
-    import api.resources.views as views_resource
+    from certifications.reporting import export
 
-    monkeypatch.setattr(views_resource, "CSV_CHUNK", 1)
+    monkeypatch.setattr(export, "ROWS_PER_PAGE", 1)
     rows = read_csv(api.get("/views/employees?format=csv&status=expired,missing"))
     assert [(r["subject_name"], r["certification_name"], r["status"]) for r in rows] == [
         ("Alice", "ISO 9001", "expired"),

@@ -8,6 +8,7 @@ several workers, so one request must stay well under a hundred or so megabytes.
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import socket
@@ -232,3 +233,164 @@ def test_a_full_bulk_import_stays_within_the_bound(live: Live, warm: Any) -> Non
     assert resp.status == 200, resp.body[:300]
     assert resp.json()["counts"]["created"] == 10_000
     assert m.peak_growth < GROWTH_BOUND, str(m)
+
+
+# --- the CSV export ------------------------------------------------------------------------------
+
+EXPORT_SUBJECTS, EXPORT_CERTS = 2_000, 300
+EXPORT_BOUND = 100 * MB  # an export of any size: bounded pages, not the whole view at once
+
+# 2,000 employees (names colliding now and then, formula-like and missing external ids) × 300
+# certifications, every status, plus a few employees without any certification.
+_EXPORT_SEED = [
+    """INSERT INTO certifications (org_id, id, name, type, cost, validity_months, warning_days,
+                                   valid_when_added, forms_required, notification_rules,
+                                   task_rules)
+       SELECT :org, gen_random_uuid(),
+              CASE WHEN g % 50 = 0 THEN '=Cert ' ELSE 'Certification ' END || lpad(g::text, 3, '0'),
+              'employee', 10 * g, 12, 30, false, false, '[]', '[]'
+       FROM generate_series(1, :certs) g""",
+    """INSERT INTO employees (org_id, id, name, external_id, email, active)
+       SELECT :org, gen_random_uuid(),
+              CASE WHEN g % 100 = 0 THEN 'Same Name'
+                   ELSE initcap(substr(md5(g::text), 1, 8)) || ' Zoë ' || g END,
+              CASE WHEN g % 7 = 0 THEN NULL WHEN g % 11 = 0 THEN '=E' || g ELSE 'E' || g END,
+              'e' || g || '@example.com', true
+       FROM generate_series(1, :n + 5) g""",
+    """INSERT INTO assignments (org_id, id, certification_id, subject_type, subject_id, source,
+                                required, status, issued_on, effective_on, expires_on,
+                                revoked_at, revoked_reason)
+       SELECT :org, gen_random_uuid(), c.id, 'employee', e.id, 'role', h % 9 <> 0,
+              CASE WHEN h < 700 THEN 'valid' WHEN h < 850 THEN 'expired'
+                   WHEN h < 930 THEN 'missing' WHEN h < 970 THEN 'upcoming' ELSE 'revoked' END,
+              CASE WHEN h BETWEEN 850 AND 929 THEN NULL ELSE current_date - h END,
+              CASE WHEN h BETWEEN 850 AND 929 THEN NULL ELSE current_date - h END,
+              CASE WHEN h BETWEEN 850 AND 929 THEN NULL ELSE current_date + 1000 - h END,
+              CASE WHEN h >= 970 THEN now() END,
+              CASE WHEN h >= 970 THEN 'seeded' END
+       FROM (SELECT id FROM employees WHERE org_id = :org ORDER BY email LIMIT :n) e
+       CROSS JOIN (SELECT id FROM certifications WHERE org_id = :org) c
+       CROSS JOIN LATERAL (SELECT abs(hashtext(e.id::text || c.id::text)) % 1000 AS h) x""",
+]
+
+
+@pytest.fixture(scope="module")
+def big_view(live: Live) -> tuple[Any, str]:
+    """An organization with 2,000 employees × 300 certifications (600,000 assignments)."""
+    from sqlalchemy import create_engine, text
+
+    from infra import context
+    from infra import database as db
+    from tenancy.auth import issue_token
+    from tenancy.organizations import create_organization
+    from tests.support.suite import SETTINGS
+
+    with context.platform(), db.new_session() as s:
+        org = create_organization(s, name=f"Export {uuid.uuid4().hex[:6]}", modules=["hse"])
+        s.commit()
+    owner = create_engine(SETTINGS.migration_database_url)
+    try:
+        with owner.begin() as conn:
+            # RLS is forced on the owner too: insert as the organization.
+            conn.execute(text("SELECT set_config('app.org_id', :o, true)"), {"o": str(org.id)})
+            for sql in _EXPORT_SEED:
+                conn.execute(
+                    text(sql), {"org": org.id, "n": EXPORT_SUBJECTS, "certs": EXPORT_CERTS}
+                )
+        with owner.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("ANALYZE employees, certifications, assignments"))
+    finally:
+        owner.dispose()
+    token = issue_token(SETTINGS, sub="export", org_id=str(org.id), scopes=["certifications:read"])
+    for _ in range(12):  # every worker has served the view once (imports, compiled SQL)
+        live.request("GET", "/views/employees?format=csv&q=nobody", token)
+        live.request("GET", "/views/employees?limit=5", token)
+    return org, token
+
+
+def test_a_csv_export_of_2000_by_300_costs_little_memory(live: Live, big_view: Any) -> None:
+    """The attack run's export (+700 MB peak in one worker): pages of a bounded number of
+    assignment rows keep it flat, and the file is the one the unpaged export wrote."""
+    from certifications.reporting.subjects import ViewFilters
+    from infra import context
+    from infra import database as db
+    from tests.api.test_views_export import legacy_csv
+
+    org, token = big_view
+    started = time.monotonic()
+    with memory(live) as m:
+        resp = live.request("GET", "/views/employees?format=csv", token)
+    elapsed = time.monotonic() - started
+    lines = resp.body.count(b"\r\n")
+    print(  # noqa: T201
+        f"\nCSV export {EXPORT_SUBJECTS:,} × {EXPORT_CERTS}: {resp.status}, {lines:,} lines, "
+        f"{len(resp.body) / MB:.0f} MB in {elapsed:.1f} s, {m}"
+    )
+    assert resp.status == 200, resp.body[:300]
+    assert resp.headers["content-type"] == "text/csv; charset=utf-8"
+    assert lines == 1 + EXPORT_SUBJECTS * EXPORT_CERTS + 5
+    expected = hashlib.sha256()
+    with context.tenant(org.id), db.new_session() as s:
+        for piece in legacy_csv(s, "employee", ViewFilters()):
+            expected.update(piece.encode())
+    assert hashlib.sha256(resp.body).hexdigest() == expected.hexdigest()
+    assert m.peak_growth < EXPORT_BOUND, str(m)
+
+
+def test_a_json_view_page_stops_at_20000_certification_entries(live: Live, big_view: Any) -> None:
+    """`limit=500` of 300 certifications each would be 150,000 entries in one page."""
+    _, token = big_view
+    with memory(live) as m:
+        resp = live.request("GET", "/views/employees?limit=500", token)
+    body = resp.json()
+    print(  # noqa: T201
+        f"\nJSON page limit=500 of {EXPORT_CERTS}: {len(body['items'])} subjects, "
+        f"{len(resp.body) / MB:.1f} MB, {m}"
+    )
+    assert resp.status == 200
+    assert len(body["items"]) == 20_000 // EXPORT_CERTS  # 66 × 300 = 19,800
+    assert body["next_cursor"] is not None
+    assert m.peak_growth < EXPORT_BOUND, str(m)
+
+
+# --- headers: gunicorn's own errors in the error shape -------------------------------------------
+
+
+@pytest.mark.parametrize("size", [9_000, 20_000])
+def test_an_oversized_header_is_a_json_431(live: Live, warm: Any, size: int) -> None:
+    """gunicorn refuses a header line over 8,190 bytes before the app runs (attack run: a 9 KB
+    bearer got its HTML page); the answer is the API's JSON error."""
+    body = _error(_raw(live, _head("GET", "/roles", "a" * size, {})), 431)
+    assert body["code"] == 431
+    assert "8190" in body["message"], body
+    assert "headers" in body["errors"], body
+
+
+def test_too_many_headers_is_a_json_431(live: Live, warm: Any) -> None:
+    _, token = warm
+    many = {f"X-Filler-{i}": "x" for i in range(120)}
+    body = _error(_raw(live, _head("GET", "/roles", token, many)), 431)
+    assert "100" in body["message"], body
+
+
+def test_a_header_just_under_the_limit_reaches_the_app(live: Live, warm: Any) -> None:
+    """An 8,000-byte bearer is the app's to judge: not a token, 401."""
+    assert _error(_raw(live, _head("GET", "/roles", "a" * 8_000, {})), 401)["code"] == 401
+
+
+@pytest.mark.parametrize(
+    ("head", "status"),
+    [
+        (b"GARBAGE\r\n\r\n", 400),
+        (b"GET /api/v1/roles HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", 400),
+        (b"GET /api/v1/roles HTTP/9.9\r\nHost: x\r\n\r\n", 400),
+        (b"GET /api/v1/roles?" + b"q" * 5_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    ],
+    ids=["request-line", "header-without-colon", "http-version", "long-url"],
+)
+def test_every_error_gunicorn_answers_is_json(
+    live: Live, warm: Any, head: bytes, status: int
+) -> None:
+    body = _error(_raw(live, head), status)
+    assert body["code"] == status, body
+    assert body["message"], body
