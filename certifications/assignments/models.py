@@ -80,6 +80,8 @@ class Assignment(TenantEntity, Timestamps, Base):
     created_by: Mapped[str | None] = mapped_column(String(200))
     # Who recorded the current cycle: the creator for cycle 1, the renewer after a renewal.
     cycle_recorded_by: Mapped[str | None] = mapped_column(String(200))
+    # The submission waiting for review, if one does (certifications.evidence.submissions).
+    pending_submission_id: Mapped[uuid.UUID | None] = mapped_column()
 
 
 class AssignmentCycle(TenantEntity, Base):
