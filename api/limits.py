@@ -18,7 +18,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from api.errors import error_response
 from infra.settings import Settings
 
-UPLOAD_OVERHEAD = 1024 * 1024
+UPLOAD_OVERHEAD = 256 * 1024  # the form fields and multipart framing beside the file
 
 
 def takes_upload() -> bool:

@@ -6,9 +6,9 @@ import uuid
 from typing import Any
 
 from flask import current_app, redirect, send_file
-from werkzeug.wrappers import Response
 from flask.views import MethodView
 from flask_smorest import Blueprint
+from werkzeug.wrappers import Response
 
 from api.db import request_session
 from api.schemas.evidence import UPLOAD_BODY, DocumentListSchema, DocumentSchema, UploadFormSchema
