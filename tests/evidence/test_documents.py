@@ -168,7 +168,8 @@ def test_delete_is_soft_and_audited(scene, as_tenant) -> None:
             )
         ).all()
         row = s.get(documents.Document, uuid.UUID(doc["id"]))
-        assert row is not None and row.deleted_at is not None  # the record stays
+        assert row is not None  # the record stays
+        assert row.deleted_at is not None
     assert [e.action for e in events] == ["create", "update"]
     assert events[1].after["deleted_by"] == "tester"
     # The same bytes may be uploaded again once the first copy is deleted.
