@@ -9,6 +9,7 @@ chunks (boto3's managed transfer on S3), never a whole file in memory.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import shutil
 import tempfile
@@ -19,9 +20,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from infra.errors import DomainError
 from infra.settings import Settings
 
 CHUNK = 1024 * 1024
+log = logging.getLogger("certs.documents")
+
+
+class StoreUnavailable(DomainError):
+    """The document store refused or could not be reached: nothing was recorded."""
+
+    http_status = 503
+
+    def __init__(self) -> None:
+        super().__init__("The document store is unavailable; nothing was stored. Try again later.")
 
 
 @dataclass(frozen=True)
@@ -109,12 +121,19 @@ class S3Store:
         )
 
     def put(self, key: str, data: IO[bytes], content_type: str) -> None:
-        self.client.upload_fileobj(
-            data,
-            self.bucket,
-            self.prefix + key,
-            ExtraArgs={"ContentType": content_type, **self.sse},
-        )
+        from boto3.exceptions import Boto3Error
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.upload_fileobj(
+                data,
+                self.bucket,
+                self.prefix + key,
+                ExtraArgs={"ContentType": content_type, **self.sse},
+            )
+        except (Boto3Error, BotoCoreError, ClientError) as exc:
+            log.warning("document store refused %s: %s", key, exc)
+            raise StoreUnavailable() from exc
 
     def open(self, key: str) -> IO[bytes]:
         body = self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"]
