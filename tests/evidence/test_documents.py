@@ -225,3 +225,18 @@ def test_sweep_removes_orphans_and_keeps_live_bytes(scene, as_tenant) -> None:
         assert sweep_documents(s, store, scene.org.id, utcnow() + timedelta(hours=2)) == 1
     keys = {o.key for o in store.list(scene.org.id)}
     assert keys == {object_key(scene.org.id, live["id"])}
+
+
+def test_the_org_tick_sweeps_the_document_store(scene) -> None:
+    """The periodic per-org tick runs the sweep (workers.tick)."""
+    from datetime import timedelta
+
+    from certifications.evidence.storage import object_key
+    from workers.tick import tick_now
+
+    gone = _upload(scene.admin, scene.assignment.id, pdf("tick"), "t.pdf").get_json()
+    scene.admin.delete(f"/documents/{gone['id']}")
+    report = tick_now(now=utcnow() + timedelta(hours=2), org_id=scene.org.id)
+    assert report["ticks"][str(scene.org.id)]["documents_swept"] == 1
+    keys = {o.key for o in document_store(SETTINGS).list(scene.org.id)}
+    assert object_key(scene.org.id, gone["id"]) not in keys
