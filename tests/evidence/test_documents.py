@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import uuid
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
+from api.limits import UPLOAD_OVERHEAD
 from certifications.audit.models import AuditEvent
 from certifications.evidence import documents
 from certifications.evidence.documents import TooLarge, Upload
@@ -129,6 +131,45 @@ def test_21_mb_is_refused_before_it_is_read(scene, app) -> None:
     assert resp.status_code == 413, resp.get_data(as_text=True)[:300]
     assert "file" in resp.get_json()["errors"]
     assert declared.read_bytes == 0
+
+
+def _chunked(app: Any, url: str, token: str, stream: Any, boundary: str) -> Any:
+    """POST `stream` without a Content-Length, as gunicorn hands over a chunked body (the
+    test client always declares a length, so the WSGI app is called directly)."""
+    from werkzeug.test import EnvironBuilder, run_wsgi_app
+
+    environ = EnvironBuilder(
+        path=url, method="POST", headers={"Authorization": f"Bearer {token}"}
+    ).get_environ()
+    environ.pop("CONTENT_LENGTH", None)
+    environ["CONTENT_TYPE"] = f"multipart/form-data; boundary={boundary}"
+    environ["wsgi.input"] = stream
+    environ["wsgi.input_terminated"] = True
+    body, status, _headers = run_wsgi_app(app, environ)
+    try:
+        return int(status.split()[0]), json.loads(b"".join(body))
+    finally:
+        body.close()  # type: ignore[attr-defined]
+
+
+def test_a_chunked_body_is_cut_at_the_upload_limit(scene, app) -> None:
+    url = f"/api/v1/assignments/{scene.assignment.id}/documents"
+    too_big = _CountingStream(21 * MB)
+    status, body = _chunked(app, url, scene.admin.token, too_big, "b")
+    assert status == 413, body
+    assert too_big.read_bytes <= SETTINGS.document_max_bytes + UPLOAD_OVERHEAD + 1
+
+
+def test_a_chunked_upload_within_the_limit_goes_through(scene, app) -> None:
+    url = f"/api/v1/assignments/{scene.assignment.id}/documents"
+    from werkzeug.datastructures import FileStorage
+    from werkzeug.test import encode_multipart
+
+    boundary, data = encode_multipart(
+        {"file": FileStorage(io.BytesIO(pdf("chunked") + b"0" * (3 * MB)), filename="c.pdf")}
+    )
+    status, body = _chunked(app, url, scene.admin.token, io.BytesIO(data), boundary)
+    assert status == 201, body
 
 
 def test_the_upload_limit_is_its_own_not_max_request_bytes(scene) -> None:
