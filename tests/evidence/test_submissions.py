@@ -199,3 +199,16 @@ def test_admin_submissions_wait_only_when_review_is_required(
     after = scene.admin.get(f"/assignments/{assignment.id}").get_json()
     assert after["status"] == "valid"
     assert after["form_accepted_at"] is not None
+
+
+def test_reviewers_are_set_on_the_org_and_default_to_the_admins(scene, as_tenant) -> None:
+    resp = scene.admin.patch("/org", json={"reviewer_emails": ["not an address"]})
+    assert resp.status_code == 422
+    assert "reviewer_emails" in resp.get_json()["errors"]["json"]
+    cleared = scene.admin.patch("/org", json={"reviewer_emails": []})
+    assert cleared.status_code == 200
+    assert cleared.get_json()["reviewer_emails"] == []
+    sent = _submit(scene.me, scene.assignment.id, issued_on="2026-11-01")
+    assert sent.status_code == 201
+    pending = _notes(as_tenant, scene.org.id, "submission_pending")
+    assert [(n.recipient, n.recipient_source) for n in pending] == [("boss@example.test", "admins")]
