@@ -173,9 +173,6 @@ class ApiClient:
         if self.token and "Authorization" not in headers:
             headers["Authorization"] = f"Bearer {self.token}"
         url = path if path.startswith(("/healthz", "/readyz", "/metrics")) else "/api/v1" + path
-        # Buffered: a streamed body (a document's file) is read and its file closed here, as a
-        # WSGI server closes it, instead of whenever the garbage collector finds the response.
-        kw.setdefault("buffered", True)
         return getattr(self.client, method)(url, headers=headers, **kw)
 
     def get(self, path: str, **kw: Any) -> Any:

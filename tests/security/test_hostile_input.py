@@ -76,8 +76,7 @@ def call(app):
         path = "/api/v1" + support.build_path(op, world)
         token = _platform_token() if op.is_platform else tenant_token
         token = _self_token() if op.is_self else token
-        # Buffered: a document's file is read and closed here, not left to the collector.
-        kw: dict[str, Any] = {"headers": {"Authorization": f"Bearer {token}"}, "buffered": True}
+        kw: dict[str, Any] = {"headers": {"Authorization": f"Bearer {token}"}}
         required = urlencode(support.required_query(op, world))
         if isinstance(query, str):  # raw, already percent-encoded
             kw["query_string"] = "&".join(q for q in (required, query) if q)
