@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
-from flask import current_app, redirect, send_file
+from flask import current_app, redirect
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from werkzeug.wrappers import Response
@@ -15,7 +16,7 @@ from api.schemas.evidence import UPLOAD_BODY, DocumentListSchema, DocumentSchema
 from api.uploads import file_parts, form_data
 from certifications.assignments import service as assignments
 from certifications.evidence import documents
-from certifications.evidence.storage import DocumentStore, document_store
+from certifications.evidence.storage import CHUNK, DocumentStore, attachment, document_store
 from infra.database import utcnow
 from infra.settings import Settings
 from tenancy.auth import current_subject, requires
@@ -92,6 +93,14 @@ class DocumentResource(MethodView):
         return None
 
 
+def _chunks(store: DocumentStore, key: str) -> Iterator[bytes]:
+    """The stored bytes in 1 MB chunks; the file is opened when the server starts sending and
+    closed when it is done (or gives up), never held whole in memory."""
+    with store.open(key) as data:
+        while chunk := data.read(CHUNK):
+            yield chunk
+
+
 @blp.route("/documents/<uuid:document_id>/content")
 class DocumentContent(MethodView):
     @requires("certifications:read", module="hse")
@@ -106,13 +115,12 @@ class DocumentContent(MethodView):
         if url is not None:
             response = redirect(url, code=302)
         else:
-            response = send_file(
-                target.open(document.storage_key),
+            response = Response(
+                _chunks(target, document.storage_key),
                 mimetype=document.content_type,
-                as_attachment=True,
-                download_name=document.filename,
-                max_age=0,
+                direct_passthrough=True,
             )
+            response.headers["Content-Disposition"] = attachment(document.filename)
             response.headers["Content-Length"] = str(document.size)
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Cache-Control"] = "private, no-store"

@@ -925,9 +925,7 @@ def test_ingress_passes_bodies_up_to_the_apis_own_limit(helm: str) -> None:
         "nginx.ingress.kubernetes.io/proxy-body-size": str(20 * 1024 * 1024 + 262144),
     }
     small = {"documents": {"maxBytes": 1048576}}
-    manifests = _template(
-        helm, {"secrets": SECRETS, "api": {"ingress": ingress}, "config": small}
-    )
+    manifests = _template(helm, {"secrets": SECRETS, "api": {"ingress": ingress}, "config": small})
     annotations = manifests.get("Ingress", FULLNAME)["metadata"]["annotations"]
     assert annotations["nginx.ingress.kubernetes.io/proxy-body-size"] == "10485760"
     data = manifests.get("ConfigMap", f"{FULLNAME}-config")["data"]

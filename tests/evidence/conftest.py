@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,14 +46,18 @@ class Scene:
 
 
 @pytest.fixture
-def scene(make_org, make_employee, make_certification, make_assignment, api_for) -> Scene:
+def scene(
+    make_org, make_employee, make_certification, make_assignment, api_for, smtp, jobs
+) -> Iterator[Scene]:
+    """The notices a test's submissions send are delivered (to the SMTP sink on loopback) by
+    the suite's worker before the next test starts."""
     org = make_org(admin_emails=["boss@example.test"], reviewer_emails=["review@example.test"])
     worker = make_employee(org, name="Wanda Worker", email="wanda@example.test", user_sub="idp|w")
     other = make_employee(org, name="Otto Other", email="otto@example.test", user_sub="idp|o")
     cert = make_certification(org, name="Forklift", validity_months=12)
     assignment = make_assignment(cert, worker, issued_on=None, status="missing")
     others = make_assignment(cert, other, issued_on=None, status="missing")
-    return Scene(
+    yield Scene(
         org=org,
         worker=worker,
         other=other,
@@ -62,3 +67,4 @@ def scene(make_org, make_employee, make_certification, make_assignment, api_for)
         reviewer=api_for(org, scopes=["certifications:review", "certifications:read"]),
         me=api_for(org, scopes=["self"], sub="idp|w"),
     )
+    jobs.drain()

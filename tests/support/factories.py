@@ -242,12 +242,21 @@ def _self_service(employee: Employee) -> Employee:
 
 
 def _world_submission(s: Session, w: World) -> Submission:
-    submission = _added(
+    """A pending submission for a worker without an email address (and the world's org has no
+    admins): approving or rejecting it in the matrices sends no mail."""
+    quiet = build_employee(s, name=_unique("quiet"), email=None)
+    assignment = _added(
         s,
-        Submission(assignment_id=w["assignment"], cycle=1, status="pending", issued_on=_ON),
+        Assignment(
+            certification_id=w["certification"],
+            subject_type="employee",
+            subject_id=quiet.id,
+            status="missing",
+        ),
     )
-    assignment = s.get(Assignment, w["assignment"])
-    assert assignment is not None
+    submission = _added(
+        s, Submission(assignment_id=assignment.id, cycle=1, status="pending", issued_on=_ON)
+    )
     assignment.pending_submission_id = submission.id
     s.flush()
     return submission
@@ -309,9 +318,7 @@ WORLD_KINDS: dict[str, Callable[[Session, World], Any]] = {
     ),  # fmt: skip
     "assignment": _world_assignment,
     "submission": _world_submission,
-    "document": lambda s, w: build_document(
-        s, assignment_id=w["assignment"], submission_id=w["submission"]
-    ),
+    "document": lambda s, w: build_document(s, assignment_id=w["assignment"]),
     "job": lambda s, w: _added(s, Job(kind="fanout", state="done", done=1, total=1)),
     "task": lambda s, w: _added(
         s,
