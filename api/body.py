@@ -141,6 +141,29 @@ class BodyRequest(Request):
     def json_module(self, _value: Any) -> None:
         pass
 
+    def _get_file_stream(
+        self,
+        total_content_length: int | None,
+        content_type: str | None,
+        filename: str | None = None,
+        content_length: int | None = None,
+    ) -> IO[bytes]:
+        """Werkzeug's spooled file for an uploaded part, remembered so `close` closes it even
+        when the body is refused mid-part (413): werkzeug drops such a part unclosed, an open
+        temporary file until the garbage collector finds it."""
+        part = super()._get_file_stream(
+            total_content_length, content_type, filename, content_length
+        )
+        self.__dict__.setdefault("_file_parts", []).append(part)
+        return part
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            for part in self.__dict__.pop("_file_parts", []):
+                part.close()
+
     @cached_property
     def stream(self) -> IO[bytes]:
         limit = self.max_content_length

@@ -1,6 +1,12 @@
 """Request size limits, checked before any view runs: the body (413, `MAX_REQUEST_BYTES`),
 and the request line and headers (gunicorn's limits, 414/431), answered in the one error
-shape."""
+shape.
+
+Upload endpoints (a view class with `takes_upload = True`) have their own limit instead:
+`DOCUMENT_MAX_BYTES` plus `UPLOAD_OVERHEAD` for the form fields and multipart framing around
+the file. It is set on the request (`request.max_content_length`), so werkzeug's form parser
+and `CappedStream` stop at it while reading; a declared length above it is refused unread.
+"""
 
 from __future__ import annotations
 
@@ -10,20 +16,36 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import IO, Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from api.errors import error_body, error_response
 from infra.settings import Settings
 
+UPLOAD_OVERHEAD = 256 * 1024  # the form fields and multipart framing beside the file
+
+
+def takes_upload() -> bool:
+    view = current_app.view_functions.get(request.endpoint or "")
+    return bool(getattr(getattr(view, "view_class", None), "takes_upload", False))
+
 
 def init_limits(app: Flask, settings: Settings) -> None:
     limit = settings.max_request_bytes
+    upload_limit = settings.document_max_bytes + UPLOAD_OVERHEAD
     # Werkzeug refuses a larger Content-Length as soon as the body is touched; a body without
     # one (chunked) is read through `CappedStream` (`api.body.BodyRequest.stream`).
     app.config["MAX_CONTENT_LENGTH"] = limit
 
     def too_large(_exc: RequestEntityTooLarge | None = None) -> Response:
+        if takes_upload():
+            most = settings.document_max_bytes
+            return error_response(
+                413,
+                f"The upload is larger than the limit of {most} bytes per file "
+                f"(DOCUMENT_MAX_BYTES; the whole request may carry {UPLOAD_OVERHEAD} more).",
+                {"file": [f"At most {most} bytes."]},
+            )
         return error_response(
             413,
             f"The request body is larger than the limit of {limit} bytes.",
@@ -32,8 +54,10 @@ def init_limits(app: Flask, settings: Settings) -> None:
 
     def check_body() -> Response | None:
         """A declared length over the limit is refused before any byte of it is read."""
+        wanted = upload_limit if takes_upload() else limit
+        request.max_content_length = wanted
         length = request.content_length
-        return too_large() if length is not None and length > limit else None
+        return too_large() if length is not None and length > wanted else None
 
     app.before_request(check_body)
     app.register_error_handler(RequestEntityTooLarge, too_large)

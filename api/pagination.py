@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 import uuid
@@ -43,8 +44,10 @@ class Page:
     next_cursor: str | None
 
 
+@functools.cache
 def page_schema(item_schema: type[Schema], name: str | None = None) -> type[Schema]:
-    """`{"items": [...], "next_cursor": ...}` for an item schema (named for the OpenAPI doc)."""
+    """`{"items": [...], "next_cursor": ...}` for an item schema (named for the OpenAPI doc;
+    one class per item schema, so two endpoints listing the same items share it)."""
     name = name or item_schema.__name__.removesuffix("Schema") + "PageSchema"
     return Schema.from_dict(
         {

@@ -8,6 +8,7 @@ import certifications.audit.models
 import certifications.automation.models
 import certifications.catalog.models
 import certifications.directory.models
+import certifications.evidence.models
 import jobs.models
 import tenancy.models
 from infra.database import Base
@@ -20,6 +21,7 @@ MODULES = (
     certifications.assignments.models,
     certifications.assignments.schedule,
     certifications.automation.models,
+    certifications.evidence.models,
     certifications.audit.models,
 )
 metadata = Base.metadata

@@ -36,6 +36,11 @@ MAX_DAYS = 3650
 # A notification rule's trigger; `before_expiry` takes a number of days.
 BEFORE_EXPIRY = "before_expiry"
 TRIGGERS = (BEFORE_EXPIRY, EXPIRED, REVOKED, MISSING)
+# Triggers of the review queue (certifications.evidence): not rules, one notice per event.
+SUBMISSION_PENDING = "submission_pending"
+SUBMISSION_APPROVED = "submission_approved"
+SUBMISSION_REJECTED = "submission_rejected"
+SUBMISSION_TRIGGERS = (SUBMISSION_PENDING, SUBMISSION_APPROVED, SUBMISSION_REJECTED)
 CHANNELS = ("email", "webhook")
 # A notification rule's recipients: these words, or an email address.
 HOLDER = "holder"
@@ -43,7 +48,7 @@ ADMINS = "admins"
 RECIPIENT_WORDS = (HOLDER, ADMINS)
 # How a notification's recipient was chosen (the holder without an address falls back to the
 # admins; the webhook channel has one recipient, the org's webhook).
-RECIPIENT_SOURCES = (HOLDER, ADMINS, "address", "holder_fallback_admins", "webhook")
+RECIPIENT_SOURCES = (HOLDER, ADMINS, "address", "holder_fallback_admins", "webhook", "reviewers")
 
 # --- automation ------------------------------------------------------------------------------
 
@@ -54,3 +59,9 @@ TASK_STATUSES = ("open", "done", "closed", "cancelled")
 # What a user may set a task to (complete, reopen, cancel); `closed` comes from a renewal or
 # revocation.
 SETTABLE_TASK_STATUSES = ("open", "done", "cancelled")
+
+# --- evidence --------------------------------------------------------------------------------
+
+SUBMISSION_STATUSES = ("pending", "approved", "rejected")
+# What an uploaded file may be, recognised by its content (certifications.evidence.documents).
+DOCUMENT_TYPES = ("application/pdf", "image/png", "image/jpeg", "image/heic", "image/webp")

@@ -89,6 +89,24 @@ class Settings:
     job_retry_max_seconds: int = 3600
     job_retry_window_hours: int = 24
     job_lease_seconds: int = 30
+    # Evidence documents (certifications/evidence): where the bytes live (`local` under the
+    # instance folder, or `s3` for any S3-compatible store), the largest file one upload may
+    # carry (its own body limit, not MAX_REQUEST_BYTES) and the bytes one org may keep (0: none).
+    document_storage: str = "local"
+    document_dir: str = "instance/documents"
+    document_max_bytes: int = 20 * 1024 * 1024
+    document_org_quota_bytes: int = 5 * 1024 * 1024 * 1024
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_prefix: str = "documents/"
+    # Server-side encryption of every object: AES256 (S3-managed keys) or aws:kms (+ key id).
+    s3_sse: str = "AES256"
+    s3_kms_key_id: str | None = None
+    # Unset: boto3's own credential chain (instance role, web identity, its config files).
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    s3_url_expiry_seconds: int = 300
 
     @property
     def is_postgres(self) -> bool:
@@ -190,6 +208,19 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         job_retry_max_seconds=_int(env, "JOB_RETRY_MAX_SECONDS", 3600),
         job_retry_window_hours=_int(env, "JOB_RETRY_WINDOW_HOURS", 24),
         job_lease_seconds=_int(env, "JOB_LEASE_SECONDS", 30),
+        document_storage=(env.get("DOCUMENT_STORAGE") or "local").strip().lower(),
+        document_dir=env.get("DOCUMENT_DIR") or str(instance / "documents"),
+        document_max_bytes=_int(env, "DOCUMENT_MAX_BYTES", 20 * 1024 * 1024),
+        document_org_quota_bytes=_int(env, "DOCUMENT_ORG_QUOTA_BYTES", 5 * 1024**3),
+        s3_bucket=env.get("S3_BUCKET") or None,
+        s3_endpoint_url=env.get("S3_ENDPOINT_URL") or None,
+        s3_region=env.get("S3_REGION") or None,
+        s3_prefix=env.get("S3_PREFIX", "documents/"),
+        s3_sse=env.get("S3_SSE") or "AES256",
+        s3_kms_key_id=env.get("S3_KMS_KEY_ID") or None,
+        s3_access_key_id=env.get("S3_ACCESS_KEY_ID") or None,
+        s3_secret_access_key=env.get("S3_SECRET_ACCESS_KEY") or None,
+        s3_url_expiry_seconds=_int(env, "S3_URL_EXPIRY_SECONDS", 300),
     )
     _refuse_unsafe(settings)
     return settings
@@ -207,6 +238,7 @@ def _refuse_unsafe(s: Settings) -> None:
         )
     if s.job_retry_max_seconds < s.job_retry_base_seconds:
         raise ConfigError("JOB_RETRY_MAX_SECONDS must be at least JOB_RETRY_BASE_SECONDS")
+    _refuse_bad_documents(s)
     if s.jwt_algorithm == "RS256" and not s.jwt_public_key:
         raise ConfigError("JWT_ALGORITHM=RS256 needs JWT_PUBLIC_KEY (PEM text or a file path)")
     if s.env != "production":
@@ -232,3 +264,18 @@ def _refuse_unsafe(s: Settings) -> None:
         )
     if not s.redis_url:
         raise ConfigError("CERTS_ENV=production needs REDIS_URL")
+
+
+def _refuse_bad_documents(s: Settings) -> None:
+    if s.document_storage not in {"local", "s3"}:
+        raise ConfigError(f"DOCUMENT_STORAGE must be local or s3, not {s.document_storage!r}")
+    if s.document_storage == "s3" and not s.s3_bucket:
+        raise ConfigError("DOCUMENT_STORAGE=s3 needs S3_BUCKET")
+    if s.s3_sse not in {"AES256", "aws:kms"}:
+        raise ConfigError(f"S3_SSE must be AES256 or aws:kms, not {s.s3_sse!r}")
+    if s.document_max_bytes < 1024:
+        raise ConfigError(f"DOCUMENT_MAX_BYTES must be at least 1024, not {s.document_max_bytes}")
+    if s.document_org_quota_bytes < 0:
+        raise ConfigError("DOCUMENT_ORG_QUOTA_BYTES must be 0 (no quota) or a positive number")
+    if not 1 <= s.s3_url_expiry_seconds <= 7 * 24 * 3600:
+        raise ConfigError("S3_URL_EXPIRY_SECONDS must be between 1 and 604800 (7 days)")

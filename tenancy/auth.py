@@ -36,13 +36,18 @@ SCOPES = (
     "certifications:create",
     "certifications:update",
     "certifications:delete",
+    "certifications:review",
     "directory:read",
     "directory:write",
     "org:admin",
     "platform:admin",
+    "self",
 )
 PLATFORM_SCOPE = "platform:admin"
-TENANT_SCOPES = tuple(s for s in SCOPES if s != PLATFORM_SCOPE)
+# A worker's own token: only the endpoints that declare it (/me), whatever else it carries;
+# so it is no part of the tenant scopes an admin token gets by default.
+SELF_SCOPE = "self"
+TENANT_SCOPES = tuple(s for s in SCOPES if s not in (PLATFORM_SCOPE, SELF_SCOPE))
 _MAX_LIFETIME_KEY = "CERTS_JWT_MAX_LIFETIME_SECONDS"
 
 jwt_manager = JWTManager()
@@ -183,6 +188,11 @@ def requires(
                 raise Forbidden("This endpoint needs a token for an organization.")
             if needed and not any(s in scopes for s in needed):
                 raise Forbidden(f"Missing scope {' or '.join(needed)}.", errors={"scope": needed})
+            if SELF_SCOPE in scopes and SELF_SCOPE not in needed:
+                raise Forbidden(
+                    "A self-service token (scope `self`) may only use the /me endpoints.",
+                    errors={"scope": [SELF_SCOPE]},
+                )
             if module and not principal.has_module(module):
                 raise Forbidden(
                     f"The {module.upper()} module is not enabled for this organization.",

@@ -24,6 +24,8 @@ class Organization(Timestamps, Base):
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     modules: Mapped[list[Any]] = mapped_column(JSON, default=list)
     admin_emails: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # Who hears of submissions waiting for review (the admins when empty).
+    reviewer_emails: Mapped[list[Any]] = mapped_column(JSON, default=list, server_default="[]")
     webhook_url: Mapped[str | None] = mapped_column(String(2000))
     # Encrypted at rest (tenancy/sealed.py); `reveal()` only where a webhook is signed.
     webhook_secret: Mapped[SealedSecret | None] = mapped_column(SealedText)

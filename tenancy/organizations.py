@@ -23,6 +23,7 @@ def create_organization(session: Session, **fields: Any) -> Organization:
         timezone=fields.get("timezone") or "UTC",
         modules=sorted(set(fields.get("modules") or [])),
         admin_emails=list(fields.get("admin_emails") or []),
+        reviewer_emails=list(fields.get("reviewer_emails") or []),
     )
     session.add(org)
     session.flush()

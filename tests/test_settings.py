@@ -120,3 +120,28 @@ def test_request_body_limit():
     for bad in ("ten", "0", "-1"):
         with pytest.raises(ConfigError, match="MAX_REQUEST_BYTES"):
             load_settings({"MAX_REQUEST_BYTES": bad})
+
+
+def test_document_storage_defaults_and_choices(tmp_path):
+    s = load_settings({"CERTS_INSTANCE_DIR": str(tmp_path)})
+    assert s.document_storage == "local"
+    assert s.document_dir == str(tmp_path / "documents")
+    assert s.document_max_bytes == 20 * 1024 * 1024
+    s3 = load_settings({"DOCUMENT_STORAGE": "S3", "S3_BUCKET": "b", "S3_SSE": "aws:kms"})
+    assert (s3.document_storage, s3.s3_bucket, s3.s3_sse) == ("s3", "b", "aws:kms")
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"DOCUMENT_STORAGE": "ftp"}, "DOCUMENT_STORAGE"),
+        ({"DOCUMENT_STORAGE": "s3"}, "S3_BUCKET"),
+        ({"S3_SSE": "none"}, "S3_SSE"),
+        ({"DOCUMENT_MAX_BYTES": "10"}, "DOCUMENT_MAX_BYTES"),
+        ({"DOCUMENT_ORG_QUOTA_BYTES": "-1"}, "DOCUMENT_ORG_QUOTA_BYTES"),
+        ({"S3_URL_EXPIRY_SECONDS": "0"}, "S3_URL_EXPIRY_SECONDS"),
+    ],
+)
+def test_document_settings_refuse_nonsense(env, named):
+    with pytest.raises(ConfigError, match=named):
+        load_settings(env)

@@ -5,7 +5,8 @@
    it through the outbox, in the claim's transaction.
 2. `tick_org` (a worker) runs `tick_org()` below in one unit of work: recompute the org's
    statuses for its today, then evaluate task and notification rules on those fresh statuses,
-   then queue the deliveries — in that order, in the same worker.
+   then queue the deliveries — in that order, in the same worker — and last sweep the org's
+   document store of bytes no live document row names (`certifications.evidence.sweep`).
 3. Writes that change a status or its rules request the same tick (`request_tick`).
 
 `certs tick` runs the same `tick_org()` for every org right here (`tick_now`), then waits for
@@ -29,11 +30,14 @@ from certifications.assignments import schedule
 from certifications.assignments.recompute import recompute_org
 from certifications.automation.models import Notification
 from certifications.automation.pipeline import enqueue_deliveries, evaluate_org
+from certifications.evidence.storage import document_store
+from certifications.evidence.sweep import sweep_documents
 from infra import context
 from infra import database as db
 from jobs import relay
 from jobs.models import OutboxMessage
 from jobs.outbox import request_job
+from runtime.bootstrap import current as current_runtime
 from tenancy.models import Organization
 from workers.unit_of_work import JobRun, job_run, platform_run
 
@@ -49,7 +53,18 @@ def tick_org(run: JobRun, org_id: uuid.UUID, now: datetime) -> dict[str, Any]:
     if org.has_module("hse"):
         report.update(evaluate_org(run.session, org_id, now, org.timezone))
         report["queued"] = enqueue_deliveries(run.session, now)
+        report["documents_swept"] = _sweep(run, org_id, now)
     return report
+
+
+def _sweep(run: JobRun, org_id: uuid.UUID, now: datetime) -> int | None:
+    """Orphaned document bytes go; a store that fails is logged, not the tick's failure."""
+    try:
+        store = document_store(current_runtime().settings)
+        return sweep_documents(run.session, store, org_id, now)
+    except Exception:
+        log.exception("document sweep of org %s failed; the next tick tries again", org_id)
+        return None
 
 
 def queue_due_ticks(now: datetime | None = None, org_id: uuid.UUID | None = None) -> dict[str, int]:

@@ -65,6 +65,11 @@ class AssignmentSchema(Schema):
     revoked_reason = fields.String(allow_none=True)
     revoked_by = fields.String(allow_none=True)
     created_by = fields.String(allow_none=True)
+    pending_submission = fields.UUID(
+        attribute="pending_submission_id",
+        allow_none=True,
+        metadata={"description": "The submission waiting for review, if any"},
+    )
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
     exemption = fields.Nested(

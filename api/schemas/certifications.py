@@ -266,6 +266,13 @@ def _certification_fields() -> dict[str, fields.Field[Any]]:
         "forms_required": StrictBoolean(
             metadata=doc("Valid only once a form submission is accepted (needs `form`).", False)
         ),
+        "review_required": StrictBoolean(
+            metadata=doc(
+                "Submissions (self-service or by an admin) wait for a reviewer's approval; "
+                "implied by forms_required.",
+                False,
+            )
+        ),
         "form": fields.Nested(
             FormSchema,
             allow_none=True,

@@ -64,7 +64,7 @@ def _text(max_length: int) -> FieldFactory:
 # Optional, nullable fields per kind (name, external_id and active are common to all kinds).
 _EXTRA: dict[str, dict[str, FieldFactory]] = {
     "roles": {},
-    "employees": {"email": DirectoryEmail, "role_id": fields.UUID},
+    "employees": {"email": DirectoryEmail, "role_id": fields.UUID, "user_sub": _text(200)},
     "assets": {"serial_number": _text(200)},
     "clients": {"contact_email": DirectoryEmail},
     "locations": {"address": _text(1000), "client_id": fields.UUID},

@@ -35,6 +35,9 @@ class OrganizationSchema(Schema):
     timezone = fields.String(metadata={"description": "IANA zone that defines 'today'"})
     modules = fields.List(fields.String(), metadata={"example": ["hse"]})
     admin_emails = fields.List(fields.String())
+    reviewer_emails = fields.List(
+        fields.String(), metadata={"description": "Told of submissions awaiting review."}
+    )
     webhook_url = fields.String(allow_none=True)
     webhook_secret_set = fields.Method("_secret_set", metadata={"type": "boolean"})
     default_task_assignee_id = fields.UUID(allow_none=True)
@@ -58,6 +61,11 @@ class OrganizationPatchSchema(Schema):
     name = name_field()
     timezone = Text(**TIMEZONE)
     admin_emails = fields.List(Email(), validate=validate.Length(max=50))
+    reviewer_emails = fields.List(
+        Email(),
+        validate=validate.Length(max=50),
+        metadata={"description": "Told of submissions awaiting review (the admins if empty)."},
+    )
     webhook_url = Text(allow_none=True, validate=[validate.Length(max=2000), _https_or_http_url])
     webhook_secret = Text(
         allow_none=True,

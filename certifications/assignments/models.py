@@ -99,6 +99,9 @@ class Assignment(TenantEntity, Timestamps, Base):
             "at": self.exempt_at,
         }
 
+    # The submission waiting for review, if one does (certifications.evidence.submissions).
+    pending_submission_id: Mapped[uuid.UUID | None] = mapped_column()
+
 
 class AssignmentCycle(TenantEntity, Base):
     """One recorded cycle (issue → expiry) of an assignment; renewing closes the current one."""

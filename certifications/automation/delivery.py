@@ -111,6 +111,7 @@ def claim(session: Session, notification_id: uuid.UUID, now: datetime) -> Outgoi
         else f"{assignment.subject_type} (deleted)",
         webhook_url=org.webhook_url,
         webhook_secret=org.webhook_secret,
+        detail=note.detail,
     )
 
 

@@ -50,6 +50,7 @@ class Outgoing:
     subject_name: str
     webhook_url: str | None
     webhook_secret: SealedSecret | None  # revealed only by the transport, to sign
+    detail: str | None = None  # a rejected submission's reason
 
 
 def relative_day(day: date, today: date) -> str:
@@ -89,10 +90,33 @@ def _what(out: Outgoing) -> tuple[str, str, date]:
             "Arrange a new certification, or reassign duties that require it.",
             when,
         )
+    if out.trigger.startswith("submission_"):
+        return _submission_what(out, who)
     return (
         f"{who} is missing (as of {out.triggered_on.isoformat()}, "
         f"{relative_day(out.triggered_on, out.today)})",
         "Record the certificate (issue date and any required form) so it counts as valid.",
+        out.triggered_on,
+    )
+
+
+def _submission_what(out: Outgoing, who: str) -> tuple[str, str, date]:
+    if out.trigger == "submission_pending":
+        return (
+            f"A submission for {who} is waiting for review",
+            "Review it in the queue (GET /submissions?status=pending): approve or reject it.",
+            out.triggered_on,
+        )
+    if out.trigger == "submission_approved":
+        return (
+            f"Your submission for {who} was approved",
+            "Nothing more to do: the certificate is recorded.",
+            out.triggered_on,
+        )
+    reason = f" (reason: {out.detail})" if out.detail else ""
+    return (
+        f"Your submission for {who} was rejected{reason}",
+        "Correct what the reason names and submit again.",
         out.triggered_on,
     )
 
@@ -120,6 +144,7 @@ def _single_lines(out: Outgoing) -> Outgoing:
         certification_name=one_line(out.certification_name),
         subject_name=one_line(out.subject_name),
         revoked_reason=one_line(out.revoked_reason) if out.revoked_reason else None,
+        detail=one_line(out.detail) if out.detail else None,
     )
 
 

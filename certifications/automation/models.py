@@ -44,7 +44,7 @@ class Notification(TenantEntity, Timestamps, Base):
     certification_id: Mapped[uuid.UUID] = mapped_column()
     # "before_expiry:30", "expired", "revoked", "missing": the rule's identity (see decisions).
     rule_key: Mapped[str] = mapped_column(String(64))
-    trigger: Mapped[str] = mapped_column(String(16))
+    trigger: Mapped[str] = mapped_column(String(32))
     cycle: Mapped[int] = mapped_column(Integer)
     channel: Mapped[str] = mapped_column(String(16))
     # An email address, or "webhook" for the org's webhook.
@@ -55,6 +55,8 @@ class Notification(TenantEntity, Timestamps, Base):
     status: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_error: Mapped[str | None] = mapped_column(Text)
+    # What the message adds for its trigger: a rejected submission's reason.
+    detail: Mapped[str | None] = mapped_column(Text)
     # smtp, log (no SMTP_HOST configured) or webhook.
     delivered_via: Mapped[str | None] = mapped_column(String(16))
     enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -60,6 +60,8 @@ class Certification(TenantEntity, Timestamps, Base):
     warning_days: Mapped[int] = mapped_column(Integer, default=30, server_default=text("30"))
     valid_when_added: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     forms_required: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Submissions wait for a reviewer (forms_required implies it: `needs_review`).
+    review_required: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     form: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     notification_rules: Mapped[list[Any]] = mapped_column(JSON, default=list)
     task_rules: Mapped[list[Any]] = mapped_column(JSON, default=list)
@@ -67,6 +69,11 @@ class Certification(TenantEntity, Timestamps, Base):
     # organization's `default_task_assignee_id`).
     task_assignee_id: Mapped[uuid.UUID | None] = mapped_column()
     archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @property
+    def needs_review(self) -> bool:
+        """Submissions wait for a reviewer: asked for, or implied by a required form."""
+        return bool(self.review_required or self.forms_required)
 
 
 class CertificationGroupMember(TenantScoped, Base):

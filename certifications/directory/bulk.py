@@ -70,6 +70,8 @@ def bulk_upsert(
     rows = _check_references(session, kind, rows, errors, existing)
     if kind.name == "role":
         rows = _check_role_names(session, kind, rows, errors)
+    if kind.name == "employee":
+        rows = _check_unique_values(session, kind, "user_sub", rows, errors)
 
     planned: list[_Plan] = []
     for index, data in rows:
@@ -237,6 +239,39 @@ def _check_role_names(
             errors[index] = {"name": ["Already used by another role."]}
         elif seen != index:
             errors[index] = {"name": [f"Same name as row {seen} in this request."]}
+        else:
+            kept.append((index, data))
+    return kept
+
+
+def _check_unique_values(
+    session: Session,
+    kind: Kind,
+    field: str,
+    rows: list[tuple[int, dict[str, Any]]],
+    errors: dict[int, Any],
+) -> list[tuple[int, dict[str, Any]]]:
+    """An optional per-org unique value (an employee's `user_sub`): refuse one another row
+    holds (in the database or earlier in this request) instead of failing the whole upsert."""
+    model = kind.model
+    column = getattr(model, field)
+    values = sorted({data[field] for _, data in rows if data.get(field) is not None})
+    holders: dict[str, str | None] = {}
+    for chunk in _chunks(values):
+        stmt = _among(session, select(column, model.external_id), column, chunk)
+        holders.update(session.execute(stmt).all())
+    first: dict[str, int] = {}
+    kept = []
+    for index, data in rows:
+        value = data.get(field)
+        if value is None:
+            kept.append((index, data))
+            continue
+        seen = first.setdefault(value, index)
+        if value in holders and holders[value] != data["external_id"]:
+            errors[index] = {field: [f"Already used by another {kind.name}."]}
+        elif seen != index:
+            errors[index] = {field: [f"Same {field} as row {seen} in this request."]}
         else:
             kept.append((index, data))
     return kept

@@ -34,6 +34,8 @@ class Employee(_Subject, Base):
     __tablename__ = "employees"
     __table_args__ = (
         UniqueConstraint("org_id", "external_id"),
+        # The identity provider's subject of the worker's own (`self`) tokens: one per org.
+        Index("uq_employees_org_id_user_sub", "org_id", "user_sub", unique=True),
         tenant_fk("role_id", "roles"),
         Index("ix_employees_org_role", "org_id", "role_id"),
         Index("ix_employees_org_name", "org_id", "name", "id"),
@@ -41,6 +43,7 @@ class Employee(_Subject, Base):
 
     email: Mapped[str | None] = mapped_column(String(320))
     role_id: Mapped[uuid.UUID | None] = mapped_column()
+    user_sub: Mapped[str | None] = mapped_column(String(200))
 
 
 class Asset(_Subject, Base):

@@ -60,7 +60,7 @@ KINDS: dict[str, Kind] = {
             "employee",
             "employees",
             Employee,
-            ("name", "email", "role_id", "external_id", "active"),
+            ("name", "email", "role_id", "external_id", "active", "user_sub"),
             Reference("role_id", Role, "role"),
         ),
         Kind("asset", "assets", Asset, ("name", "serial_number", "external_id", "active")),
@@ -201,12 +201,15 @@ def _check_reference(session: Session, kind: Kind, data: dict[str, Any], item: A
         raise Invalid({ref.field: [f"The {ref.entity} is inactive."]})
 
 
+_UNIQUE_FIELDS = {"role": ("external_id", "name"), "employee": ("external_id", "user_sub")}
+
+
 def _check_unique(
     session: Session, kind: Kind, data: dict[str, Any], item_id: uuid.UUID | None
 ) -> None:
     """Answer a readable 409 for a taken `external_id` (or role name) before the database does."""
     model = kind.model
-    for field in ("external_id", "name") if kind.name == "role" else ("external_id",):
+    for field in _UNIQUE_FIELDS.get(kind.name, ("external_id",)):
         value = data.get(field)
         if value is None:
             continue

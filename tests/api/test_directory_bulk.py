@@ -151,6 +151,34 @@ def test_bulk_roles_refuse_taken_names(api):
     assert again["rows"][0]["status"] == "unchanged"
 
 
+def test_user_sub_is_unique_per_org_in_bulk_and_single_writes(api, api_for, make_org):
+    report = _bulk(
+        api,
+        "employees",
+        [
+            {"external_id": "E1", "name": "Ann", "user_sub": "idp|ann"},
+            {"external_id": "E2", "name": "Bob", "user_sub": "idp|ann"},
+            {"external_id": "E3", "name": "Cy", "user_sub": None},
+            {"external_id": "E4", "name": "Di"},
+        ],
+    )
+    assert [r["status"] for r in report["rows"]] == ["created", "error", "created", "created"]
+    assert "user_sub" in report["rows"][1]["errors"]
+    # Another row taking it later is refused; the holder keeping it is not a clash.
+    taken = _bulk(api, "employees", [{"external_id": "E3", "name": "Cy", "user_sub": "idp|ann"}])
+    assert taken["rows"][0]["status"] == "error"
+    kept = _bulk(api, "employees", [{"external_id": "E1", "name": "Ann", "user_sub": "idp|ann"}])
+    assert kept["rows"][0]["status"] == "unchanged"
+    single = api.post("/employees", json={"name": "Eve", "user_sub": "idp|ann"})
+    assert single.status_code == 409
+    assert "user_sub" in single.get_json()["errors"]
+    ok = api.post("/employees", json={"name": "Eve", "user_sub": "idp|eve"}).get_json()
+    assert ok["user_sub"] == "idp|eve"
+    # Unique per org, not across orgs.
+    other = api_for(make_org())
+    assert other.post("/employees", json={"name": "Ann", "user_sub": "idp|ann"}).status_code == 201
+
+
 def test_bulk_limits_and_envelope(api):
     too_many = [{"external_id": str(i), "name": "x"} for i in range(10_001)]
     resp = api.post("/employees/bulk", json={"items": too_many})

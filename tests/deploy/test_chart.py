@@ -919,10 +919,17 @@ def test_ingress_passes_bodies_up_to_the_apis_own_limit(helm: str) -> None:
     ingress = {"enabled": True, "annotations": {"cert-manager.io/cluster-issuer": "letsencrypt"}}
     manifests = _template(helm, {"secrets": SECRETS, "api": {"ingress": ingress}})
     annotations = manifests.get("Ingress", FULLNAME)["metadata"]["annotations"]
+    # Uploads (DOCUMENT_MAX_BYTES 20 MiB + 256 KiB of form) are the largest bodies.
     assert annotations == {
         "cert-manager.io/cluster-issuer": "letsencrypt",
-        "nginx.ingress.kubernetes.io/proxy-body-size": "10485760",
+        "nginx.ingress.kubernetes.io/proxy-body-size": str(20 * 1024 * 1024 + 262144),
     }
+    small = {"documents": {"maxBytes": 1048576}}
+    manifests = _template(helm, {"secrets": SECRETS, "api": {"ingress": ingress}, "config": small})
+    annotations = manifests.get("Ingress", FULLNAME)["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/proxy-body-size"] == "10485760"
+    data = manifests.get("ConfigMap", f"{FULLNAME}-config")["data"]
+    assert (data["DOCUMENT_STORAGE"], data["DOCUMENT_MAX_BYTES"]) == ("local", "1048576")
     assert manifests.get("ConfigMap", f"{FULLNAME}-config")["data"]["MAX_REQUEST_BYTES"] == (
         "10485760"
     )

@@ -39,7 +39,11 @@ HSE_PREFIXES = (
     "/compliance",
     "/tasks",
     "/notifications",
+    "/documents",
+    "/submissions",
 )
+# Self-service (`self` tokens): HSE endpoints too.
+SELF_PREFIX = "/me"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -89,7 +93,11 @@ class Operation:
 
     @property
     def is_hse(self) -> bool:
-        return self.path.startswith(HSE_PREFIXES)
+        return self.path.startswith(HSE_PREFIXES) or self.is_self
+
+    @property
+    def is_self(self) -> bool:
+        return self.path == SELF_PREFIX or self.path.startswith(SELF_PREFIX + "/")
 
     @property
     def is_platform(self) -> bool:
@@ -189,6 +197,8 @@ SEGMENT_KINDS = {
     "notifications": "notification",
     "form-submissions": "form_submission",
     "audit-events": "audit_event",
+    "documents": "document",
+    "submissions": "submission",
 }
 # Body/query field name -> kind.
 FIELD_KINDS = {
@@ -206,6 +216,8 @@ FIELD_KINDS = {
     "assignment_id": "assignment",
     "job_id": "job",
     "task_id": "task",
+    "document_id": "document",
+    "submission_id": "submission",
     "assignee_id": "employee",
     "default_task_assignee_id": "employee",
     "task_assignee_id": "employee",

@@ -53,6 +53,16 @@ def _world() -> tuple[factories.World, str]:
 
 
 @functools.cache
+def _self_token() -> str:
+    """The world's employee's own token (its `user_sub` is its id): for the /me endpoints."""
+    import jwt
+
+    world, token = _world()
+    org_id = jwt.decode(token, options={"verify_signature": False})["org"]
+    return issue_token(SETTINGS, sub=str(world["employee"]), org_id=org_id, scopes=["self"])
+
+
+@functools.cache
 def _platform_token() -> str:
     return issue_token(SETTINGS, sub="attacker", org_id=None, scopes=["platform:admin"])
 
@@ -65,6 +75,7 @@ def call(app):
     def _call(op: Operation, *, body: Any = None, raw: bytes | None = None, query: Any = None):
         path = "/api/v1" + support.build_path(op, world)
         token = _platform_token() if op.is_platform else tenant_token
+        token = _self_token() if op.is_self else token
         kw: dict[str, Any] = {"headers": {"Authorization": f"Bearer {token}"}}
         required = urlencode(support.required_query(op, world))
         if isinstance(query, str):  # raw, already percent-encoded

@@ -89,7 +89,8 @@ def test_foreign_id_is_404_and_changes_nothing(op, walls, tenants, api_for):
             f"{op.id}: no factory for kind {kind!r} of {{{p}}}; add one to WORLD_KINDS in "
             "tests/support/factories.py"
         )
-    client = api_for(a)
+    # /me routes answer a worker's own token (the world's employee signs in as itself).
+    client = api_for(a, scopes=["self"], sub=str(world_a["employee"])) if op.is_self else api_for(a)
     body = support.sample_body(op, world_a)
     query = support.required_query(op, world_a)
     foreign_ids = {p: world_b[support.kind_for_route(op, p)] for p in op.uuid_params}

@@ -74,7 +74,9 @@ def test_module_flag(op, make_org, api_for, make_world) -> None:
     off = make_org(modules=())
     world = make_world(off)
     before = support.snapshot(off.id)
-    resp = _call(api_for(off), op, world, support.sample_body(op, world))
+    # /me answers a worker's own token (the world's employee signs in as itself).
+    client = api_for(off, scopes=["self"], sub=str(world["employee"])) if op.is_self else None
+    resp = _call(client or api_for(off), op, world, support.sample_body(op, world))
     body = resp.get_json(silent=True) or {}
     disabled = resp.status_code == 403 and body.get("code") == "module_disabled"
     if op.is_hse:
@@ -116,6 +118,10 @@ DIRECTORY_PREFIXES = ("/roles", "/employees", "/assets", "/clients", "/locations
 
 def _allowed_scopes(op: Operation) -> set[str] | None:
     """SPEC §3/§9: which scopes may guard an operation (None: not governed by the table)."""
+    if op.is_self:
+        return {"self"}
+    if op.path.startswith("/submissions"):
+        return {"certifications:review"}
     if op.path.startswith(DIRECTORY_PREFIXES):
         return {"directory:read"} if op.method == "get" else {"directory:write"}
     if op.path.startswith(support.HSE_PREFIXES):
@@ -154,3 +160,16 @@ def test_declared_scope_follows_the_spec(op) -> None:
     assert declared <= allowed, (
         f"{op.id} declares {sorted(declared)}, SPEC allows {sorted(allowed)}"
     )
+
+
+@pytest.mark.parametrize("op", [op for op in OPS if not op.is_self], ids=lambda op: op.id)
+def test_a_self_token_reaches_nothing_but_me(op, own, api_for) -> None:
+    """A token carrying `self` is refused everywhere outside /me, whatever else it carries
+    (here: every tenant scope), and as the world's own linked employee."""
+    org, world = own
+    client = api_for(org, scopes=[*support.TENANT_SCOPES, "self"], sub=str(world["employee"]))
+    before = support.snapshot(org.id)
+    resp = _call(client, op, world, support.sample_body(op, world))
+    assert resp.status_code == 403, f"{op.id}: {resp.status_code} {resp.get_data(as_text=True)}"
+    assert resp.get_json()["errors"] in ({"scope": ["self"]}, {"scope": ["platform:admin"]})
+    assert support.snapshot(org.id) == before

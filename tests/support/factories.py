@@ -41,6 +41,8 @@ from certifications.catalog.models import (
     CertificationRole,
 )
 from certifications.directory.models import Asset, Client, Employee, Location, Role
+from certifications.evidence.models import Document, Submission
+from certifications.evidence.storage import document_store, object_key
 from infra import context
 from infra import database as db
 from jobs.models import Job
@@ -229,16 +231,72 @@ def _world_assignment(s: Session, w: World) -> Assignment:
     return a
 
 
+# The smallest file the document store accepts: a PDF header (filetype reads the magic bytes).
+PDF_BYTES = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+
+
+def _self_service(employee: Employee) -> Employee:
+    """The world's employee signs in as itself: `user_sub` is its own id (token `sub`)."""
+    employee.user_sub = str(employee.id)
+    return employee
+
+
+def _world_submission(s: Session, w: World) -> Submission:
+    """A pending submission for a worker without an email address (and the world's org has no
+    admins): approving or rejecting it in the matrices sends no mail."""
+    quiet = build_employee(s, name=_unique("quiet"), email=None)
+    assignment = _added(
+        s,
+        Assignment(
+            certification_id=w["certification"],
+            subject_type="employee",
+            subject_id=quiet.id,
+            status="missing",
+        ),
+    )
+    submission = _added(
+        s, Submission(assignment_id=assignment.id, cycle=1, status="pending", issued_on=_ON)
+    )
+    assignment.pending_submission_id = submission.id
+    s.flush()
+    return submission
+
+
+def build_document(
+    s: Session, *, assignment_id: uuid.UUID, data: bytes = PDF_BYTES, **fields: Any
+) -> Document:
+    """A document row with its bytes in the suite's store (so its content can be served)."""
+    import hashlib
+    import io
+
+    from tests.support.suite import SETTINGS
+
+    document_id = uuid.uuid4()
+    key = object_key(context.require_org_id(), document_id)
+    document_store(SETTINGS).put(key, io.BytesIO(data), "application/pdf")
+    values = {
+        "cycle": 1,
+        "filename": "certificate.pdf",
+        "content_type": "application/pdf",
+        "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "storage_key": key,
+    }
+    return _added(s, Document(id=document_id, assignment_id=assignment_id, **(values | fields)))
+
+
 # kind -> builder(session, world so far). Order matters: later kinds reference earlier ones.
 # A new id route whose kind is not here fails the isolation matrix with "add a factory".
 WORLD_KINDS: dict[str, Callable[[Session, World], Any]] = {
     "role": lambda s, w: build_role(s, name=_unique("role"), external_id=_hex()),
-    "employee": lambda s, w: build_employee(
-        s,
-        name=_unique("emp"),
-        email=f"{_hex()[:8]}@example.com",
-        role_id=w["role"],
-        external_id=_hex(),
+    "employee": lambda s, w: _self_service(
+        build_employee(
+            s,
+            name=_unique("emp"),
+            email=f"{_hex()[:8]}@example.com",
+            role_id=w["role"],
+            external_id=_hex(),
+        )
     ),  # fmt: skip
     "asset": lambda s, w: build_asset(s, name="asset", serial_number="SN-1", external_id=_hex()),
     "client": lambda s, w: build_client(
@@ -259,6 +317,8 @@ WORLD_KINDS: dict[str, Callable[[Session, World], Any]] = {
         client_ids=[w["client"]],
     ),  # fmt: skip
     "assignment": _world_assignment,
+    "submission": _world_submission,
+    "document": lambda s, w: build_document(s, assignment_id=w["assignment"]),
     "job": lambda s, w: _added(s, Job(kind="fanout", state="done", done=1, total=1)),
     "task": lambda s, w: _added(
         s,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import os
 import socket
+import tempfile
 import uuid
 
 from infra.settings import load_settings
@@ -38,6 +39,8 @@ TEST_ENV: dict[str, str] = {
     "NOTIFICATION_MAX_ATTEMPTS": "3",
     "NOTIFICATION_RETRY_BASE_MS": "50",
     "NOTIFICATION_RETRY_MAX_MS": "200",
+    # Evidence documents of the run (local storage), never the checkout's instance folder.
+    "DOCUMENT_DIR": tempfile.mkdtemp(prefix="certs-test-documents-"),
 }
 if BACKEND.app_role:
     TEST_ENV["DB_APP_ROLE"] = BACKEND.app_role

@@ -1,0 +1,1 @@
+"""Evidence: certificate documents per cycle, workers' submissions and the review queue."""
