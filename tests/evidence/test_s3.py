@@ -121,8 +121,8 @@ def test_round_trip_encrypted_with_a_short_lived_signed_url(scene, s3_admin, buc
         assert fetched.read() == data
         assert fetched.headers["Content-Disposition"].startswith("attachment;")
 
-    # Signed to expire S3_URL_EXPIRY_SECONDS after now (SigV4: the store enforces it; moto's
-    # server does not check expiry, so the signed terms are what can be checked here).
+    # Signed to expire S3_URL_EXPIRY_SECONDS after now. moto's server does not check expiry, so
+    # the signed terms are what is checked here; test_s3_expiry.py proves the refusal (s3rver).
     query = parse_qs(urlsplit(url).query)
     assert query["X-Amz-Expires"] == ["2"]
     signed_at = datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
