@@ -11,6 +11,8 @@ from flask_smorest import Blueprint
 
 from api.db import request_session
 from api.pagination import page_schema, paginate
+from api.resources.documents import settings as document_settings
+from api.resources.documents import store as document_store
 from api.schemas.assignments import (
     AssignmentBulkArgsSchema,
     AssignmentBulkReportSchema,
@@ -26,8 +28,12 @@ from api.schemas.assignments import (
     RenewSchema,
     RevokeSchema,
 )
+from api.schemas.evidence import SubmissionSchema
 from certifications.assignments import exemptions, service
 from certifications.assignments.bulk import bulk_assignments
+from certifications.catalog import forms
+from certifications.catalog.service import get_certification
+from certifications.evidence import submissions
 from certifications.reporting.listings import assignments_query
 from certifications.reporting.names import attach_names, names_by_assignment
 from infra.database import utcnow
@@ -176,10 +182,38 @@ class FormSubmissions(MethodView):
     @requires("certifications:update", module="hse")
     @blp.arguments(FormSubmissionCreateSchema)
     @blp.response(201, FormSubmissionSchema)
+    @blp.alt_response(
+        202,
+        schema=SubmissionSchema,
+        description="The certification needs review (`review_required`, or `forms_required`): "
+        "the answers wait in the review queue as a pending submission",
+    )
     def post(self, data: dict[str, Any], assignment_id: uuid.UUID) -> Any:
-        """Submit the certification's form; an accepted submission records the certification."""
+        """Submit the certification's form; an accepted submission records the certification.
+
+        When the certification needs review (`review_required`, which `forms_required`
+        implies) nothing is recorded yet: the answers become a pending submission (202) that a
+        reviewer approves (`POST /submissions/{id}/approve`, which accepts them and records the
+        cycle) or rejects."""
         session = request_session()
         assignment = service.get_assignment(session, assignment_id)
+        cert = get_certification(session, assignment.certification_id)
+        if cert.needs_review and forms.form_fields(cert.form):
+            s = document_settings()
+            pending = submissions.submit(
+                session,
+                document_store(),
+                assignment,
+                {"answers": data["answers"]},
+                [],
+                actor=current_subject(),
+                now=utcnow(),
+                max_bytes=s.document_max_bytes,
+                quota_bytes=s.document_org_quota_bytes,
+            )
+            response = jsonify(SubmissionSchema().dump(pending))
+            response.status_code = 202
+            return response
         submission = service.submit_form(
             session, assignment, data["answers"], actor=current_subject(), now=utcnow()
         )

@@ -407,7 +407,9 @@ FORM = {
 }
 
 
-def test_form_submission_records_certification(api, org, emp, make_certification, today):
+def test_form_submission_records_certification(
+    api, org, emp, make_certification, today, smtp, jobs
+):
     cert = make_certification(org, forms_required=True, form=FORM, validity_months=12)
     created = _create(api, cert, emp, issued_on=_iso(today)).get_json()
     assert created["status"] == "missing"  # forms required, none accepted yet
@@ -415,25 +417,52 @@ def test_form_submission_records_certification(api, org, emp, make_certification
         f"/assignments/{created['id']}/form-submissions",
         json={"answers": {"score": 92, "passed": True, "level": "basic", "taken_on": "2024-02-01"}},
     )
-    assert resp.status_code == 201, resp.get_json()
-    assert resp.get_json()["status"] == "accepted"
+    # forms_required implies review: the answers wait in the queue, nothing is recorded yet
+    assert resp.status_code == 202, resp.get_json()
+    pending = resp.get_json()
+    assert pending["status"] == "pending"
+    assert pending["answers"]["score"] == 92
+    waiting = api.get(f"/assignments/{created['id']}").get_json()
+    assert (waiting["status"], waiting["form_accepted_at"]) == ("missing", None)
+    assert waiting["pending_submission"] == pending["id"]
+    queue = api.get("/submissions?status=pending").get_json()["items"]
+    assert [s["id"] for s in queue] == [pending["id"]]
+    approved = api.post(f"/submissions/{pending['id']}/approve")
+    assert approved.status_code == 200, approved.get_json()
     body = api.get(f"/assignments/{created['id']}").get_json()
     assert body["status"] == "valid"
     assert body["form_accepted_at"]
     history = api.get(f"/assignments/{created['id']}/history").get_json()
     assert history["form_submissions"][0]["answers"]["score"] == 92
+    jobs.drain()  # the reviewers' and the holder's notices reach the SMTP sink here
 
 
-def test_form_submission_without_record_issues_today(api, org, emp, make_certification, today):
+def test_a_form_without_review_is_accepted_at_once(api, org, emp, make_certification, today):
+    cert = make_certification(org, form=FORM)  # a form to fill in, no review asked for
+    created = _create(api, cert, emp, issued_on=_iso(today)).get_json()
+    resp = api.post(
+        f"/assignments/{created['id']}/form-submissions",
+        json={"answers": {"score": 92, "passed": True}},
+    )
+    assert resp.status_code == 201, resp.get_json()
+    assert resp.get_json()["status"] == "accepted"
+    assert api.get(f"/assignments/{created['id']}").get_json()["form_accepted_at"]
+
+
+def test_form_submission_without_record_issues_today(
+    api, org, emp, make_certification, today, smtp, jobs
+):
     cert = make_certification(org, forms_required=True, form=FORM, validity_days=30)
     aid = _create(api, cert, emp).get_json()["id"]
     resp = api.post(
         f"/assignments/{aid}/form-submissions", json={"answers": {"score": 1, "passed": False}}
     )
-    assert resp.status_code == 201
+    assert resp.status_code == 202
+    assert api.post(f"/submissions/{resp.get_json()['id']}/approve").status_code == 200
     body = api.get(f"/assignments/{aid}").get_json()
     assert body["issued_on"] == _iso(today)
     assert body["status"] == "expires_soon"
+    jobs.drain()
 
 
 def test_form_answers_validated(api, org, emp, make_certification):
