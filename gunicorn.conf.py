@@ -50,6 +50,7 @@ def _cpu_count() -> int:
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")  # noqa: S104 - inside a container
 # Threaded workers (gthread): the API is database-bound; 2 × CPUs + 1 processes keep the CPUs
 # busy while some wait on PostgreSQL. In Kubernetes set GUNICORN_WORKERS from the CPU limit.
+workers = _int("GUNICORN_WORKERS", 2 * _cpu_count() + 1)
 # Not sync workers: a sync worker only tells the master it is alive between requests, so the
 # master killed it at `timeout` in the middle of a long streamed response (a CSV export of a
 # large view arrived as HTTP 200 with a truncated body). A gthread worker's main loop beats

@@ -1,4 +1,4 @@
-"""A production-like stack for the concurrency suite: gunicorn (4 sync workers, the project's
+"""A production-like stack for the concurrency suite: gunicorn (4 gthread workers, the project's
 gunicorn.conf.py) and a `certs worker` process on the suite's PostgreSQL (as the RLS-bound app
 role) and Redis, plus a small HTTP client and a parallel runner.
 
