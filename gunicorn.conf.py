@@ -48,13 +48,19 @@ def _cpu_count() -> int:
 
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")  # noqa: S104 - inside a container
-# Sync workers: the API is database-bound and short; 2 × CPUs + 1 keeps the CPUs busy while
-# some workers wait on PostgreSQL. In Kubernetes set GUNICORN_WORKERS from the CPU limit.
+# Threaded workers (gthread): the API is database-bound; 2 × CPUs + 1 processes keep the CPUs
+# busy while some wait on PostgreSQL. In Kubernetes set GUNICORN_WORKERS from the CPU limit.
 workers = _int("GUNICORN_WORKERS", 2 * _cpu_count() + 1)
-worker_class = "sync"
-threads = _int("GUNICORN_THREADS", 1)
-# A request longer than this is killed (the worker is restarted); PostgreSQL's statement
-# timeout (DB_STATEMENT_TIMEOUT_MS, 30 s) ends the query first.
+# Not sync workers: a sync worker only tells the master it is alive between requests, so the
+# master killed it at `timeout` in the middle of a long streamed response (a CSV export of a
+# large view arrived as HTTP 200 with a truncated body). A gthread worker's main loop beats
+# the heartbeat while its threads serve, so a request may stream for as long as it needs.
+worker_class = "gthread"
+# Two threads: a worker streaming an export still answers the next request it accepted.
+threads = _int("GUNICORN_THREADS", 2)
+# A worker process silent this long (hung, not merely busy) is killed and replaced. It no
+# longer bounds a request: PostgreSQL's statement timeout (DB_STATEMENT_TIMEOUT_MS, 30 s)
+# bounds each query, and an export is paged queries.
 timeout = _int("GUNICORN_TIMEOUT", 60)
 graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)
 keepalive = _int("GUNICORN_KEEPALIVE", 5)

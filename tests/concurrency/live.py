@@ -1,4 +1,4 @@
-"""A production-like stack for the concurrency suite: gunicorn (4 sync workers, the project's
+"""A production-like stack for the concurrency suite: gunicorn (4 gthread workers, the project's
 gunicorn.conf.py) and a `certs worker` process on the suite's PostgreSQL (as the RLS-bound app
 role) and Redis, plus a small HTTP client and a parallel runner.
 
@@ -39,6 +39,14 @@ class Response:
         return json.loads(self.body)
 
 
+class _Connection(http.client.HTTPConnection):
+    """gthread workers keep connections alive: a thread's connection is closed when the
+    thread (a `parallel` pool thread) drops it, not left to warn as an unclosed socket."""
+
+    def __del__(self) -> None:
+        self.close()
+
+
 class Live:
     """The running stack: `request()` speaks HTTP to gunicorn on loopback."""
 
@@ -61,7 +69,7 @@ class Live:
     def _conn(self) -> http.client.HTTPConnection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+            conn = _Connection("127.0.0.1", self.port, timeout=60)
             self._local.conn = conn
         return conn
 

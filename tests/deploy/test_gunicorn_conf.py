@@ -24,6 +24,9 @@ def test_production_settings(monkeypatch, tmp_path) -> None:
     assert conf["control_socket_disable"] is True  # gunicorn 27 would write to $HOME otherwise
     assert conf["workers"] >= 3  # 2 x CPUs + 1
     assert conf["timeout"] >= 30
+    # Not sync: a sync worker is killed at `timeout` in the middle of a long streamed export
+    # (tests/concurrency/test_export_complete.py); gthread beats its heartbeat while serving.
+    assert (conf["worker_class"], conf["threads"]) == ("gthread", 2)
     assert conf["graceful_timeout"] > 0
     assert conf["accesslog"] == "-"
     assert callable(conf["child_exit"])
@@ -39,7 +42,9 @@ def test_environment_overrides(monkeypatch, tmp_path) -> None:
         GUNICORN_WORKERS="2",
         GUNICORN_BIND="127.0.0.1:9999",
         GUNICORN_TIMEOUT="45",
+        GUNICORN_THREADS="4",
         LOG_FORMAT="text",
     )
     assert (conf["workers"], conf["bind"], conf["timeout"]) == (2, "127.0.0.1:9999", 45)
+    assert (conf["worker_class"], conf["threads"]) == ("gthread", 4)
     assert "()" not in conf["logconfig_dict"]["formatters"]["access"]
