@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -57,3 +58,30 @@ def test_make_run_passes_port_and_prints_one_token():
     certs = [line for line in dry.splitlines() if "/certs " in line]
     # One command prints the token (no separate `certs demo`, which printed a second one).
     assert certs == [".venv/bin/certs run --demo --port 9123"], dry
+
+
+def test_run_logs_json_lines_when_log_format_is_json(app, monkeypatch):
+    """Everything `certs run` logs (the dev server's lines included) is one JSON object a line."""
+    import logging
+
+    import dramatiq
+
+    import workers.scheduler
+    from api import CertsFlask
+
+    def serve(self, **kw):
+        # What werkzeug's dev server logs: styled with terminal escapes.
+        logging.getLogger("werkzeug").info("\x1b[33mPress CTRL+C to quit\x1b[0m")
+
+    monkeypatch.setattr(CertsFlask, "run", serve)
+    monkeypatch.setattr(dramatiq.Worker, "start", lambda self: None)
+    monkeypatch.setattr(dramatiq.Worker, "stop", lambda self, *a, **k: None)
+    monkeypatch.setattr(workers.scheduler.BackgroundScheduler, "start", lambda self: None)
+    monkeypatch.setattr(workers.scheduler.BackgroundScheduler, "shutdown", lambda self, **k: None)
+    env = {**CLI_ENV, "LOG_FORMAT": "json", "LOG_LEVEL": "INFO"}
+    result = CliRunner(env=env).invoke(main, ["run"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
+    events = {r["logger"]: r["event"] for r in records}
+    assert events["werkzeug"] == "Press CTRL+C to quit"
+    assert "apscheduler.scheduler" in events
