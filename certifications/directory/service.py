@@ -213,7 +213,11 @@ def _check_unique(
         value = data.get(field)
         if value is None:
             continue
-        stmt = select(model.id).where(getattr(model, field) == value)
+        column = getattr(model, field)
+        if field == "name":  # role names are unique ignoring case
+            stmt = select(model.id).where(func.lower(column) == value.lower())
+        else:
+            stmt = select(model.id).where(column == value)
         if item_id is not None:
             stmt = stmt.where(model.id != item_id)
         if session.scalar(stmt.limit(1)) is not None:

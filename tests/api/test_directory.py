@@ -349,3 +349,40 @@ def test_openapi_documents_every_directory_route(api):
         for name in (title, f"{title}Create", f"{title}Patch"):
             assert schemas[name]["additionalProperties"] is False or name == title
         assert "org_id" not in schemas[f"{title}Create"]["properties"]
+
+
+def test_role_names_are_unique_ignoring_case(api):
+    _create(api, "roles", name="Welder")
+    resp = api.post("/roles", json={"name": "WELDER"})
+    assert resp.status_code == 409
+    assert "name" in resp.get_json()["errors"]
+    rigger = _create(api, "roles", name="Rigger")
+    resp = api.patch(f"/roles/{rigger['id']}", json={"name": "welder"})
+    assert resp.status_code == 409
+    assert "name" in resp.get_json()["errors"]
+    # its own name in another case is a rename, not a clash
+    assert api.patch(f"/roles/{rigger['id']}", json={"name": "RIGGER"}).status_code == 200
+
+
+def test_role_name_index_ignores_case_in_the_database(org, as_tenant):
+    """The database refuses it too (two requests racing past the service's check)."""
+    from sqlalchemy.exc import IntegrityError
+
+    from certifications.directory.models import Role
+
+    with as_tenant(org.id) as s:
+        s.add(Role(org_id=org.id, name="Welder"))
+        s.flush()
+        s.add(Role(org_id=org.id, name="wELDER"))
+        with pytest.raises(IntegrityError):
+            s.flush()
+
+
+def test_a_race_past_the_role_name_check_is_409_naming_the_field(api, monkeypatch):
+    from certifications.directory import service
+
+    _create(api, "roles", name="Welder")
+    monkeypatch.setattr(service, "_check_unique", lambda *a, **k: None)
+    resp = api.post("/roles", json={"name": "welder"})
+    assert resp.status_code == 409
+    assert "name" in resp.get_json()["errors"]
