@@ -14,7 +14,7 @@ from typing import Any, cast
 from email_validator import EmailNotValidError, validate_email
 from marshmallow import Schema, ValidationError, fields, validate
 
-from api.fields import Email, StrictBoolean, Text, name_field
+from api.fields import EMAIL_CHECKS, Email, StrictBoolean, Text, name_field
 from api.pagination import PageArgs
 from certifications.directory.service import KINDS
 
@@ -27,7 +27,7 @@ _DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?
 @functools.lru_cache(maxsize=10_000)
 def _normalized_domain(domain: str) -> str | None:
     try:
-        return validate_email(f"a@{domain}", check_deliverability=False).domain
+        return validate_email(f"a@{domain}", **EMAIL_CHECKS).domain
     except EmailNotValidError:
         return None
 

@@ -386,3 +386,22 @@ def test_a_race_past_the_role_name_check_is_409_naming_the_field(api, monkeypatc
     resp = api.post("/roles", json={"name": "welder"})
     assert resp.status_code == 409
     assert "name" in resp.get_json()["errors"]
+
+
+@pytest.mark.parametrize(
+    "address", ["ed@corp.local", "ed@hr.corp.internal", "ed@CORP", "svc@build.test"]
+)
+def test_internal_email_domains_are_accepted(api, address):
+    """Syntax only: Active Directory and other internal domains are real addresses."""
+    resp = api.post("/employees", json={"name": "Ed", "email": address})
+    assert resp.status_code == 201, resp.get_json()
+    assert resp.get_json()["email"].lower() == address.lower()
+    resp = api.post("/clients", json={"name": "Acme", "contact_email": address})
+    assert resp.status_code == 201, resp.get_json()
+
+
+@pytest.mark.parametrize("address", ["ed@", "@corp.local", "ed@@corp.local", "ed corp.local"])
+def test_malformed_emails_are_still_422_naming_the_field(api, address):
+    resp = api.post("/employees", json={"name": "Ed", "email": address})
+    assert resp.status_code == 422
+    assert "email" in resp.get_json()["errors"]["json"]
