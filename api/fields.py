@@ -51,6 +51,13 @@ class Text(fields.String):
         return result
 
 
+class TrimmedText(Text):
+    """`Text` without leading or trailing whitespace (identifiers pasted from spreadsheets)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        return super()._deserialize(value, attr, data, **kwargs).strip()
+
+
 def name_field(max_length: int = 200, **kwargs: Any) -> Text:
     """A required-looking, non-blank name of bounded length."""
     return Text(validate=[validate.Length(min=1, max=max_length), _not_blank], **kwargs)

@@ -14,7 +14,7 @@ from typing import Any, cast
 from email_validator import EmailNotValidError, validate_email
 from marshmallow import Schema, ValidationError, fields, validate
 
-from api.fields import EMAIL_CHECKS, Email, StrictBoolean, Text, name_field
+from api.fields import EMAIL_CHECKS, Email, StrictBoolean, Text, TrimmedText, name_field
 from api.pagination import PageArgs
 from certifications.directory.service import KINDS
 
@@ -50,9 +50,12 @@ class DirectoryEmail(Email):
 
 
 def _external_id(**kw: Any) -> fields.Field[Any]:
-    return Text(
+    return TrimmedText(
         validate=validate.Length(min=1, max=200),
-        metadata={"description": "Your system's id for this row; the key of bulk upserts."},
+        metadata={
+            "description": "Your system's id for this row; the key of bulk upserts. Leading "
+            "and trailing whitespace is removed."
+        },
         **kw,
     )
 

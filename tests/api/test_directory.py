@@ -405,3 +405,24 @@ def test_malformed_emails_are_still_422_naming_the_field(api, address):
     resp = api.post("/employees", json={"name": "Ed", "email": address})
     assert resp.status_code == 422
     assert "email" in resp.get_json()["errors"]["json"]
+
+
+@pytest.mark.parametrize("plural", list(KINDS))
+def test_external_id_is_trimmed_on_every_kind(api, plural):
+    item = _create(api, plural, external_id="  E-7\t")
+    assert item["external_id"] == "E-7"
+    item = api.patch(f"/{plural}/{item['id']}", json={"external_id": " E-8 "}).get_json()
+    assert item["external_id"] == "E-8"
+    # the same id with other spacing is the same id
+    resp = api.post(f"/{plural}", json={**_body(plural), "external_id": "E-8  "})
+    assert resp.status_code == 409
+    assert "external_id" in resp.get_json()["errors"]
+    resp = api.post(f"/{plural}", json={**_body(plural), "external_id": "   "})
+    assert resp.status_code == 422
+    assert "external_id" in resp.get_json()["errors"]["json"]
+
+
+def _body(plural):
+    body = dict(BODIES[plural][0])
+    body.pop("external_id", None)
+    return body
