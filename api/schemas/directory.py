@@ -120,6 +120,20 @@ SCHEMAS: dict[str, dict[str, type[Schema]]] = {
 
 class DirectoryQuerySchema(PageArgs):
     active = fields.Boolean(metadata={"description": "Only active (true) or inactive (false)."})
+    external_id = fields.List(
+        TrimmedText(validate=validate.Length(min=1, max=200)),
+        validate=validate.Length(min=1, max=100),
+        metadata={
+            "description": "Only rows with one of these external ids: repeat the parameter or "
+            "separate values with commas (at most 100)."
+        },
+    )
+    updated_since = fields.AwareDateTime(
+        metadata={
+            "description": "Only rows changed at or after this instant (ISO 8601 with a time "
+            "zone), e.g. to sync changes since a previous run."
+        },
+    )
     q = Text(
         validate=validate.Length(min=1, max=200),
         metadata={"description": "Case-insensitive search in the name."},

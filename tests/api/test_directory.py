@@ -426,3 +426,49 @@ def _body(plural):
     body = dict(BODIES[plural][0])
     body.pop("external_id", None)
     return body
+
+
+def test_list_filters_by_external_ids_repeated_or_comma_separated(api):
+    for i in range(1, 5):
+        _create(api, "assets", name=f"Crane {i}", external_id=f"A-{i}")
+
+    def ids(query):
+        resp = api.get(f"/assets?{query}")
+        assert resp.status_code == 200, resp.get_json()
+        return sorted(item["external_id"] for item in resp.get_json()["items"])
+
+    assert ids("external_id=A-2") == ["A-2"]
+    assert ids("external_id=A-1&external_id=A-3") == ["A-1", "A-3"]
+    assert ids("external_id=A-1,A-4&external_id=A-2") == ["A-1", "A-2", "A-4"]
+    assert ids("external_id=nope") == []
+
+
+def test_list_filter_updated_since(api, as_tenant, org):
+    from datetime import UTC, datetime, timedelta
+
+    from certifications.directory.models import Asset
+
+    old = _create(api, "assets", name="Old", external_id="A-1")
+    new = _create(api, "assets", name="New", external_id="A-2")
+    long_ago = datetime(2020, 1, 1, tzinfo=UTC)
+    with as_tenant(org.id) as s:
+        asset = s.scalar(select(Asset).where(Asset.id == uuid.UUID(old["id"])))
+        asset.updated_at = long_ago
+        s.commit()
+    since = (datetime.now(UTC) - timedelta(hours=1)).isoformat().replace("+00:00", "Z")
+    resp = api.get("/assets", query_string={"updated_since": since})
+    assert resp.status_code == 200, resp.get_json()
+    assert [i["id"] for i in resp.get_json()["items"]] == [new["id"]]
+    resp = api.get("/assets", query_string={"updated_since": "2019-12-31T00:00:00+00:00"})
+    assert len(resp.get_json()["items"]) == 2
+    # a time zone is required: a naive instant is ambiguous
+    resp = api.get("/assets", query_string={"updated_since": "2026-01-01T00:00:00"})
+    assert resp.status_code == 422
+    assert "updated_since" in resp.get_json()["errors"]["query"]
+
+
+def test_a_single_value_parameter_given_twice_is_422_not_the_first(api):
+    _create(api, "assets", name="Crane")
+    resp = api.get("/assets?active=true&active=false")
+    assert resp.status_code == 422
+    assert "active" in resp.get_json()["errors"]["query"]
