@@ -58,6 +58,18 @@ class TrimmedText(Text):
         return super()._deserialize(value, attr, data, **kwargs).strip()
 
 
+def any_of(choices: Iterable[str]) -> fields.List[str]:
+    """A multi-value filter on a vocabulary: `?status=a&status=b` or `?status=a,b` (any of)."""
+    values = list(choices)
+    return fields.List(
+        Text(validate=validate.OneOf(values)),
+        validate=validate.Length(min=1, max=len(values)),
+        metadata={
+            "description": "One or more values: repeat the parameter or separate with commas."
+        },
+    )
+
+
 def name_field(max_length: int = 200, **kwargs: Any) -> Text:
     """A required-looking, non-blank name of bounded length."""
     return Text(validate=[validate.Length(min=1, max=max_length), _not_blank], **kwargs)
