@@ -12,20 +12,26 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import main
+from infra import migrate
 from tests.support.suite import CLI_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def served(monkeypatch) -> list[dict[str, Any]]:
+def served(monkeypatch, runtime) -> list[dict[str, Any]]:
     """Stub the server, the worker and the scheduler; record how the app was run."""
     import dramatiq
+
+    import cli.main
 
     import workers.scheduler
     from api import CertsFlask
 
     calls: list[dict[str, Any]] = []
+    # The suite's runtime: a second bootstrap would replace (and leak) the suite's engine.
+    monkeypatch.setattr(cli.main, "_bootstrap", lambda **kw: runtime)
+    monkeypatch.setattr(migrate, "upgrade", lambda settings: None)  # the suite's schema is current
     monkeypatch.setattr(CertsFlask, "run", lambda self, **kw: calls.append(kw))
     monkeypatch.setattr(dramatiq.Worker, "start", lambda self: None)
     monkeypatch.setattr(dramatiq.Worker, "stop", lambda self, *a, **k: None)
@@ -60,11 +66,13 @@ def test_make_run_passes_port_and_prints_one_token():
     assert certs == [".venv/bin/certs run --demo --port 9123"], dry
 
 
-def test_run_logs_json_lines_when_log_format_is_json(app, monkeypatch):
+def test_run_logs_json_lines_when_log_format_is_json(app, monkeypatch, runtime):
     """Everything `certs run` logs (the dev server's lines included) is one JSON object a line."""
     import logging
 
     import dramatiq
+
+    import cli.main
 
     import workers.scheduler
     from api import CertsFlask
@@ -74,6 +82,8 @@ def test_run_logs_json_lines_when_log_format_is_json(app, monkeypatch):
         logging.getLogger("werkzeug").info("\x1b[33mPress CTRL+C to quit\x1b[0m")
 
     monkeypatch.setattr(CertsFlask, "run", serve)
+    monkeypatch.setattr(cli.main, "_bootstrap", lambda **kw: runtime)
+    monkeypatch.setattr(migrate, "upgrade", lambda settings: None)  # the suite's schema is current
     monkeypatch.setattr(dramatiq.Worker, "start", lambda self: None)
     monkeypatch.setattr(dramatiq.Worker, "stop", lambda self, *a, **k: None)
     monkeypatch.setattr(workers.scheduler.BackgroundScheduler, "start", lambda self: None)
