@@ -24,7 +24,6 @@ def served(monkeypatch, runtime) -> list[dict[str, Any]]:
     import dramatiq
 
     import cli.main
-
     import workers.scheduler
     from api import CertsFlask
 
@@ -73,7 +72,6 @@ def test_run_logs_json_lines_when_log_format_is_json(app, monkeypatch, runtime):
     import dramatiq
 
     import cli.main
-
     import workers.scheduler
     from api import CertsFlask
 
