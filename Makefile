@@ -3,6 +3,7 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+PORT   ?= 8000
 
 .PHONY: run test test-pg lint typecheck format bench soak demo clean
 
@@ -14,11 +15,9 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 ## Serve the API with its worker and scheduler on the embedded default (SQLite, in-process broker),
-## with a demo organization (created once) whose token is printed.
+## with a demo organization (created once) whose token is printed; `make run PORT=9000`.
 run: $(STAMP)
-	$(BIN)/certs db upgrade
-	$(BIN)/certs demo --if-missing
-	$(BIN)/certs run
+	$(BIN)/certs run --demo --port $(PORT)
 
 ## A new demo organization (every status) and a token for it.
 demo: $(STAMP)

@@ -12,6 +12,7 @@ from flask_smorest import Blueprint as SmorestBlueprint
 
 from api.body import ArgumentsParser, BodyRequest
 from api.db import init_request_sessions
+from api.docs import docs_assets_blueprint, docs_config
 from api.errors import register_error_handlers
 from api.limits import init_limits
 from api.unit_of_work import run_and_commit
@@ -71,8 +72,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Flask:
         OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX=API_PREFIX,
         OPENAPI_JSON_PATH="openapi.json",
-        OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        **docs_config(API_PREFIX),  # Swagger UI and ReDoc from local assets (`api.docs`)
         API_SPEC_OPTIONS={
             "info": {
                 "description": (
@@ -90,6 +90,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Flask:
         "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
     )
     _register_blueprints(api)
+    app.register_blueprint(docs_assets_blueprint(API_PREFIX))
     register_error_handlers(app)
     _request_ids(app)
     init_limits(app, settings)  # after the request id, so a refusal carries one

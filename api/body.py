@@ -14,8 +14,10 @@ from __future__ import annotations
 import json
 from typing import IO, Any, cast
 
+import marshmallow as ma
 from flask import Request
 from webargs import core
+from webargs.fields import DelimitedList
 from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.utils import cached_property
 
@@ -188,6 +190,33 @@ class ArgumentsParser(FlaskParser):
         "query": None,
         "querystring": None,
     }
+
+    def load_querystring(self, req: Request, schema: Any) -> Any:
+        """Query parameters; a filter taking several values (a `List` field) reads them
+        repeated (`?status=a&status=b`), comma-separated (`?status=a,b`) or both, and a
+        parameter taking one value refuses several (422) instead of using the first."""
+        multiple = {
+            field.data_key or name
+            for name, field in schema.fields.items()
+            if isinstance(field, ma.fields.List)
+        }
+        delimited = {
+            field.data_key or name
+            for name, field in schema.fields.items()
+            if isinstance(field, DelimitedList)
+        }
+        out: dict[str, Any] = {}
+        for key in req.args:
+            values = req.args.getlist(key)
+            if key in delimited:  # webargs splits these itself
+                out[key] = ",".join(values)
+            elif key in multiple:
+                out[key] = [part.strip() for v in values for part in v.split(",") if part.strip()]
+            elif len(values) > 1:
+                raise ma.ValidationError({key: ["Give this parameter once: it takes one value."]})
+            else:
+                out[key] = values[0]
+        return out
 
     def _raw_load_json(self, req: Request) -> Any:
         if not is_json_request(req):

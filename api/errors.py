@@ -81,8 +81,26 @@ def _domain(exc: DomainError) -> Response:
     return error_response(exc.http_status, exc.message, exc.errors, exc.code_name)
 
 
+# Unique indexes whose violation (a request racing past the service's own check) names a field.
+# PostgreSQL and SQLite both quote an index's name in the message of a violation.
+_UNIQUE_FIELDS = {
+    "uq_roles_org_lower_name": "name",
+    "uq_certification_groups_sibling_name": "name",
+    "uq_certification_groups_root_name": "name",
+    "uq_certifications_org_lower_name": "name",
+}
+
+
 def _integrity(exc: IntegrityError) -> Response:
     log.info("integrity error: %s", exc.orig)
+    text = str(exc.orig)
+    for index, field in _UNIQUE_FIELDS.items():
+        if index in text:
+            return error_response(
+                409,
+                f"Another row already has this {field} (names ignore case).",
+                {field: ["Already used (names ignore case)."]},
+            )
     return error_response(409, "The change conflicts with existing data.")
 
 

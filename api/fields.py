@@ -10,6 +10,7 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypedDict
 
+import email_validator
 from marshmallow import ValidationError, fields, validate
 from marshmallow.types import Validator
 
@@ -50,6 +51,25 @@ class Text(fields.String):
         return result
 
 
+class TrimmedText(Text):
+    """`Text` without leading or trailing whitespace (identifiers pasted from spreadsheets)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        return super()._deserialize(value, attr, data, **kwargs).strip()
+
+
+def any_of(choices: Iterable[str]) -> fields.List[str]:
+    """A multi-value filter on a vocabulary: `?status=a&status=b` or `?status=a,b` (any of)."""
+    values = list(choices)
+    return fields.List(
+        Text(validate=validate.OneOf(values)),
+        validate=validate.Length(min=1, max=len(values)),
+        metadata={
+            "description": "One or more values: repeat the parameter or separate with commas."
+        },
+    )
+
+
 def name_field(max_length: int = 200, **kwargs: Any) -> Text:
     """A required-looking, non-blank name of bounded length."""
     return Text(validate=[validate.Length(min=1, max=max_length), _not_blank], **kwargs)
@@ -69,18 +89,25 @@ class StrictBoolean(fields.Boolean):
         return value
 
 
+# Email addresses are checked for syntax only: HR exports carry internal domains (`corp.local`,
+# `*.internal`, single-label Active Directory domains) that are real inside the customer's
+# network. email_validator refuses special-use names (`.local`, `.test`, ...) on top of syntax
+# and documents `SPECIAL_USE_DOMAIN_NAMES` as the list to change; `globally_deliverable=False`
+# drops its public-DNS rules (a dot in the domain, a known TLD shape). Nothing is resolved.
+email_validator.SPECIAL_USE_DOMAIN_NAMES.clear()
+EMAIL_CHECKS: dict[str, Any] = {"check_deliverability": False, "globally_deliverable": False}
+
+
 class Email(Text):
     default_error_messages = {"invalid_email": "Not a valid email address."}
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
-        from email_validator import EmailNotValidError, validate_email
-
         result = super()._deserialize(value, attr, data, **kwargs)
         if len(result) > 320:
             raise self.make_error("invalid_email")
         try:
-            return validate_email(result, check_deliverability=False).normalized
-        except EmailNotValidError as exc:
+            return email_validator.validate_email(result, **EMAIL_CHECKS).normalized
+        except email_validator.EmailNotValidError as exc:
             raise self.make_error("invalid_email") from exc
 
 

@@ -168,7 +168,8 @@ def token_issue(org_id: str | None, sub: str, scopes: str, ttl: int) -> None:
 @main.command("run")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-def run(host: str, port: int) -> None:
+@click.option("--demo", is_flag=True, help="Create the demo organization once and print its token.")
+def run(host: str, port: int, demo: bool) -> None:
     """Migrate, then serve the API with an in-process worker and scheduler."""
     import dramatiq
 
@@ -180,11 +181,16 @@ def run(host: str, port: int) -> None:
     migrate.upgrade(settings)
     runtime = _bootstrap(actors=True)
     app = create_app(settings, runtime)
+    if demo:
+        org = _demo_org(if_missing=True)
+        _print_org_token(settings, org, sub="demo-admin", label="Demo organization")
+    else:
+        _print_dev_token(settings)
+    click.echo(f'curl -H "Authorization: Bearer $TOKEN" http://{host}:{port}/api/v1/org\n')
     worker = dramatiq.Worker(runtime.broker, worker_threads=2)
     worker.start()
     scheduler = build_scheduler(background=True)
     scheduler.start()
-    _print_dev_token(settings, host, port)
     try:
         app.run(host=host, port=port, threaded=True, use_reloader=False)
     finally:
@@ -192,7 +198,7 @@ def run(host: str, port: int) -> None:
         worker.stop()
 
 
-def _print_dev_token(settings: Settings, host: str, port: int) -> None:
+def _print_dev_token(settings: Settings) -> None:
     """In development, make sure an org exists and print a token for it."""
     if settings.env == "production":
         return
@@ -206,9 +212,7 @@ def _print_dev_token(settings: Settings, host: str, port: int) -> None:
         if org is None:
             org = create_organization(session, name=DEV_ORG_NAME, modules=["hse"])
             session.commit()
-    click.echo()
     _print_org_token(settings, org, sub="dev-admin", label="Organization")
-    click.echo(f'curl -H "Authorization: Bearer $TOKEN" http://{host}:{port}/api/v1/org\n')
 
 
 @main.command("worker")
@@ -313,17 +317,21 @@ def jobs_requeue(statuses: tuple[str, ...], ids: tuple[str, ...]) -> None:
 @click.option("--if-missing", is_flag=True, help="Reuse the demo organization if one exists.")
 def demo(if_missing: bool) -> None:
     """Create a demo organization (directory, catalog, every status) and print a token for it."""
-    from cli.demo import create_demo, find_demo_org
-
     settings = _settings()
     _bootstrap()
+    org = _demo_org(if_missing=if_missing)
+    _print_org_token(settings, org, sub="demo-admin", label="Demo organization")
+
+
+def _demo_org(*, if_missing: bool) -> Any:
+    """The demo organization: a new one, or (`if_missing`) the existing one if there is."""
+    from cli.demo import create_demo, find_demo_org
+
     org = None
     if if_missing:
         with context.platform(), db.new_session() as session:
             org = find_demo_org(session)
-    if org is None:
-        org = create_demo()
-    _print_org_token(settings, org, sub="demo-admin", label="Demo organization")
+    return org if org is not None else create_demo()
 
 
 def _print_org_token(settings: Settings, org: Any, *, sub: str, label: str) -> None:

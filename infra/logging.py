@@ -9,6 +9,7 @@ request's id: the outbox row stores it and the worker middleware restores it), p
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -20,6 +21,8 @@ from infra import context
 
 # WSGI environ key where the API leaves the request's organization for the access log line.
 ACCESS_ORG_KEY = "certs.org_id"
+# Terminal colour codes some libraries put in their messages (werkzeug's dev server).
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s %(org_id)s] %(message)s"
 
 
@@ -50,7 +53,7 @@ class JsonFormatter(_BaseJsonFormatter):
         ).replace("+00:00", "Z")
         log_record["level"] = record.levelname.lower()
         log_record["logger"] = record.name
-        log_record["event"] = record.getMessage()
+        log_record["event"] = _ANSI.sub("", record.getMessage())
         rid = getattr(record, "request_id", None)
         org = getattr(record, "org_id", None)
         log_record["request_id"] = rid if rid is not None else context.current_request_id()

@@ -145,6 +145,74 @@ def test_0009_keeps_one_copy_of_each_cycle_recorded_twice(settings):
         drop_backend(backend)
 
 
+def test_0015_renames_later_copies_of_names_that_differ_only_by_case(settings):
+    """Roles (per org) and groups (per parent) whose names clash ignoring case keep the oldest
+    name; later copies get their id's prefix, so the new unique indexes can be built."""
+    backend = create_backend()
+    try:
+        s = dataclasses.replace(
+            settings,
+            migration_database_url=backend.owner_url,
+            database_url=backend.app_url,
+            db_app_role=backend.app_role,
+        )
+        migrate.upgrade(s, "0014")
+        engine = create_engine(backend.owner_url)
+        t0 = datetime(2026, 1, 1, tzinfo=UTC)
+        orgs = [uuid.uuid4(), uuid.uuid4()]
+        try:
+            for org in orgs:
+                with Session(engine) as session:
+                    _as_org(session, org)
+                    _insert(
+                        session,
+                        "organizations",
+                        id=org,
+                        name="Org",
+                        timezone="UTC",
+                        modules=[],
+                        admin_emails=[],
+                    )
+                    for i, name in enumerate(("Welder", "WELDER", "Rigger")):
+                        _insert(
+                            session,
+                            "roles",
+                            org_id=org,
+                            id=uuid.uuid4(),
+                            name=name,
+                            created_at=t0 + timedelta(minutes=i),
+                        )
+                    for i, name in enumerate(("Safety", "safety", "Cranes")):
+                        _insert(
+                            session,
+                            "certification_groups",
+                            org_id=org,
+                            id=uuid.uuid4(),
+                            name=name,
+                            created_at=t0 + timedelta(minutes=i),
+                        )
+                    session.commit()
+            migrate.upgrade(s)
+            for org in orgs:
+                with Session(engine) as session:
+                    _as_org(session, org)
+                    for table_name, first, later in (
+                        ("roles", "Welder", "WELDER ("),
+                        ("certification_groups", "Safety", "safety ("),
+                    ):
+                        query = text(
+                            f"SELECT name FROM {table_name} WHERE org_id = :o ORDER BY name"
+                        ).bindparams(bindparam("o", type_=Uuid()))
+                        names = session.scalars(query, {"o": org}).all()
+                        assert first in names
+                        assert len(names) == 3
+                        assert sum(n.startswith(later) for n in names) == 1, names
+        finally:
+            engine.dispose()
+    finally:
+        drop_backend(backend)
+
+
 def _insert(session: Session, table_name: str, /, **values: object) -> None:
     """One row naming only `values`' columns (a lightweight table: no model defaults added)."""
     types = {uuid.UUID: Uuid(), list: JSON()}

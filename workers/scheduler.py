@@ -90,7 +90,30 @@ def run_periodic(leadership: Leadership) -> dict[str, Any] | None:
     return report
 
 
+class RoutineRunsAtDebug(logging.Filter):
+    """APScheduler's executor logs two INFO lines per run ("Running job", "... executed
+    successfully"): every 5 s for the outbox sweep. Demote them to DEBUG (kept when the level is
+    DEBUG); its warnings and errors (missed runs, exceptions) stay as they are."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO:
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
+APSCHEDULER_RUN_LOGGER = "apscheduler.executors.default"
+
+
+def quiet_routine_runs() -> None:
+    """Install `RoutineRunsAtDebug` on APScheduler's executor logger (idempotent)."""
+    logger = logging.getLogger(APSCHEDULER_RUN_LOGGER)
+    if not any(isinstance(f, RoutineRunsAtDebug) for f in logger.filters):
+        logger.addFilter(RoutineRunsAtDebug())
+
+
 def build_scheduler(*, background: bool, leadership: Leadership | None = None) -> BaseScheduler:
+    quiet_routine_runs()
     scheduler: BaseScheduler = BackgroundScheduler() if background else BlockingScheduler()
     scheduler.add_job(
         outbox.sweep,

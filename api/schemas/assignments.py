@@ -7,7 +7,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from api.fields import Date, FieldOptions, Text, name_field
+from api.fields import Date, FieldOptions, Text, any_of, name_field
 from api.pagination import PageArgs
 from certifications.assignments.bulk import ACTIONS as BULK_ACTIONS
 from certifications.assignments.bulk import MAX_SUBJECTS as MAX_BULK_SUBJECTS
@@ -184,7 +184,7 @@ class AssignmentListArgs(PageArgs):
     certification_id = fields.UUID()
     subject_type = Text(validate=validate.OneOf(SUBJECT_KINDS))
     subject_id = fields.UUID()
-    status = Text(validate=validate.OneOf(STATUSES))
+    status = any_of(STATUSES)
     source = Text(validate=validate.OneOf(ASSIGNMENT_SOURCES))
     required = fields.Boolean()
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from api.fields import Date, Text
+from api.fields import Date, Text, any_of
 from api.pagination import PageArgs
 from api.schemas.assignments import NamesSchema, bounded_date
 from certifications.vocabulary import (
@@ -45,7 +45,7 @@ class NotificationSchema(NamesSchema):
 
 
 class NotificationListArgs(PageArgs):
-    status = Text(validate=validate.OneOf(NOTIFICATION_STATUSES))
+    status = any_of(NOTIFICATION_STATUSES)
     channel = Text(validate=validate.OneOf(CHANNELS))
     assignment_id = fields.UUID()
 
@@ -93,7 +93,7 @@ class TaskSchema(NamesSchema):
 
 
 class TaskListArgs(PageArgs):
-    status = Text(validate=validate.OneOf(TASK_STATUSES))
+    status = any_of(TASK_STATUSES)
     assignee_id = fields.UUID()
     assignment_id = fields.UUID()
     certification_id = fields.UUID()

@@ -14,7 +14,7 @@ from typing import Any, cast
 from email_validator import EmailNotValidError, validate_email
 from marshmallow import Schema, ValidationError, fields, validate
 
-from api.fields import Email, StrictBoolean, Text, name_field
+from api.fields import EMAIL_CHECKS, Email, StrictBoolean, Text, TrimmedText, name_field
 from api.pagination import PageArgs
 from certifications.directory.service import KINDS
 
@@ -27,7 +27,7 @@ _DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?
 @functools.lru_cache(maxsize=10_000)
 def _normalized_domain(domain: str) -> str | None:
     try:
-        return validate_email(f"a@{domain}", check_deliverability=False).domain
+        return validate_email(f"a@{domain}", **EMAIL_CHECKS).domain
     except EmailNotValidError:
         return None
 
@@ -50,9 +50,12 @@ class DirectoryEmail(Email):
 
 
 def _external_id(**kw: Any) -> fields.Field[Any]:
-    return Text(
+    return TrimmedText(
         validate=validate.Length(min=1, max=200),
-        metadata={"description": "Your system's id for this row; the key of bulk upserts."},
+        metadata={
+            "description": "Your system's id for this row; the key of bulk upserts. Leading "
+            "and trailing whitespace is removed."
+        },
         **kw,
     )
 
@@ -117,6 +120,20 @@ SCHEMAS: dict[str, dict[str, type[Schema]]] = {
 
 class DirectoryQuerySchema(PageArgs):
     active = fields.Boolean(metadata={"description": "Only active (true) or inactive (false)."})
+    external_id = fields.List(
+        TrimmedText(validate=validate.Length(min=1, max=200)),
+        validate=validate.Length(min=1, max=100),
+        metadata={
+            "description": "Only rows with one of these external ids: repeat the parameter or "
+            "separate values with commas (at most 100)."
+        },
+    )
+    updated_since = fields.AwareDateTime(
+        metadata={
+            "description": "Only rows changed at or after this instant (ISO 8601 with a time "
+            "zone), e.g. to sync changes since a previous run."
+        },
+    )
     q = Text(
         validate=validate.Length(min=1, max=200),
         metadata={"description": "Case-insensitive search in the name."},

@@ -149,6 +149,7 @@ def create_group(session: Session, name: str, parent_id: uuid.UUID | None = None
         lock_tree(session)
         _require_parent(session, parent_id)
         _check_depth(len(ancestors_of(session, parent_id)) + 1)
+    _check_sibling_name(session, name, parent_id, None)
     group = CertificationGroup(name=name, parent_id=parent_id)
     session.add(group)
     session.flush()
@@ -157,6 +158,7 @@ def create_group(session: Session, name: str, parent_id: uuid.UUID | None = None
 
 def rename_group(session: Session, group_id: uuid.UUID, name: str) -> CertificationGroup:
     group = get_group(session, group_id)
+    _check_sibling_name(session, name, group.parent_id, group.id)
     group.name = name
     session.flush()
     return group
@@ -177,9 +179,29 @@ def move_group(
                 {"parent_id": [f"{parent_id} is inside group {group_id}."]},
             )
         _check_depth(len(above) + subtree_height(session, group_id))
+    _check_sibling_name(session, group.name, parent_id, group.id)
     group.parent_id = parent_id
     session.flush()
     return group
+
+
+def _check_sibling_name(
+    session: Session, name: str, parent_id: uuid.UUID | None, group_id: uuid.UUID | None
+) -> None:
+    """Sibling groups (same parent, or both at the root) have distinct names, ignoring case."""
+    stmt = select(CertificationGroup.id).where(
+        func.lower(CertificationGroup.name) == name.lower(),
+        CertificationGroup.parent_id.is_(None)
+        if parent_id is None
+        else CertificationGroup.parent_id == parent_id,
+    )
+    if group_id is not None:
+        stmt = stmt.where(CertificationGroup.id != group_id)
+    if session.scalar(stmt.limit(1)) is not None:
+        raise Conflict(
+            "Another group in the same place already has this name.",
+            {"name": ["Already used by a sibling group (names ignore case)."]},
+        )
 
 
 def delete_group(session: Session, group_id: uuid.UUID) -> None:

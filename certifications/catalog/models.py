@@ -33,6 +33,25 @@ class CertificationGroup(TenantEntity, Timestamps, Base):
     __table_args__ = (
         tenant_fk("parent_id", "certification_groups"),
         Index("ix_certification_groups_org_parent", "org_id", "parent_id"),
+        # Sibling names are unique ignoring case; roots (parent NULL) get their own partial
+        # index since NULLs never collide in a unique index (migration 0015).
+        Index(
+            "uq_certification_groups_sibling_name",
+            "org_id",
+            "parent_id",
+            func.lower(text("name")),
+            unique=True,
+            postgresql_where=text("parent_id IS NOT NULL"),
+            sqlite_where=text("parent_id IS NOT NULL"),
+        ),
+        Index(
+            "uq_certification_groups_root_name",
+            "org_id",
+            func.lower(text("name")),
+            unique=True,
+            postgresql_where=text("parent_id IS NULL"),
+            sqlite_where=text("parent_id IS NULL"),
+        ),
     )
 
     name: Mapped[str] = mapped_column(String(200))

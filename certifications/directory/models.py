@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import Boolean, Index, String, UniqueConstraint, true
+from sqlalchemy import Boolean, Index, String, UniqueConstraint, func, text, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from infra.database import Base, Timestamps
@@ -15,7 +15,8 @@ from tenancy.models import TenantEntity
 class Role(TenantEntity, Timestamps, Base):
     __tablename__ = "roles"
     __table_args__ = (
-        UniqueConstraint("org_id", "name"),
+        # Case-insensitive, like certification names (migration 0015).
+        Index("uq_roles_org_lower_name", "org_id", func.lower(text("name")), unique=True),
         UniqueConstraint("org_id", "external_id"),
     )
 

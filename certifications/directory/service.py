@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, func, select
@@ -83,10 +84,16 @@ def list_statement(
     q: str | None = None,
     role_id: uuid.UUID | None = None,
     client_id: uuid.UUID | None = None,
+    external_id: list[str] | None = None,
+    updated_since: datetime | None = None,
 ) -> Select[Any]:
     """The filtered list query; the caller paginates it by (name, id)."""
     model = kind.model
     stmt = select(model)
+    if external_id:
+        stmt = stmt.where(model.external_id.in_(external_id))
+    if updated_since is not None:
+        stmt = stmt.where(model.updated_at >= updated_since)
     if active is not None:
         stmt = stmt.where(model.active.is_(active))
     if q:
@@ -213,7 +220,11 @@ def _check_unique(
         value = data.get(field)
         if value is None:
             continue
-        stmt = select(model.id).where(getattr(model, field) == value)
+        column = getattr(model, field)
+        if field == "name":  # role names are unique ignoring case
+            stmt = select(model.id).where(func.lower(column) == value.lower())
+        else:
+            stmt = select(model.id).where(column == value)
         if item_id is not None:
             stmt = stmt.where(model.id != item_id)
         if session.scalar(stmt.limit(1)) is not None:

@@ -23,8 +23,11 @@ def _equal(model: Any, args: dict[str, Any], names: Iterable[str]) -> Select[Any
     """`model` rows whose columns `names` equal the given filters (absent or None: any)."""
     stmt = select(model)
     for name in names:
-        if args.get(name) is not None:
-            stmt = stmt.where(getattr(model, name) == args[name])
+        value = args.get(name)
+        if isinstance(value, list):  # a multi-value filter: any of them
+            stmt = stmt.where(getattr(model, name).in_(value))
+        elif value is not None:
+            stmt = stmt.where(getattr(model, name) == value)
     return stmt
 
 

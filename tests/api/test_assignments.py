@@ -585,3 +585,30 @@ def test_each_cycle_records_who_recorded_it(api_for, org, cert, emp):
         (2, "site-manager"),
         (3, "site-manager"),
     ]
+
+
+def test_status_filter_takes_several_values_repeated_or_comma_separated(
+    api, cert, org, make_employee
+):
+    missing = _create(api, cert, make_employee(org)).get_json()["id"]
+    today = date.today()
+    valid = _create(
+        api,
+        cert,
+        make_employee(org),
+        issued_on=_iso(today),
+        expires_on=_iso(today.replace(year=today.year + 2)),
+    ).get_json()["id"]
+
+    def ids(query):
+        resp = api.get(f"/assignments?{query}")
+        assert resp.status_code == 200, resp.get_json()
+        return {item["id"] for item in resp.get_json()["items"]}
+
+    assert ids("status=missing") == {missing}
+    assert ids("status=missing&status=valid") == {missing, valid}
+    assert ids("status=missing,valid") == {missing, valid}
+    assert ids("status=expired") == set()
+    resp = api.get("/assignments?status=missing,bogus")
+    assert resp.status_code == 422
+    assert "status" in resp.get_json()["errors"]["query"]

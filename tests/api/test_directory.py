@@ -349,3 +349,126 @@ def test_openapi_documents_every_directory_route(api):
         for name in (title, f"{title}Create", f"{title}Patch"):
             assert schemas[name]["additionalProperties"] is False or name == title
         assert "org_id" not in schemas[f"{title}Create"]["properties"]
+
+
+def test_role_names_are_unique_ignoring_case(api):
+    _create(api, "roles", name="Welder")
+    resp = api.post("/roles", json={"name": "WELDER"})
+    assert resp.status_code == 409
+    assert "name" in resp.get_json()["errors"]
+    rigger = _create(api, "roles", name="Rigger")
+    resp = api.patch(f"/roles/{rigger['id']}", json={"name": "welder"})
+    assert resp.status_code == 409
+    assert "name" in resp.get_json()["errors"]
+    # its own name in another case is a rename, not a clash
+    assert api.patch(f"/roles/{rigger['id']}", json={"name": "RIGGER"}).status_code == 200
+
+
+def test_role_name_index_ignores_case_in_the_database(org, as_tenant):
+    """The database refuses it too (two requests racing past the service's check)."""
+    from sqlalchemy.exc import IntegrityError
+
+    from certifications.directory.models import Role
+
+    with as_tenant(org.id) as s:
+        s.add(Role(org_id=org.id, name="Welder"))
+        s.flush()
+        s.add(Role(org_id=org.id, name="wELDER"))
+        with pytest.raises(IntegrityError):
+            s.flush()
+
+
+def test_a_race_past_the_role_name_check_is_409_naming_the_field(api, monkeypatch):
+    from certifications.directory import service
+
+    _create(api, "roles", name="Welder")
+    monkeypatch.setattr(service, "_check_unique", lambda *a, **k: None)
+    resp = api.post("/roles", json={"name": "welder"})
+    assert resp.status_code == 409
+    assert "name" in resp.get_json()["errors"]
+
+
+@pytest.mark.parametrize(
+    "address", ["ed@corp.local", "ed@hr.corp.internal", "ed@CORP", "svc@build.test"]
+)
+def test_internal_email_domains_are_accepted(api, address):
+    """Syntax only: Active Directory and other internal domains are real addresses."""
+    resp = api.post("/employees", json={"name": "Ed", "email": address})
+    assert resp.status_code == 201, resp.get_json()
+    assert resp.get_json()["email"].lower() == address.lower()
+    resp = api.post("/clients", json={"name": "Acme", "contact_email": address})
+    assert resp.status_code == 201, resp.get_json()
+
+
+@pytest.mark.parametrize("address", ["ed@", "@corp.local", "ed@@corp.local", "ed corp.local"])
+def test_malformed_emails_are_still_422_naming_the_field(api, address):
+    resp = api.post("/employees", json={"name": "Ed", "email": address})
+    assert resp.status_code == 422
+    assert "email" in resp.get_json()["errors"]["json"]
+
+
+@pytest.mark.parametrize("plural", list(KINDS))
+def test_external_id_is_trimmed_on_every_kind(api, plural):
+    item = _create(api, plural, external_id="  E-7\t")
+    assert item["external_id"] == "E-7"
+    item = api.patch(f"/{plural}/{item['id']}", json={"external_id": " E-8 "}).get_json()
+    assert item["external_id"] == "E-8"
+    # the same id with other spacing is the same id
+    resp = api.post(f"/{plural}", json={**_body(plural), "external_id": "E-8  "})
+    assert resp.status_code == 409
+    assert "external_id" in resp.get_json()["errors"]
+    resp = api.post(f"/{plural}", json={**_body(plural), "external_id": "   "})
+    assert resp.status_code == 422
+    assert "external_id" in resp.get_json()["errors"]["json"]
+
+
+def _body(plural):
+    body = dict(BODIES[plural][0])
+    body.pop("external_id", None)
+    return body
+
+
+def test_list_filters_by_external_ids_repeated_or_comma_separated(api):
+    for i in range(1, 5):
+        _create(api, "assets", name=f"Crane {i}", external_id=f"A-{i}")
+
+    def ids(query):
+        resp = api.get(f"/assets?{query}")
+        assert resp.status_code == 200, resp.get_json()
+        return sorted(item["external_id"] for item in resp.get_json()["items"])
+
+    assert ids("external_id=A-2") == ["A-2"]
+    assert ids("external_id=A-1&external_id=A-3") == ["A-1", "A-3"]
+    assert ids("external_id=A-1,A-4&external_id=A-2") == ["A-1", "A-2", "A-4"]
+    assert ids("external_id=nope") == []
+
+
+def test_list_filter_updated_since(api, as_tenant, org):
+    from datetime import UTC, datetime, timedelta
+
+    from certifications.directory.models import Asset
+
+    old = _create(api, "assets", name="Old", external_id="A-1")
+    new = _create(api, "assets", name="New", external_id="A-2")
+    long_ago = datetime(2020, 1, 1, tzinfo=UTC)
+    with as_tenant(org.id) as s:
+        asset = s.scalar(select(Asset).where(Asset.id == uuid.UUID(old["id"])))
+        asset.updated_at = long_ago
+        s.commit()
+    since = (datetime.now(UTC) - timedelta(hours=1)).isoformat().replace("+00:00", "Z")
+    resp = api.get("/assets", query_string={"updated_since": since})
+    assert resp.status_code == 200, resp.get_json()
+    assert [i["id"] for i in resp.get_json()["items"]] == [new["id"]]
+    resp = api.get("/assets", query_string={"updated_since": "2019-12-31T00:00:00+00:00"})
+    assert len(resp.get_json()["items"]) == 2
+    # a time zone is required: a naive instant is ambiguous
+    resp = api.get("/assets", query_string={"updated_since": "2026-01-01T00:00:00"})
+    assert resp.status_code == 422
+    assert "updated_since" in resp.get_json()["errors"]["query"]
+
+
+def test_a_single_value_parameter_given_twice_is_422_not_the_first(api):
+    _create(api, "assets", name="Crane")
+    resp = api.get("/assets?active=true&active=false")
+    assert resp.status_code == 422
+    assert "active" in resp.get_json()["errors"]["query"]

@@ -403,3 +403,12 @@ def test_bulk_upsert_writes_one_audit_event(api, org, as_tenant):
     assert sorted(events[0].after["created"]) == sorted(r["id"] for r in first["rows"])
     assert events[1].after == {"created": [], "updated": [first["rows"][0]["id"]]}
     assert events[0].actor == "tester"
+
+
+def test_bulk_external_ids_are_trimmed_and_match(api):
+    first = _bulk(api, "assets", [{"external_id": " A-1 ", "name": "Crane"}])
+    assert first["rows"][0]["status"] == "created"
+    again = _bulk(api, "assets", [{"external_id": "A-1", "name": "Crane"}])
+    assert again["rows"][0]["status"] == "unchanged"
+    csv = _csv(api, "assets", "external_id,name\n  A-1  ,Crane\n")
+    assert csv["rows"][0]["status"] == "unchanged"

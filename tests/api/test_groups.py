@@ -329,3 +329,48 @@ def test_nesting_depth_is_bounded(api, monkeypatch):
     assert _parent_of(api, top) is None
     resp = api.post(f"/certification-groups/{top}/move", json={"parent_id": chain[1]})
     assert resp.status_code == 200
+
+
+def test_sibling_group_names_are_unique_ignoring_case(api):
+    safety = _group(api, "Safety")
+    # two roots
+    resp = api.post("/certification-groups", json={"name": "SAFETY"})
+    assert resp.status_code == 409
+    assert "name" in resp.get_json()["errors"]
+    # two children of one parent
+    _group(api, "Cranes", safety)
+    resp = api.post("/certification-groups", json={"name": "cranes", "parent_id": safety})
+    assert resp.status_code == 409
+    assert "name" in resp.get_json()["errors"]
+    # the same name under another parent, or at another level, is fine
+    other = _group(api, "Electrical")
+    _group(api, "Cranes", other)
+    _group(api, "Cranes")
+    # renaming into a sibling's name, or moving next to a namesake, is refused
+    lifts = _group(api, "Lifts", safety)
+    resp = api.patch(f"/certification-groups/{lifts}", json={"name": "CRANES"})
+    assert resp.status_code == 409
+    assert "name" in resp.get_json()["errors"]
+    assert api.patch(f"/certification-groups/{lifts}", json={"name": "LIFTS"}).status_code == 200
+    loose = _group(api, "cranes", lifts)
+    resp = api.post(f"/certification-groups/{loose}/move", json={"parent_id": safety})
+    assert resp.status_code == 409
+    assert "name" in resp.get_json()["errors"]
+
+
+def test_group_name_indexes_ignore_case_in_the_database(org, as_tenant):
+    from sqlalchemy.exc import IntegrityError
+
+    for parent in (False, True):
+        with as_tenant(org.id) as s:
+            parent_id = None
+            if parent:
+                top = CertificationGroup(org_id=org.id, name="Top")
+                s.add(top)
+                s.flush()
+                parent_id = top.id
+            s.add(CertificationGroup(org_id=org.id, name="Safety", parent_id=parent_id))
+            s.flush()
+            s.add(CertificationGroup(org_id=org.id, name="safety", parent_id=parent_id))
+            with pytest.raises(IntegrityError):
+                s.flush()

@@ -4,6 +4,7 @@ leadership, `certs tick`, and the jobs through the outbox and a worker."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
@@ -223,3 +224,31 @@ def test_recompute_actors_through_the_outbox_and_a_worker(make_org, as_tenant, r
             assert (
                 len(s.scalars(select(StatusEvent).where(StatusEvent.assignment_id == a)).all()) == 1
             )
+
+
+def _run_one_job_through_apscheduler() -> None:
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    aps = BackgroundScheduler()
+    aps.add_job(lambda: None, "date", run_date=datetime.now(UTC), id="probe")
+    aps.start()
+    deadline = datetime.now(UTC) + timedelta(seconds=10)
+    while aps.get_jobs() and datetime.now(UTC) < deadline:
+        time.sleep(0.01)
+    aps.shutdown(wait=True)  # the executor's "executed successfully" line is written by now
+
+
+def test_apscheduler_per_run_lines_are_debug(caplog):
+    scheduler.build_scheduler(background=True)  # installs the filter; not started
+
+    caplog.set_level("INFO")
+    _run_one_job_through_apscheduler()
+    runs = [r for r in caplog.records if r.name == scheduler.APSCHEDULER_RUN_LOGGER]
+    assert runs == []
+
+    caplog.clear()
+    caplog.set_level("DEBUG")
+    _run_one_job_through_apscheduler()
+    runs = [r for r in caplog.records if r.name == scheduler.APSCHEDULER_RUN_LOGGER]
+    assert {r.levelname for r in runs} == {"DEBUG"}
+    assert any("executed successfully" in r.getMessage() for r in runs)
