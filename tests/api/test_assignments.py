@@ -588,16 +588,15 @@ def test_each_cycle_records_who_recorded_it(api_for, org, cert, emp):
 
 
 def test_status_filter_takes_several_values_repeated_or_comma_separated(
-    api, cert, org, make_employee
+    api, cert, org, make_employee, today
 ):
     missing = _create(api, cert, make_employee(org)).get_json()["id"]
-    today = date.today()
     valid = _create(
         api,
         cert,
         make_employee(org),
         issued_on=_iso(today),
-        expires_on=_iso(today.replace(year=today.year + 2)),
+        expires_on=_iso(today + timedelta(days=730)),
     ).get_json()["id"]
 
     def ids(query):
