@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from typing import Any
 
 import pytest
@@ -16,10 +17,11 @@ from infra.errors import Conflict
 
 
 def _make_chain(org_id: Any, depth: int) -> list[Any]:
+    tag = uuid.uuid4().hex[:6]  # sibling names are unique: chains of one org get their own
     with context.tenant(org_id), db.new_session() as s:
         ids: list[Any] = []
         for level in range(depth):
-            ids.append(groups.create_group(s, f"level {level}", ids[-1] if ids else None).id)
+            ids.append(groups.create_group(s, f"{tag} level {level}", ids[-1] if ids else None).id)
         s.commit()
     return ids
 
