@@ -231,7 +231,9 @@ def update_task(
     A task a renewal or revocation closed belongs to an old cycle: 409. `assignee_id` must be
     an employee of this organization (another org's id is as unknown as a made-up one: 422).
     """
-    task = get_task(session, task_id)
+    # The row lock first: a renewal closing the task meanwhile is seen, not overwritten (a
+    # task gone meanwhile is the same 404 as an unknown one).
+    task = session.get(Task, task_id, with_for_update=True) or get_task(session, task_id)
     if task.status == "closed":
         raise Conflict("This task was closed by a renewal and can no longer change.")
     now = now or utcnow()
