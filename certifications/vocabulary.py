@@ -46,9 +46,35 @@ CHANNELS = ("email", "webhook")
 HOLDER = "holder"
 ADMINS = "admins"
 RECIPIENT_WORDS = (HOLDER, ADMINS)
+# A reminder plan stage's recipients (certifications.automation.plans): these words, or an
+# email address. `manager`: the employee's manager; `location_managers`: a location's managers;
+# `custodian`: an asset's custodian (resolves to nobody until assets have a custodian).
+MANAGER = "manager"
+LOCATION_MANAGERS = "location_managers"
+CUSTODIAN = "custodian"
+STAGE_RECIPIENT_WORDS = (HOLDER, MANAGER, LOCATION_MANAGERS, CUSTODIAN, ADMINS)
 # How a notification's recipient was chosen (the holder without an address falls back to the
 # admins; the webhook channel has one recipient, the org's webhook).
-RECIPIENT_SOURCES = (HOLDER, ADMINS, "address", "holder_fallback_admins", "webhook", "reviewers")
+RECIPIENT_SOURCES = (
+    HOLDER,
+    ADMINS,
+    "address",
+    "holder_fallback_admins",
+    "webhook",
+    "reviewers",
+    MANAGER,
+    LOCATION_MANAGERS,
+    CUSTODIAN,
+)
+# What a reminder plan stage counts from: the expiry date (`offset_days` before or after it),
+# or a status the assignment has (`expired`, `revoked`, `missing`; a rule's triggers).
+STAGE_EVENTS = ("expiry", EXPIRED, REVOKED, MISSING)
+# When a plan's reminders stop: at the renewal (a new cycle), or also while a submission waits
+# for review.
+STOP_WHEN = ("renewed", SUBMISSION_PENDING)
+# How a recipient gets its email reminders: one by one, or one digest a day / a week.
+DIGEST_FREQUENCIES = ("immediate", "daily", "weekly")
+DIGEST_STATUSES = ("pending", "sending", "sent", "failed")
 
 # --- automation ------------------------------------------------------------------------------
 

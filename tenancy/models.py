@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import JSON, Column, ForeignKey, LargeBinary, String, Table
+from sqlalchemy import JSON, Column, ForeignKey, Integer, LargeBinary, String, Table
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from infra.database import Base, Timestamps
@@ -32,6 +32,13 @@ class Organization(Timestamps, Base):
     # An employee of this org who gets renewal tasks of assets, clients and locations. No foreign
     # key (this table is not tenant-scoped): checked when set, ignored once it is no employee.
     default_task_assignee_id: Mapped[uuid.UUID | None] = mapped_column()
+    # How recipients without their own preference get email reminders (immediate, daily,
+    # weekly), and when: the hour (and weekday, 0 = Monday) in the org's time zone.
+    digest_frequency: Mapped[str] = mapped_column(
+        String(16), default="immediate", server_default="immediate"
+    )
+    digest_hour: Mapped[int] = mapped_column(Integer, default=8, server_default="8")
+    digest_weekday: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     def has_module(self, module: str) -> bool:
         return module in (self.modules or [])

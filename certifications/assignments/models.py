@@ -78,6 +78,11 @@ class Assignment(TenantEntity, Timestamps, Base):
     revoked_reason: Mapped[str | None] = mapped_column(Text)
     revoked_by: Mapped[str | None] = mapped_column(String(200))
     created_by: Mapped[str | None] = mapped_column(String(200))
+    # Reminders paused until this date (`POST /assignments/{id}/snooze`); the status is not.
+    snoozed_until: Mapped[date | None] = mapped_column(Date)
+    snooze_reason: Mapped[str | None] = mapped_column(Text)
+    snoozed_by: Mapped[str | None] = mapped_column(String(200))
+    snoozed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Who recorded the current cycle: the creator for cycle 1, the renewer after a renewal.
     cycle_recorded_by: Mapped[str | None] = mapped_column(String(200))
     # An exemption (set when `exempt_at` is): outside compliance, no reminders or tasks, until

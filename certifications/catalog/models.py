@@ -83,6 +83,9 @@ class Certification(TenantEntity, Timestamps, Base):
     review_required: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     form: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     notification_rules: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # {"stages": [...], "stop_when": ...} (certifications.automation.plans); NULL: the plan is
+    # the one `notification_rules` make (rows written before the plan existed, or by hand).
+    reminder_plan: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     task_rules: Mapped[list[Any]] = mapped_column(JSON, default=list)
     # Who gets the renewal tasks of this certification's non-employee subjects (overrides the
     # organization's `default_task_assignee_id`).

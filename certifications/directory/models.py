@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import Boolean, Index, String, UniqueConstraint, func, text, true
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Index, String, UniqueConstraint, func, text, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from infra.database import Base, Timestamps
@@ -38,6 +40,7 @@ class Employee(_Subject, Base):
         # The identity provider's subject of the worker's own (`self`) tokens: one per org.
         Index("uq_employees_org_id_user_sub", "org_id", "user_sub", unique=True),
         tenant_fk("role_id", "roles"),
+        tenant_fk("manager_id", "employees"),
         Index("ix_employees_org_role", "org_id", "role_id"),
         Index("ix_employees_org_name", "org_id", "name", "id"),
     )
@@ -45,6 +48,8 @@ class Employee(_Subject, Base):
     email: Mapped[str | None] = mapped_column(String(320))
     role_id: Mapped[uuid.UUID | None] = mapped_column()
     user_sub: Mapped[str | None] = mapped_column(String(200))
+    # Who hears of this employee's reminders as `manager` (reminder plans): an employee of the org.
+    manager_id: Mapped[uuid.UUID | None] = mapped_column()
 
 
 class Asset(_Subject, Base):
@@ -78,6 +83,8 @@ class Location(_Subject, Base):
 
     address: Mapped[str | None] = mapped_column(String(1000))
     client_id: Mapped[uuid.UUID | None] = mapped_column()
+    # Employee ids (strings) who hear of the location's reminders as `location_managers`.
+    manager_ids: Mapped[list[Any]] = mapped_column(JSON, default=list, server_default="[]")
 
 
 SUBJECT_MODELS: dict[str, type[_Subject]] = {
