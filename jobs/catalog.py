@@ -30,6 +30,10 @@ TICK_ORG = JobKind("tick_org", time_limit_ms=30 * MINUTE_MS)
 DELIVER_NOTIFICATION = JobKind(
     "deliver_notification", queue_name="notifications", max_retries=20, time_limit_ms=2 * MINUTE_MS
 )
+# One digest email per recipient and period; its attempts are bounded the same way.
+DELIVER_DIGEST = JobKind(
+    "deliver_digest", queue_name="notifications", max_retries=20, time_limit_ms=2 * MINUTE_MS
+)
 
 KINDS: dict[str, JobKind] = {
     kind.actor_name: kind
@@ -39,6 +43,7 @@ KINDS: dict[str, JobKind] = {
         RECOMPUTE_CERTIFICATION,
         TICK_ORG,
         DELIVER_NOTIFICATION,
+        DELIVER_DIGEST,
     )
 }
 

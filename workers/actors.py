@@ -22,6 +22,7 @@ from infra.settings import Settings
 from jobs import catalog
 from tenancy.organizations import org_today_for
 from workers.delivery import deliver
+from workers.delivery import deliver_digest as deliver_one_digest
 from workers.message_log import MessageLog
 from workers.middleware import TenantMiddleware
 from workers.tick import tick_org as run_tick
@@ -106,6 +107,16 @@ def deliver_notification(org_id: str, notification_id: str, job_id: str | None =
         raise dramatiq.Retry(delay=outcome.retry_in_ms)
 
 
+def deliver_digest(org_id: str, digest_id: str, job_id: str | None = None) -> None:
+    """Send one digest email (every reminder it carries is marked sent with it); a failed send
+    raises `Retry` with the policy's backoff, like a single notification."""
+    outcome = deliver_one_digest(
+        uuid.UUID(org_id), uuid.UUID(digest_id), settings=_require_settings()
+    )
+    if outcome.retry_in_ms is not None:
+        raise dramatiq.Retry(delay=outcome.retry_in_ms)
+
+
 def notification_failed(message_data: dict[str, Any], retry_info: dict[str, Any]) -> None:
     """Dramatiq gave up retrying a delivery (its message kept failing before recording why)."""
     kwargs = message_data.get("kwargs") or {}
@@ -128,6 +139,7 @@ ACTORS: dict[catalog.JobKind, Callable[..., None]] = {
     catalog.RECOMPUTE_CERTIFICATION: recompute_certification,
     catalog.TICK_ORG: tick_org,
     catalog.DELIVER_NOTIFICATION: deliver_notification,
+    catalog.DELIVER_DIGEST: deliver_digest,
     NOTIFICATION_FAILED: notification_failed,
 }
 
@@ -155,6 +167,8 @@ def register_actors(
             "max_retries": kind.max_retries,
             "time_limit": kind.time_limit_ms,
         }
+        if kind is catalog.DELIVER_DIGEST:
+            options.update(max_retries=policy.max_attempts + 2, max_backoff=policy.max_ms)
         if kind is catalog.DELIVER_NOTIFICATION:
             # The row's attempts bound delivery; Dramatiq's retries carry the backoff between
             # attempts (`Retry(delay=...)`), with headroom for failures to record a failure.

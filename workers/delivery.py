@@ -20,7 +20,12 @@ from certifications.automation.delivery import (
     mark_sent,
     retry_policy,
 )
-from certifications.automation.transports import DeliveryError, send
+from certifications.automation.digests import (
+    claim_digest,
+    mark_digest_failure,
+    mark_digest_sent,
+)
+from certifications.automation.transports import DeliveryError, send, send_digest
 from infra import database as db
 from infra.settings import Settings
 from workers.unit_of_work import job_run
@@ -62,4 +67,35 @@ def deliver(
         return Outcome("sent")
     with job_run(org_id) as run:
         delay = mark_failure(run.session, out, error, db.utcnow(), policy)
+    return Outcome("retry", delay) if delay is not None else Outcome("failed")
+
+
+def deliver_digest(
+    org_id: uuid.UUID,
+    digest_id: uuid.UUID,
+    *,
+    settings: Settings,
+    policy: RetryPolicy | None = None,
+    now: datetime | None = None,
+) -> Outcome:
+    """Claim, send and record one digest of `org_id` (its reminders are marked with it)."""
+    policy = policy or retry_policy(settings)
+    with job_run(org_id) as run:
+        out = claim_digest(run.session, digest_id, now or db.utcnow())
+    if out is None:
+        return Outcome("skipped")
+    try:
+        via = send_digest(out, settings)
+    except DeliveryError as exc:
+        log.warning("digest %s attempt %s failed: %s", digest_id, out.attempts, exc)
+        error = str(exc)
+    except Exception as exc:  # composing or sending broke: recorded the same way, never `sending`
+        log.exception("digest %s attempt %s broke", digest_id, out.attempts)
+        error = f"{type(exc).__name__}: {exc}"
+    else:
+        with job_run(org_id) as run:
+            mark_digest_sent(run.session, digest_id, via, db.utcnow())
+        return Outcome("sent")
+    with job_run(org_id) as run:
+        delay = mark_digest_failure(run.session, out, error, db.utcnow(), policy)
     return Outcome("retry", delay) if delay is not None else Outcome("failed")

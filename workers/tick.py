@@ -28,6 +28,7 @@ from sqlalchemy import func, select
 
 from certifications.assignments import schedule
 from certifications.assignments.recompute import recompute_org
+from certifications.automation.digests import collect_digests
 from certifications.automation.models import Notification
 from certifications.automation.pipeline import enqueue_deliveries, evaluate_org
 from certifications.evidence.storage import document_store
@@ -52,6 +53,7 @@ def tick_org(run: JobRun, org_id: uuid.UUID, now: datetime) -> dict[str, Any]:
     report = recompute_org(run.session, org_id, now, on_chunk=run.checkpoint)
     if org.has_module("hse"):
         report.update(evaluate_org(run.session, org_id, now, org.timezone))
+        report["digests"] = collect_digests(run.session, org, now)
         report["queued"] = enqueue_deliveries(run.session, now)
         report["documents_swept"] = _sweep(run, org_id, now)
     return report

@@ -27,9 +27,11 @@ from api.schemas.assignments import (
     HistorySchema,
     RenewSchema,
     RevokeSchema,
+    SnoozeRequestSchema,
 )
 from api.schemas.evidence import SubmissionSchema
 from certifications.assignments import exemptions, service
+from certifications.assignments import snooze as snoozes
 from certifications.assignments.bulk import bulk_assignments
 from certifications.catalog import forms
 from certifications.catalog.service import get_certification
@@ -145,6 +147,37 @@ class Exemption(MethodView):
         session = request_session()
         assignment = service.get_assignment(session, assignment_id)
         return attach_names(session, exemptions.lift(session, assignment, now=utcnow()))
+
+
+@blp.route("/<uuid:assignment_id>/snooze")
+class Snooze(MethodView):
+    @requires("certifications:update", module="hse")
+    @blp.arguments(SnoozeRequestSchema)
+    @blp.response(200, AssignmentSchema)
+    def post(self, data: dict[str, Any], assignment_id: uuid.UUID) -> Any:
+        """Pause the assignment's reminders until `until` (sets or replaces `snooze`).
+
+        Its status is still computed and shown; no reminder is created, queued or put in a
+        digest for it until that day, when the reminders due then resume."""
+        session = request_session()
+        assignment = service.get_assignment(session, assignment_id)
+        snoozed = snoozes.snooze(
+            session,
+            assignment,
+            data["until"],
+            data["reason"],
+            actor=current_subject(),
+            now=utcnow(),
+        )
+        return attach_names(session, snoozed)
+
+    @requires("certifications:delete", module="hse")  # SPEC §3: DELETE takes the delete scope
+    @blp.response(200, AssignmentSchema)
+    def delete(self, assignment_id: uuid.UUID) -> Any:
+        """End the snooze now: the reminders due today resume (without one, changes nothing)."""
+        session = request_session()
+        assignment = service.get_assignment(session, assignment_id)
+        return attach_names(session, snoozes.wake(session, assignment, now=utcnow()))
 
 
 @blp.route("/<uuid:assignment_id>/renew")

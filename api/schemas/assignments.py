@@ -39,6 +39,13 @@ class ExemptionSchema(Schema):
     at = fields.DateTime(metadata={"description": "When it was exempted"})
 
 
+class SnoozeSchema(Schema):
+    until = Date(metadata={"description": "Reminders resume on this day (org's time zone)"})
+    reason = fields.String(allow_none=True, metadata={"description": "Why they are paused"})
+    by = fields.String(allow_none=True, metadata={"description": "Who snoozed it"})
+    at = fields.DateTime(metadata={"description": "When it was snoozed"})
+
+
 class AssignmentSchema(Schema):
     id = fields.UUID()
     certification_id = fields.UUID()
@@ -80,6 +87,14 @@ class AssignmentSchema(Schema):
             "counted under `exempt`), the status still computed; null when not exempt"
         },
     )
+    snooze = fields.Nested(
+        SnoozeSchema,
+        allow_none=True,
+        metadata={
+            "description": "Set while its reminders are paused (POST /assignments/{id}/snooze); "
+            "the status is unaffected; null when not snoozed"
+        },
+    )
 
 
 class _DatesSchema(Schema):
@@ -116,6 +131,23 @@ class ExemptionRequestSchema(Schema):
             "description": "Last exempt day (today or later); null or absent = until lifted",
             "example": "2027-06-30",
         },
+    )
+
+
+class SnoozeRequestSchema(Schema):
+    until = Date(
+        required=True,
+        validate=bounded_date,
+        metadata={
+            "description": "Reminders resume on this day (after today)",
+            "example": "2027-01-15",
+        },
+    )
+    reason = Text(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(max=2000),
+        metadata={"description": "Why they are paused", "example": "On leave until January"},
     )
 
 

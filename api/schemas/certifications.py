@@ -14,6 +14,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from api.fields import EXAMPLE_ID, Email, Money, StrictBoolean, Text, doc, name_field
 from api.pagination import PageArgs
+from certifications.automation.plans import DEFAULT_STOP_WHEN, MAX_REPEATS, stage_key
 from certifications.vocabulary import (
     BEFORE_EXPIRY,
     CERTIFICATION_TYPES,
@@ -21,6 +22,9 @@ from certifications.vocabulary import (
     HOLDER,
     MAX_DAYS,
     RECIPIENT_WORDS,
+    STAGE_EVENTS,
+    STAGE_RECIPIENT_WORDS,
+    STOP_WHEN,
     TRIGGERS,
 )
 
@@ -179,6 +183,125 @@ class NotificationRuleSchema(Schema):
         _unique_field(data.get("recipients", []), "Recipients", "recipients")
 
 
+class StageRecipient(Text):
+    """`holder`, `manager`, `location_managers`, `custodian`, `admins`, or an email address."""
+
+    default_error_messages = {
+        "recipient": "Must be one of " + ", ".join(STAGE_RECIPIENT_WORDS) + " or an email address."
+    }
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        result = super()._deserialize(value, attr, data, **kwargs)
+        if result in STAGE_RECIPIENT_WORDS:
+            return result
+        try:
+            return Email()._deserialize(result, attr, data, **kwargs)
+        except ValidationError as exc:
+            raise self.make_error("recipient") from exc
+
+
+class ReminderStageSchema(Schema):
+    offset_days = fields.Integer(
+        strict=True,
+        validate=validate.Range(min=-MAX_DAYS, max=MAX_DAYS),
+        metadata=doc(
+            "Days relative to the expiry date: negative before it, 0 on the day, positive after "
+            "it (while the record stays expired). Required unless `event` is a status.",
+            -30,
+        ),
+    )
+    event = fields.String(
+        validate=validate.OneOf(STAGE_EVENTS),
+        metadata=doc(
+            "What the stage counts from: `expiry` (default, with offset_days), or while the "
+            "record is `expired`, `revoked` or `missing` (no offset, no repeats).",
+            "expiry",
+        ),
+    )
+    recipients = fields.List(
+        StageRecipient(validate=validate.Length(max=320)),
+        required=True,
+        validate=validate.Length(min=1, max=50),
+        metadata=doc(
+            '"holder" (the employee, or the client\'s contact), "manager" (the employee\'s '
+            'manager_id), "location_managers" (a location\'s manager_ids), "custodian" (an '
+            "asset's custodian), \"admins\" (the org's admin emails), or email addresses.",
+            ["holder", "manager"],
+        ),
+    )
+    channels = fields.List(
+        fields.String(validate=validate.OneOf(CHANNELS)),
+        required=True,
+        validate=validate.Length(min=1, max=len(CHANNELS)),
+        metadata=doc("How to deliver: email and/or the org's signed webhook.", ["email"]),
+    )
+    repeat_every_days = fields.Integer(
+        strict=True,
+        allow_none=True,
+        validate=validate.Range(min=1, max=365),
+        metadata=doc("Repeat the reminder every N days (null: once).", 7),
+    )
+    max_repeats = fields.Integer(
+        strict=True,
+        validate=validate.Range(min=0, max=MAX_REPEATS),
+        metadata=doc("How many times it repeats after the first (with repeat_every_days).", 3),
+    )
+
+    @validates_schema
+    def _consistent(self, data: dict[str, Any], **_kw: Any) -> None:
+        event = data.get("event", "expiry")
+        if event == "expiry" and "offset_days" not in data:
+            raise ValidationError("Required for a stage counting from the expiry.", "offset_days")
+        if event != "expiry":
+            if data.get("offset_days"):
+                raise ValidationError("Only expiry stages take an offset.", "offset_days")
+            if data.get("repeat_every_days"):
+                raise ValidationError("Only expiry stages repeat.", "repeat_every_days")
+        if data.get("repeat_every_days") and "max_repeats" not in data:
+            raise ValidationError("Required with repeat_every_days.", "max_repeats")
+        if data.get("max_repeats") and not data.get("repeat_every_days"):
+            raise ValidationError("Needs repeat_every_days.", "max_repeats")
+        _unique_field(data.get("channels", []), "Channels", "channels")
+        _unique_field(data.get("recipients", []), "Recipients", "recipients")
+
+
+class ReminderPlanSchema(Schema):
+    stages = fields.List(
+        fields.Nested(ReminderStageSchema),
+        required=True,
+        validate=validate.Length(max=MAX_RULES),
+        metadata=doc(
+            "The reminders, each on its day (the order does not matter).",
+            [
+                {"offset_days": -60, "recipients": ["holder"], "channels": ["email"]},
+                {
+                    "offset_days": -30,
+                    "recipients": ["holder", "manager"],
+                    "channels": ["email"],
+                    "repeat_every_days": 7,
+                    "max_repeats": 3,
+                },
+                {"offset_days": 0, "recipients": ["admins"], "channels": ["email"]},
+            ],
+        ),
+    )
+    stop_when = fields.String(
+        load_default=DEFAULT_STOP_WHEN,
+        validate=validate.OneOf(STOP_WHEN),
+        metadata=doc(
+            "`renewed` (default): reminders stop at the renewal; `submission_pending`: also "
+            "while a submission of the record waits for review.",
+            "renewed",
+        ),
+    )
+
+    @validates_schema
+    def _one_stage_per_moment(self, data: dict[str, Any], **_kw: Any) -> None:
+        keys = [stage_key(stage) for stage in data.get("stages", [])]
+        if len(keys) != len(set(keys)):
+            raise ValidationError("Two stages have the same day or event.", "stages")
+
+
 class Assignee(Text):
     """`holder` or an employee id (normalized to the canonical UUID string)."""
 
@@ -285,7 +408,8 @@ def _certification_fields() -> dict[str, fields.Field[Any]]:
             fields.Nested(NotificationRuleSchema),
             validate=validate.Length(max=MAX_RULES),
             metadata=doc(
-                "Who to notify when.",
+                "Who to notify when (compatible form of `reminder_plan`: writing it replaces the "
+                "plan with one stage per rule; reading it shows the stages a rule can express).",
                 [
                     {
                         "trigger": "before_expiry",
@@ -294,6 +418,19 @@ def _certification_fields() -> dict[str, fields.Field[Any]]:
                         "channels": ["email"],
                     }
                 ],
+            ),
+        ),
+        "reminder_plan": fields.Nested(
+            ReminderPlanSchema,
+            metadata=doc(
+                "Who to remind when, in stages (replaces the plan). `notification_rules` is the "
+                "older form of the same thing: give one or the other.",
+                {
+                    "stages": [
+                        {"offset_days": -30, "recipients": ["holder"], "channels": ["email"]}
+                    ],
+                    "stop_when": "renewed",
+                },
             ),
         ),
         "task_rules": fields.List(

@@ -64,14 +64,43 @@ def _text(max_length: int) -> FieldFactory:
     return lambda **kw: Text(validate=validate.Length(max=max_length), **kw)
 
 
+def _manager_id(**kw: Any) -> fields.Field[Any]:
+    return fields.UUID(
+        metadata={
+            "description": "An employee of the org who hears of this one's reminders "
+            "as `manager` (reminder plans); null: none."
+        },
+        **kw,
+    )
+
+
+def _manager_ids(**kw: Any) -> fields.Field[Any]:
+    return fields.List(
+        fields.UUID(),
+        validate=validate.Length(max=50),
+        metadata={
+            "description": "Employees of the org who hear of this location's reminders "
+            "as `location_managers` (reminder plans)."
+        },
+        **kw,
+    )
+
+
 # Optional, nullable fields per kind (name, external_id and active are common to all kinds).
 _EXTRA: dict[str, dict[str, FieldFactory]] = {
     "roles": {},
-    "employees": {"email": DirectoryEmail, "role_id": fields.UUID, "user_sub": _text(200)},
+    "employees": {
+        "email": DirectoryEmail,
+        "role_id": fields.UUID,
+        "user_sub": _text(200),
+        "manager_id": _manager_id,
+    },
     "assets": {"serial_number": _text(200)},
     "clients": {"contact_email": DirectoryEmail},
-    "locations": {"address": _text(1000), "client_id": fields.UUID},
+    "locations": {"address": _text(1000), "client_id": fields.UUID, "manager_ids": _manager_ids},
 }
+# Set per row (create, patch), not by bulk upserts: they name other rows of the org by id.
+_SINGLE_ROW_ONLY = ("manager_id", "manager_ids")
 
 
 def _writable(plural: str, mode: str) -> dict[str, fields.Field[Any]]:
@@ -84,7 +113,8 @@ def _writable(plural: str, mode: str) -> dict[str, fields.Field[Any]]:
         "active": fields.Boolean() if mode == "csv" else StrictBoolean(),
     }
     for field, factory in _EXTRA[plural].items():
-        spec[field] = factory(allow_none=True)
+        if not (bulk and field in _SINGLE_ROW_ONLY):
+            spec[field] = factory(allow_none=True)
     return spec
 
 
@@ -93,6 +123,8 @@ def _output(plural: str) -> dict[str, fields.Field[Any]]:
     for name in ("name", "external_id", "active", *_EXTRA[plural]):
         if name == "active":
             spec[name] = fields.Boolean()
+        elif name == "manager_ids":
+            spec[name] = fields.List(fields.UUID())
         elif name.endswith("_id") and name != "external_id":
             spec[name] = fields.UUID(allow_none=True)
         else:

@@ -104,6 +104,18 @@ class Assignment(TenantEntity, Timestamps, Base):
             "at": self.exempt_at,
         }
 
+    @property
+    def snooze(self) -> dict[str, Any] | None:
+        """The API's `snooze` object while reminders are paused, or None."""
+        if self.snoozed_until is None:
+            return None
+        return {
+            "until": self.snoozed_until,
+            "reason": self.snooze_reason,
+            "by": self.snoozed_by,
+            "at": self.snoozed_at,
+        }
+
     # The submission waiting for review, if one does (certifications.evidence.submissions).
     pending_submission_id: Mapped[uuid.UUID | None] = mapped_column()
 

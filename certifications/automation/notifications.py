@@ -329,18 +329,17 @@ def location_manager_emails(session: Session) -> list[tuple[uuid.UUID, str]]:
     people = {i for ids in wanted.values() for i in ids}
     if not people:
         return []
-    emails = dict(
-        session.execute(
-            select(Employee.id, Employee.email).where(
-                Employee.id.in_(people), Employee.active.is_(True), Employee.email.is_not(None)
-            )
-        ).all()
+    rows = session.execute(
+        select(Employee.id, Employee.email).where(
+            Employee.id.in_(people), Employee.active.is_(True), Employee.email.is_not(None)
+        )
     )
+    emails = {person: email for person, email in rows if email}
     return [
         (location_id, emails[i])
         for location_id, ids in wanted.items()
         for i in dict.fromkeys(ids)
-        if emails.get(i)
+        if i in emails
     ]
 
 

@@ -16,12 +16,16 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
+from certifications.assignments.snooze import end_snoozes
 from certifications.automation.delivery import LEASE
+from certifications.automation.digests import digest_bound, snoozed
 from certifications.automation.models import Notification
 from certifications.automation.notifications import evaluate_rules
 from certifications.automation.tasks import evaluate_task_rules
 from certifications.automation.withdraw import withdraw_out_of_compliance
+from infra.context import require_org_id
 from jobs.outbox import request_job
+from tenancy.models import Organization
 from tenancy.organizations import org_today
 
 ENQUEUE_BATCH = 2000
@@ -35,6 +39,7 @@ def evaluate_org(
     withdrawn = withdraw_out_of_compliance(session, org_id, now)  # exempt, or the subject left
     return {
         "withdrawn": withdrawn,
+        "snoozes_ended": end_snoozes(session, org_id, today, now),
         "tasks": evaluate_task_rules(session, org_id, today, now),
         "notifications": evaluate_rules(session, org_id, today, now),
     }
@@ -48,8 +53,18 @@ def enqueue_deliveries(session: Session, now: datetime) -> int:
     ticks of one org queue each notification once between them.
     """
     n = Notification
+    org = session.get(Organization, require_org_id())
+    assert org is not None  # noqa: S101 - a tenant context names an existing org
+    today = org_today(org.timezone, now)
     due = or_(
-        and_(n.status == "pending", n.enqueued_at.is_(None)),
+        and_(
+            n.status == "pending",
+            n.enqueued_at.is_(None),
+            # Digest recipients' reminders leave with their digest (automation.digests); a
+            # snoozed assignment's wait for its date.
+            ~digest_bound(n, org.digest_frequency),
+            ~snoozed(n, today),
+        ),
         # A worker died mid-send (lease expired) and the row was not queued since its claim.
         and_(
             n.status == "sending",

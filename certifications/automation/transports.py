@@ -22,6 +22,8 @@ import urllib.request
 from email.message import EmailMessage
 from typing import Any
 
+from certifications.automation.digest_mail import compose_digest
+from certifications.automation.digests import DigestOut
 from certifications.automation.messages import Outgoing, compose_email, webhook_payload
 from infra.settings import Settings
 from tenancy.sealed import SecretUnavailable
@@ -53,6 +55,18 @@ def send(out: Outgoing, settings: Settings) -> str:
             out.recipient,
             msg["Subject"],
             msg.get_body(("plain",)).get_content(),  # type: ignore[union-attr]
+        )
+        return "log"
+    _send_smtp(msg, settings)
+    return "smtp"
+
+
+def send_digest(out: DigestOut, settings: Settings) -> str:
+    """Send a digest email; returns how (`smtp`, or `log` without SMTP_HOST)."""
+    msg = compose_digest(out, settings)
+    if not settings.smtp_host:
+        log.info(
+            "digest email (no SMTP_HOST configured) to=%s subject=%s", out.recipient, msg["Subject"]
         )
         return "log"
     _send_smtp(msg, settings)

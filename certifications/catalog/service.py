@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from certifications.assignments.models import Assignment
 from certifications.assignments.schedule import request_tick
 from certifications.assignments.status import validity_days
+from certifications.automation.plans import effective_plan, plan_from_rules, rules_from_plan
 from certifications.catalog import groups
 from certifications.catalog.models import (
     Certification,
@@ -52,6 +53,7 @@ _COLUMNS = (
     "review_required",
     "form",
     "notification_rules",
+    "reminder_plan",
     "task_rules",
     "task_assignee_id",
 )
@@ -73,6 +75,7 @@ DEFAULTS: dict[str, Any] = {
     "review_required": False,
     "form": None,
     "notification_rules": [],
+    "reminder_plan": None,
     "task_rules": [],
     "task_assignee_id": None,
     "group_ids": [],
@@ -117,7 +120,7 @@ def get_certification(session: Session, certification_id: uuid.UUID) -> Certific
 
 def create_certification(session: Session, data: dict[str, Any]) -> dict[str, Any]:
     """Create a definition; with `role_ids`, also ask for the role fan-out."""
-    values = {**DEFAULTS, **data}
+    values = {**DEFAULTS, **_plan_and_rules(data)}
     _validate(session, values, values)
     _check_name_free(session, values["name"], None)
     cert = Certification(**{k: values[k] for k in _COLUMNS}, **_validity_columns(values))
@@ -137,7 +140,7 @@ def update_certification(
     A new `validity` applies to cycles recorded from now on; with `apply_to_current` the
     recompute job also moves the computed expiries of current cycles (its result counts them).
     """
-    changes = dict(changes)
+    changes = _plan_and_rules(changes)
     apply_to_current = bool(changes.pop("apply_to_current", False))
     cert = _lock(session, certification_id)
     before = describe(session, [cert])[0]
@@ -170,7 +173,7 @@ def update_certification(
         jobs.append(_recompute(session, cert, apply_to_current))  # requests the tick when done
     elif apply_to_current:
         jobs.append(_recompute(session, cert, True))  # apply the unchanged validity to current
-    elif any(after[k] != before[k] for k in ("notification_rules", "task_rules")):
+    elif any(after[k] != before[k] for k in ("reminder_plan", "task_rules")):
         request_tick(session)
     return describe(session, [cert], jobs)[0]
 
@@ -227,6 +230,7 @@ def describe(
     for c in certs:
         item = {k: getattr(c, k) for k in _COLUMNS}
         item |= {
+            "reminder_plan": effective_plan(c),
             "id": c.id,
             "validity": _validity_of(c),
             "archived_at": c.archived_at,
@@ -238,6 +242,22 @@ def describe(
         item |= {field: links[field].get(c.id, []) for field in _LINKS}
         out.append(item)
     return out
+
+
+def _plan_and_rules(data: dict[str, Any]) -> dict[str, Any]:
+    """The plan and its compatible form, `notification_rules`, written together: either one
+    given sets both (the rules as the plan's one stage per rule, or the plan's rule-shaped
+    stages as rules), so old clients and new ones read what the other wrote."""
+    data = dict(data)
+    if "reminder_plan" in data and "notification_rules" in data:
+        raise Invalid(
+            {"notification_rules": ["Give either reminder_plan or notification_rules, not both."]}
+        )
+    if "notification_rules" in data:
+        data["reminder_plan"] = plan_from_rules(data["notification_rules"])
+    elif "reminder_plan" in data:
+        data["notification_rules"] = rules_from_plan(data["reminder_plan"])
+    return data
 
 
 # --- validation needing the database or several fields --------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, Index, String, UniqueConstraint, func, text, true

@@ -110,6 +110,7 @@ def get(session: Session, kind: Kind, item_id: uuid.UUID) -> Any:
 
 
 def create(session: Session, kind: Kind, data: dict[str, Any]) -> Any:
+    data = _check_managers(session, kind, data, None)
     _check_reference(session, kind, data)
     _check_unique(session, kind, data, None)
     item = kind.model(**data)
@@ -126,6 +127,7 @@ def update(session: Session, kind: Kind, item_id: uuid.UUID, changes: dict[str, 
         held = active_holders(session, [item.id]).get(item.id)
         if held:
             raise Conflict(held_message(held), {"employees": [held_message(held)]})
+    changes = _check_managers(session, kind, changes, item.id)
     _check_reference(session, kind, changes, item)
     _check_unique(session, kind, changes, item.id)
     before = _fanout_state(kind, item)
@@ -206,6 +208,27 @@ def _check_reference(session: Session, kind: Kind, data: dict[str, Any], item: A
         raise Invalid({ref.field: [f"Unknown {ref.entity}."]})
     if not active:
         raise Invalid({ref.field: [f"The {ref.entity} is inactive."]})
+
+
+def _check_managers(
+    session: Session, kind: Kind, data: dict[str, Any], item_id: uuid.UUID | None
+) -> dict[str, Any]:
+    """`manager_id` / `manager_ids` name employees of this org (another org's: unknown, 422);
+    an employee does not manage themselves. Location manager ids are stored as strings."""
+    data = dict(data)
+    if data.get("manager_id") is not None:
+        if data["manager_id"] == item_id:
+            raise Invalid({"manager_id": ["An employee cannot be their own manager."]})
+        if session.scalar(select(Employee.id).where(Employee.id == data["manager_id"])) is None:
+            raise Invalid({"manager_id": ["Unknown employee."]})
+    if "manager_ids" in data:
+        wanted = list(dict.fromkeys(data["manager_ids"] or []))
+        found = set(session.scalars(select(Employee.id).where(Employee.id.in_(wanted))))
+        unknown = [i for i in wanted if i not in found]
+        if unknown:
+            raise Invalid({"manager_ids": [f"Unknown employee id: {i}" for i in unknown]})
+        data["manager_ids"] = [str(i) for i in wanted]
+    return data
 
 
 _UNIQUE_FIELDS = {"role": ("external_id", "name"), "employee": ("external_id", "user_sub")}
