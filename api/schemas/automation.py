@@ -29,6 +29,15 @@ class NotificationSchema(NamesSchema):
     trigger = fields.String(metadata={"enum": list(TRIGGERS)})
     rule_key = fields.String(metadata={"example": "before_expiry:30"})
     cycle = fields.Integer()
+    repetition = fields.Integer(
+        metadata={"description": "Which repetition of a repeating plan stage (0: the first)"}
+    )
+    digest_id = fields.UUID(
+        allow_none=True,
+        metadata={
+            "description": "The daily/weekly digest that carries it, if its recipient gets digests"
+        },
+    )
     channel = fields.String(metadata={"enum": list(CHANNELS)})
     recipient = fields.String(metadata={"description": 'An email address, or "webhook"'})
     recipient_source = fields.String(metadata={"enum": list(RECIPIENT_SOURCES)})

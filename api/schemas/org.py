@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from api.fields import Email, FieldOptions, StrictBoolean, Text, name_field
+from api.schemas.preferences import FREQUENCY_DOC, frequency_field, hour_field, weekday_field
 from tenancy.models import MODULES
 
 
@@ -41,6 +42,11 @@ class OrganizationSchema(Schema):
     webhook_url = fields.String(allow_none=True)
     webhook_secret_set = fields.Method("_secret_set", metadata={"type": "boolean"})
     default_task_assignee_id = fields.UUID(allow_none=True)
+    digest_frequency = fields.String(
+        metadata={"description": "Recipients without their own preference: " + FREQUENCY_DOC}
+    )
+    digest_hour = fields.Integer(metadata={"description": "Hour digests leave (org time zone)."})
+    digest_weekday = fields.Integer(metadata={"description": "Weekly digests' day, 0 = Monday."})
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
 
@@ -80,6 +86,9 @@ class OrganizationPatchSchema(Schema):
             "locations (a certification's task_assignee_id overrides it); null: unassigned."
         },
     )
+    digest_frequency = frequency_field()
+    digest_hour = hour_field()
+    digest_weekday = weekday_field()
 
     @validates_schema(pass_original=True)
     def _not_empty(self, data: dict[str, Any], original: Any, **_kw: Any) -> None:
