@@ -231,7 +231,8 @@ def test_a_daily_digest_recipient_gets_one_email_for_twenty_due_items(
     assert (base + timedelta(days=9)).isoformat() in text
     notes = _ok(api.get("/notifications?limit=100"))["items"]
     assert {n["status"] for n in notes} == {"sent"}
-    assert len({n["digest_id"] for n in notes}) == 1 and notes[0]["digest_id"] is not None
+    assert len({n["digest_id"] for n in notes}) == 1
+    assert notes[0]["digest_id"] is not None
 
 
 def test_the_org_setting_makes_digests_for_everyone_without_a_preference(
