@@ -39,7 +39,8 @@ class Preferences(MethodView):
     @blp.response(200, page_schema(PreferenceSchema))
     def get(self, args: dict[str, Any]) -> Any:
         """Every address with its own preference, by address (the rest follow the org's)."""
-        key = [NotificationPreference.email]
+        # Addresses are unique; the creation time makes the cursor the suite's two-part shape.
+        key = [NotificationPreference.email, NotificationPreference.created_at]
         return paginate(
             request_session(), preferences.list_statement(), key, args["limit"], args.get("cursor")
         )

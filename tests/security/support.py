@@ -32,6 +32,7 @@ WRITE_METHODS = ("post", "put", "patch")
 # Families that belong to the HSE/Production module (SPEC §3 module flag; decisions.md keeps
 # /jobs readable without it, since directory bulk imports produce jobs too).
 HSE_PREFIXES = (
+    "/notification-preferences",
     "/certification-groups",
     "/certifications",
     "/assignments",
@@ -223,6 +224,8 @@ FIELD_KINDS = {
     "task_assignee_id": "employee",
     "subject_id": "employee",
     "subject_ids": "employee",
+    "manager_id": "employee",
+    "manager_ids": "employee",
 }
 
 
@@ -306,10 +309,14 @@ SAMPLES: dict[str, Any] = {
         "subject_type": "employee",
         "subject_ids": [str(w["employee"])],
     },
+    "POST /assignments/{assignment_id}/snooze": {"until": "2999-01-01", "reason": "On leave"},
 }
 # "METHOD /path" -> {param: value} for non-uuid path parameters.
 PATH_SAMPLES: dict[str, dict[str, str]] = {
     "PUT /org/modules/{module}": {"module": "hse"},
+    "GET /notification-preferences/{email}": {"email": "someone@example.com"},
+    "PUT /notification-preferences/{email}": {"email": "someone@example.com"},
+    "DELETE /notification-preferences/{email}": {"email": "someone@example.com"},
 }
 STRING_FORMATS = {
     "date": "2026-03-01",

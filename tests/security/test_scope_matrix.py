@@ -131,6 +131,8 @@ def _allowed_scopes(op: Operation) -> set[str] | None:
             return {"certifications:delete"}
         if op.method == "patch":
             return {"certifications:update"}
+        if op.method == "put":  # an upsert (PUT /notification-preferences/{email})
+            return {"certifications:create", "certifications:update"}
         # POST /x/{id}/renew, /move, /archive, ...; POST /assignments/bulk, /notifications/retry
         is_action = op.path.count("/") >= 3 or op.path.endswith(("/bulk", "/retry"))
         return (
