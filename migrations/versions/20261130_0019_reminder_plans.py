@@ -235,27 +235,23 @@ def _rules_from_plan(plan: Any) -> Any:
 
 
 def _convert(convert: Any, source: str, target: str) -> None:
-    """`target = convert(source)` on every certification, one org at a time (FORCE row-level
-    security binds the migrating owner too on PostgreSQL)."""
+    """`target = convert(source)` on every certification of every org. FORCE row-level security
+    binds the migrating owner too on PostgreSQL (and organizations are platform-only): the
+    owner lifts FORCE on certifications for this transaction's UPDATEs and puts it back."""
     bind = op.get_bind()
     pg = bind.dialect.name == "postgresql"
-    orgs = [row[0] for row in bind.execute(sa.text("SELECT id FROM organizations"))]
-    for org_id in orgs:
-        if pg:
-            bind.execute(sa.text("SELECT set_config('app.org_id', :o, true)"), {"o": str(org_id)})
-        rows = bind.execute(
-            sa.text(f"SELECT id, {source} FROM certifications WHERE org_id = :o"),  # noqa: S608 - fixed column names
-            {"o": org_id},
-        ).all()
-        value_sql = "CAST(:v AS JSON)" if pg else ":v"
-        for cert_id, value in rows:
-            data = json.loads(value) if isinstance(value, str) else value
-            converted = convert(data) if data is not None else None
-            if converted is None:
-                continue  # no rules (upgrade) or no plan: the rules stay as they are
-            bind.execute(
-                sa.text(f"UPDATE certifications SET {target} = {value_sql} WHERE id = :id"),  # noqa: S608 - fixed column names
-                {"v": json.dumps(converted), "id": cert_id},
-            )
     if pg:
-        bind.execute(sa.text("SELECT set_config('app.org_id', '', true)"))
+        op.execute("ALTER TABLE certifications NO FORCE ROW LEVEL SECURITY")
+    rows = bind.execute(sa.text(f"SELECT id, {source} FROM certifications")).all()  # noqa: S608 - fixed column names
+    value_sql = "CAST(:v AS JSON)" if pg else ":v"
+    for cert_id, value in rows:
+        data = json.loads(value) if isinstance(value, str) else value
+        converted = convert(data) if data is not None else None
+        if converted is None:
+            continue  # no rules (upgrade) or no plan (downgrade): the rules stay as they are
+        bind.execute(
+            sa.text(f"UPDATE certifications SET {target} = {value_sql} WHERE id = :id"),  # noqa: S608 - fixed column names
+            {"v": json.dumps(converted), "id": cert_id},
+        )
+    if pg:
+        op.execute("ALTER TABLE certifications FORCE ROW LEVEL SECURITY")
