@@ -33,6 +33,8 @@ def _reset(now: datetime) -> dict[str, object]:
         "claimed_at": None,
         "enqueued_at": now,
         "updated_at": now,
+        # Resent on its own: a digest it was in has left (or failed) already.
+        "digest_id": None,
     }
 
 
