@@ -304,3 +304,21 @@ def test_location_managers_get_the_reminders_of_their_locations(
     _assign(api, cert, depot["id"], expiry)
     _assign(api, cert, plain["id"], expiry)
     assert Ticks(org, smtp, jobs)(_at(expiry - timedelta(days=30))) == [MANAGER]
+
+
+def test_a_refused_digest_ends_failed_with_its_reminders(make_org, api_for, smtp, jobs, today):
+    org = make_org()
+    api = api_for(org)
+    _ok(api.put(f"/notification-preferences/{BOSS}", json={"frequency": "daily", "hour": 0}))
+    plan = {"stages": [{"offset_days": -30, "recipients": [BOSS], "channels": ["email"]}]}
+    cert = _certification(api, "Rigging", plan)
+    expiry = today + timedelta(days=200)
+    for i in range(2):
+        _assign(api, cert, _employee(api, f"W{i}", f"w{i}@example.test")["id"], expiry)
+    smtp.refuse = True
+    assert Ticks(org, smtp, jobs)(_at(expiry - timedelta(days=1))) == []  # retried, then gave up
+    notes = _ok(api.get("/notifications"))["items"]
+    assert [n["status"] for n in notes] == ["failed", "failed"]
+    assert all(n["last_error"].startswith("digest: ") for n in notes)
+    smtp.refuse = False
+    assert Ticks(org, smtp, jobs)(_at(expiry, hour=1)) == []  # failed for good: not digested again
