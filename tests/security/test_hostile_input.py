@@ -95,7 +95,7 @@ def call(app):
 def _error(resp: Any, status: int | tuple[int, ...]) -> dict[str, Any]:
     statuses = (status,) if isinstance(status, int) else status
     assert resp.status_code in statuses, (resp.status_code, resp.get_data()[:500])
-    assert resp.mimetype == "application/json"
+    assert resp.mimetype == "application/problem+json"
     body = resp.get_json()
     assert set(body) >= ERROR_KEYS, body
     return body
