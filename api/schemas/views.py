@@ -8,6 +8,7 @@ from marshmallow import Schema, fields, validate
 from webargs.fields import DelimitedList
 
 from api.fields import Date, Integer, Text
+from api.openapi import OPTIONAL
 from api.pagination import PageArgs, page_schema
 from certifications.vocabulary import STATUSES
 
@@ -126,9 +127,15 @@ class SubjectViewSchema(Schema):
     name = fields.String()
     external_id = fields.String(allow_none=True)
     active = fields.Boolean()
-    email = fields.String(allow_none=True, metadata={"description": "Employees only."})
-    role_id = fields.UUID(allow_none=True, metadata={"description": "Employees only."})
-    client_id = fields.UUID(allow_none=True, metadata={"description": "Job locations only."})
+    email = fields.String(
+        allow_none=True, metadata={"description": "Employees only.", OPTIONAL: True}
+    )
+    role_id = fields.UUID(
+        allow_none=True, metadata={"description": "Employees only.", OPTIONAL: True}
+    )
+    client_id = fields.UUID(
+        allow_none=True, metadata={"description": "Job locations only.", OPTIONAL: True}
+    )
     certifications = fields.List(fields.Nested(SubjectCertificationSchema))
     summary = fields.Nested(
         SubjectSummarySchema,
