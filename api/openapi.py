@@ -172,7 +172,7 @@ def operation_id(path: str, method: str, operation: dict[str, Any]) -> str:
 
 def _answers_page(responses: dict[str, Any]) -> bool:
     content = (responses.get("200") or {}).get("content", {}).get("application/json", {})
-    ref = (content.get("schema") or {}).get("$ref", "")
+    ref: str = (content.get("schema") or {}).get("$ref", "")
     return ref.endswith("Page")
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from infra.database import get_or_not_found
-from infra.errors import DomainError, NotFound
+from infra.errors import DomainError
 from tenancy import sealed
 from tenancy.models import MODULES, Organization
 from tenancy.sealed import SealedSecret, SecretBox, SecretUnavailable
@@ -93,7 +93,8 @@ def set_module(session: Session, org: Organization, module: str, enabled: bool) 
     if module not in MODULES:
         valid = ", ".join(MODULES)
         raise UnknownModule(
-            f"Unknown module {module!r}; the modules are: {valid}.", {"module": [f"One of: {valid}."]}
+            f"Unknown module {module!r}; the modules are: {valid}.",
+            {"module": [f"One of: {valid}."]},
         )
     current = set(org.modules or [])
     current = current | {module} if enabled else current - {module}
