@@ -11,6 +11,7 @@ from marshmallow import Schema, fields, validate
 from api.fields import EXAMPLE_ID, doc, name_field
 from api.openapi import OPTIONAL
 from api.pagination import PageArgs
+from certifications.vocabulary import CERTIFICATION_TYPES
 
 
 class GroupCreateSchema(Schema):
@@ -77,7 +78,9 @@ class GroupSchema(Schema):
 class CertificationRefSchema(Schema):
     id = fields.UUID(metadata=doc("Certification id.", EXAMPLE_ID))
     name = fields.String(metadata=doc("Certification name.", "OSHA 10-Hour Safety"))
-    type = fields.String(metadata=doc("Certification type.", "employee"))
+    type = fields.String(
+        metadata=doc("Certification type.", "employee") | {"enum": list(CERTIFICATION_TYPES)}
+    )
     archived = fields.Boolean(metadata=doc("Archived (hidden from pickers).", False))
 
 

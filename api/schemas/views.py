@@ -10,7 +10,7 @@ from webargs.fields import DelimitedList
 from api.fields import Date, Integer, Text
 from api.openapi import OPTIONAL
 from api.pagination import PageArgs, page_schema
-from certifications.vocabulary import STATUSES
+from certifications.vocabulary import CERTIFICATION_TYPES, STATUSES
 
 # --- query arguments ---------------------------------------------------------------------------
 
@@ -52,7 +52,11 @@ class SubjectViewArgs(PageArgs):
     format = fields.String(
         load_default="json",
         validate=validate.OneOf(("json", "csv")),
-        metadata={"description": "`csv`: the whole filtered view as a streamed CSV file."},
+        metadata={
+            "description": "`csv`: the whole filtered view as a streamed CSV file (as "
+            "`Accept: text/csv`). Generated clients: call `GET /views/{kind}/export` instead, "
+            "whose only answer is the CSV."
+        },
     )
 
 
@@ -169,7 +173,7 @@ class ComplianceFiguresSchema(Schema):
 class CertificationComplianceSchema(ComplianceFiguresSchema):
     certification_id = fields.UUID()
     name = fields.String()
-    type = fields.String()
+    type = fields.String(metadata={"enum": list(CERTIFICATION_TYPES)})
 
 
 class GroupNodeSchema(ComplianceFiguresSchema):
