@@ -75,7 +75,7 @@ T = TypeVar("T")
 PROBLEM_KEYS = {"type", "title", "code", "status", "message", "errors"}
 
 
-def ok(resp: Response[Error | T] | Response[T | Error], status: int, kind: type[T]) -> T:
+def ok(resp: Response[T | Error], status: int, kind: type[T]) -> T:
     """The parsed body of a success, typed; anything else fails with the body."""
     assert resp.status_code == status, resp.content[:500]
     assert isinstance(resp.parsed, kind), resp.content[:500]
