@@ -238,11 +238,18 @@ def _rate_limit_header_refs() -> dict[str, Any]:
 
 
 def _response_components(doc: dict[str, Any]) -> None:
+    """Ours for every status of ERROR_DESCRIPTIONS; any other response component still in use
+    (registered by a view) is kept, its errors in the problem shape; unused ones go."""
     components = doc.setdefault("components", {})
-    responses: dict[str, Any] = {}
     used: set[str] = set()
     for _path, _method, op in operations(doc):
         used |= {r.get("$ref", "").rsplit("/", 1)[-1] for r in op["responses"].values()}
+    responses: dict[str, Any] = {
+        name: response for name, response in components.get("responses", {}).items() if name in used
+    }
+    for response in responses.values():
+        if "content" in response and ERROR_SCHEMA in str(response["content"]):
+            response["content"] = _problem_response("")["content"]
     for status, description in ERROR_DESCRIPTIONS.items():
         if _response_name(status) not in used:
             continue
