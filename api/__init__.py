@@ -5,8 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import marshmallow as ma
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, json, request
 from flask_smorest import Api
 from flask_smorest import Blueprint as SmorestBlueprint
 
@@ -15,6 +14,7 @@ from api.db import init_request_sessions
 from api.docs import docs_assets_blueprint, docs_config
 from api.errors import register_error_handlers
 from api.limits import init_limits
+from api.openapi import ErrorSchema, complete_document
 from api.unit_of_work import run_and_commit
 from infra import context
 from infra.logging import ACCESS_ORG_KEY
@@ -28,23 +28,24 @@ API_PREFIX = "/api/v1"
 SmorestBlueprint.ARGUMENTS_PARSER = ArgumentsParser()
 
 
-class ErrorSchema(ma.Schema):
-    """The one error shape (SPEC §7)."""
-
-    code = ma.fields.Raw(
-        metadata={
-            "description": "HTTP status, or a machine-readable reason such as `module_disabled`",
-            "oneOf": [{"type": "integer"}, {"type": "string"}],
-        }
-    )
-    status = ma.fields.String(metadata={"description": "HTTP reason phrase"})
-    message = ma.fields.String(metadata={"description": "What went wrong, as a sentence"})
-    errors = ma.fields.Dict(metadata={"description": "Field errors, by location and field"})
-    http_status = ma.fields.Integer(metadata={"description": "HTTP status when code is a reason"})
-
-
 class CertsApi(Api):
+    """flask-smorest's Api serving the document completed by `api.openapi` (built once)."""
+
     ERROR_SCHEMA = ErrorSchema
+    DEFAULT_ERROR_RESPONSE_NAME = None  # `api.openapi` documents every error response
+
+    _document: dict[str, Any] | None = None
+
+    def document(self) -> dict[str, Any]:
+        """The served OpenAPI document: the views' documentation plus `api.openapi`'s rules."""
+        if self._document is None:
+            self._document = complete_document(self.spec.to_dict())
+        return self._document
+
+    def _openapi_json(self) -> Response:
+        return current_app.response_class(
+            json.dumps(self.document(), indent=2, sort_keys=False), mimetype="application/json"
+        )
 
 
 class CertsFlask(Flask):
@@ -104,6 +105,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Flask:
 
 def _register_blueprints(api: Api) -> None:
     import api.resources as resources
+    from api.schemas.directory import BULK_ROW_SCHEMAS
+
+    for name, schema in BULK_ROW_SCHEMAS.items():  # referenced by the bulk bodies' docs
+        api.spec.components.schema(name, schema=schema)
 
     for blp in resources.API_BLUEPRINTS:
         api.register_blueprint(blp, url_prefix=API_PREFIX + (blp.url_prefix or ""))

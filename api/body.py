@@ -52,6 +52,32 @@ class TooDeep(DomainError):
         )
 
 
+class MalformedJson(DomainError):
+    """A body sent as JSON that does not parse (400, naming where it broke)."""
+
+    http_status = 400
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"The request body is not valid JSON: {reason}.",
+            {"json": [f"Not valid JSON: {reason}."]},
+        )
+
+
+class WrongMediaType(DomainError):
+    """A body in another media type than the endpoint reads (415), e.g. a form-encoded body
+    sent to a JSON endpoint: refused instead of read as an empty object (a 422 naming every
+    required field, which hid the real mistake)."""
+
+    http_status = 415
+
+    def __init__(self, got: str, wanted: str = "application/json") -> None:
+        super().__init__(
+            f"The request body must be {wanted}, not {got or 'a body without Content-Type'}.",
+            {"headers": {"Content-Type": [f"Send {wanted}."]}},
+        )
+
+
 def loads(data: str | bytes) -> Any:
     """Parse a JSON body (json.JSONDecodeError / UnicodeDecodeError when it is not JSON), then
     refuse what no endpoint accepts: too many values (TooManyValues, 413, before parsing), too
@@ -220,11 +246,22 @@ class ArgumentsParser(FlaskParser):
 
     def _raw_load_json(self, req: Request) -> Any:
         if not is_json_request(req):
+            if req.content_length or req.headers.get("Transfer-Encoding"):
+                raise WrongMediaType(req.mimetype)
             return core.missing
         data = req.get_data(cache=True)
         check_json(data)  # before a large body is decoded
         try:
             text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:  # webargs' own message: "Invalid JSON body."
-            raise json.JSONDecodeError(exc.reason, "<body>", exc.start) from exc
+        except UnicodeDecodeError as exc:
+            raise MalformedJson(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
         return loads(text)
+
+    def _handle_invalid_json_error(
+        self, error: json.JSONDecodeError | UnicodeDecodeError, req: Request, *args: Any, **kw: Any
+    ) -> Any:
+        if isinstance(error, json.JSONDecodeError):
+            raise MalformedJson(
+                f"{error.msg} at line {error.lineno}, column {error.colno}"
+            ) from error
+        raise MalformedJson(f"not UTF-8 text ({error.reason} at byte {error.start})") from error

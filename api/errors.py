@@ -1,12 +1,17 @@
-"""The one error shape (SPEC §7): {"code", "status", "message", "errors"} for every failure."""
+"""The one error shape (SPEC §7) for every failure, schema, service and auth errors alike:
+`{"type", "title", "code", "status", "message", "errors"}` served as `application/problem+json`
+(RFC 9457). Every error response goes through `error_response` (or `error_body` where the
+bytes are written by hand, e.g. gunicorn's own refusals).
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 from http import HTTPStatus
 from typing import Any
 
-from flask import Flask, Response, g, jsonify
+from flask import Flask, Response, g
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException
 
@@ -16,6 +21,13 @@ from infra.errors import DomainError
 
 log = logging.getLogger("certs.api")
 
+PROBLEM_JSON = "application/problem+json"
+# RFC 9457 §4.2.1: `about:blank` means "nothing more than the HTTP status"; a machine-readable
+# reason (`code_name`) gets a type of its own under this URN prefix.
+PROBLEM_TYPE_PREFIX = "urn:certs:problem:"
+# RFC 6750 §3: a 401 names the scheme it wants.
+WWW_AUTHENTICATE = 'Bearer realm="certs"'
+
 
 def error_response(
     status: int,
@@ -24,8 +36,16 @@ def error_response(
     code_name: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    resp = jsonify(error_body(status, message, errors, code_name))
-    resp.status_code = status
+    """The one error response: `error_body` as `application/problem+json`, with `headers`.
+
+    Every refusal of the API (schema, service, auth, limits, preconditions) is built here.
+    A 401 always carries `WWW-Authenticate: Bearer`.
+    """
+    body = error_body(status, message, errors, code_name)
+    resp = Response(json.dumps(body, default=str), status=status)
+    resp.mimetype = PROBLEM_JSON
+    if status == 401:
+        resp.headers["WWW-Authenticate"] = WWW_AUTHENTICATE
     for k, v in (headers or {}).items():
         resp.headers[k] = v
     return resp
@@ -37,14 +57,26 @@ def error_body(
     errors: dict[str, Any] | None = None,
     code_name: str | None = None,
 ) -> dict[str, Any]:
+    """RFC 9457's `type` and `title`, then SPEC §7's `code`, `status`, `message`, `errors`.
+
+    `errors` maps where the problem is (`json`, `query`, `form`, `files`, `headers` for what
+    the schemas refuse, a field name for what a service refuses) to messages, nested like the
+    body. `status` stays the reason phrase (SPEC §7), `code` the HTTP status or, with
+    `code_name`, a stable reason (then `http_status` carries the number).
+    """
+    phrase = HTTPStatus(status).phrase
     body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": phrase,
         "code": status,
-        "status": HTTPStatus(status).phrase,
+        "status": phrase,
         "message": message,
         "errors": errors or {},
     }
     if code_name:
         # A stable machine-readable reason next to the HTTP code, e.g. "module_disabled".
+        body["type"] = PROBLEM_TYPE_PREFIX + code_name
+        body["title"] = code_name.replace("_", " ").capitalize()
         body["code"] = code_name
         body["http_status"] = status
     return body

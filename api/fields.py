@@ -101,6 +101,10 @@ EMAIL_CHECKS: dict[str, Any] = {"check_deliverability": False, "globally_deliver
 class Email(Text):
     default_error_messages = {"invalid_email": "Not a valid email address."}
 
+    def __init__(self, **kwargs: Any) -> None:
+        metadata = {"format": "email", "maxLength": 320, **kwargs.pop("metadata", {})}
+        super().__init__(metadata=metadata, **kwargs)
+
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         result = super()._deserialize(value, attr, data, **kwargs)
         if len(result) > 320:
@@ -124,6 +128,7 @@ class Money(fields.Field[Decimal]):
             "type": "string",
             "format": "decimal",
             "pattern": _MONEY_RE,
+            "maxLength": 13,
             "example": "129.50",
             **kwargs.pop("metadata", {}),
         }

@@ -19,7 +19,7 @@ from typing import IO, Any
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from api.errors import error_body, error_response
+from api.errors import PROBLEM_JSON, error_body, error_response
 from infra.settings import Settings
 
 UPLOAD_OVERHEAD = 256 * 1024  # the form fields and multipart framing beside the file
@@ -95,8 +95,8 @@ def server_error_writer(
 ) -> Callable[[Any, int, str, str], None]:
     """A replacement for gunicorn's `util.write_error`, for the errors gunicorn answers itself
     before the app runs (a malformed request, a request line or headers over its limits):
-    the one JSON error shape instead of gunicorn's HTML page. Installed by gunicorn.conf.py
-    with gunicorn's `send` and limits."""
+    the one error shape (problem+json) instead of gunicorn's HTML page. Installed by
+    gunicorn.conf.py with gunicorn's `send` and limits."""
     headers_rule = f"At most {header_fields} headers, each at most {header_bytes} bytes."
 
     def write_error(sock: Any, status: int, reason: str, mesg: str) -> None:
@@ -119,7 +119,7 @@ def server_error_writer(
         head = (
             f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
             "Connection: close\r\n"
-            "Content-Type: application/json\r\n"
+            f"Content-Type: {PROBLEM_JSON}\r\n"
             f"Content-Length: {len(payload)}\r\n\r\n"
         )
         send(sock, head.encode("latin-1") + payload)

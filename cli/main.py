@@ -343,5 +343,23 @@ def _print_org_token(settings: Settings, org: Any, *, sub: str, label: str) -> N
     click.echo(f"export TOKEN={token}")
 
 
+@main.command("openapi")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Default: standard output.")
+def openapi(output: str | None) -> None:
+    """Print the OpenAPI document exactly as the API serves it at /api/v1/openapi.json."""
+    from api import API_PREFIX, create_app
+
+    app = create_app(_settings(), _bootstrap())
+    resp = app.test_client().get(f"{API_PREFIX}/openapi.json")
+    if resp.status_code != 200:
+        raise click.ClickException(f"the document answered {resp.status_code}")
+    text = resp.get_data(as_text=True)
+    if output:
+        with open(output, "w", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        click.echo(text)
+
+
 if __name__ == "__main__":
     main()

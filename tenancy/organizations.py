@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from infra.database import get_or_not_found
-from infra.errors import NotFound
+from infra.errors import DomainError
 from tenancy import sealed
 from tenancy.models import MODULES, Organization
 from tenancy.sealed import SealedSecret, SecretBox, SecretUnavailable
@@ -83,9 +83,19 @@ def reseal_webhook_secrets(session: Session, box: SecretBox | None = None) -> di
     return report
 
 
+class UnknownModule(DomainError):
+    """A module name that is not one of `MODULES` (404: it is the path), listing the valid ones."""
+
+    http_status = 404
+
+
 def set_module(session: Session, org: Organization, module: str, enabled: bool) -> None:
     if module not in MODULES:
-        raise NotFound("module", module)
+        valid = ", ".join(MODULES)
+        raise UnknownModule(
+            f"Unknown module {module!r}; the modules are: {valid}.",
+            {"module": [f"One of: {valid}."]},
+        )
     current = set(org.modules or [])
     current = current | {module} if enabled else current - {module}
     org.modules = sorted(current)

@@ -64,8 +64,11 @@ class Group(MethodView):
     @blp.arguments(GroupPatchSchema)
     @blp.response(200, GroupSchema)
     def patch(self, data: dict[str, Any], group_id: uuid.UUID) -> Any:
-        """Rename a group."""
-        return groups.rename_group(request_session(), group_id, data["name"])
+        """Rename a group (an empty object changes nothing; /move re-parents)."""
+        session = request_session()
+        if "name" not in data:
+            return groups.get_group(session, group_id)
+        return groups.rename_group(session, group_id, data["name"])
 
     @requires("certifications:delete", module="hse")
     @blp.response(204)

@@ -1,5 +1,9 @@
 """The view switcher (SPEC §6): the group tree and subjects with their certifications, as pages
-of JSON or as one streamed CSV file."""
+of JSON or as one streamed CSV file.
+
+CSV is a representation of its own: `GET /views/{kind}/export` documents only `text/csv` (a
+generated client gets bytes), and `GET /views/{kind}` answers CSV too when asked with
+`Accept: text/csv` or `format=csv`."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from flask import Response, stream_with_context
+from flask import Response, request, stream_with_context
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -62,9 +66,19 @@ def _filters(args: dict[str, Any]) -> ViewFilters:
     )
 
 
+CSV = "text/csv"
+
+
+def wants_csv(args: dict[str, Any]) -> bool:
+    """`format=csv`, or an `Accept` header preferring `text/csv` to JSON."""
+    if args.get("format") == "csv":
+        return True
+    return request.accept_mimetypes.best_match(["application/json", CSV]) == CSV
+
+
 def _page(kind: str, args: dict[str, Any]) -> Any:
     f = _filters(args)
-    if args["format"] == "csv":
+    if wants_csv(args):
         return _csv_response(kind, f)
     session = request_session()
     db.without_jit(session)
@@ -98,18 +112,16 @@ def _csv_response(kind: str, f: ViewFilters) -> Response:
     return resp
 
 
-_CSV_DOC = {
-    "responses": {
-        200: {
-            "content": {
-                "text/csv": {
-                    "schema": {"type": "string"},
-                    "example": ",".join(CSV_COLUMNS),
-                }
-            }
-        }
+_CSV_CONTENT = {
+    CSV: {
+        "schema": {"type": "string", "format": "binary"},
+        "example": ",".join(CSV_COLUMNS) + "\n",
     }
 }
+_CSV_DOC = {"responses": {200: {"content": _CSV_CONTENT}}}
+_EXPORT_DOC = {"responses": {200: {"description": "The CSV file", "content": _CSV_CONTENT}}}
+# The export streams the whole filtered view: no page, no format.
+_EXPORT_EXCLUDES = ("limit", "cursor", "format")
 
 
 def _subject_view(path: str, kind: str, args_schema: type[SubjectViewArgs]) -> None:
@@ -126,10 +138,25 @@ def _subject_view(path: str, kind: str, args_schema: type[SubjectViewArgs]) -> N
         "Keyset-paginated: `limit` subjects, but a page ends early once its subjects' "
         f"certifications would pass {MAX_PAGE_ENTRIES:,} (at least one whole subject); follow "
         "`next_cursor` until it is null. `format=csv` streams the whole filtered view instead "
-        "(one line per subject per certification)."
+        "(one line per subject per certification), as does `Accept: text/csv`; "
+        f"`GET /views/{path}/export` is the same CSV as an operation of its own."
     )
     SubjectView.__name__ = f"{kind.title()}View"
     blp.route(f"/{path}", endpoint=path)(SubjectView)
+
+    class SubjectExport(MethodView):
+        @requires("certifications:read", module="hse")
+        @blp.arguments(args_schema(exclude=_EXPORT_EXCLUDES), location="query")
+        @blp.doc(**_EXPORT_DOC)
+        def get(self, args: dict[str, Any]) -> Any:
+            return _csv_response(kind, _filters(args))
+
+    SubjectExport.get.__doc__ = (
+        f"The {path} view as one CSV file: one line per subject per certification, every "
+        "page of the filtered view (streamed)."
+    )
+    SubjectExport.__name__ = f"{kind.title()}Export"
+    blp.route(f"/{path}/export", endpoint=f"{path}-export")(SubjectExport)
 
 
 _subject_view("employees", "employee", EmployeeViewArgs)

@@ -8,6 +8,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from api.fields import Date, FieldOptions, Text, any_of, name_field
+from api.openapi import OPTIONAL
 from api.pagination import PageArgs
 from certifications.assignments.bulk import ACTIONS as BULK_ACTIONS
 from certifications.assignments.bulk import MAX_SUBJECTS as MAX_BULK_SUBJECTS
@@ -260,12 +261,18 @@ class AssignmentBulkSchema(Schema):
 
 
 class AssignmentBulkRowSchema(Schema):
+    """One subject's outcome: `index` and `status` always, the rest when they apply."""
+
     index = fields.Integer(metadata={"description": "0-based position in `subject_ids`"})
-    subject_id = fields.UUID()
-    assignment_id = fields.UUID(metadata={"description": "The assignment created or changed"})
+    subject_id = fields.UUID(metadata={OPTIONAL: True})
+    assignment_id = fields.UUID(
+        metadata={"description": "The assignment created or changed", OPTIONAL: True}
+    )
     status = fields.String(metadata={"enum": list(BULK_ROW_STATUSES)})
-    errors = fields.Dict(metadata={"description": "Why the subject was refused, by field"})
-    message = fields.String()
+    errors = fields.Dict(
+        metadata={"description": "Why the subject was refused, by field", OPTIONAL: True}
+    )
+    message = fields.String(metadata={OPTIONAL: True})
 
 
 class AssignmentBulkCountsSchema(Schema):

@@ -15,6 +15,7 @@ from email_validator import EmailNotValidError, validate_email
 from marshmallow import Schema, ValidationError, fields, validate
 
 from api.fields import EMAIL_CHECKS, Email, StrictBoolean, Text, TrimmedText, name_field
+from api.openapi import OPTIONAL
 from api.pagination import PageArgs
 from certifications.directory.service import KINDS
 
@@ -194,13 +195,19 @@ class BulkArgsSchema(Schema):
 
 
 class BulkRowResultSchema(Schema):
+    """One row's outcome: `index` and `status` always, the rest when they apply."""
+
     index = fields.Integer(metadata={"description": "0-based position in `items` (or CSV rows)"})
-    line = fields.Integer(metadata={"description": "CSV line number (the header is line 1)"})
-    external_id = fields.String()
+    line = fields.Integer(
+        metadata={"description": "CSV line number (the header is line 1)", OPTIONAL: True}
+    )
+    external_id = fields.String(
+        metadata={"description": "The row's key, when it had one", OPTIONAL: True}
+    )
     status = fields.String(metadata={"enum": ["created", "updated", "unchanged", "error"]})
-    id = fields.UUID()
-    errors = fields.Dict(metadata={"description": "Field errors of a refused row"})
-    message = fields.String()
+    id = fields.UUID(metadata={"description": "The row written", OPTIONAL: True})
+    errors = fields.Dict(metadata={"description": "Field errors of a refused row", OPTIONAL: True})
+    message = fields.String(metadata={"description": "Why the row was refused", OPTIONAL: True})
 
 
 class BulkCountsSchema(Schema):
@@ -218,22 +225,33 @@ class BulkReportSchema(Schema):
     rows = fields.List(fields.Nested(BulkRowResultSchema))
 
 
+def bulk_row_component(plural: str) -> str:
+    """The OpenAPI component name of one row of `POST /{plural}/bulk` (registered by the app)."""
+    return f"{KINDS[plural].name.capitalize()}BulkRow"
+
+
+BULK_ROW_SCHEMAS: dict[str, type[Schema]] = {
+    bulk_row_component(plural): SCHEMAS[plural]["bulk"] for plural in KINDS
+}
+
+
 def bulk_request_body(plural: str) -> dict[str, Any]:
     """The OpenAPI requestBody of `POST /{kind}/bulk`: JSON `{"items": [...]}` or a CSV file.
 
-    Rows are documented as plain objects on purpose: a row that breaks the row schema does not
-    make the request invalid, it is reported as that row's error (unless `atomic=true`).
+    Each row is documented by its schema (`<Kind>BulkRow`); a row that breaks it does not make
+    the request invalid though: it is reported as that row's error (unless `atomic=true`).
     """
     kind = KINDS[plural].name
     columns = ",".join(_writable(plural, "bulk"))
-    row = {
-        "type": "object",
+    empty_cells = "," * (columns.count(",") - 2)  # after name, external_id, active
+    items = {
+        "type": "array",
+        "maxItems": 10_000,
         "description": (
-            f"One {kind}, validated on its own against `{kind.capitalize()}Create` plus a "
-            f"required `external_id`: fields {columns.replace(',', ', ')}. Omitted fields keep "
-            "their stored value. An invalid row is reported in the answer, not refused."
+            f"The {plural}, each keyed by `external_id`. Omitted fields keep their stored "
+            "value. An invalid row is reported in the answer, not refused."
         ),
-        "example": {"external_id": "X-1001", "name": "Example"},
+        "items": {"$ref": f"#/components/schemas/{bulk_row_component(plural)}"},
     }
     return {
         "required": True,
@@ -243,12 +261,13 @@ def bulk_request_body(plural: str) -> dict[str, Any]:
                     "type": "object",
                     "required": ["items"],
                     "additionalProperties": False,
-                    "properties": {"items": {"type": "array", "maxItems": 10_000, "items": row}},
-                }
+                    "properties": {"items": items},
+                },
+                "example": {"items": [{"external_id": "X-1001", "name": f"Example {kind}"}]},
             },
             "text/csv": {
-                "schema": {"type": "string"},
-                "example": f"{columns}\n",
+                "schema": {"type": "string", "format": "binary"},
+                "example": f"{columns}\nExample {kind},X-1001,true{empty_cells}\n",
             },
         },
     }

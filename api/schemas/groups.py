@@ -9,7 +9,9 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from api.fields import EXAMPLE_ID, doc, name_field
+from api.openapi import OPTIONAL
 from api.pagination import PageArgs
+from certifications.vocabulary import CERTIFICATION_TYPES
 
 
 class GroupCreateSchema(Schema):
@@ -21,7 +23,9 @@ class GroupCreateSchema(Schema):
 
 
 class GroupPatchSchema(Schema):
-    name = name_field(required=True, metadata=doc("New name (use /move to re-parent).", "HSE"))
+    """Only the fields sent change (an empty object changes nothing)."""
+
+    name = name_field(metadata=doc("New name (use /move to re-parent).", "HSE"))
 
 
 class GroupMoveSchema(Schema):
@@ -51,7 +55,8 @@ class GroupSchema(Schema):
         allow_none=True, metadata=doc("The parent group; null at the top level.", None)
     )
     certification_count = fields.Integer(
-        metadata=doc("Live (not archived) certifications directly in this group.", 4)
+        metadata=doc("Live (not archived) certifications directly in this group (lists).", 4)
+        | {OPTIONAL: True}
     )
     children = fields.List(
         fields.Dict(),
@@ -59,16 +64,23 @@ class GroupSchema(Schema):
             "Tree view only: the subgroups, each of this same shape (id, name, parent_id, "
             "certification_count, children), by name.",
             [],
-        ),
+        )
+        | {OPTIONAL: True},
     )
-    created_at = fields.DateTime(metadata=doc("Creation time (flat view).", "2026-03-01T10:00:00Z"))
-    updated_at = fields.DateTime(metadata=doc("Last change (flat view).", "2026-03-01T10:00:00Z"))
+    created_at = fields.DateTime(
+        metadata=doc("Creation time (flat view).", "2026-03-01T10:00:00Z") | {OPTIONAL: True}
+    )
+    updated_at = fields.DateTime(
+        metadata=doc("Last change (flat view).", "2026-03-01T10:00:00Z") | {OPTIONAL: True}
+    )
 
 
 class CertificationRefSchema(Schema):
     id = fields.UUID(metadata=doc("Certification id.", EXAMPLE_ID))
     name = fields.String(metadata=doc("Certification name.", "OSHA 10-Hour Safety"))
-    type = fields.String(metadata=doc("Certification type.", "employee"))
+    type = fields.String(
+        metadata=doc("Certification type.", "employee") | {"enum": list(CERTIFICATION_TYPES)}
+    )
     archived = fields.Boolean(metadata=doc("Archived (hidden from pickers).", False))
 
 

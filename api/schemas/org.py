@@ -34,7 +34,9 @@ class OrganizationSchema(Schema):
     id = fields.UUID(dump_only=True)
     name = fields.String(metadata={"example": "Acme Field Services"})
     timezone = fields.String(metadata={"description": "IANA zone that defines 'today'"})
-    modules = fields.List(fields.String(), metadata={"example": ["hse"]})
+    modules = fields.List(
+        fields.String(metadata={"enum": list(MODULES)}), metadata={"example": ["hse"]}
+    )
     admin_emails = fields.List(fields.String())
     reviewer_emails = fields.List(
         fields.String(), metadata={"description": "Told of submissions awaiting review."}

@@ -8,8 +8,9 @@ from marshmallow import Schema, fields, validate
 from webargs.fields import DelimitedList
 
 from api.fields import Date, Integer, Text
+from api.openapi import OPTIONAL
 from api.pagination import PageArgs, page_schema
-from certifications.vocabulary import STATUSES
+from certifications.vocabulary import CERTIFICATION_TYPES, STATUSES
 
 # --- query arguments ---------------------------------------------------------------------------
 
@@ -51,7 +52,11 @@ class SubjectViewArgs(PageArgs):
     format = fields.String(
         load_default="json",
         validate=validate.OneOf(("json", "csv")),
-        metadata={"description": "`csv`: the whole filtered view as a streamed CSV file."},
+        metadata={
+            "description": "`csv`: the whole filtered view as a streamed CSV file (as "
+            "`Accept: text/csv`). Generated clients: call `GET /views/{kind}/export` instead, "
+            "whose only answer is the CSV."
+        },
     )
 
 
@@ -126,9 +131,15 @@ class SubjectViewSchema(Schema):
     name = fields.String()
     external_id = fields.String(allow_none=True)
     active = fields.Boolean()
-    email = fields.String(allow_none=True, metadata={"description": "Employees only."})
-    role_id = fields.UUID(allow_none=True, metadata={"description": "Employees only."})
-    client_id = fields.UUID(allow_none=True, metadata={"description": "Job locations only."})
+    email = fields.String(
+        allow_none=True, metadata={"description": "Employees only.", OPTIONAL: True}
+    )
+    role_id = fields.UUID(
+        allow_none=True, metadata={"description": "Employees only.", OPTIONAL: True}
+    )
+    client_id = fields.UUID(
+        allow_none=True, metadata={"description": "Job locations only.", OPTIONAL: True}
+    )
     certifications = fields.List(fields.Nested(SubjectCertificationSchema))
     summary = fields.Nested(
         SubjectSummarySchema,
@@ -162,7 +173,7 @@ class ComplianceFiguresSchema(Schema):
 class CertificationComplianceSchema(ComplianceFiguresSchema):
     certification_id = fields.UUID()
     name = fields.String()
-    type = fields.String()
+    type = fields.String(metadata={"enum": list(CERTIFICATION_TYPES)})
 
 
 class GroupNodeSchema(ComplianceFiguresSchema):

@@ -342,10 +342,10 @@ def test_openapi_documents_every_directory_route(api):
         assert set(doc["paths"][base + "/{item_id}"]) >= {"get", "patch", "delete"}
         body = doc["paths"][base + "/bulk"]["post"]["requestBody"]["content"]
         assert set(body) == {"application/json", "text/csv"}
-        # rows are plain objects: an invalid row is reported, it does not invalidate the request
+        # rows are typed by their schema (an invalid row is still reported, not refused)
         row = body["application/json"]["schema"]["properties"]["items"]["items"]
-        assert row["type"] == "object"
-        assert "external_id" in row["description"]
+        assert row == {"$ref": f"#/components/schemas/{title}BulkRow"}
+        assert "external_id" in schemas[f"{title}BulkRow"]["required"]
         for name in (title, f"{title}Create", f"{title}Patch"):
             assert schemas[name]["additionalProperties"] is False or name == title
         assert "org_id" not in schemas[f"{title}Create"]["properties"]

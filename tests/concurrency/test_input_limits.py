@@ -150,7 +150,9 @@ def _head(method: str, path: str, token: str, headers: dict[str, str]) -> bytes:
 
 def _error(resp: Response, status: int) -> dict[str, Any]:
     assert resp.status == status, (resp.status, resp.body[:300])
-    assert resp.headers.get("content-type", "").startswith("application/json"), resp.headers
+    # The one error shape, gunicorn's own refusals included (api.limits.server_error_writer).
+    ctype = resp.headers.get("content-type", "")
+    assert ctype.startswith("application/problem+json"), resp.headers
     body = resp.json()
     assert set(body) >= ERROR_KEYS, body
     return body
