@@ -31,6 +31,12 @@ DELIVER_NOTIFICATION = JobKind(
     "deliver_notification", queue_name="notifications", max_retries=20, time_limit_ms=2 * MINUTE_MS
 )
 
+# One organization's webhook delivery round; the endpoints' backoff rides on Dramatiq's retries
+# (`Retry(delay=...)`), and the tick queues a round whenever deliveries wait.
+DELIVER_WEBHOOKS = JobKind(
+    "deliver_webhooks", queue_name="notifications", max_retries=10_000, time_limit_ms=2 * MINUTE_MS
+)
+
 KINDS: dict[str, JobKind] = {
     kind.actor_name: kind
     for kind in (
@@ -39,6 +45,7 @@ KINDS: dict[str, JobKind] = {
         RECOMPUTE_CERTIFICATION,
         TICK_ORG,
         DELIVER_NOTIFICATION,
+        DELIVER_WEBHOOKS,
     )
 }
 

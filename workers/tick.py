@@ -32,6 +32,8 @@ from certifications.automation.models import Notification
 from certifications.automation.pipeline import enqueue_deliveries, evaluate_org
 from certifications.evidence.storage import document_store
 from certifications.evidence.sweep import sweep_documents
+from certifications.webhooks import sending as webhook_sending
+from certifications.webhooks.endpoints import request_delivery
 from infra import context
 from infra import database as db
 from jobs import relay
@@ -50,6 +52,8 @@ def tick_org(run: JobRun, org_id: uuid.UUID, now: datetime) -> dict[str, Any]:
     if org is None:
         return {}
     report = recompute_org(run.session, org_id, now, on_chunk=run.checkpoint)
+    if webhook_sending.has_pending(run.session):  # events the recompute (or writes) produced
+        request_delivery(run.session)
     if org.has_module("hse"):
         report.update(evaluate_org(run.session, org_id, now, org.timezone))
         report["queued"] = enqueue_deliveries(run.session, now)
