@@ -52,7 +52,7 @@ def tick_org(run: JobRun, org_id: uuid.UUID, now: datetime) -> dict[str, Any]:
     if org is None:
         return {}
     report = recompute_org(run.session, org_id, now, on_chunk=run.checkpoint)
-    if webhook_sending.has_pending(run.session):  # events the recompute (or writes) produced
+    if webhook_sending.wants_round(run.session, now):  # events the recompute or writes made
         request_delivery(run.session)
     if org.has_module("hse"):
         report.update(evaluate_org(run.session, org_id, now, org.timezone))

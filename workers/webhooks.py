@@ -58,10 +58,10 @@ def deliver_round(
         if time.monotonic() > deadline:
             with job_run(org_id) as run:
                 more = bool(sending.due_endpoints(run.session, db.utcnow()))
-                retry_at = sending.next_retry(run.session)
+                retry_at = sending.next_retry(run.session, db.utcnow())
             return RoundOutcome(delivered, more, retry_at)
     with job_run(org_id) as run:
-        retry_at = sending.next_retry(run.session)
+        retry_at = sending.next_retry(run.session, db.utcnow())
     return RoundOutcome(delivered, False, retry_at)
 
 

@@ -48,7 +48,7 @@ class WebhookSchema(Schema):
 class WebhookWithSecretSchema(WebhookSchema):
     secret = fields.String(
         attribute="revealed_secret",
-        metadata={"description": "The signing secret: shown once, here; store it now."}
+        metadata={"description": "The signing secret: shown once, here; store it now."},
     )
 
 

@@ -18,8 +18,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from certifications.assignments.models import Assignment, AssignmentCycle, StatusEvent
 from certifications.evidence.models import Submission
 from certifications.webhooks.endpoints import request_delivery
-from certifications.webhooks.sending import has_pending
+from certifications.webhooks.sending import wants_round
 from infra.context import current_org_id
+from infra.database import utcnow
 
 WATCHED = (Assignment, AssignmentCycle, StatusEvent, Submission)
 TOUCHED_KEY = "webhooks_touched"
@@ -41,7 +42,7 @@ def _note(session: Session, _context: Any) -> None:
 def _kick(session: Session) -> None:
     if not session.info.pop(TOUCHED_KEY, False) or current_org_id() is None:
         return
-    if has_pending(session):
+    if wants_round(session, utcnow()):
         request_delivery(session)
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from certifications.automation.delivery import RetryPolicy
@@ -84,21 +84,30 @@ def due_endpoints(session: Session, now: datetime) -> list[uuid.UUID]:
     return list(session.scalars(select(E.id).where(_ready(now), _has_pending()).order_by(E.id)))
 
 
-def next_retry(session: Session) -> datetime | None:
-    """When the earliest backing-off endpoint with pending deliveries may go again."""
-    return session.scalar(
-        select(func.min(E.retry_at)).where(
-            E.disabled_at.is_(None), E.retry_at.is_not(None), _has_pending()
+def next_retry(session: Session, now: datetime) -> datetime | None:
+    """When an endpoint with pending deliveries that is backing off or leased (another round
+    sends to it) may be sent to again; None when none waits so."""
+    rows = session.execute(
+        select(E.retry_at, E.leased_until).where(E.disabled_at.is_(None), _has_pending())
+    ).all()
+    waits = [max(t for t in row if t is not None) for row in rows if any(row)]
+    later = [t for t in waits if t > now]
+    return min(later) if later else None
+
+
+def wants_round(session: Session, now: datetime) -> bool:
+    """Whether an enabled endpoint has pending deliveries and is not backing off (a backing-off
+    endpoint's round is already waiting out its delay)."""
+    found = session.scalar(
+        select(E.id)
+        .where(
+            E.disabled_at.is_(None),
+            or_(E.retry_at.is_(None), E.retry_at <= now),
+            _has_pending(),
         )
+        .limit(1)
     )
-
-
-def has_pending(session: Session) -> bool:
-    """Whether any enabled endpoint of the org has something to send."""
-    return (
-        session.scalar(select(E.id).where(E.disabled_at.is_(None), _has_pending()).limit(1))
-        is not None
-    )
+    return found is not None
 
 
 def claim(

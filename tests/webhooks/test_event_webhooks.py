@@ -54,7 +54,9 @@ def _wait_for(predicate, timeout=20.0):
 
 def _status_event_ids(as_tenant, org):
     with as_tenant(org.id) as s:
-        rows = s.scalars(select(StatusEvent).where(StatusEvent.from_status != StatusEvent.to_status))
+        rows = s.scalars(
+            select(StatusEvent).where(StatusEvent.from_status != StatusEvent.to_status)
+        )
         return {str(e.id) for e in rows}
 
 
@@ -72,7 +74,8 @@ def test_recompute_changes_reach_the_endpoint_once_in_order_signed_after_an_outa
     _wait_for(lambda: webhook.refused >= 2)
     log = api.get(f"/webhooks/{endpoint['id']}/deliveries").get_json()["items"]
     assert len(log) == 12
-    assert log[0]["status"] == "pending" and log[0]["attempts"] >= 1
+    assert log[0]["status"] == "pending"
+    assert log[0]["attempts"] >= 1
     assert log[0]["response_code"] == 503
 
     webhook.down = False
@@ -114,7 +117,10 @@ def test_an_endpoint_never_receives_another_orgs_events(
     _subscribe(api_for(a), webhook.url, ["*"])
     # Org B subscribes a URL that would fail loudly if anything reached it.
     _subscribe(api_for(b), webhook.url + "?org=b", ["*"])
-    assert api_for(a).patch(f"/certifications/{cert_a.id}", json={"warning_days": 30}).status_code == 200
+    assert (
+        api_for(a).patch(f"/certifications/{cert_a.id}", json={"warning_days": 30}).status_code
+        == 200
+    )
     jobs.drain()
     assert len(webhook.received) == 3
     assert {h.json()["organization_id"] for h in webhook.received} == {str(a.id)}
@@ -152,7 +158,8 @@ def test_a_loopback_url_is_refused_again_at_delivery_in_production_mode(
     deliver_endpoint(org.id, _uuid(endpoint["id"]), production, RetryPolicy())
     assert webhook.received == []
     item = api.get(f"/webhooks/{endpoint['id']}/deliveries").get_json()["items"][0]
-    assert item["status"] == "pending" and "non-public" in item["last_error"]
+    assert item["status"] == "pending"
+    assert "non-public" in item["last_error"]
 
 
 def test_crud_secret_shown_once_and_rotation_signs_with_both(api, org, webhook, as_tenant, jobs):
@@ -160,17 +167,20 @@ def test_crud_secret_shown_once_and_rotation_signs_with_both(api, org, webhook, 
     wid = created["id"]
     assert created["secret"].startswith("whsec_")
     got = api.get(f"/webhooks/{wid}").get_json()
-    assert "secret" not in got and got["enabled"] is True
+    assert "secret" not in got
+    assert got["enabled"] is True
     assert created["secret"] not in json.dumps(api.get("/webhooks").get_json())
     assert all("secret" not in row for row in api.get("/webhooks").get_json())
 
     resp = api.patch(f"/webhooks/{wid}", json={"events": ["*"], "description": "all"})
-    assert resp.status_code == 200 and resp.get_json()["events"] == ["*"]
+    assert resp.status_code == 200
+    assert resp.get_json()["events"] == ["*"]
     assert api.patch(f"/webhooks/{wid}", json={"events": ["nope"]}).status_code == 422
     assert api.post("/webhooks", json={"url": "ftp://x/y", "events": ["*"]}).status_code == 422
 
     rotated = api.post(f"/webhooks/{wid}/rotate-secret").get_json()
-    assert rotated["secret"] != created["secret"] and rotated["previous_secret_expires_at"]
+    assert rotated["secret"] != created["secret"]
+    assert rotated["previous_secret_expires_at"]
     # An event now carries two signatures: the new secret's and (for 24 h) the old one's.
     with as_tenant(org.id) as s:
         cert_emp = _assign_one(s)
@@ -179,13 +189,16 @@ def test_crud_secret_shown_once_and_rotation_signs_with_both(api, org, webhook, 
     jobs.drain()
     (hook,) = webhook.received
     assert hook.json()["type"] == "assignment.created"
-    assert hook.verifies(rotated["secret"]) and hook.verifies(created["secret"])
+    assert hook.verifies(rotated["secret"])
+    assert hook.verifies(created["secret"])
     assert len(hook.headers["X-Signature"].split(",")) == 2
 
     delivery = api.get(f"/webhooks/{wid}/deliveries").get_json()["items"][0]
-    assert delivery["status"] == "delivered" and delivery["response_code"] == 200
+    assert delivery["status"] == "delivered"
+    assert delivery["response_code"] == 200
     again = api.post(f"/webhooks/{wid}/deliveries/{delivery['id']}/redeliver")
-    assert again.status_code == 202 and again.get_json()["status"] == "pending"
+    assert again.status_code == 202
+    assert again.get_json()["status"] == "pending"
     jobs.drain()
     assert [h.json()["id"] for h in webhook.received] == [hook.json()["id"]] * 2  # same event id
 
@@ -211,7 +224,8 @@ def test_an_endpoint_failing_for_three_days_is_disabled_and_its_admins_told(
     webhook.down = True
     deliver_endpoint(org.id, _uuid(endpoint["id"]), SETTINGS, RetryPolicy())
     got = api.get(f"/webhooks/{endpoint['id']}").get_json()
-    assert got["enabled"] is False and "failing since" in got["disabled_reason"]
+    assert got["enabled"] is False
+    assert "failing since" in got["disabled_reason"]
     items = api.get(f"/webhooks/{endpoint['id']}/deliveries").get_json()["items"]
     assert {i["status"] for i in items} == {"failed"}
     (mail,) = smtp.to("boss@example.test")
