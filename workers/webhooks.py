@@ -19,6 +19,7 @@ from email.utils import format_datetime
 from certifications.automation.delivery import RetryPolicy, retry_policy
 from certifications.automation.transports import DeliveryError, send_email
 from certifications.webhooks import sending
+from certifications.webhooks.dispatch import dispatch
 from certifications.webhooks.models import WebhookEndpoint
 from certifications.webhooks.transport import send_batch
 from infra import database as db
@@ -48,6 +49,10 @@ def deliver_round(
     policy = policy or retry_policy(settings)
     deadline = time.monotonic() + budget_s
     delivered = 0
+    while time.monotonic() < deadline:  # the outbox first: batches become deliveries
+        with job_run(org_id) as run:
+            if not dispatch(run.session):
+                break
     while True:
         with job_run(org_id) as run:
             due = sending.due_endpoints(run.session, db.utcnow())
@@ -57,7 +62,7 @@ def deliver_round(
             delivered += deliver_endpoint(org_id, endpoint_id, settings, policy, batch_size)
         if time.monotonic() > deadline:
             with job_run(org_id) as run:
-                more = bool(sending.due_endpoints(run.session, db.utcnow()))
+                more = sending.wants_round(run.session, db.utcnow())
                 retry_at = sending.next_retry(run.session, db.utcnow())
             return RoundOutcome(delivered, more, retry_at)
     with job_run(org_id) as run:

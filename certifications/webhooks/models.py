@@ -1,8 +1,9 @@
-"""Webhook endpoints, the event outbox, and one delivery row per (endpoint, event).
+"""Webhook endpoints, the event outbox (batches), events, and one delivery per (endpoint, event).
 
-Events are written by database triggers (`certifications.webhooks.triggers`) in the statement
-that changes the data, so they commit or roll back with it, set-based, whichever code path made
-the change. Each event gets a `seq` (increasing) that orders deliveries.
+Database triggers (migration 0018) write a batch in the statement that changes the data, so it
+commits or rolls back with the change, set-based, whichever code path made it. A delivery round
+turns batches into events (each with an increasing `seq`, which orders deliveries) and
+deliveries.
 """
 
 from __future__ import annotations
@@ -30,8 +31,33 @@ EVENT_TYPES = (
 )
 ALL_EVENTS = "*"
 DELIVERY_STATUSES = ("pending", "delivered", "failed")
+BATCH_KINDS = ("status", "inline")
 _ENABLED = text("disabled_at IS NULL")
 _PENDING = text("status = 'pending'")
+
+
+class WebhookBatch(TenantEntity, Base):
+    """The event outbox: what one statement's trigger emitted, in order (`seq`), until a
+    delivery round turns it into events and deliveries (`certifications.webhooks.dispatch`).
+
+    `kind` `status`: `items` lists status event ids (the events are built from those rows, so
+    a recompute writes one small row per statement, not one per change); `inline`: `items`
+    are the events themselves (`id`, `type`, `assignment_id`, `occurred_at`, `data`).
+    """
+
+    __tablename__ = "webhook_batches"
+    __table_args__ = (
+        check_in("kind", BATCH_KINDS),
+        Index("ix_webhook_batches_org_seq", "org_id", "seq"),
+    )
+
+    # PostgreSQL: an identity column; SQLite: the triggers write max(seq) + 1.
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), Identity())
+    kind: Mapped[str] = mapped_column(String(16))
+    items: Mapped[list[Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, default=utcnow, server_default=func.now()
+    )
 
 
 class WebhookEndpoint(TenantEntity, Base):

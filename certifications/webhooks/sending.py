@@ -18,7 +18,12 @@ from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from certifications.automation.delivery import RetryPolicy
-from certifications.webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
+from certifications.webhooks.models import (
+    WebhookBatch,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+)
 from tenancy.models import Organization
 from tenancy.sealed import SealedSecret
 
@@ -96,8 +101,10 @@ def next_retry(session: Session, now: datetime) -> datetime | None:
 
 
 def wants_round(session: Session, now: datetime) -> bool:
-    """Whether an enabled endpoint has pending deliveries and is not backing off (a backing-off
-    endpoint's round is already waiting out its delay)."""
+    """Whether batches wait in the outbox, or an enabled endpoint has pending deliveries and is
+    not backing off (a backing-off endpoint's round is already waiting out its delay)."""
+    if session.scalar(select(WebhookBatch.id).limit(1)) is not None:
+        return True
     found = session.scalar(
         select(E.id)
         .where(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import time
 import urllib.parse
 import uuid
@@ -75,6 +76,11 @@ class Connection:
     def post(self, body: bytes, headers: dict[str, str]) -> int:
         """The receiver's status code (a redirect is not followed); DeliveryError if none."""
         try:
+            if self.conn.sock is None:
+                self.conn.connect()
+                # Small requests back to back: do not wait on Nagle + delayed ACK.
+                if self.conn.sock is not None:
+                    self.conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.conn.request("POST", self.path, body=body, headers=headers)
             resp = self.conn.getresponse()
             resp.read()

@@ -1,8 +1,10 @@
-"""event webhooks: endpoints, the event outbox, deliveries, and the triggers that emit events
+"""event webhooks: endpoints, the event outbox (batches), events, deliveries, and the triggers
 
-Events are written by triggers in the statement that makes the change, so they commit with it
-and are produced set-based (PostgreSQL: one statement-level trigger per change, reading the
-statement's transition table; SQLite: row triggers, whose writers are serialized anyway):
+Triggers write the outbox in the statement that makes the change, so it commits with it, and
+set-based (PostgreSQL: one statement-level trigger per change reading the statement's transition
+table, writing ONE batch row per statement; SQLite: row triggers, a batch per row, its writers
+being serialized anyway). A status change's batch lists status event ids only (a recompute of
+100,000 rows writes one row); the other kinds carry their events inline:
 
 * `status_events` INSERT → `assignment.status_changed` (or `assignment.revoked` for a change to
   revoked); the event id is the status event's id;
@@ -11,8 +13,9 @@ statement's transition table; SQLite: row triggers, whose writers are serialized
 * `submissions` INSERT as pending → `submission.pending`; UPDATE out of pending →
   `submission.decided`.
 
-Each trigger writes only for an organization with an enabled endpoint subscribed to the type,
-and writes one `webhook_deliveries` row per such endpoint in the same statement.
+Each trigger writes only for an organization with an enabled endpoint (subscribed to the type,
+for the inline kinds). Delivery rounds turn batches into `webhook_events` and one
+`webhook_deliveries` row per subscribed endpoint (`certifications.webhooks.dispatch`).
 
 Revision ID: 0018
 Revises: 0015
@@ -33,7 +36,7 @@ down_revision = "0015"
 branch_labels = None
 depends_on = None
 
-TABLES = ("webhook_endpoints", "webhook_events", "webhook_deliveries")
+TABLES = ("webhook_batches", "webhook_endpoints", "webhook_events", "webhook_deliveries")
 EVENT_TYPES = (
     "assignment.status_changed",
     "assignment.created",
@@ -198,48 +201,52 @@ def _subscribed(d: dict[str, str], org: str, type_sql: str) -> str:
     )
 
 
-def _select_event(e: Emitter, d: dict[str, str]) -> str:
-    """The event columns (without seq), from `r` (and `o`)."""
+def _event_json(e: Emitter, d: dict[str, str]) -> str:
+    """One event of an inline batch, as JSON, from `r` (and `o`)."""
 
     def fill(sql: str) -> str:
         return sql.format(**d)
 
-    payload = ", ".join(f"'{k}', {fill(v)}" for k, v in e.payload)
+    data = ", ".join(f"'{k}', {fill(v)}" for k, v in e.payload)
     return (
-        f"r.org_id, {fill(e.event_id)}, {fill(e.type_sql)}, {e.assignment_id}, "
-        f"{d['json']}({payload}), {fill(e.occurred_at)}"
+        f"{d['json']}('id', {fill(e.event_id)}, 'type', {fill(e.type_sql)}, "
+        f"'assignment_id', {e.assignment_id}, 'occurred_at', {fill(e.occurred_at)}, "
+        f"'data', {d['json']}({data}))"
     )
 
 
-DELIVERY_COLUMNS = "org_id, id, endpoint_id, event_id, seq, status, attempts, created_at"
-EVENT_COLUMNS = "org_id, id, type, assignment_id, payload, occurred_at"
+def _is_status(e: Emitter) -> bool:
+    return e.table == "status_events"
+
+
+def _any_endpoint(org: str) -> str:
+    return f"SELECT 1 FROM webhook_endpoints w WHERE w.org_id = {org} AND w.disabled_at IS NULL"
 
 
 def _pg_function(e: Emitter) -> str:
     d = PG
-    subscribed = _subscribed(d, "r.org_id", e.type_sql)
     source = "new_rows r" if e.operation != "DELETE" else "old_rows r"
     if e.operation == "UPDATE":
         source = "new_rows r JOIN old_rows o ON o.org_id = r.org_id AND o.id = r.id"
     where = e.where.format(**d)
+    order = f"{e.occurred_at.format(**d)}, r.id"
+    if _is_status(e):  # the ids only: the events are built from these rows later
+        kind, items = "status", f"json_agg(r.id ORDER BY {order})"
+        wanted = _any_endpoint("r.org_id")
+    else:
+        kind, items = "inline", f"json_agg({_event_json(e, d)} ORDER BY {order})"
+        wanted = f"SELECT 1 FROM webhook_endpoints w WHERE {_subscribed(d, 'r.org_id', e.type_sql)}"
     return f"""
 CREATE FUNCTION certs_{e.name}() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
   IF NOT EXISTS (SELECT 1 FROM webhook_endpoints WHERE disabled_at IS NULL) THEN
     RETURN NULL;
   END IF;
-  WITH ev AS (
-    INSERT INTO webhook_events ({EVENT_COLUMNS})
-    SELECT {_select_event(e, d)}
-    FROM {source}
-    WHERE ({where})
-      AND EXISTS (SELECT 1 FROM webhook_endpoints w WHERE {subscribed})
-    ORDER BY {e.occurred_at.format(**d)}, r.id
-    RETURNING org_id, id, type, seq, occurred_at
-  )
-  INSERT INTO webhook_deliveries ({DELIVERY_COLUMNS})
-  SELECT ev.org_id, gen_random_uuid(), w.id, ev.id, ev.seq, 'pending', 0, ev.occurred_at
-  FROM ev JOIN webhook_endpoints w ON {_subscribed(d, "ev.org_id", "ev.type")};
+  INSERT INTO webhook_batches (org_id, id, kind, items, created_at)
+  SELECT r.org_id, gen_random_uuid(), '{kind}', {items}, now()
+  FROM {source}
+  WHERE ({where}) AND EXISTS ({wanted})
+  GROUP BY r.org_id;
   RETURN NULL;
 END
 $fn$
@@ -262,26 +269,22 @@ def _sqlite_trigger(e: Emitter) -> str:
     d = SQLITE
     row = "OLD" if e.operation == "DELETE" else "NEW"
 
-    def rows(sql: str) -> str:
+    def rows(sql: str) -> str:  # the aliases used are r, o and w only
         return sql.replace("r.", f"{row}.").replace("o.", "OLD.")
 
-    when = rows(
-        f"({e.where.format(**d)}) AND EXISTS (SELECT 1 FROM webhook_endpoints w"
-        f" WHERE {_subscribed(d, 'r.org_id', e.type_sql)})"
-    )
-    # `rows` would also rewrite `w.org_id`'s neighbours; the aliases used are r, o, w, e only.
-    event = rows(_select_event(e, d))
-    org, event_id, rest = event.split(", ", 2)
+    if _is_status(e):
+        kind, items, wanted = "status", "json_array(r.id)", _any_endpoint("r.org_id")
+    else:
+        kind, items = "inline", f"json_array({_event_json(e, d)})"
+        wanted = f"SELECT 1 FROM webhook_endpoints w WHERE {_subscribed(d, 'r.org_id', e.type_sql)}"
+    when = rows(f"({e.where.format(**d)}) AND EXISTS ({wanted})")
     return f"""
 CREATE TRIGGER {e.name} AFTER {e.operation} ON {e.table}
 WHEN {when}
 BEGIN
-  INSERT INTO webhook_events (org_id, id, seq, type, assignment_id, payload, occurred_at)
-  SELECT {org}, {event_id}, (SELECT COALESCE(MAX(seq), 0) + 1 FROM webhook_events), {rest};
-  INSERT INTO webhook_deliveries ({DELIVERY_COLUMNS})
-  SELECT ev.org_id, {d["uuid"]}, w.id, ev.id, ev.seq, 'pending', 0, ev.occurred_at
-  FROM webhook_events ev JOIN webhook_endpoints w ON {_subscribed(d, "ev.org_id", "ev.type")}
-  WHERE ev.seq = (SELECT MAX(seq) FROM webhook_events);
+  INSERT INTO webhook_batches (org_id, id, seq, kind, items, created_at)
+  SELECT {row}.org_id, {d["uuid"]}, (SELECT COALESCE(MAX(seq), 0) + 1 FROM webhook_batches),
+    '{kind}', {rows(items)}, {d["now"]};
 END
 """
 
@@ -291,6 +294,28 @@ def _stamp(name: str, nullable: bool = False) -> sa.Column:
 
 
 def upgrade() -> None:
+    op.create_table(
+        "webhook_batches",
+        sa.Column("org_id", sa.Uuid(), nullable=False),
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column(
+            "seq",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            sa.Identity(),
+            nullable=False,
+        ),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("items", sa.JSON(), nullable=False),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
+        ),
+        sa.CheckConstraint("kind IN ('status', 'inline')", name=op.f("ck_webhook_batches_kind")),
+        sa.ForeignKeyConstraint(
+            ["org_id"], ["organizations.id"], name=op.f("fk_webhook_batches_org_id_organizations")
+        ),
+        sa.PrimaryKeyConstraint("org_id", "id", name=op.f("pk_webhook_batches")),
+    )
+    op.create_index("ix_webhook_batches_org_seq", "webhook_batches", ["org_id", "seq"])
     op.create_table(
         "webhook_endpoints",
         sa.Column("org_id", sa.Uuid(), nullable=False),
