@@ -38,7 +38,10 @@ from infra.context import require_org_id
 from infra.database import utcnow
 from infra.dialect import new_uuid_sql
 
-MAX_BATCHES = 20
+# Per round: many small batches (row triggers on SQLite, executemany writers) or a few large
+# ones (a recompute chunk's status changes), about MAX_ITEMS events in one transaction.
+MAX_BATCHES = 1000
+MAX_ITEMS = 20_000
 ID_CHUNK = 500  # status event ids per statement (well under SQLite's bind limit)
 
 B = WebhookBatch
@@ -47,24 +50,34 @@ S = StatusEvent
 W = WebhookEndpoint
 
 
-def dispatch(session: Session, max_batches: int = MAX_BATCHES) -> int:
-    """Events and deliveries from the org's oldest batches; returns how many batches."""
+def dispatch(session: Session, max_batches: int = MAX_BATCHES, max_items: int = MAX_ITEMS) -> int:
+    """Events and deliveries from the org's oldest batches (at least one, then up to about
+    `max_items` events); returns how many batches were done."""
     batches = session.scalars(select(B).order_by(B.seq).limit(max_batches).with_for_update()).all()
     if not batches:
         return 0
     dialect = session.get_bind().dialect.name
     start = session.scalar(select(func.max(V.seq))) or 0  # this org's: its rounds wait here
+    done: list[uuid.UUID] = []
+    inline: list[dict[str, Any]] = []  # consecutive inline batches, written together
+    items = 0
     for batch in batches:
+        if done and items + len(batch.items) > max_items:
+            break
         if batch.kind == "status":
+            _inline_events(session, dialect, inline)
+            inline = []
             _status_events(session, dialect, [_uuid(i) for i in batch.items])
         else:
-            _inline_events(session, dialect, batch.items)
+            inline += batch.items
+        items += len(batch.items)
+        done.append(batch.id)
+    _inline_events(session, dialect, inline)
     _deliveries(session, dialect, start)
     session.execute(
-        delete(B).where(B.id.in_([b.id for b in batches])),
-        execution_options={"synchronize_session": False},
+        delete(B).where(B.id.in_(done)), execution_options={"synchronize_session": False}
     )
-    return len(batches)
+    return len(done)
 
 
 def has_batches(session: Session) -> bool:

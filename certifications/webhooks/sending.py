@@ -28,7 +28,7 @@ from tenancy.models import Organization
 from tenancy.sealed import SealedSecret
 
 LEASE = timedelta(minutes=5)
-BATCH = 200
+BATCH = 500
 DISABLE_AFTER = timedelta(days=3)
 
 E = WebhookEndpoint
