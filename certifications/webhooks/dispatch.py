@@ -1,22 +1,20 @@
 """Turn the outbox's batches into events and deliveries, in batch order, set-based.
 
 A round takes the org's oldest batches (locked: a second round waits, so events get their
-`seq` in batch order), writes their events — a `status` batch's from its status events in one
-INSERT … SELECT, an `inline` batch's as they are — then one delivery per (event, subscribed
-endpoint) in one INSERT … SELECT, and deletes the batches, in one transaction.
+`seq` in batch order), writes their events (a `status` batch's compact rows expanded, an
+`inline` batch's as they are), then one delivery per (event, subscribed endpoint) in one
+INSERT … SELECT, and deletes the batches, in one transaction.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     and_,
-    case,
     delete,
     func,
     insert,
@@ -26,7 +24,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from certifications.assignments.models import StatusEvent
 from certifications.webhooks.models import (
     ALL_EVENTS,
     WebhookBatch,
@@ -42,11 +39,9 @@ from infra.dialect import new_uuid_sql
 # ones (a recompute chunk's status changes), about MAX_ITEMS events in one transaction.
 MAX_BATCHES = 1000
 MAX_ITEMS = 20_000
-ID_CHUNK = 500  # status event ids per statement (well under SQLite's bind limit)
 
 B = WebhookBatch
 V = WebhookEvent
-S = StatusEvent
 W = WebhookEndpoint
 
 
@@ -59,25 +54,40 @@ def dispatch(session: Session, max_batches: int = MAX_BATCHES, max_items: int = 
     dialect = session.get_bind().dialect.name
     start = session.scalar(select(func.max(V.seq))) or 0  # this org's: its rounds wait here
     done: list[uuid.UUID] = []
-    inline: list[dict[str, Any]] = []  # consecutive inline batches, written together
-    items = 0
+    events: list[dict[str, Any]] = []
     for batch in batches:
-        if done and items + len(batch.items) > max_items:
+        if done and len(events) + len(batch.items) > max_items:
             break
         if batch.kind == "status":
-            _inline_events(session, dialect, inline)
-            inline = []
-            _status_events(session, dialect, [_uuid(i) for i in batch.items])
+            events += [_status_event(item) for item in batch.items]
         else:
-            inline += batch.items
-        items += len(batch.items)
+            events += batch.items
         done.append(batch.id)
-    _inline_events(session, dialect, inline)
+    _insert_events(session, dialect, events)
     _deliveries(session, dialect, start)
     session.execute(
         delete(B).where(B.id.in_(done)), execution_options={"synchronize_session": False}
     )
     return len(done)
+
+
+def _status_event(item: list[Any]) -> dict[str, Any]:
+    """A status batch's compact row: [id, assignment_id, cycle, from, to, on_date, at]."""
+    event_id, assignment_id, cycle, from_status, to_status, on_date, at = item
+    kind = "assignment.revoked" if to_status == "revoked" else "assignment.status_changed"
+    return {
+        "id": event_id,
+        "type": kind,
+        "assignment_id": assignment_id,
+        "occurred_at": at,
+        "data": {
+            "assignment_id": assignment_id,
+            "cycle": cycle,
+            "from_status": from_status,
+            "to_status": to_status,
+            "on_date": on_date,
+        },
+    }
 
 
 def has_batches(session: Session) -> bool:
@@ -94,52 +104,7 @@ def _next_seq(session: Session) -> int:
     return int(session.scalar(top) or 0) + 1
 
 
-def _json_object(dialect: str, *pairs: tuple[str, Any]) -> Any:
-    fn = func.json_build_object if dialect == "postgresql" else func.json_object
-    args: list[Any] = []
-    for key, value in pairs:
-        args += [literal(key), value]
-    return fn(*args, type_=V.__table__.c.payload.type)
-
-
-def _chunks(ids: list[uuid.UUID]) -> Iterable[list[uuid.UUID]]:
-    for i in range(0, len(ids), ID_CHUNK):
-        yield ids[i : i + ID_CHUNK]
-
-
-def _status_events(session: Session, dialect: str, ids: list[uuid.UUID]) -> int:
-    made = 0
-    order = (S.created_at, S.id)
-    for chunk in _chunks(ids):
-        columns: list[Any] = [
-            S.org_id,
-            S.id,
-            case(
-                (S.to_status == "revoked", "assignment.revoked"), else_="assignment.status_changed"
-            ),
-            S.assignment_id,
-            _json_object(
-                dialect,
-                ("assignment_id", S.assignment_id),
-                ("cycle", S.cycle),
-                ("from_status", S.from_status),
-                ("to_status", S.to_status),
-                ("on_date", S.on_date),
-            ),
-            S.created_at,
-        ]
-        names = ["org_id", "id", "type", "assignment_id", "payload", "occurred_at"]
-        if dialect != "postgresql":
-            base = _next_seq(session) - 1
-            columns.append(literal(base) + func.row_number().over(order_by=order))
-            names.append("seq")
-        source = select(*columns).where(S.id.in_(chunk)).order_by(*order)
-        result = session.execute(insert(V).from_select(names, source))
-        made += result.rowcount  # type: ignore[attr-defined]
-    return made
-
-
-def _inline_events(session: Session, dialect: str, items: list[dict[str, Any]]) -> int:
+def _insert_events(session: Session, dialect: str, items: list[dict[str, Any]]) -> int:
     if not items:
         return 0
     base = _next_seq(session) if dialect != "postgresql" else None

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from certifications.automation.delivery import RetryPolicy
@@ -90,14 +90,15 @@ def due_endpoints(session: Session, now: datetime) -> list[uuid.UUID]:
 
 
 def next_retry(session: Session, now: datetime) -> datetime | None:
-    """When an endpoint with pending deliveries that is backing off or leased (another round
-    sends to it) may be sent to again; None when none waits so."""
-    rows = session.execute(
-        select(E.retry_at, E.leased_until).where(E.disabled_at.is_(None), _has_pending())
-    ).all()
-    waits = [max(t for t in row if t is not None) for row in rows if any(row)]
-    later = [t for t in waits if t > now]
-    return min(later) if later else None
+    """When the earliest endpoint backing off with pending deliveries may be sent to again.
+
+    A leased endpoint is not waited for: the round holding it checks for due work again after
+    recording its batch, which commits after anything a newer round was started for."""
+    return session.scalar(
+        select(func.min(E.retry_at)).where(
+            E.disabled_at.is_(None), E.retry_at.is_not(None), E.retry_at > now, _has_pending()
+        )
+    )
 
 
 def wants_round(session: Session, now: datetime) -> bool:

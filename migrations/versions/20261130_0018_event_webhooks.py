@@ -3,8 +3,8 @@
 Triggers write the outbox in the statement that makes the change, so it commits with it, and
 set-based (PostgreSQL: one statement-level trigger per change reading the statement's transition
 table, writing ONE batch row per statement; SQLite: row triggers, a batch per row, its writers
-being serialized anyway). A status change's batch lists status event ids only (a recompute of
-100,000 rows writes one row); the other kinds carry their events inline:
+being serialized anyway). A status change's batch holds compact arrays (a recompute of 100,000
+rows writes one row); the other kinds carry their events as objects:
 
 * `status_events` INSERT → `assignment.status_changed` (or `assignment.revoked` for a change to
   revoked); the event id is the status event's id;
@@ -215,6 +215,10 @@ def _event_json(e: Emitter, d: dict[str, str]) -> str:
     )
 
 
+# A status change in a `status` batch: [id, assignment_id, cycle, from, to, on_date, at].
+STATUS_ITEM = "r.id, r.assignment_id, r.cycle, r.from_status, r.to_status, r.on_date, r.created_at"
+
+
 def _is_status(e: Emitter) -> bool:
     return e.table == "status_events"
 
@@ -230,8 +234,8 @@ def _pg_function(e: Emitter) -> str:
         source = "new_rows r JOIN old_rows o ON o.org_id = r.org_id AND o.id = r.id"
     where = e.where.format(**d)
     order = f"{e.occurred_at.format(**d)}, r.id"
-    if _is_status(e):  # the ids only: the events are built from these rows later
-        kind, items = "status", f"json_agg(r.id ORDER BY {order})"
+    if _is_status(e):  # compact rows: the events are built from them by the round
+        kind, items = "status", f"json_agg(json_build_array({STATUS_ITEM}) ORDER BY {order})"
         wanted = _any_endpoint("r.org_id")
     else:
         kind, items = "inline", f"json_agg({_event_json(e, d)} ORDER BY {order})"
@@ -273,7 +277,8 @@ def _sqlite_trigger(e: Emitter) -> str:
         return sql.replace("r.", f"{row}.").replace("o.", "OLD.")
 
     if _is_status(e):
-        kind, items, wanted = "status", "json_array(r.id)", _any_endpoint("r.org_id")
+        kind, items = "status", f"json_array(json_array({STATUS_ITEM}))"
+        wanted = _any_endpoint("r.org_id")
     else:
         kind, items = "inline", f"json_array({_event_json(e, d)})"
         wanted = f"SELECT 1 FROM webhook_endpoints w WHERE {_subscribed(d, 'r.org_id', e.type_sql)}"

@@ -255,3 +255,38 @@ def _assign_one(s):
     cert = build_certification(s, validity_months=12, warning_days=10)
     emp = build_employee(s, name="Holder", email="holder@example.test")
     return build_assignment(s, cert=cert, subject=emp)
+
+
+def test_an_assignments_life_arrives_in_order(
+    api, org, webhook, jobs, make_certification, make_employee
+):
+    """Created, renewed, revoked, deleted: each kind from its own trigger, in sequence order."""
+    cert = make_certification(org, validity_months=12, warning_days=30)
+    emp = make_employee(org, name="Holder", email="holder@example.test")
+    hook = _subscribe(api, webhook.url, ["*"])
+    today = org_today("UTC", db.utcnow())
+    body = {
+        "certification_id": str(cert.id),
+        "subject_type": "employee",
+        "subject_id": str(emp.id),
+        "issued_on": (today - timedelta(days=30)).isoformat(),
+    }
+    aid = api.post("/assignments", json=body).get_json()["id"]
+    renewed = api.post(f"/assignments/{aid}/renew", json={"issued_on": today.isoformat()})
+    assert renewed.status_code == 200, renewed.get_data(as_text=True)
+    revoked = api.post(f"/assignments/{aid}/revoke", json={"reason": "left"})
+    assert revoked.status_code == 200, revoked.get_data(as_text=True)
+    assert api.delete(f"/assignments/{aid}").status_code == 204
+    jobs.drain()
+    bodies = [h.json() for h in webhook.received]
+    assert all(h.verifies(hook["secret"]) for h in webhook.received)
+    assert [b["type"] for b in bodies] == [
+        "assignment.created",
+        "assignment.renewed",
+        "assignment.revoked",
+        "assignment.deleted",
+    ]
+    assert [b["sequence"] for b in bodies] == sorted(b["sequence"] for b in bodies)
+    assert {b["data"]["assignment_id"] for b in bodies} == {aid}
+    assert bodies[1]["data"]["cycle"] == 2
+    assert bodies[2]["data"]["to_status"] == "revoked"

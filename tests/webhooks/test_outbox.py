@@ -31,7 +31,7 @@ def _recompute(as_tenant, org, commit=True):
         changed = recompute_statuses(s, org.id, org_today("UTC", db.utcnow()))
         batches = s.scalars(select(WebhookBatch)).all()
         ids = {str(e.id).replace("-", "") for e in s.scalars(select(StatusEvent))}
-        items = [str(i).replace("-", "") for b in batches for i in b.items]
+        items = [str(i[0]).replace("-", "") for b in batches for i in b.items]
         kinds = {b.kind for b in batches}
         (s.commit if commit else s.rollback)()
         return changed, len(batches), items, ids, kinds
