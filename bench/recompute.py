@@ -14,8 +14,13 @@ whose expiry entered the warning window or passed, and the upcoming ones that st
 * naive: a per-row ORM loop (load assignment + certification, `assignment_status`, set, add a
   StatusEvent), measured on at most `NAIVE_ROWS` rows and scaled linearly to N.
 
+* events on: `seconds` again with an enabled webhook endpoint subscribed to every event type, so
+  the status events' trigger writes one webhook event and one delivery per change in the same
+  statements (`events_on_seconds`, `events_on_ratio`; `seconds`/`ratio` are events off: no
+  endpoint, the trigger writes nothing). Nothing is sent: delivery is the `webhooks` benchmark.
+
 Between timed runs the day-0 statuses are restored and the events deleted (untimed; VACUUM on
-PostgreSQL when the owner URL is known). Medians of `REPEATS`, the two runs alternating.
+PostgreSQL when the owner URL is known). Medians of `REPEATS`, the runs alternating.
 """
 
 from __future__ import annotations
@@ -36,12 +41,14 @@ from certifications.assignments.models import Assignment, StatusEvent
 from certifications.assignments.recompute import recompute_statuses, status_case_sql
 from certifications.assignments.status import assignment_status
 from certifications.catalog.models import Certification
+from certifications.webhooks.models import WebhookEndpoint, WebhookEvent
 from infra import context, migrate
 from infra import database as db
 from infra.settings import load_settings
 from runtime import bootstrap
 from tenancy.organizations import create_organization
 from tenancy.scoping import tenant_statement
+from tenancy.sealed import SealedSecret
 
 DEFAULT_SIZE = 100_000
 REPEATS = 3
@@ -174,6 +181,8 @@ def _vacuum() -> None:
         with engine.connect() as conn:
             conn.execute(text("VACUUM ANALYZE assignments"))
             conn.execute(text("VACUUM ANALYZE status_events"))
+            conn.execute(text("VACUUM ANALYZE webhook_events"))
+            conn.execute(text("VACUUM ANALYZE webhook_deliveries"))
     finally:
         engine.dispose()
 
@@ -183,6 +192,7 @@ def _reset(org_id: uuid.UUID) -> None:
     with context.tenant(org_id), db.new_session() as s:
         recompute_statuses(s, org_id, DAY0)
         s.execute(delete(StatusEvent))  # the session's tenant criteria: this org's rows
+        s.execute(delete(WebhookEvent))  # and their webhook events (deliveries cascade)
         s.commit()
     _vacuum()
 
@@ -193,6 +203,22 @@ def run_recompute(org_id: uuid.UUID) -> tuple[float, int]:
         changed = recompute_statuses(s, org_id, DAY0 + timedelta(days=SHIFT_DAYS))
         s.commit()
         return time.perf_counter() - started, changed
+
+
+def set_events(org_id: uuid.UUID, on: bool) -> None:
+    """Events on: one enabled endpoint subscribed to everything; off: none."""
+    with context.tenant(org_id), db.new_session() as s:
+        s.execute(delete(WebhookEndpoint))
+        if on:
+            s.add(
+                WebhookEndpoint(
+                    url="https://example.com/bench",
+                    events=["*"],
+                    event_filter="*",
+                    secret=SealedSecret.seal("whsec_bench"),
+                )
+            )
+        s.commit()
 
 
 def run_floor(
@@ -282,6 +308,11 @@ def main(size: int) -> None:
     _reset(org_id)
     _, changed = run_recompute(org_id)
     seconds, floor = _median([lambda: run_recompute(org_id), lambda: run_floor(org_id)], org_id)
+    set_events(org_id, True)
+    on_seconds, on_floor = _median(
+        [lambda: run_recompute(org_id), lambda: run_floor(org_id)], org_id
+    )
+    set_events(org_id, False)
     _reset(org_id)
     naive = run_naive(org_id, size)
     result: dict[str, Any] = {
@@ -292,6 +323,9 @@ def main(size: int) -> None:
         "naive_seconds": round(naive, 3),
         "ratio": round(seconds / floor, 2) if floor else None,
         "changed": changed,
+        "events_on_seconds": round(on_seconds, 3),
+        "events_on_floor_seconds": round(on_floor, 3),
+        "events_on_ratio": round(on_seconds / on_floor, 2) if on_floor else None,
     }
     print(f"recompute: loaded {size} assignments in {load:.1f}s; day-0 statuses {by_status}")
     print(
@@ -299,5 +333,9 @@ def main(size: int) -> None:
         f"{seconds:.3f}s (events included) vs one raw UPDATE {floor:.3f}s ({result['ratio']}x); "
         f"naive ORM ~{naive:.1f}s (from {min(size, NAIVE_ROWS)} rows, scaled); "
         f"medians of {REPEATS}"
+    )
+    print(
+        f"recompute, webhook events on: {on_seconds:.3f}s vs floor {on_floor:.3f}s "
+        f"({result['events_on_ratio']}x; events off {result['ratio']}x)"
     )
     print(json.dumps(result))

@@ -35,6 +35,12 @@ DELIVER_DIGEST = JobKind(
     "deliver_digest", queue_name="notifications", max_retries=20, time_limit_ms=2 * MINUTE_MS
 )
 
+# One organization's webhook delivery round; the endpoints' backoff rides on Dramatiq's retries
+# (`Retry(delay=...)`), and the tick queues a round whenever deliveries wait.
+DELIVER_WEBHOOKS = JobKind(
+    "deliver_webhooks", queue_name="notifications", max_retries=10_000, time_limit_ms=2 * MINUTE_MS
+)
+
 KINDS: dict[str, JobKind] = {
     kind.actor_name: kind
     for kind in (
@@ -44,6 +50,7 @@ KINDS: dict[str, JobKind] = {
         TICK_ORG,
         DELIVER_NOTIFICATION,
         DELIVER_DIGEST,
+        DELIVER_WEBHOOKS,
     )
 }
 

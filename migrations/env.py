@@ -25,6 +25,8 @@ def _grant_app_role(connection, role: str) -> None:  # type: ignore[no-untyped-d
     connection.execute(
         text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {quoted}")
     )
+    # Identity columns (webhook_events.seq) draw from sequences the app role must use.
+    connection.execute(text(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {quoted}"))
     connection.execute(text(f"REVOKE ALL ON alembic_version FROM {quoted}"))
     connection.execute(text(f"GRANT SELECT ON alembic_version TO {quoted}"))
     # The blanket grant above also covered owner-only (platform_keys) and append-only

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from certifications.audit.trail import install_audit_trail
 from certifications.tables import metadata
+from certifications.webhooks.kick import install_delivery_kick
 from infra import database
 from infra.settings import Settings
 from jobs.broker import build_broker
@@ -48,6 +49,7 @@ def bootstrap(settings: Settings) -> Runtime:
     install_tenant_scoping(sessions, settings.db_platform_keys[0])
     sealed.use_keys(settings.webhook_secret_keys)
     install_audit_trail(sessions)
+    install_delivery_kick(sessions)
     broker = build_broker(settings)
     # A network broker can be slow or hang: never in the committing request's thread.
     publisher = install_outbox_relay(

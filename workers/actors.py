@@ -17,10 +17,12 @@ import dramatiq
 from certifications.assignments import fanout, recompute
 from certifications.assignments.schedule import request_tick
 from certifications.automation import delivery
+from certifications.webhooks.endpoints import request_delivery
 from infra import database as db
 from infra.settings import Settings
 from jobs import catalog
 from tenancy.organizations import org_today_for
+from workers import webhooks
 from workers.delivery import deliver
 from workers.delivery import deliver_digest as deliver_one_digest
 from workers.message_log import MessageLog
@@ -117,6 +119,19 @@ def deliver_digest(org_id: str, digest_id: str, job_id: str | None = None) -> No
         raise dramatiq.Retry(delay=outcome.retry_in_ms)
 
 
+def deliver_webhooks(org_id: str, job_id: str | None = None) -> None:
+    """A delivery round of the org's webhook endpoints: more work queues the next round; an
+    endpoint backing off retries this message when its backoff ends."""
+    oid = uuid.UUID(org_id)
+    outcome = webhooks.deliver_round(oid, _require_settings())
+    if outcome.more:
+        with job_run(oid) as run:
+            request_delivery(run.session)
+    elif outcome.retry_at is not None:
+        delay = (outcome.retry_at - db.utcnow()).total_seconds() * 1000
+        raise dramatiq.Retry(delay=max(int(delay), 10))
+
+
 def notification_failed(message_data: dict[str, Any], retry_info: dict[str, Any]) -> None:
     """Dramatiq gave up retrying a delivery (its message kept failing before recording why)."""
     kwargs = message_data.get("kwargs") or {}
@@ -140,6 +155,7 @@ ACTORS: dict[catalog.JobKind, Callable[..., None]] = {
     catalog.TICK_ORG: tick_org,
     catalog.DELIVER_NOTIFICATION: deliver_notification,
     catalog.DELIVER_DIGEST: deliver_digest,
+    catalog.DELIVER_WEBHOOKS: deliver_webhooks,
     NOTIFICATION_FAILED: notification_failed,
 }
 
@@ -177,6 +193,8 @@ def register_actors(
                 max_backoff=policy.max_ms,
                 on_retry_exhausted=NOTIFICATION_FAILED.actor_name,
             )
+        if kind is catalog.DELIVER_WEBHOOKS:
+            options.update(max_backoff=policy.max_ms)
         dramatiq.Actor(
             fn,
             broker=broker,

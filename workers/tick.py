@@ -33,6 +33,8 @@ from certifications.automation.models import Notification
 from certifications.automation.pipeline import enqueue_deliveries, evaluate_org
 from certifications.evidence.storage import document_store
 from certifications.evidence.sweep import sweep_documents
+from certifications.webhooks import sending as webhook_sending
+from certifications.webhooks.endpoints import request_delivery
 from infra import context
 from infra import database as db
 from jobs import relay
@@ -51,6 +53,8 @@ def tick_org(run: JobRun, org_id: uuid.UUID, now: datetime) -> dict[str, Any]:
     if org is None:
         return {}
     report = recompute_org(run.session, org_id, now, on_chunk=run.checkpoint)
+    if webhook_sending.wants_round(run.session, now):  # events the recompute or writes made
+        request_delivery(run.session)
     if org.has_module("hse"):
         report.update(evaluate_org(run.session, org_id, now, org.timezone))
         report["digests"] = collect_digests(run.session, org, now)

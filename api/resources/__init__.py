@@ -24,6 +24,7 @@ from api.resources import (
     submissions,
     tasks,
     views,
+    webhooks,
 )
 
 # Under /api/v1, in the order the OpenAPI document lists their tags.
@@ -47,6 +48,7 @@ API_BLUEPRINTS = [
     submissions.blp,
     tasks.blp,
     views.blp,
+    webhooks.blp,
 ]
 # Plain Flask blueprints outside /api/v1: probes and metrics.
 PLAIN_BLUEPRINTS = [health.blp, metrics.blp]

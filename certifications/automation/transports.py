@@ -77,6 +77,11 @@ def tls_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
+def send_email(msg: EmailMessage, settings: Settings) -> None:
+    """Send a composed message over SMTP (DeliveryError when refused)."""
+    _send_smtp(msg, settings)
+
+
 def _send_smtp(msg: EmailMessage, settings: Settings) -> None:
     try:
         smtp = smtplib.SMTP(settings.smtp_host or "", settings.smtp_port, timeout=SMTP_TIMEOUT)

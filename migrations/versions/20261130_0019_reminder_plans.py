@@ -29,7 +29,7 @@ from alembic import op
 from tenancy import rls
 
 revision = "0019"
-down_revision = "0015"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 

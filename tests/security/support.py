@@ -200,6 +200,8 @@ SEGMENT_KINDS = {
     "audit-events": "audit_event",
     "documents": "document",
     "submissions": "submission",
+    "webhooks": "webhook",
+    "deliveries": "webhook_delivery",
 }
 # Body/query field name -> kind.
 FIELD_KINDS = {
@@ -219,6 +221,8 @@ FIELD_KINDS = {
     "task_id": "task",
     "document_id": "document",
     "submission_id": "submission",
+    "webhook_id": "webhook",
+    "delivery_id": "webhook_delivery",
     "assignee_id": "employee",
     "default_task_assignee_id": "employee",
     "task_assignee_id": "employee",

@@ -140,7 +140,10 @@ def _allowed_scopes(op: Operation) -> set[str] | None:
             if is_action
             else {"certifications:create"}
         )
-    if op.path.startswith("/audit-events") or op.id in ("PATCH /org", "PUT /org/modules/{module}"):
+    if op.path.startswith(("/audit-events", "/webhooks")) or op.id in (
+        "PATCH /org",
+        "PUT /org/modules/{module}",
+    ):
         return {"org:admin"}
     if op.path.startswith("/jobs"):
         return {"certifications:read", "directory:read"}

@@ -350,7 +350,60 @@ WORLD_KINDS: dict[str, Callable[[Session, World], Any]] = {
             attempts=3,
         ),
     ),  # fmt: skip
+    "webhook": lambda s, w: build_webhook(s),
+    "webhook_delivery": lambda s, w: build_webhook_delivery(
+        s, endpoint_id=w["webhook"], assignment_id=w["assignment"]
+    ),
 }
+
+
+def build_webhook(s: Session, url: str = "https://example.com/hook", **fields: Any) -> Any:
+    """A webhook endpoint (subscribed to decided submissions only: the matrices' other calls
+    make no deliveries), with the secret `whsec_world`."""
+    from certifications.webhooks.models import WebhookEndpoint
+    from tenancy.sealed import SealedSecret
+
+    values = {
+        "events": ["submission.decided"],
+        "event_filter": "|submission.decided|",
+        "secret": SealedSecret.seal("whsec_world"),
+    }
+    return _added(s, WebhookEndpoint(url=url, **(values | fields)))
+
+
+def build_webhook_delivery(
+    s: Session, *, endpoint_id: uuid.UUID, assignment_id: uuid.UUID, status: str = "failed"
+) -> Any:
+    """A delivery of an `assignment.created` event, written directly (no trigger, no round
+    queued): failed by default (the world's; redelivering it goes nowhere here)."""
+    from sqlalchemy import func, select
+
+    from certifications.webhooks.models import WebhookDelivery, WebhookEvent
+
+    seq = None  # PostgreSQL: the identity column; SQLite: max + 1, as its triggers write
+    if s.get_bind().dialect.name != "postgresql":
+        top = select(func.max(WebhookEvent.seq)).execution_options(all_tenants=True)
+        seq = (s.scalar(top) or 0) + 1
+    event = _added(
+        s,
+        WebhookEvent(
+            seq=seq,
+            type="assignment.created",
+            assignment_id=assignment_id,
+            payload={"assignment_id": str(assignment_id)},
+        ),
+    )
+    return _added(
+        s,
+        WebhookDelivery(
+            endpoint_id=endpoint_id,
+            event_id=event.id,
+            seq=event.seq,
+            status=status,
+            attempts=1,
+            response_code=500,
+        ),
+    )
 
 
 def create_world(org: OrgRef) -> World:

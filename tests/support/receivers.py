@@ -90,8 +90,10 @@ class Hook:
         return json.loads(self.body)
 
     def verifies(self, secret: str) -> bool:
+        """One of the (comma-separated) signatures is the body's HMAC under `secret`."""
         expected = "sha256=" + hmac.new(secret.encode(), self.body, hashlib.sha256).hexdigest()
-        return hmac.compare_digest(expected, self.headers.get("X-Signature", ""))
+        given = self.headers.get("X-Signature", "").split(",")
+        return any(hmac.compare_digest(expected, sig.strip()) for sig in given)
 
 
 @dataclass
@@ -99,6 +101,9 @@ class WebhookReceiver:
     url: str
     received: list[Hook] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)  # answers to give, in order; then 200
+    # While `down`, every request is answered 503 and only counted (a receiver in an outage).
+    down: bool = False
+    refused: int = 0
 
 
 @pytest.fixture
@@ -108,6 +113,12 @@ def webhook() -> Iterator[WebhookReceiver]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            if receiver.down:
+                receiver.refused += 1
+                self.send_response(503)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             receiver.received.append(Hook(dict(self.headers), body))
             status = receiver.statuses.pop(0) if receiver.statuses else 200
             self.send_response(status)

@@ -1,0 +1,1 @@
+"""Event webhooks: endpoints an organization subscribes, the events it emits, their deliveries."""
