@@ -9,6 +9,7 @@ import certifications.automation.models
 import certifications.catalog.models
 import certifications.directory.models
 import certifications.evidence.models
+import certifications.history.models
 import jobs.models
 import tenancy.models
 from infra.database import Base
@@ -22,6 +23,7 @@ MODULES = (
     certifications.assignments.schedule,
     certifications.automation.models,
     certifications.evidence.models,
+    certifications.history.models,
     certifications.audit.models,
 )
 metadata = Base.metadata

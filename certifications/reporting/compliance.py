@@ -22,6 +22,7 @@ from certifications.assignments.models import Assignment
 from certifications.assignments.scope import subject_active
 from certifications.catalog.groups import GroupNode, group_nodes, top_level
 from certifications.catalog.models import Certification
+from certifications.history.asof import AsOf, status_counts_as_of
 from certifications.reporting.subjects import empty_counts, newer_cycle_exists
 from certifications.vocabulary import COMPLIANT_STATUSES
 from infra.database import without_jit
@@ -89,6 +90,31 @@ def certification_stats(
     return stats
 
 
+def certification_stats_as_of(
+    session: Session, when: AsOf, include_inactive: bool = False
+) -> dict[uuid.UUID, CertificationStats]:
+    """`certification_stats` as the figures stood on a past day (`history.asof`)."""
+    without_jit(session)
+    catalog = (
+        select(Certification.id, Certification.name, Certification.type)
+        .where(Certification.archived_at.is_(None))
+        .order_by(Certification.name, Certification.id)
+    )
+    stats = {r.id: CertificationStats(r.id, r.name, r.type) for r in session.execute(catalog)}
+    for cid, status, required, exempt, n in status_counts_as_of(session, when, include_inactive):
+        if cid in stats:
+            stats[cid].add(status, required, exempt, n)
+    return stats
+
+
+def _stats(
+    session: Session, include_inactive: bool, when: AsOf | None
+) -> dict[uuid.UUID, CertificationStats]:
+    if when is None:
+        return certification_stats(session, include_inactive)
+    return certification_stats_as_of(session, when, include_inactive)
+
+
 def _cert_json(s: CertificationStats) -> dict[str, Any]:
     return {
         "certification_id": s.id,
@@ -119,10 +145,13 @@ def _rollup(stats: Iterable[CertificationStats]) -> dict[str, Any]:
     }
 
 
-def group_tree(session: Session, include_inactive: bool = False) -> dict[str, Any]:
+def group_tree(
+    session: Session, include_inactive: bool = False, when: AsOf | None = None
+) -> dict[str, Any]:
     """The group tree; each node lists its own certifications with counts per status, its own
-    counts, and `subtree` counts over itself and its descendants (each certification once)."""
-    stats = certification_stats(session, include_inactive)
+    counts, and `subtree` counts over itself and its descendants (each certification once).
+    `when`: as the figures stood on that past day."""
+    stats = _stats(session, include_inactive, when)
     nodes = group_nodes(session)
 
     def render(node: GroupNode) -> dict[str, Any]:
@@ -147,9 +176,12 @@ def group_tree(session: Session, include_inactive: bool = False) -> dict[str, An
     }
 
 
-def compliance_summary(session: Session, include_inactive: bool = False) -> dict[str, Any]:
-    """Org-wide: per certification, per group (with its subgroups) and in total."""
-    stats = certification_stats(session, include_inactive)
+def compliance_summary(
+    session: Session, include_inactive: bool = False, when: AsOf | None = None
+) -> dict[str, Any]:
+    """Org-wide: per certification, per group (with its subgroups) and in total; `when`: as
+    the figures stood on that past day (read from history)."""
+    stats = _stats(session, include_inactive, when)
     nodes = group_nodes(session)
     groups = []
     for node in nodes.values():
