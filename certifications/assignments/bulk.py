@@ -334,11 +334,8 @@ def _assign(
     for chunk in _chunks(session, plan.write_ids):
         pairs = [(uuid.uuid4(), subject_id) for subject_id in chunk]
         created.update(_insert_assignments(session, Assignment, constants, pairs))
-        scope = [
-            Assignment.certification_id == cert.id,
-            _member(session, Assignment.subject_id, chunk),
-        ]
-        record_requirements(session, org_id, today, scope)
+    # Requirement history: one pass over the certification's rows, whatever the chunks.
+    record_requirements(session, org_id, today, [Assignment.certification_id == cert.id])
     for result in plan.results.values():
         if result["status"] != "created":
             continue
