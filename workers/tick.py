@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import dramatiq
@@ -32,6 +32,8 @@ from certifications.automation.models import Notification
 from certifications.automation.pipeline import enqueue_deliveries, evaluate_org
 from certifications.evidence.storage import document_store
 from certifications.evidence.sweep import sweep_documents
+from certifications.history.snapshots import backfill as snapshots_backfill
+from certifications.history.snapshots import snapshot_org
 from infra import context
 from infra import database as db
 from jobs import relay
@@ -51,6 +53,7 @@ def tick_org(run: JobRun, org_id: uuid.UUID, now: datetime) -> dict[str, Any]:
         return {}
     report = recompute_org(run.session, org_id, now, on_chunk=run.checkpoint)
     if org.has_module("hse"):
+        report["snapshots"] = snapshot_org(run.session, org_id, now)  # today's trend point
         report.update(evaluate_org(run.session, org_id, now, org.timezone))
         report["queued"] = enqueue_deliveries(run.session, now)
         report["documents_swept"] = _sweep(run, org_id, now)
@@ -91,6 +94,19 @@ def tick_now(now: datetime | None = None, org_id: uuid.UUID | None = None) -> di
         with job_run(oid) as run:
             report[str(oid)] = tick_org(run, oid, now)
     return {"orgs": len(orgs), "ticks": report}
+
+
+def backfill_snapshots(since: date, org_id: uuid.UUID | None = None) -> dict[str, int]:
+    """`certs snapshots backfill`: every org's (or one org's) daily snapshots from `since`
+    through today, from history; one commit per org (re-runs overwrite the same figures)."""
+    now = db.utcnow()
+    with platform_run() as session:
+        orgs = [row.id for row in schedule.organizations(session, org_id)]
+    report: dict[str, int] = {}
+    for oid in orgs:
+        with job_run(oid) as run:
+            report[str(oid)] = snapshots_backfill(run.session, oid, since, now)
+    return report
 
 
 def delivery_outcomes(org_ids: list[uuid.UUID], since: datetime) -> dict[str, int]:

@@ -335,7 +335,7 @@ def _assign(
         pairs = [(uuid.uuid4(), subject_id) for subject_id in chunk]
         created.update(_insert_assignments(session, Assignment, constants, pairs))
     # Requirement history: one pass over the certification's rows, whatever the chunks.
-    record_requirements(session, org_id, today, [Assignment.certification_id == cert.id])
+    record_requirements(session, org_id, today, certification_ids=[cert.id])
     for result in plan.results.values():
         if result["status"] != "created":
             continue

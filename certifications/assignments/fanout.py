@@ -99,7 +99,7 @@ def fanout_certification(
     live = [cert] if cert is not None and _fans_out(cert) else []
     created = _insert_missing(session, org_id, live, today, now, employee_ids=None)
     # Requirement history (certifications.history): what now applies, from today.
-    record_requirements(session, org_id, today, scope)
+    record_requirements(session, org_id, today, certification_ids=[certification_id])
     return {"created": created, **changes}
 
 
@@ -121,7 +121,7 @@ def fanout_employees(
             report[key] += value
         certs = _certifications_for(session, chunk)
         report["created"] += _insert_missing(session, org_id, certs, today, now, employee_ids=chunk)
-        record_requirements(session, org_id, today, scope)
+        record_requirements(session, org_id, today, subject_ids=chunk)
     return report
 
 
@@ -279,9 +279,11 @@ def _retire(
         CR.role_id == E.role_id,
     )
     role_live = [A.source == "role", A.revoked_at.is_(None), *scope]
-    gone = [*role_live, A.issued_on.is_(None), ~applies]
-    close_requirements(session, today, select(A.id).where(*gone))
-    removed = session.execute(delete(A).where(*gone), execution_options=_CORE_LIKE)
+    removed_ids = session.scalars(
+        delete(A).where(*role_live, A.issued_on.is_(None), ~applies).returning(A.id),
+        execution_options=_CORE_LIKE,
+    ).all()
+    close_requirements(session, today, removed_ids)
     unrequired = session.execute(
         update(A)
         .where(*role_live, A.issued_on.is_not(None), A.required, ~applies)
@@ -293,7 +295,7 @@ def _retire(
         execution_options=_CORE_LIKE,
     )
     return {
-        "removed": max(removed.rowcount or 0, 0),  # type: ignore[attr-defined]
+        "removed": len(removed_ids),
         "not_required": max(unrequired.rowcount or 0, 0),  # type: ignore[attr-defined]
         "required_again": max(required_again.rowcount or 0, 0),  # type: ignore[attr-defined]
     }

@@ -126,7 +126,8 @@ def create_assignment(
         session,
         require_org_id(),
         today,
-        [Assignment.certification_id == cert.id, Assignment.subject_id == assignment.subject_id],
+        certification_ids=[cert.id],
+        subject_ids=[assignment.subject_id],
     )
     return assignment
 

@@ -1,12 +1,12 @@
 """Writing history: requirement periods and exemption periods, set-based, in the transaction of
 the change (every writer only flushes).
 
-`record_requirements(scope)` is the one writer of requirement periods: after any statement that
+`record_requirements` is the one writer of requirement periods: after any statement that
 created assignments or changed `required` (the role fan-out, a manual or bulk assignment, and
 whatever requirement source comes next), it closes the open periods of the scoped assignments
 that no longer match their row and opens one for each current assignment without one. Two
-statements, idempotent (running it twice changes nothing). A row that is about to be deleted
-has its period closed first (`close_requirements`): its days stay history.
+statements, idempotent (running it twice changes nothing). Rows deleted because their
+requirement ended have their periods closed (`close_requirements`): their days stay history.
 
 An assignment is "current" as the views mean it: the live one of its (certification, subject),
 or the latest revoked one until another is assigned.
@@ -35,12 +35,13 @@ from sqlalchemy.orm import Session, aliased
 
 from certifications.assignments.models import Assignment
 from certifications.history.models import ExemptionPeriod, RequirementPeriod
-from infra.dialect import new_uuid_sql, upsert_insert
+from infra.dialect import batches, new_uuid_sql, upsert_insert
 
 A = Assignment
 P = RequirementPeriod
 X = ExemptionPeriod
 _CORE_LIKE = {"synchronize_session": False}
+CLOSE_BATCH = 5_000  # ids per statement, under SQLite's bound-parameter limit
 _LATER = aliased(Assignment, name="later_assignment")
 
 
@@ -68,25 +69,37 @@ def superseded(a: Any = A) -> ColumnElement[bool]:
 
 
 def record_requirements(
-    session: Session, org_id: uuid.UUID, today: date, scope: Sequence[ColumnElement[bool]]
+    session: Session,
+    org_id: uuid.UUID,
+    today: date,
+    *,
+    certification_ids: Sequence[uuid.UUID] | None = None,
+    subject_ids: Sequence[uuid.UUID] | None = None,
 ) -> int:
-    """Bring the requirement periods of the assignments matching `scope` (conditions on
-    `Assignment`) in line with their rows as of `today`; returns the periods opened."""
+    """Bring the requirement periods of the assignments of these certifications and/or
+    subjects in line with their rows as of `today`; returns the periods opened."""
+    a_scope: list[ColumnElement[bool]] = []
+    p_scope: list[ColumnElement[bool]] = [P.ends_on.is_(None)]
+    if certification_ids is not None:
+        a_scope.append(A.certification_id.in_(list(certification_ids)))
+        p_scope.append(P.certification_id.in_(list(certification_ids)))
+    if subject_ids is not None:
+        a_scope.append(A.subject_id.in_(list(subject_ids)))
+        p_scope.append(P.subject_id.in_(list(subject_ids)))
     matches = exists().where(
         A.org_id == P.org_id,
         A.id == P.assignment_id,
         A.required == P.required,
         ~superseded(A),
     )
-    in_scope = P.assignment_id.in_(select(A.id).where(*scope))
     session.execute(
-        update(P)
-        .where(P.ends_on.is_(None), in_scope, ~matches)
-        .values(ends_on=literal(today, Date())),
+        update(P).where(*p_scope, ~matches).values(ends_on=literal(today, Date())),
         execution_options=_CORE_LIKE,
     )
     dialect = session.get_bind().dialect.name
-    open_period = exists().where(P.org_id == A.org_id, P.assignment_id == A.id, P.ends_on.is_(None))
+    # NOT IN over the scope's open periods: one hashed pass; a NOT EXISTS probe per row turned
+    # quadratic on PostgreSQL while the new table had no statistics yet.
+    open_ids = select(P.assignment_id).where(*p_scope)
     rows = select(
         new_uuid_sql(dialect),
         literal(org_id, Uuid()),
@@ -96,7 +109,7 @@ def record_requirements(
         A.subject_id,
         A.required,
         literal(today, Date()),
-    ).where(*scope, ~superseded(A), ~open_period)
+    ).where(*a_scope, A.id.not_in(open_ids), ~superseded(A))
     columns = [
         "id",
         "org_id",
@@ -118,15 +131,16 @@ def record_requirements(
     return max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
 
 
-def close_requirements(session: Session, today: date, assignment_ids: Any) -> None:
-    """End the open periods of these assignments (ids, or a SELECT of ids) `today`: call it
-    before deleting rows whose requirement ended."""
-    session.execute(
-        update(P)
-        .where(P.ends_on.is_(None), P.assignment_id.in_(assignment_ids))
-        .values(ends_on=literal(today, Date())),
-        execution_options=_CORE_LIKE,
-    )
+def close_requirements(session: Session, today: date, assignment_ids: Sequence[uuid.UUID]) -> None:
+    """End the open periods of these assignments `today` (rows deleted because their
+    requirement ended: their days stay history)."""
+    for chunk in batches(list(assignment_ids), CLOSE_BATCH):
+        session.execute(
+            update(P)
+            .where(P.ends_on.is_(None), P.assignment_id.in_(list(chunk)))
+            .values(ends_on=literal(today, Date())),
+            execution_options=_CORE_LIKE,
+        )
 
 
 def forget_requirements(session: Session, assignment_id: uuid.UUID) -> None:

@@ -161,9 +161,7 @@ def test_as_of_today_equals_today(
         f = ViewFilters(include_inactive=True)
         live_rows = [r.to_dict() for r in attach_certifications(s, "employee", employees, f)]
         rows = as_of_rows(when, include_inactive=True)
-        then = [
-            r.to_dict() for r in attach_certifications_as_of(s, "employee", employees, f, rows)
-        ]
+        then = [r.to_dict() for r in attach_certifications_as_of(s, "employee", employees, f, rows)]
         assert then == live_rows
         assert sum(len(r["certifications"]) for r in live_rows) > 0
     assert isinstance(org.id, uuid.UUID)
