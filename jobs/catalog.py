@@ -31,6 +31,9 @@ DELIVER_NOTIFICATION = JobKind(
     "deliver_notification", queue_name="notifications", max_retries=20, time_limit_ms=2 * MINUTE_MS
 )
 
+# An audit pack of a large scope (certifications.reporting.audit_pack), built off the request.
+AUDIT_PACK = JobKind("audit_pack", max_retries=2, time_limit_ms=15 * MINUTE_MS)
+
 KINDS: dict[str, JobKind] = {
     kind.actor_name: kind
     for kind in (
@@ -39,6 +42,7 @@ KINDS: dict[str, JobKind] = {
         RECOMPUTE_CERTIFICATION,
         TICK_ORG,
         DELIVER_NOTIFICATION,
+        AUDIT_PACK,
     )
 }
 

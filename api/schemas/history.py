@@ -58,3 +58,8 @@ class AuditPackArgs(Schema):
         validate=validate.OneOf(("pdf", "xlsx")),
         metadata={"description": "`pdf` (default) or `xlsx` (the same data as a workbook)."},
     )
+
+
+class AuditPackJobSchema(Schema):
+    job_id = fields.UUID()
+    status_url = fields.String(metadata={"description": "Poll it; `result.download` when done."})
