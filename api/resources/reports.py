@@ -102,7 +102,7 @@ class AuditPackDownload(MethodView):
         """Download the audit pack a job built (409 while the job is not done)."""
         job = get_or_not_found(request_session(), Job, job_id, "job")
         if job.kind != "audit_pack":
-            return get_or_not_found(request_session(), Job, uuid.uuid4(), "audit pack")
+            raise Conflict("This job did not build an audit pack.")
         if job.state != "done" or not job.result:
             raise Conflict(f"The audit pack is not ready: the job is {job.state}.")
         result = job.result

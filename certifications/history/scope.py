@@ -43,7 +43,8 @@ def resolve_scope(
     client_id: uuid.UUID | None = None,
     group_id: uuid.UUID | None = None,
 ) -> ReportScope:
-    """Exactly one of the three ids; 422 naming them otherwise, 404 for an id not of this org."""
+    """Exactly one of the three ids; 422 naming them otherwise, 404 for an id not of this org
+    (the message does not repeat the id: it is a query argument, echoed nowhere)."""
     given = {k: v for k, v in (("location_id", location_id), ("client_id", client_id),
                                 ("group_id", group_id)) if v is not None}  # fmt: skip
     if len(given) != 1:
@@ -52,18 +53,18 @@ def resolve_scope(
     if location_id is not None:
         location = session.get(Location, location_id)
         if location is None:
-            raise NotFound("location", location_id)
+            raise NotFound("location")
         return ReportScope("location", location.id, location.name, [location.id])
     if client_id is not None:
         client = session.get(Client, client_id)
         if client is None:
-            raise NotFound("client", client_id)
+            raise NotFound("client")
         sites = session.scalars(select(Location.id).where(Location.client_id == client.id))
         return ReportScope("client", client.id, client.name, [client.id, *sites])
     assert group_id is not None
     group = session.get(CertificationGroup, group_id)
     if group is None:
-        raise NotFound("certification group", group_id)
+        raise NotFound("certification group")
     certs = list(
         session.scalars(
             select(CertificationGroupMember.certification_id)

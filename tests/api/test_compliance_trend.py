@@ -129,6 +129,9 @@ def test_trend_bounds_and_unknown_ids(api, org, make_org, make_certification):
         resp = api.get(path)
         assert resp.status_code == 422, (path, resp.get_json())
         assert field in str(resp.get_json()["errors"])
-    assert api.get(f"/compliance/trend?certification_id={theirs.id}").status_code == 404
-    assert api.get(f"/compliance/trend?location_id={theirs.id}").status_code == 404
+    # Another org's ids filter like unknown ones: nothing matches (as every list's filters).
+    for name in ("certification_id", "location_id", "group_id"):
+        resp = api.get(f"/compliance/trend?from=2026-01-01&to=2026-01-31&{name}={theirs.id}")
+        assert resp.status_code == 200
+        assert resp.get_json()["series"] == []
     assert api.get("/compliance/trend").get_json()["series"] == []
