@@ -70,11 +70,17 @@ def snapshot_day(session: Session, org_id: uuid.UUID, when: AsOf) -> int:
 
 
 def snapshot_org(session: Session, org_id: uuid.UUID, now: datetime) -> int:
-    """The tick's step: today's snapshot in the org's time zone (after the recomputation)."""
+    """The tick's step: today's snapshot in the org's time zone (after the recomputation).
+    The day's first one also rewrites yesterday's as it stood at its end: changes after
+    yesterday's last tick count there, as in an `on=` read of that day."""
     org = session.get(Organization, org_id)
     if org is None:
         return 0
-    return snapshot_day(session, org_id, AsOf.of(org.timezone, org_today(org.timezone, now)))
+    today = org_today(org.timezone, now)
+    written = 0
+    if session.scalar(select(S.id).where(S.day == today).limit(1)) is None:
+        written += snapshot_day(session, org_id, AsOf.of(org.timezone, today - timedelta(days=1)))
+    return written + snapshot_day(session, org_id, AsOf.of(org.timezone, today))
 
 
 def backfill(session: Session, org_id: uuid.UUID, since: date, now: datetime) -> int:

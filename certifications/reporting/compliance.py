@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select, union_all
+from sqlalchemy import and_, func, select, union_all
 from sqlalchemy.orm import Session
 
 from certifications.assignments.models import Assignment
@@ -23,6 +23,7 @@ from certifications.assignments.scope import subject_active
 from certifications.catalog.groups import GroupNode, group_nodes, top_level
 from certifications.catalog.models import Certification
 from certifications.history.asof import AsOf, status_counts_as_of
+from certifications.history.models import ComplianceSnapshot
 from certifications.reporting.subjects import empty_counts, newer_cycle_exists
 from certifications.vocabulary import COMPLIANT_STATUSES
 from infra.database import without_jit
@@ -107,11 +108,55 @@ def certification_stats_as_of(
     return stats
 
 
+def certification_stats_from_snapshots(
+    session: Session, when: AsOf
+) -> dict[uuid.UUID, CertificationStats] | None:
+    """The day's figures from its snapshots (the tick's or the backfill's: computed from the
+    same history), or None unless every active certification that existed then has one."""
+    stmt = (
+        select(
+            Certification.id,
+            Certification.name,
+            Certification.type,
+            Certification.created_at,
+            ComplianceSnapshot,
+        )
+        .outerjoin(
+            ComplianceSnapshot,
+            and_(
+                ComplianceSnapshot.org_id == Certification.org_id,
+                ComplianceSnapshot.certification_id == Certification.id,
+                ComplianceSnapshot.day == when.on,
+            ),
+        )
+        .where(Certification.archived_at.is_(None))
+        .order_by(Certification.name, Certification.id)
+    )
+    stats: dict[uuid.UUID, CertificationStats] = {}
+    written = False
+    for cid, name, type_, created_at, snap in session.execute(stmt):
+        s = stats[cid] = CertificationStats(cid, name, type_)
+        if snap is None:
+            if created_at < when.cutoff:
+                return None
+            continue  # created after the day: nothing counted then
+        written = True
+        s.counts = {status: getattr(snap, status) for status in s.counts}
+        s.required, s.compliant, s.exempt = snap.required, snap.compliant, snap.exempt
+    return stats if written else None
+
+
 def _stats(
     session: Session, include_inactive: bool, when: AsOf | None
 ) -> dict[uuid.UUID, CertificationStats]:
     if when is None:
         return certification_stats(session, include_inactive)
+    if not include_inactive:
+        # A past day's snapshots answer in one short read; a day without them (before the
+        # backfill, a certification created since) is computed from history.
+        stats = certification_stats_from_snapshots(session, when)
+        if stats is not None:
+            return stats
     return certification_stats_as_of(session, when, include_inactive)
 
 

@@ -3,6 +3,7 @@ recomputed from history afterwards; backfill writes the same; filters and bounds
 
 from __future__ import annotations
 
+import json
 from datetime import date, timedelta
 from typing import Any
 
@@ -11,9 +12,14 @@ from sqlalchemy import func, select
 from certifications.assignments import exemptions, fanout, service
 from certifications.assignments.recompute import recompute_org
 from certifications.directory.models import Employee
+from certifications.history.asof import AsOf
 from certifications.history.models import ComplianceSnapshot
 from certifications.history.snapshots import snapshot_org
-from certifications.reporting.compliance import compliance_summary
+from certifications.reporting.compliance import (
+    _rollup,
+    certification_stats_as_of,
+    compliance_summary,
+)
 from tests.api.test_compliance_history import assign, at
 from workers.tick import backfill_snapshots
 
@@ -27,6 +33,14 @@ def totals(body: dict[str, Any]) -> dict[str, Any]:
 
 def point(p: dict[str, Any]) -> dict[str, Any]:
     return {k: p[k] for k in ("counts", "required", "compliant", "compliance", "exempt")}
+
+
+def from_history(as_tenant: Any, org: Any, day: str) -> dict[str, Any]:
+    """The org's totals on `day` recomputed from history (not from the snapshots)."""
+    with as_tenant(org.id) as s:
+        stats = certification_stats_as_of(s, AsOf.of(org.timezone, date.fromisoformat(day)))
+        totals = _rollup(stats.values())
+    return json.loads(json.dumps(totals))
 
 
 def build_history(as_tenant: Any, org: Any, role: Any, cert: Any, emps: list[Any]) -> None:
@@ -77,21 +91,27 @@ def test_trend_of_pinned_ticks_equals_history(
     cert = make_certification(org, warning_days=30)
     emps = [make_employee(org, name=f"E{i}") for i in range(3)]
     lives = build_history(as_tenant, org, role, cert, emps)
-    resp = api.get(f"/compliance/trend?from={TICKS[0]}&to={TICKS[-1]}")
+    resp = api.get(f"/compliance/trend?from={TICKS[0] - timedelta(days=1)}&to={TICKS[-1]}")
     assert resp.status_code == 200, resp.get_json()
-    series = resp.get_json()["series"]
-    assert [p["day"] for p in series] == [d.isoformat() for d in TICKS]
+    every = resp.get_json()["series"]
+    # Each tick wrote its day, and (the day's first) yesterday as it stood at its end.
+    days = sorted({d - timedelta(days=k) for d in TICKS for k in (0, 1)})
+    assert [p["day"] for p in every] == [d.isoformat() for d in days]
+    for p in every:
+        assert point(p) == from_history(as_tenant, org, p["day"]), p["day"]
+        # The summary of a past day reads the same snapshots.
+        assert point(p) == totals(api.get(f"/compliance/summary?on={p['day']}").get_json())
+    series = [p for p in every if date.fromisoformat(p["day"]) in TICKS]
     for p in series:
-        then = api.get(f"/compliance/summary?on={p['day']}").get_json()
-        assert point(p) == totals(then), p["day"]
         live = lives[date.fromisoformat(p["day"])]["totals"]
-        assert point(p) == {**totals({"totals": live})}
+        assert point(p) == totals({"totals": json.loads(json.dumps(live))})
     # The figures moved: missing, then expires soon → expired, then exempt, then renewed.
     assert [p["counts"]["expired"] for p in series] == [0, 0, 1, 0, 0]
     assert [p["exempt"] for p in series] == [0, 0, 0, 1, 0]
     assert series[-1]["counts"]["valid"] == 1
     one = api.get(f"/compliance/trend?from={TICKS[0]}&to={TICKS[-1]}&certification_id={cert.id}")
-    assert [p["required"] for p in one.get_json()["series"]] == [1, 1, 1, 0, 1]
+    ticked = [p for p in one.get_json()["series"] if date.fromisoformat(p["day"]) in TICKS]
+    assert [p["required"] for p in ticked] == [1, 1, 1, 0, 1]
 
 
 def test_backfill_fills_every_day_from_history_idempotently(
@@ -114,7 +134,7 @@ def test_backfill_fills_every_day_from_history_idempotently(
     body = api.get(f"/compliance/trend?from={since}&to={mid}").get_json()
     assert len(body["series"]) == (mid - since).days + 1
     for p in body["series"][::7]:
-        assert point(p) == totals(api.get(f"/compliance/summary?on={p['day']}").get_json())
+        assert point(p) == from_history(as_tenant, org, p["day"])
     assert body["series"][0]["required"] == 0  # before anyone was required
 
 
