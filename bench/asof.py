@@ -26,6 +26,8 @@ REPEAT = 5
 TREND_CERTIFICATIONS = 500
 
 HISTORY_SQL = [
+    # The catalog existed before the history below (a past day's summary then reads it).
+    "UPDATE certifications SET created_at = now() - interval '500 days'",
     """INSERT INTO requirement_periods (org_id, id, assignment_id, certification_id,
                                         subject_type, subject_id, required, starts_on, ends_on)
        SELECT org_id, gen_random_uuid(), id, certification_id, subject_type, subject_id, true,

@@ -1,9 +1,9 @@
 """Daily compliance snapshots: one row per (org, certification, day) with counts per status.
 
-The org's tick writes today's (`snapshot_day`, after the recomputation); `certs snapshots
-backfill --since` writes past days from history. Each day is one INSERT … SELECT … ON CONFLICT
-DO UPDATE over `history.asof.as_of_rows`: idempotent, a re-run overwrites the day with the same
-figures. The trend reads a range of days in one indexed statement (`trend`).
+The org's first tick of each local day writes yesterday's (final) and today's
+(`snapshot_org`); `certs snapshots backfill --since` writes past days from history. Each day is
+one INSERT … SELECT … ON CONFLICT DO UPDATE over `history.asof.as_of_rows`: idempotent, a
+re-run overwrites the day with the same figures. The trend reads a range of days in one indexed statement (`trend`).
 """
 
 from __future__ import annotations
@@ -70,16 +70,17 @@ def snapshot_day(session: Session, org_id: uuid.UUID, when: AsOf) -> int:
 
 
 def snapshot_org(session: Session, org_id: uuid.UUID, now: datetime) -> int:
-    """The tick's step: today's snapshot in the org's time zone (after the recomputation).
-    The day's first one also rewrites yesterday's as it stood at its end: changes after
-    yesterday's last tick count there, as in an `on=` read of that day."""
+    """The tick's step, once per local day (the day's first tick, after the recomputation):
+    yesterday's snapshot rewritten as it stood at its end, and today's as it starts. Later
+    ticks of the day write nothing: at a million assignments a snapshot is a statement of
+    seconds, and today's live figures are the summary's."""
     org = session.get(Organization, org_id)
     if org is None:
         return 0
     today = org_today(org.timezone, now)
-    written = 0
-    if session.scalar(select(S.id).where(S.day == today).limit(1)) is None:
-        written += snapshot_day(session, org_id, AsOf.of(org.timezone, today - timedelta(days=1)))
+    if session.scalar(select(S.id).where(S.day == today).limit(1)) is not None:
+        return 0
+    written = snapshot_day(session, org_id, AsOf.of(org.timezone, today - timedelta(days=1)))
     return written + snapshot_day(session, org_id, AsOf.of(org.timezone, today))
 
 
