@@ -3,7 +3,8 @@
 The org's first tick of each local day writes yesterday's (final) and today's
 (`snapshot_org`); `certs snapshots backfill --since` writes past days from history. Each day is
 one INSERT … SELECT … ON CONFLICT DO UPDATE over `history.asof.as_of_rows`: idempotent, a
-re-run overwrites the day with the same figures. The trend reads a range of days in one indexed statement (`trend`).
+re-run overwrites the day with the same figures. The trend reads a range of days in one
+indexed statement (`trend`).
 """
 
 from __future__ import annotations
