@@ -9,6 +9,7 @@ import certifications.automation.models
 import certifications.catalog.models
 import certifications.directory.models
 import certifications.evidence.models
+import certifications.history.models
 import certifications.webhooks.models
 import jobs.models
 import tenancy.models
@@ -24,6 +25,7 @@ MODULES = (
     certifications.automation.models,
     certifications.evidence.models,
     certifications.webhooks.models,
+    certifications.history.models,
     certifications.audit.models,
 )
 metadata = Base.metadata

@@ -278,6 +278,29 @@ def tick(org_id: str | None, timeout: float) -> None:
     click.echo(json.dumps(report, default=str))
 
 
+@main.group("snapshots")
+def snapshots_group() -> None:
+    """Daily compliance snapshots (the trend's points)."""
+
+
+@snapshots_group.command("backfill")
+@click.option("--since", required=True, type=click.DateTime(formats=["%Y-%m-%d"]))
+@click.option("--org", "org_id", default=None, help="Only this organization.")
+def snapshots_backfill(since: Any, org_id: str | None) -> None:
+    """Write every day's snapshot from --since through today, from history; prints JSON
+    {org id: days}. Idempotent: a re-run writes the same figures."""
+    oid = None
+    if org_id is not None:
+        try:
+            oid = uuid.UUID(org_id)
+        except ValueError:
+            raise click.BadParameter("not a UUID", param_hint="--org") from None
+    _bootstrap()
+    from workers.tick import backfill_snapshots
+
+    click.echo(json.dumps(backfill_snapshots(since.date(), oid)))
+
+
 @main.group("jobs")
 def jobs_group() -> None:
     """Background jobs whose retries ran out (docs/operations.md)."""

@@ -41,6 +41,9 @@ DELIVER_WEBHOOKS = JobKind(
     "deliver_webhooks", queue_name="notifications", max_retries=10_000, time_limit_ms=2 * MINUTE_MS
 )
 
+# An audit pack of a large scope (certifications.reporting.audit_pack), built off the request.
+AUDIT_PACK = JobKind("audit_pack", max_retries=2, time_limit_ms=15 * MINUTE_MS)
+
 KINDS: dict[str, JobKind] = {
     kind.actor_name: kind
     for kind in (
@@ -51,6 +54,7 @@ KINDS: dict[str, JobKind] = {
         DELIVER_NOTIFICATION,
         DELIVER_DIGEST,
         DELIVER_WEBHOOKS,
+        AUDIT_PACK,
     )
 }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from alembic import command
@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from certifications.assignments.models import AssignmentCycle
+from certifications.history.models import ExemptionPeriod, RequirementPeriod
 from infra import migrate
 from tests.support.backend import create_backend, drop_backend
 
@@ -258,5 +259,76 @@ def test_downgrade_past_0010_refuses_to_strand_sealed_webhook_secrets(settings):
                 assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0010"
         finally:
             owner.dispose()
+    finally:
+        drop_backend(backend)
+
+
+def test_0022_backfills_requirement_and_exemption_periods(settings):
+    """Current assignments get an open period from their creation day (required as they are),
+    a revoked one superseded since a period ending when its successor came; exempt ones an
+    open exemption period. Two organizations: on PostgreSQL the backfill must pass RLS."""
+    backend = create_backend()
+    try:
+        s = dataclasses.replace(
+            settings,
+            migration_database_url=backend.owner_url,
+            database_url=backend.app_url,
+            db_app_role=backend.app_role,
+        )
+        migrate.upgrade(s, "0015")
+        engine = create_engine(backend.owner_url)
+        t0 = datetime(2026, 1, 10, 12, tzinfo=UTC)
+        made: dict[uuid.UUID, dict[str, uuid.UUID]] = {}
+        try:
+            for _ in range(2):
+                org, cert, subject = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+                ids = {"old": uuid.uuid4(), "new": uuid.uuid4(), "unrequired": uuid.uuid4()}
+                with Session(engine) as session:
+                    _as_org(session, org)
+                    _insert(session, "organizations", id=org, name="Org", timezone="UTC",
+                            modules=[], admin_emails=[], reviewer_emails=[])  # fmt: skip
+                    _insert(session, "certifications", org_id=org, id=cert, name="Crane",
+                            type="employee", notification_rules=[], task_rules=[])  # fmt: skip
+                    rows = [
+                        ("old", subject, t0, t0 + timedelta(days=5), True, None),
+                        ("new", subject, t0 + timedelta(days=9), None, True, t0),
+                        ("unrequired", uuid.uuid4(), t0, None, False, None),
+                    ]
+                    for key, subj, created, revoked, required, exempt_at in rows:
+                        _insert(session, "assignments", org_id=org, id=ids[key],
+                                certification_id=cert, subject_type="employee",
+                                subject_id=subj, required=required, created_at=created,
+                                updated_at=created, revoked_at=revoked,
+                                revoked_reason="r" if revoked else None,
+                                exempt_at=exempt_at,
+                                exempt_reason="leave" if exempt_at else None)  # fmt: skip
+                    session.commit()
+                made[org] = ids
+            migrate.upgrade(s, "0022")
+            for org, ids in made.items():
+                with Session(engine) as session:
+                    _as_org(session, org)
+                    p, x = RequirementPeriod, ExemptionPeriod
+                    periods = {
+                        r.assignment_id: (r.required, r.starts_on, r.ends_on)
+                        for r in session.execute(
+                            select(p.assignment_id, p.required, p.starts_on, p.ends_on).where(
+                                p.org_id == org
+                            )
+                        )
+                    }
+                    exempt = session.execute(
+                        select(x.assignment_id, x.reason, x.starts_on).where(x.org_id == org)
+                    ).all()
+                assert periods == {
+                    ids["old"]: (True, date(2026, 1, 10), date(2026, 1, 19)),
+                    ids["new"]: (True, date(2026, 1, 19), None),
+                    ids["unrequired"]: (False, date(2026, 1, 10), None),
+                }
+                assert [tuple(r) for r in exempt] == [(ids["new"], "leave", date(2026, 1, 10))]
+            migrate.downgrade(s, "0015")
+            migrate.upgrade(s)
+        finally:
+            engine.dispose()
     finally:
         drop_backend(backend)

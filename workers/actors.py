@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
+from datetime import date
 from typing import Any
 
 import dramatiq
@@ -17,6 +18,8 @@ import dramatiq
 from certifications.assignments import fanout, recompute
 from certifications.assignments.schedule import request_tick
 from certifications.automation import delivery
+from certifications.evidence.storage import document_store
+from certifications.reporting.audit_pack import produce_audit_pack
 from certifications.webhooks.endpoints import request_delivery
 from infra import database as db
 from infra.settings import Settings
@@ -100,6 +103,28 @@ def tick_org(org_id: str, job_id: str | None = None) -> None:
         run.finish(report, done=1)
 
 
+def audit_pack(
+    org_id: str, scope_kind: str, scope_id: str, on: str, fmt: str, job_id: str | None = None
+) -> None:
+    """An audit pack of a large scope: the file goes to the document store, the job's result
+    says where to download it."""
+    oid = uuid.UUID(org_id)
+    assert job_id is not None, "requested with a job (reports.audit_pack)"
+    with job_run(oid, job_id) as run:
+        result = produce_audit_pack(
+            run.session,
+            document_store(_require_settings()),
+            oid,
+            uuid.UUID(job_id),
+            scope_kind=scope_kind,
+            scope_id=uuid.UUID(scope_id),
+            on=date.fromisoformat(on),
+            fmt=fmt,
+            now=db.utcnow(),
+        )
+        run.finish(result, done=1)
+
+
 def deliver_notification(org_id: str, notification_id: str, job_id: str | None = None) -> None:
     """Send one notification (email or webhook). A failed send raises `Retry`: Dramatiq retries
     it with the policy's backoff; past the attempts the row is `failed` (or, should recording
@@ -156,6 +181,7 @@ ACTORS: dict[catalog.JobKind, Callable[..., None]] = {
     catalog.DELIVER_NOTIFICATION: deliver_notification,
     catalog.DELIVER_DIGEST: deliver_digest,
     catalog.DELIVER_WEBHOOKS: deliver_webhooks,
+    catalog.AUDIT_PACK: audit_pack,
     NOTIFICATION_FAILED: notification_failed,
 }
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import dramatiq
@@ -33,6 +33,8 @@ from certifications.automation.models import Notification
 from certifications.automation.pipeline import enqueue_deliveries, evaluate_org
 from certifications.evidence.storage import document_store
 from certifications.evidence.sweep import sweep_documents
+from certifications.history.snapshots import backfill as snapshots_backfill
+from certifications.history.snapshots import snapshot_org
 from certifications.webhooks import sending as webhook_sending
 from certifications.webhooks.endpoints import request_delivery
 from infra import context
@@ -56,6 +58,7 @@ def tick_org(run: JobRun, org_id: uuid.UUID, now: datetime) -> dict[str, Any]:
     if webhook_sending.wants_round(run.session, now):  # events the recompute or writes made
         request_delivery(run.session)
     if org.has_module("hse"):
+        report["snapshots"] = snapshot_org(run.session, org_id, now)  # today's trend point
         report.update(evaluate_org(run.session, org_id, now, org.timezone))
         report["digests"] = collect_digests(run.session, org, now)
         report["queued"] = enqueue_deliveries(run.session, now)
@@ -97,6 +100,19 @@ def tick_now(now: datetime | None = None, org_id: uuid.UUID | None = None) -> di
         with job_run(oid) as run:
             report[str(oid)] = tick_org(run, oid, now)
     return {"orgs": len(orgs), "ticks": report}
+
+
+def backfill_snapshots(since: date, org_id: uuid.UUID | None = None) -> dict[str, int]:
+    """`certs snapshots backfill`: every org's (or one org's) daily snapshots from `since`
+    through today, from history; one commit per org (re-runs overwrite the same figures)."""
+    now = db.utcnow()
+    with platform_run() as session:
+        orgs = [row.id for row in schedule.organizations(session, org_id)]
+    report: dict[str, int] = {}
+    for oid in orgs:
+        with job_run(oid) as run:
+            report[str(oid)] = snapshots_backfill(run.session, oid, since, now)
+    return report
 
 
 def delivery_outcomes(org_ids: list[uuid.UUID], since: datetime) -> dict[str, int]:

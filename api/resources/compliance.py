@@ -7,13 +7,16 @@ from typing import Any
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from api.asof import as_of
 from api.db import request_session
+from api.schemas.history import TrendArgs, TrendSchema
 from api.schemas.views import (
+    AsOfArgs,
     ComplianceSummarySchema,
     ForecastArgs,
     ForecastSchema,
-    IncludeInactiveArgs,
 )
+from api.trend import compliance_trend
 from certifications.reporting.compliance import compliance_summary
 from certifications.reporting.forecast import renewal_forecast
 from infra.database import utcnow
@@ -28,15 +31,30 @@ blp = Blueprint(
 @blp.route("/summary")
 class ComplianceSummary(MethodView):
     @requires("certifications:read", module="hse")
-    @blp.arguments(IncludeInactiveArgs, location="query")
+    @blp.arguments(AsOfArgs, location="query")
     @blp.response(200, ComplianceSummarySchema)
     def get(self, args: dict[str, Any]) -> Any:
         """Counts per status and the share of required assignments that are valid: per
         certification, per group (with its subgroups) and org-wide.
 
         Exempt assignments count under `exempt`, outside the ratio; assignments of inactive
-        subjects (leavers) are left out unless `include_inactive=true`."""
-        return compliance_summary(request_session(), args["include_inactive"])
+        subjects (leavers) are left out unless `include_inactive=true`. `on`: as of a past
+        day, from history."""
+        when = as_of(args["on"])
+        return compliance_summary(request_session(), args["include_inactive"], when)
+
+
+@blp.route("/trend")
+class ComplianceTrend(MethodView):
+    @requires("certifications:read", module="hse")
+    @blp.arguments(TrendArgs, location="query")
+    @blp.response(200, TrendSchema)
+    def get(self, args: dict[str, Any]) -> Any:
+        """Daily compliance figures from the snapshots the org's tick writes (one per day;
+        `certs snapshots backfill --since` fills past days): counts per status, required,
+        compliant and the ratio, summed over the certifications asked for. At most 366 days.
+        `location_id`: that site's subjects, computed from history day by day."""
+        return compliance_trend(request_session(), args)
 
 
 @blp.route("/forecast")

@@ -15,6 +15,13 @@ from certifications.vocabulary import CERTIFICATION_TYPES, STATUSES
 # --- query arguments ---------------------------------------------------------------------------
 
 
+AS_OF_DOC = (
+    "As the figures stood at the end of this past day in the organization's time zone (read "
+    "from history: the cycle then current, the requirements, exemptions and revocations as "
+    "they stood). Unset or today: now. A future day is 422."
+)
+
+
 class SubjectViewArgs(PageArgs):
     status = DelimitedList(
         fields.String(validate=validate.OneOf(STATUSES)),
@@ -49,6 +56,7 @@ class SubjectViewArgs(PageArgs):
             "compliance. Unset: both."
         },
     )
+    on = Date(load_default=None, metadata={"description": AS_OF_DOC + " Not with `format=csv`."})
     format = fields.String(
         load_default="json",
         validate=validate.OneOf(("json", "csv")),
@@ -85,6 +93,10 @@ class IncludeInactiveArgs(Schema):
             "description": "Count assignments of inactive subjects (leavers) too; default false."
         },
     )
+
+
+class AsOfArgs(IncludeInactiveArgs):
+    on = Date(load_default=None, metadata={"description": AS_OF_DOC})
 
 
 class ForecastArgs(IncludeInactiveArgs):

@@ -49,6 +49,7 @@ from certifications.automation.models import Notification
 from certifications.automation.tasks import close_superseded_tasks
 from certifications.catalog.models import Certification
 from certifications.directory.models import SUBJECT_MODELS
+from certifications.history.periods import record_requirements
 from certifications.vocabulary import REVOKED
 from infra.context import require_org_id
 from infra.dialect import new_uuid_sql
@@ -333,6 +334,8 @@ def _assign(
     for chunk in _chunks(session, plan.write_ids):
         pairs = [(uuid.uuid4(), subject_id) for subject_id in chunk]
         created.update(_insert_assignments(session, Assignment, constants, pairs))
+    # Requirement history: one pass over the certification's rows, whatever the chunks.
+    record_requirements(session, org_id, today, certification_ids=[cert.id])
     for result in plan.results.values():
         if result["status"] != "created":
             continue

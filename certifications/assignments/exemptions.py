@@ -11,13 +11,14 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from certifications.assignments.models import Assignment
 from certifications.assignments.schedule import request_tick
 from certifications.assignments.service import lock_assignment, refuse_revoked
 from certifications.automation.withdraw import withdraw
+from certifications.history.periods import end_exemptions, open_exemption
 from infra.context import require_org_id
 from infra.errors import Invalid
 from tenancy.organizations import org_today_for
@@ -47,6 +48,7 @@ def exempt(
     assignment.exempt_at = now
     assignment.updated_at = now
     session.flush()
+    open_exemption(session, assignment.id, reason=reason, until=until, by=actor, today=today)
     withdraw(session, org_id, [assignment.id], "assignment exempted", now)
     return assignment
 
@@ -58,15 +60,18 @@ def lift(session: Session, assignment: Assignment, *, now: datetime) -> Assignme
         _clear(assignment)
         assignment.updated_at = now
         session.flush()
+        end_exemptions(session, org_today_for(session, require_org_id(), now), [assignment.id])
         request_tick(session)
     return assignment
 
 
 def lift_expired(session: Session, org_id: uuid.UUID, today: date, now: datetime) -> int:
     """Exemptions whose `until` day has passed end (set-based); returns how many ended."""
+    ending = [A.exempt_at.is_not(None), A.exempt_until < today]
+    end_exemptions(session, today, select(A.id).where(*ending))
     result = session.execute(
         update(A)
-        .where(A.exempt_at.is_not(None), A.exempt_until < today)
+        .where(*ending)
         .values(
             exempt_reason=None, exempt_until=None, exempt_by=None, exempt_at=None, updated_at=now
         ),

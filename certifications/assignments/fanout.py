@@ -47,6 +47,7 @@ from certifications.assignments import status as rules
 from certifications.assignments.models import Assignment
 from certifications.catalog.models import Certification, CertificationRole
 from certifications.directory.models import Employee
+from certifications.history.periods import close_requirements, record_requirements
 from certifications.vocabulary import MISSING, REVOKED
 from infra.database import UTCDateTime
 from infra.dialect import new_uuid_sql, upsert_insert
@@ -92,10 +93,13 @@ def fanout_certification(
     """Bring one certification's role assignments in line with its roles (after a catalog edit)."""
     lock_fanouts(session, org_id)
     # Retire first: it then scans only the assignments that existed before this change.
-    changes = _retire(session, now, [A.certification_id == certification_id])
+    scope = [A.certification_id == certification_id]
+    changes = _retire(session, today, now, scope)
     cert = session.get(Certification, certification_id)
     live = [cert] if cert is not None and _fans_out(cert) else []
     created = _insert_missing(session, org_id, live, today, now, employee_ids=None)
+    # Requirement history (certifications.history): what now applies, from today.
+    record_requirements(session, org_id, today, certification_ids=[certification_id])
     return {"created": created, **changes}
 
 
@@ -113,10 +117,11 @@ def fanout_employees(
     for chunk in _chunks(sorted(set(employee_ids)), EMPLOYEE_CHUNK):
         # subject_type first: the (org, type, subject) index then probes just these employees.
         scope = [A.subject_type == "employee", A.subject_id.in_(chunk)]
-        for key, value in _retire(session, now, scope).items():
+        for key, value in _retire(session, today, now, scope).items():
             report[key] += value
         certs = _certifications_for(session, chunk)
         report["created"] += _insert_missing(session, org_id, certs, today, now, employee_ids=chunk)
+        record_requirements(session, org_id, today, subject_ids=chunk)
     return report
 
 
@@ -259,9 +264,12 @@ def _rowcount(session: Session, stmt: Any) -> int:
     return max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
 
 
-def _retire(session: Session, now: datetime, scope: list[ColumnElement[bool]]) -> dict[str, int]:
+def _retire(
+    session: Session, today: date, now: datetime, scope: list[ColumnElement[bool]]
+) -> dict[str, int]:
     """Role assignments whose role no longer applies: unrecorded ones go, recorded ones stay
-    (history) but stop counting as required; ones whose role applies again count again."""
+    (history) but stop counting as required; ones whose role applies again count again. The
+    requirement periods of the rows that go end today (the caller records the rest)."""
     applies = exists().where(
         E.org_id == A.org_id,
         E.id == A.subject_id,
@@ -271,9 +279,11 @@ def _retire(session: Session, now: datetime, scope: list[ColumnElement[bool]]) -
         CR.role_id == E.role_id,
     )
     role_live = [A.source == "role", A.revoked_at.is_(None), *scope]
-    removed = session.execute(
-        delete(A).where(*role_live, A.issued_on.is_(None), ~applies), execution_options=_CORE_LIKE
-    )
+    removed_ids = session.scalars(
+        delete(A).where(*role_live, A.issued_on.is_(None), ~applies).returning(A.id),
+        execution_options=_CORE_LIKE,
+    ).all()
+    close_requirements(session, today, removed_ids)
     unrequired = session.execute(
         update(A)
         .where(*role_live, A.issued_on.is_not(None), A.required, ~applies)
@@ -285,7 +295,7 @@ def _retire(session: Session, now: datetime, scope: list[ColumnElement[bool]]) -
         execution_options=_CORE_LIKE,
     )
     return {
-        "removed": max(removed.rowcount or 0, 0),  # type: ignore[attr-defined]
+        "removed": len(removed_ids),
         "not_required": max(unrequired.rowcount or 0, 0),  # type: ignore[attr-defined]
         "required_again": max(required_again.rowcount or 0, 0),  # type: ignore[attr-defined]
     }

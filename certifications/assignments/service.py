@@ -31,6 +31,7 @@ from certifications.catalog import forms
 from certifications.catalog.models import Certification
 from certifications.catalog.service import get_certification
 from certifications.directory.models import SUBJECT_MODELS
+from certifications.history.periods import forget_requirements, record_requirements
 from certifications.vocabulary import MISSING
 from infra.context import require_org_id
 from infra.database import get_or_not_found
@@ -120,6 +121,14 @@ def create_assignment(
     except IntegrityError as exc:  # a concurrent request won the race for the live slot
         raise _live_conflict() from exc
     restatus(session, assignment, cert, today, now, created=True)
+    # Required from today (and a revoked predecessor stops counting): the history's periods.
+    record_requirements(
+        session,
+        require_org_id(),
+        today,
+        certification_ids=[cert.id],
+        subject_ids=[assignment.subject_id],
+    )
     return assignment
 
 
@@ -233,6 +242,7 @@ def delete_assignment(session: Session, assignment: Assignment) -> None:
         assignment.id,
         before=_history_json(session, assignment),
     )
+    forget_requirements(session, assignment.id)
     session.delete(assignment)
     session.flush()
 

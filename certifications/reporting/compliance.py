@@ -15,13 +15,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select, union_all
+from sqlalchemy import and_, func, select, union_all
 from sqlalchemy.orm import Session
 
 from certifications.assignments.models import Assignment
 from certifications.assignments.scope import subject_active
 from certifications.catalog.groups import GroupNode, group_nodes, top_level
 from certifications.catalog.models import Certification
+from certifications.history.asof import AsOf, status_counts_as_of
+from certifications.history.models import ComplianceSnapshot
 from certifications.reporting.subjects import empty_counts, newer_cycle_exists
 from certifications.vocabulary import COMPLIANT_STATUSES
 from infra.database import without_jit
@@ -89,6 +91,75 @@ def certification_stats(
     return stats
 
 
+def certification_stats_as_of(
+    session: Session, when: AsOf, include_inactive: bool = False
+) -> dict[uuid.UUID, CertificationStats]:
+    """`certification_stats` as the figures stood on a past day (`history.asof`)."""
+    without_jit(session)
+    catalog = (
+        select(Certification.id, Certification.name, Certification.type)
+        .where(Certification.archived_at.is_(None))
+        .order_by(Certification.name, Certification.id)
+    )
+    stats = {r.id: CertificationStats(r.id, r.name, r.type) for r in session.execute(catalog)}
+    for cid, status, required, exempt, n in status_counts_as_of(session, when, include_inactive):
+        if cid in stats:
+            stats[cid].add(status, required, exempt, n)
+    return stats
+
+
+def certification_stats_from_snapshots(
+    session: Session, when: AsOf
+) -> dict[uuid.UUID, CertificationStats] | None:
+    """The day's figures from its snapshots (the tick's or the backfill's: computed from the
+    same history), or None unless every active certification that existed then has one."""
+    stmt = (
+        select(
+            Certification.id,
+            Certification.name,
+            Certification.type,
+            Certification.created_at,
+            ComplianceSnapshot,
+        )
+        .outerjoin(
+            ComplianceSnapshot,
+            and_(
+                ComplianceSnapshot.org_id == Certification.org_id,
+                ComplianceSnapshot.certification_id == Certification.id,
+                ComplianceSnapshot.day == when.on,
+            ),
+        )
+        .where(Certification.archived_at.is_(None))
+        .order_by(Certification.name, Certification.id)
+    )
+    stats: dict[uuid.UUID, CertificationStats] = {}
+    written = False
+    for cid, name, type_, created_at, snap in session.execute(stmt):
+        s = stats[cid] = CertificationStats(cid, name, type_)
+        if snap is None:
+            if created_at < when.cutoff:
+                return None
+            continue  # created after the day: nothing counted then
+        written = True
+        s.counts = {status: getattr(snap, status) for status in s.counts}
+        s.required, s.compliant, s.exempt = snap.required, snap.compliant, snap.exempt
+    return stats if written else None
+
+
+def _stats(
+    session: Session, include_inactive: bool, when: AsOf | None
+) -> dict[uuid.UUID, CertificationStats]:
+    if when is None:
+        return certification_stats(session, include_inactive)
+    if not include_inactive:
+        # A past day's snapshots answer in one short read; a day without them (before the
+        # backfill, a certification created since) is computed from history.
+        stats = certification_stats_from_snapshots(session, when)
+        if stats is not None:
+            return stats
+    return certification_stats_as_of(session, when, include_inactive)
+
+
 def _cert_json(s: CertificationStats) -> dict[str, Any]:
     return {
         "certification_id": s.id,
@@ -119,10 +190,13 @@ def _rollup(stats: Iterable[CertificationStats]) -> dict[str, Any]:
     }
 
 
-def group_tree(session: Session, include_inactive: bool = False) -> dict[str, Any]:
+def group_tree(
+    session: Session, include_inactive: bool = False, when: AsOf | None = None
+) -> dict[str, Any]:
     """The group tree; each node lists its own certifications with counts per status, its own
-    counts, and `subtree` counts over itself and its descendants (each certification once)."""
-    stats = certification_stats(session, include_inactive)
+    counts, and `subtree` counts over itself and its descendants (each certification once).
+    `when`: as the figures stood on that past day."""
+    stats = _stats(session, include_inactive, when)
     nodes = group_nodes(session)
 
     def render(node: GroupNode) -> dict[str, Any]:
@@ -147,9 +221,12 @@ def group_tree(session: Session, include_inactive: bool = False) -> dict[str, An
     }
 
 
-def compliance_summary(session: Session, include_inactive: bool = False) -> dict[str, Any]:
-    """Org-wide: per certification, per group (with its subgroups) and in total."""
-    stats = certification_stats(session, include_inactive)
+def compliance_summary(
+    session: Session, include_inactive: bool = False, when: AsOf | None = None
+) -> dict[str, Any]:
+    """Org-wide: per certification, per group (with its subgroups) and in total; `when`: as
+    the figures stood on that past day (read from history)."""
+    stats = _stats(session, include_inactive, when)
     nodes = group_nodes(session)
     groups = []
     for node in nodes.values():

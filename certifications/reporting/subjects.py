@@ -269,12 +269,19 @@ def attach_certifications(
             keep = leading_within(ids, certification_counts(session, kind, f, ids), max_entries)
             rows = rows[:keep]
             found = session.execute(certification_rows(kind, f, ids[:keep])).all()
+    fill_rows(rows, found, f.status)
+    return rows
+
+
+def fill_rows(rows: list[SubjectRow], found: Sequence[Any], statuses: Sequence[str]) -> None:
+    """Add each found assignment (`certification_rows`' columns; the last one: exempt or
+    not) to its subject's row: its summary, and its certifications when `statuses` allow."""
     by_id = {r.id: r for r in rows}
-    wanted = set(f.status)
+    wanted = set(statuses)
     # Plain tuples: this loop runs once per assignment of the page (50 x 20 at default size).
     for sid, aid, cid, name, status, required, issued, effective, expires, exempt_at in found:
         row = by_id[sid]
-        row.summary["exempt" if exempt_at is not None else status] += 1
+        row.summary["exempt" if exempt_at else status] += 1
         if wanted and status not in wanted:
             continue
         row.certifications.append(
@@ -287,10 +294,9 @@ def attach_certifications(
                 "effective_on": effective,
                 "expires_on": expires,
                 "assignment_id": aid,
-                "exempt": exempt_at is not None,
+                "exempt": bool(exempt_at),
             }
         )
-    return rows
 
 
 def _subject_row(kind: str, s: Any) -> SubjectRow:

@@ -42,6 +42,7 @@ HSE_PREFIXES = (
     "/notifications",
     "/documents",
     "/submissions",
+    "/reports",
 )
 # Self-service (`self` tokens): HSE endpoints too.
 SELF_PREFIX = "/me"

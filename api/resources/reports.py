@@ -1,0 +1,111 @@
+"""Reports for inspectors: the audit pack of a location, a client or a group, as PDF or XLSX."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import Response
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from api.asof import as_of
+from api.db import request_session
+from api.resources.documents import store
+from api.schemas.history import AuditPackArgs, AuditPackJobSchema
+from certifications.evidence.storage import attachment
+from certifications.history.asof import AsOf
+from certifications.history.scope import resolve_scope
+from certifications.reporting.audit_pack import (
+    CONTENT_TYPES,
+    SYNC_SUBJECTS,
+    build_audit_pack,
+    filename,
+    render,
+)
+from infra.database import get_or_not_found, utcnow
+from infra.errors import Conflict
+from jobs import catalog
+from jobs.models import Job
+from jobs.outbox import request_job
+from tenancy.auth import current_organization, current_subject, requires
+from tenancy.organizations import org_today
+
+blp = Blueprint("reports", __name__, url_prefix="/reports", description="Reports")
+
+_FILE_DOC = {
+    "responses": {
+        200: {
+            "description": "The audit pack (a scope of at most "
+            f"{SYNC_SUBJECTS} subjects is answered at once)",
+            "content": {
+                CONTENT_TYPES["pdf"]: {"schema": {"type": "string", "format": "binary"}},
+                CONTENT_TYPES["xlsx"]: {"schema": {"type": "string", "format": "binary"}},
+            },
+        }
+    }
+}
+
+
+def _file(data: bytes, name: str, content_type: str) -> Response:
+    resp = Response(data, mimetype=content_type)
+    resp.headers["Content-Disposition"] = attachment(name)
+    resp.headers["Cache-Control"] = "private, no-store"
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    return resp
+
+
+@blp.route("/audit-pack")
+class AuditPackResource(MethodView):
+    @requires("certifications:read", module="hse")
+    @blp.arguments(AuditPackArgs, location="query")
+    @blp.response(202, AuditPackJobSchema)
+    @blp.doc(**_FILE_DOC)
+    def get(self, args: dict[str, Any]) -> Any:
+        """The audit pack of one location, client or group on a day (default today): cover,
+        compliance summary, a 12-month trend, the members × certifications matrix, exemptions
+        with reasons and the documents with their SHA-256.
+
+        A larger scope answers 202 with a job: poll `GET /jobs/{id}`, then download the file
+        from `result.download` (kept about an hour)."""
+        session = request_session()
+        org = current_organization()
+        on = args["on"] or org_today(org.timezone, utcnow())
+        as_of(on)  # 422 for a future day
+        when = AsOf.of(org.timezone, on)
+        ids = {k: args[k] for k in ("location_id", "client_id", "group_id")}
+        scope = resolve_scope(session, when, **ids)
+        if len(scope.subject_ids or ()) > SYNC_SUBJECTS:
+            job = request_job(
+                session,
+                catalog.AUDIT_PACK.actor_name,
+                job_kind="audit_pack",
+                created_by=current_subject(),
+                total=1,
+                scope_kind=scope.kind,
+                scope_id=str(scope.id),
+                on=on.isoformat(),
+                fmt=args["format"],
+            )
+            assert job is not None
+            return {"job_id": job.id, "status_url": f"/api/v1/jobs/{job.id}"}
+        pack = build_audit_pack(session, org.name, org.timezone, scope, when, utcnow())
+        fmt = args["format"]
+        return _file(render(pack, fmt), filename(scope, on, fmt), CONTENT_TYPES[fmt])
+
+
+@blp.route("/audit-pack/<uuid:job_id>")
+class AuditPackDownload(MethodView):
+    @requires("certifications:read", module="hse")
+    @blp.doc(**_FILE_DOC)
+    def get(self, job_id: uuid.UUID) -> Any:
+        """Download the audit pack a job built (409 while the job is not done)."""
+        job = get_or_not_found(request_session(), Job, job_id, "job")
+        if job.kind != "audit_pack":
+            raise Conflict("This job did not build an audit pack.")
+        if job.state != "done" or not job.result:
+            raise Conflict(f"The audit pack is not ready: the job is {job.state}.")
+        result = job.result
+        with store().open(result["key"]) as fh:
+            data = fh.read()
+        return _file(data, result["filename"], result["content_type"])

@@ -1,0 +1,162 @@
+"""Compliance as of a past day, read from history (one SELECT, whatever the day).
+
+`as_of_rows(on, cutoff)` is the reusable piece: one row per assignment the figures counted on
+day `on` (its requirement period covers the day), with the status it had then. Everything is
+"as recorded by the end of that day" in the org's time zone (`cutoff` = the instant the day
+ended):
+
+- the cycle in effect is the one that was current then: the first cycle closed after `cutoff`
+  (`assignment_cycles`), or the assignment's current cycle when none was;
+- a revocation counts once it happened by `cutoff`, an accepted form likewise;
+- an exemption counts while one of its periods covers the day;
+- the status is SPEC §4's rules on that day (`recompute.status_case_sql`), so on today's date
+  the answer is the stored one (a property test keeps the two equal).
+
+Not in history (yet): a subject's `active` flag and a certification's archiving are read as
+they are now, like the names.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import ColumnElement, Subquery, and_, case, false, func, null, or_, select
+from sqlalchemy.orm import Session, aliased
+
+from certifications.assignments.models import Assignment, AssignmentCycle, FormSubmission
+from certifications.assignments.recompute import status_case_sql
+from certifications.assignments.scope import subject_active
+from certifications.catalog.models import Certification
+from certifications.history.models import ExemptionPeriod, RequirementPeriod
+
+A = Assignment
+P = RequirementPeriod
+X = ExemptionPeriod
+C = Certification
+FS = FormSubmission
+_CYCLE = aliased(AssignmentCycle, name="cycle_in_effect")
+
+
+def day_end(timezone: str, on: date) -> datetime:
+    """The UTC instant at which day `on` ended in `timezone` (start of the next local day)."""
+    return datetime.combine(on + timedelta(days=1), time(), ZoneInfo(timezone)).astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class AsOf:
+    """A past day of one organization: the day, and the instant it ended (UTC)."""
+
+    on: date
+    cutoff: datetime
+
+    @classmethod
+    def of(cls, timezone: str, on: date) -> AsOf:
+        return cls(on, day_end(timezone, on))
+
+
+def covers(period: Any, on: date) -> ColumnElement[bool]:
+    """The period (`starts_on`, exclusive `ends_on`) includes day `on`."""
+    return and_(period.starts_on <= on, or_(period.ends_on.is_(None), period.ends_on > on))
+
+
+def as_of_rows(
+    when: AsOf, include_inactive: bool = False, subject_ids: Sequence[uuid.UUID] | None = None
+) -> Subquery:
+    """The assignments counted on `on`, as they stood: columns `assignment_id`,
+    `certification_id`, `subject_type`, `subject_id`, `required`, `status`, `issued_on`,
+    `effective_on`, `expires_on`, `exempt`. Archived certifications are left out, and inactive
+    subjects unless `include_inactive`; `subject_ids` narrows to these subjects (an index
+    probe per subject instead of the org's whole history)."""
+    on, cutoff = when.on, when.cutoff
+    cy = _CYCLE
+    # Cycles close in order, so the first one closed after the day ended was current that day.
+    later = (
+        select(AssignmentCycle.assignment_id, func.min(AssignmentCycle.cycle).label("cycle"))
+        .where(AssignmentCycle.closed_at >= cutoff)
+        .group_by(AssignmentCycle.assignment_id)
+        .subquery("later_cycle")
+    )
+    exempt = select(X.assignment_id).where(covers(X, on)).subquery("exempt_then")
+    closed = cy.id.is_not(None)
+    form_of_closed = (
+        select(func.min(FS.created_at))
+        .where(
+            FS.org_id == P.org_id,
+            FS.assignment_id == P.assignment_id,
+            FS.cycle == cy.cycle,
+            FS.status == "accepted",
+            FS.created_at < cutoff,
+        )
+        .scalar_subquery()
+    )
+    form_of_current = case((A.form_accepted_at < cutoff, A.form_accepted_at), else_=None)
+    inner = (
+        select(
+            P.assignment_id,
+            P.certification_id,
+            P.subject_type,
+            P.subject_id,
+            P.required,
+            case((A.revoked_at < cutoff, A.revoked_at), else_=None).label("revoked_at"),
+            case((closed, cy.issued_on), else_=A.issued_on).label("issued_on"),
+            case((closed, cy.effective_on), else_=A.effective_on).label("effective_on"),
+            case((closed, cy.expires_on), else_=A.expires_on).label("expires_on"),
+            case(
+                (C.forms_required == false(), null()),
+                (closed, form_of_closed),
+                else_=form_of_current,
+            ).label("form_accepted_at"),
+            C.forms_required,
+            C.warning_days,
+            exempt.c.assignment_id.is_not(None).label("exempt"),
+        )
+        .select_from(P)
+        .join(C, and_(C.org_id == P.org_id, C.id == P.certification_id))
+        .outerjoin(A, and_(A.org_id == P.org_id, A.id == P.assignment_id))
+        .outerjoin(later, later.c.assignment_id == P.assignment_id)
+        .outerjoin(
+            cy,
+            and_(
+                cy.org_id == P.org_id,
+                cy.assignment_id == P.assignment_id,
+                cy.cycle == later.c.cycle,
+            ),
+        )
+        .outerjoin(exempt, exempt.c.assignment_id == P.assignment_id)
+        .where(covers(P, on), C.archived_at.is_(None))
+    )
+    if not include_inactive:
+        inner = inner.where(subject_active(P))
+    if subject_ids is not None:
+        inner = inner.where(P.subject_id.in_(list(subject_ids)))
+    t = inner.subquery("then")
+    return select(
+        t.c.assignment_id,
+        t.c.certification_id,
+        t.c.subject_type,
+        t.c.subject_id,
+        t.c.required,
+        status_case_sql(on, t, t).label("status"),
+        t.c.issued_on,
+        t.c.effective_on,
+        t.c.expires_on,
+        t.c.exempt,
+    ).subquery("as_of")
+
+
+def status_counts_as_of(
+    session: Session,
+    when: AsOf,
+    include_inactive: bool = False,
+    subject_ids: Sequence[uuid.UUID] | None = None,
+) -> list[tuple[uuid.UUID, str, bool, bool, int]]:
+    """(certification_id, status, required, exempt, count) of the rows counted that day."""
+    rows = as_of_rows(when, include_inactive, subject_ids)
+    cols = (rows.c.certification_id, rows.c.status, rows.c.required, rows.c.exempt)
+    stmt = select(*cols, func.count()).group_by(*cols)
+    return [(r[0], r[1], bool(r[2]), bool(r[3]), int(r[4])) for r in session.execute(stmt)]

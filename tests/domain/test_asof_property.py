@@ -1,0 +1,167 @@
+"""Property: over any history, the figures as of today equal today's figures.
+
+A seeded random history of assignments, renewals, corrections, revocations, reassignments,
+exemptions, role moves and leavers is written through the services and the fan-out with pinned
+clocks on past days; after today's recomputation, the summary (with and without leavers) and
+every employee's view row read from history (`on` = today) equal the live ones.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from certifications.assignments import exemptions, fanout, service
+from certifications.assignments.models import Assignment
+from certifications.assignments.recompute import recompute_org
+from certifications.directory.models import Employee
+from certifications.history.asof import AsOf, as_of_rows
+from certifications.reporting.asof_views import attach_certifications_as_of
+from certifications.reporting.compliance import compliance_summary
+from certifications.reporting.subjects import ViewFilters, attach_certifications
+from infra.database import utcnow
+from infra.errors import DomainError
+from tenancy.organizations import org_today
+
+ZONES = ("UTC", "America/New_York", "Pacific/Auckland")
+
+
+def at(day: date) -> datetime:
+    return datetime.combine(day, time(12), UTC)
+
+
+class History:
+    """Random changes of one org's records, one transaction each, on increasing past days."""
+
+    def __init__(self, rng: random.Random, as_tenant: Any, org: Any, world: dict[str, Any]):
+        self.rng, self.as_tenant, self.org, self.w = rng, as_tenant, org, world
+
+    def run(self, day: date) -> None:
+        op = self.rng.choice(
+            [self.assign] * 3
+            + [self.renew, self.correct, self.revoke, self.exempt, self.lift, self.move] * 2
+            + [self.leave]
+        )
+        with self.as_tenant(self.org.id) as s:
+            try:
+                op(s, day)
+                s.commit()
+            except DomainError:
+                s.rollback()
+
+    def _live(self, s: Any) -> Assignment | None:
+        rows = s.scalars(
+            select(Assignment).where(Assignment.revoked_at.is_(None)).order_by(Assignment.id)
+        ).all()
+        return self.rng.choice(rows) if rows else None
+
+    def _date(self, day: date) -> date | None:
+        return self.rng.choice([None, day - timedelta(days=self.rng.randint(0, 400))])
+
+    def assign(self, s: Any, day: date) -> None:
+        cert = self.rng.choice(self.w["manual"])
+        emp = self.rng.choice(self.w["employees"])
+        data = {"certification_id": cert.id, "subject_type": "employee", "subject_id": emp.id}
+        issued = self._date(day)
+        if issued is not None:
+            data["issued_on"] = issued
+            if self.rng.random() < 0.5:
+                data["expires_on"] = issued + timedelta(days=self.rng.randint(10, 400))
+        service.create_assignment(s, data, actor="t", now=at(day))
+
+    def renew(self, s: Any, day: date) -> None:
+        a = self._live(s)
+        if a is not None:
+            issued = day - timedelta(days=self.rng.randint(0, 20))
+            if a.effective_on is not None and issued < a.effective_on:
+                issued = a.effective_on
+            service.renew_assignment(s, a, {"issued_on": issued}, actor="t", now=at(day))
+
+    def correct(self, s: Any, day: date) -> None:
+        a = self._live(s)
+        if a is not None and a.issued_on is not None:
+            expires = a.issued_on + timedelta(days=self.rng.randint(1, 500))
+            service.update_assignment(s, a, {"expires_on": expires}, now=at(day))
+
+    def revoke(self, s: Any, day: date) -> None:
+        a = self._live(s)
+        if a is not None:
+            service.revoke_assignment(s, a, "random", actor="t", now=at(day))
+
+    def exempt(self, s: Any, day: date) -> None:
+        a = self._live(s)
+        if a is not None:
+            until = self.rng.choice([None, day + timedelta(days=self.rng.randint(0, 60))])
+            exemptions.exempt(s, a, "random", until, actor="t", now=at(day))
+
+    def lift(self, s: Any, day: date) -> None:
+        a = self._live(s)
+        if a is not None:
+            exemptions.lift(s, a, now=at(day))
+
+    def move(self, s: Any, day: date) -> None:
+        emp = s.get(Employee, self.rng.choice(self.w["employees"]).id)
+        emp.role_id = self.rng.choice([*self.w["roles"], None])
+        s.flush()
+        fanout.fanout_employees(s, self.org.id, [emp.id], today=day, now=at(day))
+
+    def leave(self, s: Any, day: date) -> None:
+        emp = s.get(Employee, self.rng.choice(self.w["employees"]).id)
+        emp.active = not emp.active
+        s.flush()
+        fanout.fanout_employees(s, self.org.id, [emp.id], today=day, now=at(day))
+
+
+@pytest.mark.parametrize("seed", range(6), ids=lambda s: f"seed{s}")
+def test_as_of_today_equals_today(
+    seed, make_org, make_role, make_employee, make_certification, as_tenant
+):
+    rng = random.Random(seed)
+    zone = ZONES[seed % len(ZONES)]
+    org = make_org(timezone=zone)
+    roles = [make_role(org).id, make_role(org).id]
+    world = {
+        "roles": roles,
+        "employees": [
+            make_employee(org, name=f"E{i}", role_id=rng.choice([*roles, None])) for i in range(5)
+        ],
+        "manual": [
+            make_certification(org, warning_days=30, validity_months=12),
+            make_certification(org, warning_days=0),
+        ],
+    }
+    make_certification(org, role_ids=[roles[0]], valid_when_added=True, validity_days=90)
+    make_certification(org, role_ids=roles, warning_days=10)
+    today = org_today(zone, utcnow())
+    history = History(rng, as_tenant, org, world)
+    with as_tenant(org.id) as s:
+        first = today - timedelta(days=300)
+        fanout.fanout_employees(
+            s, org.id, [e.id for e in world["employees"]], today=first, now=at(first)
+        )
+        s.commit()
+    day = today - timedelta(days=299)
+    while day < today:
+        history.run(day)
+        day += timedelta(days=rng.randint(0, 12))
+    with as_tenant(org.id) as s:
+        recompute_org(s, org.id, utcnow())
+        s.commit()
+    when = AsOf.of(zone, today)
+    with as_tenant(org.id) as s:
+        for include_inactive in (False, True):
+            live = compliance_summary(s, include_inactive)
+            assert compliance_summary(s, include_inactive, when) == live
+        employees = s.scalars(select(Employee).order_by(Employee.name)).all()
+        f = ViewFilters(include_inactive=True)
+        live_rows = [r.to_dict() for r in attach_certifications(s, "employee", employees, f)]
+        rows = as_of_rows(when, include_inactive=True)
+        then = [r.to_dict() for r in attach_certifications_as_of(s, "employee", employees, f, rows)]
+        assert then == live_rows
+        assert sum(len(r["certifications"]) for r in live_rows) > 0
+    assert isinstance(org.id, uuid.UUID)
