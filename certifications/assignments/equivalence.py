@@ -2,10 +2,11 @@
 own record and the subject's records of the certifications that satisfy B.
 
 Ranking: valid > expires_soon > upcoming > expired > missing. A provider gives B its status only
-when strictly better than B's own (a tie keeps B's own record, `satisfied_via` null); among
-equally good providers the smallest assignment id wins, so the choice is deterministic. Revoked
-stays revoked (a decision about B); a revoked provider provides nothing. One level: a provider's
-*own* record counts, never what it is itself satisfied by (not transitive).
+when that status is valid, expires_soon or upcoming (an expired or unrecorded record satisfies
+nothing) and strictly better than B's own (a tie keeps B's own record, `satisfied_via` null);
+among equally good providers the smallest assignment id wins, so the choice is deterministic.
+Revoked stays revoked (a decision about B); a revoked provider provides nothing. One level: a
+provider's *own* record counts, never what it is itself satisfied by (not transitive).
 
 The rule exists twice, kept in agreement by a property test (tests/domain): the pure
 `effective_status` below, used by single-assignment writes (`service.restatus`), and
@@ -31,8 +32,11 @@ A = Assignment
 C = Certification
 EQ = CertificationEquivalence
 
-# Higher is better; revoked and "no provider" rank 0 (they never provide).
+# Higher is better; revoked and "no provider" rank 0.
 RANK = {VALID: 5, EXPIRES_SOON: 4, UPCOMING: 3, EXPIRED: 2, MISSING: 1}
+# What an equivalent record can give: an expired or unrecorded OSHA 30 satisfies nothing, so
+# OSHA 10 then shows its own record (drops back to missing without one).
+PROVIDING = (VALID, EXPIRES_SOON, UPCOMING)
 
 
 def effective_status(
@@ -44,7 +48,7 @@ def effective_status(
         return own, None
     best: tuple[int, uuid.UUID, str] | None = None
     for provider_id, status in providers:
-        rank = RANK.get(status, 0)
+        rank = RANK[status] if status in PROVIDING else 0
         if rank and (best is None or (-rank, provider_id) < (-best[0], best[1])):
             best = (rank, provider_id, status)
     if best is not None and best[0] > RANK.get(own, 0):
@@ -89,7 +93,7 @@ def best_providers(
             ),
         )
         .join(pc, and_(pc.org_id == p.org_id, pc.id == p.certification_id))
-        .where(*where, A.revoked_at.is_(None), p.revoked_at.is_(None))
+        .where(*where, A.revoked_at.is_(None), p.revoked_at.is_(None), p_status.in_(PROVIDING))
         .cte("ranked")
     )
     return (

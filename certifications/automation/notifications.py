@@ -202,7 +202,14 @@ def _inserts(
                 literal(now, Notification.__table__.c.created_at.type),
                 literal(now, Notification.__table__.c.updated_at.type),
             )
-        ).where(_trigger_matches(a, t, today), in_compliance(a), *where)
+        ).where(
+            _trigger_matches(a, t, today),
+            in_compliance(a),
+            # Satisfied via an equivalent certification: its holder is covered; the provider's
+            # own rules remind about the provider.
+            a.satisfied_via_id.is_(None),
+            *where,
+        )
 
     statements = [
         _select(joined, t.c.recipient, t.c.source, t.c.kind == "fixed"),
