@@ -444,6 +444,11 @@ def _recompute_dependents(
     changed_select = (
         select(
             A.id,
+            *(
+                [literal_column("assignments.ctid").label("row_ctid")]
+                if dialect == "postgresql"
+                else []
+            ),
             A.cycle,
             A.status.label("old_status"),
             new_status.label("new_status"),
@@ -467,9 +472,13 @@ def _recompute_dependents(
             literal(now, UTCDateTime),
         ).where(changed.c.old_status != changed.c.new_status)
         events = insert(E).from_select(_event_columns(), event_source).cte("events")
+        # By physical address, as `_recompute_pg` (the locked rows cannot move meanwhile).
+        changed_tids: ColumnElement[Any] = literal_column(
+            "ARRAY(SELECT changed.row_ctid FROM changed)"
+        )
         stmt = (
             update(A)
-            .where(A.id == changed.c.id)
+            .where(literal_column("assignments.ctid") == any_(changed_tids), A.id == changed.c.id)
             .values(**_dependent_values(changed, now))
             .add_cte(events)
         )
