@@ -32,7 +32,6 @@ from sqlalchemy import (
     Date,
     Integer,
     Interval,
-    Select,
     Uuid,
     and_,
     any_,
@@ -442,7 +441,7 @@ def _recompute_dependents(
     own = status_case_sql(today)
     new_status, new_via = equivalence.effective_sql(own, best)
     differs = or_(new_status != A.status, new_via.is_distinct_from(A.satisfied_via_id))
-    changed_select: Select[Any] = (
+    changed_select: Any = (
         select(
             A.id,
             *(
