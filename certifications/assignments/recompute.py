@@ -287,6 +287,38 @@ def recompute_with_dependents(
     )
 
 
+def follow_fanout(
+    session: Session,
+    org_id: uuid.UUID,
+    today: date,
+    *,
+    certification_id: uuid.UUID | None = None,
+    subject_ids: Iterable[uuid.UUID] | None = None,
+    now: datetime | None = None,
+) -> int:
+    """After a role fan-out created or removed rows (of one certification, or of these
+    subjects): the rows an equivalence ties to them take their status now, not at the next
+    tick. Nothing to do (one query) in an org without equivalences."""
+    dependent = equivalence.dependent_certification_ids(session)
+    if not dependent:
+        return 0
+    if certification_id is not None:
+        affected = {c for c in dependent if c == certification_id} | set(
+            equivalence.dependent_certification_ids(session, [certification_id])
+        )
+        return sum(
+            recompute_statuses(session, org_id, today, certification_id=c, now=now)
+            for c in sorted(affected)
+        )
+    subjects = list(dict.fromkeys(subject_ids or []))
+    ids: list[uuid.UUID] = []
+    for batch in _batches(subjects, ID_BATCH):
+        ids += session.scalars(
+            select(A.id).where(A.subject_id.in_(batch), A.certification_id.in_(dependent))
+        )
+    return recompute_statuses(session, org_id, today, assignment_ids=ids, now=now) if ids else 0
+
+
 def dependents_of_ids(session: Session, assignment_ids: list[uuid.UUID]) -> list[uuid.UUID]:
     """Live assignments whose status may come from these (provider) assignments: same subject,
     a certification whose `satisfied_by` lists theirs. Revoked or not, deleted or not: a

@@ -14,6 +14,7 @@ from certifications.automation.models import Notification, Task
 from certifications.automation.notifications import evaluate_rules
 from certifications.automation.tasks import evaluate_task_rules
 from tenancy.organizations import org_today
+from workers import actors
 from workers.tick import tick_now
 
 NOW = datetime.now(UTC)
@@ -229,3 +230,22 @@ def test_no_reminders_nor_tasks_for_an_assignment_satisfied_via_another(
     assert uncovered["id"] in noted
     assert uncovered["id"] in tasked
     assert covered["id"] not in noted | tasked
+
+
+def test_a_role_fanout_of_the_provider_satisfies_dependents_without_waiting_for_a_tick(
+    api, org, make_role, make_employee, today
+):
+    """OSHA 30 given to a role with `valid_when_added`: the fan-out job itself (no tick yet)
+    makes the role members' OSHA 10 valid via their new OSHA 30 records."""
+    role = make_role(org, name="Crane operator")
+    ada = make_employee(org, name="Ada", role_id=role.id)
+    osha30 = _cert(api, "OSHA 30", valid_when_added=True)
+    osha10 = _cert(api, "OSHA 10", satisfied_by=[osha30["id"]])
+    ten = _assign(api, osha10, ada)
+    patched = api.patch(f"/certifications/{osha30['id']}", json={"role_ids": [str(role.id)]})
+    assert [j["kind"] for j in patched.get_json()["jobs"]] == ["role_fanout"]
+    assert _get(api, ten)["status"] == "missing"  # the job has not run yet
+    actors.fanout_certification(str(org.id), osha30["id"])
+    got = _get(api, ten)
+    assert got["status"] == "valid"
+    assert got["satisfied_via"]["certification_id"] == osha30["id"]
