@@ -249,3 +249,30 @@ def test_a_role_fanout_of_the_provider_satisfies_dependents_without_waiting_for_
     got = _get(api, ten)
     assert got["status"] == "valid"
     assert got["satisfied_via"]["certification_id"] == osha30["id"]
+
+
+def test_bulk_assign_and_bulk_renew_follow_equivalences(api, org, make_employee, today):
+    osha30 = _cert(api, "OSHA 30")
+    osha10 = _cert(api, "OSHA 10", satisfied_by=[osha30["id"]])
+    ada = make_employee(org, name="Ada")
+    old = _assign(
+        api, osha30, ada, issued_on=today - timedelta(400), expires_on=today - timedelta(1)
+    )
+
+    def bulk(cert: dict, action: str) -> dict:
+        body = {
+            "action": action,
+            "certification_id": cert["id"],
+            "subject_type": "employee",
+            "subject_ids": [str(ada.id)],
+        }
+        resp = api.post("/assignments/bulk", json=body)
+        assert resp.status_code == 200, resp.get_json()
+        return resp.get_json()["rows"][0]
+
+    ten = {"id": bulk(osha10, "assign")["assignment_id"]}
+    assert _get(api, ten)["status"] == "missing"  # an expired OSHA 30 satisfies nothing
+    bulk(osha30, "renew")
+    got = _get(api, ten)
+    assert got["status"] == "valid"
+    assert got["satisfied_via"]["assignment_id"] == old["id"]
