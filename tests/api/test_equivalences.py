@@ -202,7 +202,7 @@ def test_satisfied_by_refuses_other_types_cycles_and_unknown_ids(api, org, osha,
 
 
 def test_no_reminders_nor_tasks_for_an_assignment_satisfied_via_another(
-    api, org, make_employee, today, as_tenant, smtp
+    api, org, make_employee, today, as_tenant, smtp, jobs
 ):
     osha30 = _cert(api, "OSHA 30")
     osha10 = _cert(
@@ -230,6 +230,10 @@ def test_no_reminders_nor_tasks_for_an_assignment_satisfied_via_another(
     assert uncovered["id"] in noted
     assert uncovered["id"] in tasked
     assert covered["id"] not in noted | tasked
+    # The ticks the writes asked for deliver Bob's reminder here, to this test's SMTP server
+    # (left queued, a later test's drain would send it to no server).
+    jobs.drain()
+    assert [m for m in smtp.messages if "safety@example.com" in m.rcpt_tos]
 
 
 def test_a_role_fanout_of_the_provider_satisfies_dependents_without_waiting_for_a_tick(
