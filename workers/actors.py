@@ -48,6 +48,9 @@ def fanout_certification(org_id: str, certification_id: str, job_id: str | None 
         total = fanout.count_role_members(run.session, oid, cid)
         run.progress(0, total)
         report = fanout.fanout_certification(run.session, oid, cid, today=today, now=now)
+        report["equivalences"] = recompute.follow_fanout(
+            run.session, oid, today, certification_id=cid, now=now
+        )
         request_tick(run.session)
         run.finish(report, done=total)
 
@@ -63,11 +66,20 @@ def fanout_employees(org_id: str, employee_ids: list[str], job_id: str | None = 
     with job_run(oid, job_id) as run:
         today = org_today_for(run.session, oid, now)
         run.progress(0, len(ids))
-        report = {"created": 0, "removed": 0, "not_required": 0, "required_again": 0}
+        report = {
+            "created": 0,
+            "removed": 0,
+            "not_required": 0,
+            "required_again": 0,
+            "equivalences": 0,
+        }
         done = 0
         for start in range(0, len(ids), fanout.EMPLOYEE_CHUNK):
             chunk = ids[start : start + fanout.EMPLOYEE_CHUNK]
             part = fanout.fanout_employees(run.session, oid, chunk, today=today, now=now)
+            part["equivalences"] = recompute.follow_fanout(
+                run.session, oid, today, subject_ids=chunk, now=now
+            )
             report = {key: report[key] + part[key] for key in report}
             done += len(chunk)
             if done < len(ids):

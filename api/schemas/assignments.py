@@ -47,6 +47,16 @@ class SnoozeSchema(Schema):
     at = fields.DateTime(metadata={"description": "When it was snoozed"})
 
 
+class SatisfiedViaSchema(Schema):
+    certification_id = fields.UUID(
+        metadata={"description": "The equivalent certification (listed in `satisfied_by`)"}
+    )
+    certification_name = fields.String(metadata={"example": "OSHA 30-Hour Construction"})
+    assignment_id = fields.UUID(
+        metadata={"description": "The subject's assignment of it whose record gives the status"}
+    )
+
+
 class AssignmentSchema(Schema):
     id = fields.UUID()
     certification_id = fields.UUID()
@@ -80,6 +90,15 @@ class AssignmentSchema(Schema):
     )
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
+    satisfied_via = fields.Nested(
+        SatisfiedViaSchema,
+        allow_none=True,
+        metadata={
+            "description": "Set when the status comes from the subject's record of an "
+            "equivalent certification (the certification's `satisfied_by`) rather than this "
+            "assignment's own record; null otherwise"
+        },
+    )
     exemption = fields.Nested(
         ExemptionSchema,
         allow_none=True,

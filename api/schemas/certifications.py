@@ -370,6 +370,12 @@ def _certification_fields() -> dict[str, fields.Field[Any]]:
             "Employee type only: every active employee of these roles gets it automatically."
         ),
         "client_ids": _ids("Employee type only: the clients it applies to."),
+        "satisfied_by": _ids(
+            "Certifications whose records satisfy this one for the same subject (OSHA 10 is "
+            "satisfied by OSHA 30): same type only, no cycles (409), one level (not "
+            "transitive). A holder's assignment takes the best status among its own record "
+            "and these (`satisfied_via` says which); a change starts a `recompute` job."
+        ),
         "validity": fields.Nested(
             ValiditySchema,
             allow_none=True,

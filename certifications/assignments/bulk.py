@@ -40,8 +40,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
+from certifications.assignments import equivalence
 from certifications.assignments import status as rules
 from certifications.assignments.models import Assignment, AssignmentCycle, StatusEvent
+from certifications.assignments.recompute import recompute_with_dependents
 from certifications.assignments.schedule import request_tick
 from certifications.assignments.service import _dates
 from certifications.audit import trail as audit
@@ -113,11 +115,32 @@ def bulk_assignments(
             _renew(session, org_id, cert, plan.write_ids, data, today, actor=actor, now=now)
         else:
             _revoke(session, org_id, plan.write_ids, data["reason"], today, actor=actor, now=now)
+        _follow_equivalences(session, org_id, cert, action, plan, today, now)
         request_tick(session)
     report = _report(action, results)
     if plan.write_ids:  # one event for the request, as the directory bulk import records
         audit.record(session, f"bulk_{action}", "assignment", after=_audit_summary(cert, report))
     return report
+
+
+def _follow_equivalences(
+    session: Session,
+    org_id: uuid.UUID,
+    cert: Certification,
+    action: str,
+    plan: Plan,
+    today: date,
+    now: datetime,
+) -> None:
+    """With equivalences in the org, the written rows take their providers' status (when
+    `cert` has `satisfied_by`) and the rows they provide for follow them (set-based)."""
+    if not equivalence.dependent_certification_ids(session):
+        return
+    if action == "assign":
+        written = [r["assignment_id"] for r in plan.results.values() if "assignment_id" in r]
+    else:
+        written = list(plan.write_ids)
+    recompute_with_dependents(session, org_id, today, written, now=now)
 
 
 # --- planning ---------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -118,6 +118,14 @@ class Assignment(TenantEntity, Timestamps, Base):
 
     # The submission waiting for review, if one does (certifications.evidence.submissions).
     pending_submission_id: Mapped[uuid.UUID | None] = mapped_column()
+    # The assignment of an equivalent certification (`satisfied_by`) of the same subject whose
+    # record gives this one its status; null when its own record does. Written with `status`
+    # by the same statements (`assignments.equivalence`); no foreign key: every write that
+    # removes or changes a provider recomputes its dependents in the same transaction.
+    satisfied_via_id: Mapped[uuid.UUID | None] = mapped_column()
+    # The API's `satisfied_via` object, set on the records a response shows
+    # (`reporting.names.attach_names`); not a column.
+    satisfied_via: ClassVar[dict[str, Any] | None] = None
 
 
 class AssignmentCycle(TenantEntity, Base):

@@ -49,14 +49,15 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
+from certifications.assignments import equivalence
 from certifications.assignments.exemptions import lift_expired
 from certifications.assignments.models import Assignment, StatusEvent
 from certifications.assignments.schedule import mark_recomputed
-from certifications.catalog.models import Certification
+from certifications.catalog.models import Certification, CertificationEquivalence
 from certifications.vocabulary import EXPIRED, EXPIRES_SOON, MISSING, REVOKED, UPCOMING, VALID
 from infra.database import UTCDateTime, utcnow
 from infra.dialect import new_uuid_sql
@@ -226,7 +227,9 @@ def recompute_statuses(
     chunk_rows: int = CHUNK_ROWS,
     on_chunk: ChunkCallback | None = None,
 ) -> int:
-    """Bring stored statuses up to date for `today`; returns how many changed (= events written).
+    """Bring stored statuses up to date for `today`; returns how many rows changed: their
+    status (each writes an event) or, with equivalences, only the assignment providing it (a
+    stale provider cleared from a certification that lost its `satisfied_by` counts apart).
 
     Scope: the whole org, one certification's assignments, and/or explicit assignment ids.
     Only flushes; the caller commits (`on_chunk(done, total)` runs after each chunk, e.g. to
@@ -242,16 +245,106 @@ def recompute_statuses(
         chunks = [(batch, []) for batch in _batches(ids, ID_BATCH)]
     else:
         chunks = [(None, where) for where in _ranges(session, certification_id, chunk_rows)]
+    # Certifications with `satisfied_by` get the equivalence-aware statements; the others
+    # (every one, in an org without equivalences) keep the plain CASE.
+    dependent = equivalence.dependent_certification_ids(session)
+    plain_only = not dependent or (
+        certification_id is not None and certification_id not in dependent
+    )
+    dependents_only = certification_id is not None and certification_id in dependent
     changed = 0
     for done, (batch, ranges) in enumerate(chunks, start=1):
         where = _filters(certification_id, batch) + ranges
-        if dialect == "postgresql":
-            changed += _recompute_pg(session, org_id, today, now, where)
-        else:
-            changed += _recompute_generic(session, today, now, where, dialect)
+        if not dependents_only:
+            plain = where if plain_only else [*where, A.certification_id.not_in(dependent)]
+            if dependent or certification_id is not None or batch is not None:
+                changed += _clear_providers(session, now, plain)  # `satisfied_by` emptied
+            if dialect == "postgresql":
+                changed += _recompute_pg(session, org_id, today, now, plain)
+            else:
+                changed += _recompute_generic(session, today, now, plain, dialect)
+        if not plain_only:
+            deps = [*where, A.certification_id.in_(dependent)]
+            changed += _recompute_dependents(session, org_id, today, now, deps, dialect)
         if on_chunk is not None:
             on_chunk(done, len(chunks))
     return changed
+
+
+def recompute_with_dependents(
+    session: Session,
+    org_id: uuid.UUID,
+    today: date,
+    assignment_ids: Iterable[uuid.UUID],
+    *,
+    now: datetime | None = None,
+) -> int:
+    """`recompute_statuses` of these assignments and of every live assignment of the same
+    subjects that an equivalence makes follow them (their certifications' dependents)."""
+    ids = list(dict.fromkeys(assignment_ids))
+    return recompute_statuses(
+        session, org_id, today, assignment_ids=ids + dependents_of_ids(session, ids), now=now
+    )
+
+
+def follow_fanout(
+    session: Session,
+    org_id: uuid.UUID,
+    today: date,
+    *,
+    certification_id: uuid.UUID | None = None,
+    subject_ids: Iterable[uuid.UUID] | None = None,
+    now: datetime | None = None,
+) -> int:
+    """After a role fan-out created or removed rows (of one certification, or of these
+    subjects): the rows an equivalence ties to them take their status now, not at the next
+    tick. Nothing to do (one query) in an org without equivalences."""
+    dependent = equivalence.dependent_certification_ids(session)
+    if not dependent:
+        return 0
+    if certification_id is not None:
+        affected = {c for c in dependent if c == certification_id} | set(
+            equivalence.dependent_certification_ids(session, [certification_id])
+        )
+        return sum(
+            recompute_statuses(session, org_id, today, certification_id=c, now=now)
+            for c in sorted(affected)
+        )
+    subjects = list(dict.fromkeys(subject_ids or []))
+    ids: list[uuid.UUID] = []
+    for batch in _batches(subjects, ID_BATCH):
+        ids += session.scalars(
+            select(A.id).where(A.subject_id.in_(batch), A.certification_id.in_(dependent))
+        )
+    return recompute_statuses(session, org_id, today, assignment_ids=ids, now=now) if ids else 0
+
+
+def dependents_of_ids(session: Session, assignment_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    """Live assignments whose status may come from these (provider) assignments: same subject,
+    a certification whose `satisfied_by` lists theirs. Revoked or not, deleted or not: a
+    provider that went away is exactly when its dependents must be looked at again."""
+    if not assignment_ids or not equivalence.dependent_certification_ids(session):
+        return []
+    p = aliased(Assignment, name="provider")
+    eq = CertificationEquivalence
+    found: list[uuid.UUID] = []
+    for batch in _batches(assignment_ids, ID_BATCH):
+        found += session.scalars(
+            select(A.id)
+            .join(eq, and_(eq.org_id == A.org_id, eq.certification_id == A.certification_id))
+            .join(
+                p,
+                and_(
+                    p.org_id == A.org_id,
+                    p.certification_id == eq.provider_id,
+                    p.subject_type == A.subject_type,
+                    p.subject_id == A.subject_id,
+                ),
+            )
+            .where(p.id.in_(batch), A.revoked_at.is_(None))
+            .distinct()
+        )
+    return found
 
 
 def _event_columns() -> list[Any]:
@@ -364,6 +457,112 @@ def _recompute_generic(
     return session.execute(stmt, execution_options=_CORE_LIKE).rowcount  # type: ignore[attr-defined,no-any-return]
 
 
+def _recompute_dependents(
+    session: Session,
+    org_id: uuid.UUID,
+    today: date,
+    now: datetime,
+    where: list[ColumnElement[bool]],
+    dialect: str,
+) -> int:
+    """The assignments of certifications with `satisfied_by`: status and `satisfied_via_id`
+    from the best of their own record and their subject's provider records
+    (`equivalence.best_providers`). A status change writes an event; a change of provider
+    alone (valid via OSHA 30 instead of valid on its own) only moves `satisfied_via_id`."""
+    best = equivalence.best_providers(today, where, status_case_sql)
+    own = status_case_sql(today)
+    new_status, new_via = equivalence.effective_sql(own, best)
+    differs = or_(new_status != A.status, new_via.is_distinct_from(A.satisfied_via_id))
+    changed_select: Any = (
+        select(
+            A.id,
+            *(
+                [literal_column("assignments.ctid").label("row_ctid")]
+                if dialect == "postgresql"
+                else []
+            ),
+            A.cycle,
+            A.status.label("old_status"),
+            new_status.label("new_status"),
+            new_via.label("new_via"),
+        )
+        .select_from(A)
+        .join(C, _certification_of_assignment())
+        .outerjoin(best, best.c.dependent_id == A.id)
+        .where(*where, differs)
+    )
+    if dialect == "postgresql":
+        changed = changed_select.with_for_update(of=A).cte("changed")
+        event_source = select(
+            literal(org_id, Uuid),
+            new_uuid_sql(dialect),
+            changed.c.id,
+            changed.c.cycle,
+            changed.c.old_status,
+            changed.c.new_status,
+            literal(today, Date),
+            literal(now, UTCDateTime),
+        ).where(changed.c.old_status != changed.c.new_status)
+        events = insert(E).from_select(_event_columns(), event_source).cte("events")
+        # By physical address, as `_recompute_pg` (the locked rows cannot move meanwhile).
+        changed_tids: ColumnElement[Any] = literal_column(
+            "ARRAY(SELECT changed.row_ctid FROM changed)"
+        )
+        stmt = (
+            update(A)
+            .where(literal_column("assignments.ctid") == any_(changed_tids), A.id == changed.c.id)
+            .values(**_dependent_values(changed, now))
+            .add_cte(events)
+        )
+        return session.execute(stmt, execution_options=_CORE_LIKE).rowcount  # type: ignore[attr-defined,no-any-return]
+    # SQLite (one writer): count and events from the same SELECT, then the UPDATE … FROM it
+    # (whose row count Python's sqlite3 does not report: the statement starts with WITH).
+    count = session.execute(select(func.count()).select_from(changed_select.subquery())).scalar()
+    if not count:
+        return 0
+    events_from = changed_select.cte("changed_for_events")
+    session.execute(
+        insert(E).from_select(
+            _event_columns(),
+            select(
+                literal(org_id, Uuid),
+                new_uuid_sql(dialect),
+                events_from.c.id,
+                events_from.c.cycle,
+                events_from.c.old_status,
+                events_from.c.new_status,
+                literal(today, Date),
+                literal(now, UTCDateTime),
+            ).where(events_from.c.old_status != events_from.c.new_status),
+        )
+    )
+    changed = changed_select.cte("changed")
+    stmt = update(A).where(A.id == changed.c.id).values(**_dependent_values(changed, now))
+    session.execute(stmt, execution_options=_CORE_LIKE)
+    return int(count)
+
+
+def _clear_providers(session: Session, now: datetime, where: list[ColumnElement[bool]]) -> int:
+    """Rows of certifications without `satisfied_by` (any more) provide their own status."""
+    stmt = (
+        update(A)
+        .where(*where, A.satisfied_via_id.is_not(None))
+        .values(satisfied_via_id=None, updated_at=now)
+    )
+    result = session.execute(stmt, execution_options=_CORE_LIKE)
+    return max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
+
+
+def _dependent_values(changed: Any, now: datetime) -> dict[str, Any]:
+    moved = changed.c.old_status != changed.c.new_status
+    return {
+        "status": changed.c.new_status,
+        "satisfied_via_id": changed.c.new_via,
+        "status_changed_at": case((moved, now), else_=A.status_changed_at),
+        "updated_at": now,
+    }
+
+
 def expiry_sql(dialect: str, effective: Any, months: int | None, days: int | None) -> Any:
     """`effective + validity` in SQL, calendar months clamped to month end (as add_months)."""
     if months:
@@ -435,13 +634,20 @@ def recompute_certification(
     *,
     apply_to_current: bool = False,
 ) -> dict[str, Any]:
-    """After a certification's `validity` or `warning_days` changed: statuses of its
-    assignments, after moving computed expiries of current cycles only when `apply_to_current`
-    (a recorded expiry does not move otherwise); `expiries` = how many moved. Flushes only."""
+    """After a certification's `validity`, `warning_days` or `satisfied_by` changed: statuses
+    of its assignments and of the certifications it satisfies, after moving computed expiries
+    of current cycles only when `apply_to_current` (a recorded expiry does not move otherwise);
+    `expiries` = how many moved. Flushes only."""
     org = session.get(Organization, org_id)
     if org is None:
         return {"expiries": 0, "changed": 0}
     today = org_today(org.timezone, now)
     expiries = refresh_expiries(session, org_id, certification_id) if apply_to_current else 0
     changed = recompute_statuses(session, org_id, today, certification_id=certification_id, now=now)
+    # Certifications it satisfies follow it (their holders' provider records changed).
+    for dependent in equivalence.dependent_certification_ids(session, [certification_id]):
+        if dependent != certification_id:
+            changed += recompute_statuses(
+                session, org_id, today, certification_id=dependent, now=now
+            )
     return {"expiries": expiries, "changed": changed}

@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from certifications.assignments import equivalence
 from certifications.assignments import status as rules
 from certifications.assignments.models import (
     Assignment,
@@ -32,9 +33,9 @@ from certifications.catalog.models import Certification
 from certifications.catalog.service import get_certification
 from certifications.directory.models import SUBJECT_MODELS
 from certifications.history.periods import forget_requirements, record_requirements
-from certifications.vocabulary import MISSING
+from certifications.vocabulary import MISSING, REVOKED
 from infra.context import require_org_id
-from infra.database import get_or_not_found
+from infra.database import get_or_not_found, utcnow
 from infra.errors import Conflict, Invalid, NotFound
 from tenancy.organizations import org_today_for
 
@@ -242,9 +243,16 @@ def delete_assignment(session: Session, assignment: Assignment) -> None:
         assignment.id,
         before=_history_json(session, assignment),
     )
+    from certifications.assignments.recompute import dependents_of_ids, recompute_statuses
+
+    dependents = dependents_of_ids(session, [assignment.id])  # found while it still exists
     forget_requirements(session, assignment.id)
     session.delete(assignment)
     session.flush()
+    if dependents:  # what this record provided goes with it
+        now = utcnow()
+        today = org_today_for(session, require_org_id(), now)
+        recompute_statuses(session, require_org_id(), today, assignment_ids=dependents, now=now)
 
 
 def revoke_assignment(
@@ -394,10 +402,16 @@ def restatus(
     creates rows the same way); a new cycle records an event even when the status stays.
     """
     new = rules.assignment_status(assignment, cert, today)
+    via = None
+    if new != REVOKED and equivalence.depends_on(session, cert.id):
+        providers = equivalence.provider_statuses(session, assignment, today)
+        new, via = equivalence.effective_status(new, providers)
+    assignment.satisfied_via_id = via
     request_tick(session)  # rules read the stored status: evaluate them within seconds
     if created or (new == assignment.status and not cycle_started):
         assignment.status = new
         session.flush()
+        follow_equivalences(session, [assignment.id], today, now)
         return
     session.add(
         StatusEvent(
@@ -413,6 +427,21 @@ def restatus(
         assignment.status_changed_at = now
     assignment.status = new
     session.flush()
+    follow_equivalences(session, [assignment.id], today, now)
+
+
+def follow_equivalences(
+    session: Session, provider_ids: list[uuid.UUID], today: date, now: datetime
+) -> int:
+    """Recompute the assignments that an equivalence makes follow these (set-based, this
+    transaction): the same subjects' records of the certifications theirs satisfy."""
+    # Imported here: recompute reaches this module through exemptions (an import cycle).
+    from certifications.assignments.recompute import dependents_of_ids, recompute_statuses
+
+    dependents = dependents_of_ids(session, provider_ids)
+    if not dependents:
+        return 0
+    return recompute_statuses(session, require_org_id(), today, assignment_ids=dependents, now=now)
 
 
 def _dates(

@@ -240,6 +240,9 @@ def _inserts(
             in_compliance(a),
             or_(a.snoozed_until.is_(None), a.snoozed_until <= today),
             or_(t.c.pause_pending == 0, a.pending_submission_id.is_(None)),
+            # Satisfied via an equivalent certification: its holder is covered; the provider's
+            # own rules remind about the provider.
+            a.satisfied_via_id.is_(None),
             *where,
         )
 

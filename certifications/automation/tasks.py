@@ -170,6 +170,7 @@ def _insert(session: Session, org_id: uuid.UUID, targets: list[TaskTarget], now:
             a.status != "revoked",
             a.required.is_(True),
             in_compliance(a),
+            a.satisfied_via_id.is_(None),  # covered by an equivalent certification's record
         )
     )
     stmt = outerjoin_all(stmt, subjects)

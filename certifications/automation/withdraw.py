@@ -1,6 +1,7 @@
 """Take back what automation queued for assignments that no longer call for it.
 
-An exempt assignment, one whose subject left (deactivated), or the old cycle of a renewed one:
+An exempt assignment, one whose subject left (deactivated), one satisfied via an equivalent
+certification, or the old cycle of a renewed one:
 its unsent (`pending`) notifications are cancelled and its open renewal tasks cancelled
 (`closed` for a renewal: the work was done), in the transaction of the change that made them
 moot (set-based, one statement each). The tick runs `withdraw_out_of_compliance` too, so a
@@ -76,10 +77,12 @@ def withdraw_for_subjects(
 
 
 def withdraw_out_of_compliance(session: Session, org_id: uuid.UUID, now: datetime) -> int:
-    """The tick's sweep: pending notifications and open tasks of exempt assignments or inactive
-    subjects (returns how many rows changed)."""
-    outside = ~exists().where(A.id == N.assignment_id, in_compliance(A))
-    outside_t = ~exists().where(A.id == T.assignment_id, in_compliance(A))
+    """The tick's sweep: pending notifications and open tasks of exempt assignments, inactive
+    subjects, or assignments satisfied via an equivalent certification (returns how many rows
+    changed)."""
+    covered = A.satisfied_via_id.is_(None)
+    outside = ~exists().where(A.id == N.assignment_id, in_compliance(A), covered)
+    outside_t = ~exists().where(A.id == T.assignment_id, in_compliance(A), covered)
     counts = _apply(session, org_id, [outside], [outside_t], "outside compliance", now, "cancelled")
     return sum(counts.values())
 

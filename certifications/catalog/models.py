@@ -131,3 +131,19 @@ class CertificationClient(TenantScoped, Base):
 
     certification_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     client_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+
+
+class CertificationEquivalence(TenantScoped, Base):
+    """`satisfied_by`: a record of `provider_id` satisfies `certification_id` for the same
+    subject (OSHA 10 is satisfied by OSHA 30). One level, never transitive; no cycles
+    (`certifications.catalog.equivalences`)."""
+
+    __tablename__ = "certification_equivalences"
+    __table_args__ = (
+        tenant_fk("certification_id", "certifications", ondelete="CASCADE"),
+        tenant_fk("provider_id", "certifications", ondelete="CASCADE"),
+        Index("ix_certification_equivalences_provider", "org_id", "provider_id"),
+    )
+
+    certification_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    provider_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)

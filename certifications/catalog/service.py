@@ -22,10 +22,11 @@ from certifications.assignments.models import Assignment
 from certifications.assignments.schedule import request_tick
 from certifications.assignments.status import validity_days
 from certifications.automation.plans import effective_plan, plan_from_rules, rules_from_plan
-from certifications.catalog import groups
+from certifications.catalog import equivalences, groups
 from certifications.catalog.models import (
     Certification,
     CertificationClient,
+    CertificationEquivalence,
     CertificationGroup,
     CertificationGroupMember,
     CertificationRole,
@@ -62,6 +63,8 @@ _LINKS: dict[str, tuple[Any, str, Any, str]] = {
     "group_ids": (CertificationGroupMember, "group_id", CertificationGroup, "certification group"),
     "role_ids": (CertificationRole, "role_id", Role, "role"),
     "client_ids": (CertificationClient, "client_id", Client, "client"),
+    # Certifications whose records satisfy this one (same type, no cycles).
+    "satisfied_by": (CertificationEquivalence, "provider_id", Certification, "certification"),
 }
 _EMPLOYEE_ONLY = ("role_ids", "client_ids")
 DEFAULTS: dict[str, Any] = {
@@ -81,6 +84,7 @@ DEFAULTS: dict[str, Any] = {
     "group_ids": [],
     "role_ids": [],
     "client_ids": [],
+    "satisfied_by": [],
 }
 
 
@@ -152,6 +156,7 @@ def update_certification(
             f"{after['type']}: it already has assignments, which are {before['type']} records.",
             {"type": ["Cannot change once any assignment exists."]},
         )
+    _check_equivalences(session, cert.id, before, after, changes)
     if "name" in changes:
         _check_name_free(session, changes["name"], cert.id)
     with _named(session, after["name"], certification_id):
@@ -169,7 +174,9 @@ def update_certification(
         after["valid_when_added"] != before["valid_when_added"]
     ):
         jobs.append(_fanout(session, cert))
-    if after["validity"] != before["validity"] or after["warning_days"] != before["warning_days"]:
+    renewal_changed = any(after[k] != before[k] for k in ("validity", "warning_days"))
+    if renewal_changed or set(after["satisfied_by"]) != set(before["satisfied_by"]):
+        # Also when only `satisfied_by` changed: its holders' statuses follow the new links.
         jobs.append(_recompute(session, cert, apply_to_current))  # requests the tick when done
     elif apply_to_current:
         jobs.append(_recompute(session, cert, True))  # apply the unchanged validity to current
@@ -287,6 +294,10 @@ def _validate(session: Session, values: dict[str, Any], given: dict[str, Any]) -
             unknown = _unknown_ids(session, target, given[field])
             if unknown:
                 errors[field] = [f"Unknown {entity} id: {i}" for i in unknown]
+    if ("satisfied_by" in given or "type" in given) and "satisfied_by" not in errors:
+        mismatched = equivalences.type_errors(session, values["type"], values["satisfied_by"])
+        if mismatched:
+            errors["satisfied_by" if "satisfied_by" in given else "type"] = mismatched
     if given.get("task_assignee_id") is not None:
         if _unknown_ids(session, Employee, [given["task_assignee_id"]]):
             errors["task_assignee_id"] = ["Unknown employee id."]
@@ -296,6 +307,32 @@ def _validate(session: Session, values: dict[str, Any], given: dict[str, Any]) -
             errors["task_rules"] = rule_errors
     if errors:
         raise Invalid(errors)
+
+
+def _check_equivalences(
+    session: Session,
+    certification_id: uuid.UUID,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    changes: dict[str, Any],
+) -> None:
+    """A new type must suit the certifications it satisfies (422 naming `type`); new
+    `satisfied_by` links must not close a cycle (409), checked under the org's link lock."""
+    if after["type"] != before["type"]:
+        broken = equivalences.dependents_of_other_type(session, certification_id, after["type"])
+        if broken:
+            raise Invalid(
+                {
+                    "type": [
+                        f"Certification {i} lists this one in satisfied_by and is a "
+                        f"{before['type']} certification (same type only)."
+                        for i in broken
+                    ]
+                }
+            )
+    if "satisfied_by" in changes and set(after["satisfied_by"]) != set(before["satisfied_by"]):
+        equivalences.lock_equivalences(session, require_org_id())
+        equivalences.refuse_cycle(session, certification_id, list(after["satisfied_by"]))
 
 
 def _unknown_ids(session: Session, model: Any, ids: list[uuid.UUID]) -> list[uuid.UUID]:

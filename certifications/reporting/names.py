@@ -72,6 +72,7 @@ def attach_names(session: Session, records: Any) -> Any:
     items = getattr(records, "items", None)
     many = items if items is not None else records if isinstance(records, list) else [records]
     found = names_by_assignment(session, (_assignment_id(r) for r in many))
+    _attach_satisfied_via(session, [r for r in many if isinstance(r, Assignment)])
     for record in many:
         names = found.get(_assignment_id(record))
         if names is None:
@@ -86,6 +87,30 @@ def attach_names(session: Session, records: Any) -> Any:
             else:
                 setattr(record, field, value)
     return records
+
+
+def _attach_satisfied_via(session: Session, assignments: list[Assignment]) -> None:
+    """`satisfied_via` ({certification_id, certification_name, assignment_id} or None) on each
+    assignment: one query, and none when no assignment of the page is satisfied via another."""
+    via_ids = {a.satisfied_via_id for a in assignments if a.satisfied_via_id is not None}
+    providers: dict[uuid.UUID, dict[str, Any]] = {}
+    if via_ids:
+        rows = session.execute(
+            select(Assignment.id, Certification.id, Certification.name)
+            .join(Certification, Certification.id == Assignment.certification_id)
+            .where(Assignment.id.in_(via_ids))
+        )
+        providers = {
+            row[0]: {
+                "certification_id": row[1],
+                "certification_name": row[2],
+                "assignment_id": row[0],
+            }
+            for row in rows
+        }
+    for a in assignments:
+        # Per instance (the class default is None): not a mapped column, so mypy sees a ClassVar.
+        a.satisfied_via = providers.get(a.satisfied_via_id) if a.satisfied_via_id else None  # type: ignore[misc]
 
 
 def _assignment_id(record: Any) -> uuid.UUID:

@@ -32,7 +32,7 @@ from alembic import op
 from tenancy import rls
 
 revision = "0018"
-down_revision = "0015"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 

@@ -217,6 +217,7 @@ FIELD_KINDS = {
     "group_ids": "group",
     "parent_id": "group",
     "certification_id": "certification",
+    "satisfied_by": "certification",
     "assignment_id": "assignment",
     "job_id": "job",
     "task_id": "task",
