@@ -1,0 +1,324 @@
+"""Who must hold what: the requirement sources of certifications, as one SQL union.
+
+A subject is required to hold a certification while ANY of its sources applies (issue 15):
+
+* employee certifications: the employee holds one of its roles (`employee_roles`), or is a
+  member, on the date, of one of its clients or locations (`memberships`, dates inclusive);
+* asset certifications: the active asset's category (ignoring case) or its location;
+* client certifications: the client is linked, or `applies_to_all`;
+* location certifications: the location is linked, belongs to a linked client, or
+  `applies_to_all`.
+
+`required_pairs` is that rule as one `UNION ALL` of selects on the mapped classes (the session's
+tenant criteria scopes every branch; each also filters `org_id` so a Core use stays scoped), one
+row per (certification, subject, source). The fan-out inserts and retires from it, the
+assignment `sources`, the gate check and the site views read it. Only active subjects count.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from sqlalchemy import ColumnElement, Date, String, and_, func, literal, null, or_, select, union_all
+from sqlalchemy.orm import Session
+
+from certifications.catalog.models import (
+    Certification,
+    CertificationCategory,
+    CertificationClient,
+    CertificationLocation,
+    CertificationRole,
+)
+from certifications.directory.models import (
+    Asset,
+    Client,
+    Employee,
+    EmployeeRole,
+    Location,
+    Membership,
+    Role,
+)
+
+SOURCE_KINDS = ("role", "client", "location", "category", "all", "manual")
+
+CR, CC, CL, CCat = CertificationRole, CertificationClient, CertificationLocation, CertificationCategory
+E, ER, M = Employee, EmployeeRole, Membership
+
+
+@dataclass
+class Scope:
+    """Which live certifications (by type) a query covers, optionally only some subjects."""
+
+    by_type: dict[str, list[uuid.UUID]] = field(default_factory=dict)
+    subject_ids: Sequence[uuid.UUID] | None = None
+
+    @property
+    def certification_ids(self) -> list[uuid.UUID]:
+        return [cid for ids in self.by_type.values() for cid in ids]
+
+
+def live_certifications(
+    session: Session,
+    certification_ids: Sequence[uuid.UUID] | None = None,
+    *,
+    archived: bool = False,
+) -> list[Certification]:
+    """Certifications that have any requirement source (or only these ones); archived ones
+    only when asked (they keep their requirements but create none)."""
+    stmt = select(Certification)
+    if not archived:
+        stmt = stmt.where(Certification.archived_at.is_(None))
+    if certification_ids is not None:
+        stmt = stmt.where(Certification.id.in_(list(certification_ids)))
+    else:
+        linked = [
+            select(model.certification_id) for model in (CR, CC, CL, CCat)
+        ]  # a few rows per certification
+        stmt = stmt.where(
+            or_(Certification.applies_to_all, Certification.id.in_(union_all(*linked)))
+        )
+    return list(session.scalars(stmt))
+
+
+def scope_of(certs: Sequence[Certification], subject_ids: Sequence[uuid.UUID] | None) -> Scope:
+    by_type: dict[str, list[uuid.UUID]] = {}
+    for cert in certs:
+        by_type.setdefault(cert.type, []).append(cert.id)
+    return Scope(by_type, subject_ids)
+
+
+def on_date(m: Any, today: date) -> ColumnElement[bool]:
+    """The membership counts on `today` (both dates inclusive, either open)."""
+    t = literal(today, Date())
+    return and_(
+        or_(m.starts_on.is_(None), m.starts_on <= t), or_(m.ends_on.is_(None), m.ends_on >= t)
+    )
+
+
+def required_pairs(org_id: uuid.UUID, scope: Scope, today: date) -> Any:
+    """(certification_id, subject_type, subject_id, kind, source_id, source_name) per source
+    that applies on `today`, as a UNION ALL subquery named `required`; None when nothing can."""
+    branches = []
+    subjects = list(scope.subject_ids) if scope.subject_ids is not None else None
+
+    def add(stmt: Any, cert_col: Any, ids: list[uuid.UUID], subject_col: Any, *where: Any) -> None:
+        conditions = [cert_col.in_(ids), *where]
+        if subjects is not None:
+            conditions.append(subject_col.in_(subjects))
+        branches.append(stmt.where(*conditions))
+
+    employee = scope.by_type.get("employee", [])
+    if employee:
+        active = E.active.is_(True)
+        role = _select(CR.certification_id, "employee", ER.employee_id, "role", CR.role_id)
+        add(
+            role.select_from(ER)
+            .join(CR, and_(CR.org_id == ER.org_id, CR.role_id == ER.role_id))
+            .join(E, and_(E.org_id == ER.org_id, E.id == ER.employee_id)),
+            CR.certification_id,
+            employee,
+            ER.employee_id,
+            ER.org_id == org_id,
+            active,
+        )
+        # `employees.role_id` (the first role) counts too: writers that know only the one role
+        # (older clients, set-based loads) stay correct; DISTINCT downstream drops the repeat.
+        first = _select(CR.certification_id, "employee", E.id, "role", CR.role_id)
+        add(
+            first.select_from(E).join(CR, and_(CR.org_id == E.org_id, CR.role_id == E.role_id)),
+            CR.certification_id,
+            employee,
+            E.id,
+            E.org_id == org_id,
+            active,
+        )
+        client = _select(CC.certification_id, "employee", M.employee_id, "client", M.client_id)
+        add(
+            client.select_from(M)
+            .join(CC, and_(CC.org_id == M.org_id, CC.client_id == M.client_id))
+            .join(E, and_(E.org_id == M.org_id, E.id == M.employee_id)),
+            CC.certification_id,
+            employee,
+            M.employee_id,
+            M.org_id == org_id,
+            active,
+            on_date(M, today),
+        )
+        site = _select(CL.certification_id, "employee", M.employee_id, "location", M.location_id)
+        add(
+            site.select_from(M)
+            .join(CL, and_(CL.org_id == M.org_id, CL.location_id == M.location_id))
+            .join(E, and_(E.org_id == M.org_id, E.id == M.employee_id)),
+            CL.certification_id,
+            employee,
+            M.employee_id,
+            M.org_id == org_id,
+            active,
+            on_date(M, today),
+        )
+    asset = scope.by_type.get("asset", [])
+    if asset:
+        category = _select(
+            CCat.certification_id, "asset", Asset.id, "category", None, Asset.category
+        )
+        add(
+            category.select_from(Asset).join(
+                CCat,
+                and_(CCat.org_id == Asset.org_id, CCat.category == func.lower(Asset.category)),
+            ),
+            CCat.certification_id,
+            asset,
+            Asset.id,
+            Asset.org_id == org_id,
+            Asset.active.is_(True),
+        )
+        located = _select(CL.certification_id, "asset", Asset.id, "location", Asset.location_id)
+        add(
+            located.select_from(Asset).join(
+                CL, and_(CL.org_id == Asset.org_id, CL.location_id == Asset.location_id)
+            ),
+            CL.certification_id,
+            asset,
+            Asset.id,
+            Asset.org_id == org_id,
+            Asset.active.is_(True),
+        )
+    client_certs = scope.by_type.get("client", [])
+    if client_certs:
+        linked = _select(CC.certification_id, "client", Client.id, "client", Client.id)
+        add(
+            linked.select_from(Client).join(
+                CC, and_(CC.org_id == Client.org_id, CC.client_id == Client.id)
+            ),
+            CC.certification_id,
+            client_certs,
+            Client.id,
+            Client.org_id == org_id,
+            Client.active.is_(True),
+        )
+        everyone = _select(Certification.id, "client", Client.id, "all", None)
+        add(
+            everyone.select_from(Client).join(
+                Certification, Certification.org_id == Client.org_id
+            ),
+            Certification.id,
+            client_certs,
+            Client.id,
+            Client.org_id == org_id,
+            Client.active.is_(True),
+            Certification.applies_to_all.is_(True),
+        )
+    location_certs = scope.by_type.get("location", [])
+    if location_certs:
+        L = Location
+        linked = _select(CL.certification_id, "location", L.id, "location", L.id)
+        add(
+            linked.select_from(L).join(CL, and_(CL.org_id == L.org_id, CL.location_id == L.id)),
+            CL.certification_id,
+            location_certs,
+            L.id,
+            L.org_id == org_id,
+            L.active.is_(True),
+        )
+        of_client = _select(CC.certification_id, "location", L.id, "client", L.client_id)
+        add(
+            of_client.select_from(L).join(
+                CC, and_(CC.org_id == L.org_id, CC.client_id == L.client_id)
+            ),
+            CC.certification_id,
+            location_certs,
+            L.id,
+            L.org_id == org_id,
+            L.active.is_(True),
+        )
+        everywhere = _select(Certification.id, "location", L.id, "all", None)
+        add(
+            everywhere.select_from(L).join(Certification, Certification.org_id == L.org_id),
+            Certification.id,
+            location_certs,
+            L.id,
+            L.org_id == org_id,
+            L.active.is_(True),
+            Certification.applies_to_all.is_(True),
+        )
+    if not branches:
+        return None
+    if len(branches) == 1:
+        return branches[0].subquery("required")
+    return union_all(*branches).subquery("required")
+
+
+def _select(
+    cert_col: Any,
+    subject_type: str,
+    subject_col: Any,
+    kind: str,
+    source_id: Any,
+    source_name: Any = None,
+) -> Any:
+    return select(
+        cert_col.label("certification_id"),
+        literal(subject_type, String()).label("subject_type"),
+        subject_col.label("subject_id"),
+        literal(kind, String()).label("kind"),
+        (source_id if source_id is not None else null()).label("source_id"),
+        (source_name if source_name is not None else literal(None, String())).label(
+            "source_name"
+        ),
+    )
+
+
+def source_names(session: Session, ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """Names of the roles, clients and locations named by sources: one query."""
+    if not ids:
+        return {}
+    wanted = list(ids)
+    stmt = union_all(
+        *[select(m.id, m.name).where(m.id.in_(wanted)) for m in (Role, Client, Location)]
+    )
+    return {row[0]: row[1] for row in session.execute(stmt)}
+
+
+def sources_for(
+    session: Session,
+    org_id: uuid.UUID,
+    pairs: Sequence[tuple[uuid.UUID, uuid.UUID]],
+    certs: Sequence[Certification],
+    today: date,
+) -> dict[tuple[uuid.UUID, uuid.UUID], list[dict[str, Any]]]:
+    """(certification, subject) → its applying sources `{kind, id, name}` on `today`."""
+    wanted = set(pairs)
+    if not wanted:
+        return {}
+    scope = scope_of(certs, sorted({s for _, s in wanted}))
+    required = required_pairs(org_id, scope, today)
+    found: dict[tuple[uuid.UUID, uuid.UUID], list[dict[str, Any]]] = {}
+    if required is None:
+        return found
+    rows = session.execute(
+        select(
+            required.c.certification_id,
+            required.c.subject_id,
+            required.c.kind,
+            required.c.source_id,
+            required.c.source_name,
+        )
+    ).all()
+    names = source_names(session, {r.source_id for r in rows if r.source_id is not None})
+    for row in rows:
+        key = (row.certification_id, row.subject_id)
+        if key not in wanted:
+            continue
+        name = row.source_name if row.source_id is None else names.get(row.source_id)
+        if row.kind == "all":
+            name = "all"
+        entry = {"kind": row.kind, "id": row.source_id, "name": name}
+        if entry not in found.setdefault(key, []):
+            found[key].append(entry)
+    for key in found:
+        found[key].sort(key=lambda s: (SOURCE_KINDS.index(s["kind"]), s["name"] or ""))
+    return found
