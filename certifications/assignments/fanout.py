@@ -190,8 +190,6 @@ def lock_fanouts(session: Session, org_id: uuid.UUID) -> None:
     session.execute(set_timeout, {"t": timeout})
 
 
-
-
 def count_role_members(
     session: Session, org_id: uuid.UUID, certification_id: uuid.UUID, today: date
 ) -> int:

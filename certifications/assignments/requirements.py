@@ -23,7 +23,20 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from sqlalchemy import ColumnElement, Date, String, and_, func, literal, null, or_, select, union_all
+from sqlalchemy import (
+    ColumnElement,
+    Date,
+    String,
+    Uuid,
+    and_,
+    cast,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
 from certifications.catalog.models import (
@@ -42,10 +55,18 @@ from certifications.directory.models import (
     Membership,
     Role,
 )
+from infra.context import require_org_id
+from infra.database import utcnow
+from tenancy.organizations import org_today_for
 
 SOURCE_KINDS = ("role", "client", "location", "category", "all", "manual")
 
-CR, CC, CL, CCat = CertificationRole, CertificationClient, CertificationLocation, CertificationCategory
+CR, CC, CL, CCat = (
+    CertificationRole,
+    CertificationClient,
+    CertificationLocation,
+    CertificationCategory,
+)
 E, ER, M = Employee, EmployeeRole, Membership
 
 
@@ -202,9 +223,7 @@ def required_pairs(org_id: uuid.UUID, scope: Scope, today: date) -> Any:
         )
         everyone = _select(Certification.id, "client", Client.id, "all", None)
         add(
-            everyone.select_from(Client).join(
-                Certification, Certification.org_id == Client.org_id
-            ),
+            everyone.select_from(Client).join(Certification, Certification.org_id == Client.org_id),
             Certification.id,
             client_certs,
             Client.id,
@@ -265,10 +284,9 @@ def _select(
         literal(subject_type, String()).label("subject_type"),
         subject_col.label("subject_id"),
         literal(kind, String()).label("kind"),
-        (source_id if source_id is not None else null()).label("source_id"),
-        (source_name if source_name is not None else literal(None, String())).label(
-            "source_name"
-        ),
+        # Typed NULLs: the union takes its column types from the first branch.
+        (source_id if source_id is not None else cast(null(), Uuid())).label("source_id"),
+        (source_name if source_name is not None else cast(null(), String())).label("source_name"),
     )
 
 
@@ -322,3 +340,20 @@ def sources_for(
     for key in found:
         found[key].sort(key=lambda s: (SOURCE_KINDS.index(s["kind"]), s["name"] or ""))
     return found
+
+
+def attach_sources(session: Session, assignments: Sequence[Any]) -> None:
+    """Set `sources` on each assignment: why it is required today (manual ones say so too)."""
+    if not assignments:
+        return
+    org_id = require_org_id()
+    today = org_today_for(session, org_id, utcnow())
+    cert_ids = sorted({a.certification_id for a in assignments})
+    certs = live_certifications(session, cert_ids, archived=True)
+    pairs = [(a.certification_id, a.subject_id) for a in assignments]
+    found = sources_for(session, org_id, pairs, certs, today)
+    for a in assignments:
+        sources = list(found.get((a.certification_id, a.subject_id), []))
+        if a.source == "manual":
+            sources.insert(0, {"kind": "manual", "id": None, "name": a.created_by})
+        a.sources = sources

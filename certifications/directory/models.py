@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-
 from datetime import date
 
 from sqlalchemy import (
@@ -18,7 +17,7 @@ from sqlalchemy import (
     text,
     true,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from infra.database import Base, Timestamps
 from tenancy.keys import tenant_fk
@@ -59,6 +58,20 @@ class Employee(_Subject, Base):
     # The first of the employee's roles (`employee_roles`, position 0), kept for compatibility.
     role_id: Mapped[uuid.UUID | None] = mapped_column()
     user_sub: Mapped[str | None] = mapped_column(String(200))
+    role_links: Mapped[list[EmployeeRole]] = relationship(
+        primaryjoin="and_(EmployeeRole.org_id == Employee.org_id, "
+        "EmployeeRole.employee_id == Employee.id)",
+        foreign_keys="[EmployeeRole.org_id, EmployeeRole.employee_id]",
+        order_by="EmployeeRole.position",
+        lazy="selectin",
+        viewonly=True,
+    )
+
+    @property
+    def role_ids(self) -> list[uuid.UUID]:
+        """Every role, first one first (a row written with only `role_id` has that one)."""
+        ids = [link.role_id for link in self.role_links]
+        return ids or ([self.role_id] if self.role_id is not None else [])
 
 
 class EmployeeRole(TenantScoped, Base):

@@ -199,7 +199,9 @@ def _downgrade() -> None:
     op.drop_column("certifications", "applies_to_all")
     with op.batch_alter_table("assets", schema=None) as batch_op:
         batch_op.drop_index("ix_assets_org_location")
-        batch_op.drop_constraint(op.f("fk_assets_org_id_custodian_id_employees"), type_="foreignkey")
+        batch_op.drop_constraint(
+            op.f("fk_assets_org_id_custodian_id_employees"), type_="foreignkey"
+        )
         batch_op.drop_constraint(op.f("fk_assets_org_id_location_id_locations"), type_="foreignkey")
         batch_op.drop_column("custodian_id")
         batch_op.drop_column("location_id")
