@@ -63,8 +63,7 @@ class Employee(_Subject, Base):
         "EmployeeRole.employee_id == Employee.id)",
         foreign_keys="[EmployeeRole.org_id, EmployeeRole.employee_id]",
         order_by="EmployeeRole.position",
-        lazy="selectin",
-        viewonly=True,
+        viewonly=True,  # lazy: the directory's list loads it for a page (`selectinload`)
     )
 
     @property

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Select, func, insert, select
 from sqlalchemy import delete as sql_delete
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from certifications.assignments.schedule import request_tick
 from certifications.automation.withdraw import withdraw_for_subjects
@@ -113,6 +113,8 @@ def list_statement(
     """The filtered list query; the caller paginates it by (name, id)."""
     model = kind.model
     stmt = select(model)
+    if kind.name == "employee":  # their role_ids, one query per page
+        stmt = stmt.options(selectinload(Employee.role_links))
     if external_id:
         stmt = stmt.where(model.external_id.in_(external_id))
     if updated_since is not None:
