@@ -8,15 +8,19 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from api.db import request_session
+from api.schemas.gate import GateArgs, GateSchema
 from api.schemas.views import (
     ComplianceSummarySchema,
     ForecastArgs,
     ForecastSchema,
     IncludeInactiveArgs,
 )
+from certifications.directory.models import Asset, Employee, Location
 from certifications.reporting.compliance import compliance_summary
 from certifications.reporting.forecast import renewal_forecast
-from infra.database import utcnow
+from certifications.reporting.gate import gate_check
+from infra.context import require_org_id
+from infra.database import get_or_not_found, utcnow
 from tenancy.auth import current_organization, requires
 from tenancy.organizations import org_today
 
@@ -48,3 +52,28 @@ class RenewalForecast(MethodView):
         """Renewals falling due per calendar month from today, and their cost."""
         today = org_today(current_organization().timezone, utcnow())
         return renewal_forecast(request_session(), today, args["months"], args["include_inactive"])
+
+
+@blp.route("/check")
+class GateCheck(MethodView):
+    @requires("certifications:read", module="hse")
+    @blp.arguments(GateArgs, location="query")
+    @blp.response(200, GateSchema)
+    def get(self, args: dict[str, Any]) -> Any:
+        """The gate check: may this worker (or asset) work at this site on this date?
+
+        Lists every certification required of it there on that date (its own sources and the
+        site's requirements) with the status its record will have then; `allowed` is false
+        when any is missing, expired, revoked or upcoming (an exemption covering the date does
+        not block)."""
+        session = request_session()
+        subject_type = "employee" if "employee_id" in args else "asset"
+        subject_id = args.get("employee_id") or args["asset_id"]
+        model = Employee if subject_type == "employee" else Asset
+        get_or_not_found(session, model, subject_id, subject_type)
+        if args.get("location_id") is not None:
+            get_or_not_found(session, Location, args["location_id"], "location")
+        on = args.get("on") or org_today(current_organization().timezone, utcnow())
+        return gate_check(
+            session, require_org_id(), subject_type, subject_id, args.get("location_id"), on
+        )

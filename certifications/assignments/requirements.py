@@ -74,12 +74,10 @@ E, ER, M = Employee, EmployeeRole, Membership
 class Scope:
     """Which live certifications (by type) a query covers, optionally only some subjects."""
 
-    by_type: dict[str, list[uuid.UUID]] = field(default_factory=dict)
+    # type → certification ids; None: every unarchived certification of the type (joined in
+    # SQL, so a caller needs no query first: the gate check).
+    by_type: dict[str, list[uuid.UUID] | None] = field(default_factory=dict)
     subject_ids: Sequence[uuid.UUID] | None = None
-
-    @property
-    def certification_ids(self) -> list[uuid.UUID]:
-        return [cid for ids in self.by_type.values() for cid in ids]
 
 
 def live_certifications(
@@ -106,9 +104,11 @@ def live_certifications(
 
 
 def scope_of(certs: Sequence[Certification], subject_ids: Sequence[uuid.UUID] | None) -> Scope:
-    by_type: dict[str, list[uuid.UUID]] = {}
+    by_type: dict[str, list[uuid.UUID] | None] = {}
     for cert in certs:
-        by_type.setdefault(cert.type, []).append(cert.id)
+        ids = by_type.setdefault(cert.type, [])
+        assert ids is not None  # noqa: S101 - only lists are built here
+        ids.append(cert.id)
     return Scope(by_type, subject_ids)
 
 
@@ -124,16 +124,27 @@ def required_pairs(org_id: uuid.UUID, scope: Scope, today: date) -> Any:
     """(certification_id, subject_type, subject_id, kind, source_id, source_name) per source
     that applies on `today`, as a UNION ALL subquery named `required`; None when nothing can."""
     branches = []
+    section = ""  # the certification type whose branches `add` is adding
     subjects = list(scope.subject_ids) if scope.subject_ids is not None else None
 
-    def add(stmt: Any, cert_col: Any, ids: list[uuid.UUID], subject_col: Any, *where: Any) -> None:
-        conditions = [cert_col.in_(ids), *where]
+    def add(
+        stmt: Any, cert_col: Any, ids: list[uuid.UUID] | None, subject_col: Any, *where: Any
+    ) -> None:
+        conditions = list(where)
+        if ids is not None:
+            conditions.append(cert_col.in_(ids))
+        else:
+            if cert_col is not Certification.id:
+                on = and_(Certification.org_id == org_id, Certification.id == cert_col)
+                stmt = stmt.join(Certification, on)
+            conditions += [Certification.type == section, Certification.archived_at.is_(None)]
         if subjects is not None:
             conditions.append(subject_col.in_(subjects))
         branches.append(stmt.where(*conditions))
 
     employee = scope.by_type.get("employee", [])
-    if employee:
+    if employee is None or employee:
+        section = "employee"
         active = E.active.is_(True)
         role = _select(CR.certification_id, "employee", ER.employee_id, "role", CR.role_id)
         add(
@@ -182,7 +193,8 @@ def required_pairs(org_id: uuid.UUID, scope: Scope, today: date) -> Any:
             on_date(M, today),
         )
     asset = scope.by_type.get("asset", [])
-    if asset:
+    if asset is None or asset:
+        section = "asset"
         category = _select(
             CCat.certification_id, "asset", Asset.id, "category", None, Asset.category
         )
@@ -209,7 +221,8 @@ def required_pairs(org_id: uuid.UUID, scope: Scope, today: date) -> Any:
             Asset.active.is_(True),
         )
     client_certs = scope.by_type.get("client", [])
-    if client_certs:
+    if client_certs is None or client_certs:
+        section = "client"
         linked = _select(CC.certification_id, "client", Client.id, "client", Client.id)
         add(
             linked.select_from(Client).join(
@@ -232,7 +245,8 @@ def required_pairs(org_id: uuid.UUID, scope: Scope, today: date) -> Any:
             Certification.applies_to_all.is_(True),
         )
     location_certs = scope.by_type.get("location", [])
-    if location_certs:
+    if location_certs is None or location_certs:
+        section = "location"
         L = Location
         linked = _select(CL.certification_id, "location", L.id, "location", L.id)
         add(

@@ -221,3 +221,76 @@ def test_membership_patch_and_bad_input(api):
     assert "employee_id" in resp.get_json()["errors"]
     other = _post(api, "/locations", {"name": "Other gate"})["id"]
     assert api.patch(f"/locations/{other}/members/{m['id']}", json={}).status_code == 404
+
+
+# --- the gate check ---------------------------------------------------------------------------
+
+
+def test_gate_check_blocks_a_worker_whose_site_certification_expires_before_the_date(
+    api, jobs, today
+):
+    welder = _post(api, "/roles", {"name": "Welder"})["id"]
+    site = _post(api, "/locations", {"name": "Pier 9"})["id"]
+    hot = _cert(api, "Hot work", role_ids=[welder], validity={"months": 24})
+    pier = _cert(api, "Pier 9 induction", location_ids=[site], validity={"days": 60})
+    emp = _post(api, "/employees", {"name": "Flo", "role_ids": [welder]})["id"]
+    _post(api, f"/locations/{site}/members", {"employee_id": emp})
+    jobs.drain()
+    held = {
+        a["certification_id"]: a["id"]
+        for a in api.get(f"/assignments?subject_id={emp}").get_json()["items"]
+    }
+    issued = (today - timedelta(days=30)).isoformat()  # the induction expires in 30 days
+    for aid in held.values():
+        resp = api.post(f"/assignments/{aid}/renew", json={"issued_on": issued})
+        assert resp.status_code == 200, resp.get_json()
+
+    ok = api.get(f"/compliance/check?employee_id={emp}&location_id={site}").get_json()
+    assert ok["allowed"] is True
+    assert ok["on"] == today.isoformat()
+    by_cert = {r["certification_id"]: r for r in ok["requirements"]}
+    assert set(by_cert) == {hot, pier}
+    assert [s["kind"] for s in by_cert[pier]["sources"]] == ["location"]
+    assert by_cert[pier]["sources"][0]["name"] == "Pier 9"
+
+    later = (today + timedelta(days=45)).isoformat()
+    blocked = api.get(f"/compliance/check?employee_id={emp}&location_id={site}&on={later}")
+    body = blocked.get_json()
+    assert body["allowed"] is False
+    assert [(b["certification_id"], b["status"]) for b in body["blocking"]] == [(pier, "expired")]
+
+
+def test_gate_check_applies_the_sites_requirements_to_a_visitor_and_to_equipment(api, jobs):
+    acme = _post(api, "/clients", {"name": "Acme"})["id"]
+    site = _post(api, "/locations", {"name": "Plant", "client_id": acme})["id"]
+    badge = _cert(api, "Acme badge", client_ids=[acme])
+    load = _cert(api, "Load test", "asset", location_ids=[site])
+    visitor = _post(api, "/employees", {"name": "Gus"})["id"]
+    crane = _post(api, "/assets", {"name": "Crane"})["id"]
+    jobs.drain()
+    alone = api.get(f"/compliance/check?employee_id={visitor}").get_json()
+    assert alone == {"allowed": True, "on": alone["on"], "requirements": [], "blocking": []}
+    there = api.get(f"/compliance/check?employee_id={visitor}&location_id={site}").get_json()
+    assert [(b["certification_id"], b["status"]) for b in there["blocking"]] == [(badge, "missing")]
+    assert there["blocking"][0]["sources"] == [{"kind": "client", "id": acme, "name": "Acme"}]
+    asset = api.get(f"/compliance/check?asset_id={crane}&location_id={site}").get_json()
+    assert [b["certification_id"] for b in asset["blocking"]] == [load]
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["", "employee_id={e}&asset_id={a}", "employee_id={e}&on=2026-13-01", "employee_id=nope"],
+)
+def test_gate_check_input_is_checked(api, query):
+    emp = _post(api, "/employees", {"name": "Hal"})["id"]
+    asset = _post(api, "/assets", {"name": "Lift"})["id"]
+    resp = api.get("/compliance/check?" + query.format(e=emp, a=asset))
+    assert resp.status_code == 422
+
+
+def test_gate_check_of_unknown_ids_is_404(api):
+    emp = _post(api, "/employees", {"name": "Ida"})["id"]
+    unknown = "00000000-0000-4000-8000-000000000001"
+    assert api.get(f"/compliance/check?employee_id={unknown}").status_code == 404
+    resp = api.get(f"/compliance/check?employee_id={emp}&location_id={unknown}")
+    assert resp.status_code == 404
