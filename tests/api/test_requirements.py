@@ -294,3 +294,70 @@ def test_gate_check_of_unknown_ids_is_404(api):
     assert api.get(f"/compliance/check?employee_id={unknown}").status_code == 404
     resp = api.get(f"/compliance/check?employee_id={emp}&location_id={unknown}")
     assert resp.status_code == 404
+
+
+# --- site and client views --------------------------------------------------------------------
+
+
+def test_site_members_view_and_the_locations_workforce(api, jobs, today):
+    acme = _post(api, "/clients", {"name": "Acme"})["id"]
+    site = _post(api, "/locations", {"name": "Dock 3", "client_id": acme})["id"]
+    induction = _cert(api, "Dock induction", location_ids=[site])
+    badge = _cert(api, "Acme badge", client_ids=[acme])
+    ann = _post(api, "/employees", {"name": "Ann"})["id"]
+    bob = _post(api, "/employees", {"name": "Bob"})["id"]
+    cat = _post(api, "/employees", {"name": "Cat"})["id"]  # on the roster from tomorrow
+    for emp in (ann, bob):
+        _post(api, f"/locations/{site}/members", {"employee_id": emp})
+    tomorrow = today + timedelta(days=1)
+    _post(api, f"/locations/{site}/members", {"employee_id": cat, "starts_on": str(tomorrow)})
+    jobs.drain()
+    [rec] = api.get(f"/assignments?subject_id={ann}&certification_id={induction}").get_json()[
+        "items"
+    ]
+    api.post(f"/assignments/{rec['id']}/renew", json={"issued_on": str(today)})
+
+    page = api.get(f"/views/locations/{site}/members?limit=1").get_json()
+    assert [m["name"] for m in page["items"]] == ["Ann"]
+    [ann_row] = page["items"]
+    assert {(e["certification_id"], e["status"]) for e in ann_row["certifications"]} == {
+        (induction, "valid"),
+        (badge, "missing"),  # the site's client requires it of whoever works there
+    }
+    nxt = api.get(f"/views/locations/{site}/members?limit=1&cursor={page['next_cursor']}")
+    assert [m["name"] for m in nxt.get_json()["items"]] == ["Bob"]
+    assert nxt.get_json()["next_cursor"] is None
+
+    missing = api.get(f"/views/locations/{site}/members?status=valid").get_json()["items"]
+    assert [(m["name"], len(m["certifications"])) for m in missing] == [("Ann", 1)]
+    later = api.get(f"/views/locations/{site}/members?on={tomorrow}").get_json()["items"]
+    assert [m["name"] for m in later] == ["Ann", "Bob", "Cat"]
+
+    csv = api.get(f"/views/locations/{site}/members?format=csv")
+    assert csv.status_code == 200
+    lines = csv.get_data(as_text=True).strip().splitlines()
+    assert lines[0].startswith("employee_id,employee_name")
+    assert len(lines) == 1 + 2 * 2  # Ann and Bob, two requirements each
+
+    view = api.get("/views/locations?limit=50").get_json()["items"]
+    dock = next(v for v in view if v["id"] == site)
+    assert dock["workforce"]["members"] == 2
+    assert dock["workforce"]["summary"]["valid"] == 1
+    assert dock["workforce"]["summary"]["missing"] == 3
+    clients = api.get("/views/clients?limit=50").get_json()["items"]
+    assert next(c for c in clients if c["id"] == acme)["workforce"]["members"] == 0
+
+
+def test_client_members_view(api, jobs):
+    acme = _post(api, "/clients", {"name": "Acme"})["id"]
+    badge = _cert(api, "Acme badge", client_ids=[acme])
+    emp = _post(api, "/employees", {"name": "Dan"})["id"]
+    _post(api, f"/clients/{acme}/members", {"employee_id": emp})
+    jobs.drain()
+    [row] = api.get(f"/views/clients/{acme}/members").get_json()["items"]
+    assert [(e["certification_id"], e["status"]) for e in row["certifications"]] == [
+        (badge, "missing")
+    ]
+    assert row["summary"]["missing"] == 1
+    unknown = "00000000-0000-4000-8000-000000000002"
+    assert api.get(f"/views/clients/{unknown}/members").status_code == 404
