@@ -32,12 +32,14 @@ from sqlalchemy import (
     cast,
     func,
     literal,
+    literal_column,
     null,
     or_,
     select,
     union_all,
 )
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import BindParameter
 
 from certifications.catalog.models import (
     Certification,
@@ -112,17 +114,20 @@ def scope_of(certs: Sequence[Certification], subject_ids: Sequence[uuid.UUID] | 
     return Scope(by_type, subject_ids)
 
 
-def on_date(m: Any, today: date) -> ColumnElement[bool]:
+def on_date(m: Any, today: date | BindParameter[date]) -> ColumnElement[bool]:
     """The membership counts on `today` (both dates inclusive, either open)."""
-    t = literal(today, Date())
+    t = today if isinstance(today, BindParameter) else literal(today, Date())
     return and_(
         or_(m.starts_on.is_(None), m.starts_on <= t), or_(m.ends_on.is_(None), m.ends_on >= t)
     )
 
 
-def required_pairs(org_id: uuid.UUID, scope: Scope, today: date) -> Any:
+def required_pairs(org_id: Any, scope: Scope, today: date | BindParameter[date]) -> Any:
     """(certification_id, subject_type, subject_id, kind, source_id, source_name) per source
-    that applies on `today`, as a UNION ALL subquery named `required`; None when nothing can."""
+    that applies on `today`, as a UNION ALL subquery named `required`; None when nothing can.
+
+    `org_id`, `today` and the scope's subject ids may be bound parameters (`bindparam`): a
+    statement built once then serves every call (the gate check)."""
     branches = []
     section = ""  # the certification type whose branches `add` is adding
     subjects = list(scope.subject_ids) if scope.subject_ids is not None else None
@@ -295,13 +300,21 @@ def _select(
 ) -> Any:
     return select(
         cert_col.label("certification_id"),
-        literal(subject_type, String()).label("subject_type"),
+        constant(subject_type).label("subject_type"),
         subject_col.label("subject_id"),
-        literal(kind, String()).label("kind"),
+        constant(kind).label("kind"),
         # Typed NULLs: the union takes its column types from the first branch.
         (source_id if source_id is not None else cast(null(), Uuid())).label("source_id"),
         (source_name if source_name is not None else cast(null(), String())).label("source_name"),
     )
+
+
+def constant(word: str) -> Any:
+    """A vocabulary word (a subject type, a source kind) as SQL text, not a bound parameter: the
+    union carries a dozen of them, and each parameter costs every execution."""
+    if not word.isidentifier():
+        raise ValueError(f"not a vocabulary word: {word!r}")
+    return literal_column(f"'{word}'", String())
 
 
 def source_names(session: Session, ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
