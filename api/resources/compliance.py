@@ -20,7 +20,8 @@ from certifications.reporting.compliance import compliance_summary
 from certifications.reporting.forecast import renewal_forecast
 from certifications.reporting.gate import gate_check
 from infra.context import require_org_id
-from infra.database import get_or_not_found, utcnow
+from infra.database import utcnow
+from infra.errors import NotFound
 from tenancy.auth import current_organization, requires
 from tenancy.organizations import org_today
 
@@ -69,11 +70,12 @@ class GateCheck(MethodView):
         session = request_session()
         subject_type = "employee" if "employee_id" in args else "asset"
         subject_id = args.get("employee_id") or args["asset_id"]
+        # 404 without echoing the id: a query answer never repeats another org's ids.
         model = Employee if subject_type == "employee" else Asset
-        get_or_not_found(session, model, subject_id, subject_type)
-        if args.get("location_id") is not None:
-            get_or_not_found(session, Location, args["location_id"], "location")
+        if session.get(model, subject_id) is None:
+            raise NotFound(subject_type)
+        location_id = args.get("location_id")
+        if location_id is not None and session.get(Location, location_id) is None:
+            raise NotFound("location")
         on = args.get("on") or org_today(current_organization().timezone, utcnow())
-        return gate_check(
-            session, require_org_id(), subject_type, subject_id, args.get("location_id"), on
-        )
+        return gate_check(session, require_org_id(), subject_type, subject_id, location_id, on)
