@@ -164,6 +164,7 @@ def run_api(world: dict[str, Any]) -> float:
     if resp.status_code != 200 or not answer.get("jobs"):
         raise RuntimeError(f"PATCH failed: {resp.status_code} {str(answer)[:500]}")
     job_id = uuid.UUID(answer["jobs"][0]["id"])
+    world.setdefault("request_seconds", []).append(time.perf_counter() - started)
     while True:
         with context.tenant(world["org_id"]), db.new_session() as s:
             state = s.scalar(select(Job.state).where(Job.id == job_id))
@@ -304,6 +305,7 @@ def main(size: int) -> None:
         "required_at": REQUIRED_AT,
         "rows": world["expected"],
         "seconds": round(seconds, 3),
+        "request_seconds": round(statistics.median(world["request_seconds"]), 3),
         "fanout_seconds": round(domain, 3),
         "floor_seconds": round(floor, 3),
         "ratio": round(seconds / floor, 2) if floor else None,
