@@ -30,6 +30,7 @@ from certifications.directory.service import (
     held_message,
     lookup_roles,
     request_fanout,
+    roles_given,
 )
 from infra.context import require_org_id
 from infra.database import utcnow
@@ -256,10 +257,13 @@ def _resolve_roles(
     }
     kept = []
     for index, data in rows:
-        given = [f for f in ROLE_INPUTS if f in data]
+        given = roles_given(data)
         if not given:
             kept.append((index, data))
             continue
+        for f in ROLE_INPUTS:  # empty siblings of the one kept
+            if f in data and f not in given:
+                del data[f]
         if len(given) > 1:
             errors[index] = {given[1]: [f"Give the roles one way: {' or '.join(ROLE_INPUTS)}."]}
             continue

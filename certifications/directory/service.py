@@ -281,13 +281,27 @@ def _may_be_required(session: Session, kind: Kind, item: Any) -> bool:
 ROLE_INPUTS = ("role_ids", "role_id", "role_external_id", "role_name")
 
 
+def roles_given(data: dict[str, Any]) -> list[str]:
+    """Which of `ROLE_INPUTS` `data` gives. An empty one (a blank CSV cell, null) beside one
+    with a value is dropped as not given; empty ones alone clear the roles."""
+    given = [f for f in ROLE_INPUTS if f in data]
+    valued = [f for f in given if data[f] not in (None, [])]
+    for f in given:
+        if valued and f not in valued:
+            del data[f]
+    return valued or given[:1]
+
+
 def resolve_roles(session: Session, data: dict[str, Any], item: Any) -> list[uuid.UUID] | None:
     """The employee's roles from whichever of `ROLE_INPUTS` `data` gives (popped; `role_id` is
     then set to the first role), or None when it gives none. Unknown roles (another org's)
     and newly given inactive ones answer 422 naming the field."""
-    given = [f for f in ROLE_INPUTS if f in data]
+    given = roles_given(data)
     if not given:
         return None
+    for f in ROLE_INPUTS:  # empty siblings of the one kept
+        if f in data and f not in given:
+            del data[f]
     if len(given) > 1:
         raise Invalid({given[1]: [f"Give the roles one way: {' or '.join(ROLE_INPUTS)}."]})
     field = given[0]

@@ -361,3 +361,31 @@ def test_client_members_view(api, jobs):
     assert row["summary"]["missing"] == 1
     unknown = "00000000-0000-4000-8000-000000000002"
     assert api.get(f"/views/clients/{unknown}/members").status_code == 404
+
+
+def test_an_hr_export_names_roles_by_external_id_or_name(api, jobs):
+    _post(api, "/roles", {"name": "Welder", "external_id": "R-W"})
+    _post(api, "/roles", {"name": "Rigger", "external_id": "R-R"})
+    csv = (
+        "external_id,name,role_name,role_external_id\n"
+        "E-1,Ann,welder|RIGGER,\n"
+        "E-2,Bob,,R-R\n"
+        "E-3,Cy,Painter,\n"  # no such role
+        "E-4,Di,Welder,R-W\n"  # two ways at once
+    )
+    report = _csv(api, "/employees/bulk", csv).get_json()
+    assert [r["status"] for r in report["rows"]] == ["created", "created", "error", "error"]
+    assert "role_name" in report["rows"][2]["errors"]
+    assert "role_name" in report["rows"][3]["errors"]
+    ann = api.get(f"/employees/{report['rows'][0]['id']}").get_json()
+    roles = {r["id"]: r["name"] for r in api.get("/roles").get_json()["items"]}
+    assert [roles[r] for r in ann["role_ids"]] == ["Welder", "Rigger"]
+    assert roles[ann["role_id"]] == "Welder"
+    bob = api.get(f"/employees/{report['rows'][1]['id']}").get_json()
+    assert [roles[r] for r in bob["role_ids"]] == ["Rigger"]
+    # Re-importing the same export changes nothing.
+    again = _csv(api, "/employees/bulk", "external_id,name,role_name\nE-1,Ann,Welder|Rigger\n")
+    assert again.get_json()["counts"]["unchanged"] == 1
+    assert again.get_json()["job_id"] is None
+    listed = api.get(f"/employees?role_id={ann['role_ids'][1]}").get_json()["items"]
+    assert {e["name"] for e in listed} == {"Ann", "Bob"}
