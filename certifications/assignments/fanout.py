@@ -66,8 +66,9 @@ from infra.dialect import new_uuid_sql, upsert_insert
 # Written on the mapped classes: the session's tenant criteria scopes every statement here.
 A = Assignment
 
-# Bound parameters per statement stay far below PostgreSQL's 65,535 and SQLite's 32,766.
-EMPLOYEE_CHUNK = 5_000
+# Bound parameters per statement stay below PostgreSQL's 65,535 and SQLite's 32,766: each of
+# the requirement union's branches (up to 11) repeats the chunk's subject ids.
+EMPLOYEE_CHUNK = 2_000
 # First key of the two-key advisory lock "the role fan-outs of one organization" (the
 # certification group tree's is 4_0001).
 FANOUT_LOCK_CLASS = 4_0002
