@@ -45,7 +45,7 @@ def fanout_certification(org_id: str, certification_id: str, job_id: str | None 
     oid, cid = uuid.UUID(org_id), uuid.UUID(certification_id)
     with job_run(oid, job_id) as run:
         today = org_today_for(run.session, oid, now)
-        total = fanout.count_role_members(run.session, oid, cid)
+        total = fanout.count_role_members(run.session, oid, cid, today)
         run.progress(0, total)
         report = fanout.fanout_certification(run.session, oid, cid, today=today, now=now)
         report["equivalences"] = recompute.follow_fanout(
@@ -55,14 +55,21 @@ def fanout_certification(org_id: str, certification_id: str, job_id: str | None 
         run.finish(report, done=total)
 
 
-def fanout_employees(org_id: str, employee_ids: list[str], job_id: str | None = None) -> None:
-    """Create/retire role assignments of employees who joined, left or changed a role.
+def fanout_employees(
+    org_id: str,
+    employee_ids: list[str] | None = None,
+    job_id: str | None = None,
+    subject_ids: list[str] | None = None,
+) -> None:
+    """Create/retire rule-made assignments of subjects whose sources changed: employees who
+    joined, left, changed roles or memberships; assets moved or recategorised; clients and
+    locations created or moved (`subject_ids`, any kind).
 
     One transaction per batch, so a large import shows progress; each batch is idempotent.
     """
     now = db.utcnow()
     oid = uuid.UUID(org_id)
-    ids = sorted({uuid.UUID(e) for e in employee_ids})
+    ids = sorted({uuid.UUID(e) for e in [*(employee_ids or []), *(subject_ids or [])]})
     with job_run(oid, job_id) as run:
         today = org_today_for(run.session, oid, now)
         run.progress(0, len(ids))

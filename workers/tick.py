@@ -27,6 +27,7 @@ from dramatiq.brokers.stub import StubBroker
 from sqlalchemy import func, select
 
 from certifications.assignments import schedule
+from certifications.assignments.fanout import fanout_subjects, membership_boundaries
 from certifications.assignments.recompute import recompute_org
 from certifications.automation.digests import collect_digests
 from certifications.automation.models import Notification
@@ -44,6 +45,7 @@ from jobs.models import OutboxMessage
 from jobs.outbox import request_job
 from runtime.bootstrap import current as current_runtime
 from tenancy.models import Organization
+from tenancy.organizations import org_today
 from workers.unit_of_work import JobRun, job_run, platform_run
 
 log = logging.getLogger("certs.tick")
@@ -54,7 +56,14 @@ def tick_org(run: JobRun, org_id: uuid.UUID, now: datetime) -> dict[str, Any]:
     org = run.session.get(Organization, org_id)
     if org is None:
         return {}
-    report = recompute_org(run.session, org_id, now, on_chunk=run.checkpoint)
+    report: dict[str, Any] = {}
+    # Memberships that started or ended since the last ticks start or end their requirements
+    # first, so the recompute below already sees the rows they create.
+    members = membership_boundaries(run.session, org_today(org.timezone, now))
+    if members:
+        today = org_today(org.timezone, now)
+        report["memberships"] = fanout_subjects(run.session, org_id, members, today=today, now=now)
+    report.update(recompute_org(run.session, org_id, now, on_chunk=run.checkpoint))
     if webhook_sending.wants_round(run.session, now):  # events the recompute or writes made
         request_delivery(run.session)
     if org.has_module("hse"):

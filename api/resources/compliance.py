@@ -9,6 +9,7 @@ from flask_smorest import Blueprint
 
 from api.asof import as_of
 from api.db import request_session
+from api.schemas.gate import GateArgs, GateSchema
 from api.schemas.history import TrendArgs, TrendSchema
 from api.schemas.views import (
     AsOfArgs,
@@ -17,9 +18,13 @@ from api.schemas.views import (
     ForecastSchema,
 )
 from api.trend import compliance_trend
+from certifications.directory.models import Asset, Employee, Location
 from certifications.reporting.compliance import compliance_summary
 from certifications.reporting.forecast import renewal_forecast
+from certifications.reporting.gate import gate_check
+from infra.context import require_org_id
 from infra.database import utcnow
+from infra.errors import NotFound
 from tenancy.auth import current_organization, requires
 from tenancy.organizations import org_today
 
@@ -66,3 +71,29 @@ class RenewalForecast(MethodView):
         """Renewals falling due per calendar month from today, and their cost."""
         today = org_today(current_organization().timezone, utcnow())
         return renewal_forecast(request_session(), today, args["months"], args["include_inactive"])
+
+
+@blp.route("/check")
+class GateCheck(MethodView):
+    @requires("certifications:read", module="hse")
+    @blp.arguments(GateArgs, location="query")
+    @blp.response(200, GateSchema)
+    def get(self, args: dict[str, Any]) -> Any:
+        """The gate check: may this worker (or asset) work at this site on this date?
+
+        Lists every certification required of it there on that date (its own sources and the
+        site's requirements) with the status its record will have then; `allowed` is false
+        when any is missing, expired, revoked or upcoming (an exemption covering the date does
+        not block)."""
+        session = request_session()
+        subject_type = "employee" if "employee_id" in args else "asset"
+        subject_id = args.get("employee_id") or args["asset_id"]
+        # 404 without echoing the id: a query answer never repeats another org's ids.
+        model = Employee if subject_type == "employee" else Asset
+        if session.get(model, subject_id) is None:
+            raise NotFound(subject_type)
+        location_id = args.get("location_id")
+        if location_id is not None and session.get(Location, location_id) is None:
+            raise NotFound("location")
+        on = args.get("on") or org_today(current_organization().timezone, utcnow())
+        return gate_check(session, require_org_id(), subject_type, subject_id, location_id, on)

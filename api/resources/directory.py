@@ -12,7 +12,7 @@ from typing import Any
 from flask import jsonify, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from marshmallow import ValidationError
+from marshmallow import Schema, ValidationError
 from werkzeug.exceptions import UnsupportedMediaType
 
 from api.body import check_csv
@@ -100,8 +100,11 @@ def directory_blueprint(plural: str) -> Blueprint:
     return blp
 
 
-def read_bulk_body(plural: str) -> tuple[list[Any], dict[int, int] | None]:
-    """The rows of a bulk request: JSON `{"items": [...]}`, or CSV rows with their line numbers."""
+def read_bulk_body(
+    plural: str, csv_schema: type[Schema] | None = None
+) -> tuple[list[Any], dict[int, int] | None]:
+    """The rows of a bulk request: JSON `{"items": [...]}`, or CSV rows with their line numbers
+    (columns: the fields of `csv_schema`, by default the kind's CSV row schema)."""
     if request.mimetype == "text/csv":
         data = request.get_data()
         check_csv(data)
@@ -109,7 +112,7 @@ def read_bulk_body(plural: str) -> tuple[list[Any], dict[int, int] | None]:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             raise Invalid({"csv": ["The body must be UTF-8 text."]}) from exc
-        row_fields = SCHEMAS[plural]["csv"]().fields
+        row_fields = (csv_schema or SCHEMAS[plural]["csv"])().fields
         nullable = [name for name, f in row_fields.items() if f.allow_none]
         rows = parse_csv(text, row_fields, nullable)
         return rows, {index: row.pop("_line") for index, row in enumerate(rows)}

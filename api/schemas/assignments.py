@@ -57,6 +57,19 @@ class SatisfiedViaSchema(Schema):
     )
 
 
+class SourceSchema(Schema):
+    kind = fields.String(
+        metadata={"enum": ["role", "client", "location", "category", "all", "manual"]}
+    )
+    id = fields.UUID(
+        allow_none=True, metadata={"description": "The role, client or location; null otherwise"}
+    )
+    name = fields.String(
+        allow_none=True,
+        metadata={"description": "Its name (the category; who assigned it by hand)"},
+    )
+
+
 class AssignmentSchema(Schema):
     id = fields.UUID()
     certification_id = fields.UUID()
@@ -66,7 +79,15 @@ class AssignmentSchema(Schema):
     subject_id = fields.UUID()
     source = fields.String(metadata={"enum": list(ASSIGNMENT_SOURCES)})
     required = fields.Boolean(
-        metadata={"description": "False once a recorded role assignment's role no longer applies"}
+        metadata={"description": "False once no source requires a recorded rule-made assignment"}
+    )
+    sources = fields.List(
+        fields.Nested(SourceSchema),
+        metadata={
+            "description": "Why it is required today: every source that applies (a role, a "
+            "client's or site's membership, the asset's category or site, all clients or "
+            "locations), and `manual` for one assigned by hand"
+        },
     )
     cycle = fields.Integer()
     issued_on = Date(allow_none=True)

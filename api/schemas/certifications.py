@@ -367,9 +367,30 @@ def _certification_fields() -> dict[str, fields.Field[Any]]:
         ),
         "group_ids": _ids("Groups it belongs to (creating inside a group = passing it)."),
         "role_ids": _ids(
-            "Employee type only: every active employee of these roles gets it automatically."
+            "Employee type only: every active employee holding one of these roles must hold it."
         ),
-        "client_ids": _ids("Employee type only: the clients it applies to."),
+        "client_ids": _ids(
+            "Employee type: the members of these clients (between their dates) must hold it; "
+            "client type: these clients; location type: these clients' locations."
+        ),
+        "location_ids": _ids(
+            "Employee type: the members of these sites' rosters (between their dates); asset "
+            "type: the assets located there; location type: these locations."
+        ),
+        "asset_categories": fields.List(
+            Text(validate=validate.Length(min=1, max=200)),
+            validate=validate.Length(max=MAX_LINKS),
+            metadata=doc(
+                "Asset type only: active assets of these categories (ignoring case) must hold it.",
+                ["Crane"],
+            ),
+        ),
+        "applies_to_all": StrictBoolean(
+            metadata=doc(
+                "Client or location type only: every active client (location) must hold it.",
+                False,
+            )
+        ),
         "satisfied_by": _ids(
             "Certifications whose records satisfy this one for the same subject (OSHA 10 is "
             "satisfied by OSHA 30): same type only, no cycles (409), one level (not "

@@ -87,16 +87,88 @@ def _manager_ids(**kw: Any) -> fields.Field[Any]:
     )
 
 
+MAX_ROLES = 50
+
+
+class OneOrMany(fields.Field[list[Any]]):
+    """One value or a list of values (at most `MAX_ROLES`); in a CSV cell, values separated by
+    `|`. Each value is checked by `item` (a UUID or a bounded text)."""
+
+    def __init__(self, item: fields.Field[Any], *, split: bool = False, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.item = item
+        self.split = split
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> list[Any]:
+        if isinstance(value, str):
+            values: list[Any] = value.split("|") if self.split else [value]
+        elif isinstance(value, list):
+            values = value
+        else:
+            raise ValidationError("A value or a list of values.")
+        if len(values) > MAX_ROLES:
+            raise ValidationError(f"At most {MAX_ROLES} values.")
+        out = []
+        for v in values:
+            v = v.strip() if isinstance(v, str) else v
+            if v == "":
+                raise ValidationError("Empty value.")
+            out.append(self.item.deserialize(v))
+        return out
+
+
+def _role_text() -> fields.Field[Any]:
+    return TrimmedText(validate=validate.Length(min=1, max=200))
+
+
+def _roles(item: Callable[[], fields.Field[Any]], description: str) -> FieldFactory:
+    def make(*, csv: bool = False, **kw: Any) -> fields.Field[Any]:
+        return OneOrMany(item(), split=csv, metadata={"description": description}, **kw)
+
+    return make
+
+
+_ROLE_FIELDS: dict[str, FieldFactory] = {
+    "role_ids": _roles(
+        fields.UUID,
+        "Every role of the employee, first one first (CSV: ids separated by |). Or name them "
+        "by role_external_id or role_name; give roles one way per request.",
+    ),
+    "role_external_id": _roles(
+        _role_text, "The roles by their external ids: one, or a list (CSV: separated by |)."
+    ),
+    "role_name": _roles(
+        _role_text,
+        "The roles by name (ignoring case): one, or a list (CSV: separated by |).",
+    ),
+}
+
 # Optional, nullable fields per kind (name, external_id and active are common to all kinds).
 _EXTRA: dict[str, dict[str, FieldFactory]] = {
     "roles": {},
     "employees": {
         "email": DirectoryEmail,
-        "role_id": fields.UUID,
+        "role_id": lambda **kw: fields.UUID(
+            metadata={"deprecated": True, "description": "Deprecated: the first of role_ids."},
+            **kw,
+        ),
         "user_sub": _text(200),
         "manager_id": _manager_id,
     },
-    "assets": {"serial_number": _text(200)},
+    "assets": {
+        "serial_number": _text(200),
+        "category": lambda **kw: TrimmedText(
+            validate=validate.Length(max=200),
+            metadata={"description": 'Free text ("Crane"); requirements match it ignoring case.'},
+            **kw,
+        ),
+        "location_id": lambda **kw: fields.UUID(
+            metadata={"description": "The job site where the asset is."}, **kw
+        ),
+        "custodian_id": lambda **kw: fields.UUID(
+            metadata={"description": "The employee in charge of the asset."}, **kw
+        ),
+    },
     "clients": {"contact_email": DirectoryEmail},
     "locations": {"address": _text(1000), "client_id": fields.UUID, "manager_ids": _manager_ids},
 }
@@ -116,6 +188,9 @@ def _writable(plural: str, mode: str) -> dict[str, fields.Field[Any]]:
     for field, factory in _EXTRA[plural].items():
         if not (bulk and field in _SINGLE_ROW_ONLY):
             spec[field] = factory(allow_none=True)
+    if plural == "employees":
+        for field, factory in _ROLE_FIELDS.items():
+            spec[field] = factory(allow_none=True, csv=mode == "csv")
     return spec
 
 
@@ -126,10 +201,19 @@ def _output(plural: str) -> dict[str, fields.Field[Any]]:
             spec[name] = fields.Boolean()
         elif name == "manager_ids":
             spec[name] = fields.List(fields.UUID())
+        elif name == "role_id":
+            spec[name] = fields.UUID(
+                allow_none=True,
+                metadata={"deprecated": True, "description": "Deprecated: the first of role_ids."},
+            )
         elif name.endswith("_id") and name != "external_id":
             spec[name] = fields.UUID(allow_none=True)
         else:
             spec[name] = fields.String(allow_none=True)
+    if plural == "employees":
+        spec["role_ids"] = fields.List(
+            fields.UUID(), metadata={"description": "Every role of the employee, first first."}
+        )
     spec |= {"created_at": fields.DateTime(), "updated_at": fields.DateTime()}
     return spec
 
@@ -174,7 +258,15 @@ class DirectoryQuerySchema(PageArgs):
 
 
 class EmployeeQuerySchema(DirectoryQuerySchema):
-    role_id = fields.UUID()
+    role_id = fields.UUID(metadata={"description": "Employees holding this role (any of theirs)."})
+
+
+class AssetQuerySchema(DirectoryQuerySchema):
+    location_id = fields.UUID()
+    category = Text(
+        validate=validate.Length(min=1, max=200),
+        metadata={"description": "Assets of this category (ignoring case)."},
+    )
 
 
 class LocationQuerySchema(DirectoryQuerySchema):
@@ -183,6 +275,7 @@ class LocationQuerySchema(DirectoryQuerySchema):
 
 QUERY_SCHEMAS: dict[str, type[Schema]] = {
     "employees": EmployeeQuerySchema,
+    "assets": AssetQuerySchema,
     "locations": LocationQuerySchema,
 }
 

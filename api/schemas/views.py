@@ -138,6 +138,17 @@ SubjectSummarySchema = Schema.from_dict(
 )
 
 
+class WorkforceSchema(Schema):
+    members = fields.Integer(metadata={"description": "Active members on the roster today"})
+    summary = fields.Nested(
+        SubjectSummarySchema,
+        metadata={
+            "description": "Count per status of the certifications required of the members "
+            "there (exempt ones under `exempt` only)."
+        },
+    )
+
+
 class SubjectViewSchema(Schema):
     id = fields.UUID()
     name = fields.String()
@@ -153,6 +164,10 @@ class SubjectViewSchema(Schema):
         allow_none=True, metadata={"description": "Job locations only.", OPTIONAL: True}
     )
     certifications = fields.List(fields.Nested(SubjectCertificationSchema))
+    workforce = fields.Nested(
+        "WorkforceSchema",
+        metadata={"description": "Clients and job locations only: their members today."},
+    )
     summary = fields.Nested(
         SubjectSummarySchema,
         metadata={
@@ -236,3 +251,42 @@ class ForecastSchema(Schema):
     to = Date()
     months = fields.List(fields.Nested(ForecastMonthSchema))
     total = fields.Nested(ForecastTotalSchema)
+
+
+class MembersViewArgs(PageArgs):
+    status = DelimitedList(
+        fields.String(validate=validate.OneOf(STATUSES)),
+        validate=validate.Length(max=len(STATUSES)),
+        metadata={
+            "description": "Comma-separated statuses: members with such an entry, those entries."
+        },
+    )
+    on = Date(metadata={"description": "The day (YYYY-MM-DD); default the org's today."})
+    format = fields.String(
+        load_default="json",
+        validate=validate.OneOf(("json", "csv")),
+        metadata={"description": "`csv`: the whole filtered view as a streamed CSV file."},
+    )
+
+
+class MemberEntrySchema(Schema):
+    certification_id = fields.UUID()
+    certification_name = fields.String()
+    assignment_id = fields.UUID(allow_none=True, metadata={"description": "Null: no record"})
+    status = fields.String(metadata={"enum": list(STATUSES)})
+    expires_on = Date(allow_none=True)
+    exempt = fields.Boolean()
+
+
+class MemberRowSchema(Schema):
+    employee_id = fields.UUID()
+    name = fields.String()
+    external_id = fields.String(allow_none=True)
+    certifications = fields.List(
+        fields.Nested(MemberEntrySchema),
+        metadata={"description": "What the site (client) requires of its members, with status"},
+    )
+    summary = fields.Nested(SubjectSummarySchema)
+
+
+MembersViewPageSchema = page_schema(MemberRowSchema)

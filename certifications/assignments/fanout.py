@@ -1,11 +1,15 @@
-"""Role fan-out (SPEC §5): every active employee of a certification's roles holds it.
+"""Requirement fan-out (SPEC §5, issue 15): every subject a source requires holds the
+certification.
 
-Set-based: one `INSERT … SELECT … ON CONFLICT DO NOTHING` creates every missing role-sourced
-assignment of a change (a certification's roles, or a batch of employees), with
-`valid_when_added` applied in the same statement;
-removals are one DELETE (unrecorded) and one UPDATE (recorded: no longer required).
+Sources (roles, dated memberships of clients and sites, asset categories and locations, linked
+clients and locations, `applies_to_all`) are one SQL union (`assignments.requirements`).
+Set-based: one `INSERT … SELECT … ON CONFLICT DO NOTHING` creates every missing rule-made
+assignment of a change (a certification's sources, or a batch of subjects), with
+`valid_when_added` applied in the same statement; removals are one DELETE (unrecorded) and one
+UPDATE (recorded: no longer required, what automation queued for them withdrawn).
 A new assignment's first status is stored on the row (`status`, `created_at`); status events
-record changes from there on, as the recomputation and every later write do.
+record changes from there on, as the recomputation and every later write do. Rule-made rows keep
+`source = 'role'` (the stored value predates other sources); `sources` on the API says why.
 
 Idempotent. Fan-outs of one organization run one at a time (`lock_fanouts`, PostgreSQL): each
 reads the links and the directory only after every earlier fan-out of the org has committed, so
@@ -19,7 +23,7 @@ from __future__ import annotations
 import uuid
 import zlib
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -29,15 +33,16 @@ from sqlalchemy import (
     Integer,
     String,
     Uuid,
-    and_,
     case,
     delete,
-    exists,
+    false,
     func,
     literal,
     null,
+    or_,
     select,
     text,
+    true,
     tuple_,
     update,
 )
@@ -45,8 +50,15 @@ from sqlalchemy.orm import Session
 
 from certifications.assignments import status as rules
 from certifications.assignments.models import Assignment
-from certifications.catalog.models import Certification, CertificationRole
-from certifications.directory.models import Employee
+from certifications.assignments.requirements import (
+    Scope,
+    live_certifications,
+    required_pairs,
+    scope_of,
+)
+from certifications.automation.withdraw import withdraw
+from certifications.catalog.models import Certification
+from certifications.directory.models import Membership
 from certifications.history.periods import close_requirements, record_requirements
 from certifications.vocabulary import MISSING, REVOKED
 from infra.database import UTCDateTime
@@ -54,23 +66,25 @@ from infra.dialect import new_uuid_sql, upsert_insert
 
 # Written on the mapped classes: the session's tenant criteria scopes every statement here.
 A = Assignment
-E = Employee
-CR = CertificationRole
 
-# Bound parameters per statement stay far below PostgreSQL's 65,535 and SQLite's 32,766.
-EMPLOYEE_CHUNK = 5_000
+# Bound parameters per statement stay below PostgreSQL's 65,535 and SQLite's 32,766: each of
+# the requirement union's branches (up to 11) repeats the chunk's subject ids.
+EMPLOYEE_CHUNK = 2_000
 # First key of the two-key advisory lock "the role fan-outs of one organization" (the
 # certification group tree's is 4_0001).
 FANOUT_LOCK_CLASS = 4_0002
 # How long a fan-out waits for the org's running one (instead of the statement timeout), kept
 # under the job's 15-minute time limit: the longest fan-out measured (100k rows) takes ~15 s.
 FANOUT_LOCK_WAIT_MS = 10 * 60_000
+# The tick re-evaluates the members whose membership started or ended within this many days:
+# a tick that ran at least once a week misses no date boundary (see docs/decisions.md).
+MEMBERSHIP_WINDOW_DAYS = 7
 # ORM UPDATE/DELETE as plain set-based SQL: no matching of rows to objects in the session.
 _CORE_LIKE = {"synchronize_session": False}
 
 
 def initial_record(cert: Certification, today: date) -> tuple[date | None, date | None, str]:
-    """(issued_on, expires_on, status) of a new role assignment of `cert` created today."""
+    """(issued_on, expires_on, status) of a new rule-made assignment of `cert` created today."""
     if not cert.valid_when_added:
         return None, None, MISSING
     expires = rules.compute_expiry(today, cert.validity_months, cert.validity_days)
@@ -90,39 +104,65 @@ def initial_record(cert: Certification, today: date) -> tuple[date | None, date 
 def fanout_certification(
     session: Session, org_id: uuid.UUID, certification_id: uuid.UUID, *, today: date, now: datetime
 ) -> dict[str, int]:
-    """Bring one certification's role assignments in line with its roles (after a catalog edit)."""
+    """Bring one certification's assignments in line with its sources (after a catalog edit)."""
     lock_fanouts(session, org_id)
+    # Archived ones keep what their sources require; they only stop creating new rows.
+    certs = live_certifications(session, [certification_id], archived=True)
     # Retire first: it then scans only the assignments that existed before this change.
-    scope = [A.certification_id == certification_id]
-    changes = _retire(session, today, now, scope)
-    cert = session.get(Certification, certification_id)
-    live = [cert] if cert is not None and _fans_out(cert) else []
-    created = _insert_missing(session, org_id, live, today, now, employee_ids=None)
+    scope = scope_of(certs, None)
+    changes = _retire(session, org_id, now, today, scope, [A.certification_id == certification_id])
+    live = [c for c in certs if c.archived_at is None]
+    created = _insert_missing(session, org_id, live, today, now, subject_ids=None)
     # Requirement history (certifications.history): what now applies, from today.
     record_requirements(session, org_id, today, certification_ids=[certification_id])
     return {"created": created, **changes}
 
 
-def fanout_employees(
+def fanout_subjects(
     session: Session,
     org_id: uuid.UUID,
-    employee_ids: Sequence[uuid.UUID],
+    subject_ids: Sequence[uuid.UUID],
     *,
     today: date,
     now: datetime,
 ) -> dict[str, int]:
-    """Bring these employees' role assignments in line with their role and `active` flag."""
+    """Bring these subjects' rule-made assignments in line with every source that applies to
+    them today (roles, memberships, category, location, client, `applies_to_all`)."""
     lock_fanouts(session, org_id)
     report = {"created": 0, "removed": 0, "not_required": 0, "required_again": 0}
-    for chunk in _chunks(sorted(set(employee_ids)), EMPLOYEE_CHUNK):
-        # subject_type first: the (org, type, subject) index then probes just these employees.
-        scope = [A.subject_type == "employee", A.subject_id.in_(chunk)]
-        for key, value in _retire(session, today, now, scope).items():
+    certs = live_certifications(session, None, archived=True)
+    live = [c for c in certs if c.archived_at is None]
+    for chunk in _chunks(sorted(set(subject_ids)), EMPLOYEE_CHUNK):
+        # subject_ids also probe the (org, type, subject) index through the scope's branches.
+        scope = scope_of(certs, chunk)
+        retired = _retire(session, org_id, now, today, scope, [A.subject_id.in_(chunk)])
+        for key, value in retired.items():
             report[key] += value
-        certs = _certifications_for(session, chunk)
-        report["created"] += _insert_missing(session, org_id, certs, today, now, employee_ids=chunk)
+        report["created"] += _insert_missing(session, org_id, live, today, now, subject_ids=chunk)
         record_requirements(session, org_id, today, subject_ids=chunk)
     return report
+
+
+# The employee fan-out is the subject fan-out (kept under its old name for callers).
+fanout_employees = fanout_subjects
+
+
+def membership_boundaries(session: Session, today: date) -> list[uuid.UUID]:
+    """Employees whose membership started or ended (the day after `ends_on`) within the last
+    `MEMBERSHIP_WINDOW_DAYS` days up to `today`: the tick re-evaluates them."""
+    since = today - timedelta(days=MEMBERSHIP_WINDOW_DAYS)
+    m = Membership
+    stmt = (
+        select(m.employee_id)
+        .where(
+            or_(
+                m.starts_on.between(since, today),
+                m.ends_on.between(since - timedelta(days=1), today - timedelta(days=1)),
+            )
+        )
+        .distinct()
+    )
+    return list(session.scalars(stmt))
 
 
 def lock_fanouts(session: Session, org_id: uuid.UUID) -> None:
@@ -155,27 +195,16 @@ def lock_fanouts(session: Session, org_id: uuid.UUID) -> None:
     session.execute(set_timeout, {"t": timeout})
 
 
-def count_role_members(session: Session, org_id: uuid.UUID, certification_id: uuid.UUID) -> int:
-    """Active employees in the certification's roles (the size of a fan-out, for job progress)."""
-    stmt = (
-        select(func.count())
-        .select_from(E)
-        .join(CR, and_(CR.org_id == E.org_id, CR.role_id == E.role_id))
-        .where(E.active, CR.certification_id == certification_id)
-    )
-    return int(session.execute(stmt).scalar_one())
-
-
-def _fans_out(cert: Certification) -> bool:
-    return cert.type == "employee" and cert.archived_at is None
-
-
-def _certifications_for(session: Session, employee_ids: Sequence[uuid.UUID]) -> list[Certification]:
-    """The live employee certifications of the roles these employees hold (a few, not rows)."""
-    roles = select(E.role_id).where(E.id.in_(employee_ids))
-    cert_ids = select(CR.certification_id).where(CR.role_id.in_(roles))
-    stmt = select(Certification).where(Certification.id.in_(cert_ids))
-    return [c for c in session.scalars(stmt) if _fans_out(c)]
+def count_role_members(
+    session: Session, org_id: uuid.UUID, certification_id: uuid.UUID, today: date
+) -> int:
+    """The (certification, subject, source) rows its sources give today: the size of a fan-out,
+    for job progress (a subject two sources require counts twice)."""
+    certs = live_certifications(session, [certification_id])
+    required = required_pairs(org_id, scope_of(certs, None), today)
+    if required is None:
+        return 0
+    return int(session.execute(select(func.count()).select_from(required)).scalar_one())
 
 
 def _insert_missing(
@@ -185,44 +214,23 @@ def _insert_missing(
     today: date,
     now: datetime,
     *,
-    employee_ids: Sequence[uuid.UUID] | None,
+    subject_ids: Sequence[uuid.UUID] | None,
 ) -> int:
     """The one INSERT … SELECT … ON CONFLICT DO NOTHING of a change; returns rows created."""
     if not certs:
         return 0
+    required = required_pairs(org_id, scope_of(certs, subject_ids), today)
+    if required is None:
+        return 0
     initial = {c.id: initial_record(c, today) for c in certs}
-    issued = _per_cert(initial, 0, Date())
-    expires = _per_cert(initial, 1, Date())
-    status = _per_cert(initial, 2, String())
-    stamp = literal(now, UTCDateTime())
-    dialect = session.get_bind().dialect.name
-    rows = (
-        select(
-            new_uuid_sql(dialect),
-            literal(org_id, Uuid()),
-            CR.certification_id,
-            literal("employee", String()),
-            E.id,
-            literal("role", String()),
-            literal(True, Boolean()),
-            literal(1, Integer()),
-            issued,
-            issued,
-            expires,
-            status,
-            stamp,
-            stamp,
-            stamp,
-        )
-        .select_from(E)
-        .join(CR, and_(CR.org_id == E.org_id, CR.role_id == E.role_id))
+    r = required.c
+    pairs = (
+        select(r.certification_id, r.subject_type, r.subject_id)
         .where(
-            E.active,
-            CR.certification_id.in_(list(initial)),
             # A revoked certificate stays the subject's record until someone assigns it anew.
             # NOT IN over the (few) revoked pairs: one hashed pass, whatever the statistics say
-            # (a per-employee NOT EXISTS probe degrades to a quadratic plan on fresh tables).
-            tuple_(CR.certification_id, E.id).not_in(
+            # (a per-subject NOT EXISTS probe degrades to a quadratic plan on fresh tables).
+            tuple_(r.certification_id, r.subject_id).not_in(
                 select(A.certification_id, A.subject_id).where(
                     A.certification_id.in_(list(initial)),
                     A.status == REVOKED,  # probes (org, certification, status)
@@ -230,9 +238,34 @@ def _insert_missing(
                 )
             ),
         )
+        .distinct()  # a subject two sources require gets one row
+        .subquery("pairs")
     )
-    if employee_ids is not None:
-        rows = rows.where(E.id.in_(list(employee_ids)))
+    p = pairs.c
+    issued = _per_cert(p.certification_id, initial, 0, Date())
+    expires = _per_cert(p.certification_id, initial, 1, Date())
+    status = _per_cert(p.certification_id, initial, 2, String())
+    stamp = literal(now, UTCDateTime())
+    dialect = session.get_bind().dialect.name
+    rows = select(
+        new_uuid_sql(dialect),
+        literal(org_id, Uuid()),
+        p.certification_id,
+        p.subject_type,
+        p.subject_id,
+        literal("role", String()),
+        literal(True, Boolean()),
+        literal(1, Integer()),
+        issued,
+        issued,
+        expires,
+        status,
+        stamp,
+        stamp,
+        stamp,
+    ).select_from(pairs)
+    # SQLite parses `FROM (…) AS pairs ON CONFLICT` as a join without its WHERE.
+    rows = rows.where(true())
     columns = [
         "id",
         "org_id",
@@ -265,53 +298,60 @@ def _rowcount(session: Session, stmt: Any) -> int:
 
 
 def _retire(
-    session: Session, today: date, now: datetime, scope: list[ColumnElement[bool]]
+    session: Session,
+    org_id: uuid.UUID,
+    now: datetime,
+    today: date,
+    scope: Scope,
+    where: list[ColumnElement[bool]],
 ) -> dict[str, int]:
-    """Role assignments whose role no longer applies: unrecorded ones go, recorded ones stay
-    (history) but stop counting as required; ones whose role applies again count again. The
-    requirement periods of the rows that go end today (the caller records the rest)."""
-    applies = exists().where(
-        E.org_id == A.org_id,
-        E.id == A.subject_id,
-        E.active,
-        CR.org_id == A.org_id,
-        CR.certification_id == A.certification_id,
-        CR.role_id == E.role_id,
-    )
-    role_live = [A.source == "role", A.revoked_at.is_(None), *scope]
+    """Rule-made assignments (`where`) no source applies to any more: unrecorded ones go,
+    recorded ones stay (history) but stop counting as required, and what automation queued for
+    them is withdrawn; ones a source applies to again count again."""
+    required = required_pairs(org_id, scope, today)
+    applies: ColumnElement[bool] = false()
+    if required is not None:
+        applies = tuple_(A.certification_id, A.subject_id).in_(
+            select(required.c.certification_id, required.c.subject_id)
+        )
+    rule_live = [A.source == "role", A.revoked_at.is_(None), *where]
     removed_ids = session.scalars(
-        delete(A).where(*role_live, A.issued_on.is_(None), ~applies).returning(A.id),
+        delete(A).where(*rule_live, A.issued_on.is_(None), ~applies).returning(A.id),
         execution_options=_CORE_LIKE,
     ).all()
+    # Their requirement periods end today (the caller records the rest).
     close_requirements(session, today, removed_ids)
-    unrequired = session.execute(
+    ended = session.execute(
         update(A)
-        .where(*role_live, A.issued_on.is_not(None), A.required, ~applies)
-        .values(required=False, updated_at=now),
+        .where(*rule_live, A.issued_on.is_not(None), A.required, ~applies)
+        .values(required=False, updated_at=now)
+        .returning(A.id),
         execution_options=_CORE_LIKE,
     )
+    ended_ids = list(ended.scalars())
+    if ended_ids:
+        withdraw(session, org_id, ended_ids, "no longer required", now)
     required_again = session.execute(
-        update(A).where(*role_live, ~A.required, applies).values(required=True, updated_at=now),
+        update(A).where(*rule_live, ~A.required, applies).values(required=True, updated_at=now),
         execution_options=_CORE_LIKE,
     )
     return {
         "removed": len(removed_ids),
-        "not_required": max(unrequired.rowcount or 0, 0),  # type: ignore[attr-defined]
+        "not_required": len(ended_ids),
         "required_again": max(required_again.rowcount or 0, 0),  # type: ignore[attr-defined]
     }
 
 
-def _per_cert(initial: dict[uuid.UUID, tuple[Any, ...]], index: int, type_: Any) -> Any:
+def _per_cert(
+    column: Any, initial: dict[uuid.UUID, tuple[Any, ...]], index: int, type_: Any
+) -> Any:
     """One value per certification, as a literal or a CASE on the certification id."""
     values = {cid: v[index] for cid, v in initial.items()}
     distinct = set(values.values())
     if len(distinct) == 1:
         (only,) = distinct
         return literal(only, type_) if only is not None else null()
-    return case(
-        *[(CR.certification_id == cid, literal(v, type_)) for cid, v in values.items()],
-        else_=null(),
-    )
+    return case(*[(column == cid, literal(v, type_)) for cid, v in values.items()], else_=null())
 
 
 def _chunks(items: list[uuid.UUID], size: int) -> Iterable[list[uuid.UUID]]:

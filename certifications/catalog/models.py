@@ -91,6 +91,8 @@ class Certification(TenantEntity, Timestamps, Base):
     # organization's `default_task_assignee_id`).
     task_assignee_id: Mapped[uuid.UUID | None] = mapped_column()
     archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Every client (client certifications) or every location (location ones) must hold it.
+    applies_to_all: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     @property
     def needs_review(self) -> bool:
@@ -147,3 +149,28 @@ class CertificationEquivalence(TenantScoped, Base):
 
     certification_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     provider_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+
+
+class CertificationLocation(TenantScoped, Base):
+    """A job site requiring the certification of its roster (employee), its assets (asset), or
+    of itself (location)."""
+
+    __tablename__ = "certification_locations"
+    __table_args__ = (
+        tenant_fk("certification_id", "certifications", ondelete="CASCADE"),
+        tenant_fk("location_id", "locations"),
+        Index("ix_certification_locations_location", "org_id", "location_id"),
+    )
+
+    certification_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    location_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+
+
+class CertificationCategory(TenantScoped, Base):
+    """An asset category (stored lower-case) whose active assets must hold the certification."""
+
+    __tablename__ = "certification_categories"
+    __table_args__ = (tenant_fk("certification_id", "certifications", ondelete="CASCADE"),)
+
+    certification_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    category: Mapped[str] = mapped_column(String(200), primary_key=True)

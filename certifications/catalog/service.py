@@ -25,13 +25,15 @@ from certifications.automation.plans import effective_plan, plan_from_rules, rul
 from certifications.catalog import equivalences, groups
 from certifications.catalog.models import (
     Certification,
+    CertificationCategory,
     CertificationClient,
     CertificationEquivalence,
     CertificationGroup,
     CertificationGroupMember,
+    CertificationLocation,
     CertificationRole,
 )
-from certifications.directory.models import Client, Employee, Role
+from certifications.directory.models import Client, Employee, Location, Role
 from infra.context import require_org_id
 from infra.database import get_or_not_found, utcnow
 from infra.errors import Conflict, Invalid, NotFound
@@ -57,6 +59,7 @@ _COLUMNS = (
     "reminder_plan",
     "task_rules",
     "task_assignee_id",
+    "applies_to_all",
 )
 # Link field -> (association model, its column, referenced model, entity name).
 _LINKS: dict[str, tuple[Any, str, Any, str]] = {
@@ -65,8 +68,16 @@ _LINKS: dict[str, tuple[Any, str, Any, str]] = {
     "client_ids": (CertificationClient, "client_id", Client, "client"),
     # Certifications whose records satisfy this one (same type, no cycles).
     "satisfied_by": (CertificationEquivalence, "provider_id", Certification, "certification"),
+    "location_ids": (CertificationLocation, "location_id", Location, "location"),
 }
-_EMPLOYEE_ONLY = ("role_ids", "client_ids")
+# The requirement sources each certification type may have (issue 15).
+SOURCES: dict[str, tuple[str, ...]] = {
+    "employee": ("role_ids", "client_ids", "location_ids"),
+    "asset": ("asset_categories", "location_ids"),
+    "client": ("client_ids", "applies_to_all"),
+    "location": ("location_ids", "client_ids", "applies_to_all"),
+}
+_SOURCE_FIELDS = ("role_ids", "client_ids", "location_ids", "asset_categories", "applies_to_all")
 DEFAULTS: dict[str, Any] = {
     "issuer": None,
     "description": None,
@@ -85,6 +96,9 @@ DEFAULTS: dict[str, Any] = {
     "role_ids": [],
     "client_ids": [],
     "satisfied_by": [],
+    "location_ids": [],
+    "asset_categories": [],
+    "applies_to_all": False,
 }
 
 
@@ -132,7 +146,8 @@ def create_certification(session: Session, data: dict[str, Any]) -> dict[str, An
         session.add(cert)
     for field in _LINKS:
         _replace_links(session, cert.id, field, values[field])
-    jobs = [_fanout(session, cert)] if values["role_ids"] else []
+    _replace_categories(session, cert.id, values["asset_categories"])
+    jobs = [_fanout(session, cert)] if any(values[f] for f in _SOURCE_FIELDS) else []
     return describe(session, [cert], jobs)[0]
 
 
@@ -169,10 +184,10 @@ def update_certification(
     for field in _LINKS:
         if field in changes and set(changes[field]) != set(before[field]):
             _replace_links(session, cert.id, field, changes[field])
+    if "asset_categories" in changes:
+        _replace_categories(session, cert.id, changes["asset_categories"])
     jobs = []
-    if set(after["role_ids"]) != set(before["role_ids"]) or (
-        after["valid_when_added"] != before["valid_when_added"]
-    ):
+    if _sources_changed(before, after) or after["valid_when_added"] != before["valid_when_added"]:
         jobs.append(_fanout(session, cert))
     renewal_changed = any(after[k] != before[k] for k in ("validity", "warning_days"))
     if renewal_changed or set(after["satisfied_by"]) != set(before["satisfied_by"]):
@@ -232,6 +247,15 @@ def describe(
             for cert_id, linked in rows:
                 by_cert[cert_id].append(linked)
         links[field] = by_cert
+    categories: dict[uuid.UUID, list[str]] = defaultdict(list)
+    if ids:
+        rows = session.execute(
+            select(CertificationCategory.certification_id, CertificationCategory.category)
+            .where(CertificationCategory.certification_id.in_(ids))
+            .order_by(CertificationCategory.category)
+        )
+        for cert_id, category in rows:
+            categories[cert_id].append(category)
     job_refs = [{"id": j.id, "kind": j.kind} for j in jobs if j is not None]
     out = []
     for c in certs:
@@ -247,6 +271,7 @@ def describe(
             "jobs": job_refs,
         }
         item |= {field: links[field].get(c.id, []) for field in _LINKS}
+        item["asset_categories"] = categories.get(c.id, [])
         out.append(item)
     return out
 
@@ -273,12 +298,13 @@ def _plan_and_rules(data: dict[str, Any]) -> dict[str, Any]:
 def _validate(session: Session, values: dict[str, Any], given: dict[str, Any]) -> None:
     """`values` is the resulting definition, `given` what the client sent (errors name it)."""
     errors: dict[str, Any] = {}
-    if values["type"] != "employee":
-        for field in _EMPLOYEE_ONLY:
-            if values[field]:
-                errors[field] = [
-                    f"Only employee certifications have {field}; this one is {values['type']}."
-                ]
+    allowed = SOURCES.get(values["type"], ())
+    for field in _SOURCE_FIELDS:
+        if values[field] and field not in allowed:
+            owners = ", ".join(t for t, fs in SOURCES.items() if field in fs)
+            errors[field] = [
+                f"Only {owners} certifications have {field}; this one is {values['type']}."
+            ]
     if values["forms_required"] and not values["form"]:
         errors["form"] = ["Required when forms_required is true."]
     if ("warning_days" in given or "validity" in given) and values["validity"]:
@@ -439,6 +465,30 @@ def _replace_links(
     ]
     if rows:
         session.execute(insert(model), rows)
+
+
+def _replace_categories(
+    session: Session, certification_id: uuid.UUID, categories: list[str]
+) -> None:
+    """Stored lower-case: asset categories match ignoring case."""
+    model = CertificationCategory
+    session.execute(delete(model).where(model.certification_id == certification_id))
+    rows = [
+        {"org_id": require_org_id(), "certification_id": certification_id, "category": c}
+        for c in dict.fromkeys(c.strip().lower() for c in categories)
+        if c
+    ]
+    if rows:
+        session.execute(insert(model), rows)
+
+
+def _sources_changed(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    def norm(field: str, value: Any) -> Any:
+        if field == "asset_categories":
+            return {c.strip().lower() for c in value}
+        return set(value) if isinstance(value, list) else value
+
+    return any(norm(f, before[f]) != norm(f, after[f]) for f in _SOURCE_FIELDS)
 
 
 def _fanout(session: Session, cert: Certification) -> Job | None:

@@ -14,18 +14,23 @@ import uuid
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-from sqlalchemy import Select, bindparam, func, literal, select
+from sqlalchemy import Select, bindparam, delete, func, insert, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from certifications.audit import trail as audit
+from certifications.directory.models import EmployeeRole
 from certifications.directory.service import (
+    ROLE_INPUTS,
     Kind,
     active_holders,
     activity_changed,
+    fanout_state,
     held_message,
+    lookup_roles,
     request_fanout,
+    roles_given,
 )
 from infra.context import require_org_id
 from infra.database import utcnow
@@ -67,6 +72,8 @@ def bulk_upsert(
     errors = dict(row_errors)
     rows = _drop_duplicates(rows, errors)
     existing = _existing(session, kind, [data["external_id"] for _, data in rows])
+    if kind.name == "employee":
+        rows = _resolve_roles(session, rows, errors, existing)
     rows = _check_references(session, kind, rows, errors, existing)
     if kind.name == "role":
         rows = _check_role_names(session, kind, rows, errors)
@@ -77,7 +84,10 @@ def bulk_upsert(
     for index, data in rows:
         old = existing.get(data["external_id"])
         if old is None:
-            new = {f: None for f in kind.fields} | {"active": True} | data
+            blank: dict[str, Any] = {f: None for f in kind.fields} | {"active": True}
+            if kind.name == "employee":
+                blank["role_ids"] = [data["role_id"]] if data.get("role_id") else []
+            new = blank | data
             status, item_id = "created", uuid.uuid4()
         else:
             new = old | data
@@ -91,6 +101,7 @@ def bulk_upsert(
     results: dict[int, dict[str, Any]] = {}
     writes: list[dict[str, Any]] = []
     fanout: list[str] = []
+    roles_changed: list[str] = []
     leavers: list[str] = []  # subjects this request deactivates
     activity = False
     for index, status, old, new, item_id in planned:
@@ -98,8 +109,10 @@ def bulk_upsert(
         results[index] = {"index": index, "external_id": external_id, "status": status}
         results[index]["id"] = item_id
         if status != "unchanged":
-            writes.append(new | {"id": item_id})
-            if kind.name == "employee" and _affects_roles(old, new):
+            writes.append({f: new[f] for f in kind.fields} | {"id": item_id})
+            if kind.name == "employee" and (old is None or old["role_ids"] != new["role_ids"]):
+                roles_changed.append(external_id)
+            if _affects_requirements(kind.name, old, new):
                 fanout.append(external_id)
             if kind.name != "role" and old is not None and old["active"] != new["active"]:
                 activity = True
@@ -119,7 +132,10 @@ def bulk_upsert(
     for result in results.values():
         if result["status"] in ("created", "updated"):
             result["id"] = ids[result["external_id"]]
-    job = request_fanout(session, [ids[e] for e in fanout])
+    if roles_changed:
+        by_external = {p.new["external_id"]: p.new["role_ids"] for p in planned}
+        _replace_roles(session, {ids[e]: by_external[e] for e in roles_changed})
+    job = request_fanout(session, [ids[e] for e in fanout], kind.name)
     if activity:
         activity_changed(session, [ids[e] for e in leavers])
     _audit(session, kind.name, results.values())
@@ -196,25 +212,97 @@ def _check_references(
     errors: dict[int, Any],
     existing: dict[str, dict[str, Any]],
 ) -> list[tuple[int, dict[str, Any]]]:
-    """Refuse rows naming a role/client unknown here (another org's), or inactive unless kept."""
-    ref = kind.reference
-    if ref is None:
-        return rows
-    wanted = {data[ref.field] for _, data in rows if data.get(ref.field) is not None}
-    known: dict[uuid.UUID, bool] = {}
-    for chunk in _chunks(sorted(wanted)):
-        stmt = _among(session, select(ref.model.id, ref.model.active), ref.model.id, chunk)
-        known.update(session.execute(stmt).all())
+    """Refuse rows naming a client, location or employee unknown here (another org's), or
+    inactive unless kept (an employee's roles are checked by `_resolve_roles`)."""
+    for ref in kind.references:
+        if kind.name == "employee" and ref.field == "role_id":
+            continue
+        wanted = {data[ref.field] for _, data in rows if data.get(ref.field) is not None}
+        known: dict[uuid.UUID, bool] = {}
+        for chunk in _chunks(sorted(wanted)):
+            stmt = _among(session, select(ref.model.id, ref.model.active), ref.model.id, chunk)
+            known.update(session.execute(stmt).all())
+        kept = []
+        for index, data in rows:
+            target = data.get(ref.field)
+            if target is not None and target not in known:
+                errors[index] = {ref.field: [f"Unknown {ref.entity}."]}
+            elif (
+                target is not None and not known[target] and target != _stored(existing, data, ref)
+            ):
+                errors[index] = {ref.field: [f"The {ref.entity} is inactive."]}
+            else:
+                kept.append((index, data))
+        rows = kept
+    return rows
+
+
+def _resolve_roles(
+    session: Session,
+    rows: list[tuple[int, dict[str, Any]]],
+    errors: dict[int, Any],
+    existing: dict[str, dict[str, Any]],
+) -> list[tuple[int, dict[str, Any]]]:
+    """Each row's roles, from whichever of `ROLE_INPUTS` it gives, as `role_ids` (and `role_id`,
+    the first): one lookup per way of naming roles for the whole request."""
+    wanted: dict[str, set[Any]] = {field: set() for field in ROLE_INPUTS}
+    for _, data in rows:
+        for field in ROLE_INPUTS:
+            value = data.get(field)
+            wanted[field].update(value if isinstance(value, list) else [value] if value else [])
+    found = {
+        field: lookup_roles(session, field, sorted(values, key=str))
+        for field, values in wanted.items()
+        if values
+    }
     kept = []
     for index, data in rows:
-        target = data.get(ref.field)
-        if target is not None and target not in known:
-            errors[index] = {ref.field: [f"Unknown {ref.entity}."]}
-        elif target is not None and not known[target] and target != _stored(existing, data, ref):
-            errors[index] = {ref.field: [f"The {ref.entity} is inactive."]}
+        given = roles_given(data)
+        if not given:
+            kept.append((index, data))
+            continue
+        for f in ROLE_INPUTS:  # empty siblings of the one kept
+            if f in data and f not in given:
+                del data[f]
+        if len(given) > 1:
+            errors[index] = {given[1]: [f"Give the roles one way: {' or '.join(ROLE_INPUTS)}."]}
+            continue
+        field = given[0]
+        value = data.pop(field)
+        values = [] if value is None else value if isinstance(value, list) else [value]
+        known = found.get(field, {})
+        stored = set(existing.get(data["external_id"], {}).get("role_ids") or [])
+        unknown = [v for v in values if v not in known]
+        inactive = [v for v in values if v in known and not known[v][1]]
+        inactive = [v for v in inactive if known[v][0] not in stored]
+        if unknown:
+            single = field == "role_id"
+            errors[index] = {
+                field: ["Unknown role."] if single else [f"Unknown role: {v}" for v in unknown]
+            }
+        elif inactive:
+            errors[index] = {field: [f"The role is inactive: {v}" for v in inactive]}
         else:
+            roles = list(dict.fromkeys(known[v][0] for v in values))
+            data["role_ids"] = roles
+            data["role_id"] = roles[0] if roles else None
             kept.append((index, data))
     return kept
+
+
+def _replace_roles(session: Session, roles: dict[uuid.UUID, list[uuid.UUID]]) -> None:
+    """Set these employees' roles: one DELETE and one INSERT per chunk."""
+    org_id = require_org_id()
+    employees = sorted(roles)
+    for chunk in _chunks(employees):
+        session.execute(delete(EmployeeRole).where(EmployeeRole.employee_id.in_(chunk)))
+        links = [
+            {"org_id": org_id, "employee_id": e, "role_id": r, "position": i}
+            for e in chunk
+            for i, r in enumerate(roles[e])
+        ]
+        if links:
+            session.execute(insert(EmployeeRole), links)
 
 
 def _stored(existing: dict[str, dict[str, Any]], data: dict[str, Any], ref: Any) -> Any:
@@ -303,7 +391,28 @@ def _existing(session: Session, kind: Kind, external_ids: list[str]) -> dict[str
         result = session.execute(stmt)
         for row in result.mappings():
             found[row["external_id"]] = dict(row)
+    if kind.name == "employee" and found:
+        _attach_roles(session, found)
     return found
+
+
+def _attach_roles(session: Session, found: dict[str, dict[str, Any]]) -> None:
+    """`role_ids` of stored employees (their `role_id` alone when written without links)."""
+    by_id = {row["id"]: row for row in found.values()}
+    links: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for chunk in _chunks(sorted(by_id)):
+        stmt = _among(
+            session,
+            select(EmployeeRole.employee_id, EmployeeRole.role_id).order_by(
+                EmployeeRole.employee_id, EmployeeRole.position
+            ),
+            EmployeeRole.employee_id,
+            chunk,
+        )
+        for employee_id, role_id in session.execute(stmt):
+            links.setdefault(employee_id, []).append(role_id)
+    for employee_id, row in by_id.items():
+        row["role_ids"] = links.get(employee_id) or ([row["role_id"]] if row["role_id"] else [])
 
 
 def _upsert(session: Session, kind: Kind, writes: list[dict[str, Any]]) -> dict[str, uuid.UUID]:
@@ -348,10 +457,17 @@ def _upsert(session: Session, kind: Kind, writes: list[dict[str, Any]]) -> dict[
     return dict(session.execute(upsert, params).all())
 
 
-def _affects_roles(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
+def _affects_requirements(kind: str, old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
+    """The row's change can change what it must hold (a created one: when it has a source)."""
+    after = fanout_state(kind, new)
+    if after is None:
+        return False
     if old is None:
-        return bool(new["active"] and new["role_id"] is not None)
-    return (old["role_id"], old["active"]) != (new["role_id"], new["active"])
+        if not new["active"]:
+            return False
+        # A new client or location may fall under an `applies_to_all` certification.
+        return kind in ("client", "location") or any(v for v in after[:-1])
+    return fanout_state(kind, old) != after
 
 
 def _error_row(index: int, errs: RowErrors) -> dict[str, Any]:

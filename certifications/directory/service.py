@@ -1,8 +1,10 @@
 """The directory service: roles, employees, assets, clients and job locations (SPEC §4).
 
-Create, read, update, soft delete and list with filters. Employee changes that affect role-based
-assignment (created in a role, role changed, deactivated, reactivated) ask for one role fan-out
-in the same transaction. Bulk upsert and CSV import live in `certifications.directory.bulk`.
+Create, read, update, soft delete and list with filters. Changes that affect who must hold what
+(an employee's roles, an asset's category or location, a location's client, any subject's
+`active`) ask for one requirement fan-out in the same transaction. Employees hold several roles
+(`role_ids`; `role_id` is the first), named by id, `role_external_id` or `role_name`.
+Bulk upsert and CSV import live in `certifications.directory.bulk`; rosters in `memberships`.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, func, insert, select
+from sqlalchemy import delete as sql_delete
+from sqlalchemy.orm import Session, selectinload
 
 from certifications.assignments.schedule import request_tick
 from certifications.automation.withdraw import withdraw_for_subjects
-from certifications.directory.models import Asset, Client, Employee, Location, Role
+from certifications.catalog.models import Certification
+from certifications.directory.models import Asset, Client, Employee, EmployeeRole, Location, Role
 from infra.context import require_org_id
 from infra.database import get_or_not_found, utcnow
 from infra.errors import Conflict, Invalid
@@ -34,7 +38,7 @@ class Reference:
     """A field pointing at another directory entity of the same organization."""
 
     field: str
-    model: type[Role] | type[Client]
+    model: type[Role] | type[Client] | type[Location] | type[Employee]
     entity: str
 
 
@@ -46,7 +50,7 @@ class Kind:
     plural: str
     model: Any
     fields: tuple[str, ...]
-    reference: Reference | None = None
+    references: tuple[Reference, ...] = ()
 
     @property
     def table(self) -> Any:
@@ -62,16 +66,33 @@ KINDS: dict[str, Kind] = {
             "employees",
             Employee,
             ("name", "email", "role_id", "external_id", "active", "user_sub"),
-            Reference("role_id", Role, "role"),
+            (Reference("role_id", Role, "role"),),
         ),
-        Kind("asset", "assets", Asset, ("name", "serial_number", "external_id", "active")),
+        Kind(
+            "asset",
+            "assets",
+            Asset,
+            (
+                "name",
+                "serial_number",
+                "external_id",
+                "active",
+                "category",
+                "location_id",
+                "custodian_id",
+            ),
+            (
+                Reference("location_id", Location, "location"),
+                Reference("custodian_id", Employee, "employee"),
+            ),
+        ),
         Kind("client", "clients", Client, ("name", "contact_email", "external_id", "active")),
         Kind(
             "location",
             "locations",
             Location,
             ("name", "address", "client_id", "external_id", "active"),
-            Reference("client_id", Client, "client"),
+            (Reference("client_id", Client, "client"),),
         ),
     )
 }
@@ -84,12 +105,16 @@ def list_statement(
     q: str | None = None,
     role_id: uuid.UUID | None = None,
     client_id: uuid.UUID | None = None,
+    location_id: uuid.UUID | None = None,
+    category: str | None = None,
     external_id: list[str] | None = None,
     updated_since: datetime | None = None,
 ) -> Select[Any]:
     """The filtered list query; the caller paginates it by (name, id)."""
     model = kind.model
     stmt = select(model)
+    if kind.name == "employee":  # their role_ids, one query per page
+        stmt = stmt.options(selectinload(Employee.role_links))
     if external_id:
         stmt = stmt.where(model.external_id.in_(external_id))
     if updated_since is not None:
@@ -98,10 +123,15 @@ def list_statement(
         stmt = stmt.where(model.active.is_(active))
     if q:
         stmt = stmt.where(func.lower(model.name).contains(q.lower(), autoescape=True))
-    if role_id is not None:
-        stmt = stmt.where(model.role_id == role_id)
+    if role_id is not None:  # any of the employee's roles
+        held = select(EmployeeRole.employee_id).where(EmployeeRole.role_id == role_id)
+        stmt = stmt.where((model.role_id == role_id) | model.id.in_(held))
     if client_id is not None:
         stmt = stmt.where(model.client_id == client_id)
+    if location_id is not None:
+        stmt = stmt.where(model.location_id == location_id)
+    if category is not None:
+        stmt = stmt.where(func.lower(model.category) == category.strip().lower())
     return stmt
 
 
@@ -111,23 +141,28 @@ def get(session: Session, kind: Kind, item_id: uuid.UUID) -> Any:
 
 def create(session: Session, kind: Kind, data: dict[str, Any]) -> Any:
     data = _check_managers(session, kind, data, None)
+    roles = resolve_roles(session, data, None) if kind.name == "employee" else None
     _check_reference(session, kind, data)
     _check_unique(session, kind, data, None)
     item = kind.model(**data)
     session.add(item)
     session.flush()
-    if kind.name == "employee" and item.active and item.role_id is not None:
-        request_fanout(session, [item.id])
+    if roles:
+        _replace_roles(session, item, roles)
+    if kind.name != "role" and item.active and _may_be_required(session, kind, item):
+        request_fanout(session, [item.id], kind.name)
     return item
 
 
 def update(session: Session, kind: Kind, item_id: uuid.UUID, changes: dict[str, Any]) -> Any:
     item = get(session, kind, item_id)
+    changes = dict(changes)
     if kind.name == "role" and item.active and changes.get("active") is False:
         held = active_holders(session, [item.id]).get(item.id)
         if held:
             raise Conflict(held_message(held), {"employees": [held_message(held)]})
     changes = _check_managers(session, kind, changes, item.id)
+    roles = resolve_roles(session, changes, item) if kind.name == "employee" else None
     _check_reference(session, kind, changes, item)
     _check_unique(session, kind, changes, item.id)
     before = _fanout_state(kind, item)
@@ -135,8 +170,10 @@ def update(session: Session, kind: Kind, item_id: uuid.UUID, changes: dict[str, 
     for key, value in changes.items():
         setattr(item, key, value)
     session.flush()
+    if roles is not None and roles != item.role_ids:
+        _replace_roles(session, item, roles)
     if before != _fanout_state(kind, item):
-        request_fanout(session, [item.id])
+        request_fanout(session, [item.id], kind.name)
     if kind.name != "role" and was_active != item.active:
         activity_changed(session, [item.id] if was_active else [])
     return item
@@ -163,11 +200,17 @@ def active_holders(session: Session, role_ids: Iterable[uuid.UUID]) -> dict[uuid
     ids = list(role_ids)
     if not ids:
         return {}
-    stmt = (
-        select(Employee.role_id, func.count())
+    holds = (
+        select(Employee.id.label("employee_id"), Employee.role_id.label("role_id"))
         .where(Employee.role_id.in_(ids), Employee.active.is_(True))
-        .group_by(Employee.role_id)
+        .union(
+            select(EmployeeRole.employee_id, EmployeeRole.role_id)
+            .join(Employee, Employee.id == EmployeeRole.employee_id)
+            .where(EmployeeRole.role_id.in_(ids), Employee.active.is_(True))
+        )
+        .subquery("holds")
     )
+    stmt = select(holds.c.role_id, func.count()).group_by(holds.c.role_id)
     rows = session.execute(stmt).all()
     return {role_id: count for role_id, count in rows if role_id is not None}  # IN: never NULL
 
@@ -177,37 +220,160 @@ def held_message(count: int) -> str:
     return f"Role is held by {count} active {noun}; move them to another role first."
 
 
-def request_fanout(session: Session, employee_ids: Iterable[uuid.UUID]) -> Job | None:
-    """One outbox request re-evaluating role-based assignments of these employees."""
-    ids = [str(i) for i in employee_ids]
+def request_fanout(
+    session: Session, subject_ids: Iterable[uuid.UUID], kind: str = "employee"
+) -> Job | None:
+    """One outbox request re-evaluating the rule-made assignments of these subjects."""
+    ids = [str(i) for i in subject_ids]
     if not ids:
         return None
+    if kind == "employee":
+        return request_job(
+            session, FANOUT_ACTOR, job_kind=FANOUT_JOB_KIND, total=len(ids), employee_ids=ids
+        )
     return request_job(
-        session, FANOUT_ACTOR, job_kind=FANOUT_JOB_KIND, total=len(ids), employee_ids=ids
+        session, FANOUT_ACTOR, job_kind=FANOUT_JOB_KIND, total=len(ids), subject_ids=ids
     )
 
 
+def fanout_state(kind: str, row: Any) -> tuple[Any, ...] | None:
+    """What a subject's requirements depend on (a dict row or a model); None for roles."""
+
+    def value(field: str) -> Any:
+        return row.get(field) if isinstance(row, dict) else getattr(row, field)
+
+    if kind == "employee":
+        return (tuple(value("role_ids") or ()), value("active"))
+    if kind == "asset":
+        category = value("category")
+        return (
+            category.strip().lower() if category else None,
+            value("location_id"),
+            value("active"),
+        )
+    if kind == "location":
+        return (value("client_id"), value("active"))
+    if kind == "client":
+        return (value("active"),)
+    return None
+
+
 def _fanout_state(kind: Kind, item: Any) -> tuple[Any, ...] | None:
-    if kind.name != "employee":
+    return fanout_state(kind.name, item)
+
+
+def _may_be_required(session: Session, kind: Kind, item: Any) -> bool:
+    """A new subject can only be required if it has a source (employees, assets) or some
+    certification of its type applies to all or names clients (clients and locations)."""
+    if kind.name == "employee":
+        return bool(item.role_ids)
+    if kind.name == "asset":
+        return bool(item.category or item.location_id)
+    return (
+        session.scalar(
+            select(Certification.id)
+            .where(Certification.type == kind.name, Certification.archived_at.is_(None))
+            .limit(1)
+        )
+        is not None
+    )
+
+
+ROLE_INPUTS = ("role_ids", "role_id", "role_external_id", "role_name")
+
+
+def roles_given(data: dict[str, Any]) -> list[str]:
+    """Which of `ROLE_INPUTS` `data` gives. An empty one (a blank CSV cell, null) beside one
+    with a value is dropped as not given; empty ones alone clear the roles."""
+    given = [f for f in ROLE_INPUTS if f in data]
+    valued = [f for f in given if data[f] not in (None, [])]
+    for f in given:
+        if valued and f not in valued:
+            del data[f]
+    return valued or given[:1]
+
+
+def resolve_roles(session: Session, data: dict[str, Any], item: Any) -> list[uuid.UUID] | None:
+    """The employee's roles from whichever of `ROLE_INPUTS` `data` gives (popped; `role_id` is
+    then set to the first role), or None when it gives none. Unknown roles (another org's)
+    and newly given inactive ones answer 422 naming the field."""
+    given = roles_given(data)
+    if not given:
         return None
-    return (item.role_id, item.active)
+    for f in ROLE_INPUTS:  # empty siblings of the one kept
+        if f in data and f not in given:
+            del data[f]
+    if len(given) > 1:
+        raise Invalid({given[1]: [f"Give the roles one way: {' or '.join(ROLE_INPUTS)}."]})
+    field = given[0]
+    value = data.pop(field)
+    values = [] if value is None else value if isinstance(value, list) else [value]
+    found = lookup_roles(session, field, values)
+    missing = [v for v in values if v not in found]
+    if missing:
+        raise Invalid({field: [f"Unknown role: {v}" for v in missing]})
+    roles = list(dict.fromkeys(found[v][0] for v in values))
+    kept = set(item.role_ids) if item is not None else set()
+    inactive = [str(v) for v in values if not found[v][1] and found[v][0] not in kept]
+    if inactive:
+        raise Invalid({field: [f"The role is inactive: {v}" for v in inactive]})
+    data["role_id"] = roles[0] if roles else None
+    return roles
+
+
+def lookup_roles(
+    session: Session, field: str, values: list[Any]
+) -> dict[Any, tuple[uuid.UUID, bool]]:
+    """value → (role id, active) for role ids, external ids or names (names ignoring case)."""
+    if not values:
+        return {}
+    if field in ("role_ids", "role_id"):
+        rows = session.execute(select(Role.id, Role.id, Role.active).where(Role.id.in_(values)))
+        return {key: (rid, active) for key, rid, active in rows}
+    if field == "role_external_id":
+        rows = session.execute(
+            select(Role.external_id, Role.id, Role.active).where(Role.external_id.in_(values))
+        )
+        return {key: (rid, active) for key, rid, active in rows}
+    lowered = {v.lower(): v for v in values}
+    rows = session.execute(
+        select(func.lower(Role.name), Role.id, Role.active).where(
+            func.lower(Role.name).in_(list(lowered))
+        )
+    )
+    return {lowered[key]: (rid, active) for key, rid, active in rows}
+
+
+def _replace_roles(session: Session, item: Employee, roles: list[uuid.UUID]) -> None:
+    session.execute(sql_delete(EmployeeRole).where(EmployeeRole.employee_id == item.id))
+    if roles:
+        org_id = require_org_id()
+        session.execute(
+            insert(EmployeeRole),
+            [
+                {"org_id": org_id, "employee_id": item.id, "role_id": r, "position": i}
+                for i, r in enumerate(roles)
+            ],
+        )
+    session.expire(item, ["role_links"])
 
 
 def _check_reference(session: Session, kind: Kind, data: dict[str, Any], item: Any = None) -> None:
-    """`role_id` / `client_id` must name an active entity of this org (another org's: unknown).
-
-    Keeping the reference a row already has is fine even if that role/client became inactive.
-    """
-    ref = kind.reference
-    if ref is None or data.get(ref.field) is None:
-        return
-    if item is not None and getattr(item, ref.field) == data[ref.field]:
-        return
-    active = session.scalar(select(ref.model.active).where(ref.model.id == data[ref.field]))
-    if active is None:
-        raise Invalid({ref.field: [f"Unknown {ref.entity}."]})
-    if not active:
-        raise Invalid({ref.field: [f"The {ref.entity} is inactive."]})
+    """Each reference (`client_id`, an asset's `location_id`, ...) must name an active entity of
+    this org (another org's: unknown). Keeping the reference a row already has is fine even if
+    that entity became inactive."""
+    for ref in kind.references:
+        if data.get(ref.field) is None:
+            continue
+        if item is not None and getattr(item, ref.field) == data[ref.field]:
+            continue
+        if kind.name == "employee" and ref.field == "role_id":
+            continue  # resolved with the other roles (`resolve_roles`)
+        active = session.scalar(select(ref.model.active).where(ref.model.id == data[ref.field]))
+        if active is None:
+            raise Invalid({ref.field: [f"Unknown {ref.entity}."]})
+        if not active:
+            raise Invalid({ref.field: [f"The {ref.entity} is inactive."]})
 
 
 def _check_managers(

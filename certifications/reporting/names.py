@@ -16,6 +16,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session, aliased
 
 from certifications.assignments.models import Assignment
+from certifications.assignments.requirements import attach_sources
 from certifications.catalog.models import Certification
 from certifications.directory.models import SUBJECT_MODELS
 
@@ -73,6 +74,7 @@ def attach_names(session: Session, records: Any) -> Any:
     many = items if items is not None else records if isinstance(records, list) else [records]
     found = names_by_assignment(session, (_assignment_id(r) for r in many))
     _attach_satisfied_via(session, [r for r in many if isinstance(r, Assignment)])
+    attach_sources(session, [r for r in many if isinstance(r, Assignment)])
     for record in many:
         names = found.get(_assignment_id(record))
         if names is None:

@@ -21,7 +21,7 @@ from alembic import op
 from tenancy import rls
 
 revision = "0017"
-down_revision = "0015"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 

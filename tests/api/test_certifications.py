@@ -241,11 +241,29 @@ def test_name_and_type_are_required(api, missing):
     assert missing in _fields(resp)
 
 
-@pytest.mark.parametrize("kind", ["asset", "client", "location"])
-@pytest.mark.parametrize("field", ["role_ids", "client_ids"])
-def test_roles_and_clients_are_for_employee_certifications_only(api, kind, field):
-    ref = _make(api, "/roles" if field == "role_ids" else "/clients", f"ref {uuid.uuid4().hex[:6]}")
-    resp = _post(api, type=kind, **{field: [ref]})
+# Requirement sources each type may not have (issue 15): roles are for employees only, clients
+# are no source of an asset's requirement, categories only of assets', "all" not of people.
+@pytest.mark.parametrize(
+    ("kind", "field"),
+    [
+        ("asset", "role_ids"),
+        ("client", "role_ids"),
+        ("location", "role_ids"),
+        ("asset", "client_ids"),
+        ("client", "location_ids"),
+        ("employee", "asset_categories"),
+        ("location", "asset_categories"),
+        ("employee", "applies_to_all"),
+        ("asset", "applies_to_all"),
+    ],
+)
+def test_requirement_sources_follow_the_certification_type(api, kind, field):
+    paths = {"role_ids": "/roles", "client_ids": "/clients", "location_ids": "/locations"}
+    if field in paths:
+        value: object = [_make(api, paths[field], f"ref {uuid.uuid4().hex[:6]}")]
+    else:
+        value = ["Crane"] if field == "asset_categories" else True
+    resp = _post(api, type=kind, **{field: value})
     assert resp.status_code == 422
     assert field in _fields(resp)
     assert kind in resp.get_json()["errors"][field][0]
@@ -257,6 +275,7 @@ def test_ids_of_another_org_are_refused_like_unknown_ones(api, api_for, make_org
         "group_ids": _make(theirs, "/certification-groups", "G"),
         "role_ids": _make(theirs, "/roles", "R"),
         "client_ids": _make(theirs, "/clients", "C"),
+        "location_ids": _make(theirs, "/locations", "L"),
     }
     employee = _make(theirs, "/employees", "E")
     for field, foreign in refs.items():

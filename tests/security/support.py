@@ -213,6 +213,8 @@ FIELD_KINDS = {
     "client_id": "client",
     "client_ids": "client",
     "location_id": "location",
+    "location_ids": "location",
+    "custodian_id": "employee",
     "group_id": "group",
     "group_ids": "group",
     "parent_id": "group",
@@ -240,6 +242,8 @@ def kind_for_route(op: Operation, param: str) -> str | None:
     parts = op.path.split("/")
     idx = parts.index("{" + param + "}")
     seg = parts[idx - 1] if idx > 0 else ""
+    if seg == "members":  # a roster: of a location or of a client (one membership each)
+        return "membership" if parts[1] == "locations" else "client_membership"
     if seg in SEGMENT_KINDS:
         return SEGMENT_KINDS[seg]
     return FIELD_KINDS.get(param)

@@ -40,7 +40,7 @@ from certifications.catalog.models import (
     CertificationGroupMember,
     CertificationRole,
 )
-from certifications.directory.models import Asset, Client, Employee, Location, Role
+from certifications.directory.models import Asset, Client, Employee, Location, Membership, Role
 from certifications.evidence.models import Document, Submission
 from certifications.evidence.storage import document_store, object_key
 from infra import context
@@ -304,6 +304,12 @@ WORLD_KINDS: dict[str, Callable[[Session, World], Any]] = {
     ),
     "location": lambda s, w: build_location(
         s, name="site", address="1 Road", client_id=w["client"], external_id=_hex()
+    ),
+    "membership": lambda s, w: _added(
+        s, Membership(employee_id=w["employee"], location_id=w["location"])
+    ),
+    "client_membership": lambda s, w: _added(
+        s, Membership(employee_id=w["employee"], client_id=w["client"])
     ),
     "group": lambda s, w: build_group(s, name=_unique("group")),
     "certification": lambda s, w: build_certification(

@@ -272,7 +272,7 @@ def test_domain_reads_never_see_other_orgs(
         assert groups.ancestors_of(s, theirs["sub"].id) == set()
         assert groups.subtree_height(s, theirs["top"].id) == 0
         assert certification_stats(s) == {}
-        assert fanout.count_role_members(s, a.id, theirs["cert"].id) == 0
+        assert fanout.count_role_members(s, a.id, theirs["cert"].id, TODAY) == 0
         assert s.scalar(select(func.count()).select_from(Certification)) == 0
 
 

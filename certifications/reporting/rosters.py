@@ -1,0 +1,226 @@
+"""Site and client workforce views (issue 15): who works there on a date, and is each of them
+holding what the site (or client) requires of its members?
+
+The certifications a site requires of its members are the employee certifications naming it in
+`location_ids` and those naming its client in `client_ids` (as the gate check counts them); a
+client's are those naming it in `client_ids`. Each (member, certification) entry takes the
+status of the member's current record on the date (`status_case_sql`, missing without one).
+Set-based: a page costs two statements (members, then their entries); the clients/locations
+views add two per page (member counts, then entry counts per status).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import date
+from typing import Any
+
+from sqlalchemy import and_, func, select, union_all
+from sqlalchemy.orm import Session
+
+from certifications.assignments.models import Assignment
+from certifications.assignments.recompute import status_case_sql
+from certifications.assignments.requirements import on_date
+from certifications.catalog.models import Certification, CertificationClient, CertificationLocation
+from certifications.directory.memberships import Target
+from certifications.directory.models import Employee, Location, Membership
+from certifications.reporting.subjects import current_assignment, empty_counts
+
+A, C, E, M = Assignment, Certification, Employee, Membership
+CL, CC = CertificationLocation, CertificationClient
+
+
+def required_here(target: Target) -> Any:
+    """(owner_id, certification_id) of the employee certifications each location / client
+    requires of its members, as a subquery."""
+    live = and_(C.type == "employee", C.archived_at.is_(None))
+    if target.entity == "client":
+        stmt = (
+            select(CC.client_id.label("owner_id"), CC.certification_id.label("certification_id"))
+            .join(C, and_(C.org_id == CC.org_id, C.id == CC.certification_id))
+            .where(live)
+        )
+        return stmt.subquery("required_here")
+    own = (
+        select(CL.location_id.label("owner_id"), CL.certification_id.label("certification_id"))
+        .join(C, and_(C.org_id == CL.org_id, C.id == CL.certification_id))
+        .where(live)
+    )
+    of_client = (
+        select(Location.id.label("owner_id"), CC.certification_id.label("certification_id"))
+        .join(CC, and_(CC.org_id == Location.org_id, CC.client_id == Location.client_id))
+        .join(C, and_(C.org_id == CC.org_id, C.id == CC.certification_id))
+        .where(live)
+    )
+    return union_all(own, of_client).subquery("required_here")
+
+
+def _entries(target: Target, owner_ids: Sequence[uuid.UUID] | None, on: date) -> Any:
+    """(owner_id, employee_id, certification_id, certification_name, assignment fields, status)
+    of every member on `on` × each certification required there."""
+    req = required_here(target)
+    owner = target.of(M)
+    stmt = (
+        select(
+            owner.label("owner_id"),
+            M.employee_id.label("employee_id"),
+            C.id.label("certification_id"),
+            C.name.label("certification_name"),
+            A.id.label("assignment_id"),
+            A.expires_on.label("expires_on"),
+            A.exempt_at.label("exempt_at"),
+            status_case_sql(on).label("status"),
+        )
+        .select_from(M)
+        .join(E, and_(E.org_id == M.org_id, E.id == M.employee_id))
+        .join(req, req.c.owner_id == owner)
+        .join(C, and_(C.org_id == M.org_id, C.id == req.c.certification_id))
+        .outerjoin(
+            A,
+            and_(
+                A.org_id == M.org_id,
+                A.subject_type == "employee",
+                A.subject_id == M.employee_id,
+                A.certification_id == C.id,
+                current_assignment(A),
+            ),
+        )
+        .where(on_date(M, on), E.active.is_(True))
+        .distinct()  # two memberships of one member on the same day
+    )
+    if owner_ids is not None:
+        stmt = stmt.where(owner.in_(list(owner_ids)))
+    return stmt
+
+
+def members_statement(
+    target: Target, target_id: uuid.UUID, on: date, statuses: Sequence[str]
+) -> Any:
+    """The members on `on` (optionally: with an entry in one of `statuses`); paged by (name, id)."""
+    on_roster = select(M.employee_id).where(target.of(M) == target_id, on_date(M, on))
+    stmt = select(E).where(E.id.in_(on_roster), E.active.is_(True))
+    if statuses:
+        entries = _entries(target, [target_id], on).subquery("entries")
+        matching = select(entries.c.employee_id).where(entries.c.status.in_(list(statuses)))
+        stmt = stmt.where(E.id.in_(matching))
+    return stmt
+
+
+def member_rows(
+    session: Session,
+    target: Target,
+    target_id: uuid.UUID,
+    members: Sequence[Employee],
+    on: date,
+    statuses: Sequence[str],
+) -> list[dict[str, Any]]:
+    """The page's members, each with its required certifications there and their statuses."""
+    ids = [m.id for m in members]
+    by_member: dict[uuid.UUID, list[dict[str, Any]]] = {i: [] for i in ids}
+    if ids:
+        entries = _entries(target, [target_id], on).where(M.employee_id.in_(ids))
+        for row in session.execute(entries):
+            if statuses and row.status not in statuses:
+                continue
+            by_member[row.employee_id].append(
+                {
+                    "certification_id": row.certification_id,
+                    "certification_name": row.certification_name,
+                    "assignment_id": row.assignment_id,
+                    "status": row.status,
+                    "expires_on": row.expires_on,
+                    "exempt": row.exempt_at is not None,
+                }
+            )
+    out = []
+    for m in members:
+        certs = sorted(by_member[m.id], key=lambda e: (e["certification_name"].lower(),))
+        summary = empty_counts() | {"exempt": 0}
+        for entry in certs:
+            summary["exempt" if entry["exempt"] else entry["status"]] += 1
+        out.append(
+            {
+                "employee_id": m.id,
+                "name": m.name,
+                "external_id": m.external_id,
+                "certifications": certs,
+                "summary": summary,
+            }
+        )
+    return out
+
+
+def csv_lines(
+    session: Session, target: Target, target_id: uuid.UUID, on: date, statuses: Sequence[str]
+) -> Iterator[list[Any]]:
+    """One line per member per required certification (a member with none: one blank line),
+    in pages of 500 members."""
+    stmt = members_statement(target, target_id, on, statuses).order_by(E.name, E.id)
+    after: tuple[str, uuid.UUID] | None = None
+    while True:
+        page_stmt = stmt
+        if after is not None:
+            page_stmt = page_stmt.where(
+                (E.name > after[0]) | and_(E.name == after[0], E.id > after[1])
+            )
+        members = list(session.scalars(page_stmt.limit(500)))
+        if not members:
+            return
+        for row in member_rows(session, target, target_id, members, on, statuses):
+            base = [row["employee_id"], row["name"], row["external_id"] or ""]
+            if not row["certifications"]:
+                yield [*base, "", "", "", "", ""]
+            for e in row["certifications"]:
+                yield [
+                    *base,
+                    e["certification_id"],
+                    e["certification_name"],
+                    e["status"],
+                    e["expires_on"] or "",
+                    "true" if e["exempt"] else "false",
+                ]
+        after = (members[-1].name, members[-1].id)
+
+
+CSV_COLUMNS = [
+    "employee_id",
+    "employee_name",
+    "employee_external_id",
+    "certification_id",
+    "certification_name",
+    "status",
+    "expires_on",
+    "exempt",
+]
+
+
+def workforce(
+    session: Session, target: Target, owner_ids: Sequence[uuid.UUID], on: date
+) -> dict[uuid.UUID, dict[str, Any]]:
+    """owner → {"members": n, "summary": count per status of the entries} for a view page."""
+    ids = list(owner_ids)
+    out: dict[uuid.UUID, dict[str, Any]] = {
+        i: {"members": 0, "summary": empty_counts() | {"exempt": 0}} for i in ids
+    }
+    if not ids:
+        return out
+    owner = target.of(M)
+    counts = session.execute(
+        select(owner, func.count(func.distinct(M.employee_id)))
+        .join(E, and_(E.org_id == M.org_id, E.id == M.employee_id))
+        .where(owner.in_(ids), on_date(M, on), E.active.is_(True))
+        .group_by(owner)
+    )
+    for owner_id, n in counts:
+        out[owner_id]["members"] = n
+    entries = _entries(target, ids, on).subquery("entries")
+    exempt = entries.c.exempt_at.is_not(None)
+    rows = session.execute(
+        select(entries.c.owner_id, entries.c.status, exempt, func.count()).group_by(
+            entries.c.owner_id, entries.c.status, exempt
+        )
+    )
+    for owner_id, status, is_exempt, n in rows:
+        out[owner_id]["summary"]["exempt" if is_exempt else status] += n
+    return out
