@@ -56,8 +56,10 @@ NEWER = """
 PG_INACTIVE = " UNION ALL ".join(
     f"SELECT org_id, id FROM {t} WHERE active IS false" for t in SUBJECT_TABLES
 )
-PG_COLS = "{x}.org_id, {x}.subject_type, {x}.subject_id, {x}.certification_id, {x}.id, " \
-          "{x}.status, {x}.required, {x}.exempt_at IS NOT NULL AS exempt, {x}.revoked_at"  # fmt: skip
+PG_COLS = (
+    "{x}.org_id, {x}.subject_type, {x}.subject_id, {x}.certification_id, {x}.id, {x}.status,"
+    " {x}.required, {x}.exempt_at IS NOT NULL AS exempt, {x}.revoked_at"
+)
 PG_CURRENT = (
     "SELECT DISTINCT ON (" + PAIR + ") * FROM {rows} "
     "ORDER BY " + PAIR + ", revoked_at IS NULL DESC, revoked_at DESC, id DESC"
@@ -218,7 +220,8 @@ def _lite_body(pair: str, before: str | None, after: str | None) -> str:
             rows += f" UNION ALL SELECT {LITE_COLS.format(x=row)}"
         return (
             "SELECT * FROM (SELECT org_id, certification_id, subject_id, status, required,"
-            f" exempt, {d} AS d FROM ({rows}) AS r ORDER BY revoked_at IS NULL DESC, revoked_at DESC, id DESC LIMIT 1)"
+            f" exempt, {d} AS d FROM ({rows}) AS r"
+            " ORDER BY revoked_at IS NULL DESC, revoked_at DESC, id DESC LIMIT 1)"
         )
 
     return f"""

@@ -108,7 +108,8 @@ def test_cli_verify_and_rebuild(org, make_certification, make_employee, make_ass
     bad = CliRunner(env=CLI_ENV).invoke(main, args)
     assert bad.exit_code == 1
     line = json.loads(bad.output.splitlines()[-1])
-    assert line["wrong"] == 1 and line["mismatches"][0]["stored"] == 6
+    assert line["wrong"] == 1
+    assert line["mismatches"][0]["stored"] == 6
 
     fixed = CliRunner(env=CLI_ENV).invoke(main, ["counts", "rebuild", "--org", str(org.id)])
     assert fixed.exit_code == 0, fixed.output
