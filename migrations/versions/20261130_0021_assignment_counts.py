@@ -12,7 +12,9 @@ status, `required`, whether it is exempt, and whether its subject is active.
 
 * PostgreSQL: statement-level AFTER triggers with transition tables aggregate the statement's
   delta and apply it with one `INSERT … ON CONFLICT DO UPDATE` in key order (two transactions
-  lock the counts rows they share in the same order). A live row changed into a live row is
+  lock the counts rows they share in the same order). The statement is planned on each call
+  (`EXECUTE`): a plan PL/pgSQL cached for the first, one-row statement nested loops over the
+  transition table of a 2-million-row insert for minutes. A live row changed into a live row is
   the current one before and after: its delta is -old +new, with no lookup. Rows that are or
   were revoked, live rows inserted where the certification has revoked rows counted, and
   deleted rows, look up their (certification, subject)'s rows to find the current one before
@@ -125,6 +127,7 @@ def _pg_function(op_name: str) -> str:
     return f"""
 CREATE FUNCTION assignment_counts_{op_name}() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
+  EXECUTE $q$
   INSERT INTO assignment_counts AS c ({KEY}, n)
   WITH inactive AS ({PG_INACTIVE}),
   general AS ({_pg_general(op_name)}),
@@ -137,7 +140,8 @@ BEGIN
   FROM delta d LEFT JOIN inactive i ON i.org_id = d.org_id AND i.id = d.subject_id
   GROUP BY 1, 2, 3, 4, 5, 6 HAVING sum(d.d) <> 0
   ORDER BY 1, 2, 3, 4, 5, 6
-  ON CONFLICT ({KEY}) DO UPDATE SET n = c.n + excluded.n;
+  ON CONFLICT ({KEY}) DO UPDATE SET n = c.n + excluded.n
+  $q$;
   RETURN NULL;
 END
 $fn$
@@ -148,6 +152,7 @@ def _pg_subject_function(table: str, kind: str) -> str:
     return f"""
 CREATE FUNCTION {table}_counts_active() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
+  EXECUTE $q$
   INSERT INTO assignment_counts AS c ({KEY}, n)
   SELECT a.org_id, a.certification_id, a.status, a.required, a.exempt_at IS NOT NULL,
          v.active, sum(v.d)
@@ -160,7 +165,8 @@ BEGIN
   WHERE a.revoked_at IS NULL OR NOT EXISTS (SELECT 1 FROM assignments b WHERE {NEWER})
   GROUP BY 1, 2, 3, 4, 5, 6 HAVING sum(v.d) <> 0
   ORDER BY 1, 2, 3, 4, 5, 6
-  ON CONFLICT ({KEY}) DO UPDATE SET n = c.n + excluded.n;
+  ON CONFLICT ({KEY}) DO UPDATE SET n = c.n + excluded.n
+  $q$;
   RETURN NULL;
 END
 $fn$
