@@ -66,82 +66,113 @@ PG_CURRENT = (
     "SELECT DISTINCT ON (" + PAIR + ") * FROM {rows} "
     "ORDER BY " + PAIR + ", revoked_at IS NULL DESC, revoked_at DESC, id DESC"
 )
+UPSERT = f"INSERT INTO assignment_counts AS c ({KEY}, n)"
+ON_CONFLICT = f"ON CONFLICT ({KEY}) DO UPDATE SET n = c.n + excluded.n"
 
 
-def _pg_general(op_name: str) -> str:
-    """The (certification, subject) pairs whose current row the statement may have changed."""
-    parts = []
-    for table in (("new_rows",) if op_name in ("insert", "update") else ()) + (
-        ("old_rows",) if op_name in ("update", "delete") else ()
-    ):
-        parts.append(f"SELECT {PAIR} FROM {table} WHERE revoked_at IS NOT NULL")
+def _tables(op_name: str) -> list[tuple[str, int]]:
+    """The statement's transition tables and the sign of their rows' contribution."""
+    return [("new_rows", 1)] * (op_name != "delete") + [("old_rows", -1)] * (op_name != "insert")
+
+
+def _pg_needs_pairs(op_name: str) -> str:
+    """True when a row's change may move its (certification, subject)'s count to another row:
+    a revoked row in the statement, a live row inserted beside counted revoked history, or a
+    deleted live row with siblings. Otherwise every row of the statement is the current row of
+    its pair before and after (one live row per pair), and the delta is -old +new."""
+    checks = [
+        f"EXISTS (SELECT 1 FROM {t} WHERE revoked_at IS NOT NULL)" for t, _ in _tables(op_name)
+    ]
+    sibling = (
+        "EXISTS (SELECT 1 FROM assignments b WHERE b.org_id = x.org_id"
+        " AND b.subject_type = x.subject_type AND b.subject_id = x.subject_id"
+        " AND b.certification_id = x.certification_id{extra})"
+    )
     if op_name == "insert":
-        # A live row inserted beside revoked ones supersedes the latest of them, which was
-        # counted (no live row existed): only certifications with revoked rows counted look.
-        parts.append(
-            f"SELECT {PAIR} FROM new_rows x WHERE x.revoked_at IS NULL"
-            " AND (x.org_id, x.certification_id) IN (SELECT org_id, certification_id"
-            "  FROM assignment_counts WHERE status = 'revoked' AND n > 0)"
-            " AND EXISTS (SELECT 1 FROM assignments b WHERE b.org_id = x.org_id"
-            "  AND b.subject_type = x.subject_type AND b.subject_id = x.subject_id"
-            "  AND b.certification_id = x.certification_id AND b.revoked_at IS NOT NULL)"
+        # The latest revoked row of a pair without a live one is counted (status revoked), so
+        # only certifications with revoked rows counted need the index probe.
+        checks.append(
+            "EXISTS (SELECT 1 FROM new_rows x WHERE (x.org_id, x.certification_id) IN"
+            " (SELECT org_id, certification_id FROM assignment_counts"
+            "  WHERE status = 'revoked' AND n > 0)"
+            " AND " + sibling.format(extra=" AND b.revoked_at IS NOT NULL") + ")"
         )
     if op_name == "delete":
-        # A deleted live row hands the count to its latest revoked sibling, if any.
-        parts.append(
-            f"SELECT {PAIR} FROM old_rows x WHERE x.revoked_at IS NULL"
-            " AND EXISTS (SELECT 1 FROM assignments b WHERE b.org_id = x.org_id"
-            "  AND b.subject_type = x.subject_type AND b.subject_id = x.subject_id"
-            "  AND b.certification_id = x.certification_id)"
-        )
-    return " UNION ".join(parts)
+        checks.append("EXISTS (SELECT 1 FROM old_rows x WHERE " + sibling.format(extra="") + ")")
+    return " OR ".join(checks)
+
+
+def _pg_simple(op_name: str) -> str:
+    """Every row is its pair's current row before and after: -old +new, aggregated."""
+    rows = " UNION ALL ".join(
+        f"SELECT org_id, certification_id, subject_id, status, required,"
+        f" exempt_at IS NOT NULL AS exempt, {d} AS d FROM {t}"
+        for t, d in _tables(op_name)
+    )
+    # The transition tables' row counts are known to the planner (no filter here): it hashes
+    # the few inactive subjects.
+    return f"""
+  {UPSERT}
+  WITH inactive AS ({PG_INACTIVE})
+  SELECT d.org_id, d.certification_id, d.status, d.required, d.exempt, i.id IS NULL, sum(d.d)
+  FROM ({rows}) d LEFT JOIN inactive i ON i.org_id = d.org_id AND i.id = d.subject_id
+  GROUP BY 1, 2, 3, 4, 5, 6 HAVING sum(d.d) <> 0
+  ORDER BY 1, 2, 3, 4, 5, 6
+  {ON_CONFLICT}"""
+
+
+def _pg_pairs(op_name: str) -> str:
+    """The statement's (certification, subject) pairs: -their current row before, +after.
+
+    Sorts and hashes only (no anti-join whose estimate could turn into a nested loop over a
+    transition table): the rows before are, per id, the old version, else the row now unless
+    the statement inserted it (tags 0 old, 1 new, 2 now; DISTINCT ON picks the lowest)."""
+    pairs = " UNION ".join(f"SELECT {PAIR} FROM {t}" for t, _ in _tables(op_name))
+    changed = "".join(
+        f" UNION ALL SELECT {PG_COLS.format(x='x')}, {0 if d < 0 else 1} AS tag FROM {t} x"
+        for t, d in _tables(op_name)
+    )
+    return f"""
+  {UPSERT}
+  WITH inactive AS ({PG_INACTIVE}),
+  pairs AS ({pairs}),
+  now_rows AS (
+    SELECT {PG_COLS.format(x="b")}, 2 AS tag FROM assignments b JOIN pairs p USING ({PAIR})
+  ),
+  before_rows AS (
+    SELECT * FROM (
+      SELECT DISTINCT ON (id) * FROM (SELECT * FROM now_rows{changed}) u ORDER BY id, tag
+    ) v WHERE tag <> 1
+  ),
+  delta AS (
+    SELECT org_id, certification_id, subject_id, status, required, exempt, 1 AS d
+    FROM ({PG_CURRENT.format(rows="now_rows")}) a
+    UNION ALL
+    SELECT org_id, certification_id, subject_id, status, required, exempt, -1
+    FROM ({PG_CURRENT.format(rows="before_rows")}) b
+  )
+  SELECT d.org_id, d.certification_id, d.status, d.required, d.exempt,
+         (d.org_id, d.subject_id) NOT IN (SELECT org_id, id FROM inactive), sum(d.d)
+  FROM delta d
+  GROUP BY 1, 2, 3, 4, 5, 6 HAVING sum(d.d) <> 0
+  ORDER BY 1, 2, 3, 4, 5, 6
+  {ON_CONFLICT}"""
 
 
 def _pg_function(op_name: str) -> str:
-    has_new = op_name in ("insert", "update")
-    has_old = op_name in ("update", "delete")
-    before = ["SELECT * FROM pair_rows p"]
-    if has_new:
-        before[0] += " WHERE NOT EXISTS (SELECT 1 FROM new_rows x WHERE x.id = p.id)"
-    if has_old:
-        before.append(
-            f"SELECT {PG_COLS.format(x='o')} FROM old_rows o JOIN general g USING ({PAIR})"
-        )
-    delta = [
-        "SELECT org_id, certification_id, subject_id, status, required, exempt, 1 AS d"
-        f" FROM ({PG_CURRENT.format(rows='pair_rows')}) a",
-        "SELECT org_id, certification_id, subject_id, status, required, exempt, -1"
-        f" FROM ({PG_CURRENT.format(rows='before_rows')}) b",
-    ]
-    simple = (
-        "SELECT x.org_id, x.certification_id, x.subject_id, x.status, x.required,"
-        " x.exempt_at IS NOT NULL, {d} FROM {table} x WHERE x.revoked_at IS NULL"
-        " AND NOT EXISTS (SELECT 1 FROM general g WHERE g.org_id = x.org_id"
-        " AND g.subject_type = x.subject_type AND g.subject_id = x.subject_id"
-        " AND g.certification_id = x.certification_id)"
-    )
-    if has_new:
-        delta.append(simple.format(d="1", table="new_rows"))
-    if has_old:
-        delta.append(simple.format(d="-1", table="old_rows"))
     return f"""
 CREATE FUNCTION assignment_counts_{op_name}() RETURNS trigger LANGUAGE plpgsql AS $fn$
+DECLARE
+  needs_pairs boolean;
 BEGIN
-  EXECUTE $q$
-  INSERT INTO assignment_counts AS c ({KEY}, n)
-  WITH inactive AS ({PG_INACTIVE}),
-  general AS ({_pg_general(op_name)}),
-  pair_rows AS (
-    SELECT {PG_COLS.format(x="b")} FROM assignments b JOIN general g USING ({PAIR})
-  ),
-  before_rows AS ({" UNION ALL ".join(before)}),
-  delta AS ({" UNION ALL ".join(delta)})
-  SELECT d.org_id, d.certification_id, d.status, d.required, d.exempt, i.id IS NULL, sum(d.d)
-  FROM delta d LEFT JOIN inactive i ON i.org_id = d.org_id AND i.id = d.subject_id
-  GROUP BY 1, 2, 3, 4, 5, 6 HAVING sum(d.d) <> 0
-  ORDER BY 1, 2, 3, 4, 5, 6
-  ON CONFLICT ({KEY}) DO UPDATE SET n = c.n + excluded.n
-  $q$;
+  EXECUTE $q$ SELECT {_pg_needs_pairs(op_name)} $q$ INTO needs_pairs;
+  IF needs_pairs THEN
+    EXECUTE $q${_pg_pairs(op_name)}
+    $q$;
+  ELSE
+    EXECUTE $q${_pg_simple(op_name)}
+    $q$;
+  END IF;
   RETURN NULL;
 END
 $fn$
