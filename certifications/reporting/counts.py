@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import Select, and_, delete, func, insert, literal, select
 from sqlalchemy.orm import Session
@@ -38,7 +37,7 @@ class Mismatch:
     actual: int
 
 
-def counted() -> Select[Any]:
+def counted() -> Select[uuid.UUID, str, bool, bool, bool, int]:
     """(certification, status, required, exempt, active, n) computed from the assignments."""
     a = Assignment
     keys = (
@@ -48,7 +47,8 @@ def counted() -> Select[Any]:
         a.exempt_at.is_not(None).label("exempt"),
         subject_active(a).label("active"),
     )
-    return select(*keys, func.count().label("n")).where(current_assignment(a)).group_by(*keys)
+    stmt = select(*keys, func.count().label("n"))
+    return stmt.where(current_assignment(a)).group_by(*keys)
 
 
 def verify(session: Session) -> list[Mismatch]:
