@@ -167,8 +167,9 @@ class FormSubmission(TenantEntity, Base):
 
 
 class AssignmentCount(TenantScoped, Base):
-    """How many current assignments of a certification have this status, requirement, exemption
-    and subject activity: the compliance figures read these few rows, not the assignments.
+    """How many current assignments of a certification have this status, requirement, exemption,
+    subject activity and revocation: the compliance figures read these few rows, not the
+    assignments.
 
     Maintained by database triggers (migration 0021) in the transaction that changes an
     assignment or a subject's `active` flag, whatever code path does it; "current" is the live
@@ -185,4 +186,5 @@ class AssignmentCount(TenantScoped, Base):
     required: Mapped[bool] = mapped_column(Boolean, primary_key=True)
     exempt: Mapped[bool] = mapped_column(Boolean, primary_key=True)
     active: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    revoked: Mapped[bool] = mapped_column(Boolean, primary_key=True)
     n: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))

@@ -21,7 +21,7 @@ from certifications.assignments.scope import subject_active
 from certifications.reporting.subjects import current_assignment
 from infra.database import without_jit
 
-_KEYS = ("certification_id", "status", "required", "exempt", "active")
+_KEYS = ("certification_id", "status", "required", "exempt", "active", "revoked")
 
 
 @dataclass(frozen=True)
@@ -33,12 +33,13 @@ class Mismatch:
     required: bool
     exempt: bool
     active: bool
+    revoked: bool
     stored: int
     actual: int
 
 
-def counted() -> Select[uuid.UUID, str, bool, bool, bool, int]:
-    """(certification, status, required, exempt, active, n) computed from the assignments."""
+def counted() -> Select[uuid.UUID, str, bool, bool, bool, bool, int]:
+    """(certification, status, required, exempt, active, revoked, n) from the assignments."""
     a = Assignment
     keys = (
         a.certification_id,
@@ -46,6 +47,7 @@ def counted() -> Select[uuid.UUID, str, bool, bool, bool, int]:
         a.required,
         a.exempt_at.is_not(None).label("exempt"),
         subject_active(a).label("active"),
+        a.revoked_at.is_not(None).label("revoked"),
     )
     stmt = select(*keys, func.count().label("n"))
     return stmt.where(current_assignment(a)).group_by(*keys)
@@ -57,7 +59,7 @@ def verify(session: Session) -> list[Mismatch]:
     actual = counted().subquery()
     c = AssignmentCount
     stored = (
-        select(c.certification_id, c.status, c.required, c.exempt, c.active, c.n)
+        select(c.certification_id, c.status, c.required, c.exempt, c.active, c.revoked, c.n)
         .where(c.n != 0)
         .subquery()
     )
@@ -82,9 +84,10 @@ def verify(session: Session) -> list[Mismatch]:
             bool(r.required),
             bool(r.exempt),
             bool(r.active),
+            bool(r.revoked),
             int(r.stored),
             int(r.actual),
-        )  # fmt: skip
+        )
         for r in rows
     ]
 

@@ -1,4 +1,4 @@
-"""assignment_counts: live compliance counts per (certification, status, required, exempt, active)
+"""assignment_counts: live compliance counts per certification, status, required, exempt, ...
 
 The compliance summary and the group tree read these few rows instead of aggregating every
 assignment of the organization (which grew linearly: 393 ms at 1M assignments). Triggers keep
@@ -8,7 +8,9 @@ flag (a leaver's assignments leave the figures without being touched).
 
 What is counted is each (certification, subject)'s *current* assignment: the live one, or the
 latest revoked one when none is live (`reporting.subjects.current_assignment`), keyed by its
-status, `required`, whether it is exempt, and whether its subject is active.
+status, `required`, whether it is exempt, whether its subject is active, and whether it is
+revoked (a live row inserted beside revoked history looks its pair up only where revoked rows
+are counted, whatever their stored status).
 
 * PostgreSQL: statement-level AFTER triggers with transition tables aggregate the statement's
   delta and apply it with one `INSERT … ON CONFLICT DO UPDATE` in key order (two transactions
@@ -43,7 +45,7 @@ depends_on = None
 
 SUBJECT_TABLES = {"employees": "employee", "assets": "asset", "clients": "client",
                   "locations": "location"}  # fmt: skip
-KEY = "org_id, certification_id, status, required, exempt, active"
+KEY = "org_id, certification_id, status, required, exempt, active, revoked"
 PAIR = "org_id, subject_type, subject_id, certification_id"
 # `b` is newer than `a` in their (certification, subject): live, or revoked later.
 NEWER = """
@@ -94,7 +96,7 @@ def _pg_needs_pairs(op_name: str) -> str:
         checks.append(
             "EXISTS (SELECT 1 FROM new_rows x WHERE (x.org_id, x.certification_id) IN"
             " (SELECT org_id, certification_id FROM assignment_counts"
-            "  WHERE status = 'revoked' AND n > 0)"
+            "  WHERE revoked AND n > 0)"
             " AND " + sibling.format(extra=" AND b.revoked_at IS NOT NULL") + ")"
         )
     if op_name == "delete":
@@ -106,7 +108,8 @@ def _pg_simple(op_name: str) -> str:
     """Every row is its pair's current row before and after: -old +new, aggregated."""
     rows = " UNION ALL ".join(
         f"SELECT org_id, certification_id, subject_id, status, required,"
-        f" exempt_at IS NOT NULL AS exempt, {d} AS d FROM {t}"
+        f" exempt_at IS NOT NULL AS exempt, revoked_at IS NOT NULL AS revoked, {d} AS d"
+        f" FROM {t}"
         for t, d in _tables(op_name)
     )
     # The transition tables' row counts are known to the planner (no filter here): it hashes
@@ -114,10 +117,11 @@ def _pg_simple(op_name: str) -> str:
     return f"""
   {UPSERT}
   WITH inactive AS ({PG_INACTIVE})
-  SELECT d.org_id, d.certification_id, d.status, d.required, d.exempt, i.id IS NULL, sum(d.d)
+  SELECT d.org_id, d.certification_id, d.status, d.required, d.exempt, i.id IS NULL,
+         d.revoked, sum(d.d)
   FROM ({rows}) d LEFT JOIN inactive i ON i.org_id = d.org_id AND i.id = d.subject_id
-  GROUP BY 1, 2, 3, 4, 5, 6 HAVING sum(d.d) <> 0
-  ORDER BY 1, 2, 3, 4, 5, 6
+  GROUP BY 1, 2, 3, 4, 5, 6, 7 HAVING sum(d.d) <> 0
+  ORDER BY 1, 2, 3, 4, 5, 6, 7
   {ON_CONFLICT}"""
 
 
@@ -145,17 +149,20 @@ def _pg_pairs(op_name: str) -> str:
     ) v WHERE tag <> 1
   ),
   delta AS (
-    SELECT org_id, certification_id, subject_id, status, required, exempt, 1 AS d
+    SELECT org_id, certification_id, subject_id, status, required, exempt,
+           revoked_at IS NOT NULL AS revoked, 1 AS d
     FROM ({PG_CURRENT.format(rows="now_rows")}) a
     UNION ALL
-    SELECT org_id, certification_id, subject_id, status, required, exempt, -1
+    SELECT org_id, certification_id, subject_id, status, required, exempt,
+           revoked_at IS NOT NULL, -1
     FROM ({PG_CURRENT.format(rows="before_rows")}) b
   )
   SELECT d.org_id, d.certification_id, d.status, d.required, d.exempt,
-         (d.org_id, d.subject_id) NOT IN (SELECT org_id, id FROM inactive), sum(d.d)
+         (d.org_id, d.subject_id) NOT IN (SELECT org_id, id FROM inactive), d.revoked,
+         sum(d.d)
   FROM delta d
-  GROUP BY 1, 2, 3, 4, 5, 6 HAVING sum(d.d) <> 0
-  ORDER BY 1, 2, 3, 4, 5, 6
+  GROUP BY 1, 2, 3, 4, 5, 6, 7 HAVING sum(d.d) <> 0
+  ORDER BY 1, 2, 3, 4, 5, 6, 7
   {ON_CONFLICT}"""
 
 
@@ -186,7 +193,7 @@ BEGIN
   EXECUTE $q$
   INSERT INTO assignment_counts AS c ({KEY}, n)
   SELECT a.org_id, a.certification_id, a.status, a.required, a.exempt_at IS NOT NULL,
-         v.active, sum(v.d)
+         v.active, a.revoked_at IS NOT NULL, sum(v.d)
   FROM (SELECT x.org_id, x.id, o.active AS was, x.active AS now
         FROM new_rows x JOIN old_rows o ON o.org_id = x.org_id AND o.id = x.id
         WHERE o.active IS DISTINCT FROM x.active) f
@@ -194,8 +201,8 @@ BEGIN
     ON a.org_id = f.org_id AND a.subject_type = '{kind}' AND a.subject_id = f.id
   CROSS JOIN LATERAL (VALUES (f.was, -1), (f.now, 1)) AS v(active, d)
   WHERE a.revoked_at IS NULL OR NOT EXISTS (SELECT 1 FROM assignments b WHERE {NEWER})
-  GROUP BY 1, 2, 3, 4, 5, 6 HAVING sum(v.d) <> 0
-  ORDER BY 1, 2, 3, 4, 5, 6
+  GROUP BY 1, 2, 3, 4, 5, 6, 7 HAVING sum(v.d) <> 0
+  ORDER BY 1, 2, 3, 4, 5, 6, 7
   ON CONFLICT ({KEY}) DO UPDATE SET n = c.n + excluded.n
   $q$;
   RETURN NULL;
@@ -257,17 +264,17 @@ def _lite_body(pair: str, before: str | None, after: str | None) -> str:
             rows += f" UNION ALL SELECT {LITE_COLS.format(x=row)}"
         return (
             "SELECT * FROM (SELECT org_id, certification_id, subject_id, status, required,"
-            f" exempt, {d} AS d FROM ({rows}) AS r"
+            f" exempt, revoked_at IS NOT NULL AS revoked, {d} AS d FROM ({rows}) AS r"
             " ORDER BY revoked_at IS NULL DESC, revoked_at DESC, id DESC LIMIT 1)"
         )
 
     return f"""
   INSERT INTO assignment_counts ({KEY}, n)
   SELECT d.org_id, d.certification_id, d.status, d.required, d.exempt,
-         d.subject_id NOT IN ({LITE_INACTIVE}), sum(d.d)
+         d.subject_id NOT IN ({LITE_INACTIVE}), d.revoked, sum(d.d)
   FROM ({current(after, 1)} UNION ALL {current(before, -1)}) AS d
   WHERE true
-  GROUP BY 1, 2, 3, 4, 5, 6 HAVING sum(d.d) <> 0
+  GROUP BY 1, 2, 3, 4, 5, 6, 7 HAVING sum(d.d) <> 0
   ON CONFLICT ({KEY}) DO UPDATE SET n = n + excluded.n;
 """
 
@@ -294,12 +301,12 @@ CREATE TRIGGER {table}_counts_active AFTER UPDATE OF active ON {table}
 WHEN OLD.active IS NOT NEW.active BEGIN
   INSERT INTO assignment_counts ({KEY}, n)
   SELECT a.org_id, a.certification_id, a.status, a.required, a.exempt_at IS NOT NULL,
-         v.active, sum(v.d)
+         v.active, a.revoked_at IS NOT NULL, sum(v.d)
   FROM assignments a JOIN (SELECT OLD.active AS active, -1 AS d
                            UNION ALL SELECT NEW.active, 1) AS v
   WHERE a.org_id = NEW.org_id AND a.subject_type = '{kind}' AND a.subject_id = NEW.id
     AND (a.revoked_at IS NULL OR NOT EXISTS (SELECT 1 FROM assignments b WHERE {NEWER}))
-  GROUP BY 1, 2, 3, 4, 5, 6 HAVING sum(v.d) <> 0
+  GROUP BY 1, 2, 3, 4, 5, 6, 7 HAVING sum(v.d) <> 0
   ON CONFLICT ({KEY}) DO UPDATE SET n = n + excluded.n;
 END""")
 
@@ -318,10 +325,11 @@ INSERT INTO assignment_counts ({KEY}, n)
 SELECT a.org_id, a.certification_id, a.status, a.required, a.exempt_at IS NOT NULL,
        NOT EXISTS (SELECT 1 FROM ({PG_INACTIVE}) i WHERE i.org_id = a.org_id
                    AND i.id = a.subject_id),
+       a.revoked_at IS NOT NULL,
        count(*)
 FROM assignments a
 WHERE a.revoked_at IS NULL OR NOT EXISTS (SELECT 1 FROM assignments b WHERE {NEWER})
-GROUP BY 1, 2, 3, 4, 5, 6
+GROUP BY 1, 2, 3, 4, 5, 6, 7
 """
 FILL_TABLES = ("assignments", "assignment_counts", *SUBJECT_TABLES)
 
@@ -352,6 +360,7 @@ def upgrade() -> None:
         sa.Column("required", sa.Boolean(), nullable=False),
         sa.Column("exempt", sa.Boolean(), nullable=False),
         sa.Column("active", sa.Boolean(), nullable=False),
+        sa.Column("revoked", sa.Boolean(), nullable=False),
         sa.Column("n", sa.BigInteger(), server_default=sa.text("0"), nullable=False),
         sa.ForeignKeyConstraint(
             ["org_id"], ["organizations.id"], name=op.f("fk_assignment_counts_org_id_organizations")
@@ -369,6 +378,7 @@ def upgrade() -> None:
             "required",
             "exempt",
             "active",
+            "revoked",
             name=op.f("pk_assignment_counts"),
         ),
     )
