@@ -69,6 +69,8 @@ PG_CURRENT = (
     "ORDER BY " + PAIR + ", revoked_at IS NULL DESC, revoked_at DESC, id DESC"
 )
 UPSERT = f"INSERT INTO assignment_counts AS c ({KEY}, n)"
+# Transition tables from this many rows are joined by hashing only (see _pg_function).
+BIG = 5000
 ON_CONFLICT = f"ON CONFLICT ({KEY}) DO UPDATE SET n = c.n + excluded.n"
 
 
@@ -167,18 +169,30 @@ def _pg_pairs(op_name: str) -> str:
 
 
 def _pg_function(op_name: str) -> str:
+    table = "old_rows" if op_name == "delete" else "new_rows"
     return f"""
 CREATE FUNCTION assignment_counts_{op_name}() RETURNS trigger LANGUAGE plpgsql AS $fn$
 DECLARE
   needs_pairs boolean;
+  big boolean;
+  nestloop text := current_setting('enable_nestloop');
 BEGIN
   EXECUTE $q$ SELECT {_pg_needs_pairs(op_name)} $q$ INTO needs_pairs;
+  -- A large statement: hash joins, never a nested loop over it (rows just written have no
+  -- statistics yet: a plan made for "one row" probed every row by org_id alone).
+  EXECUTE $q$ SELECT count(*) >= {BIG} FROM (SELECT 1 FROM {table} LIMIT {BIG}) x $q$ INTO big;
+  IF big THEN
+    PERFORM set_config('enable_nestloop', 'off', true);
+  END IF;
   IF needs_pairs THEN
     EXECUTE $q${_pg_pairs(op_name)}
     $q$;
   ELSE
     EXECUTE $q${_pg_simple(op_name)}
     $q$;
+  END IF;
+  IF big THEN
+    PERFORM set_config('enable_nestloop', nestloop, true);
   END IF;
   RETURN NULL;
 END
