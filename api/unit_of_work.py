@@ -4,9 +4,7 @@ PostgreSQL aborts one of two transactions that deadlock (SQLSTATE 40P01), or tha
 serialized (40001), and rolls it back whole; the remedy it documents is to run the transaction
 again. `CertsFlask.dispatch_request` does that for the request: the session is discarded, the
 view runs again from the start in a fresh transaction (auth included), after a short jittered
-pause, at most `ATTEMPTS` times. A pooled connection found dead by the transaction's first
-statement is run again the same way (the pool does not pre-ping every checkout; nothing reached
-a server). Nothing has been sent to the client at that point, and nothing
+pause, at most `ATTEMPTS` times. Nothing has been sent to the client at that point, and nothing
 the failed attempt wrote survives, so a retried POST creates nothing twice. When the attempts
 run out the error propagates and `api.errors` answers 409 `conflict_retry`.
 
@@ -58,12 +56,6 @@ def _count(state: RetryCallState) -> None:
     setattr(g, ATTEMPTS_KEY, state.attempt_number)
 
 
-def _runs_again(exc: BaseException) -> bool:
-    """A conflict the server rolled back, or a pooled connection found dead at the first
-    statement (the engine does not pre-ping: `infra.db_errors.is_stale_connection`)."""
-    return db_errors.is_retryable(exc) or db_errors.is_stale_connection(exc)
-
-
 def run_and_commit(view: Callable[[], Any]) -> Any:
     """`view()` then the commit, as one unit of work retried on deadlocks and serialization
     failures (`infra.db_errors.is_retryable`)."""
@@ -74,7 +66,7 @@ def run_and_commit(view: Callable[[], Any]) -> Any:
         return rv
 
     retrying = Retrying(
-        retry=retry_if_exception(_runs_again),
+        retry=retry_if_exception(db_errors.is_retryable),
         stop=stop_after_attempt(ATTEMPTS),
         wait=wait_random_exponential(multiplier=WAIT_BASE_S, max=WAIT_MAX_S),
         before=_count,

@@ -98,9 +98,6 @@ class _Registry:
 registry = _Registry()
 
 
-POOL_RECYCLE_S = 1800
-
-
 def make_engine(settings: Settings) -> Engine:
     url = settings.database_url
     if url.startswith("sqlite"):
@@ -115,13 +112,9 @@ def make_engine(settings: Settings) -> Engine:
             cur.close()
 
         return engine
-    # No pre-ping (a round trip per checkout, ~5% of a request): connections are recycled
-    # after POOL_RECYCLE_S, and one found dead by its transaction's first statement makes the
-    # request run again on a fresh one (`infra.db_errors.is_stale_connection`).
     return create_engine(
         url,
-        pool_pre_ping=False,
-        pool_recycle=POOL_RECYCLE_S,
+        pool_pre_ping=True,
         pool_size=10,
         max_overflow=10,
         connect_args={"options": f"-c statement_timeout={settings.statement_timeout_ms}"},

@@ -53,19 +53,3 @@ def is_disconnect(exc: BaseException) -> bool:
     if code is None:
         return isinstance(exc, OperationalError | InterfaceError)
     return code.startswith("08") or code in _GONE
-
-
-_AT_START = "certs_at_transaction_start"
-
-
-def mark_at_transaction_start(exc: BaseException) -> None:
-    """`exc` was raised by a transaction's first statement (the tenant set-up)."""
-    setattr(exc, _AT_START, True)
-
-
-def is_stale_connection(exc: BaseException) -> bool:
-    """A pooled connection found dead by the transaction's first statement: nothing of the
-    transaction reached a server, so running it again is safe, and the pool (invalidated by
-    SQLAlchemy on a disconnect) hands out a fresh connection. This replaces a pre-ping round
-    trip on every checkout (`infra.database.make_engine`)."""
-    return bool(getattr(exc, _AT_START, False)) and is_disconnect(exc)

@@ -30,7 +30,6 @@ from functools import cache
 from typing import Any, TypeVar
 
 from sqlalchemy import Table, event, false, text
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import (
     ORMExecuteState,
     Session,
@@ -43,7 +42,6 @@ from sqlalchemy.sql.elements import BindParameter, ColumnClause, Label, TextClau
 from sqlalchemy.sql.selectable import Alias, FromClause, Join, Select, SelectBase
 from sqlalchemy.sql.visitors import HasTraverseInternals
 
-from infra import db_errors
 from infra.context import current_org_id, in_platform_context
 from infra.database import Base
 from tenancy.models import TenantScoped
@@ -324,22 +322,15 @@ def _rls_setter(platform_key: str) -> Any:
         if connection.dialect.name != "postgresql":
             return
         org_id = current_org_id()
-        try:
-            connection.execute(
-                text(
-                    "SELECT set_config('app.org_id', :org, true),"
-                    " set_config('app.platform', :p, true)"
-                ),
-                {
-                    "org": str(org_id) if org_id else "",
-                    "p": platform_key if in_platform_context() else "",
-                },
-            )
-        except DBAPIError as exc:
-            # The first statement on the connection: a dead one is safe to retry
-            # (`api.unit_of_work`; the engine does not pre-ping).
-            db_errors.mark_at_transaction_start(exc)
-            raise
+        connection.execute(
+            text(
+                "SELECT set_config('app.org_id', :org, true), set_config('app.platform', :p, true)"
+            ),
+            {
+                "org": str(org_id) if org_id else "",
+                "p": platform_key if in_platform_context() else "",
+            },
+        )
 
     return _set_rls_tenant
 

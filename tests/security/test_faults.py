@@ -424,8 +424,7 @@ def test_redis_outage_loses_no_job(make_org, own_stack, api_for, make_role, make
 )
 def test_postgres_backends_killed_mid_request(method, path, body, org, api_for, backend):
     """Every app-role backend is terminated between the view's flush and the commit: a clear
-    503, nothing written, and the next request succeeds (the pool, invalidated by the
-    disconnect, hands out fresh connections)."""
+    503, nothing written, and the next request succeeds (pool pre-ping replaces dead links)."""
     from tests.support.backend import _admin_url
 
     admin = create_engine(_admin_url(), isolation_level="AUTOCOMMIT")
@@ -471,8 +470,7 @@ def test_postgres_backends_killed_mid_request(method, path, body, org, api_for, 
 
 def test_idle_pool_connections_killed_between_requests(org, api_for, backend):
     """Backends terminated while the pool holds them idle (a PostgreSQL restart or failover):
-    the next request still succeeds: its first statement finds the connection dead, and the
-    request runs again on a fresh one (no pre-ping round trip on every checkout)."""
+    the next request still succeeds — pool pre-ping swaps the dead connections out."""
     from tests.support.backend import _admin_url
 
     client = api_for(org)
