@@ -10,11 +10,13 @@ import certifications.catalog.models
 import certifications.directory.models
 import certifications.evidence.models
 import jobs.models
+import tenancy.idempotency
 import tenancy.models
 from infra.database import Base
 
 MODULES = (
     tenancy.models,
+    tenancy.idempotency,
     jobs.models,
     certifications.directory.models,
     certifications.catalog.models,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import JSON, Column, ForeignKey, LargeBinary, String, Table
+from sqlalchemy import JSON, Column, ForeignKey, LargeBinary, String, Table, false
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from infra.database import Base, Timestamps
@@ -32,6 +32,8 @@ class Organization(Timestamps, Base):
     # An employee of this org who gets renewal tasks of assets, clients and locations. No foreign
     # key (this table is not tenant-scoped): checked when set, ignored once it is no employee.
     default_task_assignee_id: Mapped[uuid.UUID | None] = mapped_column()
+    # Conditional writes: PATCH of certifications and groups must carry If-Match (428 without).
+    require_if_match: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     def has_module(self, module: str) -> bool:
         return module in (self.modules or [])

@@ -51,6 +51,8 @@ class Certifications(MethodView):
 
 @blp.route("/<uuid:certification_id>")
 class CertificationItem(MethodView):
+    if_match_required_by_org = True  # `require_if_match` applies here (`api.preconditions`)
+
     @requires("certifications:read", module="hse")
     @blp.response(200, CertificationSchema)
     def get(self, certification_id: uuid.UUID) -> Any:

@@ -32,6 +32,7 @@ from certifications.directory import service as directory
 from certifications.directory.bulk import bulk_upsert, parse_csv
 from certifications.directory.service import KINDS
 from infra.errors import Invalid
+from jobs.outbox import started_jobs
 from tenancy.auth import requires
 
 
@@ -57,7 +58,7 @@ def directory_blueprint(plural: str) -> Blueprint:
         @blp.response(201, schemas["out"])
         @blp.doc(summary=f"Create a {kind.name}")
         def post(self, data: dict[str, Any]) -> Any:
-            return directory.create(request_session(), kind, data)
+            return with_started_job(directory.create(request_session(), kind, data))
 
     @blp.route("/<uuid:item_id>")
     class Item(MethodView):
@@ -72,7 +73,7 @@ def directory_blueprint(plural: str) -> Blueprint:
         @blp.response(200, schemas["out"])
         @blp.doc(summary=f"Change a {kind.name} (only the fields sent)")
         def patch(self, changes: dict[str, Any], item_id: uuid.UUID) -> Any:
-            return directory.update(request_session(), kind, item_id, changes)
+            return with_started_job(directory.update(request_session(), kind, item_id, changes))
 
         @requires("directory:write")
         @blp.response(204)
@@ -98,6 +99,22 @@ def directory_blueprint(plural: str) -> Blueprint:
             return jsonify(report)
 
     return blp
+
+
+class WithJob:
+    """A created or changed item, plus the id of the job its change started (`job_id`)."""
+
+    def __init__(self, item: Any, job_id: uuid.UUID | None) -> None:
+        self._item = item
+        self.job_id = job_id
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._item, name)
+
+
+def with_started_job(item: Any) -> WithJob:
+    started = started_jobs(request_session())
+    return WithJob(item, started[-1] if started else None)
 
 
 def read_bulk_body(plural: str) -> tuple[list[Any], dict[int, int] | None]:

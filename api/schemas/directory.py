@@ -88,6 +88,10 @@ def _writable(plural: str, mode: str) -> dict[str, fields.Field[Any]]:
     return spec
 
 
+def _uuid_text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
 def _output(plural: str) -> dict[str, fields.Field[Any]]:
     spec: dict[str, fields.Field[Any]] = {"id": fields.UUID()}
     for name in ("name", "external_id", "active", *_EXTRA[plural]):
@@ -98,6 +102,18 @@ def _output(plural: str) -> dict[str, fields.Field[Any]]:
         else:
             spec[name] = fields.String(allow_none=True)
     spec |= {"created_at": fields.DateTime(), "updated_at": fields.DateTime()}
+    if plural == "employees":
+        spec["job_id"] = fields.Function(
+            lambda item: _uuid_text(getattr(item, "job_id", None)),
+            allow_none=True,
+            metadata={
+                "type": "string",
+                "format": "uuid",
+                "nullable": True,
+                "description": "The role fan-out job this create or change started (poll GET "
+                "/jobs/{id}); null when it started none, and always null on GET.",
+            },
+        )
     return spec
 
 

@@ -41,6 +41,9 @@ class OrganizationSchema(Schema):
     webhook_url = fields.String(allow_none=True)
     webhook_secret_set = fields.Method("_secret_set", metadata={"type": "boolean"})
     default_task_assignee_id = fields.UUID(allow_none=True)
+    require_if_match = fields.Boolean(
+        metadata={"description": "PATCH of certifications and groups needs If-Match (428)."}
+    )
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
 
@@ -79,6 +82,13 @@ class OrganizationPatchSchema(Schema):
             "description": "An employee who gets the renewal tasks of assets, clients and "
             "locations (a certification's task_assignee_id overrides it); null: unassigned."
         },
+    )
+
+    require_if_match = StrictBoolean(
+        metadata={
+            "description": "Conditional writes: PATCH of certifications and certification groups "
+            "must send If-Match with the ETag of a GET (428 without, 412 when stale)."
+        }
     )
 
     @validates_schema(pass_original=True)
