@@ -7,6 +7,7 @@
    statuses for its today, then evaluate task and notification rules on those fresh statuses,
    then queue the deliveries — in that order, in the same worker — and last sweep the org's
    document store of bytes no live document row names (`certifications.evidence.sweep`).
+   Expired idempotency keys of the org go too (`tenancy.idempotency`).
 3. Writes that change a status or its rules request the same tick (`request_tick`).
 
 `certs tick` runs the same `tick_org()` for every org right here (`tick_now`), then waits for
@@ -38,6 +39,7 @@ from jobs import relay
 from jobs.models import OutboxMessage
 from jobs.outbox import request_job
 from runtime.bootstrap import current as current_runtime
+from tenancy.idempotency import purge_expired
 from tenancy.models import Organization
 from workers.unit_of_work import JobRun, job_run, platform_run
 
@@ -50,6 +52,7 @@ def tick_org(run: JobRun, org_id: uuid.UUID, now: datetime) -> dict[str, Any]:
     if org is None:
         return {}
     report = recompute_org(run.session, org_id, now, on_chunk=run.checkpoint)
+    report["idempotency_keys_purged"] = purge_expired(run.session, now)
     if org.has_module("hse"):
         report.update(evaluate_org(run.session, org_id, now, org.timezone))
         report["queued"] = enqueue_deliveries(run.session, now)

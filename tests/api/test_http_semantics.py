@@ -10,7 +10,8 @@ from sqlalchemy import func, select, update
 
 from certifications.directory.models import Employee
 from infra.database import utcnow
-from tenancy.idempotency import IdempotencyKey, purge_expired
+from tenancy.idempotency import IdempotencyKey
+from workers.tick import tick_now
 
 
 def _employees(as_tenant, org, name):
@@ -71,7 +72,7 @@ def test_a_malformed_key_is_422(api, key):
     assert "Idempotency-Key" in resp.get_json()["errors"]["headers"]
 
 
-def test_an_expired_key_is_used_again_and_purged(api, org, as_tenant):
+def test_an_expired_key_is_used_again(api, org, as_tenant):
     key = {"Idempotency-Key": "old-key"}
     assert api.post("/roles", json={"name": "Old"}, headers=key).status_code == 201
     with as_tenant(org.id) as s:
@@ -84,14 +85,18 @@ def test_an_expired_key_is_used_again_and_purged(api, org, as_tenant):
         s.commit()
     resp = api.post("/roles", json={"name": "New"}, headers=key)  # another body: a new key now
     assert resp.status_code == 201
+    assert "Idempotent-Replayed" not in resp.headers
+
+
+def test_the_tick_purges_keys_older_than_24_hours(api, org, as_tenant):
+    assert (
+        api.post("/roles", json={"name": "K"}, headers={"Idempotency-Key": "k1"}).status_code == 201
+    )
+    now = tick_now(utcnow(), org.id)["ticks"][str(org.id)]
+    assert now["idempotency_keys_purged"] == 0
+    later = tick_now(utcnow() + timedelta(hours=24, minutes=1), org.id)["ticks"][str(org.id)]
+    assert later["idempotency_keys_purged"] == 1
     with as_tenant(org.id) as s:
-        s.execute(
-            update(IdempotencyKey)
-            .values(expires_at=utcnow() - timedelta(seconds=1))
-            .execution_options(synchronize_session=False)
-        )
-        assert purge_expired(s, utcnow()) == 1
-        s.commit()
         assert s.scalar(select(func.count()).select_from(IdempotencyKey)) == 0
 
 
