@@ -17,6 +17,7 @@ from api.errors import register_error_handlers
 from api.limits import init_limits
 from api.rate_limits import init_rate_limits
 from api.semantics import run_view
+from api.semantics_doc import document_http_semantics
 from api.unit_of_work import run_and_commit
 from infra import context
 from infra.logging import ACCESS_ORG_KEY
@@ -93,6 +94,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Flask:
         "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
     )
     _register_blueprints(api)
+    document_http_semantics(app, api.spec, API_PREFIX)
     app.register_blueprint(docs_assets_blueprint(API_PREFIX))
     register_error_handlers(app)
     _request_ids(app)

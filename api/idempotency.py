@@ -101,9 +101,9 @@ def request_fingerprint() -> str:
     digest.update(f"{head}\n{request.mimetype}\n".encode())
     if request.mimetype.startswith("multipart/"):
         # Uploads: the form fields and each file's name and bytes (spooled, so seekable).
-        for name, value in sorted(request.form.items(multi=True)):
+        for name, value in request.form.items(multi=True):
             digest.update(f"{name}={value}\n".encode())
-        for name, upload in sorted(request.files.items(multi=True), key=lambda f: f[0]):
+        for name, upload in request.files.items(multi=True):
             digest.update(f"{name}:{upload.filename}\n".encode())
             while chunk := upload.stream.read(1 << 16):
                 digest.update(chunk)

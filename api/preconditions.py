@@ -18,6 +18,7 @@ without it.
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 
 from flask import Response, current_app, request
@@ -25,7 +26,7 @@ from flask.views import MethodView
 
 from api.db import request_session
 from infra.database import LOCK_LOADED_ROWS
-from infra.errors import Forbidden, PreconditionFailed, PreconditionRequired
+from infra.errors import Forbidden, Invalid, PreconditionFailed, PreconditionRequired
 from tenancy.auth import authenticate, current_organization
 
 # A view class attribute: True → PATCH needs If-Match when the org's `require_if_match` is on.
@@ -104,7 +105,7 @@ def check_preconditions() -> None:
                 )
         return
     authenticate()  # the tenant, before the session that renders the current version begins
-    tags = _listed_tags(header)
+    tags = _listed_tags(header, "If-Match")
     current = _current_tag(cls)
     if "*" not in tags and current not in tags:
         raise PreconditionFailed(
@@ -125,13 +126,18 @@ def _current_tag(cls: type[MethodView], *, lock: bool = True) -> str:
     return etag_for(current_app.make_response(rv).get_data())
 
 
-def _listed_tags(header: str | None) -> set[str]:
-    """The strong tags of an If-Match / If-None-Match header (weak ones never match)."""
-    if not header:
+# `*`, or a comma-separated list of entity tags (RFC 9110 §8.8.3), weak ones included.
+TAG_LIST = r'^\s*(\*|(W/)?"[\x21\x23-\x7e]*"(\s*,\s*(W/)?"[\x21\x23-\x7e]*")*)\s*$'
+_TAG_LIST = re.compile(TAG_LIST)
+
+
+def _listed_tags(header: str | None, name: str = "If-None-Match") -> set[str]:
+    """The strong tags of an If-Match / If-None-Match header (weak ones never match); a value
+    that is no list of tags is a 422 naming the header."""
+    if header is None:
         return set()
-    tags = set()
-    for part in header.split(","):
-        part = part.strip()
-        if part == "*" or (part.startswith('"') and part.endswith('"') and len(part) >= 2):
-            tags.add(part)
-    return tags
+    if not _TAG_LIST.match(header):
+        raise Invalid(
+            {"headers": {name: ['A quoted ETag (e.g. "3f2a..."), a comma-separated list, or *.']}}
+        )
+    return {part.strip() for part in header.split(",") if not part.strip().startswith("W/")}

@@ -212,3 +212,56 @@ def test_employee_create_and_role_change_return_their_fanout_job(api):
     assert renamed["job_id"] is None  # no role change: no job
     plain = api.post("/employees", json={"name": "No Role"}).get_json()
     assert plain["job_id"] is None
+
+
+def test_a_malformed_if_match_is_422_naming_the_header(api):
+    cid = _certification(api)
+    resp = api.patch(f"/certifications/{cid}", json={"name": "Z"}, headers={"If-Match": "abc"})
+    assert resp.status_code == 422
+    assert "If-Match" in resp.get_json()["errors"]["headers"]
+
+
+# --- The OpenAPI document says all of it, for every route -------------------------------------
+
+
+def _operations(doc):
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            if method in ("get", "post", "put", "patch", "delete"):
+                yield path, method, op
+
+
+def _param_names(doc, op):
+    names = set()
+    for p in op.get("parameters", []):
+        if "$ref" in p:
+            p = doc["components"]["parameters"][p["$ref"].rsplit("/", 1)[-1]]
+        names.add(p["name"])
+    return names
+
+
+def test_the_document_describes_retries_preconditions_and_limits_everywhere(app):
+    doc = app.test_client().get("/api/v1/openapi.json").get_json()
+    too_many = doc["components"]["responses"]["RATE_LIMITED"]["headers"]
+    assert {"Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"} <= set(
+        too_many
+    )
+    checked = 0
+    for path, method, op in _operations(doc):
+        responses = op["responses"]
+        assert "429" in responses, (method, path)
+        if method == "post":
+            assert "Idempotency-Key" in _param_names(doc, op), path
+        if "201" in responses:
+            assert "Location" in responses["201"]["headers"], path
+        for status, response in responses.items():
+            if "$ref" not in response and status[0] in "24":
+                assert "RateLimit-Remaining" in response["headers"], (method, path, status)
+        checked += 1
+    assert checked > 50
+    item = doc["paths"]["/api/v1/certifications/{certification_id}"]
+    assert {"412", "428"} <= set(item["patch"]["responses"])
+    assert "If-Match" in _param_names(doc, item["patch"])
+    assert "412" in item["delete"]["responses"]
+    assert "ETag" in item["get"]["responses"]["200"]["headers"]
+    assert "428" not in doc["paths"]["/api/v1/roles/{item_id}"]["patch"]["responses"]
