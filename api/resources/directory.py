@@ -17,7 +17,7 @@ from werkzeug.exceptions import UnsupportedMediaType
 
 from api.body import check_csv
 from api.db import request_session
-from api.pagination import page_schema, paginate
+from api.pagination import page_schema, paginate, sorted_keys
 from api.schemas.directory import (
     QUERY_SCHEMAS,
     SCHEMAS,
@@ -40,7 +40,6 @@ def directory_blueprint(plural: str) -> Blueprint:
     kind = KINDS[plural]
     schemas = SCHEMAS[plural]
     blp = Blueprint(plural, __name__, url_prefix=f"/{plural}", description=f"Directory: {plural}")
-    key = [kind.model.name, kind.model.id]
 
     @blp.route("")
     class Collection(MethodView):
@@ -50,8 +49,9 @@ def directory_blueprint(plural: str) -> Blueprint:
         @blp.doc(summary=f"List {plural}, by name; filter and page with the query")
         def get(self, args: dict[str, Any]) -> Any:
             limit, cursor = args.pop("limit"), args.pop("cursor")
+            keys, descending = sorted_keys(kind.model, args.pop("sort"))
             stmt = directory.list_statement(kind, **args)
-            return paginate(request_session(), stmt, key, limit, cursor)
+            return paginate(request_session(), stmt, keys, limit, cursor, descending)
 
         @requires("directory:write")
         @blp.arguments(schemas["create"])

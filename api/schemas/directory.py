@@ -15,10 +15,11 @@ from email_validator import EmailNotValidError, validate_email
 from marshmallow import Schema, ValidationError, fields, validate
 
 from api.fields import EMAIL_CHECKS, Email, StrictBoolean, Text, TrimmedText, name_field
-from api.pagination import PageArgs
+from api.pagination import PageArgs, sort_field
 from certifications.directory.service import KINDS
 
 FieldFactory = Callable[..., fields.Field[Any]]
+SORTABLE = ("name", "created_at", "updated_at")
 
 # An unquoted ASCII local part (RFC 5322 dot-atom): what email_validator accepts as is.
 _DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*\Z")
@@ -154,6 +155,7 @@ class DirectoryQuerySchema(PageArgs):
         validate=validate.Length(min=1, max=200),
         metadata={"description": "Case-insensitive search in the name."},
     )
+    sort = sort_field(SORTABLE, "name")
 
 
 class EmployeeQuerySchema(DirectoryQuerySchema):
