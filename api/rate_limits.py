@@ -32,7 +32,7 @@ log = logging.getLogger("certs.api")
 # A view class attribute: True → its requests also count against RATE_LIMIT_HEAVY.
 HEAVY = "heavy_rate_limit"
 # Redis must answer a counter update this fast, or the limiter falls back to memory.
-STORAGE_TIMEOUT_S = 0.25
+STORAGE_TIMEOUT_S = 0.5
 
 
 def _identity() -> tuple[str | None, str | None]:
@@ -124,8 +124,11 @@ def init_rate_limits(app: Flask, settings: Settings) -> Limiter:
 
     @app.errorhandler(RateLimitExceeded)
     def _too_many(exc: RateLimitExceeded) -> Response:
-        limit = limiter.current_limit
-        wait = _seconds_to_reset(limit) if limit else 1
+        try:
+            limit = limiter.current_limit
+            wait = _seconds_to_reset(limit) if limit else 1
+        except Exception:  # noqa: BLE001 - the counters could not be read again
+            wait = 1
         resp = error_response(
             429,
             f"Too many requests: the limit is {exc.description}. Retry after {wait} seconds.",
@@ -146,13 +149,18 @@ def _seconds_to_reset(limit: RequestLimit) -> int:
 
 
 def _stamp(resp: Response, limiter: Limiter) -> Response:
-    """RateLimit-* of the budget closest to running out (none for exempt requests)."""
+    """RateLimit-* of the budget closest to running out (none for exempt requests, nor when
+    the counters cannot be read: headers never turn an answer into an error)."""
     try:
-        limits = limiter.current_limits
-    except Exception:  # noqa: BLE001 - no limiter context (e.g. an error before it ran)
-        return resp
+        _add_headers(resp, limiter.current_limits)
+    except Exception:  # noqa: BLE001 - storage timeout, no limiter context, ...
+        log.debug("rate limit headers left out", exc_info=True)
+    return resp
+
+
+def _add_headers(resp: Response, limits: list[RequestLimit]) -> None:
     if not limits:
-        return resp
+        return
     tightest = min(limits, key=lambda lim: (lim.remaining, _seconds_to_reset(lim)))
     resp.headers["RateLimit-Limit"] = str(tightest.limit.amount)
     resp.headers["RateLimit-Remaining"] = str(max(tightest.remaining, 0))
@@ -160,4 +168,3 @@ def _stamp(resp: Response, limiter: Limiter) -> Response:
     resp.headers["RateLimit-Policy"] = ", ".join(
         f"{lim.limit.amount};w={lim.limit.get_expiry()}" for lim in limits
     )
-    return resp

@@ -95,3 +95,11 @@ def test_the_suites_app_is_not_throttled(api):
     # The suite's limits (tests/support/suite.py) are far above what any test sends.
     resp = api.get("/roles")
     assert int(resp.headers["RateLimit-Remaining"]) > 100_000
+
+
+def test_unreachable_counters_never_fail_a_request(token_for, org):
+    # Nothing listens on port 1: the limiter falls back to counting in memory.
+    settings = dataclasses.replace(SETTINGS, rate_limit_storage_url="redis://127.0.0.1:1/0")
+    api = ApiClient(create_app(settings, RUNTIME), token_for(org))
+    assert [api.get("/roles").status_code for _ in range(3)] == [200, 200, 200]
+    assert api.post("/roles", json={"name": "Still works"}).status_code == 201
