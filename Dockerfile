@@ -6,7 +6,13 @@
 #   worker:     docker run --env-file prod.env certs:0.1.0 certs worker
 #   scheduler:  docker run --env-file prod.env certs:0.1.0 certs scheduler
 #   migrations: docker run --env-file prod.env certs:0.1.0 certs db upgrade
-ARG PYTHON_IMAGE=python:3.11-slim
+# The base image by digest (the multi-arch index of python:3.11-slim), so a rebuild starts from
+# the same bytes whatever the tag points to today. The digest is the one published for the tag
+# when it was pinned; refresh it deliberately (README "Reproducible installs"):
+#   docker buildx imagetools inspect python:3.11-slim   # the "Digest:" line
+# or build from another base with --build-arg PYTHON_IMAGE=python:3.11-slim@sha256:<digest>.
+# tests/deploy/test_dockerfile.py refuses a base image without a digest.
+ARG PYTHON_IMAGE=python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7
 
 # ---- builder: compilers allowed here, never in the final image -------------------------------
 FROM ${PYTHON_IMAGE} AS builder
@@ -17,10 +23,13 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-# Dependencies first (the layer is reused while only application code changes).
+# Dependencies first (the layer is reused while only application code changes): exactly the
+# versions of requirements.lock, each download checked against its sha256 (`make lock`).
+COPY requirements.lock requirements-build.lock ./
+RUN pip install --require-hashes -r requirements-build.lock \
+ && python -m venv /opt/venv \
+ && /opt/venv/bin/pip install --require-hashes --no-deps -r requirements.lock
 COPY pyproject.toml README.md ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
- && pip wheel --wheel-dir /wheels -r /tmp/requirements.txt
 COPY infra/ infra/
 COPY tenancy/ tenancy/
 COPY jobs/ jobs/
@@ -31,10 +40,10 @@ COPY runtime/ runtime/
 COPY cli/ cli/
 COPY migrations/ migrations/
 COPY bench/ bench/
-# Wheels for the project and every dependency, then a self-contained virtualenv from them only.
-RUN pip wheel --no-deps --wheel-dir /wheels . \
- && python -m venv /opt/venv \
- && /opt/venv/bin/pip install --no-index --find-links /wheels certs \
+# The project's own wheel (built with the locked setuptools, no download), installed without
+# touching the locked dependencies.
+RUN pip wheel --no-deps --no-build-isolation --wheel-dir /tmp/dist . \
+ && /opt/venv/bin/pip install --no-deps --no-index /tmp/dist/certs-*.whl \
  && /opt/venv/bin/python -m compileall -q /opt/venv
 
 # ---- runtime: slim, non-root, read-only friendly --------------------------------------------

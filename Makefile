@@ -7,12 +7,26 @@ PORT   ?= 8000
 
 .PHONY: run test test-pg lint typecheck format bench soak demo clean
 
-$(STAMP): pyproject.toml
+# The exact, hash-checked set of requirements-dev.lock (CI's legs included), then the project
+# itself without touching its dependencies; `make lock` refreshes the lock files.
+$(STAMP): pyproject.toml requirements-dev.lock requirements-build.lock
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or: make PYTHON=python3)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet --require-hashes -r requirements-build.lock
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements-dev.lock
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
+
+## Re-resolve the lock files from pyproject.toml's ranges (pinned versions with sha256 hashes):
+## requirements.lock (the image), requirements-dev.lock (make, CI), requirements-build.lock.
+.PHONY: lock
+LOCK := $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-find-links --no-emit-index-url
+lock: $(STAMP)
+	$(BIN)/pip install --quiet "pip-tools==7.6.2"
+	$(LOCK) -o requirements.lock pyproject.toml
+	$(LOCK) --extra dev -o requirements-dev.lock pyproject.toml
+	$(LOCK) -o requirements-build.lock requirements-build.in
 
 ## Serve the API with its worker and scheduler on the embedded default (SQLite, in-process broker),
 ## with a demo organization (created once) whose token is printed; `make run PORT=9000`.

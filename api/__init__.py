@@ -15,6 +15,9 @@ from api.docs import docs_assets_blueprint, docs_config
 from api.errors import register_error_handlers
 from api.limits import init_limits
 from api.openapi import ErrorSchema, complete_document
+from api.rate_limits import init_rate_limits
+from api.semantics import run_view
+from api.semantics_doc import document_http_semantics
 from api.unit_of_work import run_and_commit
 from infra import context
 from infra.logging import ACCESS_ORG_KEY
@@ -57,9 +60,10 @@ class CertsFlask(Flask):
         A failing commit (e.g. a unique violation) becomes that request's error response, and
         jobs written to the outbox are relayed only after the commit succeeded. A deadlock or
         serialization failure runs view and commit again in a fresh transaction
-        (`api.unit_of_work`).
+        (`api.unit_of_work`). The view runs under the API's HTTP semantics (idempotency keys,
+        preconditions, Location, ETag: `api.semantics`).
         """
-        return run_and_commit(super().dispatch_request)
+        return run_and_commit(lambda: run_view(super(CertsFlask, self).dispatch_request))
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> Flask:
@@ -91,10 +95,12 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Flask:
         "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
     )
     _register_blueprints(api)
+    document_http_semantics(app, api.spec, API_PREFIX)
     app.register_blueprint(docs_assets_blueprint(API_PREFIX))
     register_error_handlers(app)
     _request_ids(app)
     init_limits(app, settings)  # after the request id, so a refusal carries one
+    init_rate_limits(app, settings)
     from api.metrics import init_metrics  # here: the CLI must not import prometheus_client
     from infra.logging import ensure_logging
 

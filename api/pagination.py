@@ -13,7 +13,7 @@ from datetime import date, datetime
 from typing import Any
 
 from marshmallow import Schema, fields, validate
-from sqlalchemy import Select, literal, tuple_
+from sqlalchemy import Select, and_, literal, or_, tuple_
 from sqlalchemy.orm import Session
 
 from api.fields import Integer, Text
@@ -104,21 +104,96 @@ def _parse(value: Any, column: Any) -> Any:
 
 
 def paginate(
-    session: Session, stmt: Select[Any], key_columns: list[Any], limit: int, cursor: str | None
+    session: Session,
+    stmt: Select[Any],
+    key_columns: list[Any],
+    limit: int,
+    cursor: str | None,
+    descending: list[bool] | None = None,
 ) -> Page:
     """Rows of `stmt` ordered by `key_columns` (unique together, not null), after `cursor`.
 
     `stmt` selects one ORM entity; the last key column should be the primary key.
+    `descending` flags the columns sorted high to low (a `?sort=-field`; none by default).
     """
+    desc = descending or [False] * len(key_columns)
     if cursor:
         values = _decode(cursor, key_columns)
         # Bind with each column's own type (e.g. UTC timestamps stored as text on SQLite).
         typed = [literal(v, col.type) for v, col in zip(values, key_columns, strict=True)]
-        stmt = stmt.where(tuple_(*key_columns) > tuple_(*typed))
-    rows = session.scalars(stmt.order_by(*key_columns).limit(limit + 1)).all()
+        if any(desc):
+            stmt = stmt.where(_after(key_columns, typed, desc))
+        else:
+            stmt = stmt.where(tuple_(*key_columns) > tuple_(*typed))
+    order = [col.desc() if d else col for col, d in zip(key_columns, desc, strict=True)]
+    rows = session.scalars(stmt.order_by(*order).limit(limit + 1)).all()
     items = list(rows[:limit])
     next_cursor = cursor_after(items[-1], key_columns) if len(rows) > limit else None
     return Page(items=items, next_cursor=next_cursor)
+
+
+def _after(columns: list[Any], values: list[Any], desc: list[bool]) -> Any:
+    """Keyset condition for mixed directions: (a > x) OR (a = x AND b < y) OR ..."""
+    clauses = []
+    for i, (col, value) in enumerate(zip(columns, values, strict=True)):
+        beyond = col < value if desc[i] else col > value
+        equal = [c == v for c, v in zip(columns[:i], values[:i], strict=True)]
+        clauses.append(and_(*equal, beyond))
+    return or_(*clauses)
+
+
+def sort_field(fields_allowed: tuple[str, ...], default: str) -> fields.Field[Any]:
+    """`?sort=name,-updated_at`: up to three of `fields_allowed`, `-` for descending (422
+    naming `sort` otherwise). Loads as [(field, descending), ...]."""
+    return SortSpec(fields_allowed, default)
+
+
+class SortSpec(Text):
+    default_error_messages = {
+        **Text.default_error_messages,
+        "sort": "Comma-separated fields among {allowed}, each optionally prefixed with - "
+        "(descending), at most three, none twice.",
+    }
+
+    def __init__(self, allowed: tuple[str, ...], default: str) -> None:
+        self.allowed = allowed
+        names = ", ".join(allowed)
+        super().__init__(
+            load_default=default,
+            validate=validate.Length(max=200),
+            metadata={
+                "description": f"Order of the list: {names}; `-` before a field sorts it "
+                f"descending, commas combine fields (e.g. `{allowed[0]},-{allowed[-1]}`). "
+                f"Default `{default}`; ties are broken by id.",
+                "pattern": r"^-?[a-z_]+(,-?[a-z_]+){0,2}$",
+                "example": f"-{allowed[-1]}",
+            },
+        )
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        return self.parse(text)
+
+    def parse(self, text: str) -> list[tuple[str, bool]]:
+        spec: list[tuple[str, bool]] = []
+        for part in text.split(","):
+            name = part.strip()
+            descending = name.startswith("-")
+            name = name.removeprefix("-")
+            if name not in self.allowed or any(name == seen for seen, _ in spec):
+                raise self.make_error("sort", allowed=", ".join(self.allowed))
+            spec.append((name, descending))
+        if not 1 <= len(spec) <= 3:
+            raise self.make_error("sort", allowed=", ".join(self.allowed))
+        return spec
+
+
+def sorted_keys(model: Any, spec: list[tuple[str, bool]] | str) -> tuple[list[Any], list[bool]]:
+    """Key columns and directions for `paginate`: the sorted fields, then the id ascending."""
+    if isinstance(spec, str):  # the default, not loaded
+        spec = [(p.removeprefix("-"), p.startswith("-")) for p in spec.split(",")]
+    columns = [getattr(model, name) for name, _ in spec] + [model.id]
+    return columns, [d for _, d in spec] + [False]
 
 
 def cursor_after(item: Any, key_columns: list[Any]) -> str:

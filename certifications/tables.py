@@ -12,11 +12,13 @@ import certifications.evidence.models
 import certifications.history.models
 import certifications.webhooks.models
 import jobs.models
+import tenancy.idempotency
 import tenancy.models
 from infra.database import Base
 
 MODULES = (
     tenancy.models,
+    tenancy.idempotency,
     jobs.models,
     certifications.directory.models,
     certifications.catalog.models,

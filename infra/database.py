@@ -157,9 +157,17 @@ def without_jit(session: Session) -> None:
         session.execute(text("SET LOCAL jit = off"))
 
 
+# `session.info` flag: `get_or_not_found` locks the rows it loads (SELECT ... FOR UPDATE) until
+# the transaction ends; set while a conditional write compares `If-Match` (`api.preconditions`).
+LOCK_LOADED_ROWS = "lock_loaded_rows"
+
+
 def get_or_not_found(session: Session, model: type[T], ident: Any, what: str) -> T:
     """The `model` row with this id (in the session's tenant), or `NotFound` naming `what`."""
-    row = session.get(model, ident)
+    if session.info.get(LOCK_LOADED_ROWS):
+        row = session.get(model, ident, with_for_update=True, populate_existing=True)
+    else:
+        row = session.get(model, ident)
     if row is None:
         raise NotFound(what, ident)
     return row

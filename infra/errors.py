@@ -55,3 +55,15 @@ class Forbidden(DomainError):
     ) -> None:
         super().__init__(message, errors)
         self.code_name = code_name
+
+
+class PreconditionFailed(DomainError):
+    """An `If-Match` that names another version of the resource (a lost update averted)."""
+
+    http_status = 412
+
+
+class PreconditionRequired(DomainError):
+    """The organization requires conditional writes and the request sent no `If-Match`."""
+
+    http_status = 428

@@ -91,6 +91,7 @@ class AccessJsonFormatter(JsonFormatter):
             duration_ms=round((atom("D") or 0) / 1000, 3),
             remote_addr=atom("h"),
             user_agent=atom("a"),
+            pid=record.process,  # which gunicorn worker answered
         )
 
 

@@ -107,6 +107,15 @@ class Settings:
     s3_access_key_id: str | None = None
     s3_secret_access_key: str | None = None
     s3_url_expiry_seconds: int = 300
+    # Rate limits (api/rate_limits.py), in the `limits` notation ("600/minute", "10/second;
+    # 500/hour"): every request of a token subject, every request of an organization, and the
+    # heavy requests (bulk writes and CSV exports) of a subject. Counted in
+    # RATE_LIMIT_STORAGE_URL: REDIS_URL by default (shared by every process), else memory.
+    rate_limit_enabled: bool = True
+    rate_limit_per_subject: str = "600/minute"
+    rate_limit_per_org: str = "3000/minute"
+    rate_limit_heavy: str = "30/minute"
+    rate_limit_storage_url: str = "memory://"
 
     @property
     def is_postgres(self) -> bool:
@@ -121,6 +130,20 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
         return int(value)
     except ValueError:
         raise ConfigError(f"{name} must be an integer, not {value!r}") from None
+
+
+def _rate(env: dict[str, str], name: str, default: str) -> str:
+    """A rate limit in the `limits` notation, e.g. "600/minute" or "10/second;500/hour"."""
+    from limits import parse_many  # here: only the API counts requests
+
+    value = (env.get(name) or default).strip()
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ConfigError(
+            f"{name} must be a rate such as 600/minute or 10/second;500/hour, not {value!r}"
+        ) from None
+    return value
 
 
 def _read_key(value: str | None) -> str | None:
@@ -221,6 +244,13 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         s3_access_key_id=env.get("S3_ACCESS_KEY_ID") or None,
         s3_secret_access_key=env.get("S3_SECRET_ACCESS_KEY") or None,
         s3_url_expiry_seconds=_int(env, "S3_URL_EXPIRY_SECONDS", 300),
+        rate_limit_enabled=_bool(env.get("RATE_LIMIT_ENABLED"), default=True),
+        rate_limit_per_subject=_rate(env, "RATE_LIMIT_PER_SUBJECT", "600/minute"),
+        rate_limit_per_org=_rate(env, "RATE_LIMIT_PER_ORG", "3000/minute"),
+        rate_limit_heavy=_rate(env, "RATE_LIMIT_HEAVY", "30/minute"),
+        rate_limit_storage_url=(
+            env.get("RATE_LIMIT_STORAGE_URL") or env.get("REDIS_URL") or "memory://"
+        ),
     )
     _refuse_unsafe(settings)
     return settings

@@ -16,6 +16,8 @@ from infra.context import current_org_id, current_request_id
 from jobs.models import Job, OutboxMessage
 
 PENDING_KEY = "outbox_ids"
+# Ids of the pollable jobs requested in the current transaction (`started_jobs`).
+STARTED_KEY = "outbox_started_jobs"
 # Actor names requested with `once=True` in the current transaction (cleared by the relay's
 # after-commit and after-rollback hooks, with PENDING_KEY).
 ONCE_KEY = "outbox_once"
@@ -47,6 +49,7 @@ def request_job(
         job = Job(kind=job_kind, state="queued", created_by=created_by, total=total)
         session.add(job)
         session.flush()
+        session.info.setdefault(STARTED_KEY, []).append(job.id)
     kwargs = {k: _jsonable(v) for k, v in payload.items()}
     kwargs["org_id"] = str(org_id) if org_id else None
     if job is not None:
@@ -62,6 +65,11 @@ def request_job(
     session.flush()
     session.info.setdefault(PENDING_KEY, []).append(msg.id)
     return job
+
+
+def started_jobs(session: Session) -> list[uuid.UUID]:
+    """The pollable jobs this transaction requested so far, oldest first."""
+    return list(session.info.get(STARTED_KEY, []))
 
 
 def _jsonable(value: Any) -> Any:

@@ -55,7 +55,7 @@ from jobs import state
 from jobs.broker import broker_epoch
 from jobs.catalog import kind_of
 from jobs.models import OutboxMessage
-from jobs.outbox import ONCE_KEY, PENDING_KEY
+from jobs.outbox import ONCE_KEY, PENDING_KEY, STARTED_KEY
 
 log = logging.getLogger("certs.outbox")
 
@@ -184,6 +184,7 @@ def install_outbox_relay(
 
     def _relay_after_commit(session: Session) -> None:
         session.info.pop(ONCE_KEY, None)
+        session.info.pop(STARTED_KEY, None)
         ids = session.info.pop(PENDING_KEY, None)
         if not ids:
             return
@@ -201,6 +202,7 @@ def install_outbox_relay(
 
     def _forget_after_rollback(session: Session) -> None:
         session.info.pop(ONCE_KEY, None)
+        session.info.pop(STARTED_KEY, None)
         session.info.pop(PENDING_KEY, None)
 
     event.listen(factory, "after_commit", _relay_after_commit)

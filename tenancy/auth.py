@@ -79,6 +79,12 @@ def init_auth(app: Flask, settings: Settings) -> None:
     app.teardown_request(lambda _exc: context.set_actor(None))
 
 
+def authenticate() -> None:
+    """Verify the request's bearer token now and set its tenant (401 if it is wrong), for
+    request hooks that must know the organization before the view runs (`api.semantics`)."""
+    _verify()
+
+
 def _verify() -> None:
     """Verify the bearer token; every way it can be wrong becomes one 401."""
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import JSON, Column, ForeignKey, Integer, LargeBinary, String, Table
+from sqlalchemy import JSON, Column, ForeignKey, Integer, LargeBinary, String, Table, false
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from infra.database import Base, Timestamps
@@ -39,6 +39,8 @@ class Organization(Timestamps, Base):
     )
     digest_hour: Mapped[int] = mapped_column(Integer, default=8, server_default="8")
     digest_weekday: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Conditional writes: PATCH of certifications and groups must carry If-Match (428 without).
+    require_if_match: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     def has_module(self, module: str) -> bool:
         return module in (self.modules or [])

@@ -145,3 +145,17 @@ def test_document_storage_defaults_and_choices(tmp_path):
 def test_document_settings_refuse_nonsense(env, named):
     with pytest.raises(ConfigError, match=named):
         load_settings(env)
+
+
+def test_rate_limits_are_validated_and_default_to_redis():
+    s = load_settings({"REDIS_URL": "redis://cache:6379/0"})
+    assert (s.rate_limit_per_subject, s.rate_limit_storage_url) == (
+        "600/minute",
+        "redis://cache:6379/0",
+    )
+    assert load_settings({}).rate_limit_storage_url == "memory://"
+    assert load_settings({"RATE_LIMIT_HEAVY": "5/second;100/hour"}).rate_limit_heavy == (
+        "5/second;100/hour"
+    )
+    with pytest.raises(ConfigError, match="RATE_LIMIT_PER_ORG"):
+        load_settings({"RATE_LIMIT_PER_ORG": "lots"})

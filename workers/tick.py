@@ -7,6 +7,7 @@
    statuses for its today, then evaluate task and notification rules on those fresh statuses,
    then queue the deliveries — in that order, in the same worker — and last sweep the org's
    document store of bytes no live document row names (`certifications.evidence.sweep`).
+   Expired idempotency keys of the org go too (`tenancy.idempotency`).
 3. Writes that change a status or its rules request the same tick (`request_tick`).
 
 `certs tick` runs the same `tick_org()` for every org right here (`tick_now`), then waits for
@@ -44,6 +45,7 @@ from jobs import relay
 from jobs.models import OutboxMessage
 from jobs.outbox import request_job
 from runtime.bootstrap import current as current_runtime
+from tenancy.idempotency import purge_expired
 from tenancy.models import Organization
 from tenancy.organizations import org_today
 from workers.unit_of_work import JobRun, job_run, platform_run
@@ -66,6 +68,7 @@ def tick_org(run: JobRun, org_id: uuid.UUID, now: datetime) -> dict[str, Any]:
     report.update(recompute_org(run.session, org_id, now, on_chunk=run.checkpoint))
     if webhook_sending.wants_round(run.session, now):  # events the recompute or writes made
         request_delivery(run.session)
+    report["idempotency_keys_purged"] = purge_expired(run.session, now)
     if org.has_module("hse"):
         report["snapshots"] = snapshot_org(run.session, org_id, now)  # today's trend point
         report.update(evaluate_org(run.session, org_id, now, org.timezone))

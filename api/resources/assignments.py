@@ -212,6 +212,8 @@ class Revoke(MethodView):
 
 @blp.route("/<uuid:assignment_id>/form-submissions")
 class FormSubmissions(MethodView):
+    created_location = "/assignments/{assignment_id}/history"  # the recorded cycle
+
     @requires("certifications:update", module="hse")
     @blp.arguments(FormSubmissionCreateSchema)
     @blp.response(201, FormSubmissionSchema)

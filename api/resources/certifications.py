@@ -9,7 +9,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from api.db import request_session
-from api.pagination import Page, page_schema, paginate
+from api.pagination import Page, page_schema, paginate, sorted_keys
 from api.schemas.certifications import (
     CertificationCreateSchema,
     CertificationListArgsSchema,
@@ -37,8 +37,9 @@ class Certifications(MethodView):
         """List certifications by name; filter by group (optionally recursive), type, name."""
         session = request_session()
         limit, cursor = args.pop("limit"), args.pop("cursor")
+        keys, descending = sorted_keys(Certification, args.pop("sort"))
         stmt = catalog.list_statement(**args)
-        page = paginate(session, stmt, [Certification.name, Certification.id], limit, cursor)
+        page = paginate(session, stmt, keys, limit, cursor, descending)
         return Page(items=catalog.describe(session, page.items), next_cursor=page.next_cursor)
 
     @requires("certifications:create", module="hse")
@@ -51,6 +52,8 @@ class Certifications(MethodView):
 
 @blp.route("/<uuid:certification_id>")
 class CertificationItem(MethodView):
+    if_match_required_by_org = True  # `require_if_match` applies here (`api.preconditions`)
+
     @requires("certifications:read", module="hse")
     @blp.response(200, CertificationSchema)
     def get(self, certification_id: uuid.UUID) -> Any:

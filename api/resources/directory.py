@@ -17,7 +17,7 @@ from werkzeug.exceptions import UnsupportedMediaType
 
 from api.body import check_csv
 from api.db import request_session
-from api.pagination import page_schema, paginate
+from api.pagination import page_schema, paginate, sorted_keys
 from api.schemas.directory import (
     QUERY_SCHEMAS,
     SCHEMAS,
@@ -32,6 +32,7 @@ from certifications.directory import service as directory
 from certifications.directory.bulk import bulk_upsert, parse_csv
 from certifications.directory.service import KINDS
 from infra.errors import Invalid
+from jobs.outbox import started_jobs
 from tenancy.auth import requires
 
 
@@ -39,7 +40,6 @@ def directory_blueprint(plural: str) -> Blueprint:
     kind = KINDS[plural]
     schemas = SCHEMAS[plural]
     blp = Blueprint(plural, __name__, url_prefix=f"/{plural}", description=f"Directory: {plural}")
-    key = [kind.model.name, kind.model.id]
 
     @blp.route("")
     class Collection(MethodView):
@@ -49,15 +49,16 @@ def directory_blueprint(plural: str) -> Blueprint:
         @blp.doc(summary=f"List {plural}, by name; filter and page with the query")
         def get(self, args: dict[str, Any]) -> Any:
             limit, cursor = args.pop("limit"), args.pop("cursor")
+            keys, descending = sorted_keys(kind.model, args.pop("sort"))
             stmt = directory.list_statement(kind, **args)
-            return paginate(request_session(), stmt, key, limit, cursor)
+            return paginate(request_session(), stmt, keys, limit, cursor, descending)
 
         @requires("directory:write")
         @blp.arguments(schemas["create"])
         @blp.response(201, schemas["out"])
         @blp.doc(summary=f"Create a {kind.name}")
         def post(self, data: dict[str, Any]) -> Any:
-            return directory.create(request_session(), kind, data)
+            return with_started_job(directory.create(request_session(), kind, data))
 
     @blp.route("/<uuid:item_id>")
     class Item(MethodView):
@@ -72,7 +73,7 @@ def directory_blueprint(plural: str) -> Blueprint:
         @blp.response(200, schemas["out"])
         @blp.doc(summary=f"Change a {kind.name} (only the fields sent)")
         def patch(self, changes: dict[str, Any], item_id: uuid.UUID) -> Any:
-            return directory.update(request_session(), kind, item_id, changes)
+            return with_started_job(directory.update(request_session(), kind, item_id, changes))
 
         @requires("directory:write")
         @blp.response(204)
@@ -98,6 +99,22 @@ def directory_blueprint(plural: str) -> Blueprint:
             return jsonify(report)
 
     return blp
+
+
+class WithJob:
+    """A created or changed item, plus the id of the job its change started (`job_id`)."""
+
+    def __init__(self, item: Any, job_id: uuid.UUID | None) -> None:
+        self._item = item
+        self.job_id = job_id
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._item, name)
+
+
+def with_started_job(item: Any) -> WithJob:
+    started = started_jobs(request_session())
+    return WithJob(item, started[-1] if started else None)
 
 
 def read_bulk_body(

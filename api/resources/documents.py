@@ -35,6 +35,7 @@ def store() -> DocumentStore:
 @blp.route("/assignments/<uuid:assignment_id>/documents")
 class AssignmentDocuments(MethodView):
     takes_upload = True  # api.limits: DOCUMENT_MAX_BYTES, not MAX_REQUEST_BYTES
+    created_location = "/documents/{id}"
 
     @requires("certifications:update", module="hse")
     @blp.doc(requestBody=UPLOAD_BODY)

@@ -53,6 +53,8 @@ class Groups(MethodView):
 
 @blp.route("/<uuid:group_id>")
 class Group(MethodView):
+    if_match_required_by_org = True  # `require_if_match` applies here (`api.preconditions`)
+
     @requires("certifications:read", module="hse")
     @blp.response(200, GroupDetailSchema)
     def get(self, group_id: uuid.UUID) -> Any:

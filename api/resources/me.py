@@ -65,6 +65,7 @@ class MyAssignments(MethodView):
 @blp.route("/assignments/<uuid:assignment_id>/submissions")
 class MySubmissions(MethodView):
     takes_upload = True
+    created_location = "/submissions/{id}"  # the reviewers' view of it
 
     @requires(SELF_SCOPE, module="hse")
     @blp.doc(requestBody=SUBMISSION_BODY)

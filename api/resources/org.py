@@ -29,6 +29,8 @@ blp = Blueprint("org", __name__, url_prefix="", description="Organizations (tena
 
 @blp.route("/organizations")
 class Organizations(MethodView):
+    created_location = "/org"  # as seen with a token of the new organization
+
     @requires("platform:admin", tenant=False)
     @blp.arguments(OrganizationCreateSchema)
     @blp.response(201, OrganizationSchema)

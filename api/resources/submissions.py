@@ -53,6 +53,7 @@ def submit(assignment: Assignment, employee_id: uuid.UUID | None = None) -> Subm
 @blp.route("/assignments/<uuid:assignment_id>/submissions")
 class AssignmentSubmissions(MethodView):
     takes_upload = True
+    created_location = "/submissions/{id}"
 
     @requires("certifications:update", module="hse")
     @blp.doc(requestBody=SUBMISSION_BODY)

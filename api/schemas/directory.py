@@ -16,10 +16,11 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from api.fields import EMAIL_CHECKS, Email, StrictBoolean, Text, TrimmedText, name_field
 from api.openapi import OPTIONAL
-from api.pagination import PageArgs
+from api.pagination import PageArgs, sort_field
 from certifications.directory.service import KINDS
 
 FieldFactory = Callable[..., fields.Field[Any]]
+SORTABLE = ("name", "created_at", "updated_at")
 
 # An unquoted ASCII local part (RFC 5322 dot-atom): what email_validator accepts as is.
 _DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*\Z")
@@ -194,6 +195,10 @@ def _writable(plural: str, mode: str) -> dict[str, fields.Field[Any]]:
     return spec
 
 
+def _uuid_text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
 def _output(plural: str) -> dict[str, fields.Field[Any]]:
     spec: dict[str, fields.Field[Any]] = {"id": fields.UUID()}
     for name in ("name", "external_id", "active", *_EXTRA[plural]):
@@ -215,6 +220,18 @@ def _output(plural: str) -> dict[str, fields.Field[Any]]:
             fields.UUID(), metadata={"description": "Every role of the employee, first first."}
         )
     spec |= {"created_at": fields.DateTime(), "updated_at": fields.DateTime()}
+    if plural == "employees":
+        spec["job_id"] = fields.Function(
+            lambda item: _uuid_text(getattr(item, "job_id", None)),
+            allow_none=True,
+            metadata={
+                "type": "string",
+                "format": "uuid",
+                "nullable": True,
+                "description": "The role fan-out job this create or change started (poll GET "
+                "/jobs/{id}); null when it started none, and always null on GET.",
+            },
+        )
     return spec
 
 
@@ -255,6 +272,7 @@ class DirectoryQuerySchema(PageArgs):
         validate=validate.Length(min=1, max=200),
         metadata={"description": "Case-insensitive search in the name."},
     )
+    sort = sort_field(SORTABLE, "name")
 
 
 class EmployeeQuerySchema(DirectoryQuerySchema):

@@ -49,6 +49,9 @@ class OrganizationSchema(Schema):
     )
     digest_hour = fields.Integer(metadata={"description": "Hour digests leave (org time zone)."})
     digest_weekday = fields.Integer(metadata={"description": "Weekly digests' day, 0 = Monday."})
+    require_if_match = fields.Boolean(
+        metadata={"description": "PATCH of certifications and groups needs If-Match (428)."}
+    )
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
 
@@ -91,6 +94,13 @@ class OrganizationPatchSchema(Schema):
     digest_frequency = frequency_field()
     digest_hour = hour_field()
     digest_weekday = weekday_field()
+
+    require_if_match = StrictBoolean(
+        metadata={
+            "description": "Conditional writes: PATCH of certifications and certification groups "
+            "must send If-Match with the ETag of a GET (428 without, 412 when stale)."
+        }
+    )
 
     @validates_schema(pass_original=True)
     def _not_empty(self, data: dict[str, Any], original: Any, **_kw: Any) -> None:

@@ -110,9 +110,12 @@ def list_statement(
     type: str | None = None,  # noqa: A002 - the API's filter name
     q: str | None = None,
     archived: bool | None = False,
+    updated_since: datetime | None = None,
 ) -> Select[Any]:
-    """The filtered list query; the caller paginates it by (name, id)."""
+    """The filtered list query; the caller paginates it (by name and id unless sorted)."""
     stmt = select(Certification)
+    if updated_since is not None:
+        stmt = stmt.where(Certification.updated_at >= updated_since)
     if group_id is not None:
         member = CertificationGroupMember.group_id
         in_group = member.in_(groups.subtree_ids(group_id)) if recursive else member == group_id

@@ -48,3 +48,58 @@ def test_every_package_of_the_project_is_copied_into_the_builder() -> None:
 def test_dockerignore_keeps_the_context_small_and_secret_free() -> None:
     ignored = set((ROOT / ".dockerignore").read_text().split())
     assert {".git", ".venv", "instance", "tests", ".env"} <= ignored
+
+
+def test_the_base_image_is_pinned_by_digest() -> None:
+    arg = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", DOCKERFILE, flags=re.M)
+    assert arg is not None
+    assert re.fullmatch(r"python:3\.11-slim@sha256:[0-9a-f]{64}", arg.group(1)), arg.group(1)
+    assert all(
+        line.split()[1] == "${PYTHON_IMAGE}"
+        for line in DOCKERFILE.splitlines()
+        if line.startswith("FROM ")
+    )
+
+
+def test_the_image_installs_exactly_the_lock() -> None:
+    builder = _stages()["builder"]
+    assert "pip install --require-hashes -r requirements-build.lock" in builder
+    assert "/opt/venv/bin/pip install --require-hashes --no-deps -r requirements.lock" in builder
+    # The project itself adds no dependency and downloads nothing.
+    assert "--no-deps --no-index /tmp/dist/certs-*.whl" in builder
+    assert "tomllib" not in builder  # the old unpinned install from pyproject's ranges
+
+
+def _lock(name: str) -> dict[str, str]:
+    """name → pinned version of a pip-compile lock; every pin must carry sha256 hashes."""
+    pins: dict[str, str] = {}
+    for block in re.split(r"\n(?=[A-Za-z0-9])", (ROOT / name).read_text()):
+        head = block.split()[0] if block.strip() else ""
+        if "==" not in head:
+            continue
+        package, version = head.split("==")
+        assert "--hash=sha256:" in block, f"{name}: {package} has no hash"
+        pins[package.lower().replace("_", "-")] = version
+    return pins
+
+
+def test_the_locks_pin_every_dependency_within_pyprojects_ranges() -> None:
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    runtime, dev = _lock("requirements.lock"), _lock("requirements-dev.lock")
+    wanted = [(runtime, d) for d in project["dependencies"]]
+    wanted += [(dev, d) for d in project["dependencies"] + project["optional-dependencies"]["dev"]]
+    for pins, text in wanted:
+        req = Requirement(text)
+        name = req.name.lower().replace("_", "-")
+        assert name in pins, f"{name} is not locked"
+        assert req.specifier.contains(pins[name], prereleases=True), (name, pins[name])
+    build = _lock("requirements-build.lock")
+    assert {"pip", "setuptools"} <= set(build)
+
+
+def test_make_installs_the_dev_lock_with_hashes() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    assert "--require-hashes --no-deps -r requirements-dev.lock" in makefile
+    assert "--no-deps --no-build-isolation -e ." in makefile

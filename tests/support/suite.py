@@ -41,11 +41,18 @@ TEST_ENV: dict[str, str] = {
     "NOTIFICATION_RETRY_MAX_MS": "200",
     # Evidence documents of the run (local storage), never the checkout's instance folder.
     "DOCUMENT_DIR": tempfile.mkdtemp(prefix="certs-test-documents-"),
+    # Limits no test reaches (fuzzers send thousands of requests as one subject); the rate
+    # limit tests lower them on their own app or stack (tests/api/test_rate_limits.py).
+    "RATE_LIMIT_PER_SUBJECT": "1000000/minute",
+    "RATE_LIMIT_PER_ORG": "1000000/minute",
+    "RATE_LIMIT_HEAVY": "1000000/minute",
 }
 if BACKEND.app_role:
     TEST_ENV["DB_APP_ROLE"] = BACKEND.app_role
 if BACKEND.is_postgres:
     TEST_ENV["REDIS_URL"] = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    # Stacks that point REDIS_URL at a Redis they break (tests/concurrency) keep counting here.
+    TEST_ENV["RATE_LIMIT_STORAGE_URL"] = TEST_ENV["REDIS_URL"]
 
 SETTINGS = load_settings(TEST_ENV)
 # What a subprocess of the suite runs with: this machine's environment, the suite's settings
