@@ -242,7 +242,7 @@ def _param_names(doc, op):
 
 def test_the_document_describes_retries_preconditions_and_limits_everywhere(app):
     doc = app.test_client().get("/api/v1/openapi.json").get_json()
-    too_many = doc["components"]["responses"]["RATE_LIMITED"]["headers"]
+    too_many = doc["components"]["responses"]["TooManyRequests"]["headers"]
     assert {"Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"} <= set(
         too_many
     )
