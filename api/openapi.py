@@ -268,7 +268,12 @@ def _response_components(doc: dict[str, Any]) -> None:
         "Any other error (e.g. 503 when the database is unavailable), in the same shape."
     )
     components["responses"] = responses
-    components["headers"] = {**RATE_LIMIT_HEADERS, "Retry-After": RETRY_AFTER}
+    # Headers other rules registered (ETag, Location, RateLimit-Policy, ...) stay.
+    components["headers"] = {
+        **components.get("headers", {}),
+        **RATE_LIMIT_HEADERS,
+        "Retry-After": RETRY_AFTER,
+    }
 
 
 # --- schemas: required, nullable objects, integer formats -----------------------------------
