@@ -18,6 +18,7 @@ escapes a rule fails there; `.ci/run` lints it with Redocly and Spectral.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from http import HTTPStatus
 from typing import Any
@@ -274,6 +275,12 @@ def _response_components(doc: dict[str, Any]) -> None:
         **RATE_LIMIT_HEADERS,
         "Retry-After": RETRY_AFTER,
     }
+    text = json.dumps({k: v for k, v in doc.items() if k != "components"}) + json.dumps(
+        {k: v for k, v in components.items() if k != "headers"}
+    )
+    for name in list(components["headers"]):
+        if f'"#/components/headers/{name}"' not in text:
+            del components["headers"][name]  # registered by a rule whose users were replaced
 
 
 # --- schemas: required, nullable objects, integer formats -----------------------------------

@@ -124,7 +124,15 @@ def _role_text() -> fields.Field[Any]:
 
 def _roles(item: Callable[[], fields.Field[Any]], description: str) -> FieldFactory:
     def make(*, csv: bool = False, **kw: Any) -> fields.Field[Any]:
-        return OneOrMany(item(), split=csv, metadata={"description": description}, **kw)
+        items = {"type": "string", "format": "uuid"} if item is fields.UUID else {"type": "string"}
+        # Documented as its list form (one value alone is accepted too): typed for generators.
+        metadata = {
+            "description": description,
+            "type": "array",
+            "items": items,
+            "maxItems": MAX_ROLES,
+        }
+        return OneOrMany(item(), split=csv, metadata=metadata, **kw)
 
     return make
 
