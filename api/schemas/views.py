@@ -166,7 +166,11 @@ class SubjectViewSchema(Schema):
     certifications = fields.List(fields.Nested(SubjectCertificationSchema))
     workforce = fields.Nested(
         "WorkforceSchema",
-        metadata={"description": "Clients and job locations only: their members today."},
+        metadata={
+            "description": "Clients and job locations only: their members today (absent from "
+            "answers as of a past day).",
+            OPTIONAL: True,
+        },
     )
     summary = fields.Nested(
         SubjectSummarySchema,
