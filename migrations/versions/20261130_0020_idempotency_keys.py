@@ -19,7 +19,7 @@ from alembic import op
 from tenancy import rls
 
 revision = "0020"
-down_revision = "0021"
+down_revision = "0022"
 branch_labels = None
 depends_on = None
 
