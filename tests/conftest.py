@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 import dramatiq
@@ -114,6 +115,24 @@ def worker() -> Iterator[Any]:
         w.stop()
 
 
+# When the running test began: `drain` waits for the jobs requested since (minus a margin for
+# clock rounding), not for an earlier test's leftovers - e.g. a webhook round that keeps
+# retrying for minutes against an endpoint that test left failing.
+_TEST_STARTED: list[Any] = [None]
+
+
+@pytest.fixture(autouse=True)
+def _mark_test_start() -> Iterator[None]:
+    _TEST_STARTED[0] = db.utcnow() - timedelta(seconds=2)
+    yield
+    _TEST_STARTED[0] = None
+
+
+def _this_tests() -> list[Any]:
+    since = _TEST_STARTED[0]
+    return [] if since is None else [OutboxMessage.created_at >= since]
+
+
 def drain(timeout: float = 60.0, *, broker: dramatiq.Broker | None = None) -> None:
     """Wait until every relayed outbox message has been processed (done or failed).
 
@@ -124,10 +143,12 @@ def drain(timeout: float = 60.0, *, broker: dramatiq.Broker | None = None) -> No
     while True:
         with context.platform(), db.new_session() as s:
             pending = s.scalars(
-                select(OutboxMessage.id).where(OutboxMessage.status == "pending")
+                select(OutboxMessage.id).where(OutboxMessage.status == "pending", *_this_tests())
             ).all()
             in_flight = s.scalar(
-                select(OutboxMessage.id).where(OutboxMessage.status == "sent").limit(1)
+                select(OutboxMessage.id)
+                .where(OutboxMessage.status == "sent", *_this_tests())
+                .limit(1)
             )
         if pending:
             outbox.relay(pending, broker=broker)
@@ -138,7 +159,7 @@ def drain(timeout: float = 60.0, *, broker: dramatiq.Broker | None = None) -> No
                 stuck = s.execute(
                     select(
                         OutboxMessage.actor_name, OutboxMessage.status, OutboxMessage.payload
-                    ).where(OutboxMessage.status.in_(("pending", "sent")))
+                    ).where(OutboxMessage.status.in_(("pending", "sent")), *_this_tests())
                 ).all()
             raise TimeoutError(f"jobs still running: {stuck[:5]}")
         time.sleep(0.05)
