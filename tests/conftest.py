@@ -17,7 +17,7 @@ from typing import Any
 
 import dramatiq
 import pytest
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from api import create_app
@@ -130,7 +130,11 @@ def _mark_test_start() -> Iterator[None]:
 
 def _this_tests() -> list[Any]:
     since = _TEST_STARTED[0]
-    return [] if since is None else [OutboxMessage.created_at >= since]
+    if since is None:
+        return []
+    # Only webhook rounds outlive their test (an endpoint left failing backs off for minutes);
+    # other rows may be made to look old on purpose (a requeued dead job's window).
+    return [or_(OutboxMessage.created_at >= since, OutboxMessage.actor_name != "deliver_webhooks")]
 
 
 def drain(timeout: float = 60.0, *, broker: dramatiq.Broker | None = None) -> None:
