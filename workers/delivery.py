@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from certifications.automation.delivery import (
     RetryPolicy,
@@ -39,6 +41,40 @@ class Outcome:
     retry_in_ms: int | None = None
 
 
+def _deliver_one(
+    org_id: uuid.UUID,
+    what: str,
+    item_id: uuid.UUID,
+    steps: tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any], Callable[..., Any]],
+    *,
+    settings: Settings,
+    policy: RetryPolicy | None,
+    now: datetime | None,
+) -> Outcome:
+    """Claim, send and record one item (`steps`: claim, send, mark sent, mark failure)."""
+    claim_it, send_it, mark_it_sent, mark_it_failed = steps
+    policy = policy or retry_policy(settings)
+    with job_run(org_id) as run:
+        out = claim_it(run.session, item_id, now or db.utcnow())
+    if out is None:
+        return Outcome("skipped")
+    try:
+        via = send_it(out, settings)
+    except DeliveryError as exc:
+        log.warning("%s %s attempt %s failed: %s", what, item_id, out.attempts, exc)
+        error = str(exc)
+    except Exception as exc:  # composing or sending broke: recorded the same way, never `sending`
+        log.exception("%s %s attempt %s broke", what, item_id, out.attempts)
+        error = f"{type(exc).__name__}: {exc}"
+    else:
+        with job_run(org_id) as run:
+            mark_it_sent(run.session, out, via, db.utcnow())
+        return Outcome("sent")
+    with job_run(org_id) as run:
+        delay = mark_it_failed(run.session, out, error, db.utcnow(), policy)
+    return Outcome("retry", delay) if delay is not None else Outcome("failed")
+
+
 def deliver(
     org_id: uuid.UUID,
     notification_id: uuid.UUID,
@@ -48,26 +84,10 @@ def deliver(
     now: datetime | None = None,
 ) -> Outcome:
     """Claim, send and record one notification of `org_id`."""
-    policy = policy or retry_policy(settings)
-    with job_run(org_id) as run:
-        out = claim(run.session, notification_id, now or db.utcnow())
-    if out is None:
-        return Outcome("skipped")
-    try:
-        via = send(out, settings)
-    except DeliveryError as exc:
-        log.warning("notification %s attempt %s failed: %s", notification_id, out.attempts, exc)
-        error = str(exc)
-    except Exception as exc:  # composing or sending broke: recorded the same way, never `sending`
-        log.exception("notification %s attempt %s broke", notification_id, out.attempts)
-        error = f"{type(exc).__name__}: {exc}"
-    else:
-        with job_run(org_id) as run:
-            mark_sent(run.session, out, via, db.utcnow())
-        return Outcome("sent")
-    with job_run(org_id) as run:
-        delay = mark_failure(run.session, out, error, db.utcnow(), policy)
-    return Outcome("retry", delay) if delay is not None else Outcome("failed")
+    steps = (claim, send, mark_sent, mark_failure)
+    return _deliver_one(
+        org_id, "notification", notification_id, steps, settings=settings, policy=policy, now=now
+    )
 
 
 def deliver_digest(
@@ -79,23 +99,11 @@ def deliver_digest(
     now: datetime | None = None,
 ) -> Outcome:
     """Claim, send and record one digest of `org_id` (its reminders are marked with it)."""
-    policy = policy or retry_policy(settings)
-    with job_run(org_id) as run:
-        out = claim_digest(run.session, digest_id, now or db.utcnow())
-    if out is None:
-        return Outcome("skipped")
-    try:
-        via = send_digest(out, settings)
-    except DeliveryError as exc:
-        log.warning("digest %s attempt %s failed: %s", digest_id, out.attempts, exc)
-        error = str(exc)
-    except Exception as exc:  # composing or sending broke: recorded the same way, never `sending`
-        log.exception("digest %s attempt %s broke", digest_id, out.attempts)
-        error = f"{type(exc).__name__}: {exc}"
-    else:
-        with job_run(org_id) as run:
-            mark_digest_sent(run.session, digest_id, via, db.utcnow())
-        return Outcome("sent")
-    with job_run(org_id) as run:
-        delay = mark_digest_failure(run.session, out, error, db.utcnow(), policy)
-    return Outcome("retry", delay) if delay is not None else Outcome("failed")
+
+    def mark_sent_digest(session: Any, out: Any, via: Any, at: datetime) -> None:
+        mark_digest_sent(session, digest_id, via, at)
+
+    steps = (claim_digest, send_digest, mark_sent_digest, mark_digest_failure)
+    return _deliver_one(
+        org_id, "digest", digest_id, steps, settings=settings, policy=policy, now=now
+    )
