@@ -49,9 +49,13 @@ def run_migrations_online() -> None:
     connectable = config.attributes.get("connection")
     if connectable is None:
         engine = create_engine(_url())
-        with engine.connect() as connection:
-            _run(connection)
-        engine.dispose()
+        try:
+            with engine.connect() as connection:
+                _run(connection)
+        finally:
+            # Also when a migration refuses (raises): a pooled connection left to the garbage
+            # collector is closed at some later, unrelated moment with a ResourceWarning.
+            engine.dispose()
     else:
         _run(connectable)
 
