@@ -37,6 +37,7 @@ from certifications.evidence.storage import document_store
 from certifications.evidence.sweep import sweep_documents
 from certifications.history.snapshots import backfill as snapshots_backfill
 from certifications.history.snapshots import snapshot_org
+from certifications.reporting.runs import collect_report_runs, due_since
 from certifications.webhooks import sending as webhook_sending
 from certifications.webhooks.endpoints import request_delivery
 from infra import context
@@ -73,6 +74,7 @@ def tick_org(run: JobRun, org_id: uuid.UUID, now: datetime) -> dict[str, Any]:
         report["snapshots"] = snapshot_org(run.session, org_id, now)  # today's trend point
         report.update(evaluate_org(run.session, org_id, now, org.timezone))
         report["digests"] = collect_digests(run.session, org, now)
+        report["reports"] = collect_report_runs(run.session, org, now)
         report["queued"] = enqueue_deliveries(run.session, now)
         report["documents_swept"] = _sweep(run, org_id, now)
     return report
@@ -92,7 +94,7 @@ def queue_due_ticks(now: datetime | None = None, org_id: uuid.UUID | None = None
     """The scheduler's step: claim each due org (or just `org_id`) and queue its tick."""
     now = now or db.utcnow()
     with platform_run() as session:
-        due = schedule.due_orgs(session, now, org_id)
+        due = schedule.due_orgs(session, now, org_id, waiting=due_since(session, now))
     queued = 0
     for oid, today, version in due:
         with job_run(oid) as run:
