@@ -6,6 +6,7 @@ rows."""
 from __future__ import annotations
 
 import io
+import threading
 import uuid
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -16,12 +17,16 @@ from sqlalchemy import select
 
 from certifications.assignments import schedule as tick_schedule
 from certifications.reporting.models import ReportRun, ReportSchedule
+from certifications.reporting.runs import collect_report_runs
 from infra import context
 from infra import database as db
 from infra.database import utcnow
+from jobs.models import OutboxMessage
+from tenancy.models import Organization
 from tests.support.suite import SETTINGS
 from workers.delivery import deliver_report
 from workers.tick import queue_due_ticks, tick_now
+from workers.unit_of_work import job_run
 
 PARIS = "Europe/Paris"
 HSE = "hse@example.test"
@@ -408,3 +413,42 @@ def test_report_of_day_is_the_org_local_day(paris_org, api_for):
     (run,) = _runs(paris_org.id)
     assert run.as_of == due.date() + timedelta(days=1)
     assert run.as_of.weekday() == 0
+
+
+def test_concurrent_ticks_record_one_run_and_queue_one_delivery(paris_org, api_for):
+    """Four ticks of the org at once, each in its own transaction: the unique (schedule,
+    occurrence) lets one insert the run; one delivery is queued."""
+    api = api_for(paris_org)
+    created = _schedule(api, **_pack_body(_site(api, "North Site")["id"]))
+    now = _at(created["next_run_at"]) + timedelta(minutes=1)
+    with context.platform(), db.new_session() as s:
+        org = s.get(Organization, paris_org.id)
+        assert org is not None
+        s.expunge(org)
+    barrier = threading.Barrier(4)
+    made: list[int] = []
+    errors: list[BaseException] = []
+
+    def one() -> None:
+        try:
+            barrier.wait(timeout=30)
+            with job_run(paris_org.id) as run:
+                made.append(collect_report_runs(run.session, org, now))
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    assert sum(made) == 1
+    assert len(_runs(paris_org.id)) == 1
+    with context.platform(), db.new_session() as s:
+        queued = s.scalars(
+            select(OutboxMessage).where(
+                OutboxMessage.org_id == paris_org.id, OutboxMessage.actor_name == "deliver_report"
+            )
+        ).all()
+    assert len(queued) == 1
