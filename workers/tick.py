@@ -1,11 +1,13 @@
 """One periodic pipeline per organization, top to bottom.
 
 1. The scheduler (leader only) claims each due organization (`assignments.schedule.due_orgs`:
-   its local date changed, or its last tick is over an hour old) and queues one `tick_org` for
-   it through the outbox, in the claim's transaction.
+   its local date changed, its last tick is over an hour old, or a report schedule fell due
+   since its last tick) and queues one `tick_org` for it through the outbox, in the claim's
+   transaction.
 2. `tick_org` (a worker) runs `tick_org()` below in one unit of work: recompute the org's
    statuses for its today, then evaluate task and notification rules on those fresh statuses,
-   then queue the deliveries — in that order, in the same worker — and last sweep the org's
+   then queue the deliveries (digests and scheduled reports' runs included,
+   `certifications.reporting.runs`) — in that order, in the same worker — and last sweep the org's
    document store of bytes no live document row names (`certifications.evidence.sweep`).
    Expired idempotency keys of the org go too (`tenancy.idempotency`).
 3. Writes that change a status or its rules request the same tick (`request_tick`).
