@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from certifications.assignments import schedule as tick_schedule
 from certifications.reporting.models import ReportRun, ReportSchedule
-from certifications.reporting.runs import collect_report_runs
+from certifications.reporting.runs import collect_report_runs, due_since
 from infra import context
 from infra import database as db
 from infra.database import utcnow
@@ -25,7 +25,7 @@ from jobs.models import OutboxMessage
 from tenancy.models import Organization
 from tests.support.suite import SETTINGS
 from workers.delivery import deliver_report
-from workers.tick import queue_due_ticks, tick_now
+from workers.tick import tick_now
 from workers.unit_of_work import job_run
 
 PARIS = "Europe/Paris"
@@ -257,11 +257,12 @@ def test_org_time_zone_change_moves_the_next_run(paris_org, api_for):
     assert _at(after["next_run_at"]) == _next_local(before, 0, 7, "America/New_York")
 
 
-def test_delete_removes_the_schedule_and_its_runs(paris_org, api_for):
+def test_delete_removes_the_schedule_and_its_runs(paris_org, api_for, smtp, jobs):
     api = api_for(paris_org)
     created = _schedule(api, **_pack_body(_site(api, "North Site")["id"]))
     due = _at(created["next_run_at"])
     tick_now(now=due + timedelta(minutes=1), org_id=paris_org.id)
+    jobs.drain()
     assert len(_runs(paris_org.id)) == 1
     assert api.delete(f"/reports/schedules/{created['id']}").status_code == 204
     assert api.get(f"/reports/schedules/{created['id']}").status_code == 404
@@ -366,20 +367,31 @@ def test_a_paused_schedule_never_runs(paris_org, api_for, smtp, jobs):
     assert smtp.messages == []
 
 
-def test_the_scheduler_queues_the_tick_of_an_org_with_a_schedule_due_once(paris_org, api_for):
-    """Within the hour since its last tick, an org is queued again for a schedule that fell
-    due since; once that tick is claimed, not again."""
+def test_the_scheduler_finds_an_org_with_a_schedule_due_since_its_last_tick(
+    paris_org, api_for, jobs
+):
+    """Within the hour since its last tick, an org is due again for a schedule that fell due
+    since; once a tick is claimed after that, not again."""
     api = api_for(paris_org)
     created = _schedule(api, **_pack_body(_site(api, "North Site")["id"]))
     due = _at(created["next_run_at"])
-    # The org's regular tick ran just before the schedule fell due (same local day).
-    first = queue_due_ticks(now=due - timedelta(minutes=10), org_id=paris_org.id)
-    assert first["queued"] == 1
-    assert queue_due_ticks(now=due - timedelta(minutes=5), org_id=paris_org.id)["queued"] == 0
-    assert queue_due_ticks(now=due + timedelta(minutes=5), org_id=paris_org.id)["queued"] == 1
-    assert queue_due_ticks(now=due + timedelta(minutes=10), org_id=paris_org.id)["queued"] == 0
-    with context.platform(), db.new_session() as s:
-        assert tick_schedule.due_orgs(s, due + timedelta(minutes=10), paris_org.id) == []
+    jobs.drain()  # the ticks the API writes asked for (real clock) are done before we pin
+
+    def tick_claimed_at(at: datetime) -> None:
+        with job_run(paris_org.id) as run:
+            today = at.astimezone(ZoneInfo(PARIS)).date()
+            tick_schedule.mark_recomputed(run.session, paris_org.id, today, at, 0)
+
+    def due_at(now: datetime) -> bool:
+        with context.platform(), db.new_session() as s:
+            waiting = due_since(s, now)
+            return bool(tick_schedule.due_orgs(s, now, paris_org.id, waiting=waiting))
+
+    tick_claimed_at(due - timedelta(minutes=10))  # the regular tick, just before
+    assert not due_at(due - timedelta(minutes=5))
+    assert due_at(due + timedelta(minutes=5))
+    tick_claimed_at(due + timedelta(minutes=5))  # the tick the scheduler queued for it
+    assert not due_at(due + timedelta(minutes=10))
 
 
 def test_a_deleted_scope_fails_the_run_for_good(paris_org, api_for, smtp, jobs):
@@ -402,7 +414,7 @@ def test_a_deleted_scope_fails_the_run_for_good(paris_org, api_for, smtp, jobs):
     assert shown["last_run_status"] == "failed"
 
 
-def test_report_of_day_is_the_org_local_day(paris_org, api_for):
+def test_report_of_day_is_the_org_local_day(paris_org, api_for, smtp, jobs):
     """A run at 00:30 on a Monday in Paris is still Sunday in UTC: its report is of Monday."""
     api = api_for(paris_org)
     body = _pack_body(_site(api, "North Site")["id"], cron="30 0 * * 1")
@@ -413,9 +425,10 @@ def test_report_of_day_is_the_org_local_day(paris_org, api_for):
     (run,) = _runs(paris_org.id)
     assert run.as_of == due.date() + timedelta(days=1)
     assert run.as_of.weekday() == 0
+    jobs.drain()  # its email goes to the sink here, not to a later test
 
 
-def test_concurrent_ticks_record_one_run_and_queue_one_delivery(paris_org, api_for):
+def test_concurrent_ticks_record_one_run_and_queue_one_delivery(paris_org, api_for, smtp, jobs):
     """Four ticks of the org at once, each in its own transaction: the unique (schedule,
     occurrence) lets one insert the run; one delivery is queued."""
     api = api_for(paris_org)
@@ -452,3 +465,5 @@ def test_concurrent_ticks_record_one_run_and_queue_one_delivery(paris_org, api_f
             )
         ).all()
     assert len(queued) == 1
+    jobs.drain()
+    assert len(smtp.to(HSE)) == 1
