@@ -357,10 +357,29 @@ WORLD_KINDS: dict[str, Callable[[Session, World], Any]] = {
         ),
     ),  # fmt: skip
     "webhook": lambda s, w: build_webhook(s),
+    "report_schedule": lambda s, w: build_report_schedule(s, location_id=w["location"]),
     "webhook_delivery": lambda s, w: build_webhook_delivery(
         s, endpoint_id=w["webhook"], assignment_id=w["assignment"]
     ),
 }
+
+
+def build_report_schedule(s: Session, *, location_id: uuid.UUID, **fields: Any) -> Any:
+    """A weekly audit pack of a location, due next year (no tick of the matrices runs it)."""
+    from datetime import UTC, datetime
+
+    from certifications.reporting.models import ReportSchedule
+
+    values = {
+        "kind": "audit-pack",
+        "format": "pdf",
+        "scope_kind": "location",
+        "scope_id": location_id,
+        "cron": "0 7 * * 1",
+        "recipients": ["hse@example.com"],
+        "next_run_at": datetime(2099, 1, 5, 7, tzinfo=UTC),
+    }
+    return _added(s, ReportSchedule(**(values | fields)))
 
 
 def build_webhook(s: Session, url: str = "https://example.com/hook", **fields: Any) -> Any:
