@@ -168,8 +168,8 @@ class SubjectViewSchema(Schema):
     workforce = fields.Nested(
         "WorkforceSchema",
         metadata={
-            "description": "Clients and job locations only: their members today (absent from "
-            "answers as of a past day).",
+            "description": "Clients and job locations only: their members on the day (as of "
+            "a past day: that day's roster, statuses from history).",
             OPTIONAL: True,
         },
     )

@@ -27,9 +27,11 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     ColumnElement,
+    Date,
     Select,
     Subquery,
     and_,
+    bindparam,
     case,
     false,
     func,
@@ -38,12 +40,14 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.orm import Session, aliased
+from sqlalchemy.sql.elements import BindParameter
 
 from certifications.assignments.models import Assignment, AssignmentCycle, FormSubmission
 from certifications.assignments.recompute import status_case_sql
 from certifications.assignments.scope import subject_active
 from certifications.catalog.models import Certification
 from certifications.history.models import ExemptionPeriod, RequirementPeriod
+from infra.database import UTCDateTime
 
 A = Assignment
 P = RequirementPeriod
@@ -60,7 +64,10 @@ def day_end(timezone: str, on: date) -> datetime:
 
 @dataclass(frozen=True)
 class AsOf:
-    """A past day of one organization: the day, and the instant it ended (UTC)."""
+    """A past day of one organization: the day, and the instant it ended (UTC).
+
+    `as_of_rows` also takes bound parameters for both (`AsOf.bound`): a statement built once
+    then serves every day (the gate check)."""
 
     on: date
     cutoff: datetime
@@ -68,6 +75,17 @@ class AsOf:
     @classmethod
     def of(cls, timezone: str, on: date) -> AsOf:
         return cls(on, day_end(timezone, on))
+
+    @classmethod
+    def bound(cls, on: str, cutoff: str) -> AsOf:
+        """Bound parameters named `on` and `cutoff` in place of the day and the instant."""
+        day: Any = bindparam(on, type_=Date())
+        instant: Any = bindparam(cutoff, type_=UTCDateTime())
+        return cls(day, instant)
+
+    def params(self, on: str, cutoff: str) -> dict[str, Any]:
+        """The values of `bound(on, cutoff)`'s parameters for this day."""
+        return {on: self.on, cutoff: self.cutoff}
 
 
 def covers(period: Any, on: date) -> ColumnElement[bool]:
@@ -78,7 +96,7 @@ def covers(period: Any, on: date) -> ColumnElement[bool]:
 def as_of_rows(
     when: AsOf,
     include_inactive: bool = False,
-    subject_ids: Sequence[uuid.UUID] | Select[Any] | None = None,
+    subject_ids: Sequence[uuid.UUID | BindParameter[uuid.UUID]] | Select[Any] | None = None,
 ) -> Subquery:
     """The assignments counted on `on`, as they stood: columns `assignment_id`,
     `certification_id`, `subject_type`, `subject_id`, `required`, `status`, `issued_on`,

@@ -238,9 +238,29 @@ def _history(
     session: Session, subject_type: str, subject_id: uuid.UUID, when: AsOf
 ) -> dict[uuid.UUID, _Then]:
     """certification → the subject's record of it as it stood on `when.on` (one statement)."""
-    h = as_of_rows(when, include_inactive=True, subject_ids=[subject_id])
+    params = {"gate_subject": subject_id, **when.params("gate_on", "gate_cutoff")}
+    out: dict[uuid.UUID, _Then] = {}
+    for row in session.execute(_history_statement(subject_type), params):
+        then = out.get(row.certification_id)
+        if then is None:
+            record = _Record(row.assignment_id, row.status, row.expires_on, bool(row.exempt))
+            then = _Then(row.name, bool(row.required), row.source == "manual", record)
+            out[row.certification_id] = then
+        if row.provider_id is not None:
+            then.providers[row.provider_id] = row.provider_name
+    return out
+
+
+@functools.cache
+def _history_statement(subject_type: str) -> Any:
+    """The subject's rows of the day from history, with their certifications' names and
+    providers: built once per subject type on bound parameters (building `as_of_rows` costs
+    ten times more than running it for one subject)."""
+    subject = bindparam("gate_subject", type_=Uuid())
+    when = AsOf.bound("gate_on", "gate_cutoff")
+    h = as_of_rows(when, include_inactive=True, subject_ids=[subject])
     pc = aliased(Certification, name="provider_certification")
-    stmt = (
+    return (
         select(
             h.c.assignment_id,
             h.c.certification_id,
@@ -258,18 +278,8 @@ def _history(
         .outerjoin(A, A.id == h.c.assignment_id)
         .outerjoin(EQ, EQ.certification_id == h.c.certification_id)
         .outerjoin(pc, pc.id == EQ.provider_id)
-        .where(h.c.subject_type == subject_type)
+        .where(h.c.subject_type == constant(subject_type))
     )
-    out: dict[uuid.UUID, _Then] = {}
-    for row in session.execute(stmt):
-        then = out.get(row.certification_id)
-        if then is None:
-            record = _Record(row.assignment_id, row.status, row.expires_on, bool(row.exempt))
-            then = _Then(row.name, bool(row.required), row.source == "manual", record)
-            out[row.certification_id] = then
-        if row.provider_id is not None:
-            then.providers[row.provider_id] = row.provider_name
-    return out
 
 
 # --- the statement ---------------------------------------------------------------------------

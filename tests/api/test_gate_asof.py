@@ -16,8 +16,11 @@ from certifications.assignments import exemptions, fanout, service
 from certifications.assignments.models import Assignment
 from certifications.catalog.models import CertificationEquivalence, CertificationLocation
 from certifications.directory.models import Employee, Membership
+from certifications.history.asof import AsOf
+from certifications.reporting.gate import gate_check
 from infra.database import utcnow
 from tenancy.organizations import org_today
+from tests.support.queries import data_only
 
 ACTOR = "tester"
 MARCH_1, APRIL_1 = date(2026, 3, 1), date(2026, 4, 1)
@@ -322,6 +325,13 @@ def test_site_requirements_and_members_view_as_they_stood(
     assert list(members(api, site.id, on=APRIL_1, status="expired")) == ["Flo"]
     assert members(api, site.id, on=APRIL_1, status="upcoming") == {}
     assert members(api, site.id, on=date(2026, 1, 15)) == {}  # not on the roster yet
+    view = api.get("/views/locations?on=2026-04-01").get_json()["items"]
+    [pier] = [v for v in view if v["id"] == str(site.id)]
+    assert pier["workforce"]["members"] == 1
+    assert (pier["workforce"]["summary"]["expired"], pier["workforce"]["summary"]["upcoming"]) == (
+        1,
+        0,
+    )
     # A visitor checked at the site on 1 April: the site's requirement, no record then.
     gus = make_employee(org, name="Gus")
     visit = gate(api, employee_id=gus.id, location_id=site.id, on=APRIL_1)
@@ -329,3 +339,24 @@ def test_site_requirements_and_members_view_as_they_stood(
     flo_april = gate(api, employee_id=flo.id, location_id=site.id, on=APRIL_1)
     assert statuses(flo_april) == {key: "expired"}
     assert [s["kind"] for s in flo_april["requirements"][0]["sources"]] == ["location"]
+
+
+def test_gate_check_is_one_statement_today_and_two_for_a_past_day(
+    org, make_role, make_certification, make_employee, as_tenant, count_queries, today
+):
+    role = make_role(org)
+    certs = [make_certification(org, role_ids=[role.id]) for _ in range(3)]
+    with as_tenant(org.id) as s:
+        s.add(CertificationEquivalence(certification_id=certs[0].id, provider_id=certs[1].id))
+        s.commit()
+    emp = make_employee(org, name="Budget")
+    _move(as_tenant, org, emp, role.id, date(2026, 2, 1))
+    past = AsOf.of("UTC", MARCH_1)
+    with as_tenant(org.id) as s:
+        with count_queries(where=data_only) as q:
+            live = gate_check(s, org.id, "employee", emp.id, None, today)
+        assert len(q) == 1, q
+        with count_queries(where=data_only) as q:
+            then = gate_check(s, org.id, "employee", emp.id, None, MARCH_1, past)
+        assert len(q) == 2, q
+    assert len(live["requirements"]) == len(then["requirements"]) == 3
