@@ -180,22 +180,75 @@ def _random_history(
     while day < today:
         history.run(day)
         day += timedelta(days=rng.randint(0, 12))
+    if equivalence:
+        _give_providers(rng, as_tenant, org, world, today, make_employee)
     with as_tenant(org.id) as s:
         recompute_org(s, org.id, utcnow())
         s.commit()
     return org, zone, today
 
 
-def _gates_agree(s: Any, org: Any, when: AsOf) -> int:
+def _give_providers(
+    rng: random.Random,
+    as_tenant: Any,
+    org: Any,
+    world: dict[str, Any],
+    today: date,
+    make_employee: Any,
+) -> None:
+    """Most employees get (or renew) a record of the provider on a recent past day, mostly
+    valid today; a newcomer "Z" joins a role five days ago holding a valid one, so at least one
+    requirement is satisfied via the provider."""
+    provider = world["manual"][0]
+    z = make_employee(org, name="Z", role_id=world["roles"][1])
+    world["employees"].append(z)
+    joined = today - timedelta(days=5)
+    with as_tenant(org.id) as s:
+        fanout.fanout_employees(s, org.id, [z.id], today=joined, now=at(joined))
+        s.commit()
+    for emp in world["employees"]:
+        recorded = joined if emp is z else today - timedelta(days=rng.randint(1, 30))
+        expires = today + timedelta(days=100 if emp is z else rng.randint(-10, 200))
+        with as_tenant(org.id) as s:
+            held = s.scalars(
+                select(Assignment).where(
+                    Assignment.certification_id == provider.id,
+                    Assignment.subject_id == emp.id,
+                    Assignment.revoked_at.is_(None),
+                )
+            ).first()
+            issued = recorded
+            if held is not None and held.effective_on is not None:
+                issued = max(issued, held.effective_on)
+            dates = {"issued_on": issued, "expires_on": max(expires, issued + timedelta(days=1))}
+            try:
+                if held is None:
+                    data = {
+                        "certification_id": provider.id,
+                        "subject_type": "employee",
+                        "subject_id": emp.id,
+                        **dates,
+                    }
+                    service.create_assignment(s, data, actor="t", now=at(recorded))
+                else:
+                    service.renew_assignment(s, held, dates, actor="t", now=at(recorded))
+                _drop_jobs(s)
+                s.commit()
+            except DomainError:
+                s.rollback()
+
+
+def _gates_agree(s: Any, org: Any, when: AsOf) -> tuple[int, int]:
     """Every employee's gate check from history (`when`, today) equals the live one; returns
-    the requirements compared."""
-    compared = 0
+    the requirements compared and how many of them were satisfied via another certification."""
+    compared = via = 0
     for emp in s.scalars(select(Employee).order_by(Employee.name)).all():
         live = gate_check(s, org.id, "employee", emp.id, None, when.on)
         then = gate_check(s, org.id, "employee", emp.id, None, when.on, when)
         assert then == live, emp.name
         compared += len(live["requirements"])
-    return compared
+        via += sum(r["satisfied_via"] is not None for r in live["requirements"])
+    return compared, via
 
 
 @pytest.mark.parametrize("seed", range(6), ids=lambda s: f"seed{s}")
@@ -230,4 +283,6 @@ def test_gate_check_as_of_today_equals_today_with_an_equivalence(
         seed, make_org, make_role, make_employee, make_certification, as_tenant, equivalence=True
     )
     with as_tenant(org.id) as s:
-        assert _gates_agree(s, org, AsOf.of(zone, today)) > 0
+        compared, via = _gates_agree(s, org, AsOf.of(zone, today))
+    assert compared > 0
+    assert via > 0  # the history makes providers likely: the equivalence was exercised
