@@ -360,3 +360,17 @@ def test_gate_check_is_one_statement_today_and_two_for_a_past_day(
             then = gate_check(s, org.id, "employee", emp.id, None, MARCH_1, past)
         assert len(q) == 2, q
     assert len(live["requirements"]) == len(then["requirements"]) == 3
+
+
+def test_a_past_day_of_another_orgs_ids_is_404(api, org, make_org, make_employee, make_subject):
+    other = make_org()
+    theirs = make_employee(other, name="Theirs")
+    their_site = make_subject(other, "location", name="Their site")
+    mine = make_employee(org, name="Mine")
+    for query in (
+        f"employee_id={theirs.id}&on=2026-03-01",
+        f"employee_id={mine.id}&location_id={their_site.id}&on=2026-03-01",
+    ):
+        assert api.get(f"/compliance/check?{query}").status_code == 404
+    resp = api.get(f"/views/locations/{their_site.id}/members?on=2026-03-01")
+    assert resp.status_code == 404
