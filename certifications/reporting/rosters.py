@@ -72,7 +72,8 @@ def required_here(target: Target) -> Any:
 def _records(on: date, when: AsOf | None, subjects: Any) -> Any:
     """(assignment_id, certification_id, subject_id, status, expires_on, exempt): each of these
     employees' current record of each certification, its own status on `on` (today on: the
-    stored row projected to the day; a past day `when`: as it stood, from history)."""
+    stored row projected to the day; a past day `when`: as it stood, from history). A CTE: the
+    entries read it twice (own records, providers), built and planned once."""
     if when is not None:
         h = as_of_rows(when, include_inactive=True, subject_ids=subjects)
         return (
@@ -85,7 +86,7 @@ def _records(on: date, when: AsOf | None, subjects: Any) -> Any:
                 h.c.exempt,
             )
             .where(h.c.subject_type == "employee")
-            .subquery("records")
+            .cte("records")
         )
     return (
         select(
@@ -98,16 +99,15 @@ def _records(on: date, when: AsOf | None, subjects: Any) -> Any:
         )
         .join(C, and_(C.org_id == A.org_id, C.id == A.certification_id))
         .where(A.subject_type == "employee", A.subject_id.in_(subjects), current_assignment(A))
-        .subquery("records")
+        .cte("records")
     )
 
 
-def _best_providers(on: date, when: AsOf | None, subjects: Any) -> Any:
+def _best_providers(r: Any) -> Any:
     """(subject_id, dependent_id, provider_id, provider_certification_id, status, expires_on):
     for each (employee, certification with `satisfied_by`), the employee's best live record of
     a provider that can provide (valid, expires soon, upcoming; ties: the smallest id), as
-    `equivalence.best_providers` picks it."""
-    r = _records(on, when, subjects)
+    `equivalence.best_providers` picks it; `r`: `_records`."""
     ranked = (
         select(
             r.c.subject_id,
@@ -150,7 +150,7 @@ def _entries(
     if employee_ids is not None:
         roster = roster.where(M.employee_id.in_(list(employee_ids)))
     own = _records(on, when, roster)
-    best = _best_providers(on, when, roster)
+    best = _best_providers(own)
     via_cert = aliased(Certification, name="via_certification")
     own_status = func.coalesce(own.c.status, MISSING)
     better = and_(own_status != REVOKED, rank_sql(best.c.status) > rank_sql(own_status))
