@@ -11,15 +11,20 @@ both and verifies the counts. Without the locks the second does not wait and the
 
 from __future__ import annotations
 
+import random
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import case, delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from certifications.assignments.models import Assignment as A
 from certifications.directory.models import Employee
 from certifications.reporting.compliance import compliance_summary
 from infra import context
@@ -120,3 +125,82 @@ def test_revoked_row_waits_for_a_live_insert_of_its_pair(
     assert wrong_counts(org.id) == []
     assert waited, "the revoked row's counting did not wait"
     assert totals(org.id, True) == 1
+
+
+def test_a_storm_of_small_transactions_leaves_exact_counts(org, make_certification, make_employee):
+    """Threads writing the same few pairs and subjects in random small transactions (inserts,
+    revocations, deletions, revoked history, status and exemption changes, deactivations and
+    reactivations), deadlocks retried: the counts equal the assignments at the end."""
+    certs = [make_certification(org) for _ in range(2)]
+    people = [make_employee(org) for _ in range(3)]
+    pairs = [(c.id, p.id) for c in certs for p in people]
+
+    def op(s: Session, rnd: random.Random) -> None:
+        cid, pid = rnd.choice(pairs)
+        pair = (A.certification_id == cid) & (A.subject_id == pid)
+        live = pair & A.revoked_at.is_(None)
+        kind = rnd.choice(["insert", "insert", "revoke", "delete", "history", "status",
+                           "exempt", "activity"])  # fmt: skip
+        if kind == "insert":
+            s.execute(
+                pg_insert(A)
+                .values(org_id=org.id, id=uuid.uuid4(), certification_id=cid,
+                        subject_type="employee", subject_id=pid, status="missing")
+                .on_conflict_do_nothing()
+            )  # fmt: skip
+        elif kind == "revoke":
+            s.execute(update(A).where(live).values(revoked_at=func.now(), status="revoked"))
+        elif kind == "delete":
+            victim = s.scalar(select(A.id).where(pair).order_by(func.random()).limit(1))
+            s.execute(delete(A).where(A.id == victim))
+        elif kind == "history":
+            at = datetime(2026, rnd.choice([1, 2]), 1, tzinfo=UTC)
+            s.execute(
+                pg_insert(A).values(
+                    org_id=org.id, id=uuid.uuid4(), certification_id=cid, subject_type="employee",
+                    subject_id=pid, status=rnd.choice(["revoked", "valid"]), revoked_at=at,
+                )
+            )  # fmt: skip
+        elif kind == "status":
+            s.execute(update(A).where(live).values(status=rnd.choice(["valid", "expired"])))
+        elif kind == "exempt":
+            exempt = A.exempt_at.is_(None)
+            s.execute(update(A).where(live).values(exempt_at=case((exempt, func.now()))))
+        else:
+            s.execute(update(Employee).where(Employee.id == pid).values(active=~Employee.active))
+        time.sleep(rnd.random() * 0.005)  # hold the locks a little: widen the windows
+
+    def worker(seed: int) -> None:
+        rnd = random.Random(seed)
+        with context.tenant(org.id), db.new_session() as s:
+            for _ in range(40):
+                for _attempt in range(20):
+                    try:
+                        for _ in range(rnd.randint(1, 3)):
+                            op(s, rnd)
+                        s.commit()
+                        break
+                    except DBAPIError as exc:  # a deadlock or a serialization retry
+                        s.rollback()
+                        if "deadlock" not in str(exc) and "could not serialize" not in str(exc):
+                            raise
+
+    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(6)]
+    errors: list[BaseException] = []
+    for t in threads:
+        t.run = _capturing(t.run, errors)  # type: ignore[method-assign]
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    assert wrong_counts(org.id) == []
+
+
+def _capturing(run: Callable[[], None], errors: list[BaseException]) -> Callable[[], None]:
+    def wrapped() -> None:
+        try:
+            run()
+        except BaseException as exc:
+            errors.append(exc)
+
+    return wrapped
