@@ -225,12 +225,14 @@ def _pg_locks(op_name: str) -> str:
         f" FROM (SELECT DISTINCT org_id, certification_id FROM {t}) u"
     )
     return f"""
-  PERFORM pg_advisory_xact_lock_shared({ACTIVITY_LOCK}, s.k) FROM ({orgs} ORDER BY k) s;
+  EXECUTE $q$ SELECT pg_advisory_xact_lock_shared({ACTIVITY_LOCK}, s.k)
+              FROM ({orgs} ORDER BY k) s $q$;
   EXECUTE $q$ SELECT {_pg_exclusive(op_name)} $q$ INTO exclusive;
   IF exclusive THEN
-    PERFORM pg_advisory_xact_lock({PAIR_LOCK}, s.k) FROM ({certs} ORDER BY k) s;
+    EXECUTE $q$ SELECT pg_advisory_xact_lock({PAIR_LOCK}, s.k) FROM ({certs} ORDER BY k) s $q$;
   ELSE
-    PERFORM pg_advisory_xact_lock_shared({PAIR_LOCK}, s.k) FROM ({certs} ORDER BY k) s;
+    EXECUTE $q$ SELECT pg_advisory_xact_lock_shared({PAIR_LOCK}, s.k)
+                FROM ({certs} ORDER BY k) s $q$;
   END IF;"""
 
 
@@ -275,14 +277,19 @@ def _pg_subject_function(table: str, kind: str) -> str:
     )
     return f"""
 CREATE FUNCTION {table}_counts_active() RETURNS trigger LANGUAGE plpgsql AS $fn$
+DECLARE
+  changed_orgs bigint;
 BEGIN
   -- The organization's activity lock, exclusively, before the assignments are read: every
   -- transaction that counted assignments of this organization has committed (this statement's
   -- snapshot sees its rows), and every other one counts after this one commits (it reads the
   -- subject's new `active`). Nothing to move when no `active` changed (no lock either).
-  PERFORM pg_advisory_xact_lock({ACTIVITY_LOCK}, s.k)
-  FROM (SELECT DISTINCT hashtext(x.org_id::text) AS k {changed} ORDER BY k) s;
-  IF NOT FOUND THEN
+  -- (Every statement is planned on its call, `EXECUTE`: a plan cached for one row would
+  -- nested-loop a bulk update's transition tables.)
+  EXECUTE $q$ SELECT pg_advisory_xact_lock({ACTIVITY_LOCK}, s.k)
+  FROM (SELECT DISTINCT hashtext(x.org_id::text) AS k {changed} ORDER BY k) s $q$;
+  GET DIAGNOSTICS changed_orgs = ROW_COUNT;
+  IF changed_orgs = 0 THEN
     RETURN NULL;
   END IF;
   EXECUTE $q$
