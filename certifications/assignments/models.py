@@ -200,7 +200,8 @@ class AssignmentCount(TenantScoped, Base):
     assignment or a subject's `active` flag, whatever code path does it; "current" is the live
     assignment of a (certification, subject), or its latest revoked one when none is live
     (`reporting.subjects.current_assignment`). `certs counts verify` recomputes them from the
-    assignments, `certs counts rebuild` rewrites them (`assignments.counts`).
+    assignments, `certs counts rebuild` rewrites them (`reporting.counts`). On PostgreSQL the
+    triggers' counting is serialized by advisory locks (the migration's "Concurrency").
     """
 
     __tablename__ = "assignment_counts"
