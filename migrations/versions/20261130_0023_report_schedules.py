@@ -10,7 +10,7 @@
 No data moves. Both tables are tenant tables under forced RLS.
 
 Revision ID: 0023
-Revises: 0020
+Revises: 0021
 Create Date: 2026-11-30 10:30:00
 """
 
@@ -22,7 +22,7 @@ from alembic import op
 from tenancy import rls
 
 revision = "0023"
-down_revision = "0020"
+down_revision = "0021"
 branch_labels = None
 depends_on = None
 
