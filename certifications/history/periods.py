@@ -29,6 +29,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.orm import Session, aliased
@@ -86,14 +87,15 @@ def record_requirements(
     if subject_ids is not None:
         a_scope.append(A.subject_id.in_(list(subject_ids)))
         p_scope.append(P.subject_id.in_(list(subject_ids)))
-    matches = exists().where(
-        A.org_id == P.org_id,
-        A.id == P.assignment_id,
-        A.required == P.required,
-        ~superseded(A),
-    )
+    # The rows the open periods must match, as one hashed set: a NOT EXISTS probe per period
+    # was planned as a nested loop over a sequential scan when the statistics still described
+    # `assignments` before the fan-out's own INSERT (20,000 periods: 79 s instead of 0.1 s).
+    # Assignments never change certification or subject, so the periods' scope is theirs.
+    current = select(A.id, A.required).where(*a_scope, ~superseded(A))
     session.execute(
-        update(P).where(*p_scope, ~matches).values(ends_on=literal(today, Date())),
+        update(P)
+        .where(*p_scope, tuple_(P.assignment_id, P.required).not_in(current))
+        .values(ends_on=literal(today, Date())),
         execution_options=_CORE_LIKE,
     )
     dialect = session.get_bind().dialect.name
