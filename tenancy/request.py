@@ -1,7 +1,8 @@
 """The request's session and its single commit owner (Flask side of `infra.database`).
 
 Auth looks the token's organization up in this same session, after setting the tenant, so a
-request costs one pooled connection and one transaction, not two. The session comes from the
+request costs one pooled connection and one transaction, not two (and none of its own when
+`tenancy.org_cache` still holds the organization). The session comes from the
 factory `init_request_sessions(app, factory)` was given (the app's bootstrap), and refuses to
 open before a tenant or an explicit platform context is set.
 """
