@@ -5,13 +5,13 @@ test client: auth, validation, commit, outbox relay) to the fan-out job reading 
 thread in this process runs the real actor from the broker). Floor: the raw
 `INSERT … SELECT … ON CONFLICT DO NOTHING` alone, in one transaction. Naive: a per-row ORM loop
 creating the same rows (look up, add, flush), measured on at most `NAIVE_ROWS` and scaled.
-Each figure is the median of `REPEATS` runs; the assignments are deleted between runs.
+Each figure is the median of `REPEATS` runs, API and floor runs alternating (`bench._rounds`);
+the assignments are deleted between runs.
 """
 
 from __future__ import annotations
 
 import json
-import statistics
 import time
 import uuid
 from collections.abc import Callable
@@ -21,6 +21,7 @@ import dramatiq
 from sqlalchemy import create_engine, delete, insert, select, text
 
 from api import create_app
+from bench._rounds import alternate
 from certifications.assignments.models import Assignment, StatusEvent
 from certifications.catalog.models import Certification, CertificationRole
 from certifications.directory.models import Employee, Role
@@ -191,15 +192,17 @@ def run_naive(org_id: uuid.UUID, role_id: uuid.UUID, cert_id: uuid.UUID, size: i
         return (time.perf_counter() - started) * size / sample
 
 
-def _median(fn: Callable[[], float], org_id: uuid.UUID, cert_id: uuid.UUID, size: int) -> float:
-    runs = []
-    for _ in range(REPEATS):
-        _reset(org_id, cert_id)
-        runs.append(fn())
+def _checked(fn: Callable[[], float], org_id: uuid.UUID, size: int) -> Callable[[], float]:
+    """`fn`, failing unless it created `size` assignments."""
+
+    def run() -> float:
+        seconds = fn()
         created = _count(org_id)
         if created != size:
             raise RuntimeError(f"expected {size} assignments, found {created}")
-    return statistics.median(runs)
+        return seconds
+
+    return run
 
 
 def main(size: int) -> None:
@@ -212,11 +215,19 @@ def main(size: int) -> None:
     org_id, role_id, cert_id = _setup(size)
     worker = dramatiq.Worker(runtime.broker, worker_threads=1)
     worker.start()
-    try:
-        seconds = _median(lambda: run_api(org_id, role_id, cert_id), org_id, cert_id, size)
+    try:  # API and floor runs alternate (the worker idles during floor runs)
+        medians = alternate(
+            "fanout",
+            {
+                "api": _checked(lambda: run_api(org_id, role_id, cert_id), org_id, size),
+                "floor": _checked(lambda: run_floor(org_id, role_id, cert_id), org_id, size),
+            },
+            repeats=REPEATS,
+            before=lambda: _reset(org_id, cert_id),
+        )
     finally:
         worker.stop()
-    floor = _median(lambda: run_floor(org_id, role_id, cert_id), org_id, cert_id, size)
+    seconds, floor = medians["api"], medians["floor"]
     _reset(org_id, cert_id)
     naive = run_naive(org_id, role_id, cert_id, size)
     _reset(org_id, cert_id)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import statistics
 import time
 import uuid
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from typing import Any
 
 from sqlalchemy import and_, create_engine, delete, func, insert, select, text, update
 
+from bench._rounds import alternate
 from certifications.assignments.models import Assignment, StatusEvent
 from certifications.assignments.recompute import recompute_statuses, status_case_sql
 from certifications.assignments.status import assignment_status
@@ -279,15 +279,18 @@ def run_naive(org_id: uuid.UUID, size: int) -> float:
     return elapsed * size / rows
 
 
-def _median(runs: list[Callable[[], tuple[float, int]]], org_id: uuid.UUID) -> list[float]:
+def _median(
+    label: str, runs: list[Callable[[], tuple[float, int]]], org_id: uuid.UUID
+) -> list[float]:
     """Alternate the runs REPEATS times from the same start state; median seconds of each."""
-    times: list[list[float]] = [[] for _ in runs]
-    for _ in range(REPEATS):
-        for i, run in enumerate(runs):
-            _reset(org_id)
-            seconds, _changed = run()
-            times[i].append(seconds)
-    return [statistics.median(t) for t in times]
+    names = ["recompute", "floor"]
+    medians = alternate(
+        label,
+        {name: (lambda run=run: run()[0]) for name, run in zip(names, runs, strict=True)},
+        repeats=REPEATS,
+        before=lambda: _reset(org_id),
+    )
+    return [medians[name] for name in names]
 
 
 def main(size: int) -> None:
@@ -307,10 +310,12 @@ def main(size: int) -> None:
         )
     _reset(org_id)
     _, changed = run_recompute(org_id)
-    seconds, floor = _median([lambda: run_recompute(org_id), lambda: run_floor(org_id)], org_id)
+    seconds, floor = _median(
+        "recompute", [lambda: run_recompute(org_id), lambda: run_floor(org_id)], org_id
+    )
     set_events(org_id, True)
     on_seconds, on_floor = _median(
-        [lambda: run_recompute(org_id), lambda: run_floor(org_id)], org_id
+        "recompute, events on", [lambda: run_recompute(org_id), lambda: run_floor(org_id)], org_id
     )
     set_events(org_id, False)
     _reset(org_id)
