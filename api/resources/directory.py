@@ -171,7 +171,7 @@ class ListPage:
         }
 
     def item(self, row: Any, roles: dict[uuid.UUID, list[Any]]) -> dict[str, Any]:
-        item = row._asdict()
+        item: dict[str, Any] = row._asdict()
         for name in self.dates:
             value = item[name]
             item[name] = None if value is None else value.isoformat()
