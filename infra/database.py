@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from infra import db_errors
@@ -115,21 +117,51 @@ def make_engine(settings: Settings) -> Engine:
         return engine
     engine = create_engine(
         url,
-        # No pre-ping: it cost every request a round trip (5% of an API request's time).
-        # A connection the server dropped while it sat in the pool fails its first statement
-        # instead, which `mark_stale_connections` flags so the request runs again on a fresh
-        # one (`api.unit_of_work`); connections are also replaced after `POOL_RECYCLE_S`.
+        # No pre-ping on every checkout: it cost every request a round trip (5% of an API
+        # request's time). `ping_idle_connections` pings only a connection that sat in the
+        # pool longer than IDLE_PING_S (LIFO keeps the busy ones busy); one the server dropped
+        # since fails its first statement instead, which `mark_stale_connections` flags so the
+        # request runs again on a fresh one (`api.unit_of_work`).
         pool_pre_ping=False,
+        pool_use_lifo=True,
         pool_recycle=POOL_RECYCLE_S,
         pool_size=10,
         max_overflow=10,
         connect_args={"options": f"-c statement_timeout={settings.statement_timeout_ms}"},
     )
     mark_stale_connections(engine)
+    ping_idle_connections(engine)
     return engine
 
 
 POOL_RECYCLE_S = 600
+IDLE_PING_S = 0.2
+_CHECKED_IN = "certs_checked_in"  # connection record info: monotonic time of its last checkin
+
+
+def ping_idle_connections(engine: Engine) -> None:
+    """Ping a pooled connection on checkout when it sat idle over IDLE_PING_S (a restart or a
+    failover while nobody used it); a dead one is replaced before anyone uses it. A connection
+    in steady use is handed out without a round trip."""
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_conn: Any, record: Any) -> None:
+        if record is not None:
+            record.info[_CHECKED_IN] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get(_CHECKED_IN)
+        if since is None or time.monotonic() - since < IDLE_PING_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            if engine.dialect.is_disconnect(exc, dbapi_conn, None):
+                raise DisconnectionError from exc  # the pool connects afresh
+            raise
+
+
 _USED = "certs_used"  # connection record info: a statement ran since checkout
 _FIRST = "certs_first"  # ... and the statement running now is the first one
 
