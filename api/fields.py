@@ -70,6 +70,17 @@ def any_of(choices: Iterable[str]) -> fields.List[str]:
     )
 
 
+def updated_since(what: str = "rows") -> fields.AwareDateTime:
+    """`?updated_since=`: a sync's "changed since my last run" filter on a list."""
+    return fields.AwareDateTime(
+        metadata=doc(
+            f"Only {what} changed at or after this instant (ISO 8601 with a time zone), e.g. to "
+            "sync changes since a previous run.",
+            "2026-11-01T00:00:00Z",
+        )
+    )
+
+
 def name_field(max_length: int = 200, **kwargs: Any) -> Text:
     """A required-looking, non-blank name of bounded length."""
     return Text(validate=[validate.Length(min=1, max=max_length), _not_blank], **kwargs)

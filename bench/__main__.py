@@ -14,7 +14,7 @@ import bench
 
 
 def _scenarios() -> list[str]:
-    """Scenario modules: not the private helpers (`_rounds`), nor the baseline app `bench api`
+    """Scenario modules: not the private helpers (`_support`), nor the baseline app `bench api`
     serves (`api_baseline`)."""
     return sorted(
         m.name

@@ -13,11 +13,11 @@ data), as the app role bound by RLS:
   here from the project, statement by statement) from a small psycopg pool, orjson. Its bodies
   are checked byte-equal to the project's before anything is measured.
 
-Load: `CONNECTIONS` keep-alive connections (threads writing prepared requests on raw sockets)
-for `BENCH_API_SECONDS` (default 10) per round; project and baseline rounds alternate
-(`bench._rounds`), 3 each, the load average printed beside each figure. Figures are requests
-per second; `seconds` / `floor_seconds` are their inverse (wall seconds per request at that
-concurrency), and `ratio` is project ÷ baseline requests per second (higher is better; 1.0 is
+Load: `CONNECTIONS` keep-alive connections (threads writing prepared requests on raw sockets) for
+`BENCH_API_SECONDS` (default 10) per round; project and baseline rounds alternate
+(`bench._support.alternate`), 3 each, the load average printed beside each figure. Figures are
+requests per second; `seconds` / `floor_seconds` are their inverse (wall seconds per request at
+that concurrency), and `ratio` is project ÷ baseline requests per second (higher is better; 1.0 is
 as fast as the baseline).
 """
 
@@ -36,7 +36,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench._rounds import alternate, load_average
+from bench._support import alternate, load_average
 
 DEFAULT_SIZE = 1_000
 WORKERS = 2
@@ -422,7 +422,7 @@ def _measure(size: int, project_port: int, baseline_port: int, token: str) -> di
         }
         print(
             f"api: {label}: project {medians['project']:.0f} req/s, baseline "
-            f"{medians['baseline']:.0f} req/s, ratio {ratio} (medians of 3; {load_average()})",
+            f"{medians['baseline']:.0f} req/s, ratio {ratio} (medians of 3; load {load_average()})",
             flush=True,
         )
     first = endpoints[next(iter(endpoints))]

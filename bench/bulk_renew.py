@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import create_engine, insert, text
 
 from api import create_app
-from bench._rounds import alternate
+from bench._support import alternate
 from certifications.assignments.models import Assignment
 from certifications.catalog.models import Certification
 from certifications.directory.models import Employee, Role

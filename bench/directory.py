@@ -21,7 +21,7 @@ from sqlalchemy import select, text
 from sqlalchemy.dialects import sqlite
 
 from api import create_app
-from bench._rounds import REPEATS, alternate, load_average
+from bench._support import REPEATS, alternate, load_average
 from certifications.directory.models import Employee, Role
 from infra import context
 from infra import database as db
@@ -183,7 +183,7 @@ def main(size: int) -> None:
         f"update {timings['update']:.2f}s; raw upsert {floor:.2f}s; "
         f"naive ORM ~{naive:.1f}s (from {min(size, NAIVE_ROWS)} rows); "
         f"peak RSS {rss_start:.0f} -> {rss_api:.0f} MiB during the API runs; medians of "
-        f"{REPEATS}, API and floor runs alternating ({load_average()})"
+        f"{REPEATS}, API and floor runs alternating (load {load_average()})"
     )
     print(
         json.dumps(

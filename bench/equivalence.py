@@ -30,7 +30,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, delete, func, insert, select, text
 
-from bench._rounds import alternate
+from bench._support import alternate
 from certifications.assignments.models import Assignment, StatusEvent
 from certifications.assignments.recompute import recompute_certification, recompute_statuses
 from certifications.catalog.models import Certification, CertificationEquivalence

@@ -3,15 +3,18 @@
 Measured from the API request (`PATCH /certifications/{id}` with `role_ids`, through the Flask
 test client: auth, validation, commit, outbox relay) to the fan-out job reading `done` (a worker
 thread in this process runs the real actor from the broker). Floor: the raw
-`INSERT … SELECT … ON CONFLICT DO NOTHING` alone, in one transaction. Naive: a per-row ORM loop
+`INSERT … SELECT … ON CONFLICT DO NOTHING` alone, in one transaction, without the compliance
+counts the project's run maintains (`bench._support.counts_off`). Naive: a per-row ORM loop
 creating the same rows (look up, add, flush), measured on at most `NAIVE_ROWS` and scaled.
-Each figure is the median of `REPEATS` runs, API and floor runs alternating (`bench._rounds`);
-the assignments are deleted between runs.
+Each figure is the median of `REPEATS` rounds alternating an API run and a floor run (the load
+average of each round is printed); the assignments are deleted between runs.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import statistics
 import time
 import uuid
 from collections.abc import Callable
@@ -21,7 +24,7 @@ import dramatiq
 from sqlalchemy import create_engine, delete, insert, select, text
 
 from api import create_app
-from bench._rounds import alternate
+from bench._support import counts_off, load_average
 from certifications.assignments.models import Assignment, StatusEvent
 from certifications.catalog.models import Certification, CertificationRole
 from certifications.directory.models import Employee, Role
@@ -192,20 +195,43 @@ def run_naive(org_id: uuid.UUID, role_id: uuid.UUID, cert_id: uuid.UUID, size: i
         return (time.perf_counter() - started) * size / sample
 
 
-def _checked(fn: Callable[[], float], org_id: uuid.UUID, size: int) -> Callable[[], float]:
-    """`fn`, failing unless it created `size` assignments."""
+def _then_idle(worker: dramatiq.Worker, seconds: float) -> float:
+    """After the timed run: let the work it queued (the org's tick) finish, untimed, so the
+    floor run that follows shares the machine and the rows with nothing."""
+    worker.join()
+    return seconds
 
-    def run() -> float:
-        seconds = fn()
-        created = _count(org_id)
-        if created != size:
-            raise RuntimeError(f"expected {size} assignments, found {created}")
-        return seconds
 
-    return run
+def _check(org_id: uuid.UUID, size: int) -> None:
+    created = _count(org_id)
+    if created != size:
+        raise RuntimeError(f"expected {size} assignments, found {created}")
+
+
+def _medians(
+    api: Callable[[], float],
+    floor: Callable[[], float],
+    org_id: uuid.UUID,
+    cert_id: uuid.UUID,
+    size: int,
+) -> tuple[float, float, list[float]]:
+    """REPEATS rounds of one API run then one floor run (alternating, so a swing of the
+    machine's load biases neither): both medians and the load average before each round."""
+    apis, floors, loads = [], [], []
+    for _ in range(REPEATS):
+        loads.append(load_average())
+        _reset(org_id, cert_id)
+        apis.append(api())
+        _check(org_id, size)
+        _reset(org_id, cert_id)
+        with counts_off(org_id):
+            floors.append(floor())
+        _check(org_id, size)
+    return statistics.median(apis), statistics.median(floors), loads
 
 
 def main(size: int) -> None:
+    os.environ.setdefault("DB_STATEMENT_TIMEOUT_MS", "900000")  # a loaded machine's floor
     settings = load_settings()
     runtime = bootstrap(settings)
     from workers.actors import register_actors
@@ -215,19 +241,16 @@ def main(size: int) -> None:
     org_id, role_id, cert_id = _setup(size)
     worker = dramatiq.Worker(runtime.broker, worker_threads=1)
     worker.start()
-    try:  # API and floor runs alternate (the worker idles during floor runs)
-        medians = alternate(
-            "fanout",
-            {
-                "api": _checked(lambda: run_api(org_id, role_id, cert_id), org_id, size),
-                "floor": _checked(lambda: run_floor(org_id, role_id, cert_id), org_id, size),
-            },
-            repeats=REPEATS,
-            before=lambda: _reset(org_id, cert_id),
+    try:
+        seconds, floor, loads = _medians(
+            lambda: _then_idle(worker, run_api(org_id, role_id, cert_id)),
+            lambda: run_floor(org_id, role_id, cert_id),
+            org_id,
+            cert_id,
+            size,
         )
     finally:
         worker.stop()
-    seconds, floor = medians["api"], medians["floor"]
     _reset(org_id, cert_id)
     naive = run_naive(org_id, role_id, cert_id, size)
     _reset(org_id, cert_id)
@@ -238,10 +261,12 @@ def main(size: int) -> None:
         "floor_seconds": round(floor, 3),
         "naive_seconds": round(naive, 3),
         "ratio": round(seconds / floor, 2) if floor else None,
+        "load_average": loads,
     }
     print(
         f"fanout: {size} employees, API request to job done {seconds:.3f}s; raw INSERT … SELECT "
         f"{floor:.3f}s ({result['ratio']}x); naive ORM ~{naive:.1f}s "
-        f"(from {min(size, NAIVE_ROWS)} rows); medians of {REPEATS}"
+        f"(from {min(size, NAIVE_ROWS)} rows); medians of {REPEATS} alternating rounds, "
+        f"load average {loads}"
     )
     print(json.dumps(result))

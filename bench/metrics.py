@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import text
 
 from api.metrics import database_families
-from bench._rounds import alternate, load_average
+from bench._support import alternate, load_average
 from infra import context
 from infra import database as db
 from infra.settings import load_settings

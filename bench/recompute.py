@@ -10,7 +10,8 @@ whose expiry entered the warning window or passed, and the upcoming ones that st
 * seconds: `certifications.assignments.recompute.recompute_statuses` (chunked, status events
   included).
 * floor: one raw `UPDATE assignments … SET status = CASE … FROM certifications WHERE … AND
-  status <> CASE …` (the same CASE), no events, no chunks.
+  status <> CASE …` (the same CASE), no events, no chunks, no compliance counts maintained
+  (their triggers are off during the floor run: `bench._support.counts_off`).
 * naive: a per-row ORM loop (load assignment + certification, `assignment_status`, set, add a
   StatusEvent), measured on at most `NAIVE_ROWS` rows and scaled linearly to N.
 
@@ -20,7 +21,8 @@ whose expiry entered the warning window or passed, and the upcoming ones that st
   endpoint, the trigger writes nothing). Nothing is sent: delivery is the `webhooks` benchmark.
 
 Between timed runs the day-0 statuses are restored and the events deleted (untimed; VACUUM on
-PostgreSQL when the owner URL is known). Medians of `REPEATS`, the runs alternating.
+PostgreSQL when the owner URL is known). Medians of `REPEATS`, the two runs alternating; the
+load average of each round is printed beside the figures.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import statistics
 import time
 import uuid
 from collections.abc import Callable
@@ -36,7 +39,7 @@ from typing import Any
 
 from sqlalchemy import and_, create_engine, delete, func, insert, select, text, update
 
-from bench._rounds import alternate
+from bench._support import counts_off, load_average
 from certifications.assignments.models import Assignment, StatusEvent
 from certifications.assignments.recompute import recompute_statuses, status_case_sql
 from certifications.assignments.status import assignment_status
@@ -280,17 +283,24 @@ def run_naive(org_id: uuid.UUID, size: int) -> float:
 
 
 def _median(
-    label: str, runs: list[Callable[[], tuple[float, int]]], org_id: uuid.UUID
-) -> list[float]:
-    """Alternate the runs REPEATS times from the same start state; median seconds of each."""
-    names = ["recompute", "floor"]
-    medians = alternate(
-        label,
-        {name: (lambda run=run: run()[0]) for name, run in zip(names, runs, strict=True)},
-        repeats=REPEATS,
-        before=lambda: _reset(org_id),
-    )
-    return [medians[name] for name in names]
+    runs: list[Callable[[], tuple[float, int]]], org_id: uuid.UUID
+) -> tuple[list[float], list[float]]:
+    """Alternate the runs REPEATS times from the same start state: the median seconds of each,
+    and the load average before each round."""
+    times: list[list[float]] = [[] for _ in runs]
+    loads: list[float] = []
+    for _ in range(REPEATS):
+        loads.append(load_average())
+        for i, run in enumerate(runs):
+            _reset(org_id)
+            seconds, _changed = run()
+            times[i].append(seconds)
+    return [statistics.median(t) for t in times], loads
+
+
+def _floor_without_counts(org_id: uuid.UUID) -> tuple[float, int]:
+    with counts_off(org_id):
+        return run_floor(org_id)
 
 
 def main(size: int) -> None:
@@ -310,12 +320,12 @@ def main(size: int) -> None:
         )
     _reset(org_id)
     _, changed = run_recompute(org_id)
-    seconds, floor = _median(
-        "recompute", [lambda: run_recompute(org_id), lambda: run_floor(org_id)], org_id
+    (seconds, floor), loads = _median(
+        [lambda: run_recompute(org_id), lambda: _floor_without_counts(org_id)], org_id
     )
     set_events(org_id, True)
-    on_seconds, on_floor = _median(
-        "recompute, events on", [lambda: run_recompute(org_id), lambda: run_floor(org_id)], org_id
+    (on_seconds, on_floor), on_loads = _median(
+        [lambda: run_recompute(org_id), lambda: _floor_without_counts(org_id)], org_id
     )
     set_events(org_id, False)
     _reset(org_id)
@@ -331,13 +341,15 @@ def main(size: int) -> None:
         "events_on_seconds": round(on_seconds, 3),
         "events_on_floor_seconds": round(on_floor, 3),
         "events_on_ratio": round(on_seconds / on_floor, 2) if on_floor else None,
+        "load_average": loads,
+        "events_on_load_average": on_loads,
     }
     print(f"recompute: loaded {size} assignments in {load:.1f}s; day-0 statuses {by_status}")
     print(
         f"recompute: {changed} of {size} change after {SHIFT_DAYS} days; recompute_statuses "
         f"{seconds:.3f}s (events included) vs one raw UPDATE {floor:.3f}s ({result['ratio']}x); "
         f"naive ORM ~{naive:.1f}s (from {min(size, NAIVE_ROWS)} rows, scaled); "
-        f"medians of {REPEATS}"
+        f"medians of {REPEATS} alternating rounds, load average {loads}"
     )
     print(
         f"recompute, webhook events on: {on_seconds:.3f}s vs floor {on_floor:.3f}s "

@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import func, insert, select, text, update
 
-from bench._rounds import alternate
+from bench._support import alternate
 from certifications.assignments.models import Assignment
 from certifications.automation.transports import sign
 from certifications.catalog.models import Certification

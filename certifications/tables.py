@@ -10,6 +10,7 @@ import certifications.catalog.models
 import certifications.directory.models
 import certifications.evidence.models
 import certifications.history.models
+import certifications.reporting.models
 import certifications.webhooks.models
 import jobs.models
 import tenancy.idempotency
@@ -28,6 +29,7 @@ MODULES = (
     certifications.evidence.models,
     certifications.webhooks.models,
     certifications.history.models,
+    certifications.reporting.models,
     certifications.audit.models,
 )
 metadata = Base.metadata

@@ -114,6 +114,16 @@ def make_engine(settings: Settings) -> Engine:
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
 
+        @event.listens_for(engine, "savepoint")
+        def _savepoint_inside_a_transaction(conn: Any, _name: str) -> None:
+            # pysqlite opens a transaction only before a data change, so after mere reads the
+            # session's SAVEPOINT would itself start the transaction and its RELEASE would
+            # commit it: half a unit of work visible to the worker and kept on a later
+            # rollback. Open the real one first (IMMEDIATE: a write follows; wait for the lock).
+            dbapi_conn = conn.connection.dbapi_connection
+            if not dbapi_conn.in_transaction:
+                dbapi_conn.execute("BEGIN IMMEDIATE")
+
         return engine
     engine = create_engine(
         url,

@@ -34,6 +34,10 @@ DELIVER_NOTIFICATION = JobKind(
 DELIVER_DIGEST = JobKind(
     "deliver_digest", queue_name="notifications", max_retries=20, time_limit_ms=2 * MINUTE_MS
 )
+# One scheduled report's email (the file built at claim time); attempts bounded the same way.
+DELIVER_REPORT = JobKind(
+    "deliver_report", queue_name="notifications", max_retries=20, time_limit_ms=15 * MINUTE_MS
+)
 
 # One organization's webhook delivery round; the endpoints' backoff rides on Dramatiq's retries
 # (`Retry(delay=...)`), and the tick queues a round whenever deliveries wait.
@@ -53,6 +57,7 @@ KINDS: dict[str, JobKind] = {
         TICK_ORG,
         DELIVER_NOTIFICATION,
         DELIVER_DIGEST,
+        DELIVER_REPORT,
         DELIVER_WEBHOOKS,
         AUDIT_PACK,
     )

@@ -28,6 +28,7 @@ from tenancy.organizations import org_today_for
 from workers import webhooks
 from workers.delivery import deliver
 from workers.delivery import deliver_digest as deliver_one_digest
+from workers.delivery import deliver_report as deliver_one_report
 from workers.message_log import MessageLog
 from workers.middleware import TenantMiddleware
 from workers.tick import tick_org as run_tick
@@ -163,6 +164,14 @@ def deliver_digest(org_id: str, digest_id: str, job_id: str | None = None) -> No
         raise dramatiq.Retry(delay=outcome.retry_in_ms)
 
 
+def deliver_report(org_id: str, run_id: str, job_id: str | None = None) -> None:
+    """Email one scheduled report run (its file attached) to its schedule's recipients; a
+    failed send raises `Retry` with the policy's backoff, like a notification."""
+    outcome = deliver_one_report(uuid.UUID(org_id), uuid.UUID(run_id), settings=_require_settings())
+    if outcome.retry_in_ms is not None:
+        raise dramatiq.Retry(delay=outcome.retry_in_ms)
+
+
 def deliver_webhooks(org_id: str, job_id: str | None = None) -> None:
     """A delivery round of the org's webhook endpoints: more work queues the next round; an
     endpoint backing off retries this message when its backoff ends."""
@@ -199,6 +208,7 @@ ACTORS: dict[catalog.JobKind, Callable[..., None]] = {
     catalog.TICK_ORG: tick_org,
     catalog.DELIVER_NOTIFICATION: deliver_notification,
     catalog.DELIVER_DIGEST: deliver_digest,
+    catalog.DELIVER_REPORT: deliver_report,
     catalog.DELIVER_WEBHOOKS: deliver_webhooks,
     catalog.AUDIT_PACK: audit_pack,
     NOTIFICATION_FAILED: notification_failed,
@@ -228,7 +238,7 @@ def register_actors(
             "max_retries": kind.max_retries,
             "time_limit": kind.time_limit_ms,
         }
-        if kind is catalog.DELIVER_DIGEST:
+        if kind in (catalog.DELIVER_DIGEST, catalog.DELIVER_REPORT):
             options.update(max_retries=policy.max_attempts + 2, max_backoff=policy.max_ms)
         if kind is catalog.DELIVER_NOTIFICATION:
             # The row's attempts bound delivery; Dramatiq's retries carry the backoff between

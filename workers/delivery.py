@@ -27,7 +27,8 @@ from certifications.automation.digests import (
     mark_digest_failure,
     mark_digest_sent,
 )
-from certifications.automation.transports import DeliveryError, send, send_digest
+from certifications.automation.transports import DeliveryError, send, send_digest, send_report
+from certifications.reporting.runs import claim_report_run, mark_report_failure, mark_report_sent
 from infra import database as db
 from infra.settings import Settings
 from workers.unit_of_work import job_run
@@ -106,4 +107,19 @@ def deliver_digest(
     steps = (claim_digest, send_digest, mark_sent_digest, mark_digest_failure)
     return _deliver_one(
         org_id, "digest", digest_id, steps, settings=settings, policy=policy, now=now
+    )
+
+
+def deliver_report(
+    org_id: uuid.UUID,
+    run_id: uuid.UUID,
+    *,
+    settings: Settings,
+    policy: RetryPolicy | None = None,
+    now: datetime | None = None,
+) -> Outcome:
+    """Claim (building the file), send and record one scheduled report run of `org_id`."""
+    steps = (claim_report_run, send_report, mark_report_sent, mark_report_failure)
+    return _deliver_one(
+        org_id, "report run", run_id, steps, settings=settings, policy=policy, now=now
     )

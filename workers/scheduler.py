@@ -4,7 +4,8 @@ Jobs:
 * `outbox_sweep` every 5 s (safe on any number of schedulers: rows are locked SKIP LOCKED).
 * `ticks` every `PERIODIC_MINUTES` (5): `workers.tick.queue_due_ticks()` claims each org that
   is due — its local date changed (so right after each org's local midnight, within one
-  interval) or its last tick is over an hour old — and queues its `tick_org` (see
+  interval), its last tick is over an hour old, or one of its report schedules fell due since
+  its last tick — and queues its `tick_org` (see
   `workers.tick` for the pipeline).
 
 One active scheduler: on PostgreSQL the `periodic` job runs only in the instance holding the

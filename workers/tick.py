@@ -1,11 +1,13 @@
 """One periodic pipeline per organization, top to bottom.
 
 1. The scheduler (leader only) claims each due organization (`assignments.schedule.due_orgs`:
-   its local date changed, or its last tick is over an hour old) and queues one `tick_org` for
-   it through the outbox, in the claim's transaction.
+   its local date changed, its last tick is over an hour old, or a report schedule fell due
+   since its last tick) and queues one `tick_org` for it through the outbox, in the claim's
+   transaction.
 2. `tick_org` (a worker) runs `tick_org()` below in one unit of work: recompute the org's
    statuses for its today, then evaluate task and notification rules on those fresh statuses,
-   then queue the deliveries — in that order, in the same worker — and last sweep the org's
+   then queue the deliveries (digests and scheduled reports' runs included,
+   `certifications.reporting.runs`) — in that order, in the same worker — and last sweep the org's
    document store of bytes no live document row names (`certifications.evidence.sweep`).
    Expired idempotency keys of the org go too (`tenancy.idempotency`).
 3. Writes that change a status or its rules request the same tick (`request_tick`).
@@ -37,6 +39,7 @@ from certifications.evidence.storage import document_store
 from certifications.evidence.sweep import sweep_documents
 from certifications.history.snapshots import backfill as snapshots_backfill
 from certifications.history.snapshots import snapshot_org
+from certifications.reporting.runs import collect_report_runs, due_since
 from certifications.webhooks import sending as webhook_sending
 from certifications.webhooks.endpoints import request_delivery
 from infra import context
@@ -73,6 +76,7 @@ def tick_org(run: JobRun, org_id: uuid.UUID, now: datetime) -> dict[str, Any]:
         report["snapshots"] = snapshot_org(run.session, org_id, now)  # today's trend point
         report.update(evaluate_org(run.session, org_id, now, org.timezone))
         report["digests"] = collect_digests(run.session, org, now)
+        report["reports"] = collect_report_runs(run.session, org, now)
         report["queued"] = enqueue_deliveries(run.session, now)
         report["documents_swept"] = _sweep(run, org_id, now)
     return report
@@ -92,7 +96,7 @@ def queue_due_ticks(now: datetime | None = None, org_id: uuid.UUID | None = None
     """The scheduler's step: claim each due org (or just `org_id`) and queue its tick."""
     now = now or db.utcnow()
     with platform_run() as session:
-        due = schedule.due_orgs(session, now, org_id)
+        due = schedule.due_orgs(session, now, org_id, waiting=due_since(session, now))
     queued = 0
     for oid, today, version in due:
         with job_run(oid) as run:

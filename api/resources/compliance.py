@@ -19,6 +19,7 @@ from api.schemas.views import (
 )
 from api.trend import compliance_trend
 from certifications.directory.models import Asset, Employee, Location
+from certifications.history.asof import AsOf
 from certifications.reporting.compliance import compliance_summary
 from certifications.reporting.forecast import renewal_forecast
 from certifications.reporting.gate import gate_check
@@ -82,9 +83,14 @@ class GateCheck(MethodView):
         """The gate check: may this worker (or asset) work at this site on this date?
 
         Lists every certification required of it there on that date (its own sources and the
-        site's requirements) with the status its record will have then; `allowed` is false
-        when any is missing, expired, revoked or upcoming (an exemption covering the date does
-        not block)."""
+        site's requirements) with the status its record has then; `allowed` is false when any
+        is missing, expired, revoked or upcoming (an exemption covering the date does not
+        block). A certification with `satisfied_by` takes the best status among its own record
+        and the subject's records of its providers (`satisfied_via`, as on assignments).
+
+        `on` before today answers from history (the requirements, records, cycles and
+        exemptions as they stood that day, like `/compliance/summary?on=`); today or later
+        checks today's requirements with each status projected to that day."""
         session = request_session()
         subject_type = "employee" if "employee_id" in args else "asset"
         subject_id = args.get("employee_id") or args["asset_id"]
@@ -95,5 +101,10 @@ class GateCheck(MethodView):
         location_id = args.get("location_id")
         if location_id is not None and session.get(Location, location_id) is None:
             raise NotFound("location")
-        on = args.get("on") or org_today(current_organization().timezone, utcnow())
-        return gate_check(session, require_org_id(), subject_type, subject_id, location_id, on)
+        timezone = current_organization().timezone
+        today = org_today(timezone, utcnow())
+        on = args.get("on") or today
+        # A past day from history; today and ahead: today's requirements, projected statuses.
+        when = AsOf.of(timezone, on) if on < today else None
+        org_id = require_org_id()
+        return gate_check(session, org_id, subject_type, subject_id, location_id, on, when)

@@ -15,7 +15,9 @@ from api.schemas.org import (
     OrganizationSchema,
 )
 from certifications.automation.tasks import check_assignee
+from certifications.reporting.schedules import reschedule_all
 from infra import context
+from infra.database import utcnow
 from tenancy.auth import requires
 from tenancy.organizations import (
     create_organization,
@@ -56,7 +58,10 @@ class CurrentOrganization(MethodView):
         org = get_organization(session, context.require_org_id())
         if "default_task_assignee_id" in changes:
             check_assignee(session, changes["default_task_assignee_id"], "default_task_assignee_id")
+        zone = org.timezone
         update_organization(session, org, changes)
+        if org.timezone != zone:  # report schedules read cron in the org's zone
+            reschedule_all(session, org.timezone, utcnow())
         return org
 
 

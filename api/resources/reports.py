@@ -1,4 +1,5 @@
-"""Reports for inspectors: the audit pack of a location, a client or a group, as PDF or XLSX."""
+"""Reports for inspectors: the audit pack of a location, a client or a group, as PDF or XLSX;
+and report schedules, which email an audit pack or a compliance summary on a cron schedule."""
 
 from __future__ import annotations
 
@@ -8,14 +9,23 @@ from typing import Any
 from flask import Response
 from flask.views import MethodView
 from flask_smorest import Blueprint
+from sqlalchemy import select
 
 from api.asof import as_of
 from api.db import request_session
+from api.pagination import page_schema, paginate
 from api.resources.documents import store
 from api.schemas.history import AuditPackArgs, AuditPackJobSchema
+from api.schemas.report_schedules import (
+    ReportScheduleCreateSchema,
+    ReportScheduleListArgs,
+    ReportSchedulePatchSchema,
+    ReportScheduleSchema,
+)
 from certifications.evidence.storage import attachment
 from certifications.history.asof import AsOf
 from certifications.history.scope import resolve_scope
+from certifications.reporting import schedules
 from certifications.reporting.audit_pack import (
     CONTENT_TYPES,
     SYNC_SUBJECTS,
@@ -23,6 +33,8 @@ from certifications.reporting.audit_pack import (
     filename,
     render,
 )
+from certifications.reporting.models import ReportSchedule
+from certifications.reporting.schedules import scope_of
 from infra.database import get_or_not_found, utcnow
 from infra.errors import Conflict
 from jobs import catalog
@@ -109,3 +121,73 @@ class AuditPackDownload(MethodView):
         with store().open(result["key"]) as fh:
             data = fh.read()
         return _file(data, result["filename"], result["content_type"])
+
+
+# --- scheduled reports --------------------------------------------------------------------------
+
+
+def _view(schedule: ReportSchedule, timezone: str) -> ReportSchedule:
+    schedule.scope_view = scope_of(schedule)  # type: ignore[attr-defined]  # for the schema
+    schedule.timezone_view = timezone  # type: ignore[attr-defined]
+    return schedule
+
+
+@blp.route("/schedules")
+class ReportSchedules(MethodView):
+    @requires("certifications:read", module="hse")
+    @blp.arguments(ReportScheduleListArgs, location="query")
+    @blp.response(200, page_schema(ReportScheduleSchema))
+    def get(self, args: dict[str, Any]) -> Any:
+        """The organization's report schedules, oldest first (a keyset page)."""
+        session = request_session()
+        stmt = select(ReportSchedule)
+        if args.get("kind"):
+            stmt = stmt.where(ReportSchedule.kind == args["kind"])
+        keys = [ReportSchedule.created_at, ReportSchedule.id]
+        page = paginate(session, stmt, keys, args["limit"], args.get("cursor"))
+        zone = current_organization().timezone
+        page.items = [_view(s, zone) for s in page.items]
+        return page
+
+    @requires("certifications:create", module="hse")
+    @blp.arguments(ReportScheduleCreateSchema)
+    @blp.response(201, ReportScheduleSchema)
+    def post(self, data: dict[str, Any]) -> Any:
+        """Email an audit pack or a compliance summary on a cron schedule read in the org's
+        time zone: one email per run, to every recipient, the file attached.
+
+        A run that falls due while no worker runs is made once, for the latest occurrence
+        missed (not one per missed occurrence)."""
+        org = current_organization()
+        schedule = schedules.create_schedule(
+            request_session(), data, org.timezone, utcnow(), current_subject()
+        )
+        return _view(schedule, org.timezone)
+
+
+@blp.route("/schedules/<uuid:schedule_id>")
+class ReportScheduleResource(MethodView):
+    @requires("certifications:read", module="hse")
+    @blp.response(200, ReportScheduleSchema)
+    def get(self, schedule_id: uuid.UUID) -> Any:
+        """One report schedule, with its next and last run."""
+        schedule = schedules.get_schedule(request_session(), schedule_id)
+        return _view(schedule, current_organization().timezone)
+
+    @requires("certifications:update", module="hse")
+    @blp.arguments(ReportSchedulePatchSchema)
+    @blp.response(200, ReportScheduleSchema)
+    def patch(self, changes: dict[str, Any], schedule_id: uuid.UUID) -> Any:
+        """Change what, when or to whom; `enabled: false` pauses it. The next run is
+        recomputed from now."""
+        org = current_organization()
+        schedule = schedules.update_schedule(
+            request_session(), schedule_id, changes, org.timezone, utcnow()
+        )
+        return _view(schedule, org.timezone)
+
+    @requires("certifications:delete", module="hse")
+    @blp.response(204)
+    def delete(self, schedule_id: uuid.UUID) -> None:
+        """Delete the schedule and the record of its runs."""
+        schedules.delete_schedule(request_session(), schedule_id)

@@ -125,6 +125,11 @@ def _page_as_of(
     stmt, keys, history = subject_query_as_of(kind, f, when)
     page = paginate(session, stmt, keys, args["limit"], args["cursor"])
     rows = attach_certifications_as_of(session, kind, page.items, f, history)
+    if kind in ("client", "location"):
+        target = TARGETS[f"{kind}s"]
+        staff = rosters.workforce(session, target, [r.id for r in rows], when.on, when)
+        for r in rows:
+            r.extra["workforce"] = staff[r.id]
     body = {"items": [r.to_dict() for r in rows], "next_cursor": page.next_cursor}
     return Response(orjson.dumps(body), mimetype="application/json")
 
@@ -210,14 +215,18 @@ def _members_view(plural: str) -> None:
         def get(self, args: dict[str, Any], target_id: Any) -> Any:
             session = request_session()
             get_target(session, target, target_id)
-            on = args.get("on") or org_today(current_organization().timezone, utcnow())
+            timezone = current_organization().timezone
+            today = org_today(timezone, utcnow())
+            on = args.get("on") or today
+            # A past day: the statuses as they stood, from history; today on: projected.
+            when = AsOf.of(timezone, on) if on < today else None
             statuses = tuple(args.get("status") or ())
             if args["format"] == "csv":
-                return _members_csv(target, target_id, on, statuses)
-            stmt = rosters.members_statement(target, target_id, on, statuses)
+                return _members_csv(target, target_id, on, statuses, when)
+            stmt = rosters.members_statement(target, target_id, on, statuses, when)
             keys = [Employee.name, Employee.id]
             page = paginate(session, stmt, keys, args["limit"], args.get("cursor"))
-            rows = rosters.member_rows(session, target, target_id, page.items, on, statuses)
+            rows = rosters.member_rows(session, target, target_id, page.items, on, statuses, when)
             body = {"items": rows, "next_cursor": page.next_cursor}
             return Response(orjson.dumps(body), mimetype="application/json")
 
@@ -225,13 +234,18 @@ def _members_view(plural: str) -> None:
         f"The members of a {target.entity} on a date, each with the certifications the "
         f"{target.entity} requires of its members and their status then.\n\n"
         "Keyset-paginated by member name; `status=` keeps members with an entry in those "
-        "statuses (and those entries); `format=csv` streams every line instead."
+        "statuses (and those entries); `format=csv` streams every line instead. A "
+        "certification with `satisfied_by` takes the member's record of an equivalent when "
+        "better (`satisfied_via`). `on` before today: the roster of that day with the "
+        "statuses as they stood, from history; today or later: today's records projected."
     )
     MembersView.__name__ = f"{target.entity.title()}MembersView"
     blp.route(f"/{plural}/<uuid:target_id>/members", endpoint=f"{plural}_members")(MembersView)
 
 
-def _members_csv(target: Any, target_id: Any, on: Any, statuses: tuple[str, ...]) -> Response:
+def _members_csv(
+    target: Any, target_id: Any, on: Any, statuses: tuple[str, ...], when: AsOf | None
+) -> Response:
     import csv
     import io
 
@@ -242,7 +256,8 @@ def _members_csv(target: Any, target_id: Any, on: Any, statuses: tuple[str, ...]
         writer = csv.writer(buf, lineterminator="\r\n")
         writer.writerow(rosters.CSV_COLUMNS)
         with context.tenant(org_id), db.new_session() as session:
-            for n, line in enumerate(rosters.csv_lines(session, target, target_id, on, statuses)):
+            lines = rosters.csv_lines(session, target, target_id, on, statuses, when)
+            for n, line in enumerate(lines):
                 writer.writerow([_cell(v) for v in line])
                 if n % 1000 == 999:
                     yield buf.getvalue()

@@ -7,7 +7,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from api.fields import Date, FieldOptions, Text, any_of, name_field
+from api.fields import Date, FieldOptions, Text, any_of, name_field, updated_since
 from api.openapi import OPTIONAL
 from api.pagination import PageArgs
 from certifications.assignments.bulk import ACTIONS as BULK_ACTIONS
@@ -260,6 +260,7 @@ class AssignmentListArgs(PageArgs):
     status = any_of(STATUSES)
     source = Text(validate=validate.OneOf(ASSIGNMENT_SOURCES))
     required = fields.Boolean()
+    updated_since = updated_since("assignments")
 
 
 class AssignmentBulkArgsSchema(Schema):

@@ -7,7 +7,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from api.fields import Date, Text, any_of
+from api.fields import Date, Text, any_of, updated_since
 from api.pagination import PageArgs
 from api.schemas.assignments import NamesSchema, bounded_date
 from certifications.vocabulary import (
@@ -57,6 +57,7 @@ class NotificationListArgs(PageArgs):
     status = any_of(NOTIFICATION_STATUSES)
     channel = Text(validate=validate.OneOf(CHANNELS))
     assignment_id = fields.UUID()
+    updated_since = updated_since("notifications")
 
 
 class NotificationRetrySchema(Schema):
@@ -111,6 +112,7 @@ class TaskListArgs(PageArgs):
     due_before = Date(
         validate=bounded_date, metadata={"description": "Tasks due on or before this date"}
     )
+    updated_since = updated_since("tasks")
 
 
 class TaskPatchSchema(Schema):

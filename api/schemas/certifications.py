@@ -12,7 +12,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from api.fields import EXAMPLE_ID, Email, Money, StrictBoolean, Text, doc, name_field
+from api.fields import EXAMPLE_ID, Email, Money, StrictBoolean, Text, doc, name_field, updated_since
 from api.pagination import PageArgs, sort_field
 from certifications.automation.plans import DEFAULT_STOP_WHEN, MAX_REPEATS, stage_key
 from certifications.vocabulary import (
@@ -555,12 +555,7 @@ class CertificationListArgsSchema(PageArgs):
         load_default=False,
         metadata=doc("false (default): live ones; true: only archived ones.", False),
     )
-    updated_since = fields.AwareDateTime(
-        metadata={
-            "description": "Only certifications changed at or after this instant (ISO 8601 "
-            "with a time zone)."
-        },
-    )
+    updated_since = updated_since("certifications")
     sort = sort_field(("name", "created_at", "updated_at"), "name")
 
     @validates_schema

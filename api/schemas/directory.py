@@ -14,7 +14,15 @@ from typing import Any, cast
 from email_validator import EmailNotValidError, validate_email
 from marshmallow import Schema, ValidationError, fields, validate
 
-from api.fields import EMAIL_CHECKS, Email, StrictBoolean, Text, TrimmedText, name_field
+from api.fields import (
+    EMAIL_CHECKS,
+    Email,
+    StrictBoolean,
+    Text,
+    TrimmedText,
+    name_field,
+    updated_since,
+)
 from api.openapi import OPTIONAL
 from api.pagination import PageArgs, sort_field
 from certifications.directory.service import KINDS
@@ -270,12 +278,7 @@ class DirectoryQuerySchema(PageArgs):
             "separate values with commas (at most 100)."
         },
     )
-    updated_since = fields.AwareDateTime(
-        metadata={
-            "description": "Only rows changed at or after this instant (ISO 8601 with a time "
-            "zone), e.g. to sync changes since a previous run."
-        },
-    )
+    updated_since = updated_since()
     q = Text(
         validate=validate.Length(min=1, max=200),
         metadata={"description": "Case-insensitive search in the name."},

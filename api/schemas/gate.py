@@ -7,7 +7,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validates_schema
 
 from api.fields import Date
-from api.schemas.assignments import SourceSchema, bounded_date
+from api.schemas.assignments import SatisfiedViaSchema, SourceSchema, bounded_date
 from certifications.vocabulary import STATUSES
 
 
@@ -38,6 +38,15 @@ class GateRequirementSchema(Schema):
     expires_on = Date(allow_none=True)
     assignment_id = fields.UUID(allow_none=True, metadata={"description": "Null: no record"})
     exempt = fields.Boolean(metadata={"description": "Exempt on that date: does not block"})
+    satisfied_via = fields.Nested(
+        SatisfiedViaSchema,
+        allow_none=True,
+        metadata={
+            "description": "Set when the status comes from the subject's record of an "
+            "equivalent certification (`satisfied_by`), whose expiry `expires_on` then is; "
+            "null otherwise"
+        },
+    )
 
 
 class GateSchema(Schema):

@@ -10,6 +10,7 @@ from webargs.fields import DelimitedList
 from api.fields import Date, Integer, Text
 from api.openapi import OPTIONAL
 from api.pagination import PageArgs, page_schema
+from api.schemas.assignments import SatisfiedViaSchema
 from certifications.vocabulary import CERTIFICATION_TYPES, STATUSES
 
 # --- query arguments ---------------------------------------------------------------------------
@@ -167,8 +168,8 @@ class SubjectViewSchema(Schema):
     workforce = fields.Nested(
         "WorkforceSchema",
         metadata={
-            "description": "Clients and job locations only: their members today (absent from "
-            "answers as of a past day).",
+            "description": "Clients and job locations only: their members on the day (as of "
+            "a past day: that day's roster, statuses from history).",
             OPTIONAL: True,
         },
     )
@@ -280,6 +281,15 @@ class MemberEntrySchema(Schema):
     status = fields.String(metadata={"enum": list(STATUSES)})
     expires_on = Date(allow_none=True)
     exempt = fields.Boolean()
+    satisfied_via = fields.Nested(
+        SatisfiedViaSchema,
+        allow_none=True,
+        metadata={
+            "description": "Set when the status comes from the member's record of an "
+            "equivalent certification (`satisfied_by`), whose expiry `expires_on` then is; "
+            "null otherwise"
+        },
+    )
 
 
 class MemberRowSchema(Schema):

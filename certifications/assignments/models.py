@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Date,
     Index,
@@ -24,7 +25,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from certifications.vocabulary import ASSIGNMENT_SOURCES, STATUSES, SUBJECT_KINDS
 from infra.database import Base, Timestamps, UTCDateTime, check_in, utcnow
 from tenancy.keys import tenant_fk
-from tenancy.models import TenantEntity
+from tenancy.models import TenantEntity, TenantScoped
 
 _LIVE = text("revoked_at IS NULL")
 
@@ -188,3 +189,28 @@ class FormSubmission(TenantEntity, Base):
     created_at: Mapped[datetime] = mapped_column(
         UTCDateTime, default=utcnow, server_default=func.now()
     )
+
+
+class AssignmentCount(TenantScoped, Base):
+    """How many current assignments of a certification have this status, requirement, exemption,
+    subject activity and revocation: the compliance figures read these few rows, not the
+    assignments.
+
+    Maintained by database triggers (migration 0021) in the transaction that changes an
+    assignment or a subject's `active` flag, whatever code path does it; "current" is the live
+    assignment of a (certification, subject), or its latest revoked one when none is live
+    (`reporting.subjects.current_assignment`). `certs counts verify` recomputes them from the
+    assignments, `certs counts rebuild` rewrites them (`reporting.counts`). On PostgreSQL the
+    triggers' counting is serialized by advisory locks (the migration's "Concurrency").
+    """
+
+    __tablename__ = "assignment_counts"
+    __table_args__ = (tenant_fk("certification_id", "certifications", ondelete="CASCADE"),)
+
+    certification_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    required: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    exempt: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    active: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    revoked: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))

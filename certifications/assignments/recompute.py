@@ -50,7 +50,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, aliased
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
 from certifications.assignments import equivalence
@@ -100,12 +100,15 @@ def _days_between_sqlite(element: days_between, compiler: Any, **kw: Any) -> str
     )
 
 
-def status_case_sql(today: date, assignments: Any = A, certifications: Any = C) -> Any:
+def status_case_sql(
+    today: date | BindParameter[date], assignments: Any = A, certifications: Any = C
+) -> Any:
     """SPEC §4's status of each assignment row on `today`, first match wins (see compute_status).
 
-    `assignments` and `certifications`: the mapped classes (default) or their tables."""
+    `assignments` and `certifications`: the mapped classes (default) or their tables; `today`
+    may be a bound parameter (a statement built once: the gate check's past days)."""
     a, c = getattr(assignments, "c", assignments), getattr(certifications, "c", certifications)
-    t = literal(today, Date)
+    t = today if isinstance(today, BindParameter) else literal(today, Date)
     return case(
         (a.revoked_at.is_not(None), REVOKED),
         (

@@ -82,13 +82,27 @@ def organizations(session: Session, org_id: uuid.UUID | None = None) -> list[Any
 
 
 def due_orgs(
-    session: Session, now: datetime, org_id: uuid.UUID | None = None, every: timedelta = TICK_EVERY
+    session: Session,
+    now: datetime,
+    org_id: uuid.UUID | None = None,
+    every: timedelta = TICK_EVERY,
+    waiting: dict[uuid.UUID, datetime] | None = None,
 ) -> list[tuple[uuid.UUID, date, int | None]]:
-    """(org id, its local today, state version or None when never ticked) of each due org."""
+    """(org id, its local today, state version or None when never ticked) of each due org.
+
+    `waiting`: orgs with work due since a time (a scheduled report): due too unless a tick was
+    claimed since then (that tick does the work; the scheduler does not queue it again)."""
     due = []
+    waiting = waiting or {}
     for row in organizations(session, org_id):
         today = org_today(row.timezone, now)
-        if row.version is None or row.local_date != today or row.claimed_at <= now - every:
+        since = waiting.get(row.id)
+        if (
+            row.version is None
+            or row.local_date != today
+            or row.claimed_at <= now - every
+            or (since is not None and row.claimed_at < since)
+        ):
             due.append((row.id, today, row.version))
     return due
 

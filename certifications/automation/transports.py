@@ -25,6 +25,8 @@ from typing import Any
 from certifications.automation.digest_mail import compose_digest
 from certifications.automation.digests import DigestOut
 from certifications.automation.messages import Outgoing, compose_email, webhook_payload
+from certifications.automation.report_mail import compose_report
+from certifications.reporting.runs import ReportOut
 from infra.settings import Settings
 from tenancy.sealed import SecretUnavailable
 
@@ -67,6 +69,22 @@ def send_digest(out: DigestOut, settings: Settings) -> str:
     if not settings.smtp_host:
         log.info(
             "digest email (no SMTP_HOST configured) to=%s subject=%s", out.recipient, msg["Subject"]
+        )
+        return "log"
+    _send_smtp(msg, settings)
+    return "smtp"
+
+
+def send_report(out: ReportOut, settings: Settings) -> str:
+    """Send a scheduled report's email with its file; returns how (`smtp`, or `log`)."""
+    msg = compose_report(out, settings)
+    if not settings.smtp_host:
+        log.info(
+            "report email (no SMTP_HOST configured) to=%s subject=%s attachment=%s (%s bytes)",
+            msg["To"],
+            msg["Subject"],
+            out.file.filename,
+            len(out.file.data),
         )
         return "log"
     _send_smtp(msg, settings)

@@ -25,14 +25,29 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Subquery, and_, case, false, func, null, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Date,
+    Select,
+    Subquery,
+    and_,
+    bindparam,
+    case,
+    false,
+    func,
+    null,
+    or_,
+    select,
+)
 from sqlalchemy.orm import Session, aliased
+from sqlalchemy.sql.elements import BindParameter
 
 from certifications.assignments.models import Assignment, AssignmentCycle, FormSubmission
 from certifications.assignments.recompute import status_case_sql
 from certifications.assignments.scope import subject_active
 from certifications.catalog.models import Certification
 from certifications.history.models import ExemptionPeriod, RequirementPeriod
+from infra.database import UTCDateTime
 
 A = Assignment
 P = RequirementPeriod
@@ -49,7 +64,10 @@ def day_end(timezone: str, on: date) -> datetime:
 
 @dataclass(frozen=True)
 class AsOf:
-    """A past day of one organization: the day, and the instant it ended (UTC)."""
+    """A past day of one organization: the day, and the instant it ended (UTC).
+
+    `as_of_rows` also takes bound parameters for both (`AsOf.bound`): a statement built once
+    then serves every day (the gate check)."""
 
     on: date
     cutoff: datetime
@@ -58,6 +76,17 @@ class AsOf:
     def of(cls, timezone: str, on: date) -> AsOf:
         return cls(on, day_end(timezone, on))
 
+    @classmethod
+    def bound(cls, on: str, cutoff: str) -> AsOf:
+        """Bound parameters named `on` and `cutoff` in place of the day and the instant."""
+        day: Any = bindparam(on, type_=Date())
+        instant: Any = bindparam(cutoff, type_=UTCDateTime())
+        return cls(day, instant)
+
+    def params(self, on: str, cutoff: str) -> dict[str, Any]:
+        """The values of `bound(on, cutoff)`'s parameters for this day."""
+        return {on: self.on, cutoff: self.cutoff}
+
 
 def covers(period: Any, on: date) -> ColumnElement[bool]:
     """The period (`starts_on`, exclusive `ends_on`) includes day `on`."""
@@ -65,22 +94,30 @@ def covers(period: Any, on: date) -> ColumnElement[bool]:
 
 
 def as_of_rows(
-    when: AsOf, include_inactive: bool = False, subject_ids: Sequence[uuid.UUID] | None = None
+    when: AsOf,
+    include_inactive: bool = False,
+    subject_ids: Sequence[uuid.UUID | BindParameter[uuid.UUID]] | Select[Any] | None = None,
 ) -> Subquery:
     """The assignments counted on `on`, as they stood: columns `assignment_id`,
     `certification_id`, `subject_type`, `subject_id`, `required`, `status`, `issued_on`,
     `effective_on`, `expires_on`, `exempt`. Archived certifications are left out, and inactive
     subjects unless `include_inactive`; `subject_ids` narrows to these subjects (an index
-    probe per subject instead of the org's whole history)."""
+    probe per subject instead of the org's whole history; a SELECT of ids works too)."""
     on, cutoff = when.on, when.cutoff
     cy = _CYCLE
     # Cycles close in order, so the first one closed after the day ended was current that day.
-    later = (
-        select(AssignmentCycle.assignment_id, func.min(AssignmentCycle.cycle).label("cycle"))
-        .where(AssignmentCycle.closed_at >= cutoff)
-        .group_by(AssignmentCycle.assignment_id)
-        .subquery("later_cycle")
-    )
+    subjects: Any = None
+    if subject_ids is not None:
+        subjects = subject_ids if isinstance(subject_ids, Select) else list(subject_ids)
+    later_cycles = select(
+        AssignmentCycle.assignment_id, func.min(AssignmentCycle.cycle).label("cycle")
+    ).where(AssignmentCycle.closed_at >= cutoff)
+    if subjects is not None:
+        # The grouping is not pushed into by the planners: narrow it to the subjects' cycles.
+        mine = aliased(RequirementPeriod, name="subject_period")
+        of_subjects = select(mine.assignment_id).where(mine.subject_id.in_(subjects))
+        later_cycles = later_cycles.where(AssignmentCycle.assignment_id.in_(of_subjects))
+    later = later_cycles.group_by(AssignmentCycle.assignment_id).subquery("later_cycle")
     exempt = select(X.assignment_id).where(covers(X, on)).subquery("exempt_then")
     closed = cy.id.is_not(None)
     form_of_closed = (
@@ -132,8 +169,8 @@ def as_of_rows(
     )
     if not include_inactive:
         inner = inner.where(subject_active(P))
-    if subject_ids is not None:
-        inner = inner.where(P.subject_id.in_(list(subject_ids)))
+    if subjects is not None:
+        inner = inner.where(P.subject_id.in_(subjects))
     t = inner.subquery("then")
     return select(
         t.c.assignment_id,

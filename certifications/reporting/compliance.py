@@ -1,7 +1,8 @@
 """Compliance figures (SPEC §6): per certification, per group of the tree, org-wide.
 
-The group tree and the summary cost two statements each, whatever the size of the catalog: the
-counts per status of every certification's current assignments (`certification_stats`), and the
+The group tree and the summary cost two statements each, whatever the size of the catalog or the
+number of assignments: the counts per status of every certification's current assignments, read
+from the counts the database maintains (`certification_stats`, `reporting.counts`), and the
 group tree (`catalog.groups.group_nodes`), rolled up here. A required assignment is compliant
 while it is valid or expires soon. Exempt assignments are outside the ratio (and the counts per
 status): they count under `exempt`. Assignments of inactive subjects (leavers) are left out
@@ -18,7 +19,7 @@ from typing import Any
 from sqlalchemy import and_, func, select, union_all
 from sqlalchemy.orm import Session
 
-from certifications.assignments.models import Assignment
+from certifications.assignments.models import Assignment, AssignmentCount
 from certifications.assignments.scope import subject_active
 from certifications.catalog.groups import GroupNode, group_nodes, top_level
 from certifications.catalog.models import Certification
@@ -58,7 +59,43 @@ def compliance_share(required: int, compliant: int) -> float | None:
 def certification_stats(
     session: Session, include_inactive: bool = False
 ) -> dict[uuid.UUID, CertificationStats]:
-    """Counts per status of every active certification's current assignments (one statement)."""
+    """Counts per status of every active certification's current assignments: one statement
+    over the maintained counts (`reporting.counts`), a few rows per certification whatever the
+    number of assignments."""
+    c = AssignmentCount
+    on = [c.org_id == Certification.org_id, c.certification_id == Certification.id]
+    if not include_inactive:
+        on.append(c.active.is_(True))
+    stmt = (
+        select(
+            Certification.id,
+            Certification.name,
+            Certification.type,
+            c.status,
+            c.required,
+            c.exempt,
+            func.sum(c.n).label("n"),
+        )
+        .outerjoin(c, and_(*on))
+        .where(Certification.archived_at.is_(None))
+        .group_by(
+            Certification.id, Certification.name, Certification.type, c.status, c.required, c.exempt
+        )
+        .order_by(Certification.name, Certification.id)
+    )
+    stats: dict[uuid.UUID, CertificationStats] = {}
+    for r in session.execute(stmt):
+        s = stats.setdefault(r.id, CertificationStats(r.id, r.name, r.type))
+        if r.status is not None and r.n:
+            s.add(r.status, bool(r.required), bool(r.exempt), int(r.n))
+    return stats
+
+
+def scanned_certification_stats(
+    session: Session, include_inactive: bool = False
+) -> dict[uuid.UUID, CertificationStats]:
+    """`certification_stats` computed from every assignment of the organization instead of the
+    maintained counts: the reference they are checked against (tests), linear in the org."""
     without_jit(session)
     # Live rows and latest revoked rows as two branches: inside an OR, the "latest" probe ran
     # once per revoked row as a subplan and the live rows paid for its estimate.
@@ -71,8 +108,6 @@ def certification_stats(
         Assignment.revoked_at.is_not(None),
         ~newer_cycle_exists(),
     )
-    # Aggregated per branch (a few hundred groups each) and summed below: aggregating the union
-    # made PostgreSQL misjudge the group count and sort every row.
     n = func.count().label("n")
     counts = union_all(
         live.add_columns(n).group_by(*cols), revoked.add_columns(n).group_by(*cols)

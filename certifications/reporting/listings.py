@@ -20,8 +20,11 @@ from tenancy.keys import tenant_join
 
 
 def _equal(model: Any, args: dict[str, Any], names: Iterable[str]) -> Select[Any]:
-    """`model` rows whose columns `names` equal the given filters (absent or None: any)."""
+    """`model` rows whose columns `names` equal the given filters (absent or None: any), changed
+    since `updated_since` when given."""
     stmt = select(model)
+    if args.get("updated_since") is not None:
+        stmt = stmt.where(model.updated_at >= _utc(args["updated_since"], "updated_since"))
     for name in names:
         value = args.get(name)
         if isinstance(value, list):  # a multi-value filter: any of them

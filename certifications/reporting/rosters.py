@@ -4,9 +4,14 @@ holding what the site (or client) requires of its members?
 The certifications a site requires of its members are the employee certifications naming it in
 `location_ids` and those naming its client in `client_ids` (as the gate check counts them); a
 client's are those naming it in `client_ids`. Each (member, certification) entry takes the
-status of the member's current record on the date (`status_case_sql`, missing without one).
-Set-based: a page costs two statements (members, then their entries); the clients/locations
-views add two per page (member counts, then entry counts per status).
+status of the member's current record on the date (`status_case_sql`, missing without one), or,
+for a certification with `satisfied_by`, the member's record of a provider when its status is
+better (`assignments.equivalence`'s rule: a revoked record stays revoked; `satisfied_via`). On a
+past day (`when`) the records and statuses are those of history (`history.asof.as_of_rows`:
+the cycle then in effect, revocations and exemptions as they stood); the roster is the
+memberships covering the day. Set-based: a page costs two statements (members, then their
+entries); the clients/locations views add two per page (member counts, then entry counts per
+status).
 """
 
 from __future__ import annotations
@@ -16,19 +21,27 @@ from collections.abc import Iterator, Sequence
 from datetime import date
 from typing import Any
 
-from sqlalchemy import and_, func, select, union_all
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, case, false, func, select, union_all
+from sqlalchemy.orm import Session, aliased
 
+from certifications.assignments.equivalence import PROVIDING, rank_sql
 from certifications.assignments.models import Assignment
 from certifications.assignments.recompute import status_case_sql
 from certifications.assignments.requirements import on_date
-from certifications.catalog.models import Certification, CertificationClient, CertificationLocation
+from certifications.catalog.models import (
+    Certification,
+    CertificationClient,
+    CertificationEquivalence,
+    CertificationLocation,
+)
 from certifications.directory.memberships import Target
 from certifications.directory.models import Employee, Location, Membership
+from certifications.history.asof import AsOf, as_of_rows
 from certifications.reporting.subjects import current_assignment, empty_counts
+from certifications.vocabulary import MISSING, REVOKED
 
 A, C, E, M = Assignment, Certification, Employee, Membership
-CL, CC = CertificationLocation, CertificationClient
+CL, CC, EQ = CertificationLocation, CertificationClient, CertificationEquivalence
 
 
 def required_here(target: Target) -> Any:
@@ -56,52 +69,137 @@ def required_here(target: Target) -> Any:
     return union_all(own, of_client).subquery("required_here")
 
 
-def _entries(target: Target, owner_ids: Sequence[uuid.UUID] | None, on: date) -> Any:
-    """(owner_id, employee_id, certification_id, certification_name, assignment fields, status)
-    of every member on `on` × each certification required there."""
+def _records(on: date, when: AsOf | None, subjects: Any) -> Any:
+    """(assignment_id, certification_id, subject_id, status, expires_on, exempt): each of these
+    employees' current record of each certification, its own status on `on` (today on: the
+    stored row projected to the day; a past day `when`: as it stood, from history). A CTE: the
+    entries read it twice (own records, providers), built and planned once."""
+    if when is not None:
+        h = as_of_rows(when, include_inactive=True, subject_ids=subjects)
+        return (
+            select(
+                h.c.assignment_id,
+                h.c.certification_id,
+                h.c.subject_id,
+                h.c.status,
+                h.c.expires_on,
+                h.c.exempt,
+            )
+            .where(h.c.subject_type == "employee")
+            .cte("records")
+        )
+    return (
+        select(
+            A.id.label("assignment_id"),
+            A.certification_id,
+            A.subject_id,
+            status_case_sql(on).label("status"),
+            A.expires_on,
+            A.exempt_at.is_not(None).label("exempt"),
+        )
+        .join(C, and_(C.org_id == A.org_id, C.id == A.certification_id))
+        .where(A.subject_type == "employee", A.subject_id.in_(subjects), current_assignment(A))
+        .cte("records")
+    )
+
+
+def _best_providers(r: Any) -> Any:
+    """(subject_id, dependent_id, provider_id, provider_certification_id, status, expires_on):
+    for each (employee, certification with `satisfied_by`), the employee's best live record of
+    a provider that can provide (valid, expires soon, upcoming; ties: the smallest id), as
+    `equivalence.best_providers` picks it; `r`: `_records`."""
+    ranked = (
+        select(
+            r.c.subject_id,
+            EQ.certification_id.label("dependent_id"),
+            r.c.assignment_id.label("provider_id"),
+            r.c.certification_id.label("provider_certification_id"),
+            r.c.status,
+            r.c.expires_on,
+            func.row_number()
+            .over(
+                partition_by=[r.c.subject_id, EQ.certification_id],
+                order_by=[rank_sql(r.c.status).desc(), r.c.assignment_id],
+            )
+            .label("pick"),
+        )
+        .select_from(r)
+        .join(EQ, EQ.provider_id == r.c.certification_id)
+        .where(r.c.status.in_(PROVIDING))  # revoked and expired records provide nothing
+        .subquery("ranked")
+    )
+    return select(ranked).where(ranked.c.pick == 1).subquery("best")
+
+
+def _entries(
+    target: Target,
+    owner_ids: Sequence[uuid.UUID] | None,
+    on: date,
+    when: AsOf | None = None,
+    employee_ids: Sequence[uuid.UUID] | None = None,
+) -> Any:
+    """(owner_id, employee_id, certification_id, certification_name, assignment_id, expires_on,
+    exempt, status, satisfied_via_id, via_certification_id, via_certification_name) of every
+    member on `on` × each certification required there: the effective status (its own record,
+    or an equivalent's when better; a revoked record stays revoked)."""
     req = required_here(target)
     owner = target.of(M)
+    roster = select(M.employee_id).where(on_date(M, on))
+    if owner_ids is not None:
+        roster = roster.where(owner.in_(list(owner_ids)))
+    if employee_ids is not None:
+        roster = roster.where(M.employee_id.in_(list(employee_ids)))
+    own = _records(on, when, roster)
+    best = _best_providers(own)
+    via_cert = aliased(Certification, name="via_certification")
+    own_status = func.coalesce(own.c.status, MISSING)
+    better = and_(own_status != REVOKED, rank_sql(best.c.status) > rank_sql(own_status))
     stmt = (
         select(
             owner.label("owner_id"),
             M.employee_id.label("employee_id"),
             C.id.label("certification_id"),
             C.name.label("certification_name"),
-            A.id.label("assignment_id"),
-            A.expires_on.label("expires_on"),
-            A.exempt_at.label("exempt_at"),
-            status_case_sql(on).label("status"),
+            own.c.assignment_id.label("assignment_id"),
+            case((better, best.c.expires_on), else_=own.c.expires_on).label("expires_on"),
+            func.coalesce(own.c.exempt, false()).label("exempt"),
+            case((better, best.c.status), else_=own_status).label("status"),
+            case((better, best.c.provider_id), else_=None).label("satisfied_via_id"),
+            case((better, via_cert.id), else_=None).label("via_certification_id"),
+            case((better, via_cert.name), else_=None).label("via_certification_name"),
         )
         .select_from(M)
         .join(E, and_(E.org_id == M.org_id, E.id == M.employee_id))
         .join(req, req.c.owner_id == owner)
         .join(C, and_(C.org_id == M.org_id, C.id == req.c.certification_id))
+        .outerjoin(own, and_(own.c.subject_id == M.employee_id, own.c.certification_id == C.id))
+        .outerjoin(best, and_(best.c.subject_id == M.employee_id, best.c.dependent_id == C.id))
         .outerjoin(
-            A,
-            and_(
-                A.org_id == M.org_id,
-                A.subject_type == "employee",
-                A.subject_id == M.employee_id,
-                A.certification_id == C.id,
-                current_assignment(A),
-            ),
+            via_cert,
+            and_(via_cert.org_id == M.org_id, via_cert.id == best.c.provider_certification_id),
         )
         .where(on_date(M, on), E.active.is_(True))
         .distinct()  # two memberships of one member on the same day
     )
     if owner_ids is not None:
         stmt = stmt.where(owner.in_(list(owner_ids)))
+    if employee_ids is not None:
+        stmt = stmt.where(M.employee_id.in_(list(employee_ids)))
     return stmt
 
 
 def members_statement(
-    target: Target, target_id: uuid.UUID, on: date, statuses: Sequence[str]
+    target: Target,
+    target_id: uuid.UUID,
+    on: date,
+    statuses: Sequence[str],
+    when: AsOf | None = None,
 ) -> Any:
     """The members on `on` (optionally: with an entry in one of `statuses`); paged by (name, id)."""
     on_roster = select(M.employee_id).where(target.of(M) == target_id, on_date(M, on))
     stmt = select(E).where(E.id.in_(on_roster), E.active.is_(True))
     if statuses:
-        entries = _entries(target, [target_id], on).subquery("entries")
+        entries = _entries(target, [target_id], on, when).subquery("entries")
         matching = select(entries.c.employee_id).where(entries.c.status.in_(list(statuses)))
         stmt = stmt.where(E.id.in_(matching))
     return stmt
@@ -114,12 +212,13 @@ def member_rows(
     members: Sequence[Employee],
     on: date,
     statuses: Sequence[str],
+    when: AsOf | None = None,
 ) -> list[dict[str, Any]]:
     """The page's members, each with its required certifications there and their statuses."""
     ids = [m.id for m in members]
     by_member: dict[uuid.UUID, list[dict[str, Any]]] = {i: [] for i in ids}
     if ids:
-        entries = _entries(target, [target_id], on).where(M.employee_id.in_(ids))
+        entries = _entries(target, [target_id], on, when, employee_ids=ids)
         for row in session.execute(entries):
             if statuses and row.status not in statuses:
                 continue
@@ -130,7 +229,14 @@ def member_rows(
                     "assignment_id": row.assignment_id,
                     "status": row.status,
                     "expires_on": row.expires_on,
-                    "exempt": row.exempt_at is not None,
+                    "exempt": bool(row.exempt),
+                    "satisfied_via": None
+                    if row.satisfied_via_id is None
+                    else {
+                        "certification_id": row.via_certification_id,
+                        "certification_name": row.via_certification_name,
+                        "assignment_id": row.satisfied_via_id,
+                    },
                 }
             )
     out = []
@@ -152,11 +258,16 @@ def member_rows(
 
 
 def csv_lines(
-    session: Session, target: Target, target_id: uuid.UUID, on: date, statuses: Sequence[str]
+    session: Session,
+    target: Target,
+    target_id: uuid.UUID,
+    on: date,
+    statuses: Sequence[str],
+    when: AsOf | None = None,
 ) -> Iterator[list[Any]]:
     """One line per member per required certification (a member with none: one blank line),
     in pages of 500 members."""
-    stmt = members_statement(target, target_id, on, statuses).order_by(E.name, E.id)
+    stmt = members_statement(target, target_id, on, statuses, when).order_by(E.name, E.id)
     after: tuple[str, uuid.UUID] | None = None
     while True:
         page_stmt = stmt
@@ -167,7 +278,7 @@ def csv_lines(
         members = list(session.scalars(page_stmt.limit(500)))
         if not members:
             return
-        for row in member_rows(session, target, target_id, members, on, statuses):
+        for row in member_rows(session, target, target_id, members, on, statuses, when):
             base = [row["employee_id"], row["name"], row["external_id"] or ""]
             if not row["certifications"]:
                 yield [*base, "", "", "", "", ""]
@@ -196,7 +307,11 @@ CSV_COLUMNS = [
 
 
 def workforce(
-    session: Session, target: Target, owner_ids: Sequence[uuid.UUID], on: date
+    session: Session,
+    target: Target,
+    owner_ids: Sequence[uuid.UUID],
+    on: date,
+    when: AsOf | None = None,
 ) -> dict[uuid.UUID, dict[str, Any]]:
     """owner → {"members": n, "summary": count per status of the entries} for a view page."""
     ids = list(owner_ids)
@@ -214,8 +329,8 @@ def workforce(
     )
     for owner_id, n in counts:
         out[owner_id]["members"] = n
-    entries = _entries(target, ids, on).subquery("entries")
-    exempt = entries.c.exempt_at.is_not(None)
+    entries = _entries(target, ids, on, when).subquery("entries")
+    exempt = entries.c.exempt
     rows = session.execute(
         select(entries.c.owner_id, entries.c.status, exempt, func.count()).group_by(
             entries.c.owner_id, entries.c.status, exempt

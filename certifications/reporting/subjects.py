@@ -150,8 +150,13 @@ def narrows_certifications(kind: str, f: ViewFilters) -> bool:
     )
 
 
-def subject_query(kind: str, f: ViewFilters) -> tuple[Select[Any], list[Any]]:
-    """The subjects of a view (one ORM entity) and its keyset columns `(name, id)`."""
+def subject_query(
+    kind: str, f: ViewFilters, *, require_match: bool = True
+) -> tuple[Select[Any], list[Any]]:
+    """The subjects of a view (one ORM entity) and its keyset columns `(name, id)`.
+
+    `require_match=False` leaves out the "holds a matching assignment" test of a view that
+    narrows certifications, for a caller that joins those assignments itself (the export)."""
     model: Any = SUBJECT_MODELS[kind]
     stmt = select(model)
     if f.q:
@@ -166,7 +171,7 @@ def subject_query(kind: str, f: ViewFilters) -> tuple[Select[Any], list[Any]]:
         stmt = stmt.where(model.client_id == f.client_id)
     if kind == "client" and f.client_id is not None:
         stmt = stmt.where(model.id == f.client_id)
-    if narrows_certifications(kind, f):
+    if require_match and narrows_certifications(kind, f):
         # Only subjects with at least one matching assignment: the certification applies to them.
         match = (
             select(literal(1))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import update
 
+from certifications.assignments.models import Assignment
 from certifications.catalog.models import Certification
 from certifications.directory.models import Role
 
@@ -93,3 +95,39 @@ def test_the_document_lists_the_sortable_fields(app):
         params = {p["name"]: p for p in doc["paths"][path]["get"]["parameters"] if "name" in p}
         assert "updated_at" in params["sort"]["description"], path
         assert "updated_since" in params
+
+
+def test_record_lists_filter_by_updated_since(api, as_tenant, org, make_employee):
+    """Assignments, tasks and notifications take `updated_since` too (a sync of the records
+    themselves, not only of the directory)."""
+    cert = api.post("/certifications", json={"name": "Crane", "type": "employee"}).get_json()
+    made = []
+    for name in ("Ada", "Bob", "Cy"):
+        emp = make_employee(org, name=name)
+        body = {
+            "certification_id": cert["id"],
+            "subject_type": "employee",
+            "subject_id": str(emp.id),
+        }
+        resp = api.post("/assignments", json=body)
+        assert resp.status_code == 201, resp.get_json()
+        made.append(resp.get_json()["id"])
+    with as_tenant(org.id) as s:
+        for day, assignment_id in zip((2, 9, 20), made, strict=True):
+            s.execute(
+                update(Assignment)
+                .where(Assignment.id == uuid.UUID(assignment_id))
+                .values(updated_at=datetime(2026, 1, day, tzinfo=UTC))
+                .execution_options(synchronize_session=False)
+            )
+        s.commit()
+    since = {"updated_since": "2026-01-09T00:00:00+01:00"}  # 8 Jan 23:00 UTC
+    got = api.get("/assignments", query_string=since).get_json()["items"]
+    assert sorted(a["id"] for a in got) == sorted(made[1:])
+    for path in ("/tasks", "/notifications"):
+        resp = api.get(path, query_string={"updated_since": "2999-01-01T00:00:00Z"})
+        assert resp.status_code == 200, (path, resp.get_json())
+        assert resp.get_json()["items"] == []
+    naive = api.get("/assignments", query_string={"updated_since": "2026-01-09T00:00:00"})
+    assert naive.status_code == 422
+    assert "updated_since" in naive.get_json()["errors"]["query"]

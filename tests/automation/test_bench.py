@@ -76,9 +76,9 @@ def test_delivery_throughput(make_org, smtp, settings, as_tenant, threads, make_
 
 
 def test_rounds_alternate_and_print_the_load_average(capsys):
-    """`bench._rounds.alternate`: a b, a b, a b (never a a a, b b b), medians by name, each
+    """`bench._support.alternate`: a b, a b, a b (never a a a, b b b), medians by name, each
     figure printed with the load average."""
-    from bench._rounds import alternate
+    from bench._support import alternate
 
     order: list[str] = []
     figures = {"project": iter([3.0, 1.0, 2.0]), "floor": iter([10.0, 30.0, 20.0])}

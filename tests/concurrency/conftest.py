@@ -3,9 +3,10 @@
 Every organization a concurrency test creates is remembered; when the session ends, the
 invariants of `consistency.py` and `consistency_links.py` are checked over all of them at once
 (0 drifted statuses, 0 duplicate cycles, 0 repeated revocations, 0 stale or missing role
-requirements, 0 failed jobs) and the totals are printed in the terminal summary. A test that
-forgot to check what it broke still fails the run there. (Link sets are checked by the tests
-that sent them: only they know which sets were sent.)
+requirements, 0 failed jobs, 0 wrong compliance counts) and the totals are printed in the
+terminal summary. A test that forgot to check what it broke still fails the run there. (Link
+sets are checked by the tests that sent them: only they know which sets were sent.) The
+compliance counts are also verified after every test, for the organizations it created.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from infra import database as db
 from tenancy.models import Organization
 from tests.concurrency import consistency, consistency_links
 from tests.concurrency.live import Live, stack
+from tests.support.factories import wrong_counts
 from tests.support.suite import BACKEND
 
 # Organizations created during the concurrency tests of this session.
@@ -49,7 +51,12 @@ def _remember_orgs(request: pytest.FixtureRequest) -> Iterator[None]:
         return
     before = _org_ids()
     yield
-    CREATED.update(_org_ids() - before)
+    made = _org_ids() - before
+    CREATED.update(made)
+    # After every scenario: the maintained compliance counts equal the assignments' figures
+    # (read in one snapshot, so exact even while the stack's workers still write).
+    wrong = {org_id: found for org_id in sorted(made) if (found := wrong_counts(org_id))}
+    assert not wrong, f"compliance counts differ from the assignments: {wrong}"
 
 
 def check_consistency(org_ids: set[uuid.UUID]) -> dict[str, list[object]]:
@@ -62,6 +69,7 @@ def check_consistency(org_ids: set[uuid.UUID]) -> dict[str, list[object]]:
         "stale role requirements": [],
         "missing role requirements": [],
         "failed jobs": [],
+        "wrong compliance counts": [],
     }
     for org_id in sorted(org_ids):
         found["drifted statuses"] += consistency.drifted_statuses(org_id)
@@ -70,6 +78,7 @@ def check_consistency(org_ids: set[uuid.UUID]) -> dict[str, list[object]]:
         found["stale role requirements"] += consistency_links.stale_role_requirements(org_id)
         found["missing role requirements"] += consistency_links.missing_role_requirements(org_id)
         found["failed jobs"] += consistency_links.failed_jobs(org_id)
+        found["wrong compliance counts"] += wrong_counts(org_id)
     return found
 
 

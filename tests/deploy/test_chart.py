@@ -596,6 +596,8 @@ def test_long_names_still_fit_kubernetes_limits(
         ({"config": {"jwtAlgorithm": "RS512"}}, "config.jwtAlgorithm"),
         ({"api": {"pdb": {"maxUnavailable": "a quarter"}}}, "api.pdb.maxUnavailable"),
         ({"config": {"jwtAlgorithm": "RS256"}}, "config.jwtPublicKey"),  # RS256 needs the key
+        ({"config": {"rateLimits": {"perOrg": "lots"}}}, "config.rateLimits.perOrg"),
+        ({"config": {"rateLimits": {"perMinute": "60/minute"}}}, "perMinute"),
     ],
 )
 def test_a_misspelt_or_invalid_value_fails_lint_and_template(
@@ -634,6 +636,33 @@ def test_pem_keys_and_values_needing_escapes_survive_rendering_exactly(helm: str
     assert (config["RETRIES"], config["DRY_RUN"], config["FEATURE_X"]) == ("3", "false", "on")
     assert config["SMTP_PORT"] == "2525"
     assert all(isinstance(v, str) for v in config.values())
+
+
+def test_rate_limits_reach_the_api_as_settings_it_accepts(helm: str) -> None:
+    from infra.settings import load_settings
+
+    limits = {"enabled": False, "perSubject": "10 per second", "perOrg": "5/second;900/hour",
+              "heavy": "2/minute"}  # fmt: skip
+    manifests = _template(helm, {"secrets": SECRETS, "config": {"rateLimits": limits}})
+    data = manifests.get("ConfigMap", f"{FULLNAME}-config")["data"]
+    names = (
+        "RATE_LIMIT_ENABLED",
+        "RATE_LIMIT_PER_SUBJECT",
+        "RATE_LIMIT_PER_ORG",
+        "RATE_LIMIT_HEAVY",
+    )
+    assert [data[n] for n in names] == ["false", "10 per second", "5/second;900/hour", "2/minute"]
+    settings = load_settings({n: data[n] for n in names})
+    assert settings.rate_limit_enabled is False
+    assert (settings.rate_limit_per_org, settings.rate_limit_heavy) == (
+        "5/second;900/hour",
+        "2/minute",
+    )
+    shipped = _rendered(helm, "production").get("ConfigMap", f"{FULLNAME}-config")["data"]
+    defaults = load_settings({})
+    assert [shipped[n] for n in names[1:]] == [
+        defaults.rate_limit_per_subject, defaults.rate_limit_per_org, defaults.rate_limit_heavy
+    ]  # fmt: skip
 
 
 def test_a_pem_key_passed_with_set_file_survives_rendering(helm: str, tmp_path: Path) -> None:

@@ -2,8 +2,9 @@
 
 A seeded random history of assignments, renewals, corrections, revocations, reassignments,
 exemptions, role moves and leavers is written through the services and the fan-out with pinned
-clocks on past days; after today's recomputation, the summary (with and without leavers) and
-every employee's view row read from history (`on` = today) equal the live ones.
+clocks on past days; after today's recomputation, the summary (with and without leavers),
+every employee's view row and gate check read from history (`on` = today) equal the live ones
+(the gate check also with an equivalence).
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from sqlalchemy import delete, select
 from certifications.assignments import exemptions, fanout, service
 from certifications.assignments.models import Assignment
 from certifications.assignments.recompute import recompute_org
+from certifications.catalog.models import CertificationEquivalence
 from certifications.directory.models import Employee
 from certifications.history.asof import AsOf, as_of_rows
 from certifications.reporting.asof_views import attach_certifications_as_of
 from certifications.reporting.compliance import compliance_summary
+from certifications.reporting.gate import gate_check
 from certifications.reporting.subjects import ViewFilters, attach_certifications
 from infra.database import utcnow
 from infra.errors import DomainError
@@ -132,10 +135,18 @@ class History:
         fanout.fanout_employees(s, self.org.id, [emp.id], today=day, now=at(day))
 
 
-@pytest.mark.parametrize("seed", range(6), ids=lambda s: f"seed{s}")
-def test_as_of_today_equals_today(
-    seed, make_org, make_role, make_employee, make_certification, as_tenant
-):
+def _random_history(
+    seed: int,
+    make_org: Any,
+    make_role: Any,
+    make_employee: Any,
+    make_certification: Any,
+    as_tenant: Any,
+    *,
+    equivalence: bool = False,
+) -> tuple[Any, str, date]:
+    """An org with a seeded random history up to today, recomputed today: (org, zone, today).
+    `equivalence`: the second role certification is satisfied by the first manual one."""
     rng = random.Random(seed)
     zone = ZONES[seed % len(ZONES)]
     org = make_org(timezone=zone)
@@ -151,7 +162,12 @@ def test_as_of_today_equals_today(
         ],
     }
     make_certification(org, role_ids=[roles[0]], valid_when_added=True, validity_days=90)
-    make_certification(org, role_ids=roles, warning_days=10)
+    dependent = make_certification(org, role_ids=roles, warning_days=10)
+    if equivalence:
+        with as_tenant(org.id) as s:
+            provider = world["manual"][0].id
+            s.add(CertificationEquivalence(certification_id=dependent.id, provider_id=provider))
+            s.commit()
     today = org_today(zone, utcnow())
     history = History(rng, as_tenant, org, world)
     with as_tenant(org.id) as s:
@@ -164,9 +180,84 @@ def test_as_of_today_equals_today(
     while day < today:
         history.run(day)
         day += timedelta(days=rng.randint(0, 12))
+    if equivalence:
+        _give_providers(rng, as_tenant, org, world, today, make_employee)
     with as_tenant(org.id) as s:
         recompute_org(s, org.id, utcnow())
         s.commit()
+    return org, zone, today
+
+
+def _give_providers(
+    rng: random.Random,
+    as_tenant: Any,
+    org: Any,
+    world: dict[str, Any],
+    today: date,
+    make_employee: Any,
+) -> None:
+    """Most employees get (or renew) a record of the provider on a recent past day, mostly
+    valid today; a newcomer "Z" joins a role five days ago holding a valid one, so at least one
+    requirement is satisfied via the provider."""
+    provider = world["manual"][0]
+    z = make_employee(org, name="Z", role_id=world["roles"][1])
+    world["employees"].append(z)
+    joined = today - timedelta(days=5)
+    with as_tenant(org.id) as s:
+        fanout.fanout_employees(s, org.id, [z.id], today=joined, now=at(joined))
+        s.commit()
+    for emp in world["employees"]:
+        recorded = joined if emp is z else today - timedelta(days=rng.randint(1, 30))
+        expires = today + timedelta(days=100 if emp is z else rng.randint(-10, 200))
+        with as_tenant(org.id) as s:
+            held = s.scalars(
+                select(Assignment).where(
+                    Assignment.certification_id == provider.id,
+                    Assignment.subject_id == emp.id,
+                    Assignment.revoked_at.is_(None),
+                )
+            ).first()
+            issued = recorded
+            if held is not None and held.effective_on is not None:
+                issued = max(issued, held.effective_on)
+            dates = {"issued_on": issued, "expires_on": max(expires, issued + timedelta(days=1))}
+            try:
+                if held is None:
+                    data = {
+                        "certification_id": provider.id,
+                        "subject_type": "employee",
+                        "subject_id": emp.id,
+                        **dates,
+                    }
+                    service.create_assignment(s, data, actor="t", now=at(recorded))
+                else:
+                    service.renew_assignment(s, held, dates, actor="t", now=at(recorded))
+                _drop_jobs(s)
+                s.commit()
+            except DomainError:
+                s.rollback()
+
+
+def _gates_agree(s: Any, org: Any, when: AsOf) -> tuple[int, int]:
+    """Every employee's gate check from history (`when`, today) equals the live one; returns
+    the requirements compared and how many of them were satisfied via another certification."""
+    compared = via = 0
+    for emp in s.scalars(select(Employee).order_by(Employee.name)).all():
+        live = gate_check(s, org.id, "employee", emp.id, None, when.on)
+        then = gate_check(s, org.id, "employee", emp.id, None, when.on, when)
+        assert then == live, emp.name
+        compared += len(live["requirements"])
+        via += sum(r["satisfied_via"] is not None for r in live["requirements"])
+    return compared, via
+
+
+@pytest.mark.parametrize("seed", range(6), ids=lambda s: f"seed{s}")
+def test_as_of_today_equals_today(
+    seed, make_org, make_role, make_employee, make_certification, as_tenant
+):
+    org, zone, today = _random_history(
+        seed, make_org, make_role, make_employee, make_certification, as_tenant
+    )
     when = AsOf.of(zone, today)
     with as_tenant(org.id) as s:
         for include_inactive in (False, True):
@@ -179,4 +270,19 @@ def test_as_of_today_equals_today(
         then = [r.to_dict() for r in attach_certifications_as_of(s, "employee", employees, f, rows)]
         assert then == live_rows
         assert sum(len(r["certifications"]) for r in live_rows) > 0
+        _gates_agree(s, org, when)
     assert isinstance(org.id, uuid.UUID)
+
+
+@pytest.mark.parametrize("seed", range(6), ids=lambda s: f"seed{s}")
+def test_gate_check_as_of_today_equals_today_with_an_equivalence(
+    seed, make_org, make_role, make_employee, make_certification, as_tenant
+):
+    """The gate check's history path applies `satisfied_by` as the live one does."""
+    org, zone, today = _random_history(
+        seed, make_org, make_role, make_employee, make_certification, as_tenant, equivalence=True
+    )
+    with as_tenant(org.id) as s:
+        compared, via = _gates_agree(s, org, AsOf.of(zone, today))
+    assert compared > 0
+    assert via > 0  # the history makes providers likely: the equivalence was exercised

@@ -321,17 +321,23 @@ def _required_role_holders(as_tenant, org_id):
 @pytest.mark.postgres
 def test_an_employee_fanout_waits_for_a_running_certification_fanout(org, as_tenant):
     """A move committed while a certification fan-out is writing (after it read the members):
-    the mover's own fan-out waits for that one to commit, then retires the row it wrote."""
+    the mover's own fan-out waits for that one to commit, then retires the row it wrote. (A
+    deactivation itself waits for the org's transactions counting assignments, migration
+    0021, so the leaver's is committed by the second transaction, then its fan-out runs.)"""
     role, other = factories.create_role(org.id), factories.create_role(org.id)
     people = factories.create_employees(org.id, 3, role_id=role.id)
     cert = factories.create_certification(org.id, role_ids=[role.id])
     mover, leaver = people[0].id, people[1].id
     done: list[dict[str, int]] = []
+
+    def leave_then_fanout() -> None:
+        _set_employee(as_tenant, org.id, leaver, active=False)
+        done.append(_run_emps(org.id, [mover, leaver]))
+
     with context.tenant(org.id), db.new_session() as first:
         fanout.fanout_certification(first, org.id, cert.id, today=TODAY, now=utcnow())
         _set_employee(as_tenant, org.id, mover, role_id=other.id)
-        _set_employee(as_tenant, org.id, leaver, active=False)
-        second = threading.Thread(target=lambda: done.append(_run_emps(org.id, [mover, leaver])))
+        second = threading.Thread(target=leave_then_fanout)
         second.start()
         second.join(timeout=1.0)
         waited = second.is_alive()

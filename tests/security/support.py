@@ -203,6 +203,7 @@ SEGMENT_KINDS = {
     "submissions": "submission",
     "webhooks": "webhook",
     "deliveries": "webhook_delivery",
+    "schedules": "report_schedule",
 }
 # Body/query field name -> kind.
 FIELD_KINDS = {
@@ -320,6 +321,13 @@ SAMPLES: dict[str, Any] = {
         "subject_ids": [str(w["employee"])],
     },
     "POST /assignments/{assignment_id}/snooze": {"until": "2999-01-01", "reason": "On leave"},
+    "POST /reports/schedules": lambda w: {
+        "kind": "audit-pack",
+        "scope": {"location_id": str(w["location"])},
+        "cron": "0 7 * * 1",
+        "recipients": ["hse@example.com"],
+    },
+    "PATCH /reports/schedules/{schedule_id}": {"cron": "30 6 * * 1-5"},
 }
 # "METHOD /path" -> {param: value} for non-uuid path parameters.
 PATH_SAMPLES: dict[str, dict[str, str]] = {

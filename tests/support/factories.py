@@ -24,7 +24,7 @@ security matrices. The plain `create_*` functions are for code that cannot take 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import date
 from typing import Any, TypeVar
 
@@ -43,6 +43,8 @@ from certifications.catalog.models import (
 from certifications.directory.models import Asset, Client, Employee, Location, Membership, Role
 from certifications.evidence.models import Document, Submission
 from certifications.evidence.storage import document_store, object_key
+from certifications.reporting.counts import Mismatch
+from certifications.reporting.counts import verify as verify_counts
 from infra import context
 from infra import database as db
 from jobs.models import Job
@@ -357,10 +359,29 @@ WORLD_KINDS: dict[str, Callable[[Session, World], Any]] = {
         ),
     ),  # fmt: skip
     "webhook": lambda s, w: build_webhook(s),
+    "report_schedule": lambda s, w: build_report_schedule(s, location_id=w["location"]),
     "webhook_delivery": lambda s, w: build_webhook_delivery(
         s, endpoint_id=w["webhook"], assignment_id=w["assignment"]
     ),
 }
+
+
+def build_report_schedule(s: Session, *, location_id: uuid.UUID, **fields: Any) -> Any:
+    """A weekly audit pack of a location, due next year (no tick of the matrices runs it)."""
+    from datetime import UTC, datetime
+
+    from certifications.reporting.models import ReportSchedule
+
+    values = {
+        "kind": "audit-pack",
+        "format": "pdf",
+        "scope_kind": "location",
+        "scope_id": location_id,
+        "cron": "0 7 * * 1",
+        "recipients": ["hse@example.com"],
+        "next_run_at": datetime(2099, 1, 5, 7, tzinfo=UTC),
+    }
+    return _added(s, ReportSchedule(**(values | fields)))
 
 
 def build_webhook(s: Session, url: str = "https://example.com/hook", **fields: Any) -> Any:
@@ -427,10 +448,29 @@ def create_world(org: OrgRef) -> World:
 # ---------------------------------------------------------------------------------- fixtures
 
 
+def wrong_counts(org_id: uuid.UUID) -> list[Mismatch]:
+    """The org's maintained compliance counts that differ from its assignments (none: right)."""
+    with context.tenant(org_id), db.new_session() as s:
+        return verify_counts(s)
+
+
 @pytest.fixture
-def make_org() -> Callable[..., Organization]:
-    """`make_org(name=None, modules=("hse",), **columns)`: an organization (platform side)."""
-    return create_org
+def make_org() -> Iterator[Callable[..., Organization]]:
+    """`make_org(name=None, modules=("hse",), **columns)`: an organization (platform side).
+
+    When the test ends, the maintained compliance counts of every organization it made must
+    match their assignments (`certs counts verify`): whatever the test did to statuses,
+    through whichever code path, the triggers of migration 0021 kept them exact."""
+    made: list[uuid.UUID] = []
+
+    def make(*args: Any, **kwargs: Any) -> Organization:
+        org = create_org(*args, **kwargs)
+        made.append(org.id)
+        return org
+
+    yield make
+    wrong = {org_id: found for org_id in made if (found := wrong_counts(org_id))}
+    assert not wrong, f"compliance counts differ from the assignments: {wrong}"
 
 
 @pytest.fixture
