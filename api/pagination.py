@@ -110,10 +110,13 @@ def paginate(
     limit: int,
     cursor: str | None,
     descending: list[bool] | None = None,
+    *,
+    rows: bool = False,
 ) -> Page:
     """Rows of `stmt` ordered by `key_columns` (unique together, not null), after `cursor`.
 
-    `stmt` selects one ORM entity; the last key column should be the primary key.
+    `stmt` selects one ORM entity, or with `rows` columns (the page's items are then result
+    rows, which must include the key columns); the last key column should be the primary key.
     `descending` flags the columns sorted high to low (a `?sort=-field`; none by default).
     """
     desc = descending or [False] * len(key_columns)
@@ -126,9 +129,10 @@ def paginate(
         else:
             stmt = stmt.where(tuple_(*key_columns) > tuple_(*typed))
     order = [col.desc() if d else col for col, d in zip(key_columns, desc, strict=True)]
-    rows = session.scalars(stmt.order_by(*order).limit(limit + 1)).all()
-    items = list(rows[:limit])
-    next_cursor = cursor_after(items[-1], key_columns) if len(rows) > limit else None
+    ordered = stmt.order_by(*order).limit(limit + 1)
+    found = session.execute(ordered).all() if rows else session.scalars(ordered).all()
+    items = list(found[:limit])
+    next_cursor = cursor_after(items[-1], key_columns) if len(found) > limit else None
     return Page(items=items, next_cursor=next_cursor)
 
 

@@ -23,6 +23,8 @@ from typing import Any
 from flask import Flask, Response, g, request
 from flask_jwt_extended import decode_token
 from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded, RequestLimit
+from limits.storage import RedisStorage
+from limits.strategies import FixedWindowRateLimiter
 
 from api.errors import error_response
 from infra.settings import Settings
@@ -152,19 +154,40 @@ def _stamp(resp: Response, limiter: Limiter) -> Response:
     """RateLimit-* of the budget closest to running out (none for exempt requests, nor when
     the counters cannot be read: headers never turn an answer into an error)."""
     try:
-        _add_headers(resp, limiter.current_limits)
+        _add_headers(resp, limiter, limiter.current_limits)
     except Exception:  # noqa: BLE001 - storage timeout, no limiter context, ...
         log.debug("rate limit headers left out", exc_info=True)
     return resp
 
 
-def _add_headers(resp: Response, limits: list[RequestLimit]) -> None:
+def _windows(limiter: Limiter, limits: list[RequestLimit]) -> list[tuple[int, int]]:
+    """(remaining, seconds to reset) of each limit. On Redis, one pipelined round trip for all
+    of them (a GET and a TTL per counter): flask-limiter reads each limit's window with two
+    round trips of its own, four per request, as many as the request's own SQL."""
+    strategy = limiter.limiter  # the live one: per-process memory while Redis is down
+    storage = strategy.storage
+    if isinstance(storage, RedisStorage) and isinstance(strategy, FixedWindowRateLimiter):
+        pipe = storage.get_connection(True).pipeline(transaction=False)  # type: ignore[attr-defined]
+        for lim in limits:
+            key = storage.prefixed_key(lim.key)
+            pipe.get(key)
+            pipe.ttl(key)
+        values = pipe.execute()
+        return [
+            (max(0, lim.limit.amount - int(count or 0)), max(1, math.ceil(max(ttl, 0))))
+            for lim, count, ttl in zip(limits, values[::2], values[1::2], strict=True)
+        ]
+    return [(lim.remaining, _seconds_to_reset(lim)) for lim in limits]
+
+
+def _add_headers(resp: Response, limiter: Limiter, limits: list[RequestLimit]) -> None:
     if not limits:
         return
-    tightest = min(limits, key=lambda lim: (lim.remaining, _seconds_to_reset(lim)))
+    windows = _windows(limiter, limits)
+    (remaining, reset), tightest = min(zip(windows, limits, strict=True), key=lambda pair: pair[0])
     resp.headers["RateLimit-Limit"] = str(tightest.limit.amount)
-    resp.headers["RateLimit-Remaining"] = str(max(tightest.remaining, 0))
-    resp.headers["RateLimit-Reset"] = str(_seconds_to_reset(tightest))
+    resp.headers["RateLimit-Remaining"] = str(max(remaining, 0))
+    resp.headers["RateLimit-Reset"] = str(reset)
     resp.headers["RateLimit-Policy"] = ", ".join(
         f"{lim.limit.amount};w={lim.limit.get_expiry()}" for lim in limits
     )

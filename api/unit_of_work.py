@@ -8,6 +8,12 @@ pause, at most `ATTEMPTS` times. Nothing has been sent to the client at that poi
 the failed attempt wrote survives, so a retried POST creates nothing twice. When the attempts
 run out the error propagates and `api.errors` answers 409 `conflict_retry`.
 
+The same goes for a pooled connection the server dropped while it sat idle (a restart, a
+failover): it fails its very first statement, before anything of the transaction reached the
+server (`infra.db_errors.is_stale_connection`), and the request runs again on a fresh
+connection. This replaces the pool's pre-ping, a round trip on every request. A connection
+lost later in the transaction is never run again (a commit may have happened): 503.
+
 Retries use tenacity (attempt bounds, jittered exponential waits and hooks, tested) rather than
 a loop of our own.
 """
@@ -40,12 +46,18 @@ WAIT_MAX_S = 0.5
 ATTEMPTS_KEY = "db_attempts"
 
 
+def _again(exc: BaseException) -> bool:
+    return db_errors.is_retryable(exc) or db_errors.is_stale_connection(exc)
+
+
 def _fresh_transaction(state: RetryCallState) -> None:
     """Between attempts: drop the aborted transaction and say why we go again."""
     exc = state.outcome.exception() if state.outcome else None
     discard_request_session()
+    stale = exc is not None and db_errors.is_stale_connection(exc)
     log.warning(
-        "transaction conflict (SQLSTATE %s), running the request again (attempt %d of %d)",
+        "%s (SQLSTATE %s), running the request again (attempt %d of %d)",
+        "stale pooled connection" if stale else "transaction conflict",
         db_errors.sqlstate(exc) if exc else None,
         state.attempt_number + 1,
         ATTEMPTS,
@@ -66,7 +78,7 @@ def run_and_commit(view: Callable[[], Any]) -> Any:
         return rv
 
     retrying = Retrying(
-        retry=retry_if_exception(db_errors.is_retryable),
+        retry=retry_if_exception(_again),
         stop=stop_after_attempt(ATTEMPTS),
         wait=wait_random_exponential(multiplier=WAIT_BASE_S, max=WAIT_MAX_S),
         before=_count,

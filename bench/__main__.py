@@ -14,8 +14,12 @@ import bench
 
 
 def _scenarios() -> list[str]:
+    """Scenario modules: not the private helpers (`_support`), nor the baseline app `bench api`
+    serves (`api_baseline`)."""
     return sorted(
-        m.name for m in pkgutil.iter_modules(bench.__path__) if not m.name.startswith("_")
+        m.name
+        for m in pkgutil.iter_modules(bench.__path__)
+        if not m.name.startswith("_") and not m.name.endswith("_baseline")
     )
 
 

@@ -13,12 +13,14 @@ snapshot, and the trend's year of snapshots for a 500-certification org (182,500
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import time
 import uuid
 from datetime import timedelta
 from typing import Any
 
+from bench._support import load_average
 from bench.views import LOAD_SQL, _load, _ms, _pct, _setup_env
 
 DEFAULT_SIZE = 50_000
@@ -92,6 +94,7 @@ def _time(client: Any, path: str, headers: dict[str, str]) -> dict[str, float]:
 def main(size: int) -> None:
     from tests.support.backend import create_backend, drop_backend
 
+    os.environ["CERTS_TEST_BACKEND"] = "postgres"  # a throwaway PostgreSQL database, as views
     backend = create_backend()
     try:
         _setup_env(backend)
@@ -138,7 +141,7 @@ def _run(backend: Any, size: int) -> None:
     result: dict[str, Any] = {"assignments": size * 20}
     for name, path in cases.items():
         result[name] = _time(client, path, headers)
-        print(name, json.dumps(result[name]))
+        print(name, json.dumps(result[name]), f"(load {load_average()})")
     # What the tick's (or the backfill's) snapshot of that day costs, then the same summary
     # answered from the snapshots.
     from certifications.history.asof import AsOf
@@ -149,10 +152,11 @@ def _run(backend: Any, size: int) -> None:
         snapshot_day(s, org_id, AsOf.of("UTC", past))
         s.commit()
         result["snapshot_write_ms"] = _ms(time.perf_counter() - t0)
-    print("snapshot_write_ms", result["snapshot_write_ms"])
+    print("snapshot_write_ms", result["snapshot_write_ms"], f"(load {load_average()})")
     name = "summary_on_past_day_from_snapshots"
     result[name] = _time(client, cases["summary_on_past_day"], headers)
-    print(name, json.dumps(result[name]))
+    print(name, json.dumps(result[name]), f"(load {load_average()})")
+    result["load_average"] = load_average()
     print(json.dumps(result))
 
 

@@ -12,15 +12,16 @@ figure is the median of `REPEATS` runs; every run renews to new dates (a new cyc
 from __future__ import annotations
 
 import json
-import statistics
 import time
 import uuid
+from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import create_engine, insert, text
 
 from api import create_app
+from bench._support import alternate
 from certifications.assignments.models import Assignment
 from certifications.catalog.models import Certification
 from certifications.directory.models import Employee, Role
@@ -188,16 +189,26 @@ def main(size: int) -> None:
         raise SystemExit("bulk_renew measures PostgreSQL (its floor is PostgreSQL SQL)")
     bootstrap(settings)
     org_id, cert_id, ids = _setup(size)
-    api_runs, floor_runs = [], []
-    issued = ISSUED
-    for _ in range(REPEATS):
-        issued += timedelta(days=7)
-        api_runs.append(run_api(org_id, cert_id, ids, issued))
-        _analyze()
-        issued += timedelta(days=7)
-        floor_runs.append(run_floor(org_id, cert_id, issued))
-        _analyze()
-    seconds, floor = statistics.median(api_runs), statistics.median(floor_runs)
+    api_runs: list[float] = []
+    floor_runs: list[float] = []
+    issued = [ISSUED]
+
+    def renew(run: Callable[[date], float], runs: list[float]) -> float:
+        issued[0] += timedelta(days=7)  # every run renews to new dates (a new cycle)
+        seconds = run(issued[0])
+        runs.append(seconds)
+        return seconds
+
+    medians = alternate(
+        "bulk_renew",
+        {
+            "api": lambda: renew(lambda on: run_api(org_id, cert_id, ids, on), api_runs),
+            "floor": lambda: renew(lambda on: run_floor(org_id, cert_id, on), floor_runs),
+        },
+        repeats=REPEATS,
+        before=_analyze,
+    )
+    seconds, floor = medians["api"], medians["floor"]
     result = {
         "scenario": "bulk_renew",
         "size": size,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import resource
+import statistics
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from sqlalchemy import select, text
 from sqlalchemy.dialects import sqlite
 
 from api import create_app
+from bench._support import REPEATS, alternate, load_average
 from certifications.directory.models import Employee, Role
 from infra import context
 from infra import database as db
@@ -164,15 +166,24 @@ def main(size: int) -> None:
     settings = load_settings()
     bootstrap(settings)
     rss_start = _rss_mb()
-    timings = run_api(size)
+    updates: list[float] = []
+
+    def api() -> float:
+        timings = run_api(size)
+        updates.append(timings["update"])
+        return timings["create"]
+
+    medians = alternate("directory", {"api": api, "floor": lambda: run_floor(size)})
     rss_api = _rss_mb()
-    floor = run_floor(size)
+    timings = {"create": medians["api"], "update": statistics.median(updates)}
+    floor = medians["floor"]
     naive = run_naive(size)
     print(
         f"directory: {size} employees via API create {timings['create']:.2f}s, "
         f"update {timings['update']:.2f}s; raw upsert {floor:.2f}s; "
         f"naive ORM ~{naive:.1f}s (from {min(size, NAIVE_ROWS)} rows); "
-        f"peak RSS {rss_start:.0f} -> {rss_api:.0f} MiB during the API run"
+        f"peak RSS {rss_start:.0f} -> {rss_api:.0f} MiB during the API runs; medians of "
+        f"{REPEATS}, API and floor runs alternating (load {load_average()})"
     )
     print(
         json.dumps(

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import statistics
 import time
 import uuid
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, delete, func, insert, select, text
 
+from bench._support import alternate
 from certifications.assignments.models import Assignment, StatusEvent
 from certifications.assignments.recompute import recompute_certification, recompute_statuses
 from certifications.catalog.models import Certification, CertificationEquivalence
@@ -200,13 +200,14 @@ def run_floor(org_id: uuid.UUID, osha10: uuid.UUID, osha30: uuid.UUID) -> tuple[
 
 
 def _median(runs: list[Callable[[], tuple[float, int]]], reset: Callable[[], None]) -> list[float]:
-    times: list[list[float]] = [[] for _ in runs]
-    for _ in range(REPEATS):
-        for i, run in enumerate(runs):
-            reset()
-            seconds, _changed = run()
-            times[i].append(seconds)
-    return [statistics.median(t) for t in times]
+    names = ["equivalence", "floor"]
+    medians = alternate(
+        "equivalence",
+        {name: (lambda run=run: run()[0]) for name, run in zip(names, runs, strict=True)},
+        repeats=REPEATS,
+        before=reset,
+    )
+    return [medians[name] for name in names]
 
 
 def main(size: int) -> None:

@@ -1,15 +1,15 @@
 """`python -m bench requirements --size N`: a site requirement across rosters, and the gate check.
 
-N employees (default 100,000), 500 job sites, 20,000 roster rows (a tenth of them already
-ended); one employee certification becomes required at 100 sites (`PATCH
-/certifications/{id}` with `location_ids`). Measured from the API request (Flask test client:
-auth, validation, commit, outbox relay) to the fan-out job reading `done` (a worker thread in
-this process runs the real actor). Floor: the raw `INSERT … SELECT DISTINCT … ON CONFLICT DO
-NOTHING` of the same rows alone, in one transaction. Each figure is the median of `REPEATS`
-runs; the assignments are deleted between runs. Then the gate check: `GATE_CALLS` requests
-`GET /compliance/check?employee_id=…&location_id=…` for random roster members (p50/p95 through
-the test client, and of the one query alone), and the same checks for a day 30 days ago (from
-history: two statements).
+N employees (default 100,000), 500 job sites, 20,000 roster rows (a tenth of them already ended);
+one employee certification becomes required at 100 sites (`PATCH /certifications/{id}` with
+`location_ids`). Measured from the API request (Flask test client: auth, validation, commit, outbox
+relay) to the fan-out job reading `done` (a worker thread in this process runs the real actor).
+Floor: the raw `INSERT … SELECT DISTINCT … ON CONFLICT DO NOTHING` of the same rows alone, in one
+transaction. Each figure is the median of `REPEATS` runs, the three kinds alternating
+(`bench._support.alternate`); the assignments are deleted between runs. Then the gate check:
+`GATE_CALLS` requests `GET /compliance/check?employee_id=…&location_id=…` for random roster members
+(p50/p95 through the test client, and of the one query alone), and the same checks for a day 30
+days ago (from history: two statements).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import dramatiq
 from sqlalchemy import create_engine, delete, func, insert, select, text
 
 from api import create_app
+from bench._support import alternate
 from certifications.assignments.models import Assignment, StatusEvent
 from certifications.catalog.models import Certification, CertificationLocation
 from certifications.directory.models import Employee, Location, Membership
@@ -239,15 +240,17 @@ def run_domain(world: dict[str, Any]) -> float:
         return time.perf_counter() - started
 
 
-def _median(fn: Any, world: dict[str, Any]) -> float:
-    runs = []
-    for _ in range(REPEATS):
-        _reset(world)
-        runs.append(fn(world))
+def _checked(fn: Any, world: dict[str, Any]) -> Any:
+    """`fn(world)`, failing unless it created the expected assignments."""
+
+    def run() -> float:
+        seconds: float = fn(world)
         created = _count(world["org_id"])
         if created != world["expected"]:
             raise RuntimeError(f"expected {world['expected']} assignments, found {created}")
-    return statistics.median(runs)
+        return seconds
+
+    return run
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -300,13 +303,21 @@ def main(size: int) -> None:
     world = _setup(size)
     worker = dramatiq.Worker(runtime.broker, worker_threads=1)
     worker.start()
-    try:
-        seconds = _median(run_api, world)
+    try:  # API, fan-out alone and floor runs alternate (the worker idles outside API runs)
+        medians = alternate(
+            "requirements",
+            {
+                "api": _checked(run_api, world),
+                "fanout": _checked(run_domain, world),
+                "floor": _checked(run_floor, world),
+            },
+            repeats=REPEATS,
+            before=lambda: _reset(world),
+        )
     finally:
         worker.stop()
-    gate = run_gate(world)  # with the site requirement in place
-    domain = _median(run_domain, world)
-    floor = _median(run_floor, world)
+    seconds, domain, floor = medians["api"], medians["fanout"], medians["floor"]
+    gate = run_gate(world)  # with the site requirement in place (every run adds it)
     _reset(world)
     result: dict[str, Any] = {
         "scenario": "requirements",

@@ -22,6 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bench._support import load_average
+
 DEFAULT_SIZE = 100
 FILE_BYTES = 5 * 1024 * 1024
 CHUNK = 64 * 1024
@@ -230,7 +232,10 @@ def _report(
     print(f"upload: {size} concurrent {mb:.0f} MB uploads, {WORKERS} sync gunicorn workers")
     print(f"  warm-up statuses: {[s for s, _ in warm]}")
     print(f"  statuses: {statuses}")
-    print(f"  wall {wall:.2f} s, {size * mb / wall:.1f} MB/s, {size / wall:.1f} uploads/s")
+    print(
+        f"  wall {wall:.2f} s, {size * mb / wall:.1f} MB/s, {size / wall:.1f} uploads/s"
+        f" (load {load_average()})"
+    )
     print(f"  latency p50 {pct(0.5):.2f} s, p95 {pct(0.95):.2f} s, max {latencies[-1]:.2f} s")
     for pid, peak in sorted(peaks.items()):
         print(

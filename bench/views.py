@@ -189,12 +189,11 @@ def _page_statements(client: Any, path: str, headers: dict[str, str]) -> list[tu
         client.get(path, headers=headers)
     finally:
         event.remove(engine, "before_cursor_execute", rec)
-    # Drop auth's organization lookup; keep the transaction's tenant set-up (it precedes the
-    # lookup since auth shares the request's session) and the page's own statements after it.
+    # The transaction's tenant set-up and the page's own statements; auth's organization lookup
+    # (none when `tenancy.org_cache` holds the organization) is left out.
     statements = rec.statements
-    auth = max(i for i, (s, _) in enumerate(statements) if "FROM organizations" in s)
-    tenant_setup = [st for st in statements[:auth] if "set_config" in st[0]][-1:]
-    return tenant_setup + statements[auth + 1 :]
+    start = max(i for i, (s, _) in enumerate(statements) if "set_config" in s)
+    return [st for st in statements[start:] if "FROM organizations" not in st[0]]
 
 
 def _last_page_cursor(org_id: uuid.UUID, size: int) -> str:

@@ -53,3 +53,20 @@ def is_disconnect(exc: BaseException) -> bool:
     if code is None:
         return isinstance(exc, OperationalError | InterfaceError)
     return code.startswith("08") or code in _GONE
+
+
+# Set by `infra.database` on the driver error of a disconnect met by the first statement a
+# pooled connection ran since it was checked out: the transaction had sent nothing yet.
+BEFORE_ANY_STATEMENT = "certs_before_any_statement"
+
+
+def is_stale_connection(exc: BaseException) -> bool:
+    """A pooled connection found dead by its first statement (the server restarted or dropped
+    it while it sat idle in the pool): nothing of the transaction reached the server, so
+    running it again on a fresh connection is safe. The pool has discarded every connection
+    older than the failure by then (SQLAlchemy invalidates the pool on a disconnect)."""
+    return (
+        isinstance(exc, DBAPIError)
+        and is_disconnect(exc)
+        and bool(getattr(exc.orig, BEFORE_ANY_STATEMENT, False))
+    )

@@ -45,7 +45,8 @@ def org_today_for(session: Session, org_id: uuid.UUID, now: datetime) -> date:
 
 
 def get_organization(session: Session, org_id: uuid.UUID) -> Organization:
-    # Auth loaded it into this session: no second query.
+    # Auth may have loaded it into this session (no second query), or found it in
+    # `tenancy.org_cache` (a detached copy): then this loads the row the caller reads or changes.
     return get_or_not_found(session, Organization, org_id, "organization")
 
 

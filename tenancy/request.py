@@ -1,7 +1,8 @@
 """The request's session and its single commit owner (Flask side of `infra.database`).
 
 Auth looks the token's organization up in this same session, after setting the tenant, so a
-request costs one pooled connection and one transaction, not two. The session comes from the
+request costs one pooled connection and one transaction, not two (and none of its own when
+`tenancy.org_cache` still holds the organization). The session comes from the
 factory `init_request_sessions(app, factory)` was given (the app's bootstrap), and refuses to
 open before a tenant or an explicit platform context is set.
 """
@@ -9,9 +10,12 @@ open before a tenant or an explicit platform context is set.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-from flask import Flask, current_app, g
-from sqlalchemy.orm import Session, sessionmaker
+from flask import Flask, current_app, g, request
+from sqlalchemy import event
+from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
+from sqlalchemy.sql.elements import TextClause
 
 from infra.context import current_org_id, in_platform_context
 
@@ -35,10 +39,46 @@ def request_session() -> Session:
     return session
 
 
+READ_ONLY_METHODS = ("GET", "HEAD")
+_WROTE = "certs_wrote"  # session.info: the transaction flushed or ran a statement that writes
+
+
 def commit_request() -> None:
+    """Commit the request's transaction. A GET or HEAD that wrote nothing is not committed:
+    the session's close rolls it back, which costs the same round trip without the commit's
+    work (flush, commit hooks). A GET that writes (e.g. a job it starts) commits as before."""
     session = g.get("db_session")
-    if session is not None:
-        session.commit()
+    if session is None:
+        return
+    if request.method in READ_ONLY_METHODS and not wrote(session):
+        return
+    session.commit()
+
+
+def wrote(session: Session) -> bool:
+    """The session has changes, flushed some, or ran a statement that may write."""
+    return bool(session.new or session.dirty or session.deleted or session.info.get(_WROTE))
+
+
+def _note_flush(session: Session, _ctx: Any) -> None:
+    session.info[_WROTE] = True
+
+
+def _note_statement(state: ORMExecuteState) -> None:
+    """Anything but a SELECT may write: INSERT/UPDATE/DELETE, and text SQL other than SELECT
+    and transaction-local settings (`SET LOCAL jit = off`)."""
+    if state.is_select:
+        return
+    statement = state.statement
+    if isinstance(statement, TextClause):
+        head = statement.text.lstrip()[:10].upper()
+        if head.startswith(("SELECT", "SET LOCAL")):
+            return
+    state.session.info[_WROTE] = True
+
+
+def _forget(session: Session, *_args: Any) -> None:
+    session.info.pop(_WROTE, None)
 
 
 def discard_request_session() -> None:
@@ -50,6 +90,11 @@ def discard_request_session() -> None:
 
 def init_request_sessions(app: Flask, factory: sessionmaker[Session]) -> None:
     app.extensions[_FACTORY_KEY] = factory
+    if not event.contains(factory, "after_flush", _note_flush):
+        event.listen(factory, "after_flush", _note_flush)
+        event.listen(factory, "do_orm_execute", _note_statement)
+        event.listen(factory, "after_commit", _forget)
+        event.listen(factory, "after_rollback", _forget)
 
     @app.teardown_request
     def _close(_exc: BaseException | None) -> None:

@@ -9,15 +9,17 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask import jsonify, request
+import orjson
+from flask import Response, jsonify, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError
+from marshmallow.fields import UUID, DateTime, List
 from werkzeug.exceptions import UnsupportedMediaType
 
 from api.body import check_csv
 from api.db import request_session
-from api.pagination import page_schema, paginate, sorted_keys
+from api.pagination import Page, page_schema, paginate, sorted_keys
 from api.schemas.directory import (
     QUERY_SCHEMAS,
     SCHEMAS,
@@ -39,6 +41,7 @@ from tenancy.auth import requires
 def directory_blueprint(plural: str) -> Blueprint:
     kind = KINDS[plural]
     schemas = SCHEMAS[plural]
+    page = ListPage(plural, kind.model, schemas["out"])
     blp = Blueprint(plural, __name__, url_prefix=f"/{plural}", description=f"Directory: {plural}")
 
     @blp.route("")
@@ -50,8 +53,10 @@ def directory_blueprint(plural: str) -> Blueprint:
         def get(self, args: dict[str, Any]) -> Any:
             limit, cursor = args.pop("limit"), args.pop("cursor")
             keys, descending = sorted_keys(kind.model, args.pop("sort"))
-            stmt = directory.list_statement(kind, **args)
-            return paginate(request_session(), stmt, keys, limit, cursor, descending)
+            session = request_session()
+            stmt = directory.list_statement(kind, **args, columns=page.columns)
+            found = paginate(session, stmt, keys, limit, cursor, descending, rows=True)
+            return page.response(session, found)
 
         @requires("directory:write")
         @blp.arguments(schemas["create"])
@@ -140,3 +145,49 @@ def read_bulk_body(
         return BulkJsonSchema().load(body if isinstance(body, dict) else {})["items"], None
     except ValidationError as exc:
         raise Invalid({"json": exc.messages}) from exc
+
+
+class ListPage:
+    """A list page of one kind as JSON, from the columns its item schema shows.
+
+    The page's rows are selected as columns, not entities, and written with orjson: building
+    50 ORM entities and dumping them through marshmallow was 40% of a list request's time. The
+    item schema (`SCHEMAS[plural]["out"]`) still describes the page in the OpenAPI document and
+    decides the fields here; `tests/api/test_list_pages.py` holds every kind's page equal to
+    the schema's dump of the same rows. Keys sorted and a final newline, as Flask's JSON.
+    """
+
+    def __init__(self, plural: str, model: Any, schema: type[Schema]) -> None:
+        fields = schema().fields
+        self.names = sorted(fields)
+        computed = {"role_ids", "job_id"}  # from `directory.page_roles`; null on GET
+        self.columns = [getattr(model, name) for name in self.names if name not in computed]
+        self.employees = "role_ids" in fields
+        self.dates = {n for n, f in fields.items() if isinstance(f, DateTime)}
+        self.uuid_lists = {
+            n
+            for n, f in fields.items()
+            if isinstance(f, List) and isinstance(f.inner, UUID) and n not in computed
+        }
+
+    def item(self, row: Any, roles: dict[uuid.UUID, list[Any]]) -> dict[str, Any]:
+        item: dict[str, Any] = row._asdict()
+        for name in self.dates:
+            value = item[name]
+            item[name] = None if value is None else value.isoformat()
+        for name in self.uuid_lists:
+            item[name] = [str(uuid.UUID(str(v))) for v in item[name] or ()]
+        if self.employees:
+            first = [item["role_id"]] if item["role_id"] is not None else []
+            item["role_ids"] = roles.get(item["id"]) or first
+            item["job_id"] = None
+        return item
+
+    def response(self, session: Any, found: Page) -> Response:
+        roles = directory.page_roles(session, [r.id for r in found.items]) if self.employees else {}
+        body = {
+            "items": [self.item(row, roles) for row in found.items],
+            "next_cursor": found.next_cursor,
+        }
+        data = orjson.dumps(body, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE)
+        return Response(data, mimetype="application/json")

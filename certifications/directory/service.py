@@ -10,7 +10,7 @@ Bulk upsert and CSV import live in `certifications.directory.bulk`; rosters in `
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -109,11 +109,14 @@ def list_statement(
     category: str | None = None,
     external_id: list[str] | None = None,
     updated_since: datetime | None = None,
+    columns: Sequence[Any] = (),
 ) -> Select[Any]:
-    """The filtered list query; the caller paginates it by (name, id)."""
+    """The filtered list query; the caller paginates it by (name, id). `columns`: select these
+    (the model's attributes) instead of the entity (the API's list pages: `page_roles` then
+    gives employees their role_ids)."""
     model = kind.model
-    stmt = select(model)
-    if kind.name == "employee":  # their role_ids, one query per page
+    stmt = select(*columns) if columns else select(model)
+    if kind.name == "employee" and not columns:  # their role_ids, one query per page
         stmt = stmt.options(selectinload(Employee.role_links))
     if external_id:
         stmt = stmt.where(model.external_id.in_(external_id))
@@ -133,6 +136,20 @@ def list_statement(
     if category is not None:
         stmt = stmt.where(func.lower(model.category) == category.strip().lower())
     return stmt
+
+
+def page_roles(session: Session, employee_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[Any]]:
+    """The roles of these employees, first one first (`Employee.role_ids`), in one query."""
+    found: dict[uuid.UUID, list[Any]] = {}
+    if employee_ids:
+        rows = session.execute(
+            select(EmployeeRole.employee_id, EmployeeRole.role_id)
+            .where(EmployeeRole.employee_id.in_(employee_ids))
+            .order_by(EmployeeRole.employee_id, EmployeeRole.position)
+        )
+        for employee_id, role_id in rows:
+            found.setdefault(employee_id, []).append(role_id)
+    return found
 
 
 def get(session: Session, kind: Kind, item_id: uuid.UUID) -> Any:

@@ -491,3 +491,28 @@ def test_idle_pool_connections_killed_between_requests(org, api_for, backend):
     resp = client.patch("/org", json={"name": "After the restart"})
     assert resp.status_code == 200, resp.get_data(as_text=True)
     assert client.get("/org").get_json()["name"] == "After the restart"
+
+
+def test_idle_pool_connections_killed_are_replaced_outside_the_api(org, api_for, backend):
+    """Workers, the scheduler and the CLI have no request to run again: a pooled connection
+    idle longer than `IDLE_PING_S` is pinged on checkout, and a dead one replaced unseen."""
+    from tests.support.backend import _admin_url
+
+    client = api_for(org)
+    for _ in range(3):
+        assert client.get("/org").status_code == 200
+    admin = create_engine(_admin_url(), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        killed = conn.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = :db AND usename = :role AND pid <> pg_backend_pid()"
+            ),
+            {"db": backend.cleanup_name, "role": backend.app_role},
+        ).scalar()
+    admin.dispose()
+    assert killed >= 1
+    time.sleep(0.3)
+    assert db.IDLE_PING_S < 0.3
+    with context.tenant(org.id), db.new_session() as s:  # a job's or the CLI's session
+        assert s.scalar(select(func.count()).select_from(Job)) is not None
