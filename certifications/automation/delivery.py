@@ -13,6 +13,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, or_, select, update
@@ -51,23 +52,70 @@ def retry_policy(settings: Settings) -> RetryPolicy:
     )
 
 
-def claim(session: Session, notification_id: uuid.UUID, now: datetime) -> Outgoing | None:
-    """Take the row for sending (conditional UPDATE: one winner); None if nothing to send."""
-    n = Notification
-    org_id = require_org_id()
+# --- the state machine every sent row shares (notifications, digests, report runs) ------------
+# `pending → sending` (attempts + 1, claimed_at) → `sent`, or back to `pending` / `failed`.
+
+
+def claim_row(session: Session, model: Any, row_id: uuid.UUID, now: datetime) -> bool:
+    """Take the row for sending (conditional UPDATE: one winner; a `sending` row whose lease
+    expired belongs to a dead worker)."""
     result = session.execute(
-        update(n)
+        update(model)
         .where(
-            n.id == notification_id,
+            model.id == row_id,
             or_(
-                n.status == "pending",
-                and_(n.status == "sending", n.claimed_at < now - LEASE),
+                model.status == "pending",
+                and_(model.status == "sending", model.claimed_at < now - LEASE),
             ),
         )
-        .values(status="sending", attempts=n.attempts + 1, claimed_at=now, updated_at=now),
+        .values(status="sending", attempts=model.attempts + 1, claimed_at=now, updated_at=now),
         execution_options={"synchronize_session": False},
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+
+
+def record_sent(
+    session: Session, model: Any, row_id: uuid.UUID, now: datetime, **extra: Any
+) -> None:
+    session.execute(
+        update(model)
+        .where(model.id == row_id, model.status != "sent")
+        .values(status="sent", sent_at=now, last_error=None, updated_at=now, **extra),
+        execution_options={"synchronize_session": False},
+    )
+
+
+def record_failure(
+    session: Session,
+    model: Any,
+    row_id: uuid.UUID,
+    attempts: int,
+    error: str,
+    now: datetime,
+    policy: RetryPolicy,
+) -> int | None:
+    """Back to `pending` with the error (returns the retry delay), or `failed` when exhausted
+    (None). Only the claim of `attempts` records: a newer claim owns the row otherwise."""
+    final = attempts >= policy.max_attempts
+    session.execute(
+        update(model)
+        .where(model.id == row_id, model.status == "sending", model.attempts == attempts)
+        .values(
+            status="failed" if final else "pending",
+            last_error=error[:2000],
+            claimed_at=None,
+            updated_at=now,
+        ),
+        execution_options={"synchronize_session": False},
+    )
+    return None if final else policy.delay_ms(attempts)
+
+
+def claim(session: Session, notification_id: uuid.UUID, now: datetime) -> Outgoing | None:
+    """Take the row for sending (one winner) and read what its message names; None if nothing
+    to send."""
+    org_id = require_org_id()
+    if not claim_row(session, Notification, notification_id, now):
         return None
     # One round trip for the row and what the message names (the FKs guarantee all exist).
     note, assignment, cert, org = session.execute(
@@ -116,37 +164,16 @@ def claim(session: Session, notification_id: uuid.UUID, now: datetime) -> Outgoi
 
 
 def mark_sent(session: Session, out: Outgoing, via: str, now: datetime) -> None:
-    n = Notification
-    session.execute(
-        update(n)
-        .where(n.id == out.notification_id, n.status != "sent")
-        .values(status="sent", delivered_via=via, sent_at=now, last_error=None, updated_at=now),
-        execution_options={"synchronize_session": False},
-    )
+    record_sent(session, Notification, out.notification_id, now, delivered_via=via)
 
 
 def mark_failure(
     session: Session, out: Outgoing, error: str, now: datetime, policy: RetryPolicy
 ) -> int | None:
     """Back to `pending` with the error (returns the retry delay), or `failed` when exhausted."""
-    final = out.attempts >= policy.max_attempts
-    n = Notification
-    session.execute(
-        update(n)
-        .where(
-            n.id == out.notification_id,
-            n.status == "sending",
-            n.attempts == out.attempts,  # a newer claim owns the row now
-        )
-        .values(
-            status="failed" if final else "pending",
-            last_error=error[:2000],
-            claimed_at=None,
-            updated_at=now,
-        ),
-        execution_options={"synchronize_session": False},
+    return record_failure(
+        session, Notification, out.notification_id, out.attempts, error, now, policy
     )
-    return None if final else policy.delay_ms(out.attempts)
 
 
 def mark_exhausted(session: Session, notification_id: uuid.UUID, error: str, now: datetime) -> None:

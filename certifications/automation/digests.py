@@ -17,11 +17,16 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from certifications.assignments.models import Assignment
-from certifications.automation.delivery import LEASE, RetryPolicy
+from certifications.automation.delivery import (
+    RetryPolicy,
+    claim_row,
+    record_failure,
+    record_sent,
+)
 from certifications.automation.models import Digest, Notification, NotificationPreference
 from certifications.catalog.models import Certification
 from certifications.directory.models import SUBJECT_MODELS
@@ -163,17 +168,7 @@ class DigestOut:
 
 def claim_digest(session: Session, digest_id: uuid.UUID, now: datetime) -> DigestOut | None:
     """Take the digest for sending (one winner); None if nothing is left to send."""
-    d = Digest
-    result = session.execute(
-        update(d)
-        .where(
-            d.id == digest_id,
-            or_(d.status == "pending", and_(d.status == "sending", d.claimed_at < now - LEASE)),
-        )
-        .values(status="sending", attempts=d.attempts + 1, claimed_at=now, updated_at=now),
-        execution_options={"synchronize_session": False},
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if not claim_row(session, Digest, digest_id, now):
         return None
     digest = session.execute(
         select(Digest).where(Digest.id == digest_id).execution_options(populate_existing=True)
@@ -252,12 +247,7 @@ def _subject_names(
 
 def mark_digest_sent(session: Session, digest_id: uuid.UUID, via: str, now: datetime) -> None:
     """The digest and every reminder it carried are sent (once: conditional on their status)."""
-    session.execute(
-        update(Digest)
-        .where(Digest.id == digest_id, Digest.status != "sent")
-        .values(status="sent", sent_at=now, last_error=None, claimed_at=None, updated_at=now),
-        execution_options={"synchronize_session": False},
-    )
+    record_sent(session, Digest, digest_id, now, claimed_at=None)
     n = Notification
     session.execute(
         update(n)
@@ -271,20 +261,8 @@ def mark_digest_failure(
     session: Session, out: DigestOut, error: str, now: datetime, policy: RetryPolicy
 ) -> int | None:
     """Back to `pending` (returns the retry delay), or `failed` with its reminders for good."""
-    final = out.attempts >= policy.max_attempts
-    d = Digest
-    session.execute(
-        update(d)
-        .where(d.id == out.digest_id, d.status == "sending", d.attempts == out.attempts)
-        .values(
-            status="failed" if final else "pending",
-            last_error=error[:2000],
-            claimed_at=None,
-            updated_at=now,
-        ),
-        execution_options={"synchronize_session": False},
-    )
-    if final:
+    delay = record_failure(session, Digest, out.digest_id, out.attempts, error, now, policy)
+    if delay is None:
         n = Notification
         session.execute(
             update(n)
@@ -292,4 +270,4 @@ def mark_digest_failure(
             .values(status="failed", last_error=f"digest: {error[:1990]}", updated_at=now),
             execution_options={"synchronize_session": False},
         )
-    return None if final else policy.delay_ms(out.attempts)
+    return delay

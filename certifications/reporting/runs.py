@@ -15,10 +15,15 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Session
 
-from certifications.automation.delivery import LEASE, RetryPolicy
+from certifications.automation.delivery import (
+    RetryPolicy,
+    claim_row,
+    record_failure,
+    record_sent,
+)
 from certifications.reporting import cron
 from certifications.reporting.models import ReportRun, ReportSchedule
 from certifications.reporting.report_files import ReportFile, report_file
@@ -114,17 +119,7 @@ class ReportOut:
 
 def claim_report_run(session: Session, run_id: uuid.UUID, now: datetime) -> ReportOut | None:
     """Take the run for sending (one winner) and build its file; None if nothing to send."""
-    r = ReportRun
-    result = session.execute(
-        update(r)
-        .where(
-            r.id == run_id,
-            or_(r.status == "pending", and_(r.status == "sending", r.claimed_at < now - LEASE)),
-        )
-        .values(status="sending", attempts=r.attempts + 1, claimed_at=now, updated_at=now),
-        execution_options={"synchronize_session": False},
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if not claim_row(session, ReportRun, run_id, now):
         return None
     run, schedule, org = session.execute(
         select(ReportRun, ReportSchedule, Organization)
@@ -178,12 +173,7 @@ def _mark_schedule(session: Session, schedule_id: uuid.UUID, status: str) -> Non
 
 
 def mark_report_sent(session: Session, out: ReportOut, via: str, now: datetime) -> None:
-    session.execute(
-        update(ReportRun)
-        .where(ReportRun.id == out.run_id, ReportRun.status != "sent")
-        .values(status="sent", sent_at=now, last_error=None, claimed_at=None, updated_at=now),
-        execution_options={"synchronize_session": False},
-    )
+    record_sent(session, ReportRun, out.run_id, now, claimed_at=None)
     _mark_schedule(session, out.schedule_id, "sent")
 
 
@@ -191,19 +181,7 @@ def mark_report_failure(
     session: Session, out: ReportOut, error: str, now: datetime, policy: RetryPolicy
 ) -> int | None:
     """Back to `pending` (returns the retry delay), or `failed` for good."""
-    final = out.attempts >= policy.max_attempts
-    r = ReportRun
-    session.execute(
-        update(r)
-        .where(r.id == out.run_id, r.status == "sending", r.attempts == out.attempts)
-        .values(
-            status="failed" if final else "pending",
-            last_error=error[:2000],
-            claimed_at=None,
-            updated_at=now,
-        ),
-        execution_options={"synchronize_session": False},
-    )
-    if final:
+    delay = record_failure(session, ReportRun, out.run_id, out.attempts, error, now, policy)
+    if delay is None:
         _mark_schedule(session, out.schedule_id, "failed")
-    return None if final else policy.delay_ms(out.attempts)
+    return delay
