@@ -197,92 +197,67 @@ def required_pairs(org_id: Any, scope: Scope, today: date | BindParameter[date])
             active,
             on_date(M, today),
         )
+
+    def of_subjects(
+        model: Any,
+        ids: list[uuid.UUID] | None,
+        cert_col: Any,
+        link: Any,
+        on: Any,
+        kind: str,
+        source_id: Any,
+        *where: Any,
+        source_name: Any = None,
+    ) -> None:
+        """A branch over active subjects of `model` (assets, clients, locations) joined to the
+        source linking them to a certification."""
+        stmt = _select(cert_col, section, model.id, kind, source_id, source_name)
+        stmt = stmt.select_from(model).join(link, on)
+        add(stmt, cert_col, ids, model.id, model.org_id == org_id, model.active.is_(True), *where)
+
+    everything = Certification.applies_to_all.is_(True)
     asset = scope.by_type.get("asset", [])
     if asset is None or asset:
         section = "asset"
-        category = _select(
-            CCat.certification_id, "asset", Asset.id, "category", None, Asset.category
-        )
-        add(
-            category.select_from(Asset).join(
-                CCat,
-                and_(CCat.org_id == Asset.org_id, CCat.category == func.lower(Asset.category)),
-            ),
-            CCat.certification_id,
-            asset,
-            Asset.id,
-            Asset.org_id == org_id,
-            Asset.active.is_(True),
-        )
-        located = _select(CL.certification_id, "asset", Asset.id, "location", Asset.location_id)
-        add(
-            located.select_from(Asset).join(
-                CL, and_(CL.org_id == Asset.org_id, CL.location_id == Asset.location_id)
-            ),
-            CL.certification_id,
-            asset,
-            Asset.id,
-            Asset.org_id == org_id,
-            Asset.active.is_(True),
-        )
+        A_ = Asset
+        of_subjects(
+            A_, asset, CCat.certification_id, CCat,
+            and_(CCat.org_id == A_.org_id, CCat.category == func.lower(A_.category)),
+            "category", None, source_name=A_.category,
+        )  # fmt: skip
+        of_subjects(
+            A_, asset, CL.certification_id, CL,
+            and_(CL.org_id == A_.org_id, CL.location_id == A_.location_id),
+            "location", A_.location_id,
+        )  # fmt: skip
     client_certs = scope.by_type.get("client", [])
     if client_certs is None or client_certs:
         section = "client"
-        linked = _select(CC.certification_id, "client", Client.id, "client", Client.id)
-        add(
-            linked.select_from(Client).join(
-                CC, and_(CC.org_id == Client.org_id, CC.client_id == Client.id)
-            ),
-            CC.certification_id,
-            client_certs,
-            Client.id,
-            Client.org_id == org_id,
-            Client.active.is_(True),
-        )
-        everyone = _select(Certification.id, "client", Client.id, "all", None)
-        add(
-            everyone.select_from(Client).join(Certification, Certification.org_id == Client.org_id),
-            Certification.id,
-            client_certs,
-            Client.id,
-            Client.org_id == org_id,
-            Client.active.is_(True),
-            Certification.applies_to_all.is_(True),
-        )
+        K = Client
+        of_subjects(
+            K, client_certs, CC.certification_id, CC,
+            and_(CC.org_id == K.org_id, CC.client_id == K.id), "client", K.id,
+        )  # fmt: skip
+        of_subjects(
+            K, client_certs, Certification.id, Certification,
+            Certification.org_id == K.org_id, "all", None, everything,
+        )  # fmt: skip
     location_certs = scope.by_type.get("location", [])
     if location_certs is None or location_certs:
         section = "location"
         L = Location
-        linked = _select(CL.certification_id, "location", L.id, "location", L.id)
-        add(
-            linked.select_from(L).join(CL, and_(CL.org_id == L.org_id, CL.location_id == L.id)),
-            CL.certification_id,
-            location_certs,
-            L.id,
-            L.org_id == org_id,
-            L.active.is_(True),
-        )
-        of_client = _select(CC.certification_id, "location", L.id, "client", L.client_id)
-        add(
-            of_client.select_from(L).join(
-                CC, and_(CC.org_id == L.org_id, CC.client_id == L.client_id)
-            ),
-            CC.certification_id,
-            location_certs,
-            L.id,
-            L.org_id == org_id,
-            L.active.is_(True),
-        )
-        everywhere = _select(Certification.id, "location", L.id, "all", None)
-        add(
-            everywhere.select_from(L).join(Certification, Certification.org_id == L.org_id),
-            Certification.id,
-            location_certs,
-            L.id,
-            L.org_id == org_id,
-            L.active.is_(True),
-            Certification.applies_to_all.is_(True),
-        )
+        of_subjects(
+            L, location_certs, CL.certification_id, CL,
+            and_(CL.org_id == L.org_id, CL.location_id == L.id), "location", L.id,
+        )  # fmt: skip
+        of_subjects(
+            L, location_certs, CC.certification_id, CC,
+            and_(CC.org_id == L.org_id, CC.client_id == L.client_id), "client", L.client_id,
+        )  # fmt: skip
+        of_subjects(
+            L, location_certs, Certification.id, Certification,
+            Certification.org_id == L.org_id, "all", None, everything,
+        )  # fmt: skip
     if not branches:
         return None
     if len(branches) == 1:
