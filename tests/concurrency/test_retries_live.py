@@ -86,9 +86,22 @@ def test_the_rate_limit_holds_across_two_gunicorn_workers(make_org, token_for, t
             lambda _i: live.request("GET", "/roles", token, headers={"Connection": "close"}),
             threads=8,
         )
+        statuses = Counter(a.status for a in answers)
+        assert statuses == {200: LIMIT, 429: 2 * LIMIT}, statuses
         pids = _serving_pids(tmp_path / "api.out")
-    statuses = Counter(a.status for a in answers)
-    assert statuses == {200: LIMIT, 429: 2 * LIMIT}, statuses
+        # Fast answers on a busy machine can leave one worker serving the whole burst: keep
+        # asking until the other one answers too; with the budget spent, it must refuse.
+        for _ in range(20):
+            if len(pids) == 2:
+                break
+            more = parallel(
+                16,
+                lambda _i: live.request("GET", "/roles", token, headers={"Connection": "close"}),
+                threads=8,
+            )
+            assert {a.status for a in more} == {429}, Counter(a.status for a in more)
+            answers += more
+            pids = _serving_pids(tmp_path / "api.out")
     assert len(pids) == 2, f"one worker served every request ({pids}): nothing was shared"
     for refused in (a for a in answers if a.status == 429):
         assert 1 <= int(refused.headers["retry-after"]) <= 60

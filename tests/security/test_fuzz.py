@@ -47,14 +47,15 @@ def _load_schema() -> Any:
 
     # Every check stays on. positive_data_acceptance also accepts 422: SPEC §7 answers 422 for
     # domain rules a JSON schema cannot state (a referenced id that does not exist, a cursor
-    # that is not one of ours, cross-field rules), which schema-valid random data breaks.
+    # that is not one of ours, cross-field rules), which schema-valid random data breaks; and
+    # 412: a random `If-Match` is schema-valid but names no current ETag (issue 16's rule).
     # negative_data_rejection is off for the bulk endpoints only: each row is documented by
     # its schema, but a row that breaks it is reported in the 200 answer (SPEC §4), not a
     # reason to refuse the others (unless atomic=true); the envelope is still checked by
     # every other case.
     config = schemathesis.config.SchemathesisConfig.from_str(
         "[checks.positive_data_acceptance]\n"
-        'expected-statuses = ["2xx", "401", "403", "404", "409", "422"]\n'
+        'expected-statuses = ["2xx", "401", "403", "404", "409", "412", "422"]\n'
         "[[operations]]\n"
         'include-path-regex = "/bulk$"\n'
         "checks.negative_data_rejection.enabled = false\n"
