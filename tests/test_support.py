@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import ast
+import io
 import smtplib
 import threading
+import tokenize
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -166,20 +167,54 @@ def test_collected_node_ids_are_unique(request) -> None:
 
 
 HOST_CLOCK = {("date", "today"), ("datetime", "today"), ("datetime", "utcnow")}
+_SKIP = {tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT}
+
+
+def host_clock_calls(source: str) -> list[int]:
+    """The lines calling `date.today()`, `datetime.today()`, `datetime.utcnow()` or a naive
+    `datetime.now()` (also through a module: `dt.datetime.now()`).
+
+    Read from tokens, not `ast.parse`: CPython 3.11 keeps the AST converter's recursion depth
+    in one per-interpreter slot, so a parse running while another thread parses at a different
+    stack depth (a live worker, say) fails with "AST constructor recursion depth mismatch"."""
+    tokens = [
+        t for t in tokenize.generate_tokens(io.StringIO(source).readline) if t.type not in _SKIP
+    ]
+    lines = []
+    for i, tok in enumerate(tokens[:-3]):
+        dot, attr, paren = tokens[i + 1], tokens[i + 2], tokens[i + 3]
+        if not (tok.type == tokenize.NAME and dot.string == "." and paren.string == "("):
+            continue
+        call = (tok.string, attr.string)
+        closes = i + 4 < len(tokens) and tokens[i + 4].string == ")"
+        if call in HOST_CLOCK or (call == ("datetime", "now") and closes):
+            lines.append(tok.start[0])
+    return lines
+
+
+def test_the_host_clock_scan_finds_each_form() -> None:
+    source = """import datetime as dt
+from datetime import date, datetime, timezone
+a = date.today()
+b = dt.datetime.now()
+c = datetime.now(timezone.utc)  # aware: fine
+d = datetime.utcnow(
+)
+e = "date.today()"  # date.today() in a string or a comment is not a call
+f = datetime.now(
+    tz=timezone.utc)
+g = dt.date.today().isoformat()
+"""
+    assert host_clock_calls(source) == [3, 4, 6, 11]
 
 
 def test_no_test_reads_the_hosts_local_date() -> None:
     """`date.today()` and a naive `datetime.now()` are the host's zone and change at its
     midnight: tests use explicit dates, or the org's today (`org_today(tz, now)`)."""
-    found = []
-    for path in sorted(Path(__file__).parent.rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
-                continue
-            owner = node.func.value
-            name = owner.id if isinstance(owner, ast.Name) else getattr(owner, "attr", None)
-            call = (name, node.func.attr)
-            naive_now = call == ("datetime", "now") and not node.args and not node.keywords
-            if call in HOST_CLOCK or naive_now:
-                found.append(f"{path.relative_to(Path(__file__).parent)}:{node.lineno}")
+    root = Path(__file__).parent
+    found = [
+        f"{path.relative_to(root)}:{line}"
+        for path in sorted(root.rglob("*.py"))
+        for line in host_clock_calls(path.read_text())
+    ]
     assert found == []
