@@ -10,8 +10,20 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Subquery, Table, cast, literal, literal_column, select, union_all
+from sqlalchemy import (
+    Subquery,
+    Table,
+    any_,
+    bindparam,
+    cast,
+    literal,
+    literal_column,
+    select,
+    text,
+    union_all,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeEngine
 
@@ -62,9 +74,17 @@ def upsert_insert(dialect_name: str, table: Any) -> Any:
 def insert_ignoring_conflicts(
     session: Session, table: Table, columns: list[str], select_stmt: Any, keys: list[str]
 ) -> int:
-    """`INSERT … SELECT … ON CONFLICT (keys) DO NOTHING`; returns the rows inserted."""
+    """`INSERT … SELECT … ON CONFLICT (keys) DO NOTHING`; returns the rows inserted.
+
+    The rows go in ordered by the conflict key. Two transactions inserting overlapping keys (an
+    API request's evaluation and the worker's tick over the same organization) each wait for the
+    other's uncommitted row of a shared key; in an arbitrary order the first can hold A and wait
+    for B while the second holds B and waits for A, and PostgreSQL kills one as a deadlock. In
+    one order, whoever takes the first shared key goes through and the other waits, then skips.
+    """
     insert = upsert_insert(session.get_bind().dialect.name, table)
-    stmt = insert.from_select(columns, select_stmt).on_conflict_do_nothing(index_elements=keys)
+    ordered = select_stmt.order_by(*(text(str(columns.index(k) + 1)) for k in keys))
+    stmt = insert.from_select(columns, ordered).on_conflict_do_nothing(index_elements=keys)
     # SQLAlchemy 2.x only keeps an INSERT's rowcount when asked to.
     result = session.execute(stmt, execution_options={"preserve_rowcount": True})
     return max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
@@ -76,3 +96,18 @@ def new_uuid_sql(dialect_name: str) -> Any:
         return literal_column("gen_random_uuid()")
     # SQLAlchemy's Uuid stores 32 hex characters on SQLite.
     return literal_column("lower(hex(randomblob(16)))")
+
+
+def one_of(session: Session, column: Any, values: Sequence[Any]) -> Any:
+    """`column IN (values)`; on PostgreSQL `column = ANY(:array)`: one parameter, so one SQL
+    text whatever the number of values (statement caches of SQLAlchemy and psycopg hit, and no
+    per-value parameter rendering)."""
+    return one_of_param(session.get_bind().dialect.name, column, None, list(values))
+
+
+def one_of_param(dialect_name: str, column: Any, name: str | None, values: Any = None) -> Any:
+    """`one_of` with a named parameter, for a statement built once and given its values at
+    each execution (`values` None)."""
+    if dialect_name == "postgresql":
+        return column == any_(bindparam(name, values, type_=ARRAY(column.type)))
+    return column.in_(bindparam(name, values, expanding=True))
