@@ -28,6 +28,7 @@ from bench._support import counts_off, load_average
 from certifications.assignments.models import Assignment, StatusEvent
 from certifications.catalog.models import Certification, CertificationRole
 from certifications.directory.models import Employee, Role
+from certifications.history.models import RequirementPeriod
 from infra import context
 from infra import database as db
 from infra.settings import load_settings
@@ -78,6 +79,8 @@ def _reset(org_id: uuid.UUID, cert_id: uuid.UUID) -> None:
     with context.tenant(org_id), db.new_session() as s:
         s.execute(delete(StatusEvent))  # the session's tenant criteria: this org's rows
         s.execute(delete(Assignment))
+        # Their requirement periods too: a fan-out then closes none left behind by this reset.
+        s.execute(delete(RequirementPeriod))
         s.execute(delete(CertificationRole).where(CertificationRole.certification_id == cert_id))
         s.commit()
     _analyze()

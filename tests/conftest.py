@@ -6,6 +6,7 @@ bootstraps its runtime from them once, like every entry point does.
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import time
@@ -29,6 +30,7 @@ from runtime import bootstrap
 from tenancy.auth import TENANT_SCOPES, issue_token
 from tenancy.models import Organization
 from tests.support.actors import TEST_ACTORS
+from tests.support.backend import create_backend, drop_backend
 from tests.support.collection import nondeterministic_ids, restore_param_ids
 from tests.support.queries import count_queries as _count_queries
 from tests.support.suite import BACKEND, SETTINGS, SUBPROCESS_ENV
@@ -69,6 +71,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def settings():
     return SETTINGS
+
+
+@pytest.fixture
+def fresh(settings):
+    """A database of its own (a migration test's, say): (backend, settings pointing at it)."""
+    backend = create_backend()
+    try:
+        yield (
+            backend,
+            dataclasses.replace(
+                settings,
+                migration_database_url=backend.owner_url,
+                database_url=backend.app_url,
+                db_app_role=backend.app_role,
+            ),
+        )
+    finally:
+        drop_backend(backend)
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,6 @@ from sqlalchemy import (
     Date,
     String,
     and_,
-    any_,
     bindparam,
     case,
     func,
@@ -54,7 +53,7 @@ from certifications.directory.models import SUBJECT_MODELS
 from certifications.history.periods import record_requirements
 from certifications.vocabulary import REVOKED
 from infra.context import require_org_id
-from infra.dialect import new_uuid_sql
+from infra.dialect import new_uuid_sql, one_of
 from infra.errors import Invalid
 from tenancy.organizations import org_today_for
 
@@ -187,7 +186,7 @@ def _plan_assign(
     for chunk in _chunks(session, ids):
         active.update(
             session.execute(
-                select(table.id, table.active).where(_member(session, table.id, chunk))
+                select(table.id, table.active).where(one_of(session, table.id, chunk))
             ).all()
         )
         held.update(
@@ -195,7 +194,7 @@ def _plan_assign(
                 select(a.subject_id, a.id).where(
                     a.certification_id == cert.id,
                     a.revoked_at.is_(None),
-                    _member(session, a.subject_id, chunk),
+                    one_of(session, a.subject_id, chunk),
                 )
             ).all()
         )
@@ -303,7 +302,7 @@ def _lock_live(
             .where(
                 a.certification_id == certification_id,
                 a.revoked_at.is_(None),
-                _member(session, a.subject_id, chunk),
+                one_of(session, a.subject_id, chunk),
             )
             .order_by(a.id)
             .with_for_update()
@@ -352,6 +351,9 @@ def _assign(
         "cycle_recorded_by": actor,
         "created_at": now,
         "updated_at": now,
+        # Required from today: the open requirement period (certifications.history.periods).
+        "counted_since": today,
+        "counted_required": True,
     }
     created: dict[uuid.UUID, uuid.UUID] = {}
     for chunk in _chunks(session, plan.write_ids):
@@ -445,7 +447,7 @@ def _renew(
     if "notes" in data:
         values["notes"] = data["notes"]
     for chunk in _chunks(session, ids):
-        mine = _member(session, a.id, chunk)
+        mine = one_of(session, a.id, chunk)
         session.execute(
             insert(c).from_select(
                 [
@@ -497,7 +499,7 @@ def _revoke(
 ) -> None:
     a = Assignment
     for chunk in _chunks(session, ids):
-        mine = _member(session, a.id, chunk)
+        mine = one_of(session, a.id, chunk)
         _record_events(session, a, and_(mine, a.status != REVOKED), a.cycle, REVOKED, today, now)
         session.execute(
             update(a)
@@ -557,7 +559,7 @@ def _cancel_superseded_reminders(
         session.execute(
             update(n)
             .where(
-                _member(session, n.assignment_id, chunk),
+                one_of(session, n.assignment_id, chunk),
                 n.status == "pending",
                 n.cycle < current,
             )
@@ -578,13 +580,6 @@ class _Row:
     expires_on: date | None
     revoked_at: datetime | None = None
     form_accepted_at: datetime | None = None
-
-
-def _member(session: Session, column: Any, values: list[uuid.UUID]) -> Any:
-    """`column IN (values)`; on PostgreSQL `column = ANY(:array)`, one parameter."""
-    if session.get_bind().dialect.name == "postgresql":
-        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
-    return column.in_(values)
 
 
 def _chunks(session: Session, values: list[uuid.UUID]) -> Iterator[list[uuid.UUID]]:

@@ -263,6 +263,9 @@ def _insert_missing(
         stamp,
         stamp,
         stamp,
+        # Its open requirement period (certifications.history.periods), in this statement.
+        literal(today, Date()),
+        literal(True, Boolean()),
     ).select_from(pairs)
     # SQLite parses `FROM (…) AS pairs ON CONFLICT` as a join without its WHERE.
     rows = rows.where(true())
@@ -282,6 +285,8 @@ def _insert_missing(
         "status_changed_at",
         "created_at",
         "updated_at",
+        "counted_since",
+        "counted_required",
     ]
     stmt = upsert_insert(dialect, A).from_select(columns, rows, include_defaults=False)
     stmt = stmt.on_conflict_do_nothing(
@@ -315,12 +320,22 @@ def _retire(
             select(required.c.certification_id, required.c.subject_id)
         )
     rule_live = [A.source == "role", A.revoked_at.is_(None), *where]
-    removed_ids = session.scalars(
-        delete(A).where(*rule_live, A.issued_on.is_(None), ~applies).returning(A.id),
+    removed = session.execute(
+        delete(A)
+        .where(*rule_live, A.issued_on.is_(None), ~applies)
+        .returning(
+            A.org_id,
+            A.id,
+            A.certification_id,
+            A.subject_type,
+            A.subject_id,
+            A.counted_since,
+            A.counted_required,
+        ),
         execution_options=_CORE_LIKE,
     ).all()
     # Their requirement periods end today (the caller records the rest).
-    close_requirements(session, today, removed_ids)
+    close_requirements(session, today, removed)
     ended = session.execute(
         update(A)
         .where(*rule_live, A.issued_on.is_not(None), A.required, ~applies)
@@ -336,7 +351,7 @@ def _retire(
         execution_options=_CORE_LIKE,
     )
     return {
-        "removed": len(removed_ids),
+        "removed": len(removed),
         "not_required": len(ended_ids),
         "required_again": max(required_again.rowcount or 0, 0),  # type: ignore[attr-defined]
     }

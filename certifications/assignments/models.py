@@ -92,6 +92,11 @@ class Assignment(TenantEntity, Timestamps, Base):
     exempt_until: Mapped[date | None] = mapped_column(Date)
     exempt_by: Mapped[str | None] = mapped_column(String(200))
     exempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The open requirement period (certifications.history.periods): since which org-local day
+    # this row has counted in the figures with `counted_required`; null while it does not count
+    # (a revoked row superseded by a later one). Closed periods are `requirement_periods` rows.
+    counted_since: Mapped[date | None] = mapped_column(Date)
+    counted_required: Mapped[bool | None] = mapped_column(Boolean)
 
     @property
     def exemption(self) -> dict[str, Any] | None:

@@ -114,6 +114,9 @@ def create_assignment(
         cycle_recorded_by=actor,
         created_at=now,
         updated_at=now,
+        # Required from today: the open requirement period (certifications.history.periods).
+        counted_since=today,
+        counted_required=True,
     )
     try:
         with session.begin_nested():
@@ -122,7 +125,7 @@ def create_assignment(
     except IntegrityError as exc:  # a concurrent request won the race for the live slot
         raise _live_conflict() from exc
     restatus(session, assignment, cert, today, now, created=True)
-    # Required from today (and a revoked predecessor stops counting): the history's periods.
+    # A revoked predecessor stops counting from today: the history closes its period.
     record_requirements(
         session,
         require_org_id(),

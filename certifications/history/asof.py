@@ -33,11 +33,13 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    cast,
     false,
     func,
     null,
     or_,
     select,
+    union_all,
 )
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.elements import BindParameter
@@ -47,14 +49,18 @@ from certifications.assignments.recompute import status_case_sql
 from certifications.assignments.scope import subject_active
 from certifications.catalog.models import Certification
 from certifications.history.models import ExemptionPeriod, RequirementPeriod
+from certifications.vocabulary import SUBJECT_KINDS
 from infra.database import UTCDateTime
 
-A = Assignment
 P = RequirementPeriod
 X = ExemptionPeriod
 C = Certification
 FS = FormSubmission
 _CYCLE = aliased(AssignmentCycle, name="cycle_in_effect")
+_OPEN = aliased(Assignment, name="open_period")
+_CLOSED_OF = aliased(Assignment, name="closed_period_assignment")
+# What `as_of_rows` reads of a period's assignment (its current cycle, revocation and form).
+_ASSIGNMENT_COLUMNS = ("revoked_at", "issued_on", "effective_on", "expires_on", "form_accepted_at")
 
 
 def day_end(timezone: str, on: date) -> datetime:
@@ -93,6 +99,56 @@ def covers(period: Any, on: date) -> ColumnElement[bool]:
     return and_(period.starts_on <= on, or_(period.ends_on.is_(None), period.ends_on > on))
 
 
+def requirement_periods(subjects: Any = None) -> Subquery:
+    """Every requirement period, closed (`requirement_periods`) or open (on its assignment row:
+    `counted_since`, `counted_required`), as columns `org_id`, `assignment_id`,
+    `certification_id`, `subject_type`, `subject_id`, `required`, `starts_on`, `ends_on`, and
+    the assignment's `revoked_at`, `issued_on`, `effective_on`, `expires_on`,
+    `form_accepted_at` (null for a closed period whose assignment is gone); narrowed to
+    `subjects` (a list or a SELECT of ids) when given.
+
+    An open period is read from its assignment row, so it carries that row's columns itself:
+    only the closed ones join their assignment (joining every period back to the assignments
+    table cost a million-row hash join at 1M assignments)."""
+    o, a = _OPEN, _CLOSED_OF
+    closed = (
+        select(
+            P.org_id,
+            P.assignment_id,
+            P.certification_id,
+            P.subject_type,
+            P.subject_id,
+            P.required,
+            P.starts_on,
+            P.ends_on,
+            *(getattr(a, name) for name in _ASSIGNMENT_COLUMNS),
+        )
+        .select_from(P)
+        .outerjoin(a, and_(a.org_id == P.org_id, a.id == P.assignment_id))
+    )
+    still_open = select(
+        o.org_id,
+        o.id.label("assignment_id"),
+        o.certification_id,
+        o.subject_type,
+        o.subject_id,
+        o.counted_required.label("required"),
+        o.counted_since.label("starts_on"),
+        cast(null(), Date()).label("ends_on"),
+        *(getattr(o, name) for name in _ASSIGNMENT_COLUMNS),
+    ).where(o.counted_since.is_not(None))
+    if subjects is not None:
+        closed = closed.where(P.subject_id.in_(subjects))
+        still_open = still_open.where(*of_subjects(o, subjects))
+    return union_all(closed, still_open).subquery("period")
+
+
+def of_subjects(a: Any, subjects: Any) -> list[ColumnElement[bool]]:
+    """`a` (assignments or an alias) belongs to one of `subjects`: every subject type named,
+    so the (org, subject type, subject) index is probed per subject, not scanned."""
+    return [a.subject_type.in_(SUBJECT_KINDS), a.subject_id.in_(subjects)]
+
+
 def as_of_rows(
     when: AsOf,
     include_inactive: bool = False,
@@ -113,36 +169,39 @@ def as_of_rows(
         AssignmentCycle.assignment_id, func.min(AssignmentCycle.cycle).label("cycle")
     ).where(AssignmentCycle.closed_at >= cutoff)
     if subjects is not None:
-        # The grouping is not pushed into by the planners: narrow it to the subjects' cycles.
-        mine = aliased(RequirementPeriod, name="subject_period")
-        of_subjects = select(mine.assignment_id).where(mine.subject_id.in_(subjects))
-        later_cycles = later_cycles.where(AssignmentCycle.assignment_id.in_(of_subjects))
+        # The grouping is not pushed into by the planners: narrow it to the subjects' cycles
+        # (the cycles of a deleted assignment went with it).
+        mine = aliased(Assignment, name="subject_assignment")
+        theirs = select(mine.id).where(*of_subjects(mine, subjects))
+        later_cycles = later_cycles.where(AssignmentCycle.assignment_id.in_(theirs))
     later = later_cycles.group_by(AssignmentCycle.assignment_id).subquery("later_cycle")
     exempt = select(X.assignment_id).where(covers(X, on)).subquery("exempt_then")
+    periods = requirement_periods(subjects)
+    p = periods.c
     closed = cy.id.is_not(None)
     form_of_closed = (
         select(func.min(FS.created_at))
         .where(
-            FS.org_id == P.org_id,
-            FS.assignment_id == P.assignment_id,
+            FS.org_id == p.org_id,
+            FS.assignment_id == p.assignment_id,
             FS.cycle == cy.cycle,
             FS.status == "accepted",
             FS.created_at < cutoff,
         )
         .scalar_subquery()
     )
-    form_of_current = case((A.form_accepted_at < cutoff, A.form_accepted_at), else_=None)
+    form_of_current = case((p.form_accepted_at < cutoff, p.form_accepted_at), else_=None)
     inner = (
         select(
-            P.assignment_id,
-            P.certification_id,
-            P.subject_type,
-            P.subject_id,
-            P.required,
-            case((A.revoked_at < cutoff, A.revoked_at), else_=None).label("revoked_at"),
-            case((closed, cy.issued_on), else_=A.issued_on).label("issued_on"),
-            case((closed, cy.effective_on), else_=A.effective_on).label("effective_on"),
-            case((closed, cy.expires_on), else_=A.expires_on).label("expires_on"),
+            p.assignment_id,
+            p.certification_id,
+            p.subject_type,
+            p.subject_id,
+            p.required,
+            case((p.revoked_at < cutoff, p.revoked_at), else_=None).label("revoked_at"),
+            case((closed, cy.issued_on), else_=p.issued_on).label("issued_on"),
+            case((closed, cy.effective_on), else_=p.effective_on).label("effective_on"),
+            case((closed, cy.expires_on), else_=p.expires_on).label("expires_on"),
             case(
                 (C.forms_required == false(), null()),
                 (closed, form_of_closed),
@@ -152,25 +211,22 @@ def as_of_rows(
             C.warning_days,
             exempt.c.assignment_id.is_not(None).label("exempt"),
         )
-        .select_from(P)
-        .join(C, and_(C.org_id == P.org_id, C.id == P.certification_id))
-        .outerjoin(A, and_(A.org_id == P.org_id, A.id == P.assignment_id))
-        .outerjoin(later, later.c.assignment_id == P.assignment_id)
+        .select_from(periods)
+        .join(C, and_(C.org_id == p.org_id, C.id == p.certification_id))
+        .outerjoin(later, later.c.assignment_id == p.assignment_id)
         .outerjoin(
             cy,
             and_(
-                cy.org_id == P.org_id,
-                cy.assignment_id == P.assignment_id,
+                cy.org_id == p.org_id,
+                cy.assignment_id == p.assignment_id,
                 cy.cycle == later.c.cycle,
             ),
         )
-        .outerjoin(exempt, exempt.c.assignment_id == P.assignment_id)
-        .where(covers(P, on), C.archived_at.is_(None))
+        .outerjoin(exempt, exempt.c.assignment_id == p.assignment_id)
+        .where(covers(p, on), C.archived_at.is_(None))
     )
     if not include_inactive:
-        inner = inner.where(subject_active(P))
-    if subjects is not None:
-        inner = inner.where(P.subject_id.in_(subjects))
+        inner = inner.where(subject_active(p))
     t = inner.subquery("then")
     return select(
         t.c.assignment_id,

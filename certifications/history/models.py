@@ -2,7 +2,8 @@
 
 Dates, not instants: a period starts and ends on the org's local day of the change, `ends_on`
 exclusive (a period opened and closed on one day covers no day, like a change undone the same
-day that today's figures never saw).
+day that today's figures never saw). A requirement period still open lives on its assignment
+row (`Assignment.counted_since`, `counted_required`); `requirement_periods` holds closed ones.
 """
 
 from __future__ import annotations
@@ -22,21 +23,15 @@ _OPEN = text("ends_on IS NULL")
 
 class RequirementPeriod(TenantEntity, Base):
     """An assignment counted in the figures from `starts_on` until `ends_on` (exclusive), as
-    required or not. No foreign key to the assignment: an unrecorded role assignment is deleted
-    when its role ends, and the days it was required stay history."""
+    required or not: a closed period. The open one is on the assignment row
+    (`counted_since`, `counted_required`: a fan-out writes its rows once); open rows here are
+    only those of assignments deleted before migration 0024. No foreign key to the assignment:
+    an unrecorded role assignment is deleted when its role ends, and the days it was required
+    stay history."""
 
     __tablename__ = "requirement_periods"
     __table_args__ = (
         tenant_fk("certification_id", "certifications", ondelete="CASCADE"),
-        # At most one open period per assignment: the writers' INSERT … SELECT is idempotent.
-        Index(
-            "uq_requirement_periods_open",
-            "org_id",
-            "assignment_id",
-            unique=True,
-            postgresql_where=_OPEN,
-            sqlite_where=_OPEN,
-        ),
         Index("ix_requirement_periods_assignment", "org_id", "assignment_id", "starts_on"),
         Index("ix_requirement_periods_subject", "org_id", "subject_id", "certification_id"),
     )
