@@ -55,19 +55,21 @@ def deliver_round(
                 break
     while True:
         with job_run(org_id) as run:
-            due = sending.due_endpoints(run.session, db.utcnow())
+            # One instant for both reads: with two, a backoff ending between them made its
+            # endpoint neither due nor backing off, and the round ended with work stranded.
+            now = db.utcnow()
+            due = sending.due_endpoints(run.session, now)
+            retry_at = None if due else sending.next_retry(run.session, now)
         if not due:
-            break
+            return RoundOutcome(delivered, False, retry_at)
         for endpoint_id in due:
             delivered += deliver_endpoint(org_id, endpoint_id, settings, policy, batch_size)
         if time.monotonic() > deadline:
             with job_run(org_id) as run:
-                more = sending.wants_round(run.session, db.utcnow())
-                retry_at = sending.next_retry(run.session, db.utcnow())
+                now = db.utcnow()
+                more = sending.wants_round(run.session, now)
+                retry_at = sending.next_retry(run.session, now)
             return RoundOutcome(delivered, more, retry_at)
-    with job_run(org_id) as run:
-        retry_at = sending.next_retry(run.session, db.utcnow())
-    return RoundOutcome(delivered, False, retry_at)
 
 
 def deliver_endpoint(

@@ -17,11 +17,12 @@ from sqlalchemy import select, update
 
 from certifications.assignments.models import StatusEvent
 from certifications.automation.delivery import RetryPolicy
+from certifications.webhooks import sending
 from certifications.webhooks.models import WebhookDelivery, WebhookEndpoint
 from infra import database as db
 from tenancy.organizations import org_today
 from tests.support.suite import SETTINGS
-from workers.webhooks import deliver_endpoint
+from workers.webhooks import deliver_endpoint, deliver_round
 
 STATUS_ONLY = ["assignment.status_changed"]
 
@@ -231,6 +232,34 @@ def test_an_endpoint_failing_for_three_days_is_disabled_and_its_admins_told(
     (mail,) = smtp.to("boss@example.test")
     assert "disabled" in mail.message["Subject"]
     assert api.patch(f"/webhooks/{endpoint['id']}", json={"enabled": True}).get_json()["enabled"]
+
+
+def test_a_backoff_ending_during_the_round_still_retries(
+    make_org, api_for, webhook, as_tenant, make_certification, make_employees, make_assignment,
+    monkeypatch,
+):  # fmt: skip
+    # Found under load: the round read "due now" and "backing off until" at two instants; a
+    # backoff ending in between left the endpoint in neither, the round ended, and its
+    # deliveries waited for an unrelated event or the sweep.
+    org = make_org()
+    api = api_for(org)
+    _, (assignment,) = _holders(org, make_certification, make_employees, make_assignment, 1)
+    endpoint = _subscribe(api, webhook.url, ["*"])
+    _pending_delivery(as_tenant, org, endpoint["id"], assignment.id)
+    with as_tenant(org.id) as s:
+        s.execute(update(WebhookEndpoint).values(retry_at=db.utcnow() + timedelta(seconds=0.3)))
+        s.commit()
+    real = sending.due_endpoints
+
+    def slow(session, now):
+        found = real(session, now)
+        time.sleep(0.5)  # the backoff ends before the round's next read
+        return found
+
+    monkeypatch.setattr(sending, "due_endpoints", slow)
+    outcome = deliver_round(org.id, SETTINGS, budget_s=5)
+    assert outcome.delivered == 0
+    assert outcome.retry_at is not None  # the actor retries once the backoff ends
 
 
 def _pending_delivery(as_tenant, org, endpoint_id, assignment_id):
