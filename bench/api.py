@@ -198,6 +198,8 @@ class _Recorder:
 
 
 def _tag(value: Any) -> Any:
+    if isinstance(value, list):  # an array parameter (`= ANY(…)`)
+        return [_tag(v) for v in value]
     return {"uuid": str(value)} if isinstance(value, uuid.UUID) else value
 
 
@@ -328,11 +330,17 @@ def main(size: int) -> None:
         baseline_env = {**env, "BENCH_BASELINE_SPEC": str(workdir / "baseline.json")}
         gunicorn = [sys.executable, "-m", "gunicorn"]
         project_cmd = [*gunicorn, "-c", "gunicorn.conf.py", "wsgi:app"]
+        # gunicorn reads ./gunicorn.conf.py unless told another file: without this empty one
+        # the baseline ran with the project's settings too, recycling its workers every
+        # ~10,000 requests and writing JSON access lines.
+        bare_config = workdir / "baseline.gunicorn.conf.py"
+        bare_config.write_text("")
         procs.append(_start(project_cmd, project_env, project_port, token))
         procs.append(
             _start(
                 [
                     *gunicorn,
+                    "-c", str(bare_config),
                     "--bind", f"127.0.0.1:{baseline_port}",
                     "--workers", str(WORKERS),
                     "--worker-class", "gthread",

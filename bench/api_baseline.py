@@ -30,7 +30,9 @@ POOL_SIZE = 4  # per worker process (gunicorn's 2 threads, with room)
 
 
 def _param(value: Any) -> Any:
-    """A recorded bind value (UUIDs were tagged when written)."""
+    """A recorded bind value (UUIDs were tagged when written; arrays are lists)."""
+    if isinstance(value, list):
+        return [_param(v) for v in value]
     if isinstance(value, dict) and "uuid" in value:
         return uuid.UUID(value["uuid"])
     return value
@@ -139,7 +141,8 @@ VIEW_COLUMNS = _columns("views", -2)
 def org() -> Response:
     *_before, rows = _run("org")
     item = dict(zip(ORG_COLUMNS, rows[0], strict=True))
-    item["webhook_secret_set"] = item.pop("webhook_secret") is not None
+    if "webhook_secret" in item:  # the project selected the column, not whether it is set
+        item["webhook_secret_set"] = item.pop("webhook_secret") is not None
     for key in ("created_at", "updated_at"):
         item[key] = item[key].isoformat()
     return _json(item, sort=True)

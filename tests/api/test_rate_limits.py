@@ -1,15 +1,20 @@
 """Rate limits on an app of its own with low limits (the suite's app has limits no test reaches).
 
-The limit across two gunicorn workers sharing Redis: tests/concurrency/test_rate_limits_live.py.
+The limit across two gunicorn workers sharing Redis: tests/concurrency/test_retries_live.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import threading
+import time
+import uuid
 
 import pytest
+from limits import parse_many
 
 from api import create_app
+from api.rate_limits import Counters
 from tests.conftest import RUNTIME, ApiClient
 from tests.support.suite import SETTINGS
 
@@ -103,3 +108,116 @@ def test_unreachable_counters_never_fail_a_request(token_for, org):
     api = ApiClient(create_app(settings, RUNTIME), token_for(org))
     assert [api.get("/roles").status_code for _ in range(3)] == [200, 200, 200]
     assert api.post("/roles", json={"name": "Still works"}).status_code == 201
+
+
+# --- Leases on Redis (api.rate_limits.Counters): each Counters is one process's view ---------
+
+needs_redis = pytest.mark.skipif(
+    not SETTINGS.redis_url, reason="needs Redis (REDIS_URL): leases are the shared counters'"
+)
+
+
+def _counters(prefix: str) -> Counters:
+    counters = Counters(SETTINGS.redis_url or "", prefix)
+    assert counters.script is not None
+    return counters
+
+
+def _counting_calls(counters: Counters) -> list[int]:
+    calls: list[int] = []
+    script = counters.script
+
+    def counted(**kw):
+        calls.append(len(kw["keys"]))
+        return script(**kw)
+
+    counters.script = counted
+    return calls
+
+
+@needs_redis
+def test_a_large_budget_is_leased_and_counted_exactly_by_one_process():
+    (item,) = parse_many("1000/minute")  # leases of 10 units
+    counters = _counters(f"test-lease-{uuid.uuid4().hex}")
+    calls = _counting_calls(counters)
+    spent = [counters.hit([(item, "sub:a")])[0] for _ in range(100)]
+    assert len(calls) == 10, "one round trip per lease of 10, not one per request"
+    assert [s.remaining for s in spent] == list(range(999, 899, -1))
+    assert not any(s.refused for s in spent)
+    assert all(0 < s.reset <= 60 for s in spent)
+
+
+@needs_redis
+def test_leases_never_serve_past_the_limit_across_processes():
+    (item,) = parse_many("1000/minute")
+    prefix = f"test-lease-{uuid.uuid4().hex}"
+    first, second = _counters(prefix), _counters(prefix)  # two workers sharing Redis
+    served = {"first": 0, "second": 0}
+    refused = set()
+    for n in range(5000):  # interleaved until both are refused
+        name, counters = ("first", first) if n % 3 else ("second", second)
+        if name in refused:
+            continue
+        if counters.hit([(item, "sub:a")])[0].refused:
+            refused.add(name)
+        else:
+            served[name] += 1
+        if len(refused) == 2:
+            break
+    assert len(refused) == 2
+    # every unit granted was spent, and none beyond the budget
+    assert served["first"] + served["second"] == 1000
+    assert served["first"] > served["second"] > 0
+
+
+@needs_redis
+def test_a_small_budget_is_counted_request_by_request():
+    (item,) = parse_many("20/minute")  # under 100 per window: leases of one unit
+    prefix = f"test-lease-{uuid.uuid4().hex}"
+    first, second = _counters(prefix), _counters(prefix)
+    calls = _counting_calls(first)
+    answers = [(first if n % 2 else second).hit([(item, "sub:a")])[0] for n in range(22)]
+    assert [a.refused for a in answers] == [False] * 20 + [True] * 2
+    assert [a.remaining for a in answers[:20]] == list(range(19, -1, -1))
+    assert len(calls) == 11
+
+
+@needs_redis
+def test_a_lease_ends_with_its_window():
+    (item,) = parse_many("200/second")  # leases of 2 units, windows of one second
+    counters = _counters(f"test-lease-{uuid.uuid4().hex}")
+    calls = _counting_calls(counters)
+    assert counters.hit([(item, "k")])[0].remaining == 199
+    time.sleep(1.1)
+    # the unit left over belongs to the window that ended: the count starts again
+    assert counters.hit([(item, "k")])[0].remaining == 199
+    assert len(calls) == 2
+
+
+@needs_redis
+def test_two_threads_refilling_one_lease_at_once_keep_both_grants():
+    """Thread A finds the lease empty and asks Redis; while it waits, thread B does the same
+    and stores its grant first. A's grant must join B's, not replace it: every unit granted is
+    spent, so exactly the budget is served."""
+    (item,) = parse_many("1000/minute")  # leases of 10 units
+    counters = _counters(f"test-lease-{uuid.uuid4().hex}")
+    script = counters.script
+    raced: list[bool] = []
+
+    def slow_first_call(**kw):
+        answer = script(**kw)
+        if not raced:
+            raced.append(True)
+            other = threading.Thread(target=counters.hit, args=([(item, "sub:a")],))
+            other.start()  # thread B: the lease is still empty, so it asks Redis too
+            other.join()
+        return answer
+
+    counters.script = slow_first_call
+    answers = []
+    while not (spent := counters.hit([(item, "sub:a")])[0]).refused:
+        answers.append(spent)
+    assert raced
+    assert len(answers) + 1 == 1000  # thread B's one request, and every other unit to this one
+    # the kept lease counts from the later grant: thread A's next answers go on from 2
+    assert [a.remaining for a in answers[1:4]] == [997, 996, 995]
