@@ -9,17 +9,16 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import orjson
 from flask import Response, jsonify, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError
-from marshmallow.fields import UUID, DateTime, List
 from werkzeug.exceptions import UnsupportedMediaType
 
 from api.body import check_csv
 from api.db import request_session
 from api.pagination import Page, page_schema, paginate, sorted_keys
+from api.rows import RowShape, json_response
 from api.schemas.directory import (
     QUERY_SCHEMAS,
     SCHEMAS,
@@ -148,46 +147,22 @@ def read_bulk_body(
 
 
 class ListPage:
-    """A list page of one kind as JSON, from the columns its item schema shows.
-
-    The page's rows are selected as columns, not entities, and written with orjson: building
-    50 ORM entities and dumping them through marshmallow was 40% of a list request's time. The
-    item schema (`SCHEMAS[plural]["out"]`) still describes the page in the OpenAPI document and
-    decides the fields here; `tests/api/test_list_pages.py` holds every kind's page equal to
-    the schema's dump of the same rows. Keys sorted and a final newline, as Flask's JSON.
-    """
+    """A list page of one kind as JSON, from the columns its item schema shows (`api.rows`):
+    `tests/api/test_list_pages.py` holds every kind's page equal to the schema's dump of the
+    same rows."""
 
     def __init__(self, plural: str, model: Any, schema: type[Schema]) -> None:
-        fields = schema().fields
-        self.names = sorted(fields)
-        computed = {"role_ids", "job_id"}  # from `directory.page_roles`; null on GET
-        self.columns = [getattr(model, name) for name in self.names if name not in computed]
-        self.employees = "role_ids" in fields
-        self.dates = {n for n, f in fields.items() if isinstance(f, DateTime)}
-        self.uuid_lists = {
-            n
-            for n, f in fields.items()
-            if isinstance(f, List) and isinstance(f.inner, UUID) and n not in computed
-        }
-
-    def item(self, row: Any, roles: dict[uuid.UUID, list[Any]]) -> dict[str, Any]:
-        item: dict[str, Any] = row._asdict()
-        for name in self.dates:
-            value = item[name]
-            item[name] = None if value is None else value.isoformat()
-        for name in self.uuid_lists:
-            item[name] = [str(uuid.UUID(str(v))) for v in item[name] or ()]
-        if self.employees:
-            first = [item["role_id"]] if item["role_id"] is not None else []
-            item["role_ids"] = roles.get(item["id"]) or first
-            item["job_id"] = None
-        return item
+        # role_ids from `directory.page_roles`; job_id null on GET
+        self.shape = RowShape(model, schema, computed={"role_ids", "job_id"})
+        self.columns = self.shape.columns
+        self.employees = "role_ids" in self.shape.names
 
     def response(self, session: Any, found: Page) -> Response:
-        roles = directory.page_roles(session, [r.id for r in found.items]) if self.employees else {}
-        body = {
-            "items": [self.item(row, roles) for row in found.items],
-            "next_cursor": found.next_cursor,
-        }
-        data = orjson.dumps(body, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE)
-        return Response(data, mimetype="application/json")
+        items = self.shape.items(found.items)
+        if self.employees:
+            roles = directory.page_roles(session, [item["id"] for item in items])
+            for item in items:
+                first = [item["role_id"]] if item["role_id"] is not None else []
+                item["role_ids"] = roles.get(item["id"]) or first
+                item["job_id"] = None
+        return json_response({"items": items, "next_cursor": found.next_cursor})

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, insert, select
+from sqlalchemy import Select, bindparam, func, insert, select
 from sqlalchemy import delete as sql_delete
 from sqlalchemy.orm import Session, selectinload
 
@@ -25,6 +25,7 @@ from certifications.catalog.models import Certification
 from certifications.directory.models import Asset, Client, Employee, EmployeeRole, Location, Role
 from infra.context import require_org_id
 from infra.database import get_or_not_found, utcnow
+from infra.dialect import one_of_param
 from infra.errors import Conflict, Invalid
 from jobs.models import Job
 from jobs.outbox import request_job
@@ -138,15 +139,28 @@ def list_statement(
     return stmt
 
 
+def _page_roles_statement(dialect_name: str) -> Select[Any]:
+    c = EmployeeRole.__table__.c
+    return (
+        select(c.employee_id, c.role_id)
+        .where(c.org_id == bindparam("org_id"), one_of_param(dialect_name, c.employee_id, "ids"))
+        .order_by(c.employee_id, c.position)
+    )
+
+
+# Built once, the tenant in its own WHERE, and run on the session's connection: every list
+# page of employees asks it, and building it, adding the session's tenant option and guarding
+# it per request was a fifth of the page's CPU. (RLS applies on PostgreSQL as to any query.)
+_PAGE_ROLES = {name: _page_roles_statement(name) for name in ("postgresql", "sqlite")}
+
+
 def page_roles(session: Session, employee_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[Any]]:
     """The roles of these employees, first one first (`Employee.role_ids`), in one query."""
     found: dict[uuid.UUID, list[Any]] = {}
     if employee_ids:
-        rows = session.execute(
-            select(EmployeeRole.employee_id, EmployeeRole.role_id)
-            .where(EmployeeRole.employee_id.in_(employee_ids))
-            .order_by(EmployeeRole.employee_id, EmployeeRole.position)
-        )
+        connection = session.connection()
+        stmt = _PAGE_ROLES[connection.dialect.name]
+        rows = connection.execute(stmt, {"org_id": require_org_id(), "ids": list(employee_ids)})
         for employee_id, role_id in rows:
             found.setdefault(employee_id, []).append(role_id)
     return found
