@@ -26,6 +26,12 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s %(org_id)s] %(message)s"
 
 
+def utc_millis(created: float) -> str:
+    """A log line's `timestamp`: UTC, ISO 8601 to the millisecond, with a `Z`."""
+    stamp = datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
+
+
 class ContextFilter(logging.Filter):
     """Copy the current request id and organization onto the record (for both formats)."""
 
@@ -48,9 +54,7 @@ class JsonFormatter(_BaseJsonFormatter):
     def add_fields(
         self, log_record: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
     ) -> None:
-        log_record["timestamp"] = (
-            datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
-        ).replace("+00:00", "Z")
+        log_record["timestamp"] = utc_millis(record.created)
         log_record["level"] = record.levelname.lower()
         log_record["logger"] = record.name
         log_record["event"] = _ANSI.sub("", record.getMessage())
@@ -65,8 +69,18 @@ class JsonFormatter(_BaseJsonFormatter):
         log_record.pop("message", None)
 
 
+class AccessLine(str):
+    """An access line `infra.access_log.JsonAccessLogger` has already written as JSON."""
+
+
 class AccessJsonFormatter(JsonFormatter):
-    """gunicorn's access records: its atoms (a dict in `record.args`) become fields."""
+    """gunicorn's access records: its atoms (a dict in `record.args`) become fields; a
+    finished `AccessLine` (the project's gunicorn logger) goes out as it is."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if isinstance(record.msg, AccessLine):
+            return str(record.msg)
+        return super().format(record)
 
     def add_fields(
         self, log_record: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
@@ -86,7 +100,7 @@ class AccessJsonFormatter(JsonFormatter):
             method=atom("m"),
             path=atom("U"),
             query=atom("q") or None,
-            status=_int(atom("s")),
+            status=as_int(atom("s")),
             bytes=atom("B"),
             duration_ms=round((atom("D") or 0) / 1000, 3),
             remote_addr=atom("h"),
@@ -95,7 +109,8 @@ class AccessJsonFormatter(JsonFormatter):
         )
 
 
-def _int(value: Any) -> Any:
+def as_int(value: Any) -> Any:
+    """`value` as an int when it reads as one (an HTTP status), else unchanged."""
     try:
         return int(value)
     except (TypeError, ValueError):

@@ -32,6 +32,7 @@ def test_production_settings(monkeypatch, tmp_path) -> None:
     assert callable(conf["child_exit"])
     formatters = conf["logconfig_dict"]["formatters"]
     assert formatters["access"]["()"].endswith("AccessJsonFormatter")
+    assert conf["logger_class"] == "infra.access_log.JsonAccessLogger"
     assert not list((tmp_path / "prom").glob("*.db")), "stale metric files are removed at start"
 
 
@@ -48,3 +49,4 @@ def test_environment_overrides(monkeypatch, tmp_path) -> None:
     assert (conf["workers"], conf["bind"], conf["timeout"]) == (2, "127.0.0.1:9999", 45)
     assert (conf["worker_class"], conf["threads"]) == ("gthread", 4)
     assert "()" not in conf["logconfig_dict"]["formatters"]["access"]
+    assert "logger_class" not in conf  # text lines: gunicorn's own access logger

@@ -7,9 +7,12 @@ import io
 import json
 import logging
 import uuid
+from datetime import timedelta
 
 from infra import context
+from infra.access_log import JsonAccessLogger
 from infra.logging import (
+    ACCESS_ORG_KEY,
     AccessJsonFormatter,
     ContextFilter,
     JsonFormatter,
@@ -106,3 +109,59 @@ def test_format_choice() -> None:
     for formatter in config["formatters"].values():  # the factories gunicorn will import
         module, _, name = formatter["()"].rpartition(".")
         assert callable(getattr(importlib.import_module(module), name))
+
+
+class _Resp:
+    status = "201 CREATED"
+    sent = 321
+    headers = [("Content-Type", "application/json"), ("X-Request-ID", "rid-7")]
+
+
+def _access_line(logger_class: type, environ: dict) -> dict:
+    """The access line a gunicorn logger of `logger_class` writes, with the production config."""
+    from gunicorn.config import Config
+
+    cfg = Config()
+    cfg.set("accesslog", "-")
+    cfg.set("logconfig_dict", gunicorn_logconfig("INFO", "json"))
+    gunicorn_logger = logger_class(cfg)
+    stream = io.StringIO()
+    for handler in gunicorn_logger.access_log.handlers:
+        handler.setStream(stream)
+    headers = [("USER-AGENT", 'curl "quoted"'), ("AUTHORIZATION", "Bearer x")]
+    gunicorn_logger.access(_Resp(), headers, environ, timedelta(microseconds=12_345))
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1, "one JSON object per line"
+    return json.loads(lines[0])
+
+
+def test_the_lean_access_logger_writes_gunicorns_line() -> None:
+    """`JsonAccessLogger` (gunicorn.conf.py's, for JSON logs) reads the ten values itself
+    instead of gunicorn's atoms; the line must stay the object the formatter wrote."""
+    from gunicorn.glogging import Logger
+
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "RAW_URI": "/api/v1/roles?x=1",
+        "PATH_INFO": "/api/v1/roles",
+        "QUERY_STRING": "x=1",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "10.1.2.3",
+        "HTTP_USER_AGENT": 'curl "quoted"',
+        ACCESS_ORG_KEY: "0b6a3a52-0000-4000-8000-000000000001",
+    }
+    lean = _access_line(JsonAccessLogger, environ)
+    stock = _access_line(Logger, environ)
+    assert lean.pop("timestamp").endswith("Z")
+    stock.pop("timestamp")
+    assert list(lean) == list(stock)  # same keys, same order
+    assert lean == stock
+    assert lean["status"] == 201
+    assert lean["duration_ms"] == 12.345
+    assert lean["request_id"] == "rid-7"
+    # Without an organization (a 401, say) and without a query string: nulls, as before.
+    bare = {k: v for k, v in environ.items() if k not in (ACCESS_ORG_KEY, "QUERY_STRING")}
+    lean, stock = _access_line(JsonAccessLogger, bare), _access_line(Logger, bare)
+    lean.pop("timestamp"), stock.pop("timestamp")
+    assert lean == stock
+    assert (lean["org_id"], lean["query"]) == (None, None)
