@@ -27,6 +27,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 
 from infra import db_errors
 from infra.errors import NotFound
+from infra.pg_begin import BeginWithConnection
 from infra.settings import Settings
 
 T = TypeVar("T")
@@ -59,6 +60,13 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is not None and value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
         return value
+
+    def result_processor(self, dialect: Any, coltype: Any) -> Any:
+        # PostgreSQL's timestamptz always reads back aware: no per-value Python call (a list
+        # page of 50 rows made 100 of them).
+        if dialect.name == "postgresql":
+            return None
+        return super().result_processor(dialect, coltype)
 
 
 class Base(DeclarativeBase):
@@ -141,6 +149,13 @@ def make_engine(settings: Settings) -> Engine:
     )
     mark_stale_connections(engine)
     ping_idle_connections(engine)
+
+    @event.listens_for(engine, "do_connect")
+    def _begin_with_connection(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        # psycopg connections that can send a transaction's opening statement (the tenant
+        # for row-level security) with its BEGIN (infra/pg_begin.py).
+        return BeginWithConnection.connect(*cargs, **cparams)
+
     return engine
 
 
