@@ -133,8 +133,13 @@ def is_heavy() -> bool:
         return True
     if request.method == "POST" and request.path.rstrip("/").endswith("/bulk"):
         return True
-    wants_csv = request.accept_mimetypes.best == "text/csv"
-    return request.method == "GET" and (request.args.get("format") == "csv" or wants_csv)
+    if request.method != "GET":
+        return False
+    if request.args.get("format") == "csv":
+        return True
+    # Parsing Accept costs every request; only a header naming CSV can prefer it.
+    accept = request.headers.get("Accept", "")
+    return "text/csv" in accept.lower() and request.accept_mimetypes.best == "text/csv"
 
 
 def _exempt() -> bool:

@@ -7,11 +7,14 @@ Every failure is a 401/403 in the API's error shape, never flask-jwt-extended's 
 
 from __future__ import annotations
 
+import functools
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import wraps
+from types import MappingProxyType
 from typing import Any, TypeVar, cast
 
 import jwt as pyjwt
@@ -83,26 +86,76 @@ class _OnceJWTManager(JWTManager):
         """One verified decode. flask-jwt-extended parses the token twice more first, without
         verifying, to hand claims and header to a decode-key callback; ours is the default
         (the configured key, whatever the token), so those parses only cost (PyJWT checks a
-        token's base64 character by character: ~15% of a small request's CPU). An expired
-        token goes the library's way, which attaches header and claims to the error."""
+        token's base64 character by character: ~15% of a small request's CPU), and a token this
+        process verified before is not verified again (`_verified`). An expired token goes
+        the library's way, which attaches header and claims to the error."""
         if self._decode_key_callback is not default_decode_key_callback:
             return dict(super()._decode_jwt_from_config(encoded_token, csrf_value, allow_expired))
+        audience = jwt_config.decode_audience
         try:
-            return _decode_jwt(
-                algorithms=jwt_config.decode_algorithms,
-                allow_expired=allow_expired,
-                audience=jwt_config.decode_audience,
-                csrf_value=csrf_value,
-                encoded_token=encoded_token,
-                identity_claim_key=jwt_config.identity_claim_key,
-                issuer=jwt_config.decode_issuer,
-                leeway=jwt_config.leeway,
-                secret=jwt_config.decode_key,
-                verify_aud=jwt_config.decode_audience is not None,
-                verify_sub=jwt_config.verify_sub,
+            claims = _verified(
+                encoded_token,
+                csrf_value,
+                allow_expired,
+                jwt_config.decode_key,
+                tuple(jwt_config.decode_algorithms),
+                audience if isinstance(audience, str | None) else tuple(audience),
+                jwt_config.decode_issuer,
+                jwt_config.leeway,
+                jwt_config.identity_claim_key,
+                jwt_config.verify_sub,
             )
         except ExpiredSignatureError:
             return dict(super()._decode_jwt_from_config(encoded_token, csrf_value, allow_expired))
+        exp = claims.get("exp")
+        if (
+            not allow_expired
+            and isinstance(exp, int | float)
+            and exp <= time.time() - jwt_config.leeway
+        ):
+            # Verified earlier, expired since: the library's way, as a first decode would go.
+            return dict(super()._decode_jwt_from_config(encoded_token, csrf_value, allow_expired))
+        return dict(claims)
+
+
+@functools.lru_cache(maxsize=4096)
+def _verified(
+    encoded_token: str,
+    csrf_value: Any,
+    allow_expired: bool,
+    key: Any,
+    algorithms: tuple[str, ...],
+    audience: str | tuple[str, ...] | None,
+    issuer: Any,
+    leeway: Any,
+    identity_claim_key: str,
+    verify_sub: bool,
+) -> MappingProxyType[str, Any]:
+    """The claims of a token whose signature and claims verified, kept per process.
+
+    An integration sends the same token for an hour: its signature is checked once, not on
+    every request (PyJWT's decode and checks were ~4% of a small request's CPU). Only a
+    successful verification is kept (a failure raises, and `lru_cache` keeps no exception);
+    the key is the token's exact text together with every input of the verification (the
+    key, algorithms, audience, issuer...), so a token verified under one configuration is
+    never taken for verified under another; `exp` is judged again on every use by the
+    caller (`nbf` and `iat` held when it verified and time only moves forward). Everything
+    else (revocation of the org, claim shapes, lifetime) runs per request as before."""
+    return MappingProxyType(
+        _decode_jwt(
+            algorithms=list(algorithms),
+            allow_expired=allow_expired,
+            audience=cast(Any, audience),  # None: no audience is checked
+            csrf_value=csrf_value,
+            encoded_token=encoded_token,
+            identity_claim_key=identity_claim_key,
+            issuer=issuer,
+            leeway=leeway,
+            secret=key,
+            verify_aud=audience is not None,
+            verify_sub=verify_sub,
+        )
+    )
 
 
 jwt_manager = _OnceJWTManager()

@@ -83,6 +83,28 @@ def test_bulk_and_export_have_their_own_lower_limit(limited_app, token_for, org)
     assert api.get("/roles").status_code == 200  # the general budget is not spent yet
 
 
+@pytest.mark.parametrize(
+    ("method", "query", "accept", "heavy"),
+    [
+        ("GET", "", "", False),
+        ("GET", "", "application/json", False),
+        ("GET", "?format=csv", "", True),
+        ("GET", "", "text/csv", True),
+        ("GET", "", "application/json, text/csv;q=0.5", False),  # prefers JSON
+        ("GET", "", "text/csv, application/json;q=0.5", True),
+        ("GET", "", "text/*", False),
+        ("POST", "?format=csv", "text/csv", False),
+    ],
+)
+def test_what_counts_as_an_export(limited_app, method, query, accept, heavy):
+    from api.rate_limits import is_heavy
+
+    headers = {"Accept": accept} if accept else {}
+    path = "/api/v1/views/employees" + query
+    with limited_app.test_request_context(path, method=method, headers=headers):
+        assert is_heavy() is heavy
+
+
 def test_probes_and_docs_are_not_counted(limited_app, token_for, org):
     client = limited_app.test_client()
     for _ in range(PER_SUBJECT + PER_ORG):

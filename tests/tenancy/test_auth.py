@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -98,6 +99,50 @@ def test_not_yet_valid_token_is_401(app, org, settings):
     future = datetime.now(UTC) + timedelta(hours=1)
     token = issue_token(settings, sub="u1", org_id=str(org.id), scopes=[], now=future)
     _assert_401(_get(app, token))
+
+
+def test_a_token_is_verified_once_then_read_from_the_cache(app, org, settings, monkeypatch):
+    import tenancy.auth as auth
+
+    calls = []
+    real = auth._decode_jwt
+
+    def counting(**kwargs):
+        calls.append(kwargs["encoded_token"])
+        return real(**kwargs)
+
+    monkeypatch.setattr(auth, "_decode_jwt", counting)
+    token = issue_token(settings, sub="u-once", org_id=str(org.id), scopes=[])
+    for _ in range(3):
+        assert _get(app, token).status_code == 200
+    assert calls == [token]
+    # One character changed in the signature is another key: verified, and refused.
+    forged = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
+    _assert_401(_get(app, forged))
+
+
+def test_a_verified_token_is_refused_once_it_expires(app, org, settings):
+    exp = int(time.time()) + 2
+    token = pyjwt.encode(
+        _epoch_claims(str(org.id), iat=exp - 60, exp=exp), settings.jwt_secret_key, "HS256"
+    )
+    assert _get(app, token).status_code == 200  # verified, and kept
+    while time.time() <= exp + 0.05:
+        time.sleep(0.1)
+    resp = _get(app, token)
+    _assert_401(resp)
+    assert "expired" in resp.get_json()["message"].lower()
+
+
+def test_a_token_verified_under_one_key_is_not_taken_as_verified_under_another(
+    app, org, settings, runtime
+):
+    from api import create_app
+
+    token = issue_token(settings, sub="u-key", org_id=str(org.id), scopes=[])
+    assert _get(app, token).status_code == 200  # verified with the suite's secret, and kept
+    other = dataclasses.replace(settings, jwt_secret_key="another-secret-" + "z" * 40)
+    _assert_401(_get(create_app(other, runtime), token))
 
 
 def test_alg_none_is_401(app, org):
