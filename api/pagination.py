@@ -8,12 +8,14 @@ import functools
 import json
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
 from marshmallow import Schema, fields, validate
-from sqlalchemy import Select, and_, literal, or_, tuple_
+from sqlalchemy import Integer as SqlInteger
+from sqlalchemy import Select, and_, bindparam, literal, or_, tuple_
 from sqlalchemy.orm import Session
 
 from api.fields import Integer, Text
@@ -124,16 +126,50 @@ def paginate(
         values = _decode(cursor, key_columns)
         # Bind with each column's own type (e.g. UTC timestamps stored as text on SQLite).
         typed = [literal(v, col.type) for v, col in zip(values, key_columns, strict=True)]
-        if any(desc):
-            stmt = stmt.where(_after(key_columns, typed, desc))
-        else:
-            stmt = stmt.where(tuple_(*key_columns) > tuple_(*typed))
-    order = [col.desc() if d else col for col, d in zip(key_columns, desc, strict=True)]
-    ordered = stmt.order_by(*order).limit(limit + 1)
+        stmt = stmt.where(_beyond(key_columns, typed, desc))
+    ordered = stmt.order_by(*_order(key_columns, desc)).limit(limit + 1)
     found = session.execute(ordered).all() if rows else session.scalars(ordered).all()
+    return keyset_page(found, key_columns, limit)
+
+
+def keyset_statement(
+    stmt: Select[Any], key_columns: list[Any], descending: list[bool], after: bool
+) -> Select[Any]:
+    """`stmt` paged as `paginate` pages it, every value a bind parameter (`keyset_params`), for
+    a statement built once and run many times: ordered by the keys, after the cursor's key
+    values when `after`, limited to one row more than the page."""
+    if after:
+        keys = [bindparam(f"key_{i}", type_=col.type) for i, col in enumerate(key_columns)]
+        stmt = stmt.where(_beyond(key_columns, keys, descending))
+    limit = bindparam("limit", type_=SqlInteger())
+    return stmt.order_by(*_order(key_columns, descending)).limit(limit)
+
+
+def keyset_params(key_columns: list[Any], limit: int, cursor: str | None) -> dict[str, Any]:
+    """The values of `keyset_statement`'s parameters (a bad cursor is a 422 naming it)."""
+    params: dict[str, Any] = {"limit": limit + 1}
+    if cursor:
+        values = _decode(cursor, key_columns)
+        params.update((f"key_{i}", value) for i, value in enumerate(values))
+    return params
+
+
+def keyset_page(found: Sequence[Any], key_columns: list[Any], limit: int) -> Page:
+    """The page of `found` (up to `limit` + 1 rows, as `paginate` asked them)."""
     items = list(found[:limit])
     next_cursor = cursor_after(items[-1], key_columns) if len(found) > limit else None
     return Page(items=items, next_cursor=next_cursor)
+
+
+def _order(key_columns: list[Any], desc: list[bool]) -> list[Any]:
+    return [col.desc() if d else col for col, d in zip(key_columns, desc, strict=True)]
+
+
+def _beyond(key_columns: list[Any], values: list[Any], desc: list[bool]) -> Any:
+    """The rows after `values` in the keys' order."""
+    if any(desc):
+        return _after(key_columns, values, desc)
+    return tuple_(*key_columns) > tuple_(*values)
 
 
 def _after(columns: list[Any], values: list[Any], desc: list[bool]) -> Any:

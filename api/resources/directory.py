@@ -17,7 +17,14 @@ from werkzeug.exceptions import UnsupportedMediaType
 
 from api.body import check_csv
 from api.db import request_session
-from api.pagination import Page, page_schema, paginate, sorted_keys
+from api.pagination import (
+    Page,
+    keyset_page,
+    keyset_params,
+    keyset_statement,
+    page_schema,
+    sorted_keys,
+)
 from api.rows import RowShape, json_response
 from api.schemas.directory import (
     QUERY_SCHEMAS,
@@ -35,6 +42,7 @@ from certifications.directory.service import KINDS
 from infra.errors import Invalid
 from jobs.outbox import started_jobs
 from tenancy.auth import requires
+from tenancy.scoping import prebuilt_tenant_statement, run_prebuilt
 
 
 def directory_blueprint(plural: str) -> Blueprint:
@@ -53,8 +61,7 @@ def directory_blueprint(plural: str) -> Blueprint:
             limit, cursor = args.pop("limit"), args.pop("cursor")
             keys, descending = sorted_keys(kind.model, args.pop("sort"))
             session = request_session()
-            stmt = directory.list_statement(kind, **args, columns=page.columns)
-            found = paginate(session, stmt, keys, limit, cursor, descending, rows=True)
+            found = page.fetch(session, args, keys, descending, limit, cursor)
             return page.response(session, found)
 
         @requires("directory:write")
@@ -146,6 +153,10 @@ def read_bulk_body(
         raise Invalid({"json": exc.messages}) from exc
 
 
+# Statements kept per list page (shapes: filters used × sort × first page or not; a few in use).
+_SHAPES_KEPT = 256
+
+
 class ListPage:
     """A list page of one kind as JSON, from the columns its item schema shows (`api.rows`):
     `tests/api/test_list_pages.py` holds every kind's page equal to the schema's dump of the
@@ -153,9 +164,37 @@ class ListPage:
 
     def __init__(self, plural: str, model: Any, schema: type[Schema]) -> None:
         # role_ids from `directory.page_roles`; job_id null on GET
+        self.kind = KINDS[plural]
         self.shape = RowShape(model, schema, computed={"role_ids", "job_id"})
         self.columns = self.shape.columns
         self.employees = "role_ids" in self.shape.names
+        self._statements: dict[tuple[Any, ...], Any] = {}
+
+    def fetch(
+        self,
+        session: Any,
+        filters: dict[str, Any],
+        keys: list[Any],
+        descending: list[bool],
+        limit: int,
+        cursor: str | None,
+    ) -> Page:
+        """One page of the filtered list. Its statement is built once per shape (dialect,
+        filters used, `active`, sort, first page or not) and kept; the values are parameters
+        (`directory.list_params`, `keyset_params`), the tenant is bound by `run_prebuilt`."""
+        dialect = session.get_bind().dialect.name
+        used, active = directory.list_filters(filters), filters.get("active")
+        shape = (dialect, used, active, tuple(k.key for k in keys), tuple(descending), bool(cursor))
+        stmt = self._statements.get(shape)
+        if stmt is None:
+            listed = directory.list_statement(self.kind, self.columns, dialect, used, active)
+            stmt = keyset_statement(listed, keys, descending, after=bool(cursor))
+            stmt = prebuilt_tenant_statement(stmt, self.kind.model)
+            if len(self._statements) >= _SHAPES_KEPT:
+                self._statements.clear()
+            self._statements[shape] = stmt
+        params = directory.list_params(filters, used) | keyset_params(keys, limit, cursor)
+        return keyset_page(run_prebuilt(session, stmt, params).all(), keys, limit)
 
     def response(self, session: Any, found: Page) -> Response:
         items = self.shape.items(found.items)

@@ -9,15 +9,15 @@ Bulk upsert and CSV import live in `certifications.directory.bulk`; rosters in `
 
 from __future__ import annotations
 
+import functools
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, bindparam, func, insert, select
 from sqlalchemy import delete as sql_delete
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from certifications.assignments.schedule import request_tick
 from certifications.automation.withdraw import withdraw_for_subjects
@@ -29,6 +29,7 @@ from infra.dialect import one_of_param
 from infra.errors import Conflict, Invalid
 from jobs.models import Job
 from jobs.outbox import request_job
+from tenancy.scoping import prebuilt_tenant_statement, run_prebuilt
 
 FANOUT_ACTOR = "fanout_employees"
 FANOUT_JOB_KIND = "role_fanout"
@@ -99,69 +100,98 @@ KINDS: dict[str, Kind] = {
 }
 
 
+# The list filters and when a request uses each (the query schemas' fields; `active` is no
+# value but a part of the SQL: see `list_statement`).
+LIST_FILTERS: dict[str, Callable[[Any], bool]] = {
+    "external_id": bool,
+    "updated_since": lambda v: v is not None,
+    "q": bool,
+    "role_id": lambda v: v is not None,
+    "client_id": lambda v: v is not None,
+    "location_id": lambda v: v is not None,
+    "category": lambda v: v is not None,
+}
+
+
+def list_filters(filters: Mapping[str, Any]) -> frozenset[str]:
+    """The filters of `filters` (a list request's query) that constrain the list."""
+    return frozenset(name for name, used in LIST_FILTERS.items() if used(filters.get(name)))
+
+
 def list_statement(
     kind: Kind,
-    *,
-    active: bool | None = None,
-    q: str | None = None,
-    role_id: uuid.UUID | None = None,
-    client_id: uuid.UUID | None = None,
-    location_id: uuid.UUID | None = None,
-    category: str | None = None,
-    external_id: list[str] | None = None,
-    updated_since: datetime | None = None,
-    columns: Sequence[Any] = (),
+    columns: Sequence[Any],
+    dialect_name: str,
+    used: frozenset[str],
+    active: bool | None,
 ) -> Select[Any]:
-    """The filtered list query; the caller paginates it by (name, id). `columns`: select these
-    (the model's attributes) instead of the entity (the API's list pages: `page_roles` then
-    gives employees their role_ids)."""
+    """The list query of `kind` selecting `columns`, with the filters `used` as bind parameters
+    (their values: `list_params`) and `active` in its SQL: one statement per shape, which the
+    caller builds once, pages by (name, id) and scopes with `prebuilt_tenant_statement`. (The
+    employees' role_ids come from `page_roles`.)"""
     model = kind.model
-    stmt = select(*columns) if columns else select(model)
-    if kind.name == "employee" and not columns:  # their role_ids, one query per page
-        stmt = stmt.options(selectinload(Employee.role_links))
-    if external_id:
-        stmt = stmt.where(model.external_id.in_(external_id))
-    if updated_since is not None:
-        stmt = stmt.where(model.updated_at >= updated_since)
+    stmt = select(*columns)
+    if "external_id" in used:
+        stmt = stmt.where(one_of_param(dialect_name, model.external_id, "external_id"))
+    if "updated_since" in used:
+        stmt = stmt.where(model.updated_at >= bindparam("updated_since"))
     if active is not None:
         stmt = stmt.where(model.active.is_(active))
-    if q:
-        stmt = stmt.where(func.lower(model.name).contains(q.lower(), autoescape=True))
-    if role_id is not None:  # any of the employee's roles
-        held = select(EmployeeRole.employee_id).where(EmployeeRole.role_id == role_id)
-        stmt = stmt.where((model.role_id == role_id) | model.id.in_(held))
-    if client_id is not None:
-        stmt = stmt.where(model.client_id == client_id)
-    if location_id is not None:
-        stmt = stmt.where(model.location_id == location_id)
-    if category is not None:
-        stmt = stmt.where(func.lower(model.category) == category.strip().lower())
+    if "q" in used:  # a substring, its wildcards escaped (`list_params`)
+        stmt = stmt.where(func.lower(model.name).like(bindparam("q"), escape=_LIKE_ESCAPE))
+    if "role_id" in used:  # any of the employee's roles
+        role = bindparam("role_id", type_=EmployeeRole.role_id.type)
+        held = select(EmployeeRole.employee_id).where(EmployeeRole.role_id == role)
+        held = prebuilt_tenant_statement(held, EmployeeRole)
+        stmt = stmt.where((model.role_id == role) | model.id.in_(held))
+    if "client_id" in used:
+        stmt = stmt.where(model.client_id == bindparam("client_id"))
+    if "location_id" in used:
+        stmt = stmt.where(model.location_id == bindparam("location_id"))
+    if "category" in used:
+        stmt = stmt.where(func.lower(model.category) == bindparam("category"))
     return stmt
+
+
+_LIKE_ESCAPE = "/"
+
+
+def list_params(filters: Mapping[str, Any], used: frozenset[str]) -> dict[str, Any]:
+    """The bind values of `list_statement`'s filters."""
+    params = {name: filters[name] for name in used}
+    if "q" in used:  # as SQLAlchemy's `contains(…, autoescape=True)` escapes
+        text = str(filters["q"]).lower().replace(_LIKE_ESCAPE, _LIKE_ESCAPE * 2)
+        text = text.replace("%", _LIKE_ESCAPE + "%").replace("_", _LIKE_ESCAPE + "_")
+        params["q"] = f"%{text}%"
+    if "category" in used:
+        params["category"] = str(filters["category"]).strip().lower()
+    if "external_id" in used:
+        params["external_id"] = list(filters["external_id"])
+    return params
 
 
 def _page_roles_statement(dialect_name: str) -> Select[Any]:
     c = EmployeeRole.__table__.c
-    return (
+    stmt = (
         select(c.employee_id, c.role_id)
-        .where(c.org_id == bindparam("org_id"), one_of_param(dialect_name, c.employee_id, "ids"))
+        .where(one_of_param(dialect_name, c.employee_id, "ids"))
         .order_by(c.employee_id, c.position)
     )
+    return prebuilt_tenant_statement(stmt, EmployeeRole.__table__)
 
 
-# Built once, the tenant in its own WHERE, and run on the session's connection: every list
-# page of employees asks it, and building it, adding the session's tenant option and guarding
-# it per request was a fifth of the page's CPU. (RLS applies on PostgreSQL as to any query.)
-_PAGE_ROLES = {name: _page_roles_statement(name) for name in ("postgresql", "sqlite")}
+# Built once per dialect, on first use (the tenant tables are known once the mappers are):
+# every list page of employees asks it, and building it, adding the session's tenant option and
+# guarding it per request was a fifth of the page's CPU.
+_PAGE_ROLES = functools.cache(_page_roles_statement)
 
 
 def page_roles(session: Session, employee_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[Any]]:
     """The roles of these employees, first one first (`Employee.role_ids`), in one query."""
     found: dict[uuid.UUID, list[Any]] = {}
     if employee_ids:
-        connection = session.connection()
-        stmt = _PAGE_ROLES[connection.dialect.name]
-        rows = connection.execute(stmt, {"org_id": require_org_id(), "ids": list(employee_ids)})
-        for employee_id, role_id in rows:
+        stmt = _PAGE_ROLES(session.get_bind().dialect.name)
+        for employee_id, role_id in run_prebuilt(session, stmt, {"ids": list(employee_ids)}):
             found.setdefault(employee_id, []).append(role_id)
     return found
 

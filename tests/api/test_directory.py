@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -127,6 +128,63 @@ def test_employee_role_filter_and_location_client_filter(api):
     _create(api, "locations", name="Yard")
     items = api.get(f"/locations?client_id={acme}").get_json()["items"]
     assert [i["name"] for i in items] == ["Pier"]
+
+
+def test_every_filter_with_its_values_bound_and_paged(api_for, make_org):
+    """The list statement is built once per shape and its values bound at each request: the
+    same shape with other values, wildcards in `q`, and pages after a cursor under filters."""
+    org, other = make_org(), make_org()
+    api, theirs = api_for(org), api_for(other)
+    names = ["a_b", "axb", "a/b", "A%B", "Pump 1", "pump 2", "Crane"]
+    ids = {n: _create(api, "assets", name=n, category="Lift" if "ump" in n else "Hoist")["id"]
+           for n in names}  # fmt: skip
+    yard = _create(api, "locations", name="Yard")["id"]
+    api.patch(f"/assets/{ids['Crane']}", json={"location_id": yard})
+
+    def names_of(query: str, client: Any = api) -> list[str]:
+        resp = client.get(f"/assets{query}")
+        assert resp.status_code == 200, resp.get_json()
+        return sorted(i["name"] for i in resp.get_json()["items"])  # (collations differ)
+
+    assert names_of("?q=a_b") == ["a_b"]  # `_` is no wildcard
+    assert names_of("?q=a/b") == ["a/b"]  # nor is the escape character special
+    assert names_of("?q=a%25b") == ["A%B"]
+    assert names_of("?q=PUMP") == ["Pump 1", "pump 2"]
+    assert names_of("?q=crane") == ["Crane"]  # the same shape, another value
+    assert names_of("?category=%20lift%20") == ["Pump 1", "pump 2"]
+    assert names_of("?category=hoist&q=a") == ["A%B", "Crane", "a/b", "a_b", "axb"]
+    assert names_of(f"?location_id={yard}") == ["Crane"]
+    assert api.patch(f"/assets/{ids['axb']}", json={"external_id": "EXT-1"}).status_code == 200
+    assert names_of("?external_id=EXT-1,EXT-2") == ["axb"]
+    assert names_of("?external_id=EXT-2") == []  # the same shape, another value
+    assert names_of("?updated_since=2000-01-01T00:00:00Z&q=pump") == ["Pump 1", "pump 2"]
+    assert names_of("?updated_since=2999-01-01T00:00:00Z") == []
+    assert names_of("?q=pump", theirs) == []  # the other org: nothing of ours
+
+    whole = [i["name"] for i in api.get("/assets?q=a&sort=-name").get_json()["items"]]
+    assert sorted(whole) == ["A%B", "Crane", "a/b", "a_b", "axb"]
+    seen: list[str] = []
+    cursor = None
+    while True:  # two at a time, filtered and sorted descending
+        query = "?limit=2&q=a&sort=-name" + (f"&cursor={cursor}" if cursor else "")
+        page = api.get(f"/assets{query}").get_json()
+        seen += [i["name"] for i in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == whole
+
+
+def test_a_role_filter_naming_another_orgs_role_finds_nothing(api_for, make_org):
+    org, other = make_org(), make_org()
+    api, theirs = api_for(org), api_for(other)
+    role = _create(theirs, "roles", name="Theirs")["id"]
+    _create(theirs, "employees", name="Their worker", role_id=role)
+    _create(api, "employees", name="Mine")
+    assert api.get(f"/employees?role_id={role}").get_json()["items"] == []
+    assert [i["name"] for i in theirs.get(f"/employees?role_id={role}").get_json()["items"]] == [
+        "Their worker"
+    ]
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,8 @@ from certifications.tables import metadata
 from tenancy.scoping import (
     TenantMismatch,
     UnscopedStatement,
+    prebuilt_tenant_statement,
+    run_prebuilt,
     tenant_statement,
     tenant_tables,
     unscoped_tables,
@@ -117,6 +119,46 @@ def test_the_helper_scopes_only_its_own_level(two_orgs, as_tenant):
 def test_the_helper_needs_a_tenant(two_orgs):
     with pytest.raises(UnscopedStatement):
         tenant_statement(select(ROLES.c.name), ROLES)
+
+
+# --- prebuilt statements (run on the connection: no criteria) -------------------------------
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        # Mapped classes are no cover here: the connection applies no criteria.
+        pytest.param(lambda: select(Role.name), id="mapped-select"),
+        pytest.param(
+            lambda: select(Employee.name).where(Employee.role_id.in_(select(Role.id))),
+            id="mapped-subquery",
+        ),
+        pytest.param(lambda: select(Employee.name).join(Role), id="mapped-join"),
+    ],
+)
+def test_a_prebuilt_statement_must_scope_every_table_it_reads(statement):
+    with pytest.raises(UnscopedStatement, match="roles"):
+        prebuilt_tenant_statement(statement(), Employee)
+
+
+def test_a_prebuilt_statement_runs_as_the_current_tenant_only(two_orgs, as_tenant):
+    a, b = two_orgs
+    held = prebuilt_tenant_statement(select(Role.id).where(Role.name != ""), Role)
+    stmt = prebuilt_tenant_statement(select(Role.name).where(Role.id.in_(held)), Role)
+    with as_tenant(a.id) as s:
+        assert sorted(run_prebuilt(s, stmt, {}).scalars()) == ["Driver", "Welder"]
+        # The tenant is the context's: a parameter cannot name another organization.
+        assert sorted(run_prebuilt(s, stmt, {"org_id": b.id}).scalars()) == ["Driver", "Welder"]
+    with as_tenant(b.id) as s:
+        assert list(run_prebuilt(s, stmt, {}).scalars()) == ["Secret role"]
+
+
+def test_a_prebuilt_statement_needs_a_tenant(two_orgs):
+    from infra import database as db
+
+    stmt = prebuilt_tenant_statement(select(Role.name), Role)
+    with db.new_session() as s, pytest.raises(UnscopedStatement):
+        run_prebuilt(s, stmt, {})
 
 
 def test_mapped_statements_of_every_kind_pass_and_are_scoped(two_orgs, as_tenant):
