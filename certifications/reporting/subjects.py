@@ -27,6 +27,7 @@ from certifications.catalog.models import (
 from certifications.directory.models import SUBJECT_MODELS
 from certifications.vocabulary import STATUSES
 from tenancy.keys import tenant_join
+from tenancy.scoping import run_scoped
 
 # Certification entries one JSON page may hold: a page of `limit` subjects stops early once its
 # subjects' applicable certifications would pass this (500 subjects × 300 certifications would
@@ -266,14 +267,15 @@ def attach_certifications(
         return rows
     ids = [r.id for r in rows]
     stmt = certification_rows(kind, f, ids)
+    # Core rows (`run_scoped`: the session's tenant criteria and guard): ~1,000 per page.
     if max_entries is None:
-        found: Sequence[Any] = session.execute(stmt).all()
+        found: Sequence[Any] = run_scoped(session, stmt).all()
     else:
-        found = session.execute(stmt.limit(max_entries + 1)).all()
+        found = run_scoped(session, stmt.limit(max_entries + 1)).all()
         if len(found) > max_entries:
             keep = leading_within(ids, certification_counts(session, kind, f, ids), max_entries)
             rows = rows[:keep]
-            found = session.execute(certification_rows(kind, f, ids[:keep])).all()
+            found = run_scoped(session, certification_rows(kind, f, ids[:keep])).all()
     fill_rows(rows, found, f.status)
     return rows
 

@@ -29,6 +29,7 @@ from tenancy.scoping import (
     UnscopedStatement,
     prebuilt_tenant_statement,
     run_prebuilt,
+    run_scoped,
     tenant_statement,
     tenant_tables,
     unscoped_tables,
@@ -159,6 +160,17 @@ def test_a_prebuilt_statement_needs_a_tenant(two_orgs):
     stmt = prebuilt_tenant_statement(select(Role.name), Role)
     with db.new_session() as s, pytest.raises(UnscopedStatement):
         run_prebuilt(s, stmt, {})
+
+
+def test_run_scoped_gives_core_rows_under_the_sessions_criteria_and_guard(two_orgs, as_tenant):
+    a, b = two_orgs
+    stmt = select(Role.name).where(Role.id.in_(select(Role.id))).order_by(Role.name)
+    with as_tenant(a.id) as s:
+        assert [r.name for r in run_scoped(s, stmt)] == ["Driver", "Welder"]
+        with pytest.raises(UnscopedStatement, match="roles"):
+            run_scoped(s, select(ROLES.c.name))  # a bare table: the criteria cannot reach it
+    with as_tenant(b.id) as s:
+        assert list(run_scoped(s, stmt).scalars()) == ["Secret role"]
 
 
 def test_mapped_statements_of_every_kind_pass_and_are_scoped(two_orgs, as_tenant):
