@@ -91,31 +91,41 @@ class _OnceJWTManager(JWTManager):
         the library's way, which attaches header and claims to the error."""
         if self._decode_key_callback is not default_decode_key_callback:
             return dict(super()._decode_jwt_from_config(encoded_token, csrf_value, allow_expired))
-        audience = jwt_config.decode_audience
+        inputs = _verification_inputs()
         try:
-            claims = _verified(
-                encoded_token,
-                csrf_value,
-                allow_expired,
-                jwt_config.decode_key,
-                tuple(jwt_config.decode_algorithms),
-                audience if isinstance(audience, str | None) else tuple(audience),
-                jwt_config.decode_issuer,
-                jwt_config.leeway,
-                jwt_config.identity_claim_key,
-                jwt_config.verify_sub,
-            )
+            claims = _verified(encoded_token, csrf_value, allow_expired, *inputs)
         except ExpiredSignatureError:
             return dict(super()._decode_jwt_from_config(encoded_token, csrf_value, allow_expired))
         exp = claims.get("exp")
-        if (
-            not allow_expired
-            and isinstance(exp, int | float)
-            and exp <= time.time() - jwt_config.leeway
-        ):
+        leeway = inputs[5].total_seconds() if isinstance(inputs[5], timedelta) else inputs[5]
+        if not allow_expired and isinstance(exp, int | float) and exp <= time.time() - leeway:
             # Verified earlier, expired since: the library's way, as a first decode would go.
             return dict(super()._decode_jwt_from_config(encoded_token, csrf_value, allow_expired))
         return dict(claims)
+
+
+_INPUTS = "certs.jwt_verification_inputs"
+
+
+def _verification_inputs() -> tuple[Any, ...]:
+    """What a verification depends on, read from the app's configuration once (`init_auth` set
+    it; flask-jwt-extended's properties read the config through the app proxy every time): key,
+    algorithms, audience, issuer, identity claim, leeway, verify_sub (`_verified`'s order)."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    inputs: tuple[Any, ...] | None = app.extensions.get(_INPUTS)
+    if inputs is None:
+        audience = jwt_config.decode_audience
+        inputs = (
+            jwt_config.decode_key,
+            tuple(jwt_config.decode_algorithms),
+            audience if isinstance(audience, str | None) else tuple(audience),
+            jwt_config.decode_issuer,
+            jwt_config.identity_claim_key,
+            jwt_config.leeway,
+            jwt_config.verify_sub,
+        )
+        app.extensions[_INPUTS] = inputs
+    return inputs
 
 
 @functools.lru_cache(maxsize=4096)
@@ -127,8 +137,8 @@ def _verified(
     algorithms: tuple[str, ...],
     audience: str | tuple[str, ...] | None,
     issuer: Any,
-    leeway: Any,
     identity_claim_key: str,
+    leeway: Any,
     verify_sub: bool,
 ) -> MappingProxyType[str, Any]:
     """The claims of a token whose signature and claims verified, kept per process.
