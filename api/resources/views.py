@@ -100,7 +100,8 @@ def _page(kind: str, args: dict[str, Any]) -> Any:
     if when is not None:
         return _page_as_of(session, kind, f, when, args)
     stmt, keys = subject_query(kind, f)
-    page = paginate(session, stmt, keys, args["limit"], args["cursor"])
+    # Plain rows: the page reads the subjects' columns, never changes them.
+    page = paginate(session, stmt, keys, args["limit"], args["cursor"], plain=True)
     rows = attach_certifications(session, kind, page.items, f, max_entries=MAX_PAGE_ENTRIES)
     next_cursor = page.next_cursor
     if len(rows) < len(page.items):  # the page reached its certification entries' limit
