@@ -100,7 +100,8 @@ def prebuilt_tenant_statement(stmt: S, *tables: Any) -> S:
     tenant table the statement reads, at every level, must be listed (a nested select lists
     its own, built with this function too), or `UnscopedStatement`. The tenant is a bound
     parameter whose value `run_prebuilt` alone supplies, from the context; on PostgreSQL RLS
-    applies as to any query.
+    applies as to any query. As with `tenant_statement`, a level's tables are told apart by
+    name: a statement reading one table twice at one level (an alias) must list each.
     """
     names = set()
     for table in tables:
