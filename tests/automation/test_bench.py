@@ -143,3 +143,33 @@ def test_bench_api_prints_the_ratios_as_its_last_json_line():
     assert all("load " in line for line in rounds)
     sides = [line.split(" round ")[1].split()[1] for line in rounds]
     assert sides[:6] == ["project", "baseline"] * 3  # alternating
+
+
+@pytest.mark.skipif(
+    os.environ.get("CERTS_TEST_BACKEND") != "postgres",
+    reason="bench views replays the page's SQL on PostgreSQL (the PostgreSQL leg)",
+)
+def test_bench_views_runs_and_replays_the_pages_sql():
+    """`python -m bench views` at a tiny size (~15 s). It broke unseen once: its replay looked for
+    the tenant's `set_config` among the recorded statements after that moved into BEGIN."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "views", "--size", "100"],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["scenario"] == "views"
+    assert result["size"] == 100
+    for case in ("first_page", "expired_page", "last_page"):
+        assert result[case]["floor_p95_ms"] > 0, case
