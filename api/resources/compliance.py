@@ -9,6 +9,7 @@ from flask_smorest import Blueprint
 
 from api.asof import as_of
 from api.db import request_session
+from api.rows import json_response
 from api.schemas.gate import GateArgs, GateSchema
 from api.schemas.history import TrendArgs, TrendSchema
 from api.schemas.views import (
@@ -47,7 +48,9 @@ class ComplianceSummary(MethodView):
         subjects (leavers) are left out unless `include_inactive=true`. `on`: as of a past
         day, from history."""
         when = as_of(args["on"])
-        return compliance_summary(request_session(), args["include_inactive"], when)
+        # Already JSON-shaped (ComplianceSummarySchema documents it; a test holds the answer
+        # equal to its dump): marshmallow's dump of ~50 nested objects was a fifth of the time.
+        return json_response(compliance_summary(request_session(), args["include_inactive"], when))
 
 
 @blp.route("/trend")

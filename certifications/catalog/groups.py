@@ -9,6 +9,7 @@ ancestry check runs inside the locked transaction.
 
 from __future__ import annotations
 
+import functools
 import uuid
 import zlib
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from infra.context import require_org_id
 from infra.database import get_or_not_found
 from infra.errors import Conflict, Invalid
 from tenancy.keys import tenant_join
+from tenancy.scoping import run_scoped
 
 _GROUPS = CertificationGroup  # the session's tenant criteria scopes every statement on it
 # First key of the two-key advisory lock: "the certification group tree of one organization".
@@ -90,8 +92,10 @@ class GroupNode:
         return ids
 
 
-def group_nodes(session: Session) -> dict[uuid.UUID, GroupNode]:
-    """Every group by name, each linked to its subgroups (by name too): one query."""
+@functools.cache
+def _group_rows() -> Select[Any]:
+    """Every group with its live certifications (none: one row with a null), by name. Built
+    once (the summary and the tree ask it on every request); the tenant comes at execution."""
     member = CertificationGroupMember
     live = (
         select(member.group_id, member.certification_id)
@@ -100,12 +104,18 @@ def group_nodes(session: Session) -> dict[uuid.UUID, GroupNode]:
         .subquery()
     )
     g = CertificationGroup
-    # Plain columns, not entities: loading 5,000 ORM objects costs more than the query.
-    rows = session.execute(
+    return (
         select(g.id, g.name, g.parent_id, live.c.certification_id)
         .outerjoin(live, live.c.group_id == g.id)
         .order_by(g.name, g.id)
     )
+
+
+def group_nodes(session: Session) -> dict[uuid.UUID, GroupNode]:
+    """Every group by name, each linked to its subgroups (by name too): one query."""
+    # Plain rows (`run_scoped`: the session's scoping), not entities: loading 5,000 ORM
+    # objects costs more than the query.
+    rows = run_scoped(session, _group_rows())
     nodes: dict[uuid.UUID, GroupNode] = {}
     for gid, name, parent_id, certification_id in rows:
         node = nodes.get(gid)

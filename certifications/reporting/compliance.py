@@ -11,12 +11,13 @@ unless `include_inactive`.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, func, select, union_all
+from sqlalchemy import Select, and_, func, select, union_all
 from sqlalchemy.orm import Session
 
 from certifications.assignments.models import Assignment, AssignmentCount
@@ -28,6 +29,7 @@ from certifications.history.models import ComplianceSnapshot
 from certifications.reporting.subjects import empty_counts, newer_cycle_exists
 from certifications.vocabulary import COMPLIANT_STATUSES
 from infra.database import without_jit
+from tenancy.scoping import run_scoped
 
 
 @dataclass
@@ -56,17 +58,15 @@ def compliance_share(required: int, compliant: int) -> float | None:
     return round(compliant / required, 4) if required else None
 
 
-def certification_stats(
-    session: Session, include_inactive: bool = False
-) -> dict[uuid.UUID, CertificationStats]:
-    """Counts per status of every active certification's current assignments: one statement
-    over the maintained counts (`reporting.counts`), a few rows per certification whatever the
-    number of assignments."""
+@functools.cache
+def _counts_statement(include_inactive: bool) -> Select[*tuple[Any, ...]]:
+    """`certification_stats`' statement, built once per flag (asked on every summary and
+    tree request); the tenant comes at execution."""
     c = AssignmentCount
     on = [c.org_id == Certification.org_id, c.certification_id == Certification.id]
     if not include_inactive:
         on.append(c.active.is_(True))
-    stmt = (
+    return (
         select(
             Certification.id,
             Certification.name,
@@ -83,8 +83,16 @@ def certification_stats(
         )
         .order_by(Certification.name, Certification.id)
     )
+
+
+def certification_stats(
+    session: Session, include_inactive: bool = False
+) -> dict[uuid.UUID, CertificationStats]:
+    """Counts per status of every active certification's current assignments: one statement
+    over the maintained counts (`reporting.counts`), a few rows per certification whatever the
+    number of assignments. Plain rows through the session's scoping (`run_scoped`)."""
     stats: dict[uuid.UUID, CertificationStats] = {}
-    for r in session.execute(stmt):
+    for r in run_scoped(session, _counts_statement(include_inactive)):
         s = stats.setdefault(r.id, CertificationStats(r.id, r.name, r.type))
         if r.status is not None and r.n:
             s.add(r.status, bool(r.required), bool(r.exempt), int(r.n))

@@ -64,6 +64,32 @@ def test_summary(api, org, make_org, as_tenant):
     )
 
 
+@pytest.mark.parametrize(
+    ("path", "build", "schema"),
+    [
+        ("/compliance/summary", "compliance_summary", "ComplianceSummarySchema"),
+        ("/views/groups", "group_tree", "GroupTreeSchema"),
+    ],
+)
+@pytest.mark.parametrize("query", ["", "?include_inactive=true"])
+def test_the_answer_is_its_documented_schemas_dump(api, org, as_tenant, path, build, schema, query):
+    """Both answers are written by orjson from the plain structures; the schemas still
+    document them: the answer equals the schema's dump of the same structure, key for key."""
+    import json
+
+    from api.schemas import views as view_schemas
+    from certifications.reporting import compliance
+
+    build_directory(as_tenant, org)
+    resp = api.get(path + query)
+    assert resp.status_code == 200, resp.get_json()
+    with as_tenant(org.id) as s:
+        data = getattr(compliance, build)(s, bool(query))
+    dumped = getattr(view_schemas, schema)().dump(data)
+    assert resp.get_json() == json.loads(json.dumps(dumped, default=str))
+    assert resp.get_data().endswith(b"\n")  # as Flask's JSON provider writes it
+
+
 def test_summary_of_an_empty_org(api):
     body = api.get("/compliance/summary").get_json()
     assert body == {
