@@ -8,6 +8,7 @@ twice (the compliance figures count the same ones, see `reporting.compliance`).
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from certifications.catalog.models import (
 )
 from certifications.directory.models import SUBJECT_MODELS
 from certifications.vocabulary import STATUSES
+from infra.dialect import one_of
 from tenancy.keys import tenant_join
 from tenancy.scoping import run_scoped
 
@@ -87,6 +89,10 @@ _NEWER = aliased(Assignment, name="newer_cycle")
 
 def newer_cycle_exists(a: Any = Assignment) -> ColumnElement[bool]:
     """Another assignment of the same (certification, subject) is live or revoked later."""
+    return _NEWER_THAN_ASSIGNMENT() if a is Assignment else _newer_cycle_exists(a)
+
+
+def _newer_cycle_exists(a: Any) -> ColumnElement[bool]:
     b = _NEWER
     return (
         exists()
@@ -108,7 +114,18 @@ def newer_cycle_exists(a: Any = Assignment) -> ColumnElement[bool]:
 
 def current_assignment(a: Any = Assignment) -> ColumnElement[bool]:
     """`a` is the live assignment of its (certification, subject), or the latest revoked one."""
+    if a is Assignment:
+        return _CURRENT_ASSIGNMENT()
     return or_(a.revoked_at.is_(None), ~newer_cycle_exists(a))
+
+
+# The two conditions on `Assignment` itself, built once: every views page, export chunk and
+# count asks them, and building the correlated EXISTS was ~0.1 ms each time. SQL elements are
+# immutable, so one instance serves every statement.
+_NEWER_THAN_ASSIGNMENT = functools.cache(lambda: _newer_cycle_exists(Assignment))
+_CURRENT_ASSIGNMENT = functools.cache(
+    lambda: or_(Assignment.revoked_at.is_(None), ~_NEWER_THAN_ASSIGNMENT())
+)
 
 
 def certification_conditions(kind: str, f: ViewFilters) -> list[ColumnElement[bool]]:
@@ -191,7 +208,11 @@ def subject_query(
 
 
 def certification_rows(
-    kind: str, f: ViewFilters, subject_ids: Sequence[uuid.UUID], statuses: Sequence[str] = ()
+    session: Session,
+    kind: str,
+    f: ViewFilters,
+    subject_ids: Sequence[uuid.UUID],
+    statuses: Sequence[str] = (),
 ) -> Select[*tuple[Any, ...]]:
     """The current assignments of these subjects that the view lists (certification filters;
     `statuses` narrows them further), by certification (name, id): each subject's in its
@@ -210,7 +231,11 @@ def certification_rows(
             Assignment.exempt_at,
         )
         .join(Certification, tenant_join(Certification, Assignment, "certification_id"))
-        .where(Assignment.subject_id.in_(list(subject_ids)), *certification_conditions(kind, f))
+        # One array parameter on PostgreSQL: psycopg parses a statement of more than 50
+        # parameters anew on every execution (a page has 50 subjects).
+        .where(
+            one_of(session, Assignment.subject_id, subject_ids), *certification_conditions(kind, f)
+        )
         .order_by(Certification.name, Certification.id, Assignment.id)
     )
     return stmt.where(Assignment.status.in_(statuses)) if statuses else stmt
@@ -227,7 +252,9 @@ def certification_counts(
     stmt = (
         select(Assignment.subject_id, func.count())
         .join(Certification, tenant_join(Certification, Assignment, "certification_id"))
-        .where(Assignment.subject_id.in_(list(subject_ids)), *certification_conditions(kind, f))
+        .where(
+            one_of(session, Assignment.subject_id, subject_ids), *certification_conditions(kind, f)
+        )
         .group_by(Assignment.subject_id)
     )
     if statuses:
@@ -266,7 +293,7 @@ def attach_certifications(
     if not rows:
         return rows
     ids = [r.id for r in rows]
-    stmt = certification_rows(kind, f, ids)
+    stmt = certification_rows(session, kind, f, ids)
     # Core rows (`run_scoped`: the session's tenant criteria and guard): ~1,000 per page.
     if max_entries is None:
         found: Sequence[Any] = run_scoped(session, stmt).all()
@@ -275,7 +302,7 @@ def attach_certifications(
         if len(found) > max_entries:
             keep = leading_within(ids, certification_counts(session, kind, f, ids), max_entries)
             rows = rows[:keep]
-            found = run_scoped(session, certification_rows(kind, f, ids[:keep])).all()
+            found = run_scoped(session, certification_rows(session, kind, f, ids[:keep])).all()
     fill_rows(rows, found, f.status)
     return rows
 
@@ -283,11 +310,13 @@ def attach_certifications(
 def fill_rows(rows: list[SubjectRow], found: Sequence[Any], statuses: Sequence[str]) -> None:
     """Add each found assignment (`certification_rows`' columns; the last one: exempt or
     not) to its subject's row: its summary, and its certifications when `statuses` allow."""
-    by_id = {r.id: r for r in rows}
+    # By the UUIDs' integers: a UUID's own hash and equality are Python methods, two calls per
+    # row (~0.4 ms a page).
+    by_id = {r.id.int: r for r in rows}
     wanted = set(statuses)
     # Plain tuples: this loop runs once per assignment of the page (50 x 20 at default size).
     for sid, aid, cid, name, status, required, issued, effective, expires, exempt_at in found:
-        row = by_id[sid]
+        row = by_id[sid.int]
         row.summary["exempt" if exempt_at else status] += 1
         if wanted and status not in wanted:
             continue
