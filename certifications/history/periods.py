@@ -122,6 +122,10 @@ def record_requirements(
         A.counted_since,
         literal(today, Date()),
     ).where(*scope, counted, A.counted_since < today, or_(changed, gone))
+    # Locked as read: a concurrent close of the same rows waits for this transaction, then
+    # reads them moved on (step 3) and writes nothing; unlocked, it read them as they were and
+    # wrote the same closed period again. (SQLite has one writer at a time.)
+    ended = ended.with_for_update(of=A)
     session.execute(insert(P).from_select(PERIOD_COLUMNS, ended, include_defaults=False))
     # 2. Superseded rows stop counting. `updated_at` is kept: the assignment did not change
     #    for its readers (`updated_since` listings).

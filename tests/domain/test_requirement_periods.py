@@ -7,10 +7,12 @@ becomes a `requirement_periods` row only when it closes: the row is deleted, sto
 
 from __future__ import annotations
 
+import threading
 import uuid
 from datetime import UTC, date, datetime, time, timedelta
 from types import SimpleNamespace
 
+import pytest
 from sqlalchemy import select, update
 
 from certifications.assignments import fanout, service
@@ -196,3 +198,46 @@ def test_a_period_row_left_open_before_the_change_is_closed_with_its_row(
     assert sorted(_periods(as_tenant, org.id)) == sorted(
         [(legacy, True, DAY1, DAY2), (moved, False, DAY1, DAY2)]
     )
+
+
+@pytest.mark.postgres
+def test_two_transactions_closing_the_same_period_write_it_once(
+    org, as_tenant, make_role, make_employee, make_certification
+):
+    """Closing a period reads the row and inserts the closed period, then moves the row on: a
+    read-modify-write. Without a lock, a second transaction read the row as it was before the
+    first committed and closed the same period again (two history rows for one span)."""
+    role = make_role(org)
+    make_employee(org, role_id=role.id)
+    cert = make_certification(org, role_ids=[role.id])
+    _fanout_cert(as_tenant, org.id, cert.id, DAY1)
+    (assignment_id,) = _open(as_tenant, org.id)
+    with as_tenant(org.id) as s:
+        s.execute(update(Assignment).values(required=False))
+        s.commit()
+    first_done = threading.Event()
+    errors: list[BaseException] = []
+
+    def close(wait_for_first: bool) -> None:
+        try:
+            with as_tenant(org.id) as s:
+                if wait_for_first:
+                    first_done.wait(10)
+                record_requirements(s, org.id, DAY2, certification_ids=[cert.id])
+                if not wait_for_first:
+                    first_done.set()
+                    threading.Event().wait(
+                        0.5
+                    )  # the second transaction runs while this one is open
+                s.commit()
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=close, args=(w,)) for w in (False, True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    assert _periods(as_tenant, org.id) == [(assignment_id, True, DAY1, DAY2)]
+    assert _open(as_tenant, org.id)[assignment_id][:2] == (DAY2, False)
