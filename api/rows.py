@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 from flask import Response
 from marshmallow import Schema
-from marshmallow.fields import UUID, DateTime, List
+from marshmallow.fields import UUID, List
 
 _OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
 
@@ -31,7 +31,6 @@ class RowShape:
         fields = schema().fields
         self.names = sorted(fields)
         self.columns = [getattr(model, name) for name in self.names if name not in computed]
-        self.dates = {n for n, f in fields.items() if isinstance(f, DateTime)}
         self.uuid_lists = {
             n
             for n, f in fields.items()
@@ -48,11 +47,7 @@ class RowShape:
         if not rows:
             return []
         names = rows[0]._fields
-        found = [dict(zip(names, row, strict=True)) for row in rows]
-        for name in self.uuid_lists:
-            for item in found:
-                item[name] = [str(uuid.UUID(str(v))) for v in item[name] or ()]
-        return found
+        return [self._shaped(dict(zip(names, row, strict=True))) for row in rows]
 
     def entity_item(self, entity: Any, **extra: Any) -> dict[str, Any]:
         """The same from an entity already loaded (its columns' attributes), plus `extra`."""
@@ -60,9 +55,7 @@ class RowShape:
         return self._shaped({**item, **extra})
 
     def _shaped(self, item: dict[str, Any]) -> dict[str, Any]:
-        for name in self.dates:
-            value = item[name]
-            item[name] = None if value is None else value.isoformat()
+        # Dates stay dates: orjson writes a date or an aware datetime as `isoformat` does.
         for name in self.uuid_lists:
             item[name] = [str(uuid.UUID(str(v))) for v in item[name] or ()]
         return item
