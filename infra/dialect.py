@@ -111,3 +111,15 @@ def one_of_param(dialect_name: str, column: Any, name: str | None, values: Any =
     if dialect_name == "postgresql":
         return column == any_(bindparam(name, values, type_=ARRAY(column.type)))
     return column.in_(bindparam(name, values, expanding=True))
+
+
+# `LIKE … ESCAPE '/'`, for a statement built once with its pattern a bind parameter.
+LIKE_ESCAPE = "/"
+
+
+def contains_pattern(text: str) -> str:
+    """The `LIKE` pattern (escape `LIKE_ESCAPE`) of values containing `text` lowered, its
+    wildcards escaped as SQLAlchemy's `contains(…, autoescape=True)` escapes them."""
+    escaped = text.lower().replace(LIKE_ESCAPE, LIKE_ESCAPE * 2)
+    escaped = escaped.replace("%", LIKE_ESCAPE + "%").replace("_", LIKE_ESCAPE + "_")
+    return f"%{escaped}%"

@@ -18,7 +18,14 @@ from flask_smorest import Blueprint
 
 from api.asof import as_of
 from api.db import request_session
-from api.pagination import cursor_after, paginate
+from api.pagination import (
+    Page,
+    cursor_after,
+    keyset_page,
+    keyset_params,
+    keyset_statement,
+    paginate,
+)
 from api.rows import json_response
 from api.schemas.views import (
     AsOfArgs,
@@ -32,7 +39,7 @@ from api.schemas.views import (
     SubjectViewPageSchema,
 )
 from certifications.directory.memberships import TARGETS, get_target
-from certifications.directory.models import Employee
+from certifications.directory.models import SUBJECT_MODELS, Employee
 from certifications.history.asof import AsOf
 from certifications.reporting import rosters
 from certifications.reporting.asof_views import attach_certifications_as_of, subject_query_as_of
@@ -42,7 +49,9 @@ from certifications.reporting.subjects import (
     MAX_PAGE_ENTRIES,
     ViewFilters,
     attach_certifications,
-    subject_query,
+    filters_shape,
+    subject_page_statement,
+    view_params,
 )
 from infra import context
 from infra import database as db
@@ -50,6 +59,7 @@ from infra.database import utcnow
 from infra.errors import Invalid
 from tenancy.auth import current_organization, requires
 from tenancy.organizations import org_today
+from tenancy.scoping import run_prebuilt
 
 blp = Blueprint("views", __name__, url_prefix="/views", description="Compliance views")
 
@@ -102,9 +112,9 @@ def _page(kind: str, args: dict[str, Any]) -> Any:
     db.without_jit(session)
     if when is not None:
         return _page_as_of(session, kind, f, when, args)
-    stmt, keys = subject_query(kind, f)
-    # Plain rows: the page reads the subjects' columns, never changes them.
-    page = paginate(session, stmt, keys, args["limit"], args["cursor"], plain=True)
+    model = SUBJECT_MODELS[kind]
+    keys = [model.name, model.id]
+    page = _subjects(session, kind, f, keys, args["limit"], args["cursor"])
     rows = attach_certifications(session, kind, page.items, f, max_entries=MAX_PAGE_ENTRIES)
     next_cursor = page.next_cursor
     if len(rows) < len(page.items):  # the page reached its certification entries' limit
@@ -120,6 +130,29 @@ def _page(kind: str, args: dict[str, Any]) -> Any:
     # holds ~1,000 nested entries; marshmallow's dump was half of the request's time, orjson
     # (native UUIDs and dates) takes about a millisecond.
     return Response(orjson.dumps(body), mimetype="application/json")
+
+
+# The subjects' page statements, built once per shape (`subjects.subject_page_statement`,
+# paged as `keyset_statement` pages): the filters used, and first page or not.
+_PAGES: dict[tuple[Any, ...], Any] = {}
+_PAGES_KEPT = 1_000
+
+
+def _subjects(
+    session: Any, kind: str, f: ViewFilters, keys: list[Any], limit: int, cursor: str | None
+) -> Page:
+    """A page of the view's subjects: plain rows of the columns a `SubjectRow` shows."""
+    dialect = session.get_bind().dialect.name
+    shape = (dialect, kind, filters_shape(f), bool(cursor))
+    stmt = _PAGES.get(shape)
+    if stmt is None:
+        subjects = subject_page_statement(dialect, kind, f)
+        stmt = keyset_statement(subjects, keys, [False] * len(keys), after=bool(cursor))
+        if len(_PAGES) >= _PAGES_KEPT:
+            _PAGES.clear()
+        _PAGES[shape] = stmt
+    params = view_params(f) | keyset_params(keys, limit, cursor)
+    return keyset_page(run_prebuilt(session, stmt, params).all(), keys, limit)
 
 
 def _page_as_of(

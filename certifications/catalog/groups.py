@@ -27,7 +27,7 @@ from infra.context import require_org_id
 from infra.database import get_or_not_found
 from infra.errors import Conflict, Invalid
 from tenancy.keys import tenant_join
-from tenancy.scoping import run_scoped
+from tenancy.scoping import prebuilt_tenant_statement, run_scoped
 
 _GROUPS = CertificationGroup  # the session's tenant criteria scopes every statement on it
 # First key of the two-key advisory lock: "the certification group tree of one organization".
@@ -257,11 +257,21 @@ def ancestors_of(session: Session, group_id: uuid.UUID) -> set[uuid.UUID]:
     return set(session.scalars(select(up.c.id)))
 
 
-def subtree_ids(group_id: uuid.UUID) -> Select[Any]:
-    """A select of `group_id` and every group below it (recursive CTE), for `IN (...)` filters."""
-    down = select(_GROUPS.id).where(_GROUPS.id == group_id).cte("subtree", recursive=True)
-    down = down.union(select(_GROUPS.id).join(down, _GROUPS.parent_id == down.c.id))
+def subtree_ids(group_id: Any, *, prebuilt: bool = False) -> Select[Any]:
+    """A select of `group_id` and every group below it (recursive CTE), for `IN (...)` filters.
+
+    `prebuilt`: for a statement built once (`group_id` a bind parameter) and run by
+    `run_prebuilt`: each level of the CTE scoped with `prebuilt_tenant_statement`."""
+    scoped = prebuilt_tenant_statement if prebuilt else _unchanged
+    top = scoped(select(_GROUPS.id).where(_GROUPS.id == group_id), _GROUPS)
+    down = top.cte("subtree", recursive=True)
+    below = select(_GROUPS.id).join(down, _GROUPS.parent_id == down.c.id)
+    down = down.union(scoped(below, _GROUPS))
     return select(down.c.id)
+
+
+def _unchanged(stmt: Select[Any], *_tables: Any) -> Select[Any]:
+    return stmt
 
 
 def subtree_height(session: Session, group_id: uuid.UUID) -> int:

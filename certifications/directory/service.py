@@ -25,7 +25,7 @@ from certifications.catalog.models import Certification
 from certifications.directory.models import Asset, Client, Employee, EmployeeRole, Location, Role
 from infra.context import require_org_id
 from infra.database import get_or_not_found, utcnow
-from infra.dialect import one_of_param
+from infra.dialect import LIKE_ESCAPE, contains_pattern, one_of_param
 from infra.errors import Conflict, Invalid
 from jobs.models import Job
 from jobs.outbox import request_job
@@ -138,7 +138,7 @@ def list_statement(
     if active is not None:
         stmt = stmt.where(model.active.is_(active))
     if "q" in used:  # a substring, its wildcards escaped (`list_params`)
-        stmt = stmt.where(func.lower(model.name).like(bindparam("q"), escape=_LIKE_ESCAPE))
+        stmt = stmt.where(func.lower(model.name).like(bindparam("q"), escape=LIKE_ESCAPE))
     if "role_id" in used:  # any of the employee's roles
         role = bindparam("role_id", type_=EmployeeRole.role_id.type)
         held = select(EmployeeRole.employee_id).where(EmployeeRole.role_id == role)
@@ -153,16 +153,11 @@ def list_statement(
     return stmt
 
 
-_LIKE_ESCAPE = "/"
-
-
 def list_params(filters: Mapping[str, Any], used: frozenset[str]) -> dict[str, Any]:
     """The bind values of `list_statement`'s filters."""
     params = {name: filters[name] for name in used}
-    if "q" in used:  # as SQLAlchemy's `contains(…, autoescape=True)` escapes
-        text = str(filters["q"]).lower().replace(_LIKE_ESCAPE, _LIKE_ESCAPE * 2)
-        text = text.replace("%", _LIKE_ESCAPE + "%").replace("_", _LIKE_ESCAPE + "_")
-        params["q"] = f"%{text}%"
+    if "q" in used:
+        params["q"] = contains_pattern(str(filters["q"]))
     if "category" in used:
         params["category"] = str(filters["category"]).strip().lower()
     if "external_id" in used:

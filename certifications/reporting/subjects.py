@@ -14,7 +14,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, func, literal, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    and_,
+    bindparam,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+)
 from sqlalchemy.orm import Session, aliased
 
 from certifications.assignments.models import Assignment
@@ -27,9 +38,9 @@ from certifications.catalog.models import (
 )
 from certifications.directory.models import SUBJECT_MODELS
 from certifications.vocabulary import STATUSES
-from infra.dialect import one_of
+from infra.dialect import LIKE_ESCAPE, contains_pattern, one_of_param
 from tenancy.keys import tenant_join
-from tenancy.scoping import run_scoped
+from tenancy.scoping import prebuilt_tenant_statement, run_prebuilt
 
 # Certification entries one JSON page may hold: a page of `limit` subjects stops early once its
 # subjects' applicable certifications would pass this (500 subjects × 300 certifications would
@@ -92,24 +103,23 @@ def newer_cycle_exists(a: Any = Assignment) -> ColumnElement[bool]:
     return _NEWER_THAN_ASSIGNMENT() if a is Assignment else _newer_cycle_exists(a)
 
 
-def _newer_cycle_exists(a: Any) -> ColumnElement[bool]:
+def _newer_cycle_exists(a: Any, *, prebuilt: bool = False) -> ColumnElement[bool]:
     b = _NEWER
-    return (
-        exists()
-        .where(
-            b.org_id == a.org_id,
-            b.subject_type == a.subject_type,  # completes ix_assignments_subject's key
-            b.subject_id == a.subject_id,
-            b.certification_id == a.certification_id,
-            b.id != a.id,
-            or_(
-                b.revoked_at.is_(None),
-                b.revoked_at > a.revoked_at,
-                and_(b.revoked_at == a.revoked_at, b.id > a.id),
-            ),
-        )
-        .correlate(a)
+    newer = (
+        b.org_id == a.org_id,
+        b.subject_type == a.subject_type,  # completes ix_assignments_subject's key
+        b.subject_id == a.subject_id,
+        b.certification_id == a.certification_id,
+        b.id != a.id,
+        or_(
+            b.revoked_at.is_(None),
+            b.revoked_at > a.revoked_at,
+            and_(b.revoked_at == a.revoked_at, b.id > a.id),
+        ),
     )
+    if prebuilt:
+        return prebuilt_tenant_statement(select(b.id).where(*newer).correlate(a), b).exists()
+    return exists().where(*newer).correlate(a)
 
 
 def current_assignment(a: Any = Assignment) -> ColumnElement[bool]:
@@ -126,36 +136,53 @@ _NEWER_THAN_ASSIGNMENT = functools.cache(lambda: _newer_cycle_exists(Assignment)
 _CURRENT_ASSIGNMENT = functools.cache(
     lambda: or_(Assignment.revoked_at.is_(None), ~_NEWER_THAN_ASSIGNMENT())
 )
+# The same for a statement run by `run_prebuilt`: its nested select scoped as well.
+_CURRENT_ASSIGNMENT_PREBUILT = functools.cache(
+    lambda: or_(Assignment.revoked_at.is_(None), ~_newer_cycle_exists(Assignment, prebuilt=True))
+)
 
 
-def certification_conditions(kind: str, f: ViewFilters) -> list[ColumnElement[bool]]:
-    """Which certifications a view lists: filters on the certification, never on the status."""
+def certification_conditions(
+    kind: str, f: ViewFilters, *, prebuilt: bool = False
+) -> list[ColumnElement[bool]]:
+    """Which certifications a view lists: filters on the certification, never on the status.
+
+    `prebuilt`: for a statement built once per shape of `f` and run by `run_prebuilt`: the
+    values are bind parameters named as their filters (`view_params`), never `f`'s, and every
+    nested select is scoped with `prebuilt_tenant_statement`."""
+
+    def value(name: str, column: Any) -> Any:
+        return bindparam(name, type_=column.type) if prebuilt else getattr(f, name)
+
+    scoped = prebuilt_tenant_statement if prebuilt else _unchanged
     conds: list[ColumnElement[bool]] = [
         Certification.archived_at.is_(None),
         Assignment.subject_type == kind,
-        current_assignment(),
+        _CURRENT_ASSIGNMENT_PREBUILT() if prebuilt else current_assignment(),
     ]
     if f.certification_id is not None:
-        conds.append(Assignment.certification_id == f.certification_id)
+        conds.append(
+            Assignment.certification_id == value("certification_id", Assignment.certification_id)
+        )
     if f.exempt is not None:
         conds.append(Assignment.exempt_at.is_not(None) if f.exempt else not_exempt(Assignment))
     if f.group_id is not None:
-        conds.append(
-            Assignment.certification_id.in_(
-                select(CertificationGroupMember.certification_id).where(
-                    CertificationGroupMember.group_id.in_(subtree_ids(f.group_id))
-                )
-            )
+        group = value("group_id", CertificationGroupMember.group_id)
+        members = select(CertificationGroupMember.certification_id).where(
+            CertificationGroupMember.group_id.in_(subtree_ids(group, prebuilt=prebuilt))
         )
+        conds.append(Assignment.certification_id.in_(scoped(members, CertificationGroupMember)))
     if kind == "employee" and f.client_id is not None:
-        conds.append(
-            Assignment.certification_id.in_(
-                select(CertificationClient.certification_id).where(
-                    CertificationClient.client_id == f.client_id
-                )
-            )
+        client = value("client_id", CertificationClient.client_id)
+        required_by = select(CertificationClient.certification_id).where(
+            CertificationClient.client_id == client
         )
+        conds.append(Assignment.certification_id.in_(scoped(required_by, CertificationClient)))
     return conds
+
+
+def _unchanged(stmt: Select[Any], *_tables: Any) -> Select[Any]:
+    return stmt
 
 
 def narrows_certifications(kind: str, f: ViewFilters) -> bool:
@@ -207,16 +234,119 @@ def subject_query(
     return stmt, [model.name, model.id]
 
 
-def certification_rows(
-    session: Session,
-    kind: str,
-    f: ViewFilters,
-    subject_ids: Sequence[uuid.UUID],
-    statuses: Sequence[str] = (),
-) -> Select[*tuple[Any, ...]]:
-    """The current assignments of these subjects that the view lists (certification filters;
-    `statuses` narrows them further), by certification (name, id): each subject's in its
-    order. No join to the subject tables: a plan on stale statistics stays the old one."""
+# --- A JSON page, by statements built once per shape ----------------------------------------
+#
+# A views page built its two statements per request: their construction, the session's tenant
+# criteria and guard, SQLAlchemy's cache key and the adaptation of the cached result to the new
+# statement were an eighth of its CPU. These are built once per shape of the filters (which are
+# used, `active`, `exempt`) with every value a bind parameter (`view_params`), scoped at every
+# level by `prebuilt_tenant_statement`, and run by `run_prebuilt` (the tenant from the context).
+
+
+def filters_shape(f: ViewFilters) -> ViewFilters:
+    """`f` with its values replaced by markers: what its statements depend on, their cache key.
+
+    The statements are built from this, never from a request's `f`, so no request's value can
+    be built into a statement another request reuses."""
+    return ViewFilters(
+        status=("<status>",) if f.status else (),
+        certification_id=_MARKER if f.certification_id is not None else None,
+        group_id=_MARKER if f.group_id is not None else None,
+        role_id=_MARKER if f.role_id is not None else None,
+        client_id=_MARKER if f.client_id is not None else None,
+        q="<q>" if f.q else None,
+        active=f.active,
+        include_inactive=f.include_inactive if f.active is None else False,
+        exempt=f.exempt,
+    )
+
+
+_MARKER = uuid.UUID(int=0)
+
+
+def view_params(f: ViewFilters) -> dict[str, Any]:
+    """The values of the parameters of the statements built for `filters_shape(f)`."""
+    params: dict[str, Any] = {
+        "certification_id": f.certification_id,
+        "group_id": f.group_id,
+        "role_id": f.role_id,
+        "client_id": f.client_id,
+    }
+    if f.status:
+        params["status"] = list(f.status)
+    if f.q:
+        params["q"] = contains_pattern(f.q)
+    return {name: value for name, value in params.items() if value is not None}
+
+
+_SUBJECT_COLUMNS = {  # what `SubjectRow` shows of each kind
+    "employee": ("email", "role_id"),
+    "location": ("client_id",),
+}
+_STATEMENTS: dict[tuple[Any, ...], Any] = {}
+_STATEMENTS_KEPT = 1_000  # shapes are few; a bound all the same
+
+
+def _kept(key: tuple[Any, ...], build: Any) -> Any:
+    stmt = _STATEMENTS.get(key)
+    if stmt is None:
+        stmt = build()
+        if len(_STATEMENTS) >= _STATEMENTS_KEPT:
+            _STATEMENTS.clear()
+        _STATEMENTS[key] = stmt
+    return stmt
+
+
+def subject_page_statement(dialect_name: str, kind: str, f: ViewFilters) -> Select[Any]:
+    """The subjects of a view as `subject_query` selects them, as plain rows of the columns
+    `SubjectRow` shows, for `run_prebuilt` with `view_params(f)`; unordered (the caller pages
+    it by `(name, id)`). Built once per shape of `f`."""
+    shape = filters_shape(f)
+    stmt: Select[Any] = _kept(
+        ("page", dialect_name, kind, shape), lambda: _subject_page(dialect_name, kind, shape)
+    )
+    return stmt
+
+
+def _subject_page(dialect_name: str, kind: str, f: ViewFilters) -> Select[Any]:
+    model: Any = SUBJECT_MODELS[kind]
+    names = ("id", "name", "external_id", "active", *_SUBJECT_COLUMNS.get(kind, ()))
+    stmt = select(*(getattr(model, name) for name in names))
+    if f.q:
+        stmt = stmt.where(func.lower(model.name).like(bindparam("q"), escape=LIKE_ESCAPE))
+    if f.active is not None:
+        stmt = stmt.where(model.active.is_(f.active))
+    elif not f.include_inactive:
+        stmt = stmt.where(model.active.is_(True))
+    if kind == "employee" and f.role_id is not None:
+        stmt = stmt.where(model.role_id == bindparam("role_id", type_=model.role_id.type))
+    if kind == "location" and f.client_id is not None:
+        stmt = stmt.where(model.client_id == bindparam("client_id", type_=model.client_id.type))
+    if kind == "client" and f.client_id is not None:
+        stmt = stmt.where(model.id == bindparam("client_id", type_=model.id.type))
+    if narrows_certifications(kind, f):
+        match = (
+            select(literal(1))
+            .select_from(Assignment)
+            .join(Certification, tenant_join(Certification, Assignment, "certification_id"))
+            .where(
+                Assignment.org_id == model.org_id,
+                Assignment.subject_id == model.id,
+                *certification_conditions(kind, f, prebuilt=True),
+            )
+        )
+        if f.status:
+            match = match.where(one_of_param(dialect_name, Assignment.status, "status"))
+        # (the subject's table is listed too: the match reads its columns, correlated)
+        match = prebuilt_tenant_statement(match, Assignment, Certification, model)
+        stmt = stmt.where(match.exists())
+    return prebuilt_tenant_statement(stmt, model)
+
+
+def _rows_statement(dialect_name: str, kind: str, f: ViewFilters, limited: bool) -> Any:
+    """The current assignments of the subjects `ids` that the view lists (certification
+    filters), by certification (name, id): each subject's in its order; `limited`: at most
+    `rows`. No join to the subject tables: a plan on stale statistics stays the old one."""
     stmt = (
         select(
             Assignment.subject_id,
@@ -234,32 +364,55 @@ def certification_rows(
         # One array parameter on PostgreSQL: psycopg parses a statement of more than 50
         # parameters anew on every execution (a page has 50 subjects).
         .where(
-            one_of(session, Assignment.subject_id, subject_ids), *certification_conditions(kind, f)
+            one_of_param(dialect_name, Assignment.subject_id, "ids"),
+            *certification_conditions(kind, f, prebuilt=True),
         )
         .order_by(Certification.name, Certification.id, Assignment.id)
     )
-    return stmt.where(Assignment.status.in_(statuses)) if statuses else stmt
+    if limited:
+        stmt = stmt.limit(bindparam("rows", type_=Integer()))
+    return prebuilt_tenant_statement(stmt, Assignment, Certification)
 
 
-def certification_counts(
-    session: Session,
-    kind: str,
-    f: ViewFilters,
-    subject_ids: Sequence[uuid.UUID],
-    statuses: Sequence[str] = (),
-) -> dict[uuid.UUID, int]:
-    """How many rows `certification_rows` has for each of these subjects (absent: none)."""
+def _counts_statement(dialect_name: str, kind: str, f: ViewFilters) -> Any:
+    """How many rows `_rows_statement` has for each of the subjects `ids` (absent: none)."""
     stmt = (
         select(Assignment.subject_id, func.count())
         .join(Certification, tenant_join(Certification, Assignment, "certification_id"))
         .where(
-            one_of(session, Assignment.subject_id, subject_ids), *certification_conditions(kind, f)
+            one_of_param(dialect_name, Assignment.subject_id, "ids"),
+            *certification_conditions(kind, f, prebuilt=True),
         )
         .group_by(Assignment.subject_id)
     )
-    if statuses:
-        stmt = stmt.where(Assignment.status.in_(statuses))
-    return {sid: n for sid, n in session.execute(stmt)}
+    return prebuilt_tenant_statement(stmt, Assignment, Certification)
+
+
+def certification_rows(
+    session: Session,
+    kind: str,
+    f: ViewFilters,
+    subject_ids: Sequence[uuid.UUID],
+    limit: int | None = None,
+) -> Sequence[Any]:
+    """The rows of `_rows_statement` for these subjects (at most `limit`)."""
+    dialect, shape = session.get_bind().dialect.name, filters_shape(f)
+    stmt = _kept(
+        ("rows", dialect, kind, shape, limit is not None),
+        lambda: _rows_statement(dialect, kind, shape, limit is not None),
+    )
+    params = view_params(f) | {"ids": list(subject_ids), "rows": limit}
+    return run_prebuilt(session, stmt, params).all()  # type: ignore[no-any-return]
+
+
+def certification_counts(
+    session: Session, kind: str, f: ViewFilters, subject_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, int]:
+    """How many rows `certification_rows` has for each of these subjects (absent: none)."""
+    dialect, shape = session.get_bind().dialect.name, filters_shape(f)
+    stmt = _kept(("counts", dialect, kind, shape), lambda: _counts_statement(dialect, kind, shape))
+    found = run_prebuilt(session, stmt, view_params(f) | {"ids": list(subject_ids)})
+    return {sid: n for sid, n in found}
 
 
 def leading_within(
@@ -293,16 +446,14 @@ def attach_certifications(
     if not rows:
         return rows
     ids = [r.id for r in rows]
-    stmt = certification_rows(session, kind, f, ids)
-    # Core rows (`run_scoped`: the session's tenant criteria and guard): ~1,000 per page.
     if max_entries is None:
-        found: Sequence[Any] = run_scoped(session, stmt).all()
+        found = certification_rows(session, kind, f, ids)
     else:
-        found = run_scoped(session, stmt.limit(max_entries + 1)).all()
+        found = certification_rows(session, kind, f, ids, max_entries + 1)
         if len(found) > max_entries:
             keep = leading_within(ids, certification_counts(session, kind, f, ids), max_entries)
             rows = rows[:keep]
-            found = run_scoped(session, certification_rows(session, kind, f, ids[:keep])).all()
+            found = certification_rows(session, kind, f, ids[:keep])
     fill_rows(rows, found, f.status)
     return rows
 

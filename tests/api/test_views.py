@@ -339,6 +339,9 @@ def test_id_filters(api, world):
     assert got(f"certification_id={w.other.iso.id}") == {}
     assert got(f"group_id={w.other.safety.id}") == {}
     assert got(f"role_id={w.other.welder.id}") == {}
+    assert got(f"client_id={w.other.acme.id}") == {}
+    assert api.get(f"/views/locations?client_id={w.other.acme.id}").get_json()["items"] == []
+    assert api.get(f"/views/clients?client_id={w.other.acme.id}").get_json()["items"] == []
 
 
 def test_pagination_through_all_pages(api, world, as_tenant, org):
