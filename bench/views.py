@@ -10,7 +10,6 @@ load average is printed beside each figure. `python -m bench views --size 100000
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import resource
@@ -292,10 +291,10 @@ def _run(backend: Any, size: int) -> None:
     print(f"loaded {size} employees x {CERTIFICATIONS} certifications in {load_seconds:.1f} s")
 
     from api import create_app
+    from infra import heap
 
     app = create_app(settings)
-    gc.collect()
-    gc.freeze()  # as wsgi.py does after start-up
+    heap.settle()  # as wsgi.py does after start-up
     client = app.test_client()
     token = issue_token(settings, sub="bench", org_id=str(org_id), scopes=["certifications:read"])
     headers = {"Authorization": f"Bearer {token}"}
