@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from functools import cached_property
+from types import FunctionType
 from typing import Any
 
 from flask import Flask, Response, current_app, g, json, request
@@ -51,6 +54,9 @@ class CertsApi(Api):
         )
 
 
+_SYNC_CHECKS_KEPT = 10_000
+
+
 class CertsFlask(Flask):
     request_class = BodyRequest  # JSON bodies parsed by `api.body.loads`
 
@@ -64,6 +70,24 @@ class CertsFlask(Flask):
         preconditions, Location, ETag: `api.semantics`).
         """
         return run_and_commit(lambda: run_view(super(CertsFlask, self).dispatch_request))
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        """Flask's check, once per function: it asks `inspect.iscoroutinefunction` of each
+        request hook and view on every request (fifteen times for a GET). Functions are
+        kept; bound methods (a view instance's, new per request) are checked as before."""
+        if type(func) is not FunctionType:
+            return super().ensure_sync(func)
+        kept = self._checked_sync
+        checked = kept.get(func)
+        if checked is None:
+            if len(kept) >= _SYNC_CHECKS_KEPT:  # (a function made per request, say)
+                kept.clear()
+            checked = kept[func] = super().ensure_sync(func)
+        return checked
+
+    @cached_property
+    def _checked_sync(self) -> dict[Callable[..., Any], Callable[..., Any]]:
+        return {}
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> Flask:

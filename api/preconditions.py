@@ -40,20 +40,41 @@ def etag_for(body: bytes) -> str:
 
 
 def view_class() -> type[MethodView] | None:
-    view = current_app.view_functions.get(request.endpoint or "")
-    cls = getattr(view, "view_class", None)
-    return cls if isinstance(cls, type) and issubclass(cls, MethodView) else None
+    """The `MethodView` class of the request's endpoint. Kept per app and endpoint (several
+    hooks ask it on every request): Flask refuses new routes once an app has served one."""
+    endpoint = request.endpoint or ""
+    kept = _kept_by_app(_VIEW_CLASSES)
+    if endpoint not in kept:
+        cls = getattr(current_app.view_functions.get(endpoint), "view_class", None)
+        kept[endpoint] = cls if isinstance(cls, type) and issubclass(cls, MethodView) else None
+    found: type[MethodView] | None = kept[endpoint]
+    return found
 
 
 def is_single_resource() -> bool:
     """The URL names one resource: it ends in an id, or it can be changed (PATCH/PUT/DELETE)."""
     rule = request.url_rule
-    cls = view_class()
-    if rule is None or cls is None:
+    if rule is None:
         return False
-    if rule.rule.endswith(">") and ":" in rule.rule.rsplit("<", 1)[-1]:
-        return True
-    return any(hasattr(cls, m) for m in ("patch", "put", "delete"))
+    key = (request.endpoint, rule.rule)
+    kept = _kept_by_app(_SINGLE_RESOURCES)
+    if key not in kept:
+        cls = view_class()
+        kept[key] = cls is not None and (
+            (rule.rule.endswith(">") and ":" in rule.rule.rsplit("<", 1)[-1])
+            or any(hasattr(cls, m) for m in ("patch", "put", "delete"))
+        )
+    single: bool = kept[key]
+    return single
+
+
+_VIEW_CLASSES = "certs.view_classes"
+_SINGLE_RESOURCES = "certs.single_resources"
+
+
+def _kept_by_app(name: str) -> dict[Any, Any]:
+    kept: dict[Any, Any] = current_app.extensions.setdefault(name, {})
+    return kept
 
 
 def tag_response(response: Response) -> Response:
