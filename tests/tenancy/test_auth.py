@@ -121,6 +121,30 @@ def test_a_token_is_verified_once_then_read_from_the_cache(app, org, settings, m
     _assert_401(_get(app, forged))
 
 
+def test_a_tokens_header_is_parsed_once_per_token(app, org, settings, monkeypatch):
+    """flask-jwt-extended parses the header again after the decode; ours is kept per token
+    (`tenancy.auth._token_header`). Fails if the library stops calling the name we replace
+    (the parse would not be counted) or if it is parsed per request again."""
+    import tenancy.auth as auth
+
+    calls = []
+    real = auth._library_token_header
+
+    def counting(encoded_token):
+        calls.append(encoded_token)
+        return real(encoded_token)
+
+    monkeypatch.setattr(auth, "_library_token_header", counting)
+    token = issue_token(settings, sub="u-header", org_id=str(org.id), scopes=[])
+    for _ in range(3):
+        assert _get(app, token).status_code == 200
+    assert calls == [token]
+    # Each caller gets its own copy: a callback changing it changes no other request's.
+    first = auth._kept_token_header(token)
+    first["alg"] = "none"
+    assert auth._kept_token_header(token)["alg"] == "HS256"
+
+
 def test_a_verified_token_is_refused_once_it_expires(app, org, settings):
     exp = int(time.time()) + 2
     token = pyjwt.encode(
