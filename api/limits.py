@@ -16,18 +16,18 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import IO, Any
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from api.errors import PROBLEM_JSON, error_body, error_response
+from api.preconditions import view_class
 from infra.settings import Settings
 
 UPLOAD_OVERHEAD = 256 * 1024  # the form fields and multipart framing beside the file
 
 
 def takes_upload() -> bool:
-    view = current_app.view_functions.get(request.endpoint or "")
-    return bool(getattr(getattr(view, "view_class", None), "takes_upload", False))
+    return bool(getattr(view_class(), "takes_upload", False))
 
 
 def init_limits(app: Flask, settings: Settings) -> None:

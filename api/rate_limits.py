@@ -37,12 +37,12 @@ from typing import Any
 
 import redis
 from flask import Flask, Response, g, request
-from flask_jwt_extended import decode_token
 from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage
 
 from api.errors import error_response
 from infra.settings import Settings
+from tenancy.auth import token_identity
 
 log = logging.getLogger("certs.api")
 
@@ -92,16 +92,11 @@ return out
 def _identity() -> tuple[str | None, str | None]:
     """(org, sub) of a valid bearer token, else (None, None); once per request."""
     if "rate_identity" not in g:
-        org = sub = None
         header = request.headers.get("Authorization", "")
+        found = None
         if header.startswith("Bearer "):
-            try:
-                claims = decode_token(header.removeprefix("Bearer ").strip())
-                org = str(claims["org"]) if claims.get("org") else None
-                sub = str(claims["sub"])
-            except Exception:  # noqa: BLE001 - any bad token: counted by address instead
-                org = sub = None
-        g.rate_identity = (org, sub)
+            found = token_identity(header.removeprefix("Bearer ").strip())
+        g.rate_identity = found or (None, None)
     identity: tuple[str | None, str | None] = g.rate_identity
     return identity
 
@@ -135,7 +130,8 @@ def is_heavy() -> bool:
         return True
     if request.method != "GET":
         return False
-    if request.args.get("format") == "csv":
+    # (the query is parsed only when it may name a format)
+    if b"format=" in request.query_string and request.args.get("format") == "csv":
         return True
     # Parsing Accept costs every request; only a header naming CSV can prefer it.
     accept = request.headers.get("Accept", "")
@@ -144,14 +140,16 @@ def is_heavy() -> bool:
 
 def _exempt() -> bool:
     """Only the API is counted: not probes, metrics, the docs or the OpenAPI document."""
-    from api import API_PREFIX
-
     path = request.path
     return (
-        request.method == "OPTIONS"
-        or not path.startswith(API_PREFIX + "/")
-        or path.startswith((API_PREFIX + "/docs", API_PREFIX + "/redoc", API_PREFIX + "/openapi"))
+        not path.startswith(_COUNTED)
+        or path.startswith(_NOT_COUNTED)
+        or request.method == "OPTIONS"
     )
+
+
+_COUNTED = "/api/v1/"  # api.API_PREFIX (a test holds them equal; api imports this module)
+_NOT_COUNTED = tuple(_COUNTED + name for name in ("docs", "redoc", "openapi"))
 
 
 @dataclass(frozen=True)
@@ -297,7 +295,11 @@ def init_rate_limits(app: Flask, settings: Settings) -> Counters | None:
         if _exempt():
             return None
         spending = [
-            (item, budget.key()) for budget in budgets if budget.applies() for item in budget.items
+            (item, key)
+            for budget in budgets
+            if budget.applies()
+            for key in (budget.key(),)
+            for item in budget.items
         ]
         spent = counters.hit(spending)
         g.rate_limits = spent

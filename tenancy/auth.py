@@ -19,7 +19,13 @@ from typing import Any, TypeVar, cast
 
 import jwt as pyjwt
 from flask import Flask, current_app, g, has_request_context
-from flask_jwt_extended import JWTManager, get_current_user, get_jwt, verify_jwt_in_request
+from flask_jwt_extended import (
+    JWTManager,
+    decode_token,
+    get_current_user,
+    get_jwt,
+    verify_jwt_in_request,
+)
 from flask_jwt_extended import view_decorators as _jwt_views
 from flask_jwt_extended.config import config as jwt_config
 from flask_jwt_extended.default_callbacks import default_decode_key_callback
@@ -103,6 +109,27 @@ class _OnceJWTManager(JWTManager):
             # Verified earlier, expired since: the library's way, as a first decode would go.
             return dict(super()._decode_jwt_from_config(encoded_token, csrf_value, allow_expired))
         return dict(claims)
+
+
+def token_identity(encoded_token: str) -> tuple[str | None, str] | None:
+    """`(org, sub)` of a bearer token that verifies under the app's configuration and has not
+    expired, else None: whose budget the rate limiter counts a request in, before `requires`
+    verifies the token in full. The verification is the view's (`_verified`, kept per
+    token); the claims' shapes and the organization are the view's to judge."""
+    try:
+        if jwt_manager._decode_key_callback is not default_decode_key_callback:
+            claims: Any = decode_token(encoded_token)
+        else:
+            inputs = _verification_inputs()
+            claims = _verified(encoded_token, None, False, *inputs)
+            exp = claims.get("exp")
+            leeway = inputs[5].total_seconds() if isinstance(inputs[5], timedelta) else inputs[5]
+            if isinstance(exp, int | float) and exp <= time.time() - leeway:
+                return None
+        org, sub = claims.get("org"), claims["sub"]
+    except Exception:  # noqa: BLE001 - any token that does not verify
+        return None
+    return (str(org) if org else None), str(sub)
 
 
 _INPUTS = "certs.jwt_verification_inputs"

@@ -243,3 +243,27 @@ def test_two_threads_refilling_one_lease_at_once_keep_both_grants():
     assert len(answers) + 1 == 1000  # thread B's one request, and every other unit to this one
     # the kept lease counts from the later grant: thread A's next answers go on from 2
     assert [a.remaining for a in answers[1:4]] == [997, 996, 995]
+
+
+def test_the_counted_prefix_is_the_apis():
+    from api import API_PREFIX, rate_limits
+
+    assert API_PREFIX + "/" == rate_limits._COUNTED
+    assert all(p.startswith(rate_limits._COUNTED) for p in rate_limits._NOT_COUNTED)
+
+
+def test_token_identity_only_for_a_token_that_verifies(app, org, settings):
+    import dataclasses
+
+    from tenancy.auth import issue_token, token_identity
+
+    token = issue_token(settings, sub="u-rate", org_id=str(org.id), scopes=[])
+    with app.test_request_context("/api/v1/org"):
+        assert token_identity(token) == (str(org.id), "u-rate")
+        assert token_identity(token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]) is None
+        assert token_identity("not-a-token") is None
+    other = dataclasses.replace(settings, jwt_secret_key="another-secret-" + "z" * 40)
+    from api import create_app
+
+    with create_app(other).test_request_context("/api/v1/org"):
+        assert token_identity(token) is None
