@@ -252,7 +252,7 @@ def test_the_counted_prefix_is_the_apis():
     assert all(p.startswith(rate_limits._COUNTED) for p in rate_limits._NOT_COUNTED)
 
 
-def test_token_identity_only_for_a_token_that_verifies(app, org, settings):
+def test_token_identity_only_for_a_token_that_verifies(app, org, settings, runtime):
     import dataclasses
 
     from tenancy.auth import issue_token, token_identity
@@ -265,5 +265,6 @@ def test_token_identity_only_for_a_token_that_verifies(app, org, settings):
     other = dataclasses.replace(settings, jwt_secret_key="another-secret-" + "z" * 40)
     from api import create_app
 
-    with create_app(other).test_request_context("/api/v1/org"):
+    # (the suite's runtime: another bootstrap would replace the process's engine and broker)
+    with create_app(other, runtime).test_request_context("/api/v1/org"):
         assert token_identity(token) is None
