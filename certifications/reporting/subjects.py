@@ -217,21 +217,34 @@ def subject_query(
     if kind == "client" and f.client_id is not None:
         stmt = stmt.where(model.id == f.client_id)
     if require_match and narrows_certifications(kind, f):
-        # Only subjects with at least one matching assignment: the certification applies to them.
-        match = (
-            select(literal(1))
-            .select_from(Assignment)
-            .join(Certification, tenant_join(Certification, Assignment, "certification_id"))
-            .where(
-                Assignment.org_id == model.org_id,
-                Assignment.subject_id == model.id,
-                *certification_conditions(kind, f),
-            )
-        )
-        if f.status:
-            match = match.where(Assignment.status.in_(f.status))
-        stmt = stmt.where(match.exists())
+        stmt = stmt.where(_holds_a_match(kind, f, model))
     return stmt, [model.name, model.id]
+
+
+def _holds_a_match(
+    kind: str, f: ViewFilters, model: Any, prebuilt_for: str | None = None
+) -> ColumnElement[bool]:
+    """The subject holds at least one matching assignment: the certification applies to it.
+    `prebuilt_for`: a dialect's name, for a statement built once (`certification_conditions`)."""
+    prebuilt = prebuilt_for is not None
+    match = (
+        select(literal(1))
+        .select_from(Assignment)
+        .join(Certification, tenant_join(Certification, Assignment, "certification_id"))
+        .where(
+            Assignment.org_id == model.org_id,
+            Assignment.subject_id == model.id,
+            *certification_conditions(kind, f, prebuilt=prebuilt),
+        )
+    )
+    if f.status and prebuilt_for is not None:
+        match = match.where(one_of_param(prebuilt_for, Assignment.status, "status"))
+    elif f.status:
+        match = match.where(Assignment.status.in_(f.status))
+    if prebuilt:
+        # (the subject's table is listed too: the match reads its columns, correlated)
+        match = prebuilt_tenant_statement(match, Assignment, Certification, model)
+    return match.exists()
 
 
 # --- A JSON page, by statements built once per shape ----------------------------------------
@@ -325,21 +338,7 @@ def _subject_page(dialect_name: str, kind: str, f: ViewFilters) -> Select[Any]:
     if kind == "client" and f.client_id is not None:
         stmt = stmt.where(model.id == bindparam("client_id", type_=model.id.type))
     if narrows_certifications(kind, f):
-        match = (
-            select(literal(1))
-            .select_from(Assignment)
-            .join(Certification, tenant_join(Certification, Assignment, "certification_id"))
-            .where(
-                Assignment.org_id == model.org_id,
-                Assignment.subject_id == model.id,
-                *certification_conditions(kind, f, prebuilt=True),
-            )
-        )
-        if f.status:
-            match = match.where(one_of_param(dialect_name, Assignment.status, "status"))
-        # (the subject's table is listed too: the match reads its columns, correlated)
-        match = prebuilt_tenant_statement(match, Assignment, Certification, model)
-        stmt = stmt.where(match.exists())
+        stmt = stmt.where(_holds_a_match(kind, f, model, prebuilt_for=dialect_name))
     return prebuilt_tenant_statement(stmt, model)
 
 
