@@ -359,8 +359,15 @@ def test_certs_worker_counts_done_and_failed_messages(tmp_path, org, settings) -
         labels = {"actor_name": "tick_org", "queue_name": queue}
         deadline = time.monotonic() + 60
         while True:
+            # Every figure final: the middleware counts a message in before its error, reject
+            # and duration (a read in between saw 5 processed and 1 rejected).
             families = parse(_get(url)[1])
-            if value(families, "dramatiq_messages_total", **labels) >= 5:
+            if (
+                value(families, "dramatiq_messages_total", **labels) >= 5
+                and value(families, "dramatiq_message_rejects_total", **labels) >= 2
+                and value(families, "dramatiq_message_duration_milliseconds_count", **labels) >= 5
+                and value(families, "dramatiq_messages_inprogress", **labels) == 0
+            ):
                 break
             assert time.monotonic() < deadline, f"messages not processed: {families}"
             time.sleep(0.3)
