@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import wraps
@@ -103,9 +103,7 @@ class _OnceJWTManager(JWTManager):
             claims = _verified(encoded_token, csrf_value, allow_expired, *inputs)
         except ExpiredSignatureError:
             return dict(super()._decode_jwt_from_config(encoded_token, csrf_value, allow_expired))
-        exp = claims.get("exp")
-        leeway = inputs[5].total_seconds() if isinstance(inputs[5], timedelta) else inputs[5]
-        if not allow_expired and isinstance(exp, int | float) and exp <= time.time() - leeway:
+        if not allow_expired and _expired(claims, inputs):
             # Verified earlier, expired since: the library's way, as a first decode would go.
             return dict(super()._decode_jwt_from_config(encoded_token, csrf_value, allow_expired))
         return dict(claims)
@@ -122,14 +120,19 @@ def token_identity(encoded_token: str) -> tuple[str | None, str] | None:
         else:
             inputs = _verification_inputs()
             claims = _verified(encoded_token, None, False, *inputs)
-            exp = claims.get("exp")
-            leeway = inputs[5].total_seconds() if isinstance(inputs[5], timedelta) else inputs[5]
-            if isinstance(exp, int | float) and exp <= time.time() - leeway:
+            if _expired(claims, inputs):
                 return None
         org, sub = claims.get("org"), claims["sub"]
     except Exception:  # noqa: BLE001 - any token that does not verify
         return None
     return (str(org) if org else None), str(sub)
+
+
+def _expired(claims: Mapping[str, Any], inputs: tuple[Any, ...]) -> bool:
+    """Kept claims whose `exp` has passed since they verified (`_verification_inputs`' leeway)."""
+    exp = claims.get("exp")
+    leeway = inputs[5].total_seconds() if isinstance(inputs[5], timedelta) else inputs[5]
+    return isinstance(exp, int | float) and exp <= time.time() - leeway
 
 
 _INPUTS = "certs.jwt_verification_inputs"
