@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, select, union_all
+from sqlalchemy import ColumnElement, and_, or_, select, union_all
 
 from certifications.directory.models import SUBJECT_MODELS
 
@@ -36,3 +36,21 @@ def not_exempt(a: Any) -> ColumnElement[bool]:
 def in_compliance(a: Any) -> ColumnElement[bool]:
     """Reminders, tasks and compliance figures apply to `a`: not exempt, subject active."""
     return and_(not_exempt(a), subject_active(a))
+
+
+def newer_cycle(a: Any, b: Any) -> tuple[ColumnElement[bool], ...]:
+    """`b` is another assignment of `a`'s (certification, subject), live or revoked after `a`
+    (ties by id): the conditions of the correlated EXISTS that tells `a` is not the current
+    cycle (`reporting.subjects`, `history.periods`)."""
+    return (
+        b.org_id == a.org_id,
+        b.subject_type == a.subject_type,  # completes ix_assignments_subject's key
+        b.subject_id == a.subject_id,
+        b.certification_id == a.certification_id,
+        b.id != a.id,
+        or_(
+            b.revoked_at.is_(None),
+            b.revoked_at > a.revoked_at,
+            and_(b.revoked_at == a.revoked_at, b.id > a.id),
+        ),
+    )

@@ -42,6 +42,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, aliased
 
 from certifications.assignments.models import Assignment
+from certifications.assignments.scope import newer_cycle
 from certifications.history.models import ExemptionPeriod, RequirementPeriod
 from infra.dialect import batches, new_uuid_sql
 
@@ -67,23 +68,7 @@ PERIOD_COLUMNS = [
 def superseded(a: Any = A) -> ColumnElement[bool]:
     """`a` is revoked and another assignment of its (certification, subject) is live or was
     revoked later: no longer the one the figures count."""
-    b = _LATER
-    later = (
-        exists()
-        .where(
-            b.org_id == a.org_id,
-            b.subject_type == a.subject_type,
-            b.subject_id == a.subject_id,
-            b.certification_id == a.certification_id,
-            b.id != a.id,
-            or_(
-                b.revoked_at.is_(None),
-                b.revoked_at > a.revoked_at,
-                and_(b.revoked_at == a.revoked_at, b.id > a.id),
-            ),
-        )
-        .correlate(a)
-    )
+    later = exists().where(*newer_cycle(a, _LATER)).correlate(a)
     return and_(a.revoked_at.is_not(None), later)
 
 

@@ -18,7 +18,6 @@ from sqlalchemy import (
     ColumnElement,
     Integer,
     Select,
-    and_,
     bindparam,
     exists,
     func,
@@ -29,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, aliased
 
 from certifications.assignments.models import Assignment
-from certifications.assignments.scope import not_exempt
+from certifications.assignments.scope import newer_cycle, not_exempt
 from certifications.catalog.groups import subtree_ids
 from certifications.catalog.models import (
     Certification,
@@ -105,18 +104,7 @@ def newer_cycle_exists(a: Any = Assignment) -> ColumnElement[bool]:
 
 def _newer_cycle_exists(a: Any, *, prebuilt: bool = False) -> ColumnElement[bool]:
     b = _NEWER
-    newer = (
-        b.org_id == a.org_id,
-        b.subject_type == a.subject_type,  # completes ix_assignments_subject's key
-        b.subject_id == a.subject_id,
-        b.certification_id == a.certification_id,
-        b.id != a.id,
-        or_(
-            b.revoked_at.is_(None),
-            b.revoked_at > a.revoked_at,
-            and_(b.revoked_at == a.revoked_at, b.id > a.id),
-        ),
-    )
+    newer = newer_cycle(a, b)
     if prebuilt:
         return prebuilt_tenant_statement(select(b.id).where(*newer).correlate(a), b).exists()
     return exists().where(*newer).correlate(a)
