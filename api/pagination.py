@@ -21,7 +21,6 @@ from sqlalchemy.orm import Session
 from api.fields import Integer, Text
 from infra.errors import Invalid
 from infra.values import parse_iso_date, text_problem
-from tenancy.scoping import run_scoped
 
 _INT = re.compile(r"-?[0-9]{1,19}", re.ASCII)
 DEFAULT_LIMIT = 50
@@ -113,16 +112,12 @@ def paginate(
     limit: int,
     cursor: str | None,
     descending: list[bool] | None = None,
-    *,
-    plain: bool = False,
 ) -> Page:
     """Rows of `stmt` ordered by `key_columns` (unique together, not null), after `cursor`.
 
-    `stmt` selects one ORM entity. With `plain` the page's items are plain result rows instead
-    (`tenancy.scoping.run_scoped`: the same scoping, no ORM objects built; an entity's columns
-    by name), which must include the key columns; the last key column should be the primary key.
-    `descending` flags the columns sorted high to low (a `?sort=-field`; none by default).
-    """
+    `stmt` selects one ORM entity. `descending` flags the columns sorted high to low (a
+    `?sort=-field`; none by default). A hot page builds its statement once instead
+    (`keyset_statement`)."""
     desc = descending or [False] * len(key_columns)
     if cursor:
         values = _decode(cursor, key_columns)
@@ -130,8 +125,7 @@ def paginate(
         typed = [literal(v, col.type) for v, col in zip(values, key_columns, strict=True)]
         stmt = stmt.where(_beyond(key_columns, typed, desc))
     ordered = stmt.order_by(*_order(key_columns, desc)).limit(limit + 1)
-    found = run_scoped(session, ordered).all() if plain else session.scalars(ordered).all()
-    return keyset_page(found, key_columns, limit)
+    return keyset_page(session.scalars(ordered).all(), key_columns, limit)
 
 
 def keyset_statement(
