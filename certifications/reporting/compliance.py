@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Select, and_, func, select, union_all
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from certifications.assignments.models import Assignment, AssignmentCount
 from certifications.assignments.scope import subject_active
@@ -155,7 +155,13 @@ def certification_stats_from_snapshots(
     session: Session, when: AsOf
 ) -> dict[uuid.UUID, CertificationStats] | None:
     """The day's figures from its snapshots (the tick's or the backfill's: computed from the
-    same history), or None unless every active certification that existed then has one."""
+    same history), or None unless every active certification that existed then has one and the
+    day's are final. A day's first tick writes its snapshot as the day starts and the next day's
+    first tick rewrites it as it stood at its end (`history.snapshots.snapshot_org`); until a
+    later day's snapshot exists, changes made since may be missing from it (a report run at
+    08:00 for its own day), so that day is computed from history."""
+    later = aliased(ComplianceSnapshot)
+    final = select(later.id).where(later.day > when.on).limit(1).exists()
     stmt = (
         select(
             Certification.id,
@@ -172,7 +178,7 @@ def certification_stats_from_snapshots(
                 ComplianceSnapshot.day == when.on,
             ),
         )
-        .where(Certification.archived_at.is_(None))
+        .where(Certification.archived_at.is_(None), final)
         .order_by(Certification.name, Certification.id)
     )
     stats: dict[uuid.UUID, CertificationStats] = {}

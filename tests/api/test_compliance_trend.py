@@ -159,3 +159,34 @@ def test_trend_bounds_and_unknown_ids(api, org, make_org, make_certification):
         assert resp.status_code == 200
         assert resp.get_json()["series"] == []
     assert api.get("/compliance/trend").get_json()["series"] == []
+
+
+def test_a_day_still_open_is_never_read_from_its_first_ticks_snapshot(
+    api, org, make_certification, make_employee, as_tenant
+):
+    """The day's first tick writes its snapshot as the day starts; a change made later that day
+    counts in the day's figures (a report run at 08:00 for the day, a past day whose end no
+    tick has rewritten yet) - the snapshot is only read once a later day's tick made it final."""
+    day = TICKS[0]
+    cert = make_certification(org)
+    worker = make_employee(org, name="Worker")
+    with as_tenant(org.id) as s:
+        snapshot_org(s, org.id, at(day) - timedelta(hours=6))  # before the assignment
+        s.commit()
+    assign(
+        as_tenant,
+        org,
+        cert,
+        worker,
+        day,
+        issued_on=day - timedelta(days=10),
+        expires_on=day + timedelta(days=300),
+    )
+    figures = from_history(as_tenant, org, day.isoformat())
+    assert figures["counts"]["valid"] == 1
+    assert totals(api.get(f"/compliance/summary?on={day}").get_json()) == figures
+    # The next day's first tick rewrites the day as it stood at its end: now it is read.
+    with as_tenant(org.id) as s:
+        snapshot_org(s, org.id, at(day + timedelta(days=1)))
+        s.commit()
+    assert totals(api.get(f"/compliance/summary?on={day}").get_json()) == figures
