@@ -4,12 +4,16 @@ from tenancy.request import (
     commit_request,
     discard_request_session,
     init_request_sessions,
+    open_request_session,
     request_session,
+    tenant_reader,
 )
 
 __all__ = [
     "commit_request",
     "discard_request_session",
     "init_request_sessions",
+    "open_request_session",
     "request_session",
+    "tenant_reader",
 ]

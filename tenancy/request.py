@@ -10,14 +10,17 @@ open before a tenant or an explicit platform context is set.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from flask import Flask, current_app, g, request
-from sqlalchemy import event
+from sqlalchemy import Connection, event
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 from sqlalchemy.sql.elements import TextClause
 
 from infra.context import current_org_id, in_platform_context
+from tenancy.scoping import set_rls_tenant
 
 log = logging.getLogger("certs.api")
 
@@ -26,6 +29,35 @@ _FACTORY_KEY = "certs.sessions"
 
 class NoTenant(RuntimeError):
     """A request asked for the database before saying whose data it touches."""
+
+
+def open_request_session() -> Session | None:
+    """The request's session if something opened it (auth, when its cache had no
+    organization), else None; never creates one."""
+    session: Session | None = g.get("db_session")
+    return session
+
+
+@contextmanager
+def tenant_reader() -> Iterator[Connection]:
+    """A connection for a read-only view that needs no ORM: the request's session's, when one
+    is open, else a Core connection of its own, in the tenant's transaction (row-level security
+    set with its BEGIN), rolled back on leaving. A session's creation, transaction bookkeeping
+    and close were an eighth of a `GET /org`'s CPU. Tenant context only: the platform's reads
+    go through sessions. A dropped pooled connection fails the first statement and is flagged
+    stale as in a session (`infra.database.mark_stale_connections`), so the request runs again.
+    """
+    org_id = current_org_id()
+    if org_id is None or in_platform_context():
+        raise NoTenant("a tenant reader needs a tenant, and only a tenant")
+    session = open_request_session()
+    if session is not None:
+        yield session.connection()
+        return
+    factory: sessionmaker[Session] = current_app.extensions[_FACTORY_KEY]
+    with factory.kw["bind"].connect() as connection:
+        set_rls_tenant(connection, org_id)
+        yield connection
 
 
 def request_session() -> Session:

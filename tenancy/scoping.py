@@ -395,23 +395,29 @@ _SET_TENANT_NUMBERED = (
 )
 
 
+def set_rls_tenant(connection: Any, org_id: uuid.UUID | None, platform_key: str = "") -> None:
+    """The transaction of `connection` (Core) runs as `org_id` for row-level security, with
+    `app.platform` = `platform_key` ('' outside platform context; the policies accept the
+    key's digest, never a mere 'on'; see tenancy/rls.py). Nothing on SQLite."""
+    if connection.dialect.name != "postgresql":
+        return
+    org = str(org_id) if org_id else ""
+    # Sent with the transaction's BEGIN, in the same round trip, when the connection has not
+    # begun yet (the usual case; infra/pg_begin.py); otherwise (a session joining a
+    # transaction already open) as driver SQL: nothing to compile or cache-key. Either way the
+    # values are parameters, never text a session could read in pg_stat_activity.
+    driver = connection.connection.driver_connection
+    if not open_transaction_with(driver, _SET_TENANT_NUMBERED, (org, platform_key)):
+        connection.exec_driver_sql(_SET_TENANT, {"org": org, "p": platform_key})
+
+
 def _rls_setter(platform_key: str) -> Any:
-    """The after-begin hook: `app.org_id`, and `app.platform` = the platform key in platform
-    context (the policies accept the key's digest, never a mere 'on'; see tenancy/rls.py)."""
+    """The after-begin hook: the tenant in context (`set_rls_tenant`), and the platform key in
+    platform context."""
 
     def _set_rls_tenant(session: Session, _tx: SessionTransaction, connection: Any) -> None:
-        if connection.dialect.name != "postgresql":
-            return
-        org_id = current_org_id()
-        org = str(org_id) if org_id else ""
         key = platform_key if in_platform_context() else ""
-        # Sent with the transaction's BEGIN, in the same round trip, when the connection has
-        # not begun yet (the usual case; infra/pg_begin.py); otherwise (a session joining a
-        # transaction already open) as driver SQL: nothing to compile or cache-key. Either way
-        # the values are parameters, never text a session could read in pg_stat_activity.
-        driver = connection.connection.driver_connection
-        if not open_transaction_with(driver, _SET_TENANT_NUMBERED, (org, key)):
-            connection.exec_driver_sql(_SET_TENANT, {"org": org, "p": key})
+        set_rls_tenant(connection, current_org_id(), key)
 
     return _set_rls_tenant
 

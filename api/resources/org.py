@@ -8,7 +8,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import bindparam, select
 
-from api.db import request_session
+from api.db import open_request_session, request_session, tenant_reader
 from api.rows import RowShape, json_response
 from api.schemas.org import (
     ModuleToggleSchema,
@@ -32,7 +32,7 @@ from tenancy.organizations import (
 
 SECRET_SET = "webhook_secret_set"  # noqa: S105 - a field name, not a secret
 ORG_SHAPE = RowShape(Organization, OrganizationSchema, computed={SECRET_SET})
-# Built once and run as Core on the request's connection (its transaction set the RLS tenant):
+# Built once and run as Core on a tenant reader's connection (its transaction set the RLS tenant):
 # the row is the organization itself, named by the token, so the ORM's tenant criteria have
 # nothing to add, and building and ORM-compiling the statement per request cost a fifth of
 # the request.
@@ -63,12 +63,16 @@ class CurrentOrganization(MethodView):
         """The organization of the token."""
         # Columns and orjson (`api.rows`): no entity, no marshmallow dump, no decryption of
         # the webhook secret only to say whether there is one.
-        session, org_id = request_session(), context.require_org_id()
-        loaded = session.identity_map.get(session.identity_key(Organization, org_id))
+        org_id = context.require_org_id()
+        session = open_request_session()
+        loaded = None
+        if session is not None:
+            loaded = session.identity_map.get(session.identity_key(Organization, org_id))
         if loaded is not None:  # auth loaded it in this transaction (its cache had none)
             secret_set = loaded.webhook_secret is not None
             return json_response(ORG_SHAPE.entity_item(loaded, **{SECRET_SET: secret_set}))
-        row = session.connection().execute(_ORG_ROW, {"org_id": org_id}).one_or_none()
+        with tenant_reader() as connection:  # no session when auth's cache had the org
+            row = connection.execute(_ORG_ROW, {"org_id": org_id}).one_or_none()
         if row is None:
             raise NotFound("organization", org_id)
         return json_response(ORG_SHAPE.item(row))

@@ -23,7 +23,7 @@ from typing import Any
 
 import dramatiq
 import pytest
-from sqlalchemy import create_engine, event, func, insert, select, text, update
+from sqlalchemy import create_engine, event, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from infra import context
@@ -425,7 +425,7 @@ def test_redis_outage_loses_no_job(make_org, own_stack, api_for, make_role, make
 def test_postgres_backends_killed_mid_request(method, path, body, org, api_for, backend):
     """Every app-role backend is terminated between the view's flush and the commit: a clear
     503, nothing written, and the next request succeeds (pool pre-ping replaces dead links)."""
-    from tests.support.backend import _admin_url
+    from tests.support.backend import _admin_url, terminate_app_backends
 
     admin = create_engine(_admin_url(), isolation_level="AUTOCOMMIT")
     fired: list[int] = []
@@ -434,13 +434,7 @@ def test_postgres_backends_killed_mid_request(method, path, body, org, api_for, 
         if fired:
             return
         with admin.connect() as conn:
-            killed = conn.execute(
-                text(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE datname = :db AND usename = :role AND pid <> pg_backend_pid()"
-                ),
-                {"db": backend.cleanup_name, "role": backend.app_role},
-            ).scalar()
+            killed = terminate_app_backends(conn, backend)
         fired.append(killed)
 
     client = api_for(org)
@@ -471,20 +465,14 @@ def test_postgres_backends_killed_mid_request(method, path, body, org, api_for, 
 def test_idle_pool_connections_killed_between_requests(org, api_for, backend):
     """Backends terminated while the pool holds them idle (a PostgreSQL restart or failover):
     the next request still succeeds — pool pre-ping swaps the dead connections out."""
-    from tests.support.backend import _admin_url
+    from tests.support.backend import _admin_url, terminate_app_backends
 
     client = api_for(org)
     for _ in range(3):
         assert client.get("/org").status_code == 200
     admin = create_engine(_admin_url(), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        killed = conn.execute(
-            text(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = :db AND usename = :role AND pid <> pg_backend_pid()"
-            ),
-            {"db": backend.cleanup_name, "role": backend.app_role},
-        ).scalar()
+        killed = terminate_app_backends(conn, backend)
     admin.dispose()
     assert killed >= 1
     time.sleep(0.2)
@@ -496,20 +484,14 @@ def test_idle_pool_connections_killed_between_requests(org, api_for, backend):
 def test_idle_pool_connections_killed_are_replaced_outside_the_api(org, api_for, backend):
     """Workers, the scheduler and the CLI have no request to run again: a pooled connection
     idle longer than `IDLE_PING_S` is pinged on checkout, and a dead one replaced unseen."""
-    from tests.support.backend import _admin_url
+    from tests.support.backend import _admin_url, terminate_app_backends
 
     client = api_for(org)
     for _ in range(3):
         assert client.get("/org").status_code == 200
     admin = create_engine(_admin_url(), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        killed = conn.execute(
-            text(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = :db AND usename = :role AND pid <> pg_backend_pid()"
-            ),
-            {"db": backend.cleanup_name, "role": backend.app_role},
-        ).scalar()
+        killed = terminate_app_backends(conn, backend)
     admin.dispose()
     assert killed >= 1
     time.sleep(0.3)

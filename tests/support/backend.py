@@ -10,6 +10,7 @@ import os
 import tempfile
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import create_engine, text
 
@@ -32,6 +33,19 @@ class Backend:
 
 def _admin_url() -> str:
     return os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def terminate_app_backends(admin_conn: Any, backend: Backend) -> int:
+    """Terminate every app-role backend of the test database but the caller's (a restart or a
+    failover as the pool sees it); returns how many. `admin_conn`: a superuser connection."""
+    killed = admin_conn.execute(
+        text(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = :db AND usename = :role AND pid <> pg_backend_pid()"
+        ),
+        {"db": backend.cleanup_name, "role": backend.app_role},
+    ).scalar()
+    return int(killed or 0)
 
 
 def create_backend() -> Backend:

@@ -1,0 +1,99 @@
+"""`tenancy.request.tenant_reader`: a read-only view's Core connection, in the tenant's
+transaction, without an ORM session (GET /org when auth's cache held the organization)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from sqlalchemy import create_engine, event, select, text
+from sqlalchemy.orm import Session
+
+from infra import context
+from tenancy.models import Organization
+from tenancy.request import NoTenant, request_session, tenant_reader
+
+
+def _sessions_begun(client, path: str) -> tuple[int, dict]:
+    begun: list[object] = []
+
+    def note(session, _tx, _conn) -> None:
+        begun.append(session)
+
+    event.listen(Session, "after_begin", note)
+    try:
+        resp = client.get(path)
+    finally:
+        event.remove(Session, "after_begin", note)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    return len(begun), resp.get_json()
+
+
+def test_get_org_with_the_organization_cached_begins_no_session(org, api_for) -> None:
+    client = api_for(org)
+    _, first = _sessions_begun(client, "/org")  # auth keeps the organization
+    begun, again = _sessions_begun(client, "/org")
+    assert begun == 0  # the row came through a tenant reader
+    assert again == first
+    assert again["id"] == str(org.id)
+
+
+def test_get_org_reads_a_change_made_meanwhile(org, api_for) -> None:
+    client = api_for(org)
+    assert client.get("/org").status_code == 200
+    assert client.patch("/org", json={"name": "Renamed"}).status_code == 200
+    assert client.get("/org").get_json()["name"] == "Renamed"
+
+
+def test_a_reader_needs_a_tenant_and_only_a_tenant(app, org) -> None:
+    with app.test_request_context():
+        with pytest.raises(NoTenant), tenant_reader():
+            pass
+        with context.platform(), pytest.raises(NoTenant), tenant_reader():
+            pass
+
+
+def test_a_reader_joins_the_requests_open_session(app, org) -> None:
+    """One connection per request: with a session open, the reader is its connection."""
+    with app.test_request_context(), context.tenant(org.id):
+        session = request_session()
+        with tenant_reader() as connection:
+            assert connection is session.connection()
+
+
+@pytest.mark.postgres
+def test_a_readers_transaction_sees_its_tenant_only(app, org, make_org) -> None:
+    """Row-level security holds for the reader's own connection: the tenant's row, no other."""
+    other = make_org(name="Other org")
+    with app.test_request_context(), context.tenant(org.id), tenant_reader() as connection:
+        seen = set(connection.execute(select(Organization.id)).scalars())
+        setting = connection.execute(text("SELECT current_setting('app.org_id', true)"))
+        assert setting.scalar() == str(org.id)
+    assert seen == {org.id}
+    assert other.id not in seen
+
+
+@pytest.mark.postgres
+def test_get_org_on_pooled_connections_killed_meanwhile_runs_again(
+    org, api_for, backend, caplog
+) -> None:
+    """The reader's first statement on a connection the server dropped fails before anything
+    reached it: flagged stale, the request runs again on a fresh one (no idle ping: the kill
+    lands within `IDLE_PING_S` of the last checkin)."""
+    from tests.support.backend import _admin_url, terminate_app_backends
+
+    client = api_for(org)
+    expected = client.get("/org").get_json()
+    admin = create_engine(_admin_url(), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            assert client.get("/org").status_code == 200  # checked in just now
+            killed = terminate_app_backends(conn, backend)
+        with caplog.at_level(logging.WARNING, logger="certs.api"):
+            resp = client.get("/org")
+    finally:
+        admin.dispose()
+    assert killed >= 1
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    assert resp.get_json() == expected
+    assert "stale pooled connection" in caplog.text  # the reader met a dead one, ran again
