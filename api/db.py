@@ -6,7 +6,7 @@ from tenancy.request import (
     init_request_sessions,
     open_request_session,
     request_session,
-    tenant_reader,
+    tenant_rows,
 )
 
 __all__ = [
@@ -15,5 +15,5 @@ __all__ = [
     "init_request_sessions",
     "open_request_session",
     "request_session",
-    "tenant_reader",
+    "tenant_rows",
 ]

@@ -395,10 +395,14 @@ _SET_TENANT_NUMBERED = (
 )
 
 
-def set_rls_tenant(connection: Any, org_id: uuid.UUID | None, platform_key: str = "") -> None:
+def set_rls_tenant(
+    connection: Any, org_id: uuid.UUID | None, platform_key: str = "", *, single: bool = False
+) -> None:
     """The transaction of `connection` (Core) runs as `org_id` for row-level security, with
     `app.platform` = `platform_key` ('' outside platform context; the policies accept the
-    key's digest, never a mere 'on'; see tenancy/rls.py). Nothing on SQLite."""
+    key's digest, never a mere 'on'; see tenancy/rls.py). Nothing on SQLite. `single`: the
+    transaction is the next statement alone, sent with its BEGIN and ROLLBACK when it can be
+    (infra/pg_begin.py)."""
     if connection.dialect.name != "postgresql":
         return
     org = str(org_id) if org_id else ""
@@ -407,7 +411,7 @@ def set_rls_tenant(connection: Any, org_id: uuid.UUID | None, platform_key: str 
     # transaction already open) as driver SQL: nothing to compile or cache-key. Either way the
     # values are parameters, never text a session could read in pg_stat_activity.
     driver = connection.connection.driver_connection
-    if not open_transaction_with(driver, _SET_TENANT_NUMBERED, (org, platform_key)):
+    if not open_transaction_with(driver, _SET_TENANT_NUMBERED, (org, platform_key), single=single):
         connection.exec_driver_sql(_SET_TENANT, {"org": org, "p": platform_key})
 
 

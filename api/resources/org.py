@@ -8,7 +8,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import bindparam, select
 
-from api.db import open_request_session, request_session, tenant_reader
+from api.db import open_request_session, request_session, tenant_rows
 from api.rows import RowShape, json_response
 from api.schemas.org import (
     ModuleToggleSchema,
@@ -71,11 +71,10 @@ class CurrentOrganization(MethodView):
         if loaded is not None:  # auth loaded it in this transaction (its cache had none)
             secret_set = loaded.webhook_secret is not None
             return json_response(ORG_SHAPE.entity_item(loaded, **{SECRET_SET: secret_set}))
-        with tenant_reader() as connection:  # no session when auth's cache had the org
-            row = connection.execute(_ORG_ROW, {"org_id": org_id}).one_or_none()
-        if row is None:
+        rows = tenant_rows(_ORG_ROW, {"org_id": org_id})  # no session: auth's cache had it
+        if not rows:
             raise NotFound("organization", org_id)
-        return json_response(ORG_SHAPE.item(row))
+        return json_response(ORG_SHAPE.item(rows[0]))
 
     @requires("org:admin")
     @blp.arguments(OrganizationPatchSchema)

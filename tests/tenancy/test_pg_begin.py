@@ -8,6 +8,7 @@ import time
 
 import psycopg
 import pytest
+from psycopg.pq import TransactionStatus
 from sqlalchemy import text
 
 from infra.pg_begin import BeginWithConnection, open_transaction_with
@@ -120,3 +121,76 @@ def test_an_executemany_opening_the_transaction_carries_it(conn) -> None:
         ("org-many-2",),
     ]
     conn.rollback()
+
+
+# --- A transaction that is one statement: BEGIN, opening, statement, ROLLBACK in one pipeline
+
+
+def _syncs_sent(conn, statement: str) -> tuple[int, list[tuple]]:
+    """How many pipeline syncs / simple queries the client sent to run `statement` (each is a
+    round trip), read from libpq's protocol trace; and the statement's rows."""
+    import tempfile
+
+    with tempfile.TemporaryFile("w+") as trace:
+        conn.pgconn.trace(trace.fileno())
+        try:
+            rows = conn.execute(statement).fetchall()
+        finally:
+            conn.pgconn.untrace()
+        trace.seek(0)
+        sent = [line.split("\t") for line in trace.read().splitlines()]
+    # Trace lines: timestamp, F(rontend)/B(ackend), length, message, …
+    trips = sum(1 for fields in sent if fields[1] == "F" and fields[3] in ("Sync", "Query"))
+    return trips, rows
+
+
+def test_a_single_statement_transaction_is_one_round_trip_and_ends_with_it(conn) -> None:
+    assert open_transaction_with(conn, _SET, ["org-single"], single=True)
+    trips, rows = _syncs_sent(conn, _SETTING)
+    assert rows == [("org-single",)]  # the opening ran first, in the statement's transaction
+    assert trips == 1
+    # Rolled back with it: nothing is open, and the next statement has no tenant.
+    assert conn.info.transaction_status == TransactionStatus.IDLE
+    assert conn.execute(_SETTING).fetchone() in {("",), (None,)}
+    conn.rollback()
+    # The plain opening, for comparison: BEGIN with it, then the statement, still open.
+    assert open_transaction_with(conn, _SET, ["org-plain"])
+    trips, rows = _syncs_sent(conn, _SETTING)
+    assert (trips, rows) == (2, [("org-plain",)])
+    assert conn.info.transaction_status == TransactionStatus.INTRANS
+    conn.rollback()
+
+
+def test_a_single_statement_fails_with_its_own_error_and_the_connection_recovers(conn) -> None:
+    assert open_transaction_with(conn, _SET, ["org-single"], single=True)
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        conn.execute("SELECT 1 / 0")
+    conn.rollback()
+    assert conn.execute("SELECT 2").fetchone() == (2,)
+    conn.rollback()
+
+
+def test_a_failing_opening_fails_the_single_statement(conn) -> None:
+    assert open_transaction_with(conn, "SELECT 1 / $1::int", ["0"], single=True)
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        conn.execute("SELECT 'never ran'")
+    conn.rollback()
+    assert conn.execute(_SETTING).fetchone() in {("",), (None,)}
+    conn.rollback()
+
+
+def test_a_queued_single_statement_never_used_is_dropped_by_rollback(conn) -> None:
+    assert open_transaction_with(conn, _SET, ["org-a"], single=True)
+    conn.rollback()
+    trips, rows = _syncs_sent(conn, _SETTING)
+    assert rows in ([("",)], [(None,)])
+    assert conn.info.transaction_status == TransactionStatus.INTRANS  # a usual transaction
+    conn.rollback()
+
+
+def test_parameters_and_binary_results_of_a_single_statement(conn) -> None:
+    assert open_transaction_with(conn, _SET, ["org-b"], single=True)
+    with conn.cursor(binary=True) as cur:
+        cur.execute("SELECT %s::int + 1, current_setting('app.org_id', true)", [41])
+        assert cur.fetchall() == [(42, "org-b")]
+    assert conn.info.transaction_status == TransactionStatus.IDLE

@@ -1,5 +1,5 @@
-"""`tenancy.request.tenant_reader`: a read-only view's Core connection, in the tenant's
-transaction, without an ORM session (GET /org when auth's cache held the organization)."""
+"""`tenancy.request.tenant_rows`: one read statement run as the tenant on a Core connection,
+without an ORM session (GET /org when auth's cache held the organization)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from infra import context
 from tenancy.models import Organization
-from tenancy.request import NoTenant, request_session, tenant_reader
+from tenancy.request import NoTenant, request_session, tenant_rows
 
 
 def _sessions_begun(client, path: str) -> tuple[int, dict]:
@@ -47,33 +47,37 @@ def test_get_org_reads_a_change_made_meanwhile(org, api_for) -> None:
 
 def test_a_reader_needs_a_tenant_and_only_a_tenant(app, org) -> None:
     with app.test_request_context():
-        with pytest.raises(NoTenant), tenant_reader():
-            pass
+        with pytest.raises(NoTenant):
+            tenant_rows(select(Organization.id))
         # The platform context with a tenant named too: still refused (platform reads keep
         # their sessions, which present the platform key).
         with context.platform(), context.tenant(org.id), pytest.raises(NoTenant):
-            with tenant_reader():
-                pass
+            tenant_rows(select(Organization.id))
 
 
 def test_a_reader_joins_the_requests_open_session(app, org) -> None:
-    """One connection per request: with a session open, the reader is its connection."""
+    """One connection per request: with a session open, the statement runs in its
+    transaction (it sees what the session has flushed and not committed)."""
     with app.test_request_context(), context.tenant(org.id):
         session = request_session()
-        with tenant_reader() as connection:
-            assert connection is session.connection()
+        session.get(Organization, org.id).name = "Flushed, not committed"
+        session.flush()
+        rows = tenant_rows(select(Organization.name).where(Organization.id == org.id))
+        assert [row.name for row in rows] == ["Flushed, not committed"]
+        session.rollback()
 
 
 @pytest.mark.postgres
 def test_a_readers_transaction_sees_its_tenant_only(app, org, make_org) -> None:
-    """Row-level security holds for the reader's own connection: the tenant's row, no other."""
+    """Row-level security holds for the statement's own transaction: the tenant's row, no
+    other; and the tenant is set in it."""
     other = make_org(name="Other org")
-    with app.test_request_context(), context.tenant(org.id), tenant_reader() as connection:
-        seen = set(connection.execute(select(Organization.id)).scalars())
-        setting = connection.execute(text("SELECT current_setting('app.org_id', true)"))
-        assert setting.scalar() == str(org.id)
+    with app.test_request_context(), context.tenant(org.id):
+        seen = {row.id for row in tenant_rows(select(Organization.id))}
+        setting = tenant_rows(text("SELECT current_setting('app.org_id', true) AS org"))
     assert seen == {org.id}
     assert other.id not in seen
+    assert [row.org for row in setting] == [str(org.id)]
 
 
 @pytest.mark.postgres
