@@ -81,6 +81,32 @@ def test_a_readers_transaction_sees_its_tenant_only(app, org, make_org) -> None:
 
 
 @pytest.mark.postgres
+def test_get_org_ends_its_transaction_with_its_statement(org, api_for, runtime) -> None:
+    """With the organization kept, `GET /org` is one round trip: the organizations statement
+    comes back with its transaction already rolled back (BEGIN with the tenant, the SELECT and
+    ROLLBACK went as one pipeline), not left open for a ROLLBACK of its own."""
+    from psycopg.pq import TransactionStatus
+
+    client = api_for(org)
+    assert client.get("/org").status_code == 200  # auth keeps the organization
+    seen: list[tuple[str, TransactionStatus]] = []
+
+    def note(_conn, cursor, statement, _params, _context, _many) -> None:
+        seen.append((statement, cursor.connection.info.transaction_status))
+
+    engine = runtime.engine
+    event.listen(engine, "after_cursor_execute", note)
+    try:
+        resp = client.get("/org")
+    finally:
+        event.remove(engine, "after_cursor_execute", note)
+    assert resp.status_code == 200
+    assert [status for sql, status in seen if "FROM organizations" in sql] == [
+        TransactionStatus.IDLE
+    ], seen
+
+
+@pytest.mark.postgres
 def test_get_org_on_pooled_connections_killed_meanwhile_runs_again(
     org, api_for, backend, caplog
 ) -> None:
