@@ -209,14 +209,19 @@ def _record(client: Any, name: str, path: str, headers: dict[str, str]) -> dict[
     from sqlalchemy import event
 
     from infra import database as db
+    from tenancy import driver_reads
 
     client.get(path, headers=headers)  # warm: compiled caches as in a running worker
     rec = _Recorder()
     engine = db.get_engine()
     event.listen(engine, "after_cursor_execute", rec)
+    # A read run on the driver's cursor (GET /org's) passes no engine event: recorded through
+    # SQLAlchemy's execution instead, the same SQL text (tests/tenancy/test_tenant_reader.py).
+    driver_reads.enabled = False
     try:
         resp = client.get(path, headers=headers)
     finally:
+        driver_reads.enabled = True
         event.remove(engine, "after_cursor_execute", rec)
     if resp.status_code != 200:
         raise RuntimeError(f"{path}: HTTP {resp.status_code} {resp.get_data(as_text=True)[:300]}")

@@ -14,11 +14,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from flask import Flask, current_app, g, request
-from sqlalchemy import Engine, Executable, Row, event
+from sqlalchemy import Engine, Executable, event
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 from sqlalchemy.sql.elements import TextClause
 
 from infra.context import current_org_id, in_platform_context
+from tenancy import driver_reads
 from tenancy.scoping import set_rls_tenant
 
 log = logging.getLogger("certs.api")
@@ -37,18 +38,19 @@ def open_request_session() -> Session | None:
     return session
 
 
-def tenant_rows(
-    statement: Executable, params: Mapping[str, Any] | None = None
-) -> Sequence[Row[Any]]:
+def tenant_rows(statement: Executable, params: Mapping[str, Any] | None = None) -> Sequence[Any]:
     """The rows of one read statement, run as the tenant without an ORM session: on the
     request's session's connection when one is open, else on a Core connection of its own in
     a transaction that is this statement alone (BEGIN with the tenant for row-level security,
     the statement, ROLLBACK: one round trip on PostgreSQL, infra/pg_begin.py). A session's
     creation, transaction bookkeeping and close were an eighth of a `GET /org`'s CPU, the two
-    round trips around its statement a third of its database CPU. Tenant context only: the
-    platform's reads go through sessions. A dropped pooled connection fails the statement and
-    is flagged stale as in a session (`infra.database.mark_stale_connections`), so the request
-    runs again.
+    round trips around its statement a third of its database CPU. A plain `Select` of columns
+    runs on the psycopg cursor itself, compiled once (`tenancy.driver_reads`: SQLAlchemy's
+    execution was more of the request's CPU than the rest of it); its rows are named tuples,
+    as a `Row` reads (attributes, `_asdict()`). Tenant context only: the platform's reads go
+    through sessions. A dropped pooled connection is discarded and the read goes through
+    SQLAlchemy; there, a dead connection fails the statement and is flagged stale as in a
+    session (`infra.database.mark_stale_connections`), so the request runs again.
     """
     org_id = current_org_id()
     if org_id is None or in_platform_context():
@@ -58,6 +60,11 @@ def tenant_rows(
         return session.connection().execute(statement, params).all()
     factory: sessionmaker[Session] = current_app.extensions[_FACTORY_KEY]
     engine: Engine = factory.kw["bind"]
+    found = driver_reads.plan(engine, statement) if driver_reads.enabled else None
+    if found is not None:
+        rows = driver_reads.driver_rows(engine, found, params, org_id)
+        if rows is not None:
+            return rows
     with engine.connect() as connection:
         set_rls_tenant(connection, org_id, single=True)
         return connection.execute(statement, params).all()

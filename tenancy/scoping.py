@@ -411,8 +411,25 @@ def set_rls_tenant(
     # transaction already open) as driver SQL: nothing to compile or cache-key. Either way the
     # values are parameters, never text a session could read in pg_stat_activity.
     driver = connection.connection.driver_connection
-    if not open_transaction_with(driver, _SET_TENANT_NUMBERED, (org, platform_key), single=single):
+    if not queue_rls_tenant(driver, org_id, platform_key, single=single):
         connection.exec_driver_sql(_SET_TENANT, {"org": org, "p": platform_key})
+
+
+def queue_rls_tenant(
+    driver_connection: Any,
+    org_id: uuid.UUID | None,
+    platform_key: str = "",
+    *,
+    single: bool = False,
+) -> bool:
+    """Queue the tenant's setting to open the psycopg connection's next transaction, sent with
+    its BEGIN (and, `single`, the next statement and ROLLBACK too): infra/pg_begin.py. False
+    when it cannot be (not such a connection, or a transaction already open): the caller sets
+    it with a statement of its own."""
+    org = str(org_id) if org_id else ""
+    return open_transaction_with(
+        driver_connection, _SET_TENANT_NUMBERED, (org, platform_key), single=single
+    )
 
 
 def _rls_setter(platform_key: str) -> Any:

@@ -4,12 +4,14 @@ without an ORM session (GET /org when auth's cache held the organization)."""
 from __future__ import annotations
 
 import logging
+import uuid
 
 import pytest
-from sqlalchemy import create_engine, event, select, text
+from sqlalchemy import Integer, bindparam, create_engine, event, func, select, text
 from sqlalchemy.orm import Session
 
 from infra import context
+from infra import database as db
 from tenancy.models import Organization
 from tenancy.request import NoTenant, request_session, tenant_rows
 
@@ -81,38 +83,123 @@ def test_a_readers_transaction_sees_its_tenant_only(app, org, make_org) -> None:
 
 
 @pytest.mark.postgres
-def test_get_org_ends_its_transaction_with_its_statement(org, api_for, runtime) -> None:
+def test_get_org_is_one_pipeline_on_the_driver_and_ends_its_transaction(
+    org, api_for, runtime, monkeypatch
+) -> None:
     """With the organization kept, `GET /org` is one round trip: the organizations statement
-    comes back with its transaction already rolled back (BEGIN with the tenant, the SELECT and
-    ROLLBACK went as one pipeline), not left open for a ROLLBACK of its own."""
+    goes with BEGIN (the tenant) and ROLLBACK as one pipeline, straight on the psycopg cursor
+    (no SQLAlchemy execution), and the connection is back idle, no transaction left open."""
     from psycopg.pq import TransactionStatus
+
+    from infra import pg_begin
 
     client = api_for(org)
     assert client.get("/org").status_code == 200  # auth keeps the organization
-    seen: list[tuple[str, TransactionStatus]] = []
+    pipelines: list[bytes] = []
+    after: list[TransactionStatus] = []
+    real = pg_begin._single_transaction
 
-    def note(_conn, cursor, statement, _params, _context, _many) -> None:
-        seen.append((statement, cursor.connection.info.transaction_status))
+    def spy(pgconn, begin, statement, values, query, fmt):
+        pipelines.append(query.query)
+        rows = yield from real(pgconn, begin, statement, values, query, fmt)
+        after.append(pgconn.transaction_status)
+        return rows
 
+    monkeypatch.setattr(pg_begin, "_single_transaction", spy)
+    executed: list[str] = []
     engine = runtime.engine
+    note = lambda _conn, _cursor, statement, *_rest: executed.append(statement)  # noqa: E731
     event.listen(engine, "after_cursor_execute", note)
     try:
         resp = client.get("/org")
     finally:
         event.remove(engine, "after_cursor_execute", note)
     assert resp.status_code == 200
-    assert [status for sql, status in seen if "FROM organizations" in sql] == [
-        TransactionStatus.IDLE
-    ], seen
+    assert resp.get_json()["id"] == str(org.id)
+    assert len(pipelines) == 1, pipelines
+    assert b"FROM organizations" in pipelines[0]
+    assert after == [TransactionStatus.IDLE]
+    assert executed == []  # nothing went through SQLAlchemy's execution
+
+
+@pytest.mark.postgres
+def test_the_driver_answer_is_sqlalchemys_answer(org, api_for, runtime) -> None:
+    """Same SQL text as SQLAlchemy's execution of the statement (which `bench api` records for
+    its baseline), same JSON."""
+    from api.resources.org import _ORG_ROW
+    from tenancy import driver_reads
+
+    client = api_for(org)
+    assert client.patch("/org", json={"admin_emails": ["a@example.com"]}).status_code == 200
+    direct = client.get("/org")
+    executed: list[str] = []
+    note = lambda _conn, _cursor, statement, *_rest: executed.append(statement)  # noqa: E731
+    event.listen(runtime.engine, "after_cursor_execute", note)
+    driver_reads.enabled = False
+    try:
+        through = client.get("/org")
+    finally:
+        driver_reads.enabled = True
+        event.remove(runtime.engine, "after_cursor_execute", note)
+    assert direct.get_data() == through.get_data()
+    assert direct.get_json()["admin_emails"] == ["a@example.com"]
+    found = driver_reads.plan(runtime.engine, _ORG_ROW)
+    assert found is not None
+    assert [sql for sql in executed if "FROM organizations" in sql] == [found.sql]
+
+
+@pytest.mark.postgres
+def test_only_plain_columns_run_on_the_driver(runtime) -> None:
+    """What SQLAlchemy would convert, expand or map goes through SQLAlchemy."""
+    from tenancy import driver_reads
+
+    engine = runtime.engine
+    assert driver_reads.plan(engine, select(Organization.id, Organization.modules)) is not None
+    refused = {
+        "text": text("SELECT 1 AS one"),
+        "entity": select(Organization),
+        "expanding IN": select(Organization.id).where(Organization.id.in_([uuid.uuid4()])),
+        "a decrypting type": select(Organization.webhook_secret),
+        "a repeated name": select(Organization.id, Organization.id.label("id")),
+        "an unnamed expression": select(func.count()),
+        "a numeric (its conversion depends on the result)": select(Organization.digest_hour / 2),
+    }
+    for why, statement in refused.items():
+        assert driver_reads.plan(engine, statement) is None, why
+    sqlite = create_engine("sqlite://")
+    assert driver_reads.plan(sqlite, select(Organization.id)) is None
+
+
+@pytest.mark.postgres
+def test_a_driver_error_is_sqlalchemys_error_and_the_connection_goes_on(app, org) -> None:
+    """A statement that fails on the driver raises SQLAlchemy's DBAPIError (what `api.errors`
+    answers), and the pooled connection serves the next read."""
+    from sqlalchemy.exc import DBAPIError
+
+    from tenancy import driver_reads
+
+    failing = select(
+        func.mod(Organization.digest_hour, bindparam("zero", type_=Integer), type_=Integer).label(
+            "rest"
+        )
+    ).where(Organization.id == bindparam("org_id"))
+    with app.test_request_context(), context.tenant(org.id):
+        assert driver_reads.plan(db.get_engine(), failing) is not None
+        with pytest.raises(DBAPIError) as raised:
+            tenant_rows(failing, {"zero": 0, "org_id": org.id})
+        assert raised.value.orig.sqlstate == "22012"  # division_by_zero
+        rows = tenant_rows(select(Organization.name).where(Organization.id == org.id))
+    assert [row.name for row in rows] == [org.name]
 
 
 @pytest.mark.postgres
 def test_get_org_on_pooled_connections_killed_meanwhile_runs_again(
     org, api_for, backend, caplog
 ) -> None:
-    """The reader's first statement on a connection the server dropped fails before anything
-    reached it: flagged stale, the request runs again on a fresh one (no idle ping: the kill
-    lands within `IDLE_PING_S` of the last checkin)."""
+    """The reader's statement on a connection the server dropped fails: the connection is
+    discarded and the read goes again on another (through SQLAlchemy, which flags a dead one
+    stale and runs the request again); no idle ping: the kill lands within `IDLE_PING_S` of
+    the last checkin."""
     from tests.support.backend import _admin_url, terminate_app_backends
 
     client = api_for(org)
