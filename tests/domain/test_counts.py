@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from click.testing import CliRunner
@@ -47,7 +47,10 @@ def test_counts_follow_each_change(api, org, make_certification, make_employee, 
         assert resp.status_code == 201, resp.get_json()
         return str(resp.get_json()["id"])
 
-    a1 = assign(alice, issued_on="2026-01-01")
+    # Issued a month ago, valid 12 months: valid on any day the suite runs (a fixed date
+    # turned into "expires soon" once the calendar came within 30 days of its expiry).
+    today = datetime.now(UTC).date()
+    a1 = assign(alice, issued_on=(today - timedelta(days=30)).isoformat())
     b1 = assign(bob)
     step({"valid": 1, "missing": 1, "required": 2, "exempt": 0})
 
@@ -56,7 +59,9 @@ def test_counts_follow_each_change(api, org, make_certification, make_employee, 
     # Reassigned: the revoked row is history, the new live row counts.
     a2 = assign(alice)
     step({"missing": 2, "required": 2, "exempt": 0})
-    assert api.post(f"/assignments/{a2}/renew", json={"issued_on": "2026-02-01"}).status_code in (
+    assert api.post(
+        f"/assignments/{a2}/renew", json={"issued_on": (today - timedelta(days=1)).isoformat()}
+    ).status_code in (
         200,
         201,
     )
