@@ -5,7 +5,9 @@ from tenancy.request import (
     discard_request_session,
     init_request_sessions,
     open_request_session,
+    request_dialect_name,
     request_session,
+    tenant_prebuilt_rows,
     tenant_rows,
 )
 
@@ -14,6 +16,8 @@ __all__ = [
     "discard_request_session",
     "init_request_sessions",
     "open_request_session",
+    "request_dialect_name",
     "request_session",
+    "tenant_prebuilt_rows",
     "tenant_rows",
 ]

@@ -4,16 +4,18 @@
 (one round trip: infra/pg_begin.py). Through SQLAlchemy's Core execution that statement still
 cost more worker CPU than the rest of a `GET /org`: the execution context, the compiled-cache
 lookup, result metadata built from the cursor's description, the `Row` objects. The statements
-read this way are few and fixed (module constants), so each is compiled once, here, for the
-engine's dialect, and then run straight on the driver's cursor: the same SQL text, the same
-parameters, the same connection from the same pool (its checkout and checkin events run).
+read this way are few and fixed (module constants; list pages' statements, built once per
+shape), so each is compiled once, here, for the engine's dialect, and then run straight on the
+driver's cursor: the same SQL text, the same parameters, the same connection from the same pool
+(its checkout and checkin events run).
 
-Only what SQLAlchemy would hand over unchanged qualifies (`plan`): a `Select` of plain columns
-whose types convert nothing in Python on this dialect, neither on the way in nor on the way out
-(on PostgreSQL, uuid, text, integers, booleans, json, timestamptz), with names that make a named
-tuple. Anything else (text SQL, entities, expanding `IN` parameters, a TypeDecorator that does
-work) goes through SQLAlchemy as before. Rows are named tuples: attribute access, `_asdict()`,
-`_fields`, as a `Row` offers.
+Only what SQLAlchemy would hand back unchanged qualifies (`plan`): a `Select` of plain columns
+whose types convert nothing in Python on this dialect on the way out (on PostgreSQL: uuid,
+text, integers, booleans, json, timestamptz), with names that make a named tuple; parameters
+are converted on the way in as SQLAlchemy converts them (its bind processors: an ARRAY's, a
+TypeDecorator's). Anything else (text SQL, entities, expanding `IN` parameters, a column whose
+value SQLAlchemy converts on reading) goes through SQLAlchemy as before. Rows are named
+tuples: attribute access, `_asdict()`, `_fields`, as a `Row` offers.
 
 Errors: a connection the server dropped is discarded from the pool and the read runs again
 through SQLAlchemy's execution (a read in a rolled-back transaction: running it again changes
@@ -49,6 +51,7 @@ enabled = True
 class Plan:
     sql: str
     compiled: Any  # SQLAlchemy's compiled statement: it builds the parameters
+    converts_in: dict[str, Any]  # parameter name: SQLAlchemy's conversion of its value
     row: Any  # the named tuple class of its rows
 
 
@@ -92,14 +95,21 @@ def _make_plan(engine: Engine, statement: Executable) -> Plan | None:
         if converts is not None:
             return None
     compiled = statement.compile(dialect=dialect)
+    converts_in = {}
     for bind in compiled.binds.values():
         if bind.expanding or bind.literal_execute:
             return None
-        if bind.type.dialect_impl(dialect).bind_processor(dialect) is not None:
-            return None
+        convert = bind.type.dialect_impl(dialect).bind_processor(dialect)
+        if convert is not None:  # SQLAlchemy's own conversion (a TypeDecorator's, an ARRAY's)
+            converts_in[compiled.bind_names[bind]] = convert
     if "POSTCOMPILE" in compiled.string:
         return None
-    return Plan(sql=compiled.string, compiled=compiled, row=namedtuple("Row", names))  # noqa: PYI024
+    return Plan(
+        sql=compiled.string,
+        compiled=compiled,
+        converts_in=converts_in,
+        row=namedtuple("Row", names),  # noqa: PYI024
+    )
 
 
 def driver_rows(
@@ -111,6 +121,8 @@ def driver_rows(
     """The rows of the planned statement, run as `org_id` in a transaction that is the
     statement alone; None: the connection was dropped, run it through SQLAlchemy instead."""
     values = found.compiled.construct_params(params)
+    for name, convert in found.converts_in.items():
+        values[name] = convert(values[name])
     fairy = engine.raw_connection()
     try:
         driver: Any = fairy.driver_connection

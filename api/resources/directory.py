@@ -16,7 +16,7 @@ from marshmallow import Schema, ValidationError
 from werkzeug.exceptions import UnsupportedMediaType
 
 from api.body import check_csv
-from api.db import request_session
+from api.db import request_dialect_name, request_session, tenant_prebuilt_rows
 from api.pagination import (
     Page,
     keyset_page,
@@ -42,7 +42,7 @@ from certifications.directory.service import KINDS
 from infra.errors import Invalid
 from jobs.outbox import started_jobs
 from tenancy.auth import requires
-from tenancy.scoping import prebuilt_tenant_statement, run_prebuilt
+from tenancy.scoping import prebuilt_tenant_statement
 
 
 def directory_blueprint(plural: str) -> Blueprint:
@@ -60,9 +60,8 @@ def directory_blueprint(plural: str) -> Blueprint:
         def get(self, args: dict[str, Any]) -> Any:
             limit, cursor = args.pop("limit"), args.pop("cursor")
             keys, descending = sorted_keys(kind.model, args.pop("sort"))
-            session = request_session()
-            found = page.fetch(session, args, keys, descending, limit, cursor)
-            return page.response(session, found)
+            found = page.fetch(args, keys, descending, limit, cursor)
+            return page.response(found)
 
         @requires("directory:write")
         @blp.arguments(schemas["create"])
@@ -172,7 +171,6 @@ class ListPage:
 
     def fetch(
         self,
-        session: Any,
         filters: dict[str, Any],
         keys: list[Any],
         descending: list[bool],
@@ -181,8 +179,10 @@ class ListPage:
     ) -> Page:
         """One page of the filtered list. Its statement is built once per shape (dialect,
         filters used, `active`, sort, first page or not) and kept; the values are parameters
-        (`directory.list_params`, `keyset_params`), the tenant is bound by `run_prebuilt`."""
-        dialect = session.get_bind().dialect.name
+        (`directory.list_params`, `keyset_params`), the tenant is bound by the reader
+        (`tenant_prebuilt_rows`: with no session open, a transaction of its own, one round trip
+        on the driver's cursor)."""
+        dialect = request_dialect_name()
         used, active = directory.list_filters(filters), filters.get("active")
         shape = (dialect, used, active, tuple(k.key for k in keys), tuple(descending), bool(cursor))
         stmt = self._statements.get(shape)
@@ -194,12 +194,13 @@ class ListPage:
                 self._statements.clear()
             self._statements[shape] = stmt
         params = directory.list_params(filters, used) | keyset_params(keys, limit, cursor)
-        return keyset_page(run_prebuilt(session, stmt, params).all(), keys, limit)
+        return keyset_page(tenant_prebuilt_rows(stmt, params), keys, limit)
 
-    def response(self, session: Any, found: Page) -> Response:
+    def response(self, found: Page) -> Response:
         items = self.shape.items(found.items)
         if self.employees:
-            roles = directory.page_roles(session, [item["id"] for item in items])
+            ids = [item["id"] for item in items]
+            roles = directory.page_roles(tenant_prebuilt_rows, request_dialect_name(), ids)
             for item in items:
                 first = [item["role_id"]] if item["role_id"] is not None else []
                 item["role_ids"] = roles.get(item["id"]) or first

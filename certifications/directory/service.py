@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, bindparam, func, insert, select
+from sqlalchemy import Executable, Select, bindparam, func, insert, select
 from sqlalchemy import delete as sql_delete
 from sqlalchemy.orm import Session
 
@@ -29,7 +29,7 @@ from infra.dialect import LIKE_ESCAPE, contains_pattern, one_of_param
 from infra.errors import Conflict, Invalid
 from jobs.models import Job
 from jobs.outbox import request_job
-from tenancy.scoping import prebuilt_tenant_statement, run_prebuilt
+from tenancy.scoping import prebuilt_tenant_statement
 
 FANOUT_ACTOR = "fanout_employees"
 FANOUT_JOB_KIND = "role_fanout"
@@ -181,12 +181,18 @@ def _page_roles_statement(dialect_name: str) -> Select[Any]:
 _PAGE_ROLES = functools.cache(_page_roles_statement)
 
 
-def page_roles(session: Session, employee_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[Any]]:
-    """The roles of these employees, first one first (`Employee.role_ids`), in one query."""
+def page_roles(
+    rows: Callable[[Executable, dict[str, Any]], Iterable[Any]],
+    dialect_name: str,
+    employee_ids: Sequence[uuid.UUID],
+) -> dict[uuid.UUID, list[Any]]:
+    """The roles of these employees, first one first (`Employee.role_ids`), in one query, run
+    by `rows` (statement, parameters → rows: `run_prebuilt` on a session, or a request's
+    reader of prebuilt statements)."""
     found: dict[uuid.UUID, list[Any]] = {}
     if employee_ids:
-        stmt = _PAGE_ROLES(session.get_bind().dialect.name)
-        for employee_id, role_id in run_prebuilt(session, stmt, {"ids": list(employee_ids)}):
+        stmt = _PAGE_ROLES(dialect_name)
+        for employee_id, role_id in rows(stmt, {"ids": list(employee_ids)}):
             found.setdefault(employee_id, []).append(role_id)
     return found
 

@@ -80,3 +80,43 @@ def test_a_filtered_sorted_page_keeps_its_order_and_cursor(api):
     assert len(ann["role_ids"]) == 2
     assert ann["role_id"] == ann["role_ids"][0]
     assert ann["job_id"] is None
+
+
+@pytest.mark.postgres
+def test_a_page_read_on_the_driver_is_the_page_read_through_sqlalchemy(api, org, runtime):
+    """With the organization kept by auth, a list page opens no session: its two statements
+    (the page, the employees' roles) run on the driver's cursor (`tenancy.driver_reads`), each
+    a transaction of one round trip. Every filter shape answers as through SQLAlchemy."""
+    from sqlalchemy import event
+
+    from tenancy import driver_reads
+
+    _arrange(api)
+    welder = next(r for r in api.get("/roles").get_json()["items"] if r["name"] == "Welder")
+    paths = [
+        "/employees?limit=2",
+        "/employees?q=an&active=true",
+        f"/employees?role_id={welder['id']}",
+        "/employees?external_id=E-1",
+        "/employees?updated_since=2020-01-01T00:00:00Z&sort=-name",
+        "/assets?category=crane",
+        "/locations?limit=1",
+    ]
+    first = api.get("/employees?limit=2").get_json()
+    paths.append(f"/employees?limit=2&cursor={first['next_cursor']}")
+    executed: list[str] = []
+    note = lambda _conn, _cursor, statement, *_rest: executed.append(statement)  # noqa: E731
+    event.listen(runtime.engine, "after_cursor_execute", note)
+    try:
+        direct = {path: api.get(path) for path in paths}
+        on_driver = list(executed)
+        driver_reads.enabled = False
+        through = {path: api.get(path) for path in paths}
+    finally:
+        driver_reads.enabled = True
+        event.remove(runtime.engine, "after_cursor_execute", note)
+    for path in paths:
+        assert direct[path].status_code == 200, direct[path].get_data(as_text=True)
+        assert direct[path].get_data() == through[path].get_data(), path
+    assert any(direct[p].get_json()["items"] for p in paths)
+    assert on_driver == [], on_driver  # nothing went through SQLAlchemy's execution
