@@ -56,9 +56,11 @@ class Plan:
 
 
 # (statement id, dialect) → (the statement, so the id stays its own; its plan). The statements
-# read this way are module constants: a handful, and the cache never grows past a bound.
+# read this way are module constants and list pages' shapes (each page keeps up to 256): when
+# the bound is reached the cache starts over, as the pages' own caches do, rather than stop
+# keeping new statements and compile them on every request.
 _plans: dict[tuple[int, str], tuple[Executable, Plan | None]] = {}
-_KEPT = 256
+_KEPT = 2048
 
 
 def plan(engine: Engine, statement: Executable) -> Plan | None:
@@ -69,8 +71,9 @@ def plan(engine: Engine, statement: Executable) -> Plan | None:
     if kept is not None and kept[0] is statement:
         return kept[1]
     made = _make_plan(engine, statement)
-    if len(_plans) < _KEPT:
-        _plans[key] = (statement, made)
+    if len(_plans) >= _KEPT:
+        _plans.clear()
+    _plans[key] = (statement, made)
     return made
 
 

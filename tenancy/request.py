@@ -58,8 +58,7 @@ def tenant_rows(statement: Executable, params: Mapping[str, Any] | None = None) 
     session = open_request_session()
     if session is not None:
         return session.connection().execute(statement, params).all()
-    factory: sessionmaker[Session] = current_app.extensions[_FACTORY_KEY]
-    engine: Engine = factory.kw["bind"]
+    engine = _engine()
     found = driver_reads.plan(engine, statement) if driver_reads.enabled else None
     if found is not None:
         rows = driver_reads.driver_rows(engine, found, params, org_id)
@@ -81,9 +80,14 @@ def tenant_prebuilt_rows(statement: Executable, params: Mapping[str, Any]) -> Se
 
 def request_dialect_name() -> str:
     """The name of the database dialect the request's sessions and readers use."""
+    return _engine().dialect.name
+
+
+def _engine() -> Engine:
+    """The engine of the request's sessions (the app's factory's bind)."""
     factory: sessionmaker[Session] = current_app.extensions[_FACTORY_KEY]
     engine: Engine = factory.kw["bind"]
-    return engine.dialect.name
+    return engine
 
 
 def request_session() -> Session:

@@ -217,3 +217,20 @@ def test_get_org_on_pooled_connections_killed_meanwhile_runs_again(
     assert resp.status_code == 200, resp.get_data(as_text=True)
     assert resp.get_json() == expected
     assert "stale pooled connection" in caplog.text  # the reader met a dead one, ran again
+
+
+@pytest.mark.postgres
+def test_the_plan_cache_starts_over_when_full_and_keeps_planning(runtime, monkeypatch) -> None:
+    """Past its bound the cache of plans starts over: a new statement is still kept (not
+    compiled again on every request), and each statement's plan is its own."""
+    from tenancy import driver_reads
+
+    monkeypatch.setattr(driver_reads, "_plans", {})
+    monkeypatch.setattr(driver_reads, "_KEPT", 3)
+    engine = runtime.engine
+    statements = [select(Organization.id.label(f"c{i}")) for i in range(5)]
+    plans = [driver_reads.plan(engine, s) for s in statements]
+    assert [p.row._fields for p in plans] == [(f"c{i}",) for i in range(5)]
+    assert len(driver_reads._plans) <= 3
+    last = statements[-1]
+    assert driver_reads.plan(engine, last) is plans[-1]  # kept: the same plan, not a new one
