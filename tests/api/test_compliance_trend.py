@@ -7,7 +7,7 @@ import json
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from certifications.assignments import exemptions, fanout, service
 from certifications.assignments.recompute import recompute_org
@@ -162,11 +162,16 @@ def test_trend_bounds_and_unknown_ids(api, org, make_org, make_certification):
 
 
 def test_a_day_still_open_is_never_read_from_its_first_ticks_snapshot(
-    api, org, make_certification, make_employee, as_tenant
+    api, org, make_certification, make_employee, as_tenant, jobs
 ):
     """The day's first tick writes its snapshot as the day starts; a change made later that day
     counts in the day's figures (a report run at 08:00 for the day, a past day whose end no
-    tick has rewritten yet) - the snapshot is only read once a later day's tick made it final."""
+    tick has rewritten yet) - the snapshot is only read once a later day's tick made it final.
+
+    The changes request ticks, which run on the real clock and write today's snapshot: a
+    later day than the pinned one, so it made the pinned day final whenever a worker ran them
+    before the summary was read (a test that failed now and then). They run to the end here,
+    and what they wrote after the pinned day goes: the day is as the pinned timeline left it."""
     day = TICKS[0]
     cert = make_certification(org)
     worker = make_employee(org, name="Worker")
@@ -182,6 +187,10 @@ def test_a_day_still_open_is_never_read_from_its_first_ticks_snapshot(
         issued_on=day - timedelta(days=10),
         expires_on=day + timedelta(days=300),
     )
+    jobs.drain()
+    with as_tenant(org.id) as s:
+        s.execute(delete(ComplianceSnapshot).where(ComplianceSnapshot.day > day))
+        s.commit()
     figures = from_history(as_tenant, org, day.isoformat())
     assert figures["counts"]["valid"] == 1
     assert totals(api.get(f"/compliance/summary?on={day}").get_json()) == figures
