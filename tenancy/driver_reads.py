@@ -90,7 +90,7 @@ def _make_plan(engine: Engine, statement: Executable) -> Plan | None:
     names = [c.name for c in columns]
     if len(set(names)) != len(names) or not all(n.isidentifier() and n[0] != "_" for n in names):
         return None
-    for column in statement.selected_columns:
+    for column in columns:
         try:  # the column's type in the result is unknown yet: a type that asks is refused
             converts = column.type.dialect_impl(dialect).result_processor(dialect, None)
         except Exception:  # noqa: BLE001 - e.g. Numeric, which picks by the result's type

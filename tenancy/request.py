@@ -20,7 +20,7 @@ from sqlalchemy.sql.elements import TextClause
 
 from infra.context import current_org_id, in_platform_context
 from tenancy import driver_reads
-from tenancy.scoping import ORG_PARAM, set_rls_tenant
+from tenancy.scoping import prebuilt_params, set_rls_tenant
 
 log = logging.getLogger("certs.api")
 
@@ -72,10 +72,7 @@ def tenant_rows(statement: Executable, params: Mapping[str, Any] | None = None) 
 def tenant_prebuilt_rows(statement: Executable, params: Mapping[str, Any]) -> Sequence[Any]:
     """`tenant_rows` of a `prebuilt_tenant_statement`, its tenant parameter bound to the
     current organization (as `run_prebuilt` binds it; `params` cannot name another)."""
-    org_id = current_org_id()
-    if org_id is None:
-        raise NoTenant("a prebuilt tenant statement needs a tenant in context")
-    return tenant_rows(statement, {**params, ORG_PARAM: org_id})
+    return tenant_rows(statement, prebuilt_params(params))
 
 
 def request_dialect_name() -> str:

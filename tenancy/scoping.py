@@ -121,10 +121,16 @@ def prebuilt_tenant_statement(stmt: S, *tables: Any) -> S:
 def run_prebuilt(session: Session, stmt: Executable, params: Mapping[str, Any]) -> Any:
     """Execute a `prebuilt_tenant_statement` on the session's connection (its transaction,
     its tenant) as the current organization; `params` cannot name another."""
+    return session.connection().execute(stmt, prebuilt_params(params))
+
+
+def prebuilt_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """`params` of a `prebuilt_tenant_statement` with its tenant parameter bound to the current
+    organization, whatever `params` said of it."""
     org_id = current_org_id()
     if org_id is None:
         raise UnscopedStatement("a prebuilt tenant statement needs a tenant in context")
-    return session.connection().execute(stmt, {**params, ORG_PARAM: org_id})
+    return {**params, ORG_PARAM: org_id}
 
 
 def run_scoped(session: Session, stmt: Select[Any]) -> Any:
